@@ -1,0 +1,61 @@
+"""An append-safe JSONL log: the rollout store's disk format."""
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from interp.errors import InterpError
+
+
+def repair_jsonl(path: Path) -> int:
+    """Cut a partly written last line (a write interrupted mid-line); returns bytes cut."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data or data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1
+        f.truncate(keep)
+        return len(data) - keep
+
+
+def append_jsonl(path: Path, records: Iterable[dict]) -> None:
+    """Append records as JSON lines in one write, flushed and fsynced.
+
+    A crash can leave at most one partial last line, which :func:`repair_jsonl` (run before
+    every append) and :func:`read_jsonl` drop; whole lines already written are never lost.
+    """
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if not lines:
+        return
+    repair_jsonl(path)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(lines)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSONL file; a partial last line (interrupted write) is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    complete, tail = lines[:-1], lines[-1]  # tail is "" when the file ends with a newline
+    out = []
+    for number, line in enumerate(complete, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise InterpError(
+                f"line {number} of {path} is not valid JSON ({e.msg}); the file was edited or "
+                "corrupted: delete that line and run again to regenerate those rollouts"
+            ) from e
+    del tail  # an unterminated last line is an interrupted write: dropped
+    return out

