@@ -1,0 +1,306 @@
+"""The batched solver: ``layer * fold`` L2-regularised logistic regressions fitted at once.
+
+Objective of problem (l, f), as scikit-learn's ``LogisticRegression(C=C)`` on
+``StandardScaler``-ed inputs: ``sum_i logloss_i + ||w||^2 / (2C)`` over the rows in fold f's
+training set, intercept not penalised. Preconditioned L-BFGS on a ``[layer, fold, d_model]``
+weight tensor: every iteration is two batched products over the activations (one for the
+search direction's effect on the logits, one for the gradient); line searches move along the
+logits without touching the activations again.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import einops
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+FLOAT64_MAX_ELEMENTS = 2**24  # inputs up to this size are fitted in float64, larger ones in float32
+GRAM_ROWS = 4096  # rows of the covariance estimate behind the preconditioner and the projection
+STAT_ROWS = 1024  # rows of the per-layer centring / scaling (a reparametrisation: any estimate works)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The fitted problems: coefficients on standardised inputs and the standardisation used."""
+
+    coef: Float[Tensor, "layer fold d_model"]  # on standardised inputs
+    intercept: Float[Tensor, "layer fold"]
+    mean: Float[Tensor, "layer fold d_model"]  # standardisation, in the coordinates of the input
+    scale: Float[Tensor, "layer fold d_model"]
+    n_iter: int
+    converged: Bool[Tensor, "layer fold"]
+
+
+def fit_logistic(
+    x: Float[Tensor, "layer prompt d_model"],
+    y: Bool[Tensor, "prompt"],
+    train: Bool[Tensor, "fold prompt"],
+    covariance: "Covariance",
+    C: float,
+    tol: float,
+    max_iter: int,
+    history: int = 10,
+    progress: bool = False,
+) -> Fit:
+    """Fit ``layer * fold`` logistic regressions at once by preconditioned L-BFGS.
+
+    Problem (l, f) standardises ``x[l]`` with the mean and (population) std of the rows in
+    ``train[f]`` and minimises ``mean_i logloss_i + ||w||^2 / (2 C n_f)`` over those rows, which
+    has the minimiser of scikit-learn's ``C * sum_i logloss_i + ||w||^2 / 2``. ``x`` should be
+    centred and scaled per layer over all rows (a reparametrisation only; it keeps the products
+    well conditioned); its dtype (float32 for large inputs, float64 for small) sets the precision.
+    The Hessian at ``w = 0`` is close to ``covariance / 4 + lambda``; its inverse preconditions
+    every problem of that layer. Stopping rule as scikit-learn's lbfgs: max |gradient| <= tol on
+    the mean-scaled objective (or no decrease left above the products' rounding).
+    """
+    n_layer, n, d = x.shape
+    n_fold = train.shape[0]
+    dtype = torch.float64
+    w_train = train.to(x.dtype)
+    n_f = w_train.sum(-1).to(dtype)  # [fold]
+    lam = 1.0 / (C * n_f)  # [fold]
+
+    # per-fold standardisation (products in x's dtype, float64 bookkeeping)
+    mean = masked_sums(w_train, x).to(dtype) / n_f[None, :, None]
+    second = torch.empty(n_layer, n_fold, d, dtype=x.dtype)
+    buffer = torch.empty(n, d, dtype=x.dtype)
+    for layer in range(n_layer):
+        torch.mul(x[layer], x[layer], out=buffer)
+        torch.mm(w_train, buffer, out=second[layer])
+    var = (second.to(dtype) / n_f[None, :, None] - mean.square()).clamp_min(0.0)
+    scale = var.sqrt()
+    scale = torch.where(scale < 1e-6, torch.ones_like(scale), scale)  # constant on train rows: leave unscaled
+
+    y_f = y.to(dtype)
+    w_mask = train.to(dtype)
+
+    inverse_hessian0 = covariance.inverse_hessian0(float(lam.mean()))
+
+    def precondition(g: Tensor) -> Tensor:
+        out = torch.empty_like(g)
+        out[..., :d] = inverse_hessian0(g[..., :d].to(x.dtype)).to(dtype)
+        out[..., d] = 4.0 * g[..., d]
+        return out
+
+    def along(direction: Tensor) -> Tensor:
+        """Change of every prompt's logit per unit step along ``direction`` (one pass over x)."""
+        dv = direction[..., :d] / scale
+        db = direction[..., d] - (mean * dv).sum(-1)
+        return torch.bmm(dv.to(x.dtype), x.transpose(1, 2)).to(dtype) + db[..., None]  # [l, f, n]
+
+    def loss_and_grad(z: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        """Objective and gradient at logits ``z`` and weights ``w`` (one pass over x)."""
+        loss = ((torch.nn.functional.softplus(z) - y_f * z) * w_mask).sum(-1) / n_f + 0.5 * lam * w.square().sum(-1)
+        resid = (torch.sigmoid(z) - y_f) * w_mask / n_f[:, None]
+        resid_sum = resid.sum(-1)
+        grad_x = torch.bmm(resid.to(x.dtype), x).to(dtype)
+        grad_w = (grad_x - mean * resid_sum[..., None]) / scale + lam[:, None] * w
+        return loss, torch.cat([grad_w, resid_sum[..., None]], dim=-1)
+
+    def line_search(z: Tensor, zd: Tensor, w: Tensor, dw: Tensor, loss: Tensor, slope: Tensor, active: Tensor) -> Tensor:
+        """Step along the line, found without touching x: the logits move as ``z + t * zd``.
+
+        A few Newton steps on the (convex) objective along the line from t = 1, then Armijo
+        backtracking where the Newton step did not decrease the objective enough.
+        """
+        wdw, dwdw = (w * dw).sum(-1), (dw * dw).sum(-1)
+
+        def phi(t: Tensor) -> Tensor:
+            zt = z + t[..., None] * zd
+            data = ((torch.nn.functional.softplus(zt) - y_f * zt) * w_mask).sum(-1) / n_f
+            return data + 0.5 * lam * (w.square().sum(-1) + 2 * t * wdw + t.square() * dwdw)
+
+        t = torch.ones_like(loss)
+        for _ in range(3):
+            p = torch.sigmoid(z + t[..., None] * zd)
+            d1 = ((p - y_f) * zd * w_mask).sum(-1) / n_f + lam * (wdw + t * dwdw)
+            d2 = (p * (1 - p) * zd.square() * w_mask).sum(-1) / n_f + lam * dwdw
+            newton = t - d1 / d2.clamp_min(1e-300)
+            t = torch.where(active & (d2 > 0), newton.clamp(0.1 * t, 10.0 * t), t)
+        slack = 10 * torch.finfo(x.dtype).eps * loss.abs()  # changes below the products' rounding are noise
+        ok = ~active | (phi(t) <= loss + 1e-4 * t * slope + slack)
+        t = torch.where(ok, t, torch.ones_like(t).clamp(max=t))
+        for _ in range(30):
+            if bool(ok.all()):
+                break
+            t = torch.where(ok, t, 0.5 * t)
+            ok |= phi(t) <= loss + 1e-4 * t * slope + slack
+        return torch.where(ok, t, torch.zeros_like(t))  # no decrease at all: stay (rounding floor)
+
+    theta = torch.zeros(n_layer, n_fold, d + 1, dtype=dtype)
+    z = torch.zeros(n_layer, n_fold, n, dtype=dtype)
+    loss, grad = loss_and_grad(z, theta[..., :d])
+    s_hist = torch.zeros(history, n_layer, n_fold, d + 1, dtype=dtype)
+    y_hist = torch.zeros_like(s_hist)
+    rho = torch.zeros(history, n_layer, n_fold, dtype=dtype)
+    gamma = torch.ones(n_layer, n_fold, dtype=dtype)
+    last_valid = torch.zeros(n_layer, n_fold, dtype=torch.bool)
+    at_floor = torch.zeros(n_layer, n_fold, dtype=torch.bool)
+    active = grad.abs().amax(-1) > tol
+    n_iter = 0
+
+    bar = tqdm(total=max_iter, desc="probes (all layers)", disable=not progress, leave=False)
+    for n_iter in range(1, max_iter + 1):
+        if not bool(active.any()):
+            n_iter -= 1
+            break
+        # two-loop recursion, all problems at once; empty history slots have rho = 0
+        q = grad.clone()
+        slots = [(n_iter - 2 - j) % history for j in range(min(n_iter - 1, history))]
+        alphas = []
+        for j in slots:
+            a = rho[j] * (s_hist[j] * q).sum(-1)
+            q -= a[..., None] * y_hist[j]
+            alphas.append(a)
+        if slots:  # one product preconditions q and the newest curvature pair (for the scaling gamma)
+            newest = slots[0]
+            pq, py = precondition(torch.cat([q, y_hist[newest]], dim=1)).split(n_fold, dim=1)
+            ypy = (y_hist[newest] * py).sum(-1)
+            gamma = torch.where(last_valid, (s_hist[newest] * y_hist[newest]).sum(-1) / ypy.clamp_min(1e-300), gamma)
+        else:
+            pq = precondition(q)
+        r = gamma[..., None] * pq
+        for j, a in zip(reversed(slots), reversed(alphas)):
+            b = rho[j] * (y_hist[j] * r).sum(-1)
+            r += s_hist[j] * (a - b)[..., None]
+        direction = -r * active[..., None]
+        slope = (grad * direction).sum(-1)
+        uphill = active & (slope >= 0)
+        if bool(uphill.any()):
+            direction = torch.where(uphill[..., None], -precondition(grad), direction) * active[..., None]
+            slope = (grad * direction).sum(-1)
+
+        zd = along(direction)
+        step = line_search(z, zd, theta[..., :d], direction[..., :d], loss, slope, active)
+        stalled = active & (step == 0)
+        at_floor |= stalled
+        s = step[..., None] * direction
+        theta = theta + s
+        z = z + step[..., None] * zd
+        new_loss, new_grad = loss_and_grad(z, theta[..., :d])
+
+        yv = new_grad - grad
+        sy = (s * yv).sum(-1)
+        valid = active & ~stalled & (sy > 1e-20)
+        slot = (n_iter - 1) % history
+        s_hist[slot] = torch.where(valid[..., None], s, 0.0)
+        y_hist[slot] = torch.where(valid[..., None], yv, 0.0)
+        rho[slot] = torch.where(valid, 1.0 / sy.clamp_min(1e-300), 0.0)
+        last_valid = valid
+
+        loss, grad = new_loss, new_grad
+        active = active & ~stalled & (grad.abs().amax(-1) > tol)
+        bar.update(1)
+        bar.set_postfix(unconverged=int(active.sum()))
+    bar.close()
+
+    grad_max = grad.abs().amax(-1)
+    converged = (grad_max <= tol) | (at_floor & (grad_max <= 10 * tol))  # rounding floor within a decade of tol
+    if not bool(converged.all()):
+        bad = sorted({int(i) for i in torch.nonzero(~converged)[:, 0]})
+        warnings.warn(
+            f"probes at layer indices {bad} stopped after {n_iter} iterations with max |gradient| "
+            f"{float(grad_max.max()):.2g} > tol={tol}; raise max_iter or lower C.",
+            stacklevel=3,
+        )
+    return Fit(
+        coef=theta[..., :d],
+        intercept=theta[..., d],
+        mean=mean,
+        scale=scale,
+        n_iter=n_iter,
+        converged=converged,
+    )
+
+def compute_dtype(n_elements: int) -> torch.dtype:
+    return torch.float64 if n_elements <= FLOAT64_MAX_ELEMENTS else torch.float32
+
+
+def row_sample(n: int, size: int, seed: int) -> Tensor:
+    """Sorted random row indices (all rows when ``n <= size``), deterministic by seed."""
+    if n <= size:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+
+
+def masked_sums(weights: Float[Tensor, "row prompt"], x: Float[Tensor, "layer prompt d_model"]) -> Float[Tensor, "layer row d_model"]:
+    """``weights @ x[l]`` for every layer in one batched product."""
+    return torch.bmm(einops.repeat(weights, "r n -> l r n", l=x.shape[0]), x)
+
+
+def projection(
+    x: Float[Tensor, "layer prompt d_model"], covariance: "Covariance", direction: Float[Tensor, "layer d_model"]
+) -> Float[Tensor, "layer prompt 2"]:
+    """Coordinates on the unit difference-of-means direction and the top PC orthogonal to it."""
+    unit = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    d = x.shape[-1]
+    gen = torch.Generator().manual_seed(0)
+    basis = torch.randn(x.shape[0], d, min(4, d), generator=gen).to(x.dtype)
+
+    def deflate(m: Tensor) -> Tensor:
+        return m - unit[..., None] * (unit[:, None, :] @ m)
+
+    basis = torch.linalg.qr(deflate(basis)).Q
+    for _ in range(30):  # orthogonal iteration on the deflated covariance
+        basis = torch.linalg.qr(deflate(covariance.times(basis))).Q
+    small = basis.transpose(1, 2) @ deflate(covariance.times(basis))
+    _, evecs = torch.linalg.eigh((small + small.transpose(1, 2)) / 2)
+    pc = deflate(basis @ evecs[..., -1:]).squeeze(-1)
+    pc = pc / pc.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    axes = torch.stack([unit, pc], dim=-1)  # [l, d, 2]
+    return torch.bmm(x, axes)
+
+
+class Covariance:
+    """Second moments ``s^T s / m`` of a row sample ``s`` [layer, m, d_model] of standardised inputs.
+
+    Dense ``[layer, d, d]`` when m >= d; otherwise kept implicit and inverted by Woodbury, so wide
+    models with few prompts never form a d x d matrix.
+    """
+
+    def __init__(self, sample: Float[Tensor, "layer prompt d_model"]) -> None:
+        self.sample = sample
+        self.m, self.d = sample.shape[1], sample.shape[2]
+        self.dense = torch.bmm(sample.transpose(1, 2), sample) / self.m if self.m >= self.d else None
+
+    def times(self, b: Float[Tensor, "layer d_model k"]) -> Float[Tensor, "layer d_model k"]:
+        if self.dense is not None:
+            return self.dense @ b
+        return self.sample.transpose(1, 2) @ (self.sample @ b) / self.m
+
+    def inverse_hessian0(self, lam: float):
+        """``g -> g (covariance / 4 + lam I)^-1`` for g [layer, rows, d_model] (float32)."""
+        if self.dense is not None:
+            eye = torch.eye(self.d, dtype=self.dense.dtype)
+            hess = self.dense * 0.25 + lam * eye
+            chol, info = torch.linalg.cholesky_ex(hess)
+            if bool((info != 0).any()):  # numerically indefinite: diagonal fallback for those layers
+                diag = torch.diagonal(hess, dim1=-2, dim2=-1).clamp_min(lam)
+                chol = torch.where(info[:, None, None] != 0, torch.diag_embed(diag.sqrt()), chol)
+            inverse = torch.cholesky_inverse(chol)
+            return lambda g: torch.bmm(g, inverse)
+        u = self.sample * math.sqrt(0.25 / self.m)  # hess = lam I + u^T u
+        small = torch.bmm(u, u.transpose(1, 2)) + lam * torch.eye(self.m, dtype=u.dtype)
+        small_inverse = torch.cholesky_inverse(torch.linalg.cholesky(small))
+        return lambda g: (g - torch.bmm(torch.bmm(torch.bmm(g, u.transpose(1, 2)), small_inverse), u)) / lam
+
+
+def standardise(acts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """A copy centred and scaled per layer over all prompts, with the centre and spread."""
+    x = acts.detach().to(device="cpu", dtype=compute_dtype(acts.numel()), copy=True)
+    return (x, *standardise_(x))
+
+
+def standardise_(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Centre and scale ``x`` [layer, prompt, d_model] in place; return centre and spread."""
+    sample = x[:, row_sample(x.shape[1], STAT_ROWS, 0)]
+    centre = sample.mean(1)
+    spread = (sample - centre[:, None, :]).square().mean(1).sqrt()
+    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+    x.sub_(centre[:, None, :]).div_(spread[:, None, :])
+    return centre, spread
+

@@ -1,0 +1,158 @@
+"""``train_probes``: a logistic-regression probe per layer, all layers and folds in one batched fit."""
+
+from typing import Any, Sequence
+
+import einops
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from interp.errors import InterpError
+from interp.probes.inputs import TENSOR_SOURCE, check_store, encode_labels, from_tensor, labels_for, select_hooks, stack_store
+from interp.probes.metrics import HOLDOUT, auroc, binary_metrics, stratified_folds
+from interp.probes.result import ProbeResult
+from interp.probes.solver import GRAM_ROWS, Covariance, fit_logistic, masked_sums, projection, row_sample, standardise
+from interp.provenance import Provenance, hash_json
+
+
+def train_probes(
+    data: Any,
+    labels: Any = "label",
+    layers: str | Sequence[int | str] = "all",
+    cv: int = 5,
+    holdout: float = 0.2,
+    C: float = 1.0,
+    seed: int = 0,
+    positive: str | None = None,
+    tol: float = 1e-4,
+    max_iter: int = 500,
+    hooks: Sequence[str] | None = None,
+    texts: Sequence[str] | None = None,
+    progress: bool = True,
+) -> ProbeResult:
+    """Train an L2-regularised logistic-regression probe on h_last of every layer, all layers at once.
+
+    Inputs are standardised per layer on each fold's training prompts, as scikit-learn's
+    ``StandardScaler`` + ``LogisticRegression(C=C)`` would (same objective and stopping rule).
+    Metrics come from stratified ``cv``-fold cross-validation on the prompts left after a
+    stratified held-out split; the final probes are fitted on all non-held-out prompts.
+
+    Args:
+        data: an ActivationStore cached with ``positions="last"``, or activations
+            ``[layer, prompt, d_model]`` (``hooks`` names its layers; default resid_post 0..L-1).
+        labels: a record field of the store's prompts (``"label"``), a PromptSet with the same
+            texts, or one label per prompt (list or tensor), in prompt order.
+        layers: ``"all"`` (every cached resid_post, after the embeddings if cached), or layer
+            numbers / hook names / site shorthands.
+        cv, holdout, seed: folds, held-out fraction (0: none) and the seed of both splits.
+        C: inverse L2 strength as in scikit-learn (objective ``sum logloss + ||w||^2 / (2C)``).
+        positive: the positive class (default: the later of the two sorted labels); with more
+            than two labels it makes the probe one-vs-rest.
+        tol, max_iter: stop when max |gradient| of the mean-scaled objective is <= tol.
+        hooks, texts: names of the tensor's layers and its prompts' texts (tensor input only).
+
+    >>> from interp.probes import synthetic_activations
+    >>> acts, labels = synthetic_activations(n_layers=2, n_prompts=160, d_model=8, separation=[0, 3], seed=0)
+    >>> train_probes(acts, labels, cv=4, progress=False).best_hook
+    'blocks.1.hook_resid_post'
+    """
+    if C <= 0:
+        raise InterpError(f"C={C}: the inverse regularisation strength must be positive, e.g. C=1.0.")
+    with torch.no_grad():
+        if isinstance(data, Tensor):
+            if texts is None and hasattr(labels, "texts"):
+                texts = labels.texts
+            acts, hook_names, prompt_texts = from_tensor(data, layers, hooks, texts)
+            values = labels_for(labels, len(prompt_texts), prompt_texts, "the activations")
+            source = Provenance(model_id=TENSOR_SOURCE, weights_hash="", dataset_hash=hash_json({"texts": list(prompt_texts), "labels": values}), extra={"source": "tensor"})
+        else:
+            check_store(data)
+            if hooks is not None or texts is not None:
+                raise InterpError("hooks= and texts= describe a tensor; a store names its own hooks and prompts.")
+            hook_names = select_hooks(data, layers)
+            prompt_texts = tuple(data.prompts.texts)
+            values = labels_for(labels, len(prompt_texts), prompt_texts, "the store", data.prompts.records)
+            source = data.provenance
+        y, label_names, one_vs_rest = encode_labels(values, positive)
+        fold = stratified_folds(y.long(), cv=cv, holdout=holdout, seed=seed, class_names=label_names)
+        x, centre, spread = standardise(acts) if isinstance(data, Tensor) else stack_store(data, hook_names, progress)
+        settings = {"C": C, "cv": cv, "holdout": holdout, "positive": label_names[1], "tol": tol}
+        provenance = Provenance(
+            model_id=source.model_id,
+            weights_hash=source.weights_hash,
+            dataset_hash=source.dataset_hash,
+            hooks=hook_names,
+            seed=seed,
+            extra={**dict(source.extra), "probe": settings},
+        )
+        return _train(x, centre, spread, y, fold, cv, C, tol, max_iter, progress,
+                      hooks=hook_names, label_names=label_names, texts=prompt_texts, seed=seed, provenance=provenance, one_vs_rest=one_vs_rest)  # fmt: skip
+
+
+def _train(
+    x: Float[Tensor, "layer prompt d_model"],
+    centre: Float[Tensor, "layer d_model"],
+    spread: Float[Tensor, "layer d_model"],
+    y: Bool[Tensor, "prompt"],
+    fold: Int[Tensor, "prompt"],
+    cv: int,
+    C: float,
+    tol: float,
+    max_iter: int,
+    progress: bool,
+    **fields: Any,
+) -> ProbeResult:
+    """Fit the ``cv`` fold problems and the final problem of every layer; score them; build the result.
+
+    ``x`` is standardised per layer (``raw = centre + spread * x``); ``fields`` are the result's
+    descriptive fields (hooks, label_names, texts, seed, provenance, one_vs_rest).
+    """
+    n_layer, n, _ = x.shape
+    kept = fold != HOLDOUT
+    # problems 0..cv-1: the CV folds (train on the other folds); problem cv: every non-held-out prompt
+    train = torch.stack([kept & (fold != f) for f in range(cv)] + [kept])
+    test = torch.stack([fold == f for f in range(cv)] + [fold == HOLDOUT])
+    covariance = Covariance(x if n <= GRAM_ROWS else x[:, row_sample(n, GRAM_ROWS, 0)])
+    fit = fit_logistic(x, y, train, covariance, C=C, tol=tol, max_iter=max_iter, progress=progress)
+
+    # difference of class means per problem (its training prompts), in standardised coordinates
+    positive = (train & y).to(x.dtype)
+    negative = (train & ~y).to(x.dtype)
+    sums = masked_sums(torch.cat([positive, negative]), x)
+    diff = sums[:, : cv + 1] / positive.sum(-1)[None, :, None] - sums[:, cv + 1 :] / negative.sum(-1)[None, :, None]
+
+    # probe logits and diff-of-means scores of every prompt under every problem, in one product
+    normal = (fit.coef / fit.scale).to(x.dtype)
+    bias = fit.intercept - (fit.mean * fit.coef / fit.scale).sum(-1)
+    scores = torch.bmm(torch.cat([normal, diff], dim=1), x.transpose(1, 2)).double()  # [layer, 2 * problems, prompt]
+    logits = scores[:, : cv + 1] + bias[..., None]
+    metrics = binary_metrics(logits, y, test)
+    diff_auroc = auroc(scores[:, cv + 1 :], y, test)
+
+    # out-of-fold logits: each CV prompt scored by the probe that did not see it, held-out ones by the final probe
+    owner = torch.where(fold == HOLDOUT, torch.full_like(fold, cv), fold)
+    out_of_fold = logits.gather(1, einops.repeat(owner, "n -> l 1 n", l=n_layer)).squeeze(1)
+    return ProbeResult(
+        y=y.long(),
+        fold=fold,
+        cv_accuracy=metrics["accuracy"][:, :cv].float(),
+        cv_auroc=metrics["auroc"][:, :cv].float(),
+        cv_log_loss=metrics["log_loss"][:, :cv].float(),
+        holdout_accuracy=metrics["accuracy"][:, cv].float(),
+        holdout_auroc=metrics["auroc"][:, cv].float(),
+        holdout_log_loss=metrics["log_loss"][:, cv].float(),
+        diff_means_cv_auroc=diff_auroc[:, :cv].float(),
+        diff_means_holdout_auroc=diff_auroc[:, cv].float(),
+        # the final probes (problem cv) in raw activation coordinates
+        coef=fit.coef[:, cv].float(),
+        intercept=fit.intercept[:, cv].float(),
+        mean=(centre + spread * fit.mean[:, cv]).float(),
+        scale=(spread * fit.scale[:, cv]).float(),
+        diff_means=(spread * diff[:, cv]).float(),
+        projection=projection(x, covariance, diff[:, cv]).float(),
+        oof_logits=out_of_fold.float(),
+        converged=fit.converged.all(-1),
+        C=float(C),
+        n_iter=fit.n_iter,
+        **fields,
+    )
