@@ -1,0 +1,81 @@
+"""``interp prune``: one set-difference mask from two files, evaluated against a random control.
+
+A thin layer over ``interp.experiments.run_experiment`` with a one-point configuration, so it
+resumes like ``interp run`` when rerun with the same ``--out``.
+"""
+
+import argparse
+from pathlib import Path
+
+EXAMPLE = (
+    "interp prune --model organism --harmful harmful.jsonl --benign benign.jsonl "
+    "--method signed_snip --p 0.01 --q 0.01 --out runs/prune"
+)
+
+
+def add_cli(subparsers) -> None:
+    from interp.cli import add_model_arguments, add_subcommand
+
+    parser = add_subcommand(
+        subparsers,
+        "prune",
+        _run,
+        help="Score decoder weights on harmful and benign responses, prune the set difference, and measure harm and utility.",
+        example=EXAMPLE,
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--harmful", required=True, type=Path, help="prompt + response file of the behaviour to remove (.jsonl/.csv with text and response fields)")
+    parser.add_argument("--benign", required=True, type=Path, help="prompt + response file of the behaviour to keep")
+    parser.add_argument("--method", default="signed_snip", choices=("snip", "signed_snip", "wanda"), help="importance score")
+    parser.add_argument("--p", type=float, default=0.01, help="fraction of each matrix protected by the benign score, in (0, 1]")
+    parser.add_argument("--q", type=float, default=0.01, help="fraction of each matrix selected by the harm score, in (0, 1]")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (scores, mask, result); rerun to resume")
+    parser.add_argument("--n-samples", type=int, default=128, help="examples per score")
+    parser.add_argument("--batch-size", type=int, default=8, help="examples per forward/backward pass")
+    parser.add_argument("--eval-harmful", type=Path, default=None, help="prompts for the harmful-compliance evaluation (default: the prompts of --harmful)")
+    parser.add_argument("--judge", default="keyword", help="harm judge: 'keyword' (the reference refusal-string rule) or 'module:function' f(record, response) -> bool")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="new tokens generated per evaluation prompt")
+    parser.add_argument("--random-seeds", default="0", help="comma-separated seeds of the random control masks ('' for none)")
+    parser.add_argument("--text-field", default="text", help="field holding the prompt")
+    parser.add_argument("--response-field", default="response", help="field holding the response")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from interp.errors import InterpError
+    from interp.experiments import DatasetSpec, EvaluationConfig, HarmPruningConfig, run_experiment, summary
+
+    def spec(path: Path) -> DatasetSpec:
+        if not path.exists():
+            raise InterpError(f"file {path} does not exist.")
+        return DatasetSpec(path=str(path.resolve()), text_field=args.text_field, response_field=args.response_field)
+
+    try:
+        seeds = tuple(int(part) for part in args.random_seeds.split(",") if part.strip())
+    except ValueError:
+        raise InterpError(f"--random-seeds must be comma-separated integers, got {args.random_seeds!r}.") from None
+    config = HarmPruningConfig(
+        harmful=spec(args.harmful),
+        benign=spec(args.benign),
+        evaluation=EvaluationConfig(
+            harmful=spec(args.eval_harmful or args.harmful),
+            judge=args.judge,
+            benign_pairs=spec(args.benign),
+            max_new_tokens=args.max_new_tokens,
+        ),
+        name="prune",
+        model=args.model,
+        dtype=args.dtype,
+        device=args.device,
+        method=args.method,
+        n_samples=args.n_samples,
+        batch_size=args.batch_size,
+        p=(args.p,),
+        q=(args.q,),
+        random_seeds=seeds,
+        save_masks=True,
+    )
+    result = run_experiment(config, args.out, progress=not args.quiet)
+    print(summary(result))
+    print(f"scores in {args.out / 'scores'}, masks in {args.out / 'masks'}, results in {args.out}")
+    return 0

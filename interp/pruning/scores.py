@@ -1,0 +1,365 @@
+"""Importance of each decoder-layer weight for producing given responses: SNIP, signed SNIP, Wanda.
+
+With L_i the mean cross-entropy over the response tokens of example i (prompt tokens masked)
+and N examples:
+
+- ``snip``: S = |W| * sum_i |dL_i/dW|  (Wei et al. 2024);
+- ``signed_snip``: S = -W * mean_i dL_i/dW = W * d(mean log-likelihood)/dW, the first-order
+  estimate of how much the loss rises when the weight is zeroed; large positive scores mark the
+  weights that most help produce the responses (the variant of Orgad et al. 2026);
+- ``wanda``: S_jk = |W_jk| * ||X_k||_2, X the input of the layer over all response tokens
+  (the tokens that are part of a response, as in Wei et al.'s calibration).
+
+Scores of all layers come from one forward and one backward per batch: per-example gradients are
+rebuilt from each linear layer's input X and output gradient G as G_i^T X_i, so the per-example
+absolute value of SNIP needs no per-example backward. Everything accumulates in float32.
+
+>>> scores = importance_scores(model, harmful_pairs, method="signed_snip")   # doctest: +SKIP
+>>> scores.save("harm.safetensors"); ImportanceScores.load("harm.safetensors")  # doctest: +SKIP
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from einops import einsum, rearrange
+from jaxtyping import Float
+from safetensors import safe_open
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.errors import InterpError
+from interp.io import atomic_write_safetensors
+from interp.models import model_id
+from interp.provenance import Provenance, weights_hash
+from interp.pruning.pairs import Records, iter_response_batches, pairs_hash, response_nll, response_pairs, tokenize_pairs
+from interp.pruning.weights import DecoderWeight, decoder_weights
+
+METHODS = ("snip", "signed_snip", "wanda")
+FORMAT = "interp-importance-scores"
+# per-example gradient chunks are kept under this many float32 elements (256 MiB)
+_CHUNK_ELEMENTS = 1 << 26
+
+
+class LazyTensors(Mapping[str, Tensor]):
+    """A read-only ``{key: tensor}`` view of a safetensors file; each tensor is read on access."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        with safe_open(str(self.path), framework="pt") as handle:
+            self._shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._shapes[key]
+
+    def __getitem__(self, key: str) -> Tensor:
+        if key not in self._shapes:
+            raise KeyError(key)
+        with safe_open(str(self.path), framework="pt") as handle:
+            return handle.get_tensor(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+
+def tensor_shape(tensors: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
+    """The shape of ``tensors[key]`` without reading it when the mapping is lazy."""
+    return tensors.shape(key) if isinstance(tensors, LazyTensors) else tuple(tensors[key].shape)
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise InterpError(f"unknown scoring method {method!r}; use one of {', '.join(METHODS)}.")
+    return method
+
+
+@dataclass(frozen=True)
+class ImportanceScores:
+    """One score per decoder-layer weight, keyed like ``decoder_weights`` (``blocks.0.attn.q``, ...).
+
+    Each tensor is ``[d_out, d_in]`` (the ``nn.Linear`` layout). ``provenance.dataset_hash`` is the hash
+    of the (prompt, response) texts the scores were computed on.
+    """
+
+    scores: Mapping[str, Float[Tensor, "d_out d_in"]]
+    method: str
+    provenance: Provenance
+    n_samples: int
+    n_tokens: int
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
+        if not self.scores:
+            raise InterpError("importance scores need at least one weight matrix.")
+        for key in self.scores:
+            if len(tensor_shape(self.scores, key)) != 2:
+                raise InterpError(f"the score of {key} has shape {tensor_shape(self.scores, key)}; scores are 2-D [d_out, d_in].")
+        if self.n_samples < 1 or self.n_tokens < 1:
+            raise InterpError(f"scores need at least one example and one response token (got {self.n_samples} and {self.n_tokens}).")
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.scores)
+
+    def __getitem__(self, key: str) -> Float[Tensor, "d_out d_in"]:
+        return self.scores[key]
+
+    def shape(self, key: str) -> tuple[int, int]:
+        return tensor_shape(self.scores, key)  # type: ignore[return-value]
+
+    @property
+    def numel(self) -> int:
+        return sum(math.prod(self.shape(key)) for key in self.keys)
+
+    def check_model(self, model) -> None:
+        """Raise unless ``model`` has exactly these decoder weights with these shapes; warn if its weights differ."""
+        check_keys_match(self.keys, {key: self.shape(key) for key in self.keys}, model, what=f"{self.method} scores")
+        found = weights_hash(model)
+        if self.provenance.weights_hash and found != self.provenance.weights_hash:
+            warnings.warn(
+                f"these {self.method} scores were computed on {self.provenance.model_id} (weights "
+                f"{self.provenance.weights_hash[:12]}), but this model's weights are {found[:12]}.",
+                stacklevel=2,
+            )
+
+    def save(self, path: str | Path) -> Path:
+        """Write one safetensors file (a directory gets ``scores.safetensors``); returns its path."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "scores.safetensors"
+        metadata = {
+            "format": FORMAT,
+            "method": self.method,
+            "n_samples": str(self.n_samples),
+            "n_tokens": str(self.n_tokens),
+            "model_id": self.provenance.model_id,
+            "weights_hash": self.provenance.weights_hash,
+            "dataset_hash": self.provenance.dataset_hash,
+            "interp_version": self.provenance.interp_version,
+        }
+        atomic_write_safetensors(path, {key: self.scores[key].float() for key in self.keys}, metadata)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model=None) -> "ImportanceScores":
+        """Open saved scores (tensors are read lazily); with ``model``, check that they fit it."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "scores.safetensors"
+        if not path.exists():
+            raise InterpError(f"no scores file at {path}; compute them with importance_scores(...).save(path) or `interp prune`.")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own types
+            raise InterpError(f"{path} is not a readable safetensors file ({error}).") from error
+        if metadata.get("format") != FORMAT:
+            raise InterpError(f"{path} is not an interp importance-scores file (no format={FORMAT!r} in its metadata).")
+        scores = cls(
+            scores=LazyTensors(path),
+            method=metadata["method"],
+            provenance=Provenance(
+                model_id=metadata.get("model_id", ""),
+                weights_hash=metadata.get("weights_hash", ""),
+                dataset_hash=metadata.get("dataset_hash", ""),
+                interp_version=metadata.get("interp_version", ""),
+            ),
+            n_samples=int(metadata["n_samples"]),
+            n_tokens=int(metadata["n_tokens"]),
+        )
+        if model is not None:
+            scores.check_model(model)
+        return scores
+
+    def figure(self):
+        """Mean score per layer and module (a heatmap)."""
+        from interp.plots import layer_module_heatmap
+
+        layers, modules, values = layer_module_grid({key: float(self.scores[key].float().mean()) for key in self.keys})
+        return layer_module_heatmap(
+            values, layers, modules, title=f"Mean {self.method} score per weight matrix ({self.n_samples} examples)", colorbar_title="mean score"
+        )
+
+
+def layer_module_grid(values: Mapping[str, float]) -> tuple[list[int], list[str], np.ndarray]:
+    """Arrange ``{"blocks.L.component.name": value}`` as a [layer, module] array (NaN where absent)."""
+    cells: dict[tuple[int, str], float] = {}
+    for key, value in values.items():
+        parts = key.split(".")
+        if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
+            continue
+        cells[(int(parts[1]), ".".join(parts[2:]))] = value
+    layers = sorted({layer for layer, _ in cells})
+    modules = list(dict.fromkeys(module for _, module in sorted(cells, key=lambda cell: (cell[0],))))
+    grid = np.full((len(layers), len(modules)), np.nan)
+    for (layer, module), value in cells.items():
+        grid[layers.index(layer), modules.index(module)] = value
+    return layers, modules, grid
+
+
+def check_keys_match(keys: Sequence[str], shapes: Mapping[str, tuple[int, ...]], model, what: str) -> None:
+    """Raise unless ``keys``/``shapes`` are exactly the model's decoder weights."""
+    table = {weight.key: weight for weight in decoder_weights(model)}
+    missing = [key for key in keys if key not in table]
+    if missing:
+        raise InterpError(
+            f"{what} name {len(missing)} weights this model does not have (first: {missing[0]!r}; the model has e.g. "
+            f"{next(iter(table))!r}). They were made for a different architecture; recompute them for this model."
+        )
+    for key in keys:
+        if tuple(shapes[key]) != table[key].shape:
+            raise InterpError(
+                f"{what}: {key} has shape {tuple(shapes[key])} but the model's weight is {table[key].shape}; "
+                "they were made for a different model size. Recompute them for this model."
+            )
+
+
+# ---- computation ---------------------------------------------------------------------------
+
+
+class _Recorder:
+    """Forward hooks on the decoder linears: keep inputs/outputs (SNIP) or sum squared inputs (Wanda)."""
+
+    def __init__(self, weights: Sequence[DecoderWeight], mode: str):
+        self.weights = weights
+        self.mode = mode
+        self.inputs: dict[str, list[Tensor]] = {}
+        self.outputs: dict[str, list[Tensor]] = {}
+        self.squares = {w.key: torch.zeros(w.shape[1], dtype=torch.float32, device=w.parameter.device) for w in weights} if mode == "wanda" else {}
+        self.response_mask: Tensor | None = None
+        self.handles = [w.module.register_forward_hook(self._hook(w.key)) for w in weights]
+
+    def _hook(self, key: str):
+        def hook(module, args, output) -> None:
+            x = args[0]
+            mask = self.response_mask
+            if x.dim() != 3 or mask is None or tuple(x.shape[:2]) != tuple(mask.shape):
+                raise InterpError(
+                    f"the input of {key} has shape {tuple(x.shape)}, not [batch, pos, d_in] matching the batch "
+                    f"{tuple(mask.shape) if mask is not None else '?'}; per-token inputs are needed to score this weight."
+                )
+            if self.mode == "wanda":
+                rows = x[mask.to(x.device)].float()
+                self.squares[key] += (rows * rows).sum(0)
+            else:
+                self.inputs.setdefault(key, []).append(x.detach())
+                self.outputs.setdefault(key, []).append(output)
+
+        return hook
+
+    def clear(self) -> None:
+        self.inputs.clear()
+        self.outputs.clear()
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def importance_scores(
+    model,
+    dataset: Records,
+    method: str = "snip",
+    batch_size: int = 8,
+    n_samples: int | None = None,
+    progress: bool = True,
+) -> ImportanceScores:
+    """Score every decoder-layer weight for producing the responses of ``dataset``.
+
+    Args:
+        model: a ``TransformerBridge`` (``interp.load_model``).
+        dataset: records with a prompt (``"prompt"`` or ``"text"``) and a ``"response"``.
+        method: ``"snip"``, ``"signed_snip"`` or ``"wanda"`` (see the module docstring).
+        batch_size: examples per forward/backward pass (the result does not depend on it).
+        n_samples: use only the first ``n_samples`` examples (the reference uses 128).
+
+    >>> scores = importance_scores(model, [{"text": "how do i bake bread ?", "response": "mix flour ."}])  # doctest: +SKIP
+    >>> scores["blocks.0.mlp.out"].shape                                                                 # doctest: +SKIP
+    torch.Size([32, 128])
+    """
+    check_method(method)
+    pairs = response_pairs(dataset)
+    if n_samples is not None:
+        if n_samples < 1:
+            raise InterpError(f"n_samples must be at least 1, got {n_samples}.")
+        pairs = pairs[:n_samples]
+    weights = decoder_weights(model)
+    tokenized = tokenize_pairs(model, pairs)
+    provenance = Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=pairs_hash(pairs), extra={"method": method})
+    accumulated = {w.key: torch.zeros(w.shape, dtype=torch.float32, device=w.parameter.device) for w in weights}
+    recorder = _Recorder(weights, "wanda" if method == "wanda" else "gradient")
+    was_training = model.training
+    grad_flags = [(w.parameter, w.parameter.requires_grad) for w in weights]
+    n_tokens = 0
+    batches = iter_response_batches(model, tokenized, batch_size)
+    try:
+        model.eval()
+        for parameter, _ in grad_flags:
+            parameter.requires_grad_(True)  # so the graph reaches every linear output
+        for batch in tqdm(batches, total=math.ceil(len(tokenized) / batch_size), desc=f"{method} scores", disable=not progress):
+            recorder.response_mask = batch.response_mask
+            n_tokens += int(batch.response_mask.sum())
+            if method == "wanda":
+                with torch.no_grad():
+                    model(batch.tokens.to(_device(model)), attention_mask=batch.attention_mask.to(_device(model)))
+                continue
+            with torch.enable_grad():
+                logits = model(batch.tokens.to(_device(model)), attention_mask=batch.attention_mask.to(_device(model)))
+                summed, counts = response_nll(logits, batch)
+                loss = (summed / counts.clamp(min=1)).sum()  # sum over examples of each example's mean
+                _accumulate_gradients(loss, weights, recorder, accumulated, signed=method == "signed_snip")
+            recorder.clear()
+    finally:
+        recorder.remove()
+        for parameter, flag in grad_flags:
+            parameter.requires_grad_(flag)
+        model.train(was_training)
+
+    scores: dict[str, Tensor] = {}
+    for weight in weights:
+        value = weight.weight.detach().float()
+        if method == "snip":
+            scores[weight.key] = value.abs() * accumulated[weight.key]
+        elif method == "signed_snip":
+            scores[weight.key] = -value * accumulated[weight.key] / len(tokenized)
+        else:
+            scores[weight.key] = value.abs() * recorder.squares[weight.key].sqrt()[None, :]
+    return ImportanceScores(scores, method, provenance, n_samples=len(tokenized), n_tokens=n_tokens)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _accumulate_gradients(loss: Tensor, weights: Sequence[DecoderWeight], recorder: _Recorder, accumulated: dict[str, Tensor], signed: bool) -> None:
+    """Add each example's weight gradient G_i^T X_i (signed) or its absolute value to ``accumulated``."""
+    keys = [w.key for w in weights if w.key in recorder.outputs]
+    outputs = [out for key in keys for out in recorder.outputs[key]]
+    grads = torch.autograd.grad(loss, outputs, allow_unused=True)
+    cursor = 0
+    for key in keys:
+        n_calls = len(recorder.outputs[key])
+        calls = list(zip(recorder.inputs[key], recorder.outputs[key], grads[cursor : cursor + n_calls]))
+        cursor += n_calls
+        x = torch.cat([inp for inp, _, _ in calls], dim=1).float()
+        g = torch.cat([grad if grad is not None else torch.zeros_like(out) for _, out, grad in calls], dim=1).float()
+        if signed:
+            accumulated[key] += einsum(g, x, "batch pos d_out, batch pos d_in -> d_out d_in")
+            continue
+        per_example = accumulated[key].numel()
+        step = max(1, _CHUNK_ELEMENTS // per_example)
+        for begin in range(0, len(x), step):
+            grads_i = einsum(g[begin : begin + step], x[begin : begin + step], "batch pos d_out, batch pos d_in -> batch d_out d_in")
+            accumulated[key] += grads_i.abs().sum(0)
+
+
+def flatten_scores(scores: Mapping[str, Tensor], keys: Sequence[str]) -> Float[Tensor, "n"]:
+    """All scores of ``keys`` as one vector (row-major per matrix, in key order)."""
+    return torch.cat([rearrange(scores[key].float(), "d_out d_in -> (d_out d_in)") for key in keys])
