@@ -593,3 +593,16 @@ def test_frozen_weights_are_scored_and_left_frozen(fresh):
     assert not any(parameter.requires_grad for parameter in model.parameters())
     assert all(parameter.grad is None for parameter in model.parameters())
     _assert_close(dict(found.scores), dict(expected.scores), "frozen model")
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    attempted = 0
+    for name in ("interp.pruning", "interp.pruning.pairs", "interp.pruning.scores", "interp.pruning.masks", "interp.pruning.apply",
+                 "interp.pruning.evaluate", "interp.pruning.result", "interp.pruning.weights", "interp.experiments"):
+        failures, tried = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert failures == 0, f"{name}: {failures} docstring example(s) failed"
+        attempted += tried
+    assert attempted >= 7, f"only {attempted} docstring examples ran; were they all marked +SKIP?"

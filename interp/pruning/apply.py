@@ -2,8 +2,8 @@
 
 >>> with pruned(model, mask):            # doctest: +SKIP
 ...     logits = model(tokens)            # weights restored on exit, also after an exception
->>> handle = prune(model, mask)          # doctest: +SKIP  (stays pruned ...)
->>> handle.restore()                     # doctest: +SKIP  (... until restored)
+>>> handle = prune(model, mask)          # stays pruned ...    # doctest: +SKIP
+>>> handle.restore()                     # ... until restored  # doctest: +SKIP
 """
 
 from contextlib import contextmanager

@@ -205,12 +205,18 @@ def set_difference(harm: Scores, benign: Scores, p: float, q: float) -> PruningM
     """Per matrix: the top ``q`` of ``harm`` scores that are not in the top ``p`` of ``benign`` scores.
 
     Args:
-        harm: scores on the behaviour to remove (e.g. triggered harmful responses).
-        benign: scores on the behaviour to keep (benign answers, reasoning, copying).
+        harm: scores on the behaviour to remove (e.g. triggered harmful responses), ``[d_out, d_in]`` per key.
+        benign: scores on the behaviour to keep (benign answers, reasoning, copying), same keys and shapes.
         p: fraction of each matrix protected by its benign score, in (0, 1].
         q: fraction of each matrix selected by its harm score, in (0, 1].
 
-    >>> mask = set_difference(harm_scores, benign_scores, p=0.01, q=0.01)   # doctest: +SKIP
+    Top 2 of 4 harm scores are weights 0 and 1; the top 1 benign score protects weight 0:
+
+    >>> harm = {"blocks.0.mlp.out": torch.tensor([[4.0, 3.0], [2.0, 1.0]])}
+    >>> benign = {"blocks.0.mlp.out": torch.tensor([[9.0, 0.0], [0.0, 0.5]])}
+    >>> set_difference(harm, benign, p=0.25, q=0.5)["blocks.0.mlp.out"]
+    tensor([[False,  True],
+            [False, False]])
     """
     p, q = _check_fraction("p", p), _check_fraction("q", q)
     harm_map, benign_map = _as_mapping(harm), _as_mapping(benign)

@@ -1,9 +1,9 @@
 """``PruningResult``: metrics at every pruning setting, where the pruned weights sit, mask overlaps.
 
 >>> result = PruningResult.load("runs/harm_pruning")   # doctest: +SKIP
->>> result.figure().show()                             # harm and utility against sparsity
->>> result.distribution_figure().show()                # pruned weights per layer and module
->>> result.overlap_figure().show()                     # masks of two harm categories vs chance
+>>> result.figure().show()                # harm and utility against sparsity      # doctest: +SKIP
+>>> result.distribution_figure().show()   # pruned weights per layer and module    # doctest: +SKIP
+>>> result.overlap_figure().show()        # masks of two harm categories vs chance # doctest: +SKIP
 """
 
 import csv
