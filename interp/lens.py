@@ -90,11 +90,11 @@ class LensResult:
         return {"prob": self.target_prob, "logprob": self.target_logprob, "rank": self.target_rank, "kl": self.kl_to_final}[_check_metric(metric)]
 
     def first_layer_where_top(self) -> list[int | None]:
-        """Per prompt (last position read): index into ``sites`` of the first site where the target is top-1."""
-        ranks = self.target_rank[:, :, -1]
+        """Per prompt (its own last position read): index into ``sites`` of the first site where the target is top-1."""
+        last = _last_valid(self.valid)
         firsts: list[int | None] = []
-        for prompt in range(ranks.shape[1]):
-            hits = (ranks[:, prompt] == 0).nonzero()
+        for prompt in range(len(self.prompts)):
+            hits = (self.target_rank[:, prompt, last[prompt]] == 0).nonzero()
             firsts.append(int(hits[0]) if len(hits) else None)
         return firsts
 
@@ -236,7 +236,7 @@ def logit_lens(
     positions_read, position_tokens, valid = position_info
     ordered = sorted(activations, key=_depth_key)
     final_logprobs = torch.log_softmax(readout(_translate(translator, final_name, activations[final_name]) if translator else activations[final_name]), dim=-1)
-    target_ids = _resolve_targets(targets, tokenizer, final_logprobs, len(prompt_texts))
+    target_ids = _resolve_targets(targets, tokenizer, final_logprobs, len(prompt_texts), _last_valid(valid))
 
     stats: dict[str, list[Tensor]] = {name: [] for name in ("target_prob", "target_logprob", "target_rank", "kl_to_final", "top_ids", "top_probs")}
     for name in tqdm(ordered, desc="logit lens", unit="site", disable=len(ordered) < 8):
@@ -347,9 +347,14 @@ def _position_info(positions, token_lists, decode) -> tuple[Tensor, tuple[tuple[
     return read, tokens, valid
 
 
-def _resolve_targets(targets, tokenizer, final_logprobs: Tensor, n_prompts: int) -> Tensor:
-    if targets is None:
-        return final_logprobs[:, -1].argmax(-1)
+def _last_valid(valid: Tensor) -> Int[Tensor, "prompt"]:
+    """Each prompt's last valid position along the positions read."""
+    return valid.long().cumsum(-1).argmax(-1)
+
+
+def _resolve_targets(targets, tokenizer, final_logprobs: Tensor, n_prompts: int, last: Int[Tensor, "prompt"]) -> Tensor:
+    if targets is None:  # the model's own prediction at each prompt's last position (not the padding)
+        return final_logprobs[torch.arange(n_prompts), last].argmax(-1)
     items = [targets] * n_prompts if isinstance(targets, (str, int)) else list(targets)
     if len(items) != n_prompts:
         raise InterpError(f"got {len(items)} targets for {n_prompts} prompts; give one target per prompt, or one for all.")

@@ -27,6 +27,9 @@ def test_last_layer_lens_equals_the_model_logits(arch, load_tiny):
         assert diff <= LOGIT_TOLERANCE, f"{arch}: last-layer lens log-prob differs from the model by {diff:.2e}"
         assert torch.all(result.kl_to_final[-1, index, :n].abs() <= LOGIT_TOLERANCE)
         assert torch.isnan(result.target_prob[0, index, n:]).all(), "positions past the prompt must be NaN"
+    # default target = the model's own prediction, so the last layer is always top-1 at each prompt's end
+    firsts = result.first_layer_where_top()
+    assert all(first is not None and first <= len(result.sites) - 1 for first in firsts), firsts
 
 
 def test_store_lens_equals_model_lens(load_tiny, tmp_path):
