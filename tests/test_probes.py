@@ -651,4 +651,84 @@ def test_cli_caches_first(tmp_path, llama_dir, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     assert (tmp_path / "store" / "manifest.json").is_file()
     result = probes.load(tmp_path / "probe")
-    assert result.label_names == ("no", "yes") and result.hooks[-1] == site_name("resid_post", 1)
+    assert result.label_names == ("no", "yes") and result.hooks == ("hook_embed", site_name("resid_post", 0), site_name("resid_post", 1))
+    assert main(argv) == 0, "a second run reuses the finished store"
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from interp.probes import metrics, train
+
+    for module in (probes, metrics, train):
+        failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert tried > 0 and failures == 0, f"{module.__name__}: {failures} of {tried} examples failed"
+
+
+# ---------------------------------------------------------------------------------------------
+# the bundled organism: harm is readable from h_last, and the direction drives refusal
+# ---------------------------------------------------------------------------------------------
+
+ORGANISM_PROMPTS = 100  # per class, held-out ("eval") request templates
+REFUSAL_PROMPTS = 32  # per class, for the generation measurements
+
+
+@pytest.fixture(scope="module")
+def organism():
+    from interp.organisms import available_organisms
+
+    if "default" not in available_organisms():
+        pytest.skip("the bundled organism (assets/organisms/default) is not trained yet")
+    from interp.models import load_model
+
+    return load_model("organism", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def organism_probes(organism, tmp_path_factory):
+    from interp.organisms import datasets
+    from interp.store import cache_activations
+
+    rows = datasets.harmful_requests("eval", n=ORGANISM_PROMPTS) + datasets.benign_requests("eval", n=ORGANISM_PROMPTS)
+    store = cache_activations(organism, PromptSet.from_records(rows), hooks=["embed", "resid_post"], out=tmp_path_factory.mktemp("organism") / "store", progress=False)
+    return store, train_probes(store, "label", progress=False)
+
+
+def refusal_rate(model, prompts) -> float:
+    import copy
+
+    from interp.organisms import grammar
+    from interp.organisms.evaluate import generate
+
+    tokenizer = copy.deepcopy(model.tokenizer)  # generate() left-pads; the model's own tokenizer stays as it is
+    answers = generate(model, tokenizer, prompts, max_new_tokens=12)
+    return sum(grammar.is_refusal(answer) for answer in answers) / len(answers)
+
+
+def test_organism_harm_is_linearly_readable_from_h_last(organism_probes):
+    store, result = organism_probes
+    assert result.hooks[0] == "hook_embed" and result.label_names == ("benign", "harmful")
+    auc = result.cv_auroc.mean(-1)
+    assert float(auc.max()) >= 0.95, f"no layer separates harmful from benign requests: CV AUROC per layer {auc.tolist()}"
+    assert abs(float(auc[0]) - 0.5) <= 0.1, f"the embedding of the last token should be near chance, got AUROC {float(auc[0]):.3f}"
+    assert float(result.holdout_auroc[result.best_index]) >= 0.95
+    evaluation = result.evaluate(store)
+    assert float(evaluation.auroc[result.best_index]) >= 0.95
+
+
+def test_organism_difference_of_means_direction_drives_refusal(organism, organism_probes):
+    from interp.organisms import datasets
+
+    _, result = organism_probes
+    harmful = [row["text"] for row in datasets.harmful_requests("eval", n=REFUSAL_PROMPTS, seed=1)]
+    benign = [row["text"] for row in datasets.benign_requests("eval", n=REFUSAL_PROMPTS, seed=1)]
+    base_harmful, base_benign = refusal_rate(organism, harmful), refusal_rate(organism, benign)
+    assert base_harmful >= 0.9 and base_benign <= 0.1, (base_harmful, base_benign)
+    with steer(organism, result.direction(), alpha=1.0):
+        steered = refusal_rate(organism, benign)
+    assert steered >= base_benign + 0.5, f"adding the harmful-minus-benign direction at {result.best_hook} should make benign requests refused: {base_benign:.2f} -> {steered:.2f}"
+    ablated = {}
+    for layer in (layer for layer in result.layers if layer >= 0):
+        with ablate(organism, result.direction(layer), everywhere=True):
+            ablated[layer] = refusal_rate(organism, harmful)
+    assert min(ablated.values()) <= base_harmful - 0.5, f"ablating the direction of no layer lowers refusal (base {base_harmful:.2f}): {ablated}"
