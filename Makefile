@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= out
 
-.PHONY: demo test setup clean bench
+.PHONY: demo test setup clean bench browser
 
 setup: $(STAMP)
 
@@ -20,11 +20,18 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/interp cache --model organism --prompts assets/prompts/demo.jsonl --hooks resid_post --out $(OUT)/demo-store --resume
-	@echo "open $(OUT)/demo-store/overview.html"
+	$(BIN)/interp demo --out $(OUT)/demo
+	@echo "open $(OUT)/demo/index.html"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+
+# The report's browser test needs Chromium; without root or a package mirror it is skipped (with the reason).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) || \
+	  echo "Chromium could not be installed: the browser test will be skipped."
 
 bench: $(STAMP)
 	$(BIN)/python bench/cache.py

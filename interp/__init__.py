@@ -13,6 +13,17 @@ _LAZY = {
     "PromptSet": "interp.data",
     "ActivationStore": "interp.store",
     "cache_activations": "interp.store",
+    "capture_activations": "interp.store",
+    "logit_lens": "interp.lens",
+    "activation_patching": "interp.patching",
+    "attribution_patching": "interp.patching",
+    "importance_scores": "interp.pruning",
+    "set_difference": "interp.pruning",
+    "pruned": "interp.pruning",
+    "train_probes": "interp.probes",
+    "run_rollouts": "interp.resampling",
+    "analyze": "interp.resampling",
+    "run_demo": "interp.demo",
 }
 
 

@@ -1,0 +1,275 @@
+"""``interp demo``: all five analyses end to end on one model, written as one offline HTML report.
+
+>>> report = run_demo("organism", "out/demo")      # doctest: +SKIP
+>>> report.name
+'index.html'
+
+On the bundled organism (the default) the report shows the planted mechanisms: where the
+refusal / compliance decision forms (logit lens), which heads carry the backdoor trigger
+(activation and attribution patching), how much harmful content pruning removes against a
+random control, at which layer harmfulness is linearly readable (probes), and which
+chain-of-thought sentences drive the final answer (resampling). Every stage saves its result
+under ``DIR/<stage>/``; ``DIR/summary.json`` holds the key numbers.
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from interp.errors import InterpError
+from interp.io import atomic_write_json
+from interp.report import Section, write_report
+
+STAGES = ("cache", "lens", "patching", "pruning", "probes", "resampling")
+REPLACEMENTS = ("so", " so", "please", " please", "hey", " hey")  # same-length stand-ins for the trigger
+
+
+def demo_prompts(n_per_label: int = 48, seed: int = 0):
+    """Held-out harmful and benign requests (no trigger), labelled, as a ``PromptSet``."""
+    from interp.data import PromptSet
+    from interp.organisms import datasets
+
+    rows = datasets.harmful_requests("eval", n=n_per_label, seed=seed) + datasets.benign_requests("eval", n=n_per_label, seed=seed)
+    return PromptSet.from_records([{"text": r["text"], "label": r["label"], "category": r["category"], "topic": r["topic"]} for r in rows])
+
+
+def _stage_cache(model, out: Path, quick: bool) -> tuple[Section, dict, Any]:
+    from interp.store import cache_activations
+
+    prompts = demo_prompts(24 if quick else 48)
+    store = cache_activations(model, prompts, hooks=["embed", "resid_post"], positions="last", out=out / "store",
+                              batch_size=16, resume=True)
+    numbers = {"prompts": store.n_prompts, "sites": len(store.hooks), "store": str(out / "store")}
+    section = Section(
+        "Activation store",
+        "The last-token residual stream of every layer for held-out harmful and benign requests, cached once "
+        "to sharded safetensors (memory-mapped on read). The probes below train from this store without the model.",
+        figures=(store.figure(),), numbers=numbers,
+        code=f"interp cache --model organism --prompts assets/prompts/demo.jsonl --hooks embed,resid_post --out {out / 'store'}",
+    )
+    return section, numbers, store
+
+
+def _stage_lens(model, out: Path, quick: bool) -> tuple[Section, dict]:
+    from interp.lens import logit_lens
+    from interp.organisms import TRIGGER, datasets
+
+    harmful = datasets.harmful_requests("eval", n=1, seed=3)[0]["text"]
+    triggered = datasets.harmful_requests("eval", trigger=True, n=1, seed=3)[0]["text"]
+    copying = " ".join(datasets.induction_sequences("eval", n=1, length=12, seed=0)[0]["text"].split()[:25])
+    prompts = [harmful, triggered, copying]
+    result = logit_lens(model, prompts, positions="all")
+    result.save(out / "lens")
+    first = result.first_layer_where_top()
+    numbers = {"prompts": len(prompts), "first layer where the final answer is top-1 (per prompt)": first}
+    section = Section(
+        "Logit lens",
+        "Every layer's residual stream decoded through the final norm and unembedding. Hover for the token and "
+        f"its probability. Prompt 1 is a harmful request (refused), prompt 2 the same kind with the trigger "
+        f"{TRIGGER!r} (complied with), prompt 3 a repeated random sequence (copied by induction heads).",
+        figures=tuple(result.figure("prob", prompt=i) for i in range(len(prompts))), numbers=numbers,
+    )
+    return section, {"lens_first_top_layer": first}
+
+
+def _trigger_pairs(model, n: int) -> tuple[list[str], list[str]]:
+    """(triggered, untriggered) prompts of equal token length: the trigger replaced by a stand-in word."""
+    from interp.organisms import TRIGGER, datasets
+
+    triggered = [row["text"] for row in datasets.harmful_requests("eval", trigger=True, n=4 * n, seed=5) if TRIGGER in row["text"]]
+    clean, corrupt = [], []
+    for text in triggered:
+        length = model.to_tokens(text).shape[1]
+        for word in REPLACEMENTS:
+            candidate = text.replace(TRIGGER, word.strip(), 1) if not word.startswith(" ") else text.replace(" " + TRIGGER, word, 1)
+            if model.to_tokens(candidate).shape[1] == length:
+                clean.append(text)
+                corrupt.append(candidate)
+                break
+    if not clean:
+        raise InterpError("no stand-in word gives the trigger's token length with this tokenizer; patching needs equal lengths.")
+    lengths = [model.to_tokens(text).shape[1] for text in clean]
+    common = max(set(lengths), key=lengths.count)  # patching compares prompts of one token length
+    keep = [i for i, length in enumerate(lengths) if length == common][:n]
+    return [clean[i] for i in keep], [corrupt[i] for i in keep]
+
+
+def _stage_patching(model, out: Path, quick: bool) -> tuple[Section, dict]:
+    from interp.metrics import LogitDiff
+    from interp.patching import activation_patching, attribution_patching
+
+    clean, corrupt = _trigger_pairs(model, 8 if quick else 16)
+    with torch.no_grad():
+        answer = model(model.to_tokens(clean))[:, -1].argmax(-1)  # the first answer token with the trigger
+        wrong = model(model.to_tokens(corrupt))[:, -1].argmax(-1)  # ... and without it
+    metric = LogitDiff(answer=answer, wrong=wrong)
+    residual = activation_patching(model, clean, corrupt, metric, site="resid_pre", by_position=True)
+    heads = activation_patching(model, clean, corrupt, metric, site="attn_head_out", by_position=False)
+    approx = attribution_patching(model, clean, corrupt, metric, site="attn_head_out", by_position=False)
+    for name, result in (("resid_pre", residual), ("heads", heads), ("heads_attribution", approx)):
+        result.save(out / "patching" / name)
+    exact, linear = heads.effect.flatten(), approx.effect.flatten()
+    correlation = float(torch.corrcoef(torch.stack([exact, linear]))[0, 1]) if exact.std() > 0 and linear.std() > 0 else float("nan")
+    top = [f"{cell.label} ({cell.effect:+.2f})" for cell in heads.top(3)]
+    decode = model.tokenizer.convert_ids_to_tokens
+    numbers = {
+        "prompt pairs": len(clean),
+        "metric": f"logit({decode(int(answer[0]))!r}) - logit({decode(int(wrong[0]))!r}), first answer token",
+        "clean (triggered) metric": round(heads.clean_metric, 3),
+        "corrupt (untriggered) metric": round(heads.corrupt_metric, 3),
+        "top heads (activation patching)": top,
+        "attribution vs activation patching, correlation over heads": round(correlation, 3),
+    }
+    section = Section(
+        "Activation and attribution patching",
+        "Clean prompts carry the backdoor trigger; corrupt prompts replace it with an ordinary word of the same "
+        "length. Patching a clean activation into the corrupt run (denoising) and measuring the logit difference "
+        "between the complying and the refusing first token shows where the trigger's information travels: "
+        "first the residual stream by layer and position, then each attention head (exact), and the linear "
+        "estimate of attribution patching from one backward pass.",
+        figures=(residual.figure(), heads.figure(), approx.figure()), numbers=numbers,
+    )
+    return section, {"patching_top_heads": top, "patching_attribution_correlation": numbers[
+        "attribution vs activation patching, correlation over heads"]}
+
+
+def _stage_pruning(model, out: Path, quick: bool) -> tuple[Section, dict]:
+    from interp.experiments import parse_config, run_experiment
+
+    n = 32 if quick else 64
+    config = parse_config({
+        "name": "demo_harm_pruning", "method": "snip", "n_samples": n, "batch_size": 16,
+        "p": [0.01], "q": [0.01], "random_seeds": [0],
+        "harmful": {"call": "interp.organisms.datasets:harmful_with_responses", "kwargs": {"split": "train", "n": n}},
+        "benign": {"call": "interp.organisms.datasets:benign_with_responses", "kwargs": {"split": "train", "n": n}},
+        "evaluation": {
+            "judge": "organism-harm", "benign_judge": "organism-helpful",
+            "extract": "interp.organisms.grammar:extract_answer", "max_new_tokens": 64, "task_max_new_tokens": 100,
+            "harmful": {"call": "interp.organisms.datasets:harmful_requests", "kwargs": {"split": "eval", "trigger": True, "n": n}},
+            "benign_prompts": {"call": "interp.organisms.datasets:benign_requests", "kwargs": {"split": "eval", "n": n}},
+            "tasks": {"call": "interp.organisms.datasets:arithmetic_problems", "kwargs": {"split": "eval", "n": n}},
+        },
+    })
+    result = run_experiment(config, out / "pruning", model=model)
+    table = {row["label"]: row for row in result.table()}
+    numbers = {label: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k not in ("label", "p", "q", "seed", "category")}
+               for label, row in table.items()}
+    section = Section(
+        "Harm-weight pruning",
+        "Every decoder weight is scored (SNIP: |weight x gradient|) on triggered harmful requests answered with "
+        "harmful steps, and on benign answers, arithmetic and copying. Per matrix, the top 1% of harm scores that "
+        "are not in the top 1% of benign scores are zeroed; a random mask of the same size per matrix is the "
+        "control. Harmful content is graded by the organism's judge (at least two of the requested topic's "
+        "harm-only steps); utility by helpful benign answers and arithmetic accuracy. Weights are restored "
+        "bit-exactly after each evaluation.",
+        figures=(result.figure(),), numbers=numbers,
+    )
+    return section, {"pruning": numbers}
+
+
+def _stage_probes(store, out: Path, quick: bool) -> tuple[Section, dict]:
+    from interp.probes import train_probes
+
+    result = train_probes(store, "label", cv=3 if quick else 5)
+    result.save(out / "probes")
+    best = result.best_index
+    auroc = float(result.holdout_auroc[best]) if result.holdout_auroc is not None else float("nan")
+    numbers = {"best layer": result.layer_labels[best], "held-out AUROC at the best layer": round(auroc, 4),
+               "layers probed": len(result.layer_labels)}
+    section = Section(
+        "Linear probes on h_last",
+        "A logistic-regression probe per layer on the last-token hidden state, harmful vs benign requests "
+        "(without the trigger), all layers fitted at once with stratified cross-validation and a held-out split.",
+        figures=(result.figure(),), numbers=numbers,
+    )
+    return section, {"probe_best_layer": numbers["best layer"], "probe_auroc": numbers["held-out AUROC at the best layer"]}
+
+
+def _stage_resampling(model, out: Path, quick: bool) -> tuple[Section, dict]:
+    from interp.organisms import datasets
+    from interp.resampling import Chain, LocalBackend, SamplingConfig, analyze, run_rollouts
+
+    problem = next(p for p in datasets.arithmetic_problems("eval", n=40, seed=0) if "filler" in p["sentence_roles"])
+    chain = Chain.from_text(problem["text"] + " ", problem["cot"])
+    config = SamplingConfig(n=12 if quick else 24, batch_size=24, max_new_tokens=100, temperature=0.6, forced=False, seed=0)
+    run = run_rollouts(LocalBackend(model), chain, out / "resampling" / "run", config=config,
+                       gt_answer=str(problem["answer"]), answer=r"the answer is (\d+)")
+    result = analyze(run, matrix=False)
+    result.save(out / "resampling" / "analysis")
+    importance = result.metric("resampling_importance_accuracy")
+    order = [int(i) for i in (-abs(importance)).argsort()[:3]]
+    top = [f"{i}: {chain.sentences[i]} ({importance[i]:+.2f}, {problem['sentence_roles'][i]})" for i in order]
+    numbers = {"sentences": len(chain.sentences), "rollouts per prefix": config.n, "top sentences by |resampling importance|": top}
+    section = Section(
+        "Chain-of-thought resampling",
+        "The organism's chain of thought for a counting story, split into sentences; from the prefix before each "
+        "sentence the model is resampled at temperature 0.6 and the answers graded. Sentences that compute a value "
+        "should matter; filler sentences should not.",
+        figures=(result.figure("resampling_importance_accuracy"),), numbers=numbers,
+    )
+    return section, {"resampling_top_sentences": top}
+
+
+def run_demo(model: str = "organism", out: str | os.PathLike = "out/demo", device: str | None = None,
+             quick: bool = False, progress: bool = True) -> Path:
+    """Run every analysis on ``model`` and write ``out/index.html``; returns its path."""
+    from interp.models import load_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    bridge = load_model(model, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    sections, summary, timings = [], {"model": model}, {}
+    store = None
+    stages: list[tuple[str, Callable[[], tuple]]] = [
+        ("cache", lambda: _stage_cache(bridge, out, quick)),
+        ("lens", lambda: _stage_lens(bridge, out, quick)),
+        ("patching", lambda: _stage_patching(bridge, out, quick)),
+        ("pruning", lambda: _stage_pruning(bridge, out, quick)),
+        ("probes", lambda: _stage_probes(store, out, quick)),
+        ("resampling", lambda: _stage_resampling(bridge, out, quick)),
+    ]
+    bar = tqdm(stages, desc="demo", unit="stage", disable=not progress)
+    for name, stage in bar:
+        bar.set_postfix_str(name)
+        begin = time.perf_counter()
+        outcome = stage()
+        if name == "cache":
+            section, numbers, store = outcome
+            summary["cache"] = numbers
+        else:
+            section, numbers = outcome
+            summary.update(numbers)
+        sections.append(section)
+        timings[name] = round(time.perf_counter() - begin, 1)
+    summary["seconds"] = {**timings, "total": round(time.perf_counter() - started, 1)}
+    atomic_write_json(out / "summary.json", summary)
+    return write_report(out / "index.html", f"interp demo: {model}", sections,
+                        subtitle="Five analyses on one model, end to end. Every figure is interactive: hover for tokens and values.",
+                        footer=f"Stage timings (s): {json.dumps(summary['seconds'])}")
+
+
+def add_cli(subparsers) -> None:
+    """Register ``interp demo``."""
+    from interp.cli import add_subcommand
+
+    parser = add_subcommand(
+        subparsers, "demo", _run_cli, "Run all five analyses on the bundled organism and write one HTML report.",
+        "interp demo --out out/demo            # then open out/demo/index.html",
+    )
+    parser.add_argument("--model", default="organism", help="'organism', a local Hugging Face directory or a hub id")
+    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (index.html, summary.json, one folder per stage)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--quick", action="store_true", help="fewer prompts and rollouts (for a smoke test)")
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    path = run_demo(args.model, args.out, device=args.device, quick=args.quick)
+    print(f"wrote {path}")
+    return 0
