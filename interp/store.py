@@ -135,14 +135,13 @@ def cache_activations(
     n_shards = math.ceil(len(prompt_set) / shard_size)
     done = {shard["index"] for shard in manifest["shards"]}
     todo = [index for index in range(n_shards) if index not in done]
-    stop_at = _last_layer_needed(hook_names, n_layers)
     bar = tqdm(total=len(prompt_set), initial=len(prompt_set) - sum(_shard_rows(i, shard_size, len(prompt_set)) for i in todo), desc=f"caching {len(hook_names)} sites", unit="prompt", disable=not progress)
     with torch.inference_mode():
         for index in todo:
             start, stop = index * shard_size, min((index + 1) * shard_size, len(prompt_set))
             pieces: dict[str, list[Tensor]] = {name: [] for name in hook_names}
             for batch in iter_batches(token_lists, batch_size, pad_id, start, stop):
-                captured = _run_and_capture(model, batch, hook_names, position_spec, max_length, storage_dtype, stop_at)
+                captured = _run_and_capture(model, batch, hook_names, position_spec, max_length, storage_dtype)
                 for name in hook_names:
                     pieces[name].append(captured[name])
                 bar.update(len(batch.indices))
@@ -180,11 +179,10 @@ def capture_activations(
     lengths = torch.tensor([len(ids) for ids in token_lists])
     position_spec = _normalize_positions(positions, lengths)
     storage_dtype = _resolve_storage_dtype(dtype, model)
-    stop_at = _last_layer_needed(hook_names, int(model.cfg.n_layers))
     pieces: dict[str, list[Tensor]] = {name: [] for name in hook_names}
     with torch.inference_mode():
         for batch in iter_batches(token_lists, batch_size, pad_token_id(model)):
-            captured = _run_and_capture(model, batch, hook_names, position_spec, int(lengths.max()), storage_dtype, stop_at)
+            captured = _run_and_capture(model, batch, hook_names, position_spec, int(lengths.max()), storage_dtype)
             for name in hook_names:
                 pieces[name].append(captured[name])
     return {name: torch.cat(parts) for name, parts in pieces.items()}
@@ -299,16 +297,12 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
     return manifest
 
 
-def _last_layer_needed(hook_names: Sequence[str], n_layers: int) -> int | None:
-    """Stop the forward after the last block we read from (skips the unembedding)."""
-    layers = [parse_site(name).layer for name in hook_names]
-    if any(layer is None and parse_site(name).kind == "final_norm" for name, layer in zip(hook_names, layers)):
-        return None
-    deepest = max((layer for layer in layers if layer is not None), default=0)
-    return deepest + 1
+class _AllCaptured(Exception):
+    """Raised by the last capture hook: the rest of the forward (later blocks, unembedding) is not needed."""
 
 
-def _run_and_capture(model, batch, hook_names, positions, max_length: int, dtype: torch.dtype, stop_at: int | None) -> dict[str, Tensor]:
+def _run_and_capture(model, batch, hook_names, positions, max_length: int, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Run one batch and return the selected positions of every hook; the forward stops after the last one."""
     device = model.cfg.device
     tokens = batch.tokens.to(device)
     mask = batch.attention_mask.to(device)
@@ -320,15 +314,17 @@ def _run_and_capture(model, batch, hook_names, positions, max_length: int, dtype
 
         def hook(tensor: Tensor, hook) -> Tensor:
             captured[name] = _select_positions(tensor, positions, last, batch.lengths.to(device), max_length, is_pattern).to("cpu", dtype)
+            if len(captured) == len(hook_names):
+                raise _AllCaptured
             return tensor
 
         return hook
 
     with model.hooks(fwd_hooks=[(name, make_hook(name)) for name in hook_names]):
         try:
-            model(tokens, attention_mask=mask, stop_at_layer=stop_at, return_type=None)
-        except NotImplementedError:
             model(tokens, attention_mask=mask, return_type=None)
+        except _AllCaptured:
+            pass
     missing = [name for name in hook_names if name not in captured]
     if missing:
         raise InterpError(f"the hooks {missing} never fired for this model; it may not compute them. Choose other sites.")
