@@ -1,0 +1,247 @@
+"""Patching metrics: functions of the logits, read at each row's own last position.
+
+A metric is any callable ``metric(logits) -> Tensor`` with ``logits [batch, pos, d_vocab]``
+that returns one value per row (``[batch]``) or one scalar. Patching calls it once per
+patched cell on the ``n_prompts`` rows of that cell, and averages a per-row result over the
+prompts (``reduce_metric``). The metrics here also take ``last``, the index of each row's
+last real token (default: the final position), so they work on right-padded batches too.
+
+>>> logits = torch.zeros(2, 3, 5); logits[:, -1, 1] = 2.0
+>>> logit_diff(answer=1, wrong=4)(logits).tolist()
+[2.0, 2.0]
+>>> round(float(probability(answer=1)(logits)[0]), 3)
+0.649
+>>> float(kl_divergence(logits)(logits).abs().max())
+0.0
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.errors import InterpError
+
+Metric = Callable[..., Tensor]
+TokenSpec = int | str | Sequence[int] | Sequence[str] | Tensor
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def last_logits(logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch d_vocab"]:
+    """Each row's logits at its own last position (``last``; default: the final position)."""
+    if logits.ndim != 3:
+        raise InterpError(f"metrics expect logits [batch, pos, d_vocab], got shape {tuple(logits.shape)}.")
+    if last is None:
+        return logits[:, -1, :]
+    last = torch.as_tensor(last, device=logits.device).long()
+    if last.shape != (logits.shape[0],):
+        raise InterpError(f"'last' has shape {tuple(last.shape)} but the logits have {logits.shape[0]} rows; give one index per row.")
+    return logits[torch.arange(logits.shape[0], device=logits.device), last]
+
+
+def token_ids(tokens: TokenSpec, tokenizer: Any = None) -> Int[Tensor, "n"]:
+    """Token ids as a 1-D tensor: ints pass through, strings are encoded and must be one token each.
+
+    >>> token_ids(5).tolist(), token_ids([3, 4]).tolist()
+    ([5], [3, 4])
+    """
+    if isinstance(tokens, Tensor):
+        ids = tokens.detach().long().reshape(-1)
+        if ids.numel() == 0:
+            raise InterpError("got an empty tensor of token ids; give at least one token.")
+        return ids
+    items = [tokens] if isinstance(tokens, (int, str)) else list(tokens)
+    if not items:
+        raise InterpError("got an empty list of tokens; give one token, or one per prompt.")
+    ids = []
+    for item in items:
+        if isinstance(item, str):
+            ids.append(_single_token(item, tokenizer))
+        elif isinstance(item, int) or (hasattr(item, "__index__") and not isinstance(item, bool)):
+            ids.append(int(item))
+        else:
+            raise InterpError(f"a token must be an int id or a string, got {type(item).__name__} ({item!r}).")
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _single_token(text: str, tokenizer: Any) -> int:
+    if tokenizer is None:
+        raise InterpError(f"token {text!r} is a string, so pass tokenizer=model.tokenizer (or give its integer id).")
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids) if ids else []
+        raise InterpError(
+            f"{text!r} is {len(ids)} tokens {pieces}, not one; a metric reads one next-token logit. "
+            "Pick a word that is a single token (mind the leading space: ' Paris' vs 'Paris')."
+        )
+    return int(ids[0])
+
+
+def _per_row(ids: Tensor, rows: int, what: str, device: torch.device) -> Int[Tensor, "batch"]:
+    ids = ids.to(device)
+    if ids.numel() == 1:
+        return ids.expand(rows)
+    if ids.numel() != rows:
+        raise InterpError(f"the metric has {ids.numel()} {what} tokens but the logits have {rows} rows; give one token, or one per prompt.")
+    return ids
+
+
+def metric_name(metric: Metric) -> str:
+    """A readable name for a metric (its ``name`` attribute, function name or class name)."""
+    return str(getattr(metric, "name", None) or getattr(metric, "__name__", None) or type(metric).__name__)
+
+
+def reduce_metric(metric: Metric, logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, ""]:
+    """``metric(logits)`` as one scalar: a ``[batch]`` result is averaged over the rows.
+
+    Raises an InterpError naming the shape when the metric returns anything else.
+    """
+    value = metric(logits)
+    if not isinstance(value, Tensor):
+        if isinstance(value, (int, float)):
+            return torch.tensor(float(value), device=logits.device)
+        raise InterpError(f"metric {metric_name(metric)} returned {type(value).__name__}; it must return a tensor (a scalar, or one value per prompt).")
+    rows = logits.shape[0]
+    if value.ndim == 0:
+        return value
+    if value.shape == (rows,):
+        return value.mean()
+    raise InterpError(
+        f"metric {metric_name(metric)} returned shape {tuple(value.shape)} for logits of shape {tuple(logits.shape)}; "
+        f"it must return a scalar or one value per prompt ({rows},). Read one position per row, e.g. logits[:, -1]."
+    )
+
+
+# ---- metrics -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LogitDiff:
+    """``logit[answer] - logit[wrong]`` at each row's last position."""
+
+    answer: Int[Tensor, "n"]
+    wrong: Int[Tensor, "n"]
+    name: str = "logit_diff"
+
+    def __call__(self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch"]:
+        final = last_logits(logits, last)
+        rows = torch.arange(final.shape[0], device=final.device)
+        answer = _per_row(self.answer, final.shape[0], "answer", final.device)
+        wrong = _per_row(self.wrong, final.shape[0], "wrong", final.device)
+        return final[rows, answer] - final[rows, wrong]
+
+
+@dataclass(frozen=True, eq=False)
+class Probability:
+    """Softmax probability of ``answer`` at each row's last position."""
+
+    answer: Int[Tensor, "n"]
+    name: str = "probability"
+
+    def __call__(self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch"]:
+        final = last_logits(logits, last).float()
+        rows = torch.arange(final.shape[0], device=final.device)
+        answer = _per_row(self.answer, final.shape[0], "answer", final.device)
+        return final.softmax(-1)[rows, answer]
+
+
+@dataclass(frozen=True, eq=False)
+class KLDivergence:
+    """``KL(reference || patched)`` of the next-token distributions at each row's last position."""
+
+    reference: Float[Tensor, "batch d_vocab"]
+    name: str = "kl_divergence"
+
+    def __call__(self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch"]:
+        final = last_logits(logits, last).float()
+        if final.shape != self.reference.shape:
+            raise InterpError(
+                f"kl_divergence has reference logits of shape {tuple(self.reference.shape)} but got {tuple(final.shape)} "
+                "(rows x d_vocab); build it from logits of the same prompts."
+            )
+        reference = self.reference.to(final.device).float().log_softmax(-1)
+        return (reference.exp() * (reference - final.log_softmax(-1))).sum(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class Normalized:
+    """``(metric - corrupt) / (clean - corrupt)``: 0 = the corrupt run's value, 1 = the clean run's."""
+
+    metric: Metric
+    clean: float
+    corrupt: float
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.clean) or not math.isfinite(self.corrupt):
+            raise InterpError(f"normalization needs finite baselines, got clean={self.clean}, corrupt={self.corrupt}.")
+        if self.clean == self.corrupt:
+            raise InterpError(
+                f"{metric_name(self.metric)} is {self.clean:.6g} on both the clean and the corrupt run, so normalizing divides by zero. "
+                "Use prompts on which the model's behaviour differs."
+            )
+
+    @property
+    def name(self) -> str:
+        return f"normalized {metric_name(self.metric)}"
+
+    @classmethod
+    def from_logits(cls, metric: Metric, clean_logits: Float[Tensor, "batch pos d_vocab"], corrupt_logits: Float[Tensor, "batch pos d_vocab"]) -> "Normalized":
+        """Baselines from the clean and corrupt runs' logits (each reduced to a scalar)."""
+        return cls(metric, float(reduce_metric(metric, clean_logits)), float(reduce_metric(metric, corrupt_logits)))
+
+    def __call__(self, logits: Float[Tensor, "batch pos d_vocab"], *args: Any) -> Tensor:
+        return (self.metric(logits, *args) - self.corrupt) / (self.clean - self.corrupt)
+
+
+def logit_diff(answer: TokenSpec, wrong: TokenSpec, tokenizer: Any = None) -> LogitDiff:
+    """Logit difference ``answer - wrong`` (one token, or one per prompt; strings need ``tokenizer``).
+
+    >>> logit_diff(answer=[3, 4], wrong=[5, 6])(torch.randn(2, 7, 10)).shape
+    torch.Size([2])
+    """
+    return LogitDiff(token_ids(answer, tokenizer), token_ids(wrong, tokenizer))
+
+
+def probability(answer: TokenSpec, tokenizer: Any = None) -> Probability:
+    """Probability of ``answer`` (one token, or one per prompt)."""
+    return Probability(token_ids(answer, tokenizer))
+
+
+def kl_divergence(reference_logits: Float[Tensor, "batch pos d_vocab"] | Float[Tensor, "batch d_vocab"], last: Int[Tensor, "batch"] | None = None) -> KLDivergence:
+    """KL divergence from the reference run's next-token distribution (e.g. the clean logits)."""
+    reference = reference_logits if reference_logits.ndim == 2 else last_logits(reference_logits, last)
+    return KLDivergence(reference.detach())
+
+
+def normalized(metric: Metric, clean: float | Float[Tensor, "batch pos d_vocab"], corrupt: float | Float[Tensor, "batch pos d_vocab"]) -> Normalized:
+    """``metric`` rescaled so the corrupt run scores 0 and the clean run 1.
+
+    ``clean`` / ``corrupt`` are the baseline values, or the runs' logits to compute them from.
+    """
+    if isinstance(clean, Tensor) and clean.ndim == 3:
+        clean = float(reduce_metric(metric, clean))
+    if isinstance(corrupt, Tensor) and corrupt.ndim == 3:
+        corrupt = float(reduce_metric(metric, corrupt))
+    return Normalized(metric, float(clean), float(corrupt))
+
+
+__all__ = [
+    "KLDivergence",
+    "LogitDiff",
+    "Metric",
+    "Normalized",
+    "Probability",
+    "kl_divergence",
+    "last_logits",
+    "logit_diff",
+    "metric_name",
+    "normalized",
+    "probability",
+    "reduce_metric",
+    "token_ids",
+]
