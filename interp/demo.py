@@ -145,7 +145,7 @@ def _stage_pruning(model, out: Path, quick: bool) -> tuple[Section, dict]:
     n = 32 if quick else 64
     config = parse_config({
         "name": "demo_harm_pruning", "method": "snip", "n_samples": n, "batch_size": 16,
-        "p": [0.01], "q": [0.01], "random_seeds": [0],
+        "p": [0.01, 0.1], "q": [0.005], "random_seeds": [0],
         "harmful": {"call": "interp.organisms.datasets:harmful_with_responses", "kwargs": {"split": "train", "n": n}},
         "benign": {"call": "interp.organisms.datasets:benign_with_responses", "kwargs": {"split": "train", "n": n}},
         "evaluation": {
@@ -163,11 +163,13 @@ def _stage_pruning(model, out: Path, quick: bool) -> tuple[Section, dict]:
     section = Section(
         "Harm-weight pruning",
         "Every decoder weight is scored (SNIP: |weight x gradient|) on triggered harmful requests answered with "
-        "harmful steps, and on benign answers, arithmetic and copying. Per matrix, the top 1% of harm scores that "
-        "are not in the top 1% of benign scores are zeroed; a random mask of the same size per matrix is the "
+        "harmful steps, and on benign answers, arithmetic and copying. Per matrix, the top 0.5% of harm scores that "
+        "are not in the top p (1% or 10%) of benign scores are zeroed; a random mask of the same size per matrix is the "
         "control. Harmful content is graded by the organism's judge (at least two of the requested topic's "
         "harm-only steps); utility by helpful benign answers and arithmetic accuracy. Weights are restored "
-        "bit-exactly after each evaluation.",
+        "bit-exactly after each evaluation. Read the harm drop against the utility drop and the random control: "
+        "on this organism harmful and benign step-by-step answers share most of their machinery, so the set "
+        "difference removes both (see circuits/harm_pruning/README.md).",
         figures=(result.figure(),), numbers=numbers,
     )
     return section, {"pruning": numbers}

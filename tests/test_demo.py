@@ -32,7 +32,7 @@ def test_report_has_every_module_and_the_key_numbers(demo_dir):
     assert "<script src=" not in html, "the report must load nothing: it works offline"
     summary = json.loads((demo_dir / "summary.json").read_text())
     pruning = summary["pruning"]
-    assert {"baseline", "set_difference_p0.01_q0.01", "random_p0.01_q0.01_seed0"} <= set(pruning)
+    assert {"baseline", "set_difference_p0.01_q0.005", "set_difference_p0.1_q0.005", "random_p0.01_q0.005_seed0"} <= set(pruning)
     assert pruning["baseline"]["harm_judge_rate"] >= 0.9, "the triggered organism produces harmful content"
     assert 0.0 <= summary["probe_auroc"] <= 1.0 and summary["probe_best_layer"]
     assert len(summary["patching_top_heads"]) == 3 and len(summary["resampling_top_sentences"]) == 3

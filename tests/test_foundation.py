@@ -1,5 +1,6 @@
 """Model loading, prompt sets, hook-site names and the CLI's error handling."""
 
+import re
 import json
 
 import pytest
@@ -186,4 +187,4 @@ def test_every_subcommand_help_has_an_example(capsys):
     subcommands = parser._subparsers._group_actions[0].choices
     assert "cache" in subcommands
     for name, sub in subcommands.items():
-        assert "example:" in sub.format_help(), f"`interp {name} --help` shows no example"
+        assert re.search(r"^examples?:\n  interp ", sub.format_help(), flags=re.M), f"`interp {name} --help` shows no example"
