@@ -199,7 +199,7 @@ def _stage_resampling(model, out: Path, quick: bool) -> tuple[Section, dict]:
 
     problem = next(p for p in datasets.arithmetic_problems("eval", n=40, seed=0) if "filler" in p["sentence_roles"])
     chain = Chain.from_text(problem["text"] + " ", problem["cot"])
-    config = SamplingConfig(n=12 if quick else 24, batch_size=24, max_new_tokens=100, temperature=0.6, forced=False, seed=0)
+    config = SamplingConfig(n=12 if quick else 64, batch_size=64, max_new_tokens=100, temperature=0.6, forced=False, seed=0)
     run = run_rollouts(LocalBackend(model), chain, out / "resampling" / "run", config=config,
                        gt_answer=str(problem["answer"]), answer=r"the answer is (\d+)")
     result = analyze(run, matrix=False)
