@@ -16,6 +16,11 @@ before the first token where clean and corrupt differ) is not run at all: it equ
 unpatched metric. The fast path checks itself against a plain forward on first use and falls
 back to full batched forwards where an architecture does not support it.
 
+Patches land where the model goes on with them: ``resid_mid`` is written through ``attn_out``
+(TransformerBridge's ``hook_resid_mid`` is the MLP's input only, so writing it would leave the
+residual that bypasses the MLP unpatched), and attribution takes its gradients at a zero added to
+each hook's output (the tensor a bridge's q/k/v/z hook receives carries no gradient).
+
 Metric contract: ``metric(logits)`` gets the logits ``[n_prompts, pos, d_vocab]`` of one
 patched cell and returns a scalar, or one value per prompt, which is averaged (see
 ``interp.metrics``). The value of a cell is that scalar. All prompts must tokenize to the same
@@ -484,10 +489,11 @@ class _Engine:
 
     Rows are ``(prompt copy)``: copy ``c`` of every prompt carries cell ``c``'s patch. In fast
     mode blocks before the start layer are skipped (the target run's residual is fed in) and
-    positions before the start position come from the target run's KV cache.
+    positions before the start position come from the target run's KV cache. With
+    ``last_logits`` only the final position is unembedded (the metric reads nothing else).
     """
 
-    def __init__(self, model, tokens: Int[Tensor, "prompt pos"], logits: Float[Tensor, "prompt pos d_vocab"], resid: list[Tensor], kv_cache: Any, fast: bool):
+    def __init__(self, model, tokens: Int[Tensor, "prompt pos"], logits: Float[Tensor, "prompt pos d_vocab"], resid: list[Tensor], kv_cache: Any, fast: bool, last_logits: bool):
         self.model = model
         self.tokens = tokens.to(_model_device(model))
         self.logits = logits
@@ -495,20 +501,22 @@ class _Engine:
         self.n_prompts, self.n_pos = tokens.shape
         self.n_layers = int(model.cfg.n_layers)
         self.kv = [(layer.keys, layer.values) for layer in kv_cache.layers] if fast and kv_cache is not None else None
+        self.keep = {"logits_to_keep": 1} if last_logits and self._keeps_last_logits() else {}
         self.fast = False
         self.late = False
-        self.alpha, self.beta = 0.0, 1.0  # cost of one forward: layers * (alpha + beta * rows * positions)
+        # cost of one forward = layers run * overhead + FLOPs * seconds_per_flop (calibrated in _try_fast_path)
+        self.overhead, self.seconds_per_flop = 1.0, 1e-12
         if fast:
             self._try_fast_path()
 
     # ---- forwards ---------------------------------------------------------------------------------
     def forward(self, start_layer: int, start_pos: int, copies: int, hooks: list) -> Float[Tensor, "row suffix d_vocab"]:
-        """Logits ``[(prompt copy), pos - offset, d_vocab]`` of ``copies`` copies of the target run with ``hooks``."""
+        """Logits of ``copies`` copies of the target run with ``hooks``: the positions from ``offset`` on (see ``suffix``)."""
         if not self.fast:
             tokens = einops.repeat(self.tokens, "prompt pos -> (prompt copy) pos", copy=copies)
-            return self.model.run_with_hooks(tokens, fwd_hooks=hooks)
+            return self.model.run_with_hooks(tokens, fwd_hooks=hooks, **self.keep)
         resid = einops.repeat(self.resid[start_layer][:, start_pos:], "prompt pos d_model -> (prompt copy) pos d_model", copy=copies)
-        return self._run(resid, start_layer, start_pos, copies, hooks)
+        return self._run(resid, start_layer, start_pos, copies, hooks, **self.keep)
 
     def block_output(self, layer: int, pos: int, copies: int, hooks: list) -> Float[Tensor, "row d_model"]:
         """The residual after block ``layer`` at position ``pos`` only, with ``hooks`` (fast mode)."""
@@ -519,12 +527,12 @@ class _Engine:
         """Logits from block ``layer`` on, with each row's residual at ``pos`` replaced by ``first`` (fast mode)."""
         resid = einops.repeat(self.resid[layer][:, pos:], "prompt pos d_model -> (prompt copy) pos d_model", copy=copies).clone()
         resid[:, 0] = first.to(resid.dtype)
-        return self._run(resid, layer, pos, copies, [])
+        return self._run(resid, layer, pos, copies, [], **self.keep)
 
-    def _run(self, resid: Tensor, layer: int, pos: int, copies: int, hooks: list, stop_at_layer: int | None = None) -> Tensor:
+    def _run(self, resid: Tensor, layer: int, pos: int, copies: int, hooks: list, **kwargs: Any) -> Tensor:
         cache = self._prefix_cache(pos, copies) if pos > 0 else None
         with _skipping_blocks(self.model, layer):
-            return self.model.run_with_hooks(resid, start_at_layer=layer, stop_at_layer=stop_at_layer, past_key_values=cache, fwd_hooks=hooks)
+            return self.model.run_with_hooks(resid, start_at_layer=layer, past_key_values=cache, fwd_hooks=hooks, **kwargs)
 
     def _prefix_cache(self, length: int, copies: int):
         from transformers import DynamicCache
@@ -539,10 +547,24 @@ class _Engine:
             )
         return cache
 
-    def offset(self, start_pos: int) -> int:
+    def first_position(self, start_pos: int) -> int:
+        """The first position a forward from ``start_pos`` runs (0 unless in fast mode)."""
         return start_pos if self.fast else 0
 
-    # ---- self-check and cost model -----------------------------------------------------------------
+    def logits_from(self, start_pos: int) -> int:
+        """The first position whose logits a forward from ``start_pos`` returns."""
+        return self.n_pos - 1 if self.keep else self.first_position(start_pos)
+
+    # ---- self-checks and cost model ----------------------------------------------------------------
+    def _keeps_last_logits(self) -> bool:
+        """Whether the model honours ``logits_to_keep=1`` (Hugging Face models do), on a two-token probe."""
+        try:
+            with torch.no_grad():
+                logits = self.model.run_with_hooks(self.tokens[:1, :2], fwd_hooks=[], logits_to_keep=1)
+            return tuple(logits.shape[:2]) == (1, 1)
+        except Exception:  # noqa: BLE001 - not supported: unembed every position
+            return False
+
     def _try_fast_path(self) -> None:
         """Use the fast path only where it reproduces the target run; time it for the cost model."""
         if self.kv is None or not hasattr(self.model, "blocks") or len(self.kv) != self.n_layers:
@@ -550,27 +572,18 @@ class _Engine:
         layer, pos = self.n_layers // 2, self.n_pos // 2
         try:
             self.fast = True
-            started = time.perf_counter()
-            out = self.forward(layer, pos, 1, [])
-            t_check = time.perf_counter() - started
-            self._expect_close(out, self.logits[:, pos:], "logits")
-            started = time.perf_counter()
-            self.forward(self.n_layers - 1, self.n_pos - 1, 1, [])
-            t_min = time.perf_counter() - started
+            self._expect_close(self.forward(layer, pos, 1, []), self.logits[:, self.logits_from(pos) :], "logits")
         except Exception as error:  # noqa: BLE001 - any failure means: use plain forwards
             self.fast = False
             warnings.warn(f"patching: skipping layers and positions does not work on this model ({type(error).__name__}: {error}); using full batched forwards instead (same results, slower).", stacklevel=3)
             return
-        layers, positions = self.n_layers - layer, self.n_pos - pos
-        if positions > 1:
-            self.beta = max(1e-12, (t_check / layers - t_min) / (self.n_prompts * (positions - 1)))
-            self.alpha = max(0.0, t_min - self.beta * self.n_prompts)
+        self._calibrate()
         if self.n_layers > 1:
             try:
                 late_layer = min(layer, self.n_layers - 2)
                 residual = self.block_output(late_layer, pos, 1, [])
                 self._expect_close(residual, self.resid[late_layer + 1][:, pos], "residual")
-                self._expect_close(self.forward_residual(late_layer + 1, pos, 1, residual), self.logits[:, pos:], "logits")
+                self._expect_close(self.forward_residual(late_layer + 1, pos, 1, residual), self.logits[:, self.logits_from(pos) :], "logits")
                 self.late = True
             except Exception:  # noqa: BLE001 - late start is an optimisation only
                 self.late = False
@@ -580,11 +593,39 @@ class _Engine:
         if not error <= _FAST_PATH_TOLERANCE * max(1.0, float(expected.abs().max())):
             raise RuntimeError(f"{what} differ from the plain forward by {error:.3g} (shapes {tuple(got.shape)} vs {tuple(expected.shape)})")
 
+    def flops(self, rows: int, start_layer: int, start_pos: int) -> float:
+        """Multiply-adds x 2 of one forward from (start layer, start position): blocks plus unembedding."""
+        cfg = self.model.cfg
+        d_model, d_head, n_heads = int(cfg.d_model), int(cfg.d_head), int(cfg.n_heads)
+        n_kv = int(getattr(cfg, "n_key_value_heads", None) or n_heads)
+        d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * d_model)
+        per_token = d_model * d_head * (2 * n_heads + 2 * n_kv) + (3 if getattr(cfg, "gated_mlp", False) else 2) * d_model * d_mlp
+        per_token += 2 * n_heads * d_head * self.n_pos  # attention scores and mixing over the context
+        positions = self.n_pos - start_pos
+        unembedded = 1 if self.keep else positions
+        return 2.0 * rows * ((self.n_layers - start_layer) * positions * per_token + unembedded * d_model * int(cfg.d_vocab))
+
+    def _calibrate(self) -> None:
+        """Per-layer overhead and seconds per FLOP from two timed forwards: one layer over every
+        position (mostly arithmetic) and every layer at the last position (mostly overhead)."""
+        runs = [(1, self.n_layers - 1, 0), (self.n_layers, 0, self.n_pos - 1)]
+        timed = []
+        for layers, start_layer, start_pos in runs:
+            started = time.perf_counter()
+            self.forward(start_layer, start_pos, 1, [])
+            timed.append((layers, self.flops(self.n_prompts, start_layer, start_pos), time.perf_counter() - started))
+        (l_heavy, w_heavy, t_heavy), (l_light, w_light, t_light) = timed
+        # t = layers * overhead + flops * seconds_per_flop, solved for the two runs
+        denominator = l_light * w_heavy - l_heavy * w_light
+        overhead = (t_light * w_heavy - t_heavy * w_light) / denominator if denominator > 0 else 0.0
+        self.overhead = min(max(overhead, 0.0), t_light / l_light)
+        self.seconds_per_flop = max(t_heavy - l_heavy * self.overhead, 0.1 * t_heavy) / w_heavy
+
     def cost(self, rows: int, start_layer: int, start_pos: int) -> float:
         """Estimated seconds of one forward of ``rows`` rows from (start layer, start position)."""
         if not self.fast:
-            return float(rows * self.n_layers * self.n_pos)  # all forwards are full: fewer is better
-        return (self.n_layers - start_layer) * (self.alpha + self.beta * rows * (self.n_pos - start_pos))
+            start_layer, start_pos = 0, 0  # every forward is a full one
+        return (self.n_layers - start_layer) * self.overhead + self.flops(rows, start_layer, start_pos) * self.seconds_per_flop
 
 
 @dataclass(frozen=True)
@@ -708,8 +749,8 @@ def _chunk_hooks(kind: str, cells: Sequence[_Cell], sources: list[Tensor], offse
     return hooks
 
 
-def _run_chunk(kind: str, chunk: _Chunk, engine: _Engine, sources: list[Tensor]) -> tuple[int, Float[Tensor, "copy prompt suffix d_vocab"]]:
-    """(offset, logits of every copy from position ``offset`` on) for one chunk."""
+def _run_chunk(kind: str, chunk: _Chunk, engine: _Engine, sources: list[Tensor]) -> Float[Tensor, "copy prompt suffix d_vocab"]:
+    """The logits of every copy of one chunk, from position ``engine.logits_from(chunk.start)`` on."""
     copies = len(chunk.cells)
     if chunk.late:
         if kind == "resid_post":  # the patched residual entering the next block is the source itself
@@ -718,17 +759,32 @@ def _run_chunk(kind: str, chunk: _Chunk, engine: _Engine, sources: list[Tensor])
             hooks = _chunk_hooks(kind, chunk.cells, sources, chunk.start, 1)
             first = engine.block_output(chunk.layer, chunk.start, copies, hooks)
         logits = engine.forward_residual(chunk.layer + 1, chunk.start, copies, first)
-        offset = chunk.start
     else:
-        offset = engine.offset(chunk.start)
-        hooks = _chunk_hooks(kind, chunk.cells, sources, offset, engine.n_pos - offset)
+        first_position = engine.first_position(chunk.start)
+        hooks = _chunk_hooks(kind, chunk.cells, sources, first_position, engine.n_pos - first_position)
         logits = engine.forward(chunk.layer, chunk.start, copies, hooks)
-    return offset, einops.rearrange(logits, "(prompt copy) pos d_vocab -> copy prompt pos d_vocab", copy=copies)
+    return einops.rearrange(logits, "(prompt copy) pos d_vocab -> copy prompt pos d_vocab", copy=copies)
 
 
-def _default_max_rows(model, n_prompts: int, n_pos: int) -> int:
+def _reads_last_position_only(metric: Metric, logits: Float[Tensor, "prompt pos d_vocab"], value: float) -> bool:
+    """Whether ``metric`` ignores every position but the last: its value stays the same when they hold NaN or noise."""
+    if logits.shape[1] < 2:
+        return False
+    generator = torch.Generator(device=logits.device).manual_seed(0)
+    for filler in (torch.full_like(logits[:, :-1], math.nan), torch.randn(logits[:, :-1].shape, generator=generator, device=logits.device, dtype=logits.dtype)):
+        try:
+            probed = float(reduce_metric(metric, torch.cat([filler, logits[:, -1:]], dim=1)))
+        except Exception:  # noqa: BLE001 - a metric that cannot take the probe reads more than the last position
+            return False
+        if probed != value:
+            return False
+    return True
+
+
+def _default_max_rows(model, n_prompts: int, n_pos: int, logit_positions: int) -> int:
+    """Rows per forward that fit a 1 GiB budget: logits, residual-sized activations and attention patterns."""
     cfg = model.cfg
-    per_row = 4 * n_pos * (2 * int(cfg.d_vocab) + 16 * int(cfg.d_model) + 3 * int(cfg.n_heads) * n_pos)
+    per_row = 4 * (2 * logit_positions * int(cfg.d_vocab) + n_pos * (16 * int(cfg.d_model) + 3 * int(cfg.n_heads) * n_pos))
     return int(min(4096, max(n_prompts, _MEMORY_BUDGET_BYTES // max(1, per_row))))
 
 
@@ -789,16 +845,21 @@ def activation_patching(
         differences = [_differences(kind, source_acts[name], target_acts[name]) for name in names]
         shape, cells = _cells(kind, by_position, differences)
         values = torch.full(shape, baseline, dtype=torch.float32)
-        engine = _Engine(model, target_tokens, target_logits, [target_acts[name] for name in resid_names], kv_cache, fast)
+        last_logits = _reads_last_position_only(metric, target_logits, baseline)
+        engine = _Engine(model, target_tokens, target_logits, [target_acts[name] for name in resid_names], kv_cache, fast, last_logits)
         del target_acts, source_acts
-        max_rows = int(batch_size) if batch_size is not None else _default_max_rows(model, n_prompts, n_pos)
+        max_rows = int(batch_size) if batch_size is not None else _default_max_rows(model, n_prompts, n_pos, 1 if engine.keep else n_pos)
         chunks = _plan(kind, cells, engine, max(1, max_rows // n_prompts))
+        # Each cell's metric reads the target run's logits where the patch cannot reach (before the
+        # chunk's first position), and the patched logits from there on.
+        patched = target_logits.clone()
         for chunk in tqdm(chunks, desc=f"patching {site_label(kind)} ({len(cells)} cells)", unit="batch", disable=not progress):
-            offset, logits = _run_chunk(kind, chunk, engine, sources)
-            prefix = target_logits[:, :offset]
+            logits = _run_chunk(kind, chunk, engine, sources)
+            start = engine.logits_from(chunk.start)
             for copy, cell in enumerate(chunk.cells):
-                full = torch.cat([prefix, logits[copy]], dim=1) if offset else logits[copy]
-                values[cell.index] = float(reduce_metric(metric, full))
+                patched[:, start:] = logits[copy]
+                values[cell.index] = float(reduce_metric(metric, patched))
+            patched[:, start:] = target_logits[:, start:]
     clean_metric, corrupt_metric = (source_metric, baseline) if direction == "denoising" else (baseline, source_metric)
     return _result(model, kind, by_position, values, "activation", direction, metric, clean_metric, corrupt_metric, clean_tokens, corrupt_tokens, names)
 
