@@ -34,6 +34,11 @@ def make_metric(n_prompts: int = 2) -> metrics.LogitDiff:
     return logit_diff(answer=list(range(5, 5 + n_prompts)), wrong=list(range(20, 20 + n_prompts)))
 
 
+def every_position_metric(logits: torch.Tensor) -> torch.Tensor:
+    """A metric that reads every position (so every position's logits must be computed)."""
+    return logits[:, :, 5].mean(-1) - logits[:, 1:, 20].mean(-1)
+
+
 def _all_positions(act, index, source):
     act[...] = source
     return act
@@ -80,14 +85,15 @@ def transformer_lens_values(model, site: str, by_position: bool, source_tokens, 
 
 
 @pytest.mark.parametrize(
-    "arch, direction",
-    [("llama", "denoising"), ("llama", "noising"), ("gpt2", "denoising"), ("gemma", "noising")],
+    "arch, direction, reads",
+    [("llama", "denoising", "last"), ("llama", "noising", "every"), ("gpt2", "denoising", "last"), ("gemma", "noising", "last"), ("qwen2", "denoising", "every")],
 )
-def test_every_site_equals_transformer_lens_patching(arch, direction, load_tiny):
-    """Each site and axis layout against transformer_lens' one-forward-per-cell loop (Llama: grouped-query attention)."""
+def test_every_site_equals_transformer_lens_patching(arch, direction, reads, load_tiny):
+    """Each site and axis layout against transformer_lens' one-forward-per-cell loop (Llama, Qwen2: grouped-query
+    attention), with a metric that reads the last position (only that one is unembedded) or every position."""
     model = load_tiny(arch)
     clean, corrupt = token_pairs(model)
-    metric = make_metric()
+    metric = make_metric() if reads == "last" else every_position_metric
     source, target = (clean, corrupt) if direction == "denoising" else (corrupt, clean)
     for (site, by_position), (_, _, axes, _) in TL_SWEEPS.items():
         ours = activation_patching(model, clean, corrupt, metric, site=site, by_position=by_position, direction=direction, progress=False)
@@ -97,12 +103,21 @@ def test_every_site_equals_transformer_lens_patching(arch, direction, load_tiny)
         assert difference <= TOLERANCE, f"{arch} {direction} {site} by_position={by_position}: max |interp - transformer_lens| = {difference:.2e}"
 
 
+def test_only_metrics_that_read_the_last_position_alone_get_last_position_logits():
+    from interp.patching import _reads_last_position_only
+
+    logits = torch.randn(2, 5, 32)
+    for metric in (make_metric(), metrics.probability(answer=3), metrics.kl_divergence(torch.randn(2, 32)), lambda l: l[:, -1].logsumexp(-1)):
+        assert _reads_last_position_only(metric, logits, float(metric(logits).mean()))
+    for metric in (every_position_metric, lambda l: l[:, 0, 3], lambda l: l.nan_to_num()[:, :, 3].sum(-1), lambda l: l[:, -2:].sum()):
+        assert not _reads_last_position_only(metric, logits, float(metrics.reduce_metric(metric, logits)))
+
+
 def test_chunking_and_the_plain_forward_fallback_give_the_same_values(load_tiny, monkeypatch):
     """One cell per forward, the default chunks, and full forwards (no layer/position skipping) agree."""
     model = load_tiny("qwen2")
     clean, corrupt = token_pairs(model)
-    metric = make_metric()
-    for site in ("resid_pre", "attn_head_out", "attn_head_pattern", "attn_head_key"):
+    for site, metric in (("resid_pre", make_metric()), ("attn_head_out", every_position_metric), ("attn_head_pattern", make_metric()), ("attn_head_key", every_position_metric)):
         default = activation_patching(model, clean, corrupt, metric, site=site, progress=False).values
         one_cell = activation_patching(model, clean, corrupt, metric, site=site, batch_size=2, progress=False).values
         with monkeypatch.context() as patch:
