@@ -214,7 +214,7 @@ def logit_lens(
         source: a TransformerBridge (then ``prompts`` is required) or an ActivationStore.
         prompts: the prompts (model source only; a store has its own).
         targets: the token to follow: one per prompt, or one for all (string or id). Default:
-            the model's own final top-1 prediction at each position.
+            per prompt, the model's own top-1 prediction at that prompt's last position.
         sites: shorthands or hook names; "resid_pre" and "resid_post" by default (sublayers:
             add "resid_mid"). From a store: the sites it holds among these.
         positions: "last", "all" or explicit positions (model source; a store read what it stored).

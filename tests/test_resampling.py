@@ -611,6 +611,20 @@ def test_organism_compute_sentences_matter_more_than_filler(tmp_path):
     assert compute >= 1.5 * filler, (compute, filler)
 
 
+@pytest.mark.skipif(not (ORGANISM / "config.json").exists(), reason=f"the bundled organism is not built yet ({ORGANISM})")
+def test_word_level_continuations_keep_their_joining_space():
+    """Decoded alone, a word-level tokenizer's first new token loses its space ("is" + "19" -> "is19")
+    and forced answers go unfound; continuations are decoded after the context's last token."""
+    from interp.models import load_model
+
+    backend = LocalBackend(load_model("organism", device="cpu"))
+    context = "<user> ben has 3 cards . how many cards does ben have now ? <assistant> <think> ben starts with 3 cards . </think> the answer is"
+    texts = backend.generate(context, 4, temperature=0.6, top_p=0.95, max_new_tokens=3, seed=0)
+    assert all(text.startswith(" ") for text in texts), texts
+    extractor = make_extractor(r"the answer is (\d+)")
+    assert all(extractor("the answer is" + text) is not None for text in texts), texts
+
+
 # --------------------------------------------------------------------------- docs and shapes
 
 

@@ -242,7 +242,24 @@ class LocalBackend:
                 **kwargs,
             )
         new = out[:, input_ids.shape[1] :]
-        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return self._decode_continuations(ids[-1], new)
+
+    def _decode_continuations(self, last_context_id: int, new) -> list[str]:
+        """Decode new tokens as they continue the context, so the joining space is kept.
+
+        Decoded alone, the first new token loses the space a word-level (or SentencePiece)
+        tokenizer puts before it ("is" + "19" -> "is19"); decoded after the context's last token,
+        and that token's text removed, it keeps it.
+        """
+        import torch
+
+        anchor = self.tokenizer.decode([last_context_id], skip_special_tokens=True)
+        anchored = torch.cat([new.new_full((new.shape[0], 1), last_context_id), new], dim=1)
+        texts = []
+        for plain, joined in zip(self.tokenizer.batch_decode(new, skip_special_tokens=True),
+                                 self.tokenizer.batch_decode(anchored, skip_special_tokens=True)):
+            texts.append(joined[len(anchor):] if anchor and joined.startswith(anchor) else plain)
+        return texts
 
 
 def _clamp_new_tokens(n_prompt: int, max_new_tokens: int, max_context: Optional[int]) -> int:
