@@ -85,7 +85,7 @@ def main() -> None:
     print(f"{'corruption':<14} {'sweep':<26} {'cells':>6} {'interp s':>9} {'TL s':>9} {'ratio':>7} {'max |diff|':>11}")
     for every_token in (False, True):
         clean, corrupt = make_pairs(model, every_token)
-        metric = logit_diff(answer=clean[:, -1], wrong=corrupt[:, -1])
+        metric = logit_diff(answer=clean[:, SWAP_POSITION], wrong=corrupt[:, SWAP_POSITION])  # IOI-style: the clean vs the corrupt name
         for site, (_, _, axes) in SWEEPS.items():
             activation_patching(model, clean[:1, :4], corrupt[:1, :4], metric=lambda logits: logits[:, -1, 0], site=site, progress=False)  # warm-up
             start = time.perf_counter()
@@ -94,9 +94,10 @@ def main() -> None:
             tl_seconds, tl_values, cells = transformer_lens_sweep(model, site, clean, corrupt, metric, None if args.full else args.tl_cells)
             index = tuple(torch.tensor(cells[axis].to_numpy()) for axis in axes)
             difference = (ours.values[index] - tl_values).abs().max().item()
-            measured = "" if args.full or len(cells) == ours.values.numel() else f" (TL: {len(cells)} sampled cells, scaled)"
+            moved = int(((tl_values - ours.corrupt_metric).abs() > 1e-6).sum())
+            measured = f"compared on {len(cells)} cells ({moved} move the metric)" + ("" if args.full else ", TL time scaled from them")
             label = "one token" if not every_token else "every token"
-            print(f"{label:<14} {site + ' by position':<26} {ours.values.numel():>6} {ours_seconds:>9.2f} {tl_seconds:>9.2f} {tl_seconds / ours_seconds:>6.1f}x {difference:>11.2e}{measured}")
+            print(f"{label:<14} {site + ' by position':<26} {ours.values.numel():>6} {ours_seconds:>9.2f} {tl_seconds:>9.2f} {tl_seconds / ours_seconds:>6.1f}x {difference:>11.2e}  {measured}")
 
 
 if __name__ == "__main__":

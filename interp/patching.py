@@ -160,8 +160,8 @@ class PatchingResult:
     labels: Mapping[str, tuple[str, ...]]
     site: str
     hook_names: tuple[str, ...]
-    method: str
-    direction: str
+    method: Method
+    direction: Direction
     metric_name: str
     clean_metric: float
     corrupt_metric: float

@@ -12,7 +12,7 @@ import transformer_lens.patching as tl_patching
 from interp import metrics
 from interp.errors import InterpError
 from interp.metrics import logit_diff
-from interp.patching import PatchingResult, _Engine, activation_patching, attribution_patching, attribution_patching_sites
+from interp.patching import RESULT_FILES, PatchingResult, _Engine, activation_patching, attribution_patching, attribution_patching_sites
 
 TOLERANCE = 1e-4  # agreement with transformer_lens and with the unpatched runs
 SWAPPED = (2, 4)  # positions where corrupt prompts differ from clean ones
@@ -345,7 +345,7 @@ def test_save_and_load_round_trip(load_tiny, tmp_path):
     clean, corrupt = token_pairs(model)
     result = activation_patching(model, clean, corrupt, make_metric(), site="attn_head_pattern", direction="noising", progress=False)
     directory = result.save(tmp_path / "pattern")
-    assert {p.name for p in directory.iterdir()} == {"result.json", "values.safetensors", "cells.csv", "figure.html"}
+    assert {p.name for p in directory.iterdir()} == set(RESULT_FILES) == {"result.json", "values.safetensors", "cells.csv", "figure.html"}
     loaded = PatchingResult.load(directory)
     assert torch.equal(loaded.values, result.values) and loaded.labels == result.labels and loaded.axes == result.axes
     assert (loaded.site, loaded.method, loaded.direction, loaded.provenance) == ("attn_head_pattern", "activation", "noising", result.provenance)
