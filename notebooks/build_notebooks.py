@@ -773,7 +773,7 @@ this notebook fast, at the price of noisier single-sentence numbers.)
 config = SamplingConfig(
     n=40, batch_size=40, temperature=0.6, top_p=0.95, max_new_tokens=100, seed=0,
     forced=True, n_forced=8, forced_max_new_tokens=2,
-    forced_suffix=" </think> the answer is ",   # the organism's answer format (ends with a space, see below)
+    forced_suffix=" </think> the answer is",   # the organism's answer format
 )
 backend = LocalBackend(model)
 answer = r"the answer is (\\d+)"
@@ -820,10 +820,6 @@ does not compute the answer ahead of its chain of thought. So forced-answer impo
 sentence that computes the last total and 0 for the others: the answer exists only once it is
 written. (The opening sentence's value differs from 0 only because, forced to answer straight
 from the prompt, the model guesses, and a guess is sometimes right.)
-
-(Why the forced suffix ends with a space: the organism's word-level tokenizer decodes a
-continuation without a leading space, and the grader reads `suffix + continuation`; without the
-space it would see `the answer is19` and find no answer.)
 
 ## 3. Compute vs filler sentences, over several problems
 '''),
