@@ -1,7 +1,7 @@
 """``interp demo``: all five analyses end to end on one model, written as one offline HTML report.
 
 >>> report = run_demo("organism", "out/demo")      # doctest: +SKIP
->>> report.name
+>>> report.name                                    # doctest: +SKIP
 'index.html'
 
 On the bundled organism (the default) the report shows the planted mechanisms: where the

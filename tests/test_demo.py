@@ -40,6 +40,16 @@ def test_report_has_every_module_and_the_key_numbers(demo_dir):
         assert (demo_dir / stage).is_dir(), stage
 
 
+def test_docstring_examples_run():
+    import doctest
+
+    import interp.demo
+    import interp.report
+
+    for module in (interp.report, interp.demo):
+        assert doctest.testmod(module).failed == 0, module.__name__
+
+
 def test_rerun_resumes_the_cached_store(demo_dir):
     manifest = json.loads((demo_dir / "store" / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["n_prompts"] == 48
