@@ -1,5 +1,7 @@
 """Shared fixtures: tiny random models of real architectures, built once per test session."""
 
+import json
+import math
 import os
 from pathlib import Path
 
@@ -45,3 +47,37 @@ PROMPTS = [
     "the answer is 42 .",
     "fox",
 ]
+
+
+THOUGHT_ANCHORS = SHARED_DATA / "thought_anchors"
+BLACKMAIL = THOUGHT_ANCHORS / "website_blackmail"
+
+
+def load_json(directory: Path, name: str):
+    return json.loads((directory / name).read_text(encoding="utf-8"))
+
+
+def blackmail_matches(metric: str, compute) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    """Per model, how many published blackmail chunks ``compute(resampled, chunk_text)`` reproduces.
+
+    Returns ``(matched, total)`` under the reference's convention (its last chunk is 0) and the
+    count matched directly. Entry at list position k describes chunk k; a chunk whose text is not
+    published (deepseek-r1's chunk 22) is skipped.
+    """
+    report, direct = {}, {}
+    for d in sorted(BLACKMAIL.glob("*/*/scenario_0")):
+        chunks = load_json(d, "chunks_labeled.json")
+        resampled = load_json(d, "chunks_resampled.json")
+        text = {c["chunk_idx"]: c["chunk"] for c in chunks}
+        matched = direct_matched = total = 0
+        for k, entry in enumerate(chunks):
+            if k not in text:
+                continue
+            ours = compute(resampled[str(k)], text[k])
+            reference = 0.0 if k == max(text) else ours  # the reference gives the last chunk 0
+            total += 1
+            matched += math.isclose(reference, entry[metric], abs_tol=1e-9)
+            direct_matched += math.isclose(ours, entry[metric], abs_tol=1e-9)
+        report[d.parts[-3]] = (matched, total)
+        direct[d.parts[-3]] = direct_matched
+    return report, direct

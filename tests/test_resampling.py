@@ -1,12 +1,12 @@
 """Chain-of-thought resampling: published numbers, metric oracles, the rollout engine, results, CLI."""
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import BLACKMAIL, THOUGHT_ANCHORS, blackmail_matches, load_json
 from interp.errors import InterpError
 from interp.resampling import (
     Chain,
@@ -35,18 +35,12 @@ from interp.resampling import (
     split_sentences,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "thought_anchors"
-MATH = DATA / "website_math" / "deepseek-r1-distill-llama-8b"
-BLACKMAIL = DATA / "website_blackmail"
-needs_data = pytest.mark.skipif(not MATH.exists(), reason=f"published Thought Anchors data not found at {DATA}")
+MATH = THOUGHT_ANCHORS / "website_math" / "deepseek-r1-distill-llama-8b"
+needs_data = pytest.mark.skipif(not MATH.exists(), reason=f"published Thought Anchors data not found at {THOUGHT_ANCHORS}")
 
 
 def _problem_dirs(root: Path):
     return sorted(p for p in root.glob("*/*") if (p / "chunks_labeled.json").exists())
-
-
-def _load(d: Path, name: str):
-    return json.loads((d / name).read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- published numbers
@@ -58,8 +52,8 @@ def test_splitter_reproduces_every_published_math_chunk():
     assert len(dirs) == 20
     matched = 0
     for d in dirs:
-        base = _load(d, "base_solution.json")
-        published = [c["chunk"] for c in _load(d, "chunks_labeled.json")]
+        base = load_json(d, "base_solution.json")
+        published = [c["chunk"] for c in load_json(d, "chunks_labeled.json")]
         for field in ("solution", "full_cot"):  # the CoT alone, and prompt + <think> + CoT
             ours = split_sentences(base[field])
             assert ours == published, f"{d.name}/{field}: first difference at {_first_diff(ours, published)}"
@@ -78,7 +72,7 @@ def _first_diff(a, b):
 def test_resampling_importance_from_published_accuracies_equals_published():
     n_sentences = 0
     for d in _problem_dirs(MATH) + _problem_dirs(BLACKMAIL / "qwq-32b"):
-        chunks = _load(d, "chunks_labeled.json")
+        chunks = load_json(d, "chunks_labeled.json")
         assert [c["chunk_idx"] for c in chunks] == list(range(len(chunks)))
         acc = np.array([c["accuracy"] for c in chunks])
         ours = resampling_importance_accuracy(acc)
@@ -92,7 +86,7 @@ def test_resampling_importance_from_published_accuracies_equals_published():
 def test_blackmail_deepseek_metrics_are_stored_by_list_position():
     # The published deepseek-r1 scenario lacks chunk 22; from there on its metrics sit one
     # entry late (metrics of chunk k are stored at list position k). Accuracies do not.
-    chunks = _load(BLACKMAIL / "deepseek-r1/no_base_solution/scenario_0", "chunks_labeled.json")
+    chunks = load_json(BLACKMAIL / "deepseek-r1/no_base_solution/scenario_0", "chunks_labeled.json")
     idx = [c["chunk_idx"] for c in chunks]
     assert 22 not in idx and len(idx) == 51
     acc = {c["chunk_idx"]: c["accuracy"] for c in chunks}
@@ -103,22 +97,8 @@ def test_blackmail_deepseek_metrics_are_stored_by_list_position():
 
 @needs_data
 def test_blackmail_overdeterminedness_matches_published():
-    report, direct = {}, {}
-    for d in sorted(BLACKMAIL.glob("*/*/scenario_0")):
-        chunks = _load(d, "chunks_labeled.json")
-        resampled = _load(d, "chunks_resampled.json")
-        text = {c["chunk_idx"]: c["chunk"] for c in chunks}
-        matched = direct_matched = total = 0
-        for k, entry in enumerate(chunks):  # entry at position k describes chunk k (see above)
-            if k not in text:
-                continue  # deepseek chunk 22: not published
-            ours = overdeterminedness(resampled[str(k)])
-            reference = 0.0 if k == max(text) else ours  # the reference gives the last chunk 0
-            total += 1
-            matched += math.isclose(reference, entry["overdeterminedness"], abs_tol=1e-9)
-            direct_matched += math.isclose(ours, entry["overdeterminedness"], abs_tol=1e-9)
-        report[d.parts[-3]] = (matched, total)
-        direct[d.parts[-3]] = direct_matched
+    # entry at position k describes chunk k (see above)
+    report, direct = blackmail_matches("overdeterminedness", lambda resampled, _: overdeterminedness(resampled))
     assert report == {"deepseek-r1": (50, 50), "qwq-32b": (146, 146)}, report
     assert direct == {"deepseek-r1": 50, "qwq-32b": 145}, direct  # all but qwq's last chunk
 

@@ -4,20 +4,10 @@ Separate from test_resampling.py because embedding the ~2,000 published blackmai
 on a CPU takes most of a minute.
 """
 
-import json
-import math
-from pathlib import Path
-
 import pytest
 
+from conftest import BLACKMAIL, blackmail_matches
 from interp.resampling import cosine_similarity, different_trajectories_fraction
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "thought_anchors"
-BLACKMAIL = DATA / "website_blackmail"
-
-
-def _load(d: Path, name: str):
-    return json.loads((d / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +30,13 @@ def test_default_embedder_loads_offline_by_name(minilm):
 
 @pytest.mark.slow
 def test_blackmail_different_trajectories_fraction_matches_published(minilm):
-    report, direct = {}, {}
-    for d in sorted(BLACKMAIL.glob("*/*/scenario_0")):
-        chunks = _load(d, "chunks_labeled.json")
-        resampled = _load(d, "chunks_resampled.json")
-        text = {c["chunk_idx"]: c["chunk"] for c in chunks}
-        matched = direct_matched = total = 0
-        # Entry at list position p describes chunk p: equal to chunk_idx for qwq-32b; for
-        # deepseek-r1, whose chunk 22 is not published, the metrics from there on sit one
-        # entry late (see test_resampling.py::test_blackmail_deepseek_metrics_are_stored_by_list_position).
-        for k, entry in enumerate(chunks):
-            if k not in text:
-                continue  # deepseek chunk 22: its text is not published
-            sim = cosine_similarity(minilm(resampled[str(k)]), minilm([text[k]]))[:, 0]
-            ours = different_trajectories_fraction(sim, 0.8)
-            reference = 0.0 if k == max(text) else ours  # the reference gives the last chunk 0
-            published = entry["different_trajectories_fraction"]
-            total += 1
-            matched += math.isclose(reference, published, abs_tol=1e-9)
-            direct_matched += math.isclose(ours, published, abs_tol=1e-9)
-        report[d.parts[-3]] = (matched, total)
-        direct[d.parts[-3]] = direct_matched
+    # Entry at list position p describes chunk p: equal to chunk_idx for qwq-32b; for
+    # deepseek-r1, whose chunk 22 is not published, the metrics from there on sit one
+    # entry late (see test_resampling.py::test_blackmail_deepseek_metrics_are_stored_by_list_position).
+    def fraction(resampled, chunk_text):
+        sim = cosine_similarity(minilm(resampled), minilm([chunk_text]))[:, 0]
+        return different_trajectories_fraction(sim, 0.8)
+
+    report, direct = blackmail_matches("different_trajectories_fraction", fraction)
     assert report == {"deepseek-r1": (50, 50), "qwq-32b": (146, 146)}, report
     assert direct == {"deepseek-r1": 50, "qwq-32b": 145}, direct
