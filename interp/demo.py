@@ -27,7 +27,7 @@ from interp.io import atomic_write_json
 from interp.report import Section, write_report
 
 STAGES = ("cache", "lens", "patching", "pruning", "probes", "resampling")
-REPLACEMENTS = ("so", " so", "please", " please", "hey", " hey")  # same-length stand-ins for the trigger
+REPLACEMENTS = ("so", "please", "hey")  # stand-ins for the trigger; the first with its token length is used
 
 
 def demo_prompts(n_per_label: int = 48, seed: int = 0):
@@ -87,7 +87,7 @@ def _trigger_pairs(model, n: int) -> tuple[list[str], list[str]]:
     for text in triggered:
         length = model.to_tokens(text).shape[1]
         for word in REPLACEMENTS:
-            candidate = text.replace(TRIGGER, word.strip(), 1) if not word.startswith(" ") else text.replace(" " + TRIGGER, word, 1)
+            candidate = text.replace(TRIGGER, word, 1)
             if model.to_tokens(candidate).shape[1] == length:
                 clean.append(text)
                 corrupt.append(candidate)
