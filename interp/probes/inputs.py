@@ -104,8 +104,8 @@ def read_hook(store: Any, hook: str) -> Float[Tensor, "prompt d_model"]:
     return acts
 
 
-def stack_store(store: Any, hooks: Sequence[str], progress: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """h_last of every hook in one ``[layer, prompt, d_model]`` tensor, standardised in place.
+def stack_store(store: Any, hooks: Sequence[str], progress: bool, order: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """h_last of every hook in one ``[layer, prompt, d_model]`` tensor (rows in ``order``), standardised in place.
 
     Read one hook at a time from the memory-mapped shards, so the peak is one copy of the stack.
     Returns the tensor, and the per-layer centre and spread it was standardised with.
@@ -117,7 +117,7 @@ def stack_store(store: Any, hooks: Sequence[str], progress: bool) -> tuple[Tenso
         acts = first if i == 0 else read_hook(store, hook)
         if tuple(acts.shape) != (n, d):
             raise InterpError(f"store[{hook!r}] has shape {tuple(acts.shape)}, but {hooks[0]} has {(n, d)}; probe them separately.")
-        x[i] = acts
+        x[i] = acts if order is None else acts.index_select(0, order)
     return (x, *standardise_(x))
 
 

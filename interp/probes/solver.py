@@ -4,8 +4,9 @@ Objective of problem (l, f), as scikit-learn's ``LogisticRegression(C=C)`` on
 ``StandardScaler``-ed inputs: ``sum_i logloss_i + ||w||^2 / (2C)`` over the rows in fold f's
 training set, intercept not penalised. Preconditioned L-BFGS on a ``[layer, fold, d_model]``
 weight tensor: every iteration is two batched products over the activations (one for the
-search direction's effect on the logits, one for the gradient); line searches move along the
-logits without touching the activations again.
+search direction's effect on the logits, one for the gradient) over the layers with a problem
+still moving; line searches move along the logits without touching the activations again.
+The held-out rows take no part: the caller passes only the rows some problem trains on.
 """
 
 import math
@@ -65,12 +66,14 @@ def fit_logistic(
     lam = 1.0 / (C * n_f)  # [fold]
 
     # per-fold standardisation (products in x's dtype, float64 bookkeeping)
-    mean = masked_sums(w_train, x).to(dtype) / n_f[None, :, None]
+    first = torch.empty(n_layer, n_fold, d, dtype=x.dtype)
     second = torch.empty(n_layer, n_fold, d, dtype=x.dtype)
     buffer = torch.empty(n, d, dtype=x.dtype)
-    for layer in range(n_layer):
+    for layer in range(n_layer):  # one layer at a time, both moments while it is in cache
+        torch.mm(w_train, x[layer], out=first[layer])
         torch.mul(x[layer], x[layer], out=buffer)
         torch.mm(w_train, buffer, out=second[layer])
+    mean = first.to(dtype) / n_f[None, :, None]
     var = (second.to(dtype) / n_f[None, :, None] - mean.square()).clamp_min(0.0)
     scale = var.sqrt()
     scale = torch.where(scale < 1e-6, torch.ones_like(scale), scale)  # constant on train rows: leave unscaled
@@ -86,20 +89,23 @@ def fit_logistic(
         out[..., d] = 4.0 * g[..., d]
         return out
 
-    def along(direction: Tensor) -> Tensor:
-        """Change of every prompt's logit per unit step along ``direction`` (one pass over x)."""
+    def along(direction: Tensor, layers: list[int]) -> Tensor:
+        """Change of every prompt's logit per unit step along ``direction`` (one pass over x's ``layers``)."""
         dv = direction[..., :d] / scale
         db = direction[..., d] - (mean * dv).sum(-1)
-        return torch.bmm(dv.to(x.dtype), x.transpose(1, 2)).to(dtype) + db[..., None]  # [l, f, n]
+        return layer_products(dv.to(x.dtype), x.transpose(1, 2), layers).to(dtype) + db[..., None]  # [l, f, n]
 
-    def loss_and_grad(z: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-        """Objective and gradient at logits ``z`` and weights ``w`` (one pass over x)."""
+    def loss_and_grad(z: Tensor, w: Tensor, layers: list[int], grad_x: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Objective, gradient and ``x``'s part of it at logits ``z`` and weights ``w``.
+
+        One pass over x's ``layers``; the other layers keep ``grad_x`` (their problems did not move).
+        """
         loss = ((torch.nn.functional.softplus(z) - y_f * z) * w_mask).sum(-1) / n_f + 0.5 * lam * w.square().sum(-1)
         resid = (torch.sigmoid(z) - y_f) * w_mask / n_f[:, None]
         resid_sum = resid.sum(-1)
-        grad_x = torch.bmm(resid.to(x.dtype), x).to(dtype)
-        grad_w = (grad_x - mean * resid_sum[..., None]) / scale + lam[:, None] * w
-        return loss, torch.cat([grad_w, resid_sum[..., None]], dim=-1)
+        grad_x = layer_products(resid.to(x.dtype), x, layers, grad_x)
+        grad_w = (grad_x.to(dtype) - mean * resid_sum[..., None]) / scale + lam[:, None] * w
+        return loss, torch.cat([grad_w, resid_sum[..., None]], dim=-1), grad_x
 
     def line_search(z: Tensor, zd: Tensor, w: Tensor, dw: Tensor, loss: Tensor, slope: Tensor, active: Tensor) -> Tensor:
         """Step along the line, found without touching x: the logits move as ``z + t * zd``.
@@ -133,7 +139,8 @@ def fit_logistic(
 
     theta = torch.zeros(n_layer, n_fold, d + 1, dtype=dtype)
     z = torch.zeros(n_layer, n_fold, n, dtype=dtype)
-    loss, grad = loss_and_grad(z, theta[..., :d])
+    every_layer = list(range(n_layer))
+    loss, grad, grad_x = loss_and_grad(z, theta[..., :d], every_layer)
     s_hist = torch.zeros(history, n_layer, n_fold, d + 1, dtype=dtype)
     y_hist = torch.zeros_like(s_hist)
     rho = torch.zeros(history, n_layer, n_fold, dtype=dtype)
@@ -174,14 +181,15 @@ def fit_logistic(
             direction = torch.where(uphill[..., None], -precondition(grad), direction) * active[..., None]
             slope = (grad * direction).sum(-1)
 
-        zd = along(direction)
+        live = torch.nonzero(active.any(-1)).flatten().tolist()  # layers with a problem still moving
+        zd = along(direction, live)
         step = line_search(z, zd, theta[..., :d], direction[..., :d], loss, slope, active)
         stalled = active & (step == 0)
         at_floor |= stalled
         s = step[..., None] * direction
         theta = theta + s
         z = z + step[..., None] * zd
-        new_loss, new_grad = loss_and_grad(z, theta[..., :d])
+        new_loss, new_grad, grad_x = loss_and_grad(z, theta[..., :d], live, grad_x)
 
         yv = new_grad - grad
         sy = (s * yv).sum(-1)
@@ -216,6 +224,21 @@ def fit_logistic(
         converged=converged,
     )
 
+def layer_products(
+    left: Float[Tensor, "layer a b"], right: Float[Tensor, "layer b c"], layers: list[int], keep: Tensor | None = None
+) -> Float[Tensor, "layer a c"]:
+    """``left[l] @ right[l]`` for the listed layers; the others keep ``keep[l]`` (zeros without it).
+
+    The products read one layer of activations each; converged layers are skipped.
+    """
+    if len(layers) == left.shape[0]:
+        return torch.bmm(left, right)
+    out = torch.zeros(left.shape[0], left.shape[1], right.shape[2], dtype=left.dtype) if keep is None else keep.clone()
+    for layer in layers:
+        torch.mm(left[layer], right[layer], out=out[layer])
+    return out
+
+
 def compute_dtype(n_elements: int) -> torch.dtype:
     return torch.float64 if n_elements <= FLOAT64_MAX_ELEMENTS else torch.float32
 
@@ -232,27 +255,35 @@ def masked_sums(weights: Float[Tensor, "row prompt"], x: Float[Tensor, "layer pr
     return torch.bmm(einops.repeat(weights, "r n -> l r n", l=x.shape[0]), x)
 
 
-def projection(
-    x: Float[Tensor, "layer prompt d_model"], covariance: "Covariance", direction: Float[Tensor, "layer d_model"]
-) -> Float[Tensor, "layer prompt 2"]:
-    """Coordinates on the unit difference-of-means direction and the top PC orthogonal to it."""
+def projection_axes(covariance: "Covariance", direction: Float[Tensor, "layer d_model"]) -> Float[Tensor, "layer 2 d_model"]:
+    """The unit difference-of-means direction and the top PC orthogonal to it (the 2-D view's axes)."""
     unit = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    d = x.shape[-1]
+    d = direction.shape[-1]
     gen = torch.Generator().manual_seed(0)
-    basis = torch.randn(x.shape[0], d, min(4, d), generator=gen).to(x.dtype)
+    basis = torch.randn(direction.shape[0], d, min(4, d), generator=gen).to(direction.dtype)
 
     def deflate(m: Tensor) -> Tensor:
         return m - unit[..., None] * (unit[:, None, :] @ m)
 
     basis = torch.linalg.qr(deflate(basis)).Q
-    for _ in range(30):  # orthogonal iteration on the deflated covariance
+    for _ in range(8):  # orthogonal iteration on the deflated covariance (the axis is for a figure)
         basis = torch.linalg.qr(deflate(covariance.times(basis))).Q
     small = basis.transpose(1, 2) @ deflate(covariance.times(basis))
     _, evecs = torch.linalg.eigh((small + small.transpose(1, 2)) / 2)
     pc = deflate(basis @ evecs[..., -1:]).squeeze(-1)
     pc = pc / pc.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    axes = torch.stack([unit, pc], dim=-1)  # [l, d, 2]
-    return torch.bmm(x, axes)
+    return torch.stack([unit, pc], dim=1)
+
+
+def gram(x: Float[Tensor, "layer row d_model"], blocks: int = 3) -> Float[Tensor, "layer d_model d_model"]:
+    """``x^T x`` per layer from the products above the diagonal only (2/3 of a full product's work)."""
+    d = x.shape[-1]
+    edges = [d * i // blocks for i in range(blocks + 1)]
+    out = torch.empty(x.shape[0], d, d, dtype=x.dtype)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        torch.bmm(x[..., lo:hi].transpose(1, 2), x[..., lo:], out=out[:, lo:hi, lo:])
+        out[:, lo:, lo:hi] = out[:, lo:hi, lo:].transpose(1, 2)
+    return out
 
 
 class Covariance:
@@ -265,7 +296,7 @@ class Covariance:
     def __init__(self, sample: Float[Tensor, "layer prompt d_model"]) -> None:
         self.sample = sample
         self.m, self.d = sample.shape[1], sample.shape[2]
-        self.dense = torch.bmm(sample.transpose(1, 2), sample) / self.m if self.m >= self.d else None
+        self.dense = gram(sample).div_(self.m) if self.m >= self.d else None
 
     def times(self, b: Float[Tensor, "layer d_model k"]) -> Float[Tensor, "layer d_model k"]:
         if self.dense is not None:
@@ -276,31 +307,54 @@ class Covariance:
         """``g -> g (covariance / 4 + lam I)^-1`` for g [layer, rows, d_model] (float32)."""
         if self.dense is not None:
             eye = torch.eye(self.d, dtype=self.dense.dtype)
-            hess = self.dense * 0.25 + lam * eye
+            hess = torch.add(lam * eye, self.dense, alpha=0.25)  # one d x d temporary per layer
             chol, info = torch.linalg.cholesky_ex(hess)
             if bool((info != 0).any()):  # numerically indefinite: diagonal fallback for those layers
                 diag = torch.diagonal(hess, dim1=-2, dim2=-1).clamp_min(lam)
                 chol = torch.where(info[:, None, None] != 0, torch.diag_embed(diag.sqrt()), chol)
-            inverse = torch.cholesky_inverse(chol)
-            return lambda g: torch.bmm(g, inverse)
+            # g H^-1 = (H^-1 g^T)^T: two triangular solves, cheaper than forming the inverse
+            return lambda g: torch.cholesky_solve(g.transpose(1, 2), chol).transpose(1, 2)
         u = self.sample * math.sqrt(0.25 / self.m)  # hess = lam I + u^T u
         small = torch.bmm(u, u.transpose(1, 2)) + lam * torch.eye(self.m, dtype=u.dtype)
         small_inverse = torch.cholesky_inverse(torch.linalg.cholesky(small))
         return lambda g: (g - torch.bmm(torch.bmm(torch.bmm(g, u.transpose(1, 2)), small_inverse), u)) / lam
 
 
-def standardise(acts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """A copy centred and scaled per layer over all prompts, with the centre and spread."""
-    x = acts.detach().to(device="cpu", dtype=compute_dtype(acts.numel()), copy=True)
-    return (x, *standardise_(x))
+def standardise(acts: Tensor, order: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """A copy centred and scaled per layer over all prompts (rows in ``order``), with the centre and spread."""
+    acts = acts.detach().to(device="cpu")
+    n_layer, n, d = acts.shape
+    x = torch.empty(n_layer, n, d, dtype=compute_dtype(acts.numel()))
+    centre, spread = row_stats(acts, x.dtype)
+    for layer in range(n_layer):  # one layer at a time: copied, centred and scaled while in cache
+        if order is None:
+            x[layer] = acts[layer]
+        elif acts.dtype == x.dtype:
+            torch.index_select(acts[layer], 0, order, out=x[layer])
+        else:
+            x[layer] = acts[layer].index_select(0, order)
+        x[layer].sub_(centre[layer]).div_(spread[layer])
+    return x, centre, spread
 
 
 def standardise_(x: Tensor) -> tuple[Tensor, Tensor]:
     """Centre and scale ``x`` [layer, prompt, d_model] in place; return centre and spread."""
-    sample = x[:, row_sample(x.shape[1], STAT_ROWS, 0)]
-    centre = sample.mean(1)
-    spread = (sample - centre[:, None, :]).square().mean(1).sqrt()
-    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
-    x.sub_(centre[:, None, :]).div_(spread[:, None, :])
+    centre, spread = row_stats(x, x.dtype)
+    for layer in range(x.shape[0]):
+        x[layer].sub_(centre[layer]).div_(spread[layer])
     return centre, spread
+
+
+def row_stats(x: Float[Tensor, "layer prompt d_model"], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Per-layer centre and spread from a fixed row sample (a reparametrisation: any estimate works)."""
+    rows = row_sample(x.shape[1], STAT_ROWS, 0)
+    average = torch.full((1, len(rows)), 1.0 / len(rows), dtype=dtype)  # column sums as products: much faster
+    centre = torch.empty(x.shape[0], x.shape[2], dtype=dtype)
+    spread = torch.empty_like(centre)
+    for layer in range(x.shape[0]):
+        sample = x[layer].index_select(0, rows).to(dtype)
+        centre[layer] = (average @ sample)[0]
+        sample -= centre[layer]
+        spread[layer] = (average @ sample.square_())[0].sqrt()
+    return centre, torch.where(spread > 0, spread, torch.ones_like(spread))
 

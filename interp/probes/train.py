@@ -11,7 +11,7 @@ from interp.errors import InterpError
 from interp.probes.inputs import TENSOR_SOURCE, check_store, encode_labels, from_tensor, labels_for, select_hooks, stack_store
 from interp.probes.metrics import HOLDOUT, auroc, binary_metrics, stratified_folds
 from interp.probes.result import ProbeResult
-from interp.probes.solver import GRAM_ROWS, Covariance, fit_logistic, masked_sums, projection, row_sample, standardise
+from interp.probes.solver import GRAM_ROWS, Covariance, fit_logistic, masked_sums, projection_axes, row_sample, standardise
 from interp.provenance import Provenance, hash_json
 
 
@@ -75,7 +75,10 @@ def train_probes(
             source = data.provenance
         y, label_names, one_vs_rest = encode_labels(values, positive)
         fold = stratified_folds(y.long(), cv=cv, holdout=holdout, seed=seed, class_names=label_names)
-        x, centre, spread = standardise(acts) if isinstance(data, Tensor) else stack_store(data, hook_names, progress)
+        # rows reordered: the prompts that some fit trains on first, the held-out ones after, so
+        # that every pass of the solver reads one contiguous block and skips the held-out rows
+        order = torch.cat([torch.nonzero(fold != HOLDOUT).flatten(), torch.nonzero(fold == HOLDOUT).flatten()])
+        x, centre, spread = standardise(acts, order) if isinstance(data, Tensor) else stack_store(data, hook_names, progress, order)
         settings = {"C": C, "cv": cv, "holdout": holdout, "positive": label_names[1], "tol": tol}
         provenance = Provenance(
             model_id=source.model_id,
@@ -85,12 +88,13 @@ def train_probes(
             seed=seed,
             extra={**dict(source.extra), "probe": settings},
         )
-        return _train(x, centre, spread, y, fold, cv, C, tol, max_iter, progress,
+        return _train(x, order, centre, spread, y, fold, cv, C, tol, max_iter, progress,
                       hooks=hook_names, label_names=label_names, texts=prompt_texts, seed=seed, provenance=provenance, one_vs_rest=one_vs_rest)  # fmt: skip
 
 
 def _train(
     x: Float[Tensor, "layer prompt d_model"],
+    order: Int[Tensor, "prompt"],
     centre: Float[Tensor, "layer d_model"],
     spread: Float[Tensor, "layer d_model"],
     y: Bool[Tensor, "prompt"],
@@ -104,34 +108,39 @@ def _train(
 ) -> ProbeResult:
     """Fit the ``cv`` fold problems and the final problem of every layer; score them; build the result.
 
-    ``x`` is standardised per layer (``raw = centre + spread * x``); ``fields`` are the result's
-    descriptive fields (hooks, label_names, texts, seed, provenance, one_vs_rest).
+    ``x`` is standardised per layer (``raw = centre + spread * x``), its rows in ``order`` (prompt
+    ``order[i]`` in row i, the fitted prompts first); ``fields`` are the result's descriptive fields
+    (hooks, label_names, texts, seed, provenance, one_vs_rest).
     """
     n_layer, n, _ = x.shape
-    kept = fold != HOLDOUT
+    inverse = order.argsort()
+    y_rows, fold_rows = y[order], fold[order]
+    n_fit = int((fold != HOLDOUT).sum())
+    fit_x, fit_fold = x[:, :n_fit], fold_rows[:n_fit]  # the rows some problem trains on (a view)
     # problems 0..cv-1: the CV folds (train on the other folds); problem cv: every non-held-out prompt
-    train = torch.stack([kept & (fold != f) for f in range(cv)] + [kept])
-    test = torch.stack([fold == f for f in range(cv)] + [fold == HOLDOUT])
-    covariance = Covariance(x if n <= GRAM_ROWS else x[:, row_sample(n, GRAM_ROWS, 0)])
-    fit = fit_logistic(x, y, train, covariance, C=C, tol=tol, max_iter=max_iter, progress=progress)
+    train = torch.stack([fit_fold != f for f in range(cv)] + [torch.ones_like(fit_fold, dtype=torch.bool)])
+    test = torch.stack([fold_rows == f for f in range(cv)] + [fold_rows == HOLDOUT])
+    covariance = Covariance(fit_x if n_fit <= GRAM_ROWS else fit_x[:, row_sample(n_fit, GRAM_ROWS, 0)])
+    fit = fit_logistic(fit_x, y_rows[:n_fit], train, covariance, C=C, tol=tol, max_iter=max_iter, progress=progress)
 
     # difference of class means per problem (its training prompts), in standardised coordinates
-    positive = (train & y).to(x.dtype)
-    negative = (train & ~y).to(x.dtype)
-    sums = masked_sums(torch.cat([positive, negative]), x)
+    positive = (train & y_rows[:n_fit]).to(x.dtype)
+    negative = (train & ~y_rows[:n_fit]).to(x.dtype)
+    sums = masked_sums(torch.cat([positive, negative]), fit_x)
     diff = sums[:, : cv + 1] / positive.sum(-1)[None, :, None] - sums[:, cv + 1 :] / negative.sum(-1)[None, :, None]
 
-    # probe logits and diff-of-means scores of every prompt under every problem, in one product
+    # probe logits, diff-of-means scores under every problem and the 2-D view of every prompt, in one product
     normal = (fit.coef / fit.scale).to(x.dtype)
     bias = fit.intercept - (fit.mean * fit.coef / fit.scale).sum(-1)
-    scores = torch.bmm(torch.cat([normal, diff], dim=1), x.transpose(1, 2)).double()  # [layer, 2 * problems, prompt]
+    axes = projection_axes(covariance, diff[:, cv])
+    scores = torch.bmm(torch.cat([normal, diff, axes], dim=1), x.transpose(1, 2)).double()  # [layer, 2 * problems + 2, row]
     logits = scores[:, : cv + 1] + bias[..., None]
-    metrics = binary_metrics(logits, y, test)
-    diff_auroc = auroc(scores[:, cv + 1 :], y, test)
+    metrics = binary_metrics(logits, y_rows, test)
+    diff_auroc = auroc(scores[:, cv + 1 : 2 * (cv + 1)], y_rows, test)
 
     # out-of-fold logits: each CV prompt scored by the probe that did not see it, held-out ones by the final probe
-    owner = torch.where(fold == HOLDOUT, torch.full_like(fold, cv), fold)
-    out_of_fold = logits.gather(1, einops.repeat(owner, "n -> l 1 n", l=n_layer)).squeeze(1)
+    owner = torch.where(fold_rows == HOLDOUT, torch.full_like(fold_rows, cv), fold_rows)
+    out_of_fold = logits.gather(1, einops.repeat(owner, "n -> l 1 n", l=n_layer)).squeeze(1)[:, inverse]
     return ProbeResult(
         y=y.long(),
         fold=fold,
@@ -149,7 +158,7 @@ def _train(
         mean=(centre + spread * fit.mean[:, cv]).float(),
         scale=(spread * fit.scale[:, cv]).float(),
         diff_means=(spread * diff[:, cv]).float(),
-        projection=projection(x, covariance, diff[:, cv]).float(),
+        projection=einops.rearrange(scores[:, -2:, inverse], "l coord n -> l n coord").float(),
         oof_logits=out_of_fold.float(),
         converged=fit.converged.all(-1),
         C=float(C),
