@@ -271,3 +271,20 @@ def test_unknown_store_hook_suggests(load_tiny, tmp_path):
     store = cache_activations(load_tiny("llama"), PROMPTS, out=tmp_path / "s", progress=False)
     with pytest.raises(InterpError, match="Did you mean 'blocks.1.hook_resid_post'"):
         store["blocks.1.hook_resid_pst"]
+
+
+def test_atomic_writes_keep_the_usual_permissions(tmp_path):
+    """Files written atomically get the permissions a plain write gives (umask), not mkstemp's 0600."""
+    import os
+    import stat
+
+    from interp.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        plain = tmp_path / "b.json"
+        plain.write_text("{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
