@@ -562,19 +562,20 @@ ORGANISM = Path(__file__).resolve().parents[1] / "assets" / "organisms" / "defau
 @pytest.mark.skipif(not (ORGANISM / "config.json").exists(), reason=f"the bundled organism is not built yet ({ORGANISM})")
 def test_organism_compute_sentences_matter_more_than_filler(tmp_path):
     """On the organism's arithmetic chains, keeping a sentence that computes a value changes
-    accuracy more than keeping a filler sentence.
+    accuracy more than keeping a filler sentence, and a filler after the last computing step
+    changes nothing (the answer is already written down: its importance must be 0).
 
-    Measured (64 rollouts per prefix, 8 problems): mean |resampling importance| 0.167 for computing
-    sentences, 0.090 for filler (1.9x). The 3x target is not reached: fillers are not causally inert
-    for this 4-layer model (keeping one can move the accuracy of the later steps by up to 0.3), and
-    the sampling noise of two accuracy estimates adds about 0.07 at this n.
+    This is the small, noisy setting (8 problems, 64 rollouts per prefix): mean |resampling
+    importance| 0.167 compute vs 0.090 filler (1.9x), with sampling noise of about 0.05 per
+    estimate. ``circuits/cot_anchors.py`` (48 problems, 256 rollouts) measures 0.215 vs 0.068:
+    3.15x (bootstrap 2.4-4.2x); findings in circuits/cot_anchors/README.md.
     """
     from interp.models import load_model
     from interp.organisms.datasets import arithmetic_problems
 
     backend = LocalBackend(load_model("organism", device="cpu"))
     config = SamplingConfig(n=64, batch_size=64, max_new_tokens=120, temperature=0.6, forced=False, seed=0)
-    importance = {"compute": [], "filler": []}
+    importance = {"compute": [], "filler": [], "trailing filler": []}
     problems = [p for p in arithmetic_problems("eval", n=40, seed=0) if "filler" in p["sentence_roles"]][:8]
     for k, problem in enumerate(problems):
         chain = Chain.from_text(problem["text"] + " ", problem["cot"])
@@ -583,12 +584,18 @@ def test_organism_compute_sentences_matter_more_than_filler(tmp_path):
                            answer=r"the answer is (\d+)", progress=False)
         acc = np.array([accuracy([r["is_correct"] for r in g]) for g in run.by_prefix("resample")])
         ri = resampling_importance_accuracy(acc)[: len(chain.sentences)]
-        for role, value in zip(problem["sentence_roles"], ri):
+        roles = problem["sentence_roles"]
+        last_compute = max(i for i, role in enumerate(roles) if role == "compute")
+        for i, (role, value) in enumerate(zip(roles, ri)):
             if role in importance:
                 importance[role].append(abs(value))
+            if role == "filler" and i > last_compute:
+                importance["trailing filler"].append(abs(value))
     compute, filler = np.mean(importance["compute"]), np.mean(importance["filler"])
     print(f"organism: mean |RI| compute {compute:.3f} (n={len(importance['compute'])}), filler {filler:.3f} (n={len(importance['filler'])})")
     assert compute >= 1.5 * filler, (compute, filler)
+    assert importance["trailing filler"], "the sample should contain fillers after the last computing step"
+    assert max(importance["trailing filler"]) <= 0.02, importance["trailing filler"]
 
 
 @pytest.mark.skipif(not (ORGANISM / "config.json").exists(), reason=f"the bundled organism is not built yet ({ORGANISM})")
@@ -647,3 +654,28 @@ def test_published_data_loads_as_a_result():
     assert res.importance_matrix[144, 145] == pytest.approx(0.8)  # the published top step
     fig = res.figure("counterfactual_importance_kl")
     assert fig.data[0].y[0] == pytest.approx(0.06551565939720816)
+
+
+@pytest.mark.skipif(not (ORGANISM / "config.json").exists(), reason=f"the bundled organism is not built yet ({ORGANISM})")
+def test_cot_anchors_experiment_runs_and_resumes(tmp_path):
+    """circuits/cot_anchors.py at a tiny size: every sentence gets a role and an importance, and a
+    second run reuses the rollouts on disk (same numbers)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "circuits" / "cot_anchors.py"
+    command = [sys.executable, str(script), "--out", str(tmp_path), "--problems", "2", "--n", "8", "--threads", "1"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    problems, summary = results["problems"], results["summary"]
+    assert len(problems) == 2
+    for problem in problems:
+        assert len(problem["roles"]) == len(problem["sentences"]) == len(problem["importance"]["all"])
+    counted = sum(role == "compute" for p in problems for role in p["roles"])
+    assert summary["compute"]["count"] == counted
+    assert summary["filler"]["count"] == summary["filler_inside"]["count"] + summary["filler_trailing"]["count"]
+    assert "compute / filler" in first.stdout
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert json.loads((tmp_path / "results.json").read_text())["summary"] == summary
