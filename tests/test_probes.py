@@ -217,6 +217,17 @@ def test_oracle_float32_path(planted, monkeypatch):
     assert_matches_sklearn(result, acts, C=1.0)
 
 
+def test_batched_layers_equal_each_layer_alone(planted, planted_result):
+    """Fitting every layer in one batch (converged layers skipped, held-out rows reordered out of
+    the passes) gives each layer's probe as fitting that layer alone does."""
+    acts, labels = planted
+    for layer in (0, 3):
+        alone = train_probes(acts[layer : layer + 1], labels, hooks=[planted_result.hooks[layer]], cv=5, holdout=0.2, C=1.0, seed=0, progress=False)
+        assert torch.allclose(alone.coef[0], planted_result.coef[layer], atol=2e-4, rtol=1e-3)
+        assert torch.allclose(alone.oof_logits[0], planted_result.oof_logits[layer], atol=2e-3)
+        assert torch.equal(alone.cv_accuracy[0], planted_result.cv_accuracy[layer])
+
+
 def test_no_holdout(planted):
     acts, labels = planted
     result = train_probes(acts[3:4], labels, cv=5, holdout=0.0, progress=False)
