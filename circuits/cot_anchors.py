@@ -50,8 +50,8 @@ def sentence_importance(run, n_sentences: int) -> dict[str, list[float]]:
 def summarise(problems: list[dict], seed: int = 0) -> dict:
     """Per-role statistics over every sentence of every problem (see the module docstring)."""
 
-    def values(role: str, key: str = "all", where=lambda p, i: True) -> np.ndarray:
-        return np.array([p["importance"][key][i] for p in problems for i, r in enumerate(p["roles"]) if r == role and where(p, i)])
+    def values(role: str, key: str = "all", where=lambda p, i: True, among: list[dict] = problems) -> np.ndarray:
+        return np.array([p["importance"][key][i] for p in among for i, r in enumerate(p["roles"]) if r == role and where(p, i)])
 
     def last_compute(p: dict) -> int:
         return max(i for i, r in enumerate(p["roles"]) if r == "compute")
@@ -76,9 +76,8 @@ def summarise(problems: list[dict], seed: int = 0) -> dict:
     ratios = []
     for _ in range(2000):
         sample = [problems[i] for i in rng.integers(0, len(problems), len(problems))]
-        c = [abs(p["importance"]["all"][i]) for p in sample for i, r in enumerate(p["roles"]) if r == "compute"]
-        f = [abs(p["importance"]["all"][i]) for p in sample for i, r in enumerate(p["roles"]) if r == "filler"]
-        ratios.append(np.mean(c) / max(np.mean(f), 1e-12))
+        compute, filler = np.abs(values("compute", among=sample)).mean(), np.abs(values("filler", among=sample)).mean()
+        ratios.append(compute / max(filler, 1e-12))
     out["ratio_bootstrap_95"] = [float(x) for x in np.percentile(ratios, [2.5, 97.5])]
     return out
 

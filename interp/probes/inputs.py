@@ -17,7 +17,7 @@ from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.plots import short
 from interp.provenance import Provenance
-from interp.probes.solver import compute_dtype, standardise_
+from interp.probes.solver import compute_dtype, standardise_layer
 from interp.sites import expand_sites, parse_site, site_name
 
 TENSOR_SOURCE = "activations tensor"  # the model_id of probes trained on a tensor
@@ -105,7 +105,7 @@ def read_hook(store: Any, hook: str) -> Float[Tensor, "prompt d_model"]:
 
 
 def stack_store(store: Any, hooks: Sequence[str], progress: bool, order: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """h_last of every hook in one ``[layer, prompt, d_model]`` tensor (rows in ``order``), standardised in place.
+    """h_last of every hook in one ``[layer, prompt, d_model]`` tensor (rows in ``order``), standardised.
 
     Read one hook at a time from the memory-mapped shards, so the peak is one copy of the stack.
     Returns the tensor, and the per-layer centre and spread it was standardised with.
@@ -113,12 +113,14 @@ def stack_store(store: Any, hooks: Sequence[str], progress: bool, order: Tensor 
     first = read_hook(store, hooks[0])
     n, d = first.shape
     x = torch.empty(len(hooks), n, d, dtype=compute_dtype(len(hooks) * n * d))
+    centre = torch.empty(len(hooks), d, dtype=x.dtype)
+    spread = torch.empty_like(centre)
     for i, hook in enumerate(tqdm(hooks, desc="reading h_last", disable=not progress, leave=False)):
         acts = first if i == 0 else read_hook(store, hook)
         if tuple(acts.shape) != (n, d):
             raise InterpError(f"store[{hook!r}] has shape {tuple(acts.shape)}, but {hooks[0]} has {(n, d)}; probe them separately.")
-        x[i] = acts if order is None else acts.index_select(0, order)
-    return (x, *standardise_(x))
+        centre[i], spread[i] = standardise_layer(acts, order, out=x[i])
+    return x, centre, spread
 
 
 def from_tensor(

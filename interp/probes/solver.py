@@ -325,36 +325,33 @@ def standardise(acts: Tensor, order: Tensor | None = None) -> tuple[Tensor, Tens
     acts = acts.detach().to(device="cpu")
     n_layer, n, d = acts.shape
     x = torch.empty(n_layer, n, d, dtype=compute_dtype(acts.numel()))
-    centre, spread = row_stats(acts, x.dtype)
-    for layer in range(n_layer):  # one layer at a time: copied, centred and scaled while in cache
-        if order is None:
-            x[layer] = acts[layer]
-        elif acts.dtype == x.dtype:
-            torch.index_select(acts[layer], 0, order, out=x[layer])
-        else:
-            x[layer] = acts[layer].index_select(0, order)
-        x[layer].sub_(centre[layer]).div_(spread[layer])
+    centre = torch.empty(n_layer, d, dtype=x.dtype)
+    spread = torch.empty_like(centre)
+    for layer in range(n_layer):
+        centre[layer], spread[layer] = standardise_layer(acts[layer], order, out=x[layer])
     return x, centre, spread
 
 
-def standardise_(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Centre and scale ``x`` [layer, prompt, d_model] in place; return centre and spread."""
-    centre, spread = row_stats(x, x.dtype)
-    for layer in range(x.shape[0]):
-        x[layer].sub_(centre[layer]).div_(spread[layer])
+def standardise_layer(
+    acts: Float[Tensor, "prompt d_model"], order: Tensor | None, out: Float[Tensor, "prompt d_model"]
+) -> tuple[Float[Tensor, "d_model"], Float[Tensor, "d_model"]]:
+    """Write ``acts`` (rows in ``order``) into ``out``, centred and scaled; return the centre and spread.
+
+    Centre and spread come from a fixed sample of the rows in their given order (a
+    reparametrisation: any estimate works); the layer is copied, centred and scaled while in cache.
+    """
+    rows = row_sample(acts.shape[0], STAT_ROWS, 0)
+    sample = acts.index_select(0, rows).to(out.dtype)
+    average = torch.full((1, len(rows)), 1.0 / len(rows), dtype=out.dtype)  # column sums as products: much faster
+    centre = (average @ sample)[0]
+    sample -= centre
+    spread = (average @ sample.square_())[0].sqrt()
+    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+    if order is None:
+        out.copy_(acts)
+    elif acts.dtype == out.dtype:
+        torch.index_select(acts, 0, order, out=out)
+    else:
+        out.copy_(acts.index_select(0, order))
+    out.sub_(centre).div_(spread)
     return centre, spread
-
-
-def row_stats(x: Float[Tensor, "layer prompt d_model"], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Per-layer centre and spread from a fixed row sample (a reparametrisation: any estimate works)."""
-    rows = row_sample(x.shape[1], STAT_ROWS, 0)
-    average = torch.full((1, len(rows)), 1.0 / len(rows), dtype=dtype)  # column sums as products: much faster
-    centre = torch.empty(x.shape[0], x.shape[2], dtype=dtype)
-    spread = torch.empty_like(centre)
-    for layer in range(x.shape[0]):
-        sample = x[layer].index_select(0, rows).to(dtype)
-        centre[layer] = (average @ sample)[0]
-        sample -= centre[layer]
-        spread[layer] = (average @ sample.square_())[0].sqrt()
-    return centre, torch.where(spread > 0, spread, torch.ones_like(spread))
-
