@@ -11,9 +11,11 @@ The held-out rows take no part: the caller passes only the rows some problem tra
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import einops
+import numpy
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
@@ -83,10 +85,11 @@ def fit_logistic(
 
     inverse_hessian0 = covariance.inverse_hessian0(float(lam.mean()))
 
-    def precondition(g: Tensor) -> Tensor:
-        out = torch.empty_like(g)
-        out[..., :d] = inverse_hessian0(g[..., :d].to(x.dtype)).to(dtype)
-        out[..., d] = 4.0 * g[..., d]
+    def precondition(g: Tensor, layers: list[int], keep: Tensor | None = None) -> Tensor:
+        """The Hessian at ``w = 0`` inverted, applied to ``g`` at the listed layers; the others keep ``keep``."""
+        out = torch.zeros_like(g) if keep is None else keep.clone()
+        out[layers, :, :d] = inverse_hessian0(g[layers, :, :d].to(x.dtype), layers).to(dtype)
+        out[layers, :, d] = 4.0 * g[layers, :, d]
         return out
 
     def along(direction: Tensor, layers: list[int]) -> Tensor:
@@ -143,6 +146,8 @@ def fit_logistic(
     loss, grad, grad_x = loss_and_grad(z, theta[..., :d], every_layer)
     s_hist = torch.zeros(history, n_layer, n_fold, d + 1, dtype=dtype)
     y_hist = torch.zeros_like(s_hist)
+    py_hist = torch.zeros_like(s_hist)  # the preconditioner applied to y_hist
+    pgrad = precondition(grad, every_layer)
     rho = torch.zeros(history, n_layer, n_fold, dtype=dtype)
     gamma = torch.ones(n_layer, n_fold, dtype=dtype)
     last_valid = torch.zeros(n_layer, n_fold, dtype=torch.bool)
@@ -155,21 +160,22 @@ def fit_logistic(
         if not bool(active.any()):
             n_iter -= 1
             break
-        # two-loop recursion, all problems at once; empty history slots have rho = 0
+        # two-loop recursion, all problems at once; empty history slots have rho = 0. The
+        # preconditioner is linear, so P q = P g - sum_j a_j P y_j from the stored P g and P y_j
+        # (one preconditioner application per iteration, to the new gradient)
         q = grad.clone()
+        pq = pgrad.clone()
         slots = [(n_iter - 2 - j) % history for j in range(min(n_iter - 1, history))]
         alphas = []
         for j in slots:
             a = rho[j] * (s_hist[j] * q).sum(-1)
             q -= a[..., None] * y_hist[j]
+            pq -= a[..., None] * py_hist[j]
             alphas.append(a)
-        if slots:  # one product preconditions q and the newest curvature pair (for the scaling gamma)
+        if slots:  # scaling gamma from the newest curvature pair
             newest = slots[0]
-            pq, py = precondition(torch.cat([q, y_hist[newest]], dim=1)).split(n_fold, dim=1)
-            ypy = (y_hist[newest] * py).sum(-1)
+            ypy = (y_hist[newest] * py_hist[newest]).sum(-1)
             gamma = torch.where(last_valid, (s_hist[newest] * y_hist[newest]).sum(-1) / ypy.clamp_min(1e-300), gamma)
-        else:
-            pq = precondition(q)
         r = gamma[..., None] * pq
         for j, a in zip(reversed(slots), reversed(alphas)):
             b = rho[j] * (y_hist[j] * r).sum(-1)
@@ -178,7 +184,7 @@ def fit_logistic(
         slope = (grad * direction).sum(-1)
         uphill = active & (slope >= 0)
         if bool(uphill.any()):
-            direction = torch.where(uphill[..., None], -precondition(grad), direction) * active[..., None]
+            direction = torch.where(uphill[..., None], -pgrad, direction) * active[..., None]
             slope = (grad * direction).sum(-1)
 
         live = torch.nonzero(active.any(-1)).flatten().tolist()  # layers with a problem still moving
@@ -190,6 +196,7 @@ def fit_logistic(
         theta = theta + s
         z = z + step[..., None] * zd
         new_loss, new_grad, grad_x = loss_and_grad(z, theta[..., :d], live, grad_x)
+        new_pgrad = precondition(new_grad, live, pgrad)
 
         yv = new_grad - grad
         sy = (s * yv).sum(-1)
@@ -197,10 +204,11 @@ def fit_logistic(
         slot = (n_iter - 1) % history
         s_hist[slot] = torch.where(valid[..., None], s, 0.0)
         y_hist[slot] = torch.where(valid[..., None], yv, 0.0)
+        py_hist[slot] = torch.where(valid[..., None], new_pgrad - pgrad, 0.0)
         rho[slot] = torch.where(valid, 1.0 / sy.clamp_min(1e-300), 0.0)
         last_valid = valid
 
-        loss, grad = new_loss, new_grad
+        loss, grad, pgrad = new_loss, new_grad, new_pgrad
         active = active & ~stalled & (grad.abs().amax(-1) > tol)
         bar.update(1)
         bar.set_postfix(unconverged=int(active.sum()))
@@ -275,15 +283,26 @@ def projection_axes(covariance: "Covariance", direction: Float[Tensor, "layer d_
     return torch.stack([unit, pc], dim=1)
 
 
-def gram(x: Float[Tensor, "layer row d_model"], blocks: int = 3) -> Float[Tensor, "layer d_model d_model"]:
-    """``x^T x`` per layer from the products above the diagonal only (2/3 of a full product's work)."""
-    d = x.shape[-1]
-    edges = [d * i // blocks for i in range(blocks + 1)]
-    out = torch.empty(x.shape[0], d, d, dtype=x.dtype)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        torch.bmm(x[..., lo:hi].transpose(1, 2), x[..., lo:], out=out[:, lo:hi, lo:])
-        out[:, lo:, lo:hi] = out[:, lo:hi, lo:].transpose(1, 2)
+def gram(x: Float[Tensor, "layer row d_model"]) -> Float[Tensor, "layer d_model d_model"]:
+    """``x^T x`` per layer.
+
+    Through numpy: its ``a.T @ a`` is a symmetric rank-k update (half a general product's work)
+    when both operands are one buffer, which a contiguous layer is.
+    """
+    out = large_empty((x.shape[0], x.shape[2], x.shape[2]), x.dtype)
+    for layer in range(x.shape[0]):
+        rows = x[layer].contiguous().numpy()
+        numpy.dot(rows.T, rows, out=out[layer].numpy())
     return out
+
+
+def large_empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """An uninitialised tensor allocated by numpy, which asks Linux for huge pages for large arrays.
+
+    The standardised activations are written once and read on every pass: with 4 KiB pages the
+    first write alone page-faults tens of thousands of times (3x the copy's time).
+    """
+    return torch.from_numpy(numpy.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
 
 
 class Covariance:
@@ -303,8 +322,8 @@ class Covariance:
             return self.dense @ b
         return self.sample.transpose(1, 2) @ (self.sample @ b) / self.m
 
-    def inverse_hessian0(self, lam: float):
-        """``g -> g (covariance / 4 + lam I)^-1`` for g [layer, rows, d_model] (float32)."""
+    def inverse_hessian0(self, lam: float) -> Callable[[Tensor, list[int]], Tensor]:
+        """``(g, layers) -> g (covariance / 4 + lam I)^-1`` for g [len(layers), rows, d_model] (float32)."""
         if self.dense is not None:
             eye = torch.eye(self.d, dtype=self.dense.dtype)
             hess = torch.add(lam * eye, self.dense, alpha=0.25)  # one d x d temporary per layer
@@ -312,19 +331,25 @@ class Covariance:
             if bool((info != 0).any()):  # numerically indefinite: diagonal fallback for those layers
                 diag = torch.diagonal(hess, dim1=-2, dim2=-1).clamp_min(lam)
                 chol = torch.where(info[:, None, None] != 0, torch.diag_embed(diag.sqrt()), chol)
-            # g H^-1 = (H^-1 g^T)^T: two triangular solves, cheaper than forming the inverse
-            return lambda g: torch.cholesky_solve(g.transpose(1, 2), chol).transpose(1, 2)
+
+            def solve(g: Tensor, layers: list[int]) -> Tensor:
+                # g H^-1 = (H^-1 g^T)^T: two triangular solves, cheaper than forming the inverse
+                if len(layers) == self.dense.shape[0]:
+                    return torch.cholesky_solve(g.transpose(1, 2), chol).transpose(1, 2)
+                return torch.stack([torch.cholesky_solve(g[i].T, chol[layer]).T for i, layer in enumerate(layers)])
+
+            return solve
         u = self.sample * math.sqrt(0.25 / self.m)  # hess = lam I + u^T u
         small = torch.bmm(u, u.transpose(1, 2)) + lam * torch.eye(self.m, dtype=u.dtype)
         small_inverse = torch.cholesky_inverse(torch.linalg.cholesky(small))
-        return lambda g: (g - torch.bmm(torch.bmm(torch.bmm(g, u.transpose(1, 2)), small_inverse), u)) / lam
+        return lambda g, layers: (g - g @ u[layers].transpose(1, 2) @ small_inverse[layers] @ u[layers]) / lam
 
 
 def standardise(acts: Tensor, order: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """A copy centred and scaled per layer over all prompts (rows in ``order``), with the centre and spread."""
     acts = acts.detach().to(device="cpu")
     n_layer, n, d = acts.shape
-    x = torch.empty(n_layer, n, d, dtype=compute_dtype(acts.numel()))
+    x = large_empty((n_layer, n, d), compute_dtype(acts.numel()))
     centre = torch.empty(n_layer, d, dtype=x.dtype)
     spread = torch.empty_like(centre)
     for layer in range(n_layer):
