@@ -217,6 +217,43 @@ def test_oracle_float32_path(planted, monkeypatch):
     assert_matches_sklearn(result, acts, C=1.0)
 
 
+def test_gram_exact_in_float64_and_close_from_int8_in_float32():
+    """The covariance behind the preconditioner: exact x^T x for float64 inputs; for float32 ones an
+    int8 estimate whose error is the grid's rounding noise (Sheppard-corrected diagonal)."""
+    generator = torch.Generator().manual_seed(0)
+    mixing = torch.randn(64, 64, generator=generator, dtype=torch.float64) / 8
+    x = torch.randn(2, 3000, 64, generator=generator, dtype=torch.float64) @ mixing
+    x = (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True)
+    exact = x.transpose(1, 2) @ x
+    assert torch.allclose(solver.gram(x), exact, rtol=1e-12, atol=1e-9)
+    approx = solver.gram(x.float()).double()
+    assert approx.dtype == torch.float64 and approx.shape == exact.shape
+    assert float((approx - exact).norm() / exact.norm()) < 5e-3
+    # what the preconditioner leaves of the Hessian at w = 0 (covariance / 4 + lambda, lambda = 1 / n at C = 1)
+    ridge = torch.eye(64, dtype=torch.float64) / 3000
+    relative = torch.linalg.eigvals(torch.linalg.solve(approx / 12000 + ridge, exact / 12000 + ridge)).real
+    assert float(relative.min()) > 0.85 and float(relative.max()) < 1.15, relative
+    diagonal_bias = (approx - exact).diagonal(dim1=1, dim2=2).mean() / 3000
+    assert abs(float(diagonal_bias)) < 2e-4  # the rounding variance (step^2 / 12 = 3.3e-4 per row) is removed
+    assert float((solver.gram(x.float()) - solver.gram(x.float()).transpose(1, 2)).abs().max()) == 0.0  # symmetric
+
+
+def test_preconditioner_solves_and_falls_back_on_an_indefinite_layer():
+    """g -> g (covariance / 4 + lam)^-1 per layer; a layer whose matrix is not positive definite gets
+    the diagonal (clamped at lam) instead, the others are unaffected; a subset of layers solves alike."""
+    covariance = solver.Covariance(torch.randn(3, 50, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    covariance.dense[1] = -100 * torch.eye(8, dtype=torch.float64)
+    lam = 0.01
+    solve = covariance.inverse_hessian0(lam)
+    g = torch.randn(3, 4, 8, dtype=torch.float64)
+    out = solve(g, [0, 1, 2])
+    for layer in (0, 2):
+        expected = g[layer] @ torch.linalg.inv(covariance.dense[layer] / 4 + lam * torch.eye(8, dtype=torch.float64))
+        assert torch.allclose(out[layer], expected, atol=1e-10)
+    assert torch.allclose(out[1], g[1] / lam)
+    assert torch.allclose(solve(g[[0, 2]], [0, 2]), out[[0, 2]], atol=1e-12)
+
+
 def test_batched_layers_equal_each_layer_alone(planted, planted_result):
     """Fitting every layer in one batch (converged layers skipped, held-out rows reordered out of
     the passes) gives each layer's probe as fitting that layer alone does."""

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 FLOAT64_MAX_ELEMENTS = 2**24  # inputs up to this size are fitted in float64, larger ones in float32
 GRAM_ROWS = 4096  # rows of the covariance estimate behind the preconditioner and the projection
+INT8_STEP = 1 / 16  # grid of the float32 covariance estimate (in standard deviations)
 STAT_ROWS = 1024  # rows of the per-layer centring / scaling (a reparametrisation: any estimate works)
 
 
@@ -34,6 +35,8 @@ class Fit:
     intercept: Float[Tensor, "layer fold"]
     mean: Float[Tensor, "layer fold d_model"]  # standardisation, in the coordinates of the input
     scale: Float[Tensor, "layer fold d_model"]
+    positive_mean: Float[Tensor, "layer fold d_model"]  # class means of each problem's training rows (standardised inputs)
+    negative_mean: Float[Tensor, "layer fold d_model"]
     n_iter: int
     converged: Bool[Tensor, "layer fold"]
 
@@ -67,15 +70,19 @@ def fit_logistic(
     n_f = w_train.sum(-1).to(dtype)  # [fold]
     lam = 1.0 / (C * n_f)  # [fold]
 
-    # per-fold standardisation (products in x's dtype, float64 bookkeeping)
-    first = torch.empty(n_layer, n_fold, d, dtype=x.dtype)
+    # per-fold standardisation from each problem's class sums (also the difference of means) and
+    # sums of squares: products in x's dtype, float64 bookkeeping
+    by_class = torch.cat([train & y, train & ~y]).to(x.dtype)  # [2 * fold, prompt]
+    class_sums = torch.empty(n_layer, 2 * n_fold, d, dtype=x.dtype)
     second = torch.empty(n_layer, n_fold, d, dtype=x.dtype)
     buffer = torch.empty(n, d, dtype=x.dtype)
-    for layer in range(n_layer):  # one layer at a time, both moments while it is in cache
-        torch.mm(w_train, x[layer], out=first[layer])
+    for layer in range(n_layer):  # one layer at a time, both products while it is in cache
+        torch.mm(by_class, x[layer], out=class_sums[layer])
         torch.mul(x[layer], x[layer], out=buffer)
         torch.mm(w_train, buffer, out=second[layer])
-    mean = first.to(dtype) / n_f[None, :, None]
+    positive_sum, negative_sum = class_sums.to(dtype).split(n_fold, dim=1)
+    n_positive = (train & y).sum(-1).to(dtype)[None, :, None]
+    mean = (positive_sum + negative_sum) / n_f[None, :, None]
     var = (second.to(dtype) / n_f[None, :, None] - mean.square()).clamp_min(0.0)
     scale = var.sqrt()
     scale = torch.where(scale < 1e-6, torch.ones_like(scale), scale)  # constant on train rows: leave unscaled
@@ -98,52 +105,71 @@ def fit_logistic(
         db = direction[..., d] - (mean * dv).sum(-1)
         return layer_products(dv.to(x.dtype), x.transpose(1, 2), layers).to(dtype) + db[..., None]  # [l, f, n]
 
-    def loss_and_grad(z: Tensor, w: Tensor, layers: list[int], grad_x: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Objective, gradient and ``x``'s part of it at logits ``z`` and weights ``w``.
+    def data_loss(z: Tensor) -> Tensor:
+        """Mean log-loss of every problem over its training rows, at logits ``z``."""
+        return ((torch.nn.functional.softplus(z) - y_f * z) * w_mask).sum(-1) / n_f
+
+    def gradient(z: Tensor, w: Tensor, layers: list[int], grad_x: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Gradient at logits ``z`` and weights ``w``, and ``x``'s part of it.
 
         One pass over x's ``layers``; the other layers keep ``grad_x`` (their problems did not move).
         """
-        loss = ((torch.nn.functional.softplus(z) - y_f * z) * w_mask).sum(-1) / n_f + 0.5 * lam * w.square().sum(-1)
         resid = (torch.sigmoid(z) - y_f) * w_mask / n_f[:, None]
         resid_sum = resid.sum(-1)
         grad_x = layer_products(resid.to(x.dtype), x, layers, grad_x)
         grad_w = (grad_x.to(dtype) - mean * resid_sum[..., None]) / scale + lam[:, None] * w
-        return loss, torch.cat([grad_w, resid_sum[..., None]], dim=-1), grad_x
+        return torch.cat([grad_w, resid_sum[..., None]], dim=-1), grad_x
 
-    def line_search(z: Tensor, zd: Tensor, w: Tensor, dw: Tensor, loss: Tensor, slope: Tensor, active: Tensor) -> Tensor:
-        """Step along the line, found without touching x: the logits move as ``z + t * zd``.
+    def line_search(
+        z: Tensor, zd: Tensor, w: Tensor, dw: Tensor, loss: Tensor, slope: Tensor, active: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Step along the line, the logits and the objective there, found without touching x.
 
-        A few Newton steps on the (convex) objective along the line from t = 1, then Armijo
-        backtracking where the Newton step did not decrease the objective enough.
+        The logits move as ``z + t * zd``. Newton steps on the (convex) objective along the line
+        from t = 1 until the step settles, then Armijo backtracking where the step did not decrease
+        the objective enough; a problem with no decrease at all stays (t = 0: the rounding floor).
         """
-        wdw, dwdw = (w * dw).sum(-1), (dw * dw).sum(-1)
+        wdw, dwdw, ww = (w * dw).sum(-1), (dw * dw).sum(-1), (w * w).sum(-1)
+        zd_train = zd * w_mask / n_f[:, None]  # the line's derivative terms, weighted once
+        zd2_train = zd * zd_train
 
-        def phi(t: Tensor) -> Tensor:
-            zt = z + t[..., None] * zd
-            data = ((torch.nn.functional.softplus(zt) - y_f * zt) * w_mask).sum(-1) / n_f
-            return data + 0.5 * lam * (w.square().sum(-1) + 2 * t * wdw + t.square() * dwdw)
+        def objective(t: Tensor) -> tuple[Tensor, Tensor]:
+            zt = torch.addcmul(z, t[..., None], zd)
+            return data_loss(zt) + 0.5 * lam * (ww + 2 * t * wdw + t.square() * dwdw), zt
 
         t = torch.ones_like(loss)
-        for _ in range(3):
-            p = torch.sigmoid(z + t[..., None] * zd)
-            d1 = ((p - y_f) * zd * w_mask).sum(-1) / n_f + lam * (wdw + t * dwdw)
-            d2 = (p * (1 - p) * zd.square() * w_mask).sum(-1) / n_f + lam * dwdw
-            newton = t - d1 / d2.clamp_min(1e-300)
-            t = torch.where(active & (d2 > 0), newton.clamp(0.1 * t, 10.0 * t), t)
+        for _ in range(4):
+            p = torch.sigmoid(torch.addcmul(z, t[..., None], zd))
+            d1 = ((p - y_f) * zd_train).sum(-1) + lam * (wdw + t * dwdw)
+            d2 = ((p - p.square()) * zd2_train).sum(-1) + lam * dwdw
+            newton = torch.where(active & (d2 > 0), (t - d1 / d2.clamp_min(1e-300)).clamp(0.1 * t, 10.0 * t), t)
+            settled = bool(((newton - t).abs() <= 1e-2 * t).all())  # a 1% longer or shorter step costs nothing
+            t = newton
+            if settled:
+                break
         slack = 10 * torch.finfo(x.dtype).eps * loss.abs()  # changes below the products' rounding are noise
-        ok = ~active | (phi(t) <= loss + 1e-4 * t * slope + slack)
+        new_loss, new_z = objective(t)
+        ok = ~active | (new_loss <= loss + 1e-4 * t * slope + slack)
         t = torch.where(ok, t, torch.ones_like(t).clamp(max=t))
         for _ in range(30):
             if bool(ok.all()):
                 break
             t = torch.where(ok, t, 0.5 * t)
-            ok |= phi(t) <= loss + 1e-4 * t * slope + slack
-        return torch.where(ok, t, torch.zeros_like(t))  # no decrease at all: stay (rounding floor)
+            trial_loss, trial_z = objective(t)
+            now = ~ok & (trial_loss <= loss + 1e-4 * t * slope + slack)
+            new_loss = torch.where(now, trial_loss, new_loss)
+            new_z = torch.where(now[..., None], trial_z, new_z)
+            ok |= now
+        t = torch.where(ok, t, torch.zeros_like(t))
+        new_loss = torch.where(ok & active, new_loss, loss)
+        new_z = torch.where((ok & active)[..., None], new_z, z)
+        return t, new_z, new_loss
 
     theta = torch.zeros(n_layer, n_fold, d + 1, dtype=dtype)
     z = torch.zeros(n_layer, n_fold, n, dtype=dtype)
     every_layer = list(range(n_layer))
-    loss, grad, grad_x = loss_and_grad(z, theta[..., :d], every_layer)
+    loss = data_loss(z)
+    grad, grad_x = gradient(z, theta[..., :d], every_layer)
     s_hist = torch.zeros(history, n_layer, n_fold, d + 1, dtype=dtype)
     y_hist = torch.zeros_like(s_hist)
     py_hist = torch.zeros_like(s_hist)  # the preconditioner applied to y_hist
@@ -189,13 +215,12 @@ def fit_logistic(
 
         live = torch.nonzero(active.any(-1)).flatten().tolist()  # layers with a problem still moving
         zd = along(direction, live)
-        step = line_search(z, zd, theta[..., :d], direction[..., :d], loss, slope, active)
+        step, z, new_loss = line_search(z, zd, theta[..., :d], direction[..., :d], loss, slope, active)
         stalled = active & (step == 0)
         at_floor |= stalled
         s = step[..., None] * direction
         theta = theta + s
-        z = z + step[..., None] * zd
-        new_loss, new_grad, grad_x = loss_and_grad(z, theta[..., :d], live, grad_x)
+        new_grad, grad_x = gradient(z, theta[..., :d], live, grad_x)
         new_pgrad = precondition(new_grad, live, pgrad)
 
         yv = new_grad - grad
@@ -228,6 +253,8 @@ def fit_logistic(
         intercept=theta[..., d],
         mean=mean,
         scale=scale,
+        positive_mean=positive_sum / n_positive,
+        negative_mean=negative_sum / (n_f[None, :, None] - n_positive),
         n_iter=n_iter,
         converged=converged,
     )
@@ -258,11 +285,6 @@ def row_sample(n: int, size: int, seed: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
-def masked_sums(weights: Float[Tensor, "row prompt"], x: Float[Tensor, "layer prompt d_model"]) -> Float[Tensor, "layer row d_model"]:
-    """``weights @ x[l]`` for every layer in one batched product."""
-    return torch.bmm(einops.repeat(weights, "r n -> l r n", l=x.shape[0]), x)
-
-
 def projection_axes(covariance: "Covariance", direction: Float[Tensor, "layer d_model"]) -> Float[Tensor, "layer 2 d_model"]:
     """The unit difference-of-means direction and the top PC orthogonal to it (the 2-D view's axes)."""
     unit = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -284,15 +306,26 @@ def projection_axes(covariance: "Covariance", direction: Float[Tensor, "layer d_
 
 
 def gram(x: Float[Tensor, "layer row d_model"]) -> Float[Tensor, "layer d_model d_model"]:
-    """``x^T x`` per layer.
+    """``x^T x`` per layer: exact for float64 inputs, from an int8 copy for float32 ones.
 
-    Through numpy: its ``a.T @ a`` is a symmetric rank-k update (half a general product's work)
-    when both operands are one buffer, which a contiguous layer is.
+    The float32 case is the covariance behind the preconditioner and the 2-D view's axes, which
+    need its shape, not its digits: the standardised values are rounded to a grid of
+    ``INT8_STEP`` (clipped at +-127 steps, ~8 standard deviations) and multiplied in int8 with
+    exact int32 sums (4x a float32 product's speed); the rounding's variance (``step^2 / 12``
+    per row) is taken off the diagonal. Rounding the products' *outputs* instead (bfloat16) spoils
+    the small eigenvalues that the preconditioner exists for.
     """
-    out = large_empty((x.shape[0], x.shape[2], x.shape[2]), x.dtype)
-    for layer in range(x.shape[0]):
-        rows = x[layer].contiguous().numpy()
-        numpy.dot(rows.T, rows, out=out[layer].numpy())
+    n_layer, rows, d = x.shape
+    out = large_empty((n_layer, d, d), x.dtype)
+    if x.dtype == torch.float32 and rows * 127**2 < 2**31:  # int32 sums cannot overflow
+        for layer in range(n_layer):
+            grid = x[layer].mul(1.0 / INT8_STEP).round_().clamp_(-127, 127).to(torch.int8)
+            torch.mul(torch._int_mm(grid.T, grid), INT8_STEP**2, out=out[layer])
+            out[layer].diagonal().sub_(rows * INT8_STEP**2 / 12)
+        return out
+    for layer in range(n_layer):  # numpy's a.T @ a on one buffer is a symmetric rank-k update: half the work
+        values = x[layer].contiguous().numpy()
+        numpy.dot(values.T, values, out=out[layer].numpy())
     return out
 
 
@@ -326,17 +359,23 @@ class Covariance:
         """``(g, layers) -> g (covariance / 4 + lam I)^-1`` for g [len(layers), rows, d_model] (float32)."""
         if self.dense is not None:
             eye = torch.eye(self.d, dtype=self.dense.dtype)
-            hess = torch.add(lam * eye, self.dense, alpha=0.25)  # one d x d temporary per layer
-            chol, info = torch.linalg.cholesky_ex(hess)
+            hess = large_empty(tuple(self.dense.shape), self.dense.dtype)
+            torch.add(lam * eye, self.dense, alpha=0.25, out=hess)
+            # factorised in place; symmetric, so its transpose is the column-major input LAPACK takes as is
+            info = torch.empty(self.dense.shape[0], dtype=torch.int32)
+            chol, _ = torch.linalg.cholesky_ex(hess.transpose(1, 2), out=(hess.transpose(1, 2), info))
             if bool((info != 0).any()):  # numerically indefinite: diagonal fallback for those layers
-                diag = torch.diagonal(hess, dim1=-2, dim2=-1).clamp_min(lam)
+                diag = (0.25 * torch.diagonal(self.dense, dim1=-2, dim2=-1) + lam).clamp_min(lam)
                 chol = torch.where(info[:, None, None] != 0, torch.diag_embed(diag.sqrt()), chol)
 
             def solve(g: Tensor, layers: list[int]) -> Tensor:
-                # g H^-1 = (H^-1 g^T)^T: two triangular solves, cheaper than forming the inverse
-                if len(layers) == self.dense.shape[0]:
-                    return torch.cholesky_solve(g.transpose(1, 2), chol).transpose(1, 2)
-                return torch.stack([torch.cholesky_solve(g[i].T, chol[layer]).T for i, layer in enumerate(layers)])
+                # g H^-1 = (L^-T L^-1 g^T)^T: two triangular solves per layer, cheaper than forming
+                # the inverse (and than cholesky_solve, which copies the factors on every call)
+                out = torch.empty_like(g)
+                for i, layer in enumerate(layers):
+                    half = torch.linalg.solve_triangular(chol[layer], g[i].T, upper=False)
+                    out[i] = torch.linalg.solve_triangular(chol[layer].T, half, upper=True).T
+                return out
 
             return solve
         u = self.sample * math.sqrt(0.25 / self.m)  # hess = lam I + u^T u

@@ -11,7 +11,7 @@ from interp.errors import InterpError
 from interp.probes.inputs import TENSOR_SOURCE, check_store, encode_labels, from_tensor, labels_for, select_hooks, stack_store
 from interp.probes.metrics import HOLDOUT, auroc, binary_metrics, stratified_folds
 from interp.probes.result import ProbeResult
-from interp.probes.solver import GRAM_ROWS, Covariance, fit_logistic, masked_sums, projection_axes, row_sample, standardise
+from interp.probes.solver import GRAM_ROWS, Covariance, fit_logistic, projection_axes, row_sample, standardise
 from interp.provenance import Provenance, hash_json
 
 
@@ -123,11 +123,7 @@ def _train(
     covariance = Covariance(fit_x if n_fit <= GRAM_ROWS else fit_x[:, row_sample(n_fit, GRAM_ROWS, 0)])
     fit = fit_logistic(fit_x, y_rows[:n_fit], train, covariance, C=C, tol=tol, max_iter=max_iter, progress=progress)
 
-    # difference of class means per problem (its training prompts), in standardised coordinates
-    positive = (train & y_rows[:n_fit]).to(x.dtype)
-    negative = (train & ~y_rows[:n_fit]).to(x.dtype)
-    sums = masked_sums(torch.cat([positive, negative]), fit_x)
-    diff = sums[:, : cv + 1] / positive.sum(-1)[None, :, None] - sums[:, cv + 1 :] / negative.sum(-1)[None, :, None]
+    diff = (fit.positive_mean - fit.negative_mean).to(x.dtype)  # difference of class means per problem, standardised coordinates
 
     # probe logits, diff-of-means scores under every problem and the 2-D view of every prompt, in one product
     normal = (fit.coef / fit.scale).to(x.dtype)
