@@ -131,8 +131,7 @@ def _train(
     axes = projection_axes(covariance, diff[:, cv])
     scores = torch.bmm(torch.cat([normal, diff, axes], dim=1), x.transpose(1, 2)).double()  # [layer, 2 * problems + 2, row]
     logits = scores[:, : cv + 1] + bias[..., None]
-    metrics = binary_metrics(logits, y_rows, test)
-    diff_auroc = auroc(scores[:, cv + 1 : 2 * (cv + 1)], y_rows, test)
+    metrics, diff_auroc = problem_metrics(logits, scores[:, cv + 1 : 2 * (cv + 1)], y_rows, test)
 
     # out-of-fold logits: each CV prompt scored by the probe that did not see it, held-out ones by the final probe
     owner = torch.where(fold_rows == HOLDOUT, torch.full_like(fold_rows, cv), fold_rows)
@@ -161,3 +160,24 @@ def _train(
         n_iter=fit.n_iter,
         **fields,
     )
+
+
+def problem_metrics(
+    logits: Float[Tensor, "layer problem row"],
+    diff_scores: Float[Tensor, "layer problem row"],
+    y: Bool[Tensor, "row"],
+    test: Bool[Tensor, "problem row"],
+) -> tuple[dict[str, Float[Tensor, "layer problem"]], Float[Tensor, "layer problem"]]:
+    """Each problem's metrics over its own test rows (a fold, or the held-out prompts).
+
+    The rows are gathered per problem: ranking only a problem's test rows, not every row under a
+    mask, is most of the scoring's time saved.
+    """
+    per_problem, diff_auroc = [], []
+    for problem, rows in enumerate(test):
+        index = torch.nonzero(rows).flatten()
+        everything = torch.ones(len(index), dtype=torch.bool)
+        per_problem.append(binary_metrics(logits[:, problem, index], y[index], everything))
+        diff_auroc.append(auroc(diff_scores[:, problem, index], y[index]))
+    metrics = {name: torch.stack([values[name] for values in per_problem], dim=1) for name in per_problem[0]}
+    return metrics, torch.stack(diff_auroc, dim=1)
