@@ -125,13 +125,15 @@ def _train(
 
     diff = (fit.positive_mean - fit.negative_mean).to(x.dtype)  # difference of class means per problem, standardised coordinates
 
-    # probe logits, diff-of-means scores under every problem and the 2-D view of every prompt, in one product
+    # probe logits: the solver's on the fitted rows, one product on the held-out ones; diff-of-means
+    # scores under every problem and the 2-D view of every prompt in one product
     normal = (fit.coef / fit.scale).to(x.dtype)
     bias = fit.intercept - (fit.mean * fit.coef / fit.scale).sum(-1)
+    held_out = torch.bmm(normal, x[:, n_fit:].transpose(1, 2)).double() + bias[..., None]
+    logits = torch.cat([fit.logits, held_out], dim=-1)  # [layer, problem, row]
     axes = projection_axes(covariance, diff[:, cv])
-    scores = torch.bmm(torch.cat([normal, diff, axes], dim=1), x.transpose(1, 2)).double()  # [layer, 2 * problems + 2, row]
-    logits = scores[:, : cv + 1] + bias[..., None]
-    metrics, diff_auroc = problem_metrics(logits, scores[:, cv + 1 : 2 * (cv + 1)], y_rows, test)
+    scores = torch.bmm(torch.cat([diff, axes], dim=1), x.transpose(1, 2)).double()  # [layer, problems + 2, row]
+    metrics, diff_auroc = problem_metrics(logits, scores[:, : cv + 1], y_rows, test)
 
     # out-of-fold logits: each CV prompt scored by the probe that did not see it, held-out ones by the final probe
     owner = torch.where(fold_rows == HOLDOUT, torch.full_like(fold_rows, cv), fold_rows)
