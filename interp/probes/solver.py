@@ -88,8 +88,8 @@ def fit_logistic(
     scale = var.sqrt()
     scale = torch.where(scale < 1e-6, torch.ones_like(scale), scale)  # constant on train rows: leave unscaled
 
-    y_f = y.to(dtype)
-    w_mask = train.to(dtype)
+    train_weight = train.to(dtype) / n_f[:, None]  # [fold, prompt]: a problem's mean over its training rows
+    positive_weight = y.to(dtype) * train_weight
 
     inverse_hessian0 = covariance.inverse_hessian0(float(lam.mean()))
 
@@ -108,14 +108,14 @@ def fit_logistic(
 
     def data_loss(z: Tensor) -> Tensor:
         """Mean log-loss of every problem over its training rows, at logits ``z``."""
-        return ((torch.nn.functional.softplus(z) - y_f * z) * w_mask).sum(-1) / n_f
+        return torch.linalg.vecdot(torch.nn.functional.softplus(z), train_weight) - torch.linalg.vecdot(z, positive_weight)
 
     def gradient(z: Tensor, w: Tensor, layers: list[int], grad_x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Gradient at logits ``z`` and weights ``w``, and ``x``'s part of it.
 
         One pass over x's ``layers``; the other layers keep ``grad_x`` (their problems did not move).
         """
-        resid = (torch.sigmoid(z) - y_f) * w_mask / n_f[:, None]
+        resid = torch.sigmoid(z).mul_(train_weight).sub_(positive_weight)
         grad_x = layer_products(resid.to(x.dtype), x, layers, grad_x)
         return assemble(grad_x, resid.sum(-1), w), grad_x
 
@@ -133,9 +133,10 @@ def fit_logistic(
         from t = 1 until the step settles, then Armijo backtracking where the step did not decrease
         the objective enough; a problem with no decrease at all stays (t = 0: the rounding floor).
         """
-        wdw, dwdw, ww = (w * dw).sum(-1), (dw * dw).sum(-1), (w * w).sum(-1)
-        zd_train = zd * w_mask / n_f[:, None]  # the line's derivative terms, weighted once
+        wdw, dwdw, ww = torch.linalg.vecdot(w, dw), torch.linalg.vecdot(dw, dw), torch.linalg.vecdot(w, w)
+        zd_train = zd * train_weight  # the line's derivative terms, weighted once
         zd2_train = zd * zd_train
+        positive_slope = torch.linalg.vecdot(zd, positive_weight)
 
         def objective(t: Tensor) -> tuple[Tensor, Tensor]:
             zt = torch.addcmul(z, t[..., None], zd)
@@ -144,8 +145,8 @@ def fit_logistic(
         t = torch.ones_like(loss)
         for _ in range(4):
             p = torch.sigmoid(torch.addcmul(z, t[..., None], zd))
-            d1 = ((p - y_f) * zd_train).sum(-1) + lam * (wdw + t * dwdw)
-            d2 = ((p - p.square()) * zd2_train).sum(-1) + lam * dwdw
+            d1 = torch.linalg.vecdot(p, zd_train) - positive_slope + lam * (wdw + t * dwdw)
+            d2 = torch.linalg.vecdot(torch.addcmul(p, p, p, value=-1), zd2_train) + lam * dwdw
             newton = torch.where(active & (d2 > 0), (t - d1 / d2.clamp_min(1e-300)).clamp(0.1 * t, 10.0 * t), t)
             settled = bool(((newton - t).abs() <= 1e-2 * t).all())  # a 1% longer or shorter step costs nothing
             t = newton
@@ -199,21 +200,21 @@ def fit_logistic(
         pq = pgrad.clone()
         slots = [(n_iter - 2 - j) % history for j in range(min(n_iter - 1, history))]
         alphas = []
-        for j in slots:
-            a = rho[j] * (s_hist[j] * q).sum(-1)
-            q -= a[..., None] * y_hist[j]
-            pq -= a[..., None] * py_hist[j]
+        for j in slots:  # in-place updates: this loop runs on every problem's full weight vector
+            a = rho[j] * torch.linalg.vecdot(s_hist[j], q)
+            q.addcmul_(a[..., None], y_hist[j], value=-1)
+            pq.addcmul_(a[..., None], py_hist[j], value=-1)
             alphas.append(a)
         if slots:  # scaling gamma from the newest curvature pair
             newest = slots[0]
-            ypy = (y_hist[newest] * py_hist[newest]).sum(-1)
-            gamma = torch.where(last_valid, (s_hist[newest] * y_hist[newest]).sum(-1) / ypy.clamp_min(1e-300), gamma)
-        r = gamma[..., None] * pq
+            ypy = torch.linalg.vecdot(y_hist[newest], py_hist[newest])
+            gamma = torch.where(last_valid, torch.linalg.vecdot(s_hist[newest], y_hist[newest]) / ypy.clamp_min(1e-300), gamma)
+        r = pq.mul_(gamma[..., None])
         for j, a in zip(reversed(slots), reversed(alphas)):
-            b = rho[j] * (y_hist[j] * r).sum(-1)
-            r += s_hist[j] * (a - b)[..., None]
-        direction = -r * active[..., None]
-        slope = (grad * direction).sum(-1)
+            b = rho[j] * torch.linalg.vecdot(y_hist[j], r)
+            r.addcmul_((a - b)[..., None], s_hist[j])
+        direction = r.mul_(-active[..., None].to(dtype))
+        slope = torch.linalg.vecdot(grad, direction)
         uphill = active & (slope >= 0)
         if bool(uphill.any()):
             direction = torch.where(uphill[..., None], -pgrad, direction) * active[..., None]
