@@ -108,7 +108,9 @@ def fit_logistic(
 
     def data_loss(z: Tensor) -> Tensor:
         """Mean log-loss of every problem over its training rows, at logits ``z``."""
-        return torch.linalg.vecdot(torch.nn.functional.softplus(z), train_weight) - torch.linalg.vecdot(z, positive_weight)
+        # softplus at the products' precision (the logits are no more exact than that; float32's is 2.5x faster)
+        log_partition = torch.nn.functional.softplus(z.to(x.dtype)).to(dtype)
+        return torch.linalg.vecdot(log_partition, train_weight) - torch.linalg.vecdot(z, positive_weight)
 
     def gradient(z: Tensor, w: Tensor, layers: list[int], grad_x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Gradient at logits ``z`` and weights ``w``, and ``x``'s part of it.
@@ -429,5 +431,6 @@ def standardise_layer(
         torch.index_select(acts, 0, order, out=out)
     else:
         out.copy_(acts.index_select(0, order))
-    out.sub_(centre).div_(spread)
+    inverse = 1.0 / spread
+    torch.addcmul(-centre * inverse, out, inverse, out=out)  # (acts - centre) / spread in one pass
     return centre, spread
