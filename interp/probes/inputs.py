@@ -17,7 +17,7 @@ from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.plots import short
 from interp.provenance import Provenance
-from interp.probes.solver import compute_dtype, large_empty, standardise_layer
+from interp.probes.solver import compute_dtype, standardise_layer
 from interp.sites import expand_sites, parse_site, site_name
 
 TENSOR_SOURCE = "activations tensor"  # the model_id of probes trained on a tensor
@@ -112,7 +112,7 @@ def stack_store(store: Any, hooks: Sequence[str], progress: bool, order: Tensor 
     """
     first = read_hook(store, hooks[0])
     n, d = first.shape
-    x = large_empty((len(hooks), n, d), compute_dtype(len(hooks) * n * d))
+    x = torch.empty(len(hooks), n, d, dtype=compute_dtype(len(hooks) * n * d))
     centre = torch.empty(len(hooks), d, dtype=x.dtype)
     spread = torch.empty_like(centre)
     for i, hook in enumerate(tqdm(hooks, desc="reading h_last", disable=not progress, leave=False)):

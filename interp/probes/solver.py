@@ -327,7 +327,7 @@ def gram(x: Float[Tensor, "layer row d_model"]) -> Float[Tensor, "layer d_model 
     the small eigenvalues that the preconditioner exists for.
     """
     n_layer, rows, d = x.shape
-    out = large_empty((n_layer, d, d), x.dtype)
+    out = torch.empty(n_layer, d, d, dtype=x.dtype)
     if x.dtype == torch.float32 and rows * 127**2 < 2**31:  # int32 sums cannot overflow
         edges = [d * i // 4 for i in range(5)]
         for layer in range(n_layer):
@@ -341,15 +341,6 @@ def gram(x: Float[Tensor, "layer row d_model"]) -> Float[Tensor, "layer d_model 
         values = x[layer].contiguous().numpy()
         numpy.dot(values.T, values, out=out[layer].numpy())
     return out
-
-
-def large_empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    """An uninitialised tensor allocated by numpy, which asks Linux for huge pages for large arrays.
-
-    The standardised activations are written once and read on every pass: with 4 KiB pages the
-    first write alone page-faults tens of thousands of times (3x the copy's time).
-    """
-    return torch.from_numpy(numpy.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
 
 
 class Covariance:
@@ -373,7 +364,7 @@ class Covariance:
         """``(g, layers) -> g (covariance / 4 + lam I)^-1`` for g [len(layers), rows, d_model] (float32)."""
         if self.dense is not None:
             eye = torch.eye(self.d, dtype=self.dense.dtype)
-            hess = large_empty(tuple(self.dense.shape), self.dense.dtype)
+            hess = torch.empty_like(self.dense)
             torch.add(lam * eye, self.dense, alpha=0.25, out=hess)
             # factorised in place; symmetric, so its transpose is the column-major input LAPACK takes as is
             info = torch.empty(self.dense.shape[0], dtype=torch.int32)
@@ -402,7 +393,7 @@ def standardise(acts: Tensor, order: Tensor | None = None) -> tuple[Tensor, Tens
     """A copy centred and scaled per layer over all prompts (rows in ``order``), with the centre and spread."""
     acts = acts.detach().to(device="cpu")
     n_layer, n, d = acts.shape
-    x = large_empty((n_layer, n, d), compute_dtype(acts.numel()))
+    x = torch.empty(n_layer, n, d, dtype=compute_dtype(acts.numel()))
     centre = torch.empty(n_layer, d, dtype=x.dtype)
     spread = torch.empty_like(centre)
     for layer in range(n_layer):
