@@ -240,18 +240,25 @@ def test_gram_exact_in_float64_and_close_from_int8_in_float32():
 
 def test_preconditioner_solves_and_falls_back_on_an_indefinite_layer():
     """g -> g (covariance / 4 + lam)^-1 per layer; a layer whose matrix is not positive definite gets
-    the diagonal (clamped at lam) instead, the others are unaffected; a subset of layers solves alike."""
+    the diagonal (clamped at lam) instead, the others are unaffected; a subset of layers solves alike.
+    The covariance is factorised in place, and its products (the 2-D view's) go through the factor."""
     covariance = solver.Covariance(torch.randn(3, 50, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
     covariance.dense[1] = -100 * torch.eye(8, dtype=torch.float64)
+    dense = covariance.dense.clone()
+    b = torch.randn(3, 8, 2, dtype=torch.float64)
+    assert torch.allclose(covariance.times(b), dense @ b)
     lam = 0.01
     solve = covariance.inverse_hessian0(lam)
     g = torch.randn(3, 4, 8, dtype=torch.float64)
     out = solve(g, [0, 1, 2])
     for layer in (0, 2):
-        expected = g[layer] @ torch.linalg.inv(covariance.dense[layer] / 4 + lam * torch.eye(8, dtype=torch.float64))
+        expected = g[layer] @ torch.linalg.inv(dense[layer] / 4 + lam * torch.eye(8, dtype=torch.float64))
         assert torch.allclose(out[layer], expected, atol=1e-10)
+        assert torch.allclose(covariance.times(b)[layer], dense[layer] @ b[layer], atol=1e-10)
     assert torch.allclose(out[1], g[1] / lam)
     assert torch.allclose(solve(g[[0, 2]], [0, 2]), out[[0, 2]], atol=1e-12)
+    with pytest.raises(RuntimeError, match="already factorised"):
+        covariance.inverse_hessian0(lam)
 
 
 def test_batched_layers_equal_each_layer_alone(planted, planted_result):

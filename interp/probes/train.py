@@ -11,7 +11,7 @@ from interp.errors import InterpError
 from interp.probes.inputs import TENSOR_SOURCE, check_store, encode_labels, from_tensor, labels_for, select_hooks, stack_store
 from interp.probes.metrics import HOLDOUT, auroc, binary_metrics, stratified_folds
 from interp.probes.result import ProbeResult
-from interp.probes.solver import GRAM_ROWS, Covariance, fit_logistic, projection_axes, row_sample, standardise
+from interp.probes.solver import GRAM_ROWS, Covariance, fit_logistic, problem_statistics, projection_axes, row_sample, standardise
 from interp.provenance import Provenance, hash_json
 
 
@@ -121,17 +121,17 @@ def _train(
     train = torch.stack([fit_fold != f for f in range(cv)] + [torch.ones_like(fit_fold, dtype=torch.bool)])
     test = torch.stack([fold_rows == f for f in range(cv)] + [fold_rows == HOLDOUT])
     covariance = Covariance(fit_x if n_fit <= GRAM_ROWS else fit_x[:, row_sample(n_fit, GRAM_ROWS, 0)])
-    fit = fit_logistic(fit_x, y_rows[:n_fit], train, covariance, C=C, tol=tol, max_iter=max_iter, progress=progress)
-
-    diff = (fit.positive_mean - fit.negative_mean).to(x.dtype)  # difference of class means per problem, standardised coordinates
+    statistics = problem_statistics(fit_x, y_rows[:n_fit], train)
+    diff = (statistics.positive_mean - statistics.negative_mean).to(x.dtype)  # per problem, standardised coordinates
+    axes = projection_axes(covariance, diff[:, cv])  # before the solver factorises the covariance
+    fit = fit_logistic(fit_x, y_rows[:n_fit], train, statistics, covariance, C=C, tol=tol, max_iter=max_iter, progress=progress)
 
     # probe logits: the solver's on the fitted rows, one product on the held-out ones; diff-of-means
     # scores under every problem and the 2-D view of every prompt in one product
-    normal = (fit.coef / fit.scale).to(x.dtype)
-    bias = fit.intercept - (fit.mean * fit.coef / fit.scale).sum(-1)
+    normal = (fit.coef / statistics.scale).to(x.dtype)
+    bias = fit.intercept - (statistics.mean * fit.coef / statistics.scale).sum(-1)
     held_out = torch.bmm(normal, x[:, n_fit:].transpose(1, 2)).double() + bias[..., None]
     logits = torch.cat([fit.logits, held_out], dim=-1)  # [layer, problem, row]
-    axes = projection_axes(covariance, diff[:, cv])
     scores = torch.bmm(torch.cat([diff, axes], dim=1), x.transpose(1, 2)).double()  # [layer, problems + 2, row]
     metrics, diff_auroc = problem_metrics(logits, scores[:, : cv + 1], y_rows, test)
 
@@ -152,8 +152,8 @@ def _train(
         # the final probes (problem cv) in raw activation coordinates
         coef=fit.coef[:, cv].float(),
         intercept=fit.intercept[:, cv].float(),
-        mean=(centre + spread * fit.mean[:, cv]).float(),
-        scale=(spread * fit.scale[:, cv]).float(),
+        mean=(centre + spread * statistics.mean[:, cv]).float(),
+        scale=(spread * statistics.scale[:, cv]).float(),
         diff_means=(spread * diff[:, cv]).float(),
         projection=einops.rearrange(scores[:, -2:, inverse], "l coord n -> l n coord").float(),
         oof_logits=out_of_fold.float(),
