@@ -352,9 +352,9 @@ def gram(x: Float[Tensor, "layer row d_model"]) -> Float[Tensor, "layer d_model 
     if x.dtype == torch.float32 and rows * 127**2 < 2**31:  # int32 sums cannot overflow
         edges = [d * i // 4 for i in range(5)]
         for layer in range(n_layer):
-            grid = x[layer].mul(1.0 / INT8_STEP).round_().clamp_(-127, 127).to(torch.int8).T.contiguous()  # [d, rows]
+            grid = x[layer].mul(1.0 / INT8_STEP).round_().clamp_(-127, 127).to(torch.int8)
             for lo, hi in zip(edges[:-1], edges[1:]):  # the blocks on and above the diagonal (5/8 of the work)
-                torch.mul(torch._int_mm(grid[lo:hi], grid[lo:].T), INT8_STEP**2, out=out[layer, lo:hi, lo:])
+                torch.mul(torch._int_mm(grid[:, lo:hi].T, grid[:, lo:]), INT8_STEP**2, out=out[layer, lo:hi, lo:])
                 out[layer, hi:, lo:hi] = out[layer, lo:hi, hi:].T
             out[layer].diagonal().sub_(rows * INT8_STEP**2 / 12)
         return out
