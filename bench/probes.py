@@ -14,10 +14,11 @@ Both sides get the same stratified folds (5-fold CV on 80%, 20% held out, from
 Prints per-layer accuracy / AUROC of both, the largest gap (target <= 0.01) and
 ratio = sklearn seconds / interp seconds (target >= 10), in wall-clock and in CPU time. Both
 sides run single-threaded (torch and the BLAS behind scikit-learn limited to --threads), so on
-a machine shared with other jobs the CPU-time ratio is the steadier one; the repeats
-alternate the two sides so that load changes hit both. Run it as
+a machine shared with other jobs the CPU-time ratio is the steadier one; each side runs once
+untimed first (imports, kernel set-up), then the timed repeats alternate the two sides so that
+load changes hit both, and the medians are compared. Run it as
 
-    OMP_NUM_THREADS=1 python bench/probes.py [--spectrum 1.0 1.5] [--repeats 2]
+    OMP_NUM_THREADS=1 python bench/probes.py [--spectrum 1.0 1.5] [--repeats 5]
 """
 
 import argparse
@@ -137,7 +138,7 @@ def main() -> None:
     parser.add_argument("--cv", type=int, default=5)
     parser.add_argument("--C", type=float, default=1.0)
     parser.add_argument("--spectrum", type=float, nargs="+", default=[1.5], help="covariance eigenvalue decay exponent(s)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each side (the median is reported)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side (the median is reported)")
     parser.add_argument("--threads", type=int, default=1, help="threads for both sides")
     parser.add_argument("--sklearn-max-iter", type=int, default=2000, help="high enough for lbfgs to converge")
     parser.add_argument("--seed", type=int, default=0)

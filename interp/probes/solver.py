@@ -7,6 +7,12 @@ weight tensor: every iteration is two batched products over the activations (one
 search direction's effect on the logits, one for the gradient) over the layers with a problem
 still moving; line searches move along the logits without touching the activations again.
 The held-out rows take no part: the caller passes only the rows some problem trains on.
+
+The preconditioner is the Hessian at ``w = 0`` (the covariance / 4 + lambda, one Cholesky factor
+per layer, shared by the layer's problems); for float32 inputs the covariance comes from an
+int8 copy of the activations, which keeps its shape at a quarter of a float32 product's cost.
+The first gradient comes from the class sums of the standardisation, and the solver's logits
+are the fitted rows' scores.
 """
 
 import math
