@@ -20,7 +20,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import einops
 import numpy
 import torch
 from jaxtyping import Bool, Float
