@@ -99,13 +99,14 @@ def fit_logistic(
     """Fit ``layer * fold`` logistic regressions at once by preconditioned L-BFGS.
 
     Problem (l, f) standardises ``x[l]`` with ``statistics`` (the mean and population std of the
-    rows in ``train[f]``) and minimises ``mean_i logloss_i + ||w||^2 / (2 C n_f)`` over those rows, which
-    has the minimiser of scikit-learn's ``C * sum_i logloss_i + ||w||^2 / 2``. ``x`` should be
-    centred and scaled per layer over all rows (a reparametrisation only; it keeps the products
-    well conditioned); its dtype (float32 for large inputs, float64 for small) sets the precision.
-    The Hessian at ``w = 0`` is close to ``covariance / 4 + lambda``; its inverse preconditions
-    every problem of that layer (``covariance`` is factorised in place for it). Stopping rule as scikit-learn's lbfgs: max |gradient| <= tol on
-    the mean-scaled objective (or no decrease left above the products' rounding).
+    rows in ``train[f]``) and minimises ``mean_i logloss_i + ||w||^2 / (2 C n_f)`` over those
+    rows, which has the minimiser of scikit-learn's ``C * sum_i logloss_i + ||w||^2 / 2``. ``x``
+    should be centred and scaled per layer over all rows (a reparametrisation only; it keeps the
+    products well conditioned); its dtype (float32 for large inputs, float64 for small) sets the
+    precision. The Hessian at ``w = 0`` is close to ``covariance / 4 + lambda``; its inverse
+    preconditions every problem of that layer (``covariance`` is factorised in place for it).
+    Stopping rule as scikit-learn's lbfgs: max |gradient| <= tol on the mean-scaled objective (or
+    no decrease left above the products' rounding).
     """
     n_layer, n, d = x.shape
     n_fold = train.shape[0]
