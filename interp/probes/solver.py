@@ -45,6 +45,13 @@ class ProblemStatistics:
     positive_mean: Float[Tensor, "layer fold d_model"]
     negative_mean: Float[Tensor, "layer fold d_model"]
 
+    def in_input_coordinates(
+        self, coef: Float[Tensor, "layer fold d_model"], intercept: Float[Tensor, "layer fold"]
+    ) -> tuple[Float[Tensor, "layer fold d_model"], Float[Tensor, "layer fold"]]:
+        """Weights and bias acting on the input of a linear map given on the standardised input."""
+        weights = coef / self.scale
+        return weights, intercept - (self.mean * weights).sum(-1)
+
 
 @dataclass(frozen=True)
 class Fit:
@@ -69,13 +76,14 @@ def problem_statistics(
     dtype = torch.float64
     n_f = train.sum(-1).to(dtype)[None, :, None]
     by_class = torch.cat([train & y, train & ~y]).to(x.dtype)  # [2 * fold, prompt]
+    by_problem = train.to(x.dtype)
     class_sums = torch.empty(n_layer, 2 * n_fold, d, dtype=x.dtype)
     second = torch.empty(n_layer, n_fold, d, dtype=x.dtype)
     buffer = torch.empty(n, d, dtype=x.dtype)
     for layer in range(n_layer):  # one layer at a time, both products while it is in cache
         torch.mm(by_class, x[layer], out=class_sums[layer])
         torch.mul(x[layer], x[layer], out=buffer)
-        torch.mm(train.to(x.dtype), buffer, out=second[layer])
+        torch.mm(by_problem, buffer, out=second[layer])
     positive_sum, negative_sum = class_sums.to(dtype).split(n_fold, dim=1)
     n_positive = (train & y).sum(-1).to(dtype)[None, :, None]
     mean = (positive_sum + negative_sum) / n_f
@@ -111,8 +119,7 @@ def fit_logistic(
     n_layer, n, d = x.shape
     n_fold = train.shape[0]
     dtype = torch.float64
-    w_train = train.to(x.dtype)
-    n_f = w_train.sum(-1).to(dtype)  # [fold]
+    n_f = train.sum(-1).to(dtype)  # [fold]
     lam = 1.0 / (C * n_f)  # [fold]
 
     mean, scale = statistics.mean, statistics.scale
@@ -131,8 +138,7 @@ def fit_logistic(
 
     def along(direction: Tensor, layers: list[int]) -> Tensor:
         """Change of every prompt's logit per unit step along ``direction`` (one pass over x's ``layers``)."""
-        dv = direction[..., :d] / scale
-        db = direction[..., d] - (mean * dv).sum(-1)
+        dv, db = statistics.in_input_coordinates(direction[..., :d], direction[..., d])
         return layer_products(dv.to(x.dtype), x.transpose(1, 2), layers).to(dtype) + db[..., None]  # [l, f, n]
 
     def data_loss(z: Tensor) -> Tensor:
@@ -426,7 +432,12 @@ class Covariance:
         u = self.sample * math.sqrt(0.25 / self.m)  # hess = lam I + u^T u
         small = torch.bmm(u, u.transpose(1, 2)) + lam * torch.eye(self.m, dtype=u.dtype)
         small_inverse = torch.cholesky_inverse(torch.linalg.cholesky(small))
-        return lambda g, layers: (g - g @ u[layers].transpose(1, 2) @ small_inverse[layers] @ u[layers]) / lam
+
+        def woodbury(g: Tensor, layers: list[int]) -> Tensor:
+            basis = u[layers]
+            return (g - g @ basis.transpose(1, 2) @ small_inverse[layers] @ basis) / lam
+
+        return woodbury
 
 
 def standardise(acts: Tensor, order: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:

@@ -128,9 +128,8 @@ def _train(
 
     # probe logits: the solver's on the fitted rows, one product on the held-out ones; diff-of-means
     # scores under every problem and the 2-D view of every prompt in one product
-    normal = (fit.coef / statistics.scale).to(x.dtype)
-    bias = fit.intercept - (statistics.mean * fit.coef / statistics.scale).sum(-1)
-    held_out = torch.bmm(normal, x[:, n_fit:].transpose(1, 2)).double() + bias[..., None]
+    normal, bias = statistics.in_input_coordinates(fit.coef, fit.intercept)
+    held_out = torch.bmm(normal.to(x.dtype), x[:, n_fit:].transpose(1, 2)).double() + bias[..., None]
     logits = torch.cat([fit.logits, held_out], dim=-1)  # [layer, problem, row]
     scores = torch.bmm(torch.cat([diff, axes], dim=1), x.transpose(1, 2)).double()  # [layer, problems + 2, row]
     metrics, diff_auroc = problem_metrics(logits, scores[:, : cv + 1], y_rows, test)
