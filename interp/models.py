@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp import compat
 from interp.errors import InterpError
 
 ORGANISM_PREFIX = "organism"
@@ -45,6 +46,7 @@ def load_model(
     device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     source, label = _resolve_source(str(name_or_path))
     _quiet_loading_logs()
+    compat.install()
     try:
         model = TransformerBridge.boot_transformers(
             source, device=device, dtype=torch_dtype, trust_remote_code=trust_remote_code

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from interp import compat
 from interp.data import PromptSet, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.pruning.pairs import Records, iter_response_batches, response_nll, response_pairs, tokenize_pairs
@@ -95,6 +96,7 @@ def generate_responses(
     """
     if max_new_tokens < 1:
         raise InterpError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
+    compat.install()
     texts = _prompt_texts(prompts)
     token_lists = tokenize_prompts(model, texts)
     hf = model.original_model
