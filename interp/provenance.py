@@ -1,12 +1,18 @@
-"""Provenance: where a result came from (model, weights, data, sites, seed, package version).
+"""Provenance: where a result came from (model, weights, data, sites, seed, library versions).
 
 Every result and every store carries one, so a number can always be traced back and a
-store or probe is never silently applied to a different model.
+store or probe is never silently applied to a different model. Loading one made under other
+versions of torch, transformers, transformer_lens or interp warns once, naming them.
 """
 
+import functools
 import hashlib
 import json
+import subprocess
+import warnings
 import weakref
+from importlib import metadata
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -14,7 +20,10 @@ import torch
 from torch import nn
 
 import interp
+from interp import compat
 
+VERSIONED_PACKAGES = ("interp", "torch", "transformers", "transformer_lens")
+_WARNED_VERSION_DIFFERENCES: set[str] = set()
 _WEIGHTS_HASH_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
 
 
@@ -29,17 +38,76 @@ class Provenance:
     seed: int | None = None
     interp_version: str = interp.__version__
     extra: Mapping[str, Any] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=lambda: library_versions())
+    workarounds: tuple[str, ...] = field(default_factory=lambda: tuple(compat.active_workarounds()))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["hooks"] = list(self.hooks)
         data["extra"] = dict(self.extra)
+        data["versions"] = dict(self.versions)
+        data["workarounds"] = list(self.workarounds)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Provenance":
+        """Rebuild a saved provenance; warns once if it was made under other library versions.
+
+        A provenance saved before versions were recorded loads with empty ``versions``.
+        """
         known = {k: data[k] for k in ("model_id", "weights_hash", "dataset_hash", "seed", "interp_version") if k in data}
-        return cls(hooks=tuple(data.get("hooks", ())), extra=dict(data.get("extra", {})), **known)
+        versions = {str(k): str(v) for k, v in dict(data.get("versions", {})).items()}
+        warn_if_other_versions(versions, what=f"result of {data.get('model_id', 'an unknown model')}")
+        return cls(hooks=tuple(data.get("hooks", ())), extra=dict(data.get("extra", {})), versions=versions,
+                   workarounds=tuple(data.get("workarounds", ())), **known)
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """Versions of interp, torch, transformers and transformer_lens; the git commit when run from a checkout."""
+    versions = {"interp": interp.__version__}
+    for package in VERSIONED_PACKAGES[1:]:
+        try:
+            versions[package] = metadata.version(package.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    commit = _git_commit(Path(interp.__file__).resolve().parents[1])
+    if commit:
+        versions["git_commit"] = commit
+    return versions
+
+
+def version_differences(recorded: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """``{package: (recorded, installed)}`` for every versioned package whose recorded version differs."""
+    installed = library_versions()
+    return {
+        package: (recorded[package], installed.get(package, "not installed"))
+        for package in VERSIONED_PACKAGES
+        if package in recorded and recorded[package] != installed.get(package, "not installed")
+    }
+
+
+def warn_if_other_versions(recorded: Mapping[str, str], what: str = "result") -> None:
+    """Warn (once per distinct difference) that ``recorded`` versions differ from the installed ones."""
+    differences = version_differences(recorded)
+    if not differences:
+        return
+    text = ", ".join(f"{package} {saved} (installed: {now})" for package, (saved, now) in sorted(differences.items()))
+    if text in _WARNED_VERSION_DIFFERENCES:
+        return
+    _WARNED_VERSION_DIFFERENCES.add(text)
+    warnings.warn(f"this {what} was made under {text}; numbers may differ under the installed versions.",
+                  stacklevel=3)
+
+
+def _git_commit(root: Path) -> str:
+    if not (root / ".git").exists():
+        return ""
+    try:
+        done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def hash_bytes(chunks: Iterable[bytes]) -> str:

@@ -40,7 +40,7 @@ from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.io import atomic_write_json, atomic_write_safetensors
 from interp.models import model_id
-from interp.provenance import Provenance, hash_bytes, weights_hash
+from interp.provenance import Provenance, hash_bytes, library_versions, warn_if_other_versions, weights_hash
 from interp.readout import Readout
 from interp.sites import PATTERN_SITES, expand_sites, parse_site, unknown_site_error
 
@@ -289,6 +289,7 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
         "seed": seed,
         "interp_version": interp.__version__,
         "torch_version": torch.__version__,
+        "versions": library_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "shapes": {},
         "shards": [],
@@ -468,6 +469,7 @@ class ActivationStore:
                 break
             covered = shard["stop"]
         manifest = {**manifest, "shards": [s for s in shards if s["stop"] <= covered]}
+        warn_if_other_versions(manifest.get("versions", {}), what=f"store at {root}")
         store = cls(root, manifest)
         for shard in store._shards:
             store._header(shard.path)
@@ -511,6 +513,7 @@ class ActivationStore:
             seed=self.manifest.get("seed"),
             interp_version=self.manifest.get("interp_version", ""),
             extra={"store": str(self.root), "positions": self.positions},
+            versions=self.manifest.get("versions", {}),
         )
 
     def shape(self, hook: str) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ absolute value of SNIP needs no per-example backward. Everything accumulates in 
 >>> scores.save("harm.safetensors"); ImportanceScores.load("harm.safetensors")  # doctest: +SKIP
 """
 
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -143,6 +144,7 @@ class ImportanceScores:
             "weights_hash": self.provenance.weights_hash,
             "dataset_hash": self.provenance.dataset_hash,
             "interp_version": self.provenance.interp_version,
+            "versions": json.dumps(dict(self.provenance.versions), sort_keys=True),
         }
         atomic_write_safetensors(path, {key: self.scores[key].float() for key in self.keys}, metadata)
         return path
@@ -165,12 +167,13 @@ class ImportanceScores:
         scores = cls(
             scores=LazyTensors(path),
             method=metadata["method"],
-            provenance=Provenance(
-                model_id=metadata.get("model_id", ""),
-                weights_hash=metadata.get("weights_hash", ""),
-                dataset_hash=metadata.get("dataset_hash", ""),
-                interp_version=metadata.get("interp_version", ""),
-            ),
+            provenance=Provenance.from_dict({
+                "model_id": metadata.get("model_id", ""),
+                "weights_hash": metadata.get("weights_hash", ""),
+                "dataset_hash": metadata.get("dataset_hash", ""),
+                "interp_version": metadata.get("interp_version", ""),
+                "versions": json.loads(metadata.get("versions", "{}")),
+            }),
             n_samples=int(metadata["n_samples"]),
             n_tokens=int(metadata["n_tokens"]),
         )

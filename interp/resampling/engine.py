@@ -27,7 +27,9 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
+from interp import compat
 from interp.errors import InterpError
+from interp.provenance import library_versions, warn_if_other_versions
 from interp.resampling.io import append_jsonl, read_jsonl
 from interp.resampling.text import (
     ExtractorSpec,
@@ -166,6 +168,7 @@ class LocalBackend:
     """
 
     def __init__(self, model: Any, tokenizer: Any = None):
+        compat.install()
         hf = getattr(model, "original_model", model)
         tok = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
         if tok is None:
@@ -228,9 +231,9 @@ class LocalBackend:
             kwargs = {}
             if input_ids.shape[1] > 1:  # encode the shared prefix once, then repeat its cache
                 cache = DynamicCache(config=self.model.config)
-                self.model(input_ids[:, :-1], past_key_values=cache, use_cache=True)
+                self.model(input_ids[:, :-1], use_cache=True, **{compat.cache_kwarg(): cache})
                 cache.batch_repeat_interleave(n)
-                kwargs["past_key_values"] = cache
+                kwargs[compat.cache_kwarg()] = cache
             out = self.model.generate(
                 input_ids.expand(n, -1),
                 attention_mask=torch.ones(n, input_ids.shape[1], dtype=torch.long, device=device),
@@ -427,6 +430,8 @@ def run_rollouts(
         "answer_spec": answer_spec,
         "config": asdict(config),
         "backend": backend.describe(),
+        "versions": library_versions(),
+        "workarounds": compat.active_workarounds(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **(extra_provenance or {}),
     }
@@ -441,6 +446,7 @@ def run_rollouts(
                 f"{out_dir} already holds a run with different {', '.join(diff)}; resume it with "
                 "the same problem and settings, or choose a new --out directory"
             )
+        warn_if_other_versions(old.get("versions", {}), what=f"rollout run in {out_dir}")
         manifest = old
     else:
         atomic_write_json(manifest_path, manifest)

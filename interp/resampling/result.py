@@ -290,6 +290,9 @@ class ResamplingResult:
                 f"no result.json in {directory}; run `interp resample analyze DIR` to create it"
             )
         data = json.loads(path.read_text(encoding="utf-8"))
+        from interp.provenance import warn_if_other_versions
+
+        warn_if_other_versions(data.get("provenance", {}).get("versions", {}), what=f"resampling result in {directory}")
         return cls(
             sentences=tuple(data["sentences"]),
             metrics={k: _from_json(v) for k, v in data["metrics"].items()},
@@ -416,7 +419,8 @@ def analyze(
     else:
         mat = np.full((n, n), np.nan)
 
-    from interp import __version__
+    from interp import __version__, compat
+    from interp.provenance import library_versions
 
     m = run.manifest
     provenance = {
@@ -433,6 +437,9 @@ def analyze(
         "complete": run.is_complete(),
         "n_no_answer": int(sum(len(g) - len(a) for g, a in zip(groups, answered))),
         "interp_version": __version__,
+        "versions": library_versions(),
+        "workarounds": compat.active_workarounds(),
+        "rollout_versions": m.get("versions", {}),
         **{k: m[k] for k in ("model_id", "weights_hash", "problem_file", "problem_hash") if k in m},
     }
     return ResamplingResult(sentences, metrics, mat, provenance)
