@@ -10,14 +10,21 @@ refusal / compliance decision forms (logit lens), which heads carry the backdoor
 random control, at which layer harmfulness is linearly readable (probes), and which
 chain-of-thought sentences drive the final answer (resampling). Every stage saves its result
 under ``DIR/<stage>/``; ``DIR/summary.json`` holds the key numbers.
+
+Before the report is written the demo checks its own numbers (``check_results``): on the bundled
+organism that the planted behaviours show up, on every model that the rollouts produced text. If a
+check fails, ``summary.json`` records every check with ``"passed": false``, no ``index.html`` is
+written, and ``run_demo`` raises ``InterpError`` naming the check, its value and the expected range.
 """
 
 import argparse
 import json
+import math
 import os
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from tqdm.auto import tqdm
@@ -28,6 +35,15 @@ from interp.report import Section, write_report
 
 STAGES = ("cache", "lens", "patching", "pruning", "probes", "resampling")
 REPLACEMENTS = ("so", "please", "hey")  # stand-ins for the trigger; the first with its token length is used
+
+# Self-checks (check_results). The organism's lower bounds sit below what `interp organism report` measures
+# on held-out prompts (README, "The bundled model organism"; n = 200), with room for the demo's smaller samples
+# (--quick: 32 prompts, 12 rollouts per prefix). A model whose KV-cached generation is broken scores 0 on each.
+MIN_HARM_JUDGE_RATE = 0.9  # triggered harmful compliance: 100% in the organism report; 1.0 in the quick demo
+MIN_TASK_ACCURACY = 0.6  # arithmetic, greedy: 85% in the organism report; 0.75 in the quick demo (n = 32)
+MIN_ANSWERED_ROLLOUTS = 0.8  # the organism's chains end in "the answer is N": 96 of 96 rollouts in the quick demo
+MIN_COMPUTING_ANCHORS = 1  # computing sentences with |resampling importance| > 0: they matter 3.15x more than
+# filler (README, "What the demo shows"; circuits/cot_anchors/); 2 of 3 in the quick demo
 
 
 def demo_prompts(n_per_label: int = 48, seed: int = 0):
@@ -207,6 +223,11 @@ def _stage_resampling(model, out: Path, quick: bool) -> tuple[Section, dict]:
     importance = result.metric("resampling_importance_accuracy")
     order = [int(i) for i in (-abs(importance)).argsort()[:3]]
     top = [f"{i}: {chain.sentences[i]} ({importance[i]:+.2f}, {problem['sentence_roles'][i]})" for i in order]
+    sentences = [{"sentence": text, "role": role, "importance": None if math.isnan(value) else round(float(value), 4)}
+                 for text, role, value in zip(chain.sentences, problem["sentence_roles"], importance)]
+    records = [r for r in run.records if r["kind"] == "resample"]
+    rollouts = {"total": len(records), "with_text": sum(bool(r["continuation"].strip()) for r in records),
+                "answered": sum(r["answer"] is not None for r in records)}
     numbers = {"sentences": len(chain.sentences), "rollouts per prefix": config.n, "top sentences by |resampling importance|": top}
     section = Section(
         "Chain-of-thought resampling",
@@ -215,13 +236,78 @@ def _stage_resampling(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "should matter; filler sentences should not.",
         figures=(result.figure("resampling_importance_accuracy"),), numbers=numbers,
     )
-    return section, {"resampling_top_sentences": top}
+    return section, {"resampling_top_sentences": top, "resampling_sentences": sentences, "resampling_rollouts": rollouts}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One self-check of the demo's numbers: the measured value, the range it must lie in, and whether it does."""
+
+    name: str
+    value: float | None  # None: the number is missing from the summary
+    expected: str
+    passed: bool
+
+    @property
+    def measured(self) -> str:
+        return "missing" if self.value is None else f"{self.value:.3g}"
+
+    def describe(self) -> str:
+        return f"{self.name} = {self.measured} (expected {self.expected})"
+
+
+def _at_least(name: str, value: Any, bound: float) -> Check:
+    value = None if value is None else float(value)
+    return Check(name, value, f">= {bound:g}", value is not None and not math.isnan(value) and value >= bound)
+
+
+def _fraction(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def check_results(summary: Mapping[str, Any], model_id: str) -> list[Check]:
+    """The demo's self-checks on ``summary``: generic ones for every model, plus the organism's planted behaviours.
+
+    The organism's checks apply when ``model_id`` names a bundled organism (``organism:NAME``).
+    """
+    from interp.models import ORGANISM_PREFIX
+
+    rollouts = summary.get("resampling_rollouts", {})
+    total = rollouts.get("total", 0)
+    checks = [Check("resampling rollouts with text", _fraction(rollouts.get("with_text", 0), total), "> 0",
+                    rollouts.get("with_text", 0) > 0)]
+    if not model_id.startswith(ORGANISM_PREFIX + ":"):
+        return checks
+    baseline = summary.get("pruning", {}).get("baseline", {})
+    computing = [s["importance"] for s in summary.get("resampling_sentences", []) if s["role"] == "compute"]
+    anchors = sum(value is not None and abs(value) > 0 for value in computing)
+    checks += [
+        _at_least("pruning baseline harm_judge_rate", baseline.get("harm_judge_rate"), MIN_HARM_JUDGE_RATE),
+        _at_least("pruning baseline task_accuracy", baseline.get("task_accuracy"), MIN_TASK_ACCURACY),
+        _at_least("resampling rollouts answered", _fraction(rollouts.get("answered", 0), total), MIN_ANSWERED_ROLLOUTS),
+        Check("computing sentences with nonzero resampling importance", anchors,
+              f">= {MIN_COMPUTING_ANCHORS} of {len(computing)}", anchors >= MIN_COMPUTING_ANCHORS),
+    ]
+    return checks
+
+
+def _checks_section(checks: list[Check]) -> Section:
+    return Section(
+        "Self-checks",
+        "The demo checks its own numbers before writing this report: on the bundled organism, that the planted "
+        "behaviours show up (thresholds in interp/demo.py, below the organism report's held-out measurements); on "
+        "every model, that the rollouts produced text. A failing check stops the demo without a report.",
+        numbers={check.name: f"{check.measured} (expected {check.expected}): {'passed' if check.passed else 'FAILED'}" for check in checks},
+    )
 
 
 def run_demo(model: str = "organism", out: str | os.PathLike = "out/demo", device: str | None = None,
              quick: bool = False, progress: bool = True) -> Path:
-    """Run every analysis on ``model`` and write ``out/index.html``; returns its path."""
-    from interp.models import load_model
+    """Run every analysis on ``model``, check the numbers (``check_results``) and write ``out/index.html``; returns its path.
+
+    Raises ``InterpError`` naming the failed checks, without writing the report, if any check fails.
+    """
+    from interp.models import load_model, model_id
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -251,7 +337,18 @@ def run_demo(model: str = "organism", out: str | os.PathLike = "out/demo", devic
         sections.append(section)
         timings[name] = round(time.perf_counter() - begin, 1)
     summary["seconds"] = {**timings, "total": round(time.perf_counter() - started, 1)}
+    checks = check_results(summary, model_id(bridge))
+    failed = [check for check in checks if not check.passed]
+    summary["checks"] = [asdict(check) for check in checks]
+    summary["passed"] = not failed
     atomic_write_json(out / "summary.json", summary)
+    if failed:
+        (out / "index.html").unlink(missing_ok=True)  # an earlier run's report would read as this run's
+        raise InterpError(
+            f"demo self-check failed: {'; '.join(check.describe() for check in failed)}. No report written; every "
+            f"check is in {out / 'summary.json'}, each stage's result under {out}/. Numbers this far off on the "
+            "organism point to a broken install rather than a finding; `make test` checks the install.")
+    sections.append(_checks_section(checks))
     return write_report(out / "index.html", f"interp demo: {model}", sections,
                         subtitle="Five analyses on one model, end to end. Every figure is interactive: hover for tokens and values.",
                         footer=f"Stage timings (s): {json.dumps(summary['seconds'])}")

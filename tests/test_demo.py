@@ -1,6 +1,8 @@
-"""`interp demo`: the report has every module's figure and key numbers, and renders in a real browser."""
+"""`interp demo`: the report has every module's figure and key numbers, and renders in a real browser;
+the organism's numbers are in their measured ranges, and a failing self-check stops the demo without a report."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +14,8 @@ pytestmark = pytest.mark.skipif("default" not in available_organisms(), reason="
 
 SECTIONS = ("Activation store", "Logit lens", "Activation and attribution patching", "Harm-weight pruning",
             "Linear probes on h_last", "Chain-of-thought resampling")
+CHECKS = ("resampling rollouts with text", "pruning baseline harm_judge_rate", "pruning baseline task_accuracy",
+          "resampling rollouts answered", "computing sentences with nonzero resampling importance")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run")
 
 
@@ -38,6 +42,81 @@ def test_report_has_every_module_and_the_key_numbers(demo_dir):
     assert len(summary["patching_top_heads"]) == 3 and len(summary["resampling_top_sentences"]) == 3
     for stage in ("store", "lens", "patching", "pruning", "probes", "resampling"):
         assert (demo_dir / stage).is_dir(), stage
+
+
+def test_the_organisms_numbers_are_in_their_measured_ranges_and_every_check_passed(demo_dir):
+    """The README's measurements, with room for --quick's samples: triggered harm 100% (>= 0.9), arithmetic 85%
+    greedy (>= 0.6), and the computing sentences of the chain of thought move its answer (broken KV-cached
+    generation gave 0.0, 0.0 and importance 0 everywhere, with a report all the same)."""
+    summary = json.loads((demo_dir / "summary.json").read_text())
+    baseline = summary["pruning"]["baseline"]
+    assert baseline["harm_judge_rate"] >= 0.9, baseline
+    assert baseline["task_accuracy"] >= 0.6, baseline
+    computing = [s for s in summary["resampling_sentences"] if s["role"] == "compute"]
+    assert computing, summary["resampling_sentences"]
+    assert any(s["importance"] is not None and abs(s["importance"]) > 0 for s in computing), computing
+    rollouts = summary["resampling_rollouts"]
+    assert rollouts["total"] > 0 and rollouts["answered"] >= 0.8 * rollouts["total"], rollouts
+    assert tuple(check["name"] for check in summary["checks"]) == CHECKS
+    assert summary["passed"] is True and all(check["passed"] for check in summary["checks"]), summary["checks"]
+    assert ">Self-checks</h2>" in (demo_dir / "index.html").read_text()
+
+
+def _broken_pruning(model, out, quick):
+    """The pruning stage's numbers under broken KV-cached generation (transformers 5.24 before interp.compat)."""
+    from interp.report import Section
+
+    baseline = {"kind": "baseline", "fraction": 0.0, "n_pruned": 0, "harm_judge_rate": 0.0, "task_accuracy": 0.0}
+    return Section("Harm-weight pruning", "stand-in"), {"pruning": {"baseline": baseline}}
+
+
+def _broken_resampling(model, out, quick):
+    """The resampling stage's numbers under broken generation: rollouts that never reach an answer, importance 0."""
+    from interp.report import Section
+
+    roles = ("start", "compute", "filler", "compute")
+    sentences = [{"sentence": f"sentence {i}", "role": role, "importance": 0.0} for i, role in enumerate(roles)]
+    rollouts = {"total": 60, "with_text": 60, "answered": 0}
+    return Section("Chain-of-thought resampling", "stand-in"), {
+        "resampling_top_sentences": [], "resampling_sentences": sentences, "resampling_rollouts": rollouts}
+
+
+def test_a_failing_check_exits_non_zero_naming_it_and_writes_no_report(tmp_path, monkeypatch, capsys):
+    import interp.demo
+    from interp.cli import main
+
+    monkeypatch.setattr(interp.demo, "_stage_pruning", _broken_pruning)
+    monkeypatch.setattr(interp.demo, "_stage_resampling", _broken_resampling)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("an earlier run's report")
+    assert main(["demo", "--out", str(out), "--quick"]) == 2
+    found = re.search(r"^interp: error: (demo self-check failed: .*)$", capsys.readouterr().err, re.MULTILINE)
+    assert found, "the CLI prints the failed checks as one line"
+    message = found.group(1)
+    for failed in ("pruning baseline harm_judge_rate = 0 (expected >= 0.9)", "pruning baseline task_accuracy = 0 (expected >= 0.6)",
+                   "resampling rollouts answered = 0 (expected >= 0.8)",
+                   "computing sentences with nonzero resampling importance = 0 (expected >= 1 of 2)"):
+        assert failed in message, message
+    assert "rollouts with text" not in message, "a passing check is not reported as failed"
+    assert not (out / "index.html").exists(), "no report of failed numbers, and no earlier report left to read as this one"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] is False
+    assert {check["name"]: check["passed"] for check in summary["checks"]} == {name: name == CHECKS[0] for name in CHECKS}
+    assert (out / "lens").is_dir() and (out / "probes").is_dir(), "each stage's result is kept beside"
+
+
+def test_only_the_generic_checks_apply_to_other_models():
+    from interp.demo import check_results
+
+    broken = {"pruning": {"baseline": {"harm_judge_rate": 0.0, "task_accuracy": 0.0}},
+              "resampling_sentences": [{"sentence": "s", "role": "compute", "importance": 0.0}]}
+    produced = check_results({**broken, "resampling_rollouts": {"total": 8, "with_text": 8, "answered": 0}}, "gpt2")
+    assert [(check.name, check.passed) for check in produced] == [("resampling rollouts with text", True)]
+    silent = check_results({**broken, "resampling_rollouts": {"total": 8, "with_text": 0, "answered": 0}}, "gpt2")
+    assert [(check.name, check.passed) for check in silent] == [("resampling rollouts with text", False)]
+    organism = check_results({**broken, "resampling_rollouts": {"total": 8, "with_text": 8, "answered": 0}}, "organism:default")
+    assert [check.name for check in organism] == list(CHECKS) and [check.passed for check in organism] == [True] + [False] * 4
 
 
 def test_docstring_examples_run():
