@@ -96,6 +96,7 @@ def main() -> None:
             difference = (ours.values[index] - tl_values).abs().max().item()
             moved = int(((tl_values - ours.corrupt_metric).abs() > 1e-6).sum())
             measured = f"compared on {len(cells)} cells ({moved} move the metric)" + ("" if args.full else ", TL time scaled from them")
+            measured += "; fast path" if ours.fast_path else f"; FELL BACK to full forwards: {ours.fallback_reason}"
             label = "one token" if not every_token else "every token"
             print(f"{label:<14} {site + ' by position':<26} {ours.values.numel():>6} {ours_seconds:>9.2f} {tl_seconds:>9.2f} {tl_seconds / ours_seconds:>6.1f}x {difference:>11.2e}  {measured}")
 

@@ -153,6 +153,10 @@ class PatchingResult:
         method: "activation" or "attribution"; direction: "denoising" or "noising".
         clean_metric / corrupt_metric: the metric on the unpatched clean and corrupt runs.
         clean_tokens / corrupt_tokens: the first prompt pair's token strings (hover text).
+        fast_path: whether activation patching skipped the layers and positions a cell cannot
+            change (True), or ran full batched forwards (False: same values, slower); None where
+            it does not apply (attribution) or was not recorded (saved by an older interp).
+        fallback_reason: why the fast path was not used ("" unless ``fast_path`` is False).
     """
 
     values: Float[Tensor, "..."]
@@ -169,6 +173,8 @@ class PatchingResult:
     corrupt_tokens: tuple[str, ...]
     n_prompts: int
     provenance: Provenance
+    fast_path: bool | None = None
+    fallback_reason: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -185,6 +191,8 @@ class PatchingResult:
                 raise InterpError(f"axis {axis!r} has {size} entries but {0 if labels is None else len(labels)} labels.")
         if len(self.clean_tokens) != len(self.corrupt_tokens):
             raise InterpError(f"clean_tokens ({len(self.clean_tokens)}) and corrupt_tokens ({len(self.corrupt_tokens)}) differ in length.")
+        if (self.fast_path is False) != bool(self.fallback_reason):
+            raise InterpError(f"fallback_reason says why the fast path was not used, so it is given exactly when fast_path is False; got fast_path={self.fast_path!r}, fallback_reason={self.fallback_reason!r}.")
 
     # ---- derived values --------------------------------------------------------------------------
     @property
@@ -279,6 +287,8 @@ class PatchingResult:
             "corrupt_tokens": list(self.corrupt_tokens),
             "n_prompts": self.n_prompts,
             "provenance": self.provenance.to_dict(),
+            "fast_path": self.fast_path,
+            "fallback_reason": self.fallback_reason,
         }
 
     def cells_csv(self) -> str:
@@ -334,6 +344,8 @@ class PatchingResult:
             corrupt_tokens=tuple(meta["corrupt_tokens"]),
             n_prompts=int(meta["n_prompts"]),
             provenance=Provenance.from_dict(meta["provenance"]),
+            fast_path=meta.get("fast_path"),  # absent from results saved before it was recorded
+            fallback_reason=str(meta.get("fallback_reason", "")),
         )
 
 
@@ -482,6 +494,29 @@ def _skipping_blocks(model, n_skipped: int) -> Iterator[None]:
 # only, so their block can run for that one position and the rest of the model from the next
 # block ("late start"). Keys and values (k, v) are read by later positions, so they cannot.
 _LATE_START_KINDS = frozenset({"resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "pattern"})
+_WARNED_FALLBACKS: set[str] = set()  # fast-path fallback reasons already warned about in this process
+
+
+def _warn_fallback(reason: str) -> None:
+    """Warn (once per reason) that the fast path was expected but is not used."""
+    if reason not in _WARNED_FALLBACKS:
+        _WARNED_FALLBACKS.add(reason)
+        warnings.warn(f"patching: skipping layers and positions does not work on this model ({reason}); using full batched forwards instead (same results, slower). result.fallback_reason records this.", stacklevel=5)
+
+
+def _kv_tensors(kv_cache: Any, n_layers: int) -> list[tuple[Tensor, Tensor]]:
+    """Per layer, the keys and values ``[prompt, head, pos, d_head]`` of a captured transformers cache; raise if it was not written."""
+    if kv_cache is None:
+        raise RuntimeError("the unpatched run returned no KV cache")
+    layers = getattr(kv_cache, "layers", None)
+    if layers is None:
+        raise RuntimeError(f"the unpatched run's KV cache is a {type(kv_cache).__name__} without per-layer .layers (a transformers Cache has them)")
+    if len(layers) != n_layers:
+        raise RuntimeError(f"the unpatched run's KV cache has {len(layers)} layers but the model {n_layers}")
+    for layer, cached in enumerate(layers):
+        if getattr(cached, "keys", None) is None or getattr(cached, "values", None) is None:
+            raise RuntimeError(f"layer {layer} of the unpatched run's KV cache holds no keys/values: attention did not write the cache (see interp.compat)")
+    return [(cached.keys, cached.values) for cached in layers]
 
 
 class _Engine:
@@ -491,6 +526,7 @@ class _Engine:
     mode blocks before the start layer are skipped (the target run's residual is fed in) and
     positions before the start position come from the target run's KV cache. With
     ``last_logits`` only the final position is unembedded (the metric reads nothing else).
+    ``fallback`` says why fast mode was refused ("" when it runs or was not asked for).
     """
 
     def __init__(self, model, tokens: Int[Tensor, "prompt pos"], logits: Float[Tensor, "prompt pos d_vocab"], resid: list[Tensor], kv_cache: Any, fast: bool, last_logits: bool):
@@ -500,14 +536,15 @@ class _Engine:
         self.resid = resid
         self.n_prompts, self.n_pos = tokens.shape
         self.n_layers = int(model.cfg.n_layers)
-        self.kv = [(layer.keys, layer.values) for layer in kv_cache.layers] if fast and kv_cache is not None else None
+        self.kv: list[tuple[Tensor, Tensor]] | None = None
         self.keep = {"logits_to_keep": 1} if last_logits and self._keeps_last_logits() else {}
         self.fast = False
         self.late = False
+        self.fallback = ""
         # cost of one forward = layers run * overhead + FLOPs * seconds_per_flop (calibrated in _try_fast_path)
         self.overhead, self.seconds_per_flop = 1.0, 1e-12
         if fast:
-            self._try_fast_path()
+            self._try_fast_path(kv_cache)
 
     # ---- forwards ---------------------------------------------------------------------------------
     def forward(self, start_layer: int, start_pos: int, copies: int, hooks: list) -> Float[Tensor, "row suffix d_vocab"]:
@@ -565,17 +602,19 @@ class _Engine:
         except Exception:  # noqa: BLE001 - not supported: unembed every position
             return False
 
-    def _try_fast_path(self) -> None:
-        """Use the fast path only where it reproduces the target run; time it for the cost model."""
-        if self.kv is None or not hasattr(self.model, "blocks") or len(self.kv) != self.n_layers:
-            return
+    def _try_fast_path(self, kv_cache: Any) -> None:
+        """Use the fast path only where it reproduces the target run (else say why in ``fallback``, and warn); time it for the cost model."""
         layer, pos = self.n_layers // 2, self.n_pos // 2
         try:
+            if not hasattr(self.model, "blocks"):
+                raise RuntimeError("the model has no .blocks to skip")
+            self.kv = _kv_tensors(kv_cache, self.n_layers)
             self.fast = True
             self._expect_close(self.forward(layer, pos, 1, []), self.logits[:, self.logits_from(pos) :], "logits")
         except Exception as error:  # noqa: BLE001 - any failure means: use plain forwards
-            self.fast = False
-            warnings.warn(f"patching: skipping layers and positions does not work on this model ({type(error).__name__}: {error}); using full batched forwards instead (same results, slower).", stacklevel=3)
+            self.fast, self.kv = False, None
+            self.fallback = f"{type(error).__name__}: {error}"
+            _warn_fallback(self.fallback)
             return
         self._calibrate()
         if self.n_layers > 1:
@@ -801,6 +840,7 @@ def activation_patching(
     direction: Direction = "denoising",
     batch_size: int | None = None,
     progress: bool = True,
+    fast_path: bool = True,
 ) -> PatchingResult:
     """Patch every cell of ``site`` from the source run into the target run; one metric value per cell.
 
@@ -816,6 +856,9 @@ def activation_patching(
         by_position: one cell per position; otherwise each cell patches every position.
         direction: "denoising" (clean into corrupt) or "noising" (corrupt into clean).
         batch_size: the most rows (cells x prompts) per forward; default from a 1 GiB budget.
+        fast_path: skip the layers and positions a cell cannot change where that reproduces a
+            plain forward (checked on the model; if not, warns and falls back). False: full batched
+            forwards only. ``result.fast_path`` / ``result.fallback_reason`` say which ran.
 
     >>> result = activation_patching(model, clean, corrupt, metric, site="attn_head_out", by_position=False)  # doctest: +SKIP
     >>> result.top(3)                                                                                         # doctest: +SKIP
@@ -832,7 +875,12 @@ def activation_patching(
     n_prompts, n_pos = clean_tokens.shape
     source_tokens, target_tokens = (clean_tokens, corrupt_tokens) if direction == "denoising" else (corrupt_tokens, clean_tokens)
     resid_names = layer_sites("resid_pre", n_layers)
-    fast = hasattr(model, "blocks")
+    not_tried = ""  # why the fast path is not even tried (no warning: nothing was expected of it)
+    if not fast_path:
+        not_tried = "fast_path=False was passed"
+    elif not hasattr(model, "blocks"):
+        not_tried = "the model has no .blocks (not a TransformerBridge), so no layers can be skipped"
+    fast = not not_tried
     with torch.no_grad():
         source_logits, source_acts, _ = _capture(model, source_tokens, names)
         target_logits, target_acts, kv_cache = _capture(model, target_tokens, [*names, *resid_names, *extra], with_kv=fast)
@@ -861,10 +909,11 @@ def activation_patching(
                 values[cell.index] = float(reduce_metric(metric, patched))
             patched[:, start:] = target_logits[:, start:]
     clean_metric, corrupt_metric = (source_metric, baseline) if direction == "denoising" else (baseline, source_metric)
-    return _result(model, kind, by_position, values, "activation", direction, metric, clean_metric, corrupt_metric, clean_tokens, corrupt_tokens, names)
+    fallback = not_tried or engine.fallback
+    return _result(model, kind, by_position, values, "activation", direction, metric, clean_metric, corrupt_metric, clean_tokens, corrupt_tokens, names, engine.fast, fallback)
 
 
-def _result(model, kind: str, by_position: bool, values: Tensor, method: str, direction: str, metric: Metric, clean_metric: float, corrupt_metric: float, clean_tokens: Tensor, corrupt_tokens: Tensor, names: Sequence[str]) -> PatchingResult:
+def _result(model, kind: str, by_position: bool, values: Tensor, method: str, direction: str, metric: Metric, clean_metric: float, corrupt_metric: float, clean_tokens: Tensor, corrupt_tokens: Tensor, names: Sequence[str], fast_path: bool | None = None, fallback_reason: str = "") -> PatchingResult:
     axes = _axes(kind, by_position)
     clean_str, corrupt_str = _str_tokens(model, clean_tokens[0]), _str_tokens(model, corrupt_tokens[0])
     labels: dict[str, tuple[str, ...]] = {"layer": tuple(str(layer) for layer in range(values.shape[0]))}
@@ -896,6 +945,8 @@ def _result(model, kind: str, by_position: bool, values: Tensor, method: str, di
         corrupt_tokens=corrupt_str,
         n_prompts=int(clean_tokens.shape[0]),
         provenance=provenance,
+        fast_path=fast_path,
+        fallback_reason=fallback_reason,
     )
 
 

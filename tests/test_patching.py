@@ -4,6 +4,10 @@ a planted mechanism, the organism's induction head, result objects, CLI and erro
 import csv
 import doctest
 import io
+import json
+import re
+import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,9 +16,11 @@ import transformer_lens.patching as tl_patching
 from interp import metrics
 from interp.errors import InterpError
 from interp.metrics import logit_diff
-from interp.patching import RESULT_FILES, PatchingResult, _Engine, activation_patching, attribution_patching, attribution_patching_sites
+from interp.patching import RESULT_FILES, PatchingResult, activation_patching, attribution_patching, attribution_patching_sites
 
 TOLERANCE = 1e-4  # agreement with transformer_lens and with the unpatched runs
+FAST_VS_PLAIN = 1e-5  # the fast path (layers, positions skipped; prefix from the KV cache) against full forwards
+ARCHITECTURES = ("gpt2", "llama", "qwen2", "gemma", "gemma2", "organism")  # the tiny models and the bundled organism
 SWAPPED = (2, 4)  # positions where corrupt prompts differ from clean ones
 
 
@@ -113,18 +119,90 @@ def test_only_metrics_that_read_the_last_position_alone_get_last_position_logits
         assert not _reads_last_position_only(metric, logits, float(metrics.reduce_metric(metric, logits)))
 
 
-def test_chunking_and_the_plain_forward_fallback_give_the_same_values(load_tiny, monkeypatch):
+def test_chunking_and_the_plain_forward_fallback_give_the_same_values(load_tiny):
     """One cell per forward, the default chunks, and full forwards (no layer/position skipping) agree."""
     model = load_tiny("qwen2")
     clean, corrupt = token_pairs(model)
     for site, metric in (("resid_pre", make_metric()), ("attn_head_out", every_position_metric), ("attn_head_pattern", make_metric()), ("attn_head_key", every_position_metric)):
-        default = activation_patching(model, clean, corrupt, metric, site=site, progress=False).values
-        one_cell = activation_patching(model, clean, corrupt, metric, site=site, batch_size=2, progress=False).values
-        with monkeypatch.context() as patch:
-            patch.setattr(_Engine, "_try_fast_path", lambda self: None)
-            plain = activation_patching(model, clean, corrupt, metric, site=site, progress=False).values
-        assert (default - one_cell).abs().max().item() <= TOLERANCE, site
-        assert (default - plain).abs().max().item() <= TOLERANCE, site
+        default = activation_patching(model, clean, corrupt, metric, site=site, progress=False)
+        one_cell = activation_patching(model, clean, corrupt, metric, site=site, batch_size=2, progress=False)
+        plain = activation_patching(model, clean, corrupt, metric, site=site, progress=False, fast_path=False)
+        assert default.fast_path and one_cell.fast_path, f"{site}: the fast path fell back: {default.fallback_reason or one_cell.fallback_reason}"
+        assert plain.fast_path is False and plain.fallback_reason == "fast_path=False was passed"
+        assert (default.values - one_cell.values).abs().max().item() <= TOLERANCE, site
+        assert (default.values - plain.values).abs().max().item() <= TOLERANCE, site
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_the_fast_path_runs_and_equals_the_plain_path(arch, load_tiny, request):
+    """On every supported architecture the fast path is used (no fallback) and gives the full forwards' values:
+    resid_pre by position (layers and positions skipped, last position unembedded) and attn_head_out by
+    position with a metric reading every position (late start: the cell's block at one position, then on)."""
+    model = request.getfixturevalue("organism") if arch == "organism" else load_tiny(arch)
+    clean, corrupt = token_pairs(model, swapped=(4,))  # positions 0-3 come from the KV cache
+    for site, metric in (("resid_pre", make_metric()), ("attn_head_out", every_position_metric)):
+        fast = activation_patching(model, clean, corrupt, metric, site=site, progress=False)
+        plain = activation_patching(model, clean, corrupt, metric, site=site, progress=False, fast_path=False)
+        assert fast.fast_path is True, f"{arch} {site}: the fast path fell back to full forwards: {fast.fallback_reason}"
+        assert fast.fallback_reason == "" and plain.fast_path is False
+        difference = (fast.values - plain.values).abs().max().item()
+        assert difference <= FAST_VS_PLAIN, f"{arch} {site}: max |fast path - full forwards| = {difference:.2e} at {fast.top(1)}"
+
+
+def _capture_without_keys(capture):
+    """``_capture`` whose KV cache was not written (keys None: what transformers 5.24 did before interp.compat)."""
+
+    def captured(*args, **kwargs):
+        logits, acts, cache = capture(*args, **kwargs)
+        for layer in cache.layers if cache is not None else ():
+            layer.keys = None
+        return logits, acts, cache
+
+    return captured
+
+
+def _failing_run(self, *args, **kwargs):
+    raise RuntimeError("the fast forward broke")
+
+
+def _fallback_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if "skipping layers and positions does not work" in str(w.message)]
+
+
+@pytest.mark.parametrize(
+    "breakage, reason",
+    [
+        pytest.param("unwritten KV cache", "RuntimeError: layer 0 of the unpatched run's KV cache holds no keys/values", id="kv-cache-not-written"),
+        pytest.param("fast forward raises", "RuntimeError: the fast forward broke", id="fast-forward-raises"),
+    ],
+)
+def test_a_failing_fast_path_is_recorded_and_warned_about_once(breakage, reason, load_tiny, monkeypatch, tmp_path):
+    """The result says fast_path=False and why, a warning names the reason (once per reason), and the values are the full forwards'."""
+    from interp import patching
+
+    model = load_tiny("llama")
+    clean, corrupt = token_pairs(model)
+    metric = make_metric()
+    monkeypatch.setattr(patching, "_WARNED_FALLBACKS", set())
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        plain = activation_patching(model, clean, corrupt, metric, progress=False, fast_path=False)
+    assert not _fallback_warnings(record), "asking for full forwards is no fallback to warn about"
+    if breakage == "unwritten KV cache":
+        monkeypatch.setattr(patching, "_capture", _capture_without_keys(patching._capture))
+    else:
+        monkeypatch.setattr(patching._Engine, "_run", _failing_run)
+    with pytest.warns(UserWarning, match=r"skipping layers and positions does not work on this model \(" + re.escape(reason)):
+        result = activation_patching(model, clean, corrupt, metric, progress=False)
+    assert result.fast_path is False and result.fallback_reason.startswith(reason), result.fallback_reason
+    difference = (result.values - plain.values).abs().max().item()
+    assert difference <= FAST_VS_PLAIN, f"fallback vs full forwards: {difference:.2e}"
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        activation_patching(model, clean, corrupt, metric, progress=False)
+    assert not _fallback_warnings(again), f"the same reason was warned about twice: {_fallback_warnings(again)}"
+    loaded = PatchingResult.load(result.save(tmp_path / "fallback"))
+    assert (loaded.fast_path, loaded.fallback_reason) == (False, result.fallback_reason)
 
 
 # --------------------------------------------------------------------------- identities
@@ -226,6 +304,7 @@ def test_attribution_of_several_sites_at_once_equals_one_site_at_a_time(load_tin
     for site, result in together.items():
         alone = attribution_patching(model, clean, corrupt, metric, site=site, direction="noising")
         assert result.method == "attribution" and result.direction == "noising"
+        assert result.fast_path is None and result.fallback_reason == "", "attribution runs no patched forwards"
         assert torch.allclose(result.values, alone.values, atol=1e-6), site
     exact = activation_patching(model, clean, corrupt, metric, site="resid_pre", direction="noising", progress=False)
     assert together["resid_pre"].clean_metric == pytest.approx(exact.clean_metric, abs=TOLERANCE)
@@ -350,6 +429,14 @@ def test_save_and_load_round_trip(load_tiny, tmp_path):
     assert torch.equal(loaded.values, result.values) and loaded.labels == result.labels and loaded.axes == result.axes
     assert (loaded.site, loaded.method, loaded.direction, loaded.provenance) == ("attn_head_pattern", "activation", "noising", result.provenance)
     assert loaded.provenance.hooks[0] == "blocks.0.attn.hook_pattern"
+    assert result.fast_path is True and (loaded.fast_path, loaded.fallback_reason) == (True, ""), result.fallback_reason
+    meta = json.loads((directory / "result.json").read_text())
+    del meta["fast_path"], meta["fallback_reason"]  # a result saved before interp recorded the fast path
+    (directory / "result.json").write_text(json.dumps(meta))
+    old = PatchingResult.load(directory)
+    assert (old.fast_path, old.fallback_reason) == (None, "") and torch.equal(old.values, result.values)
+    with pytest.raises(InterpError, match="given exactly when fast_path is False"):
+        replace(result, fast_path=False)
     rows = list(csv.reader(io.StringIO((directory / "cells.csv").read_text())))
     assert len(rows) == 1 + result.values.numel() and rows[0][:3] == ["layer", "pos", "head"]
     assert float(rows[1][-2]) == result.values[0, 0, 0].item()
