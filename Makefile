@@ -1,23 +1,60 @@
 # Two commands: `make demo` runs the main job on the bundled default, `make test` runs every test.
-# Each does its own set-up: a virtual environment in .venv with interp installed (editable).
+# Each does its own set-up: a virtual environment in .venv with exactly the versions of
+# requirements/lock.txt (checked against its hashes), then interp itself (editable).
 
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/lock.txt
 OUT ?= out
 
-.PHONY: demo test setup clean bench browser
+.PHONY: demo test setup clean bench browser lock test-latest
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The lock's entries (pins and hashes) for the packages matching $(1), e.g. pip|setuptools.
+locked = awk '/^[^ \#]/ {p = 0} /^($(1))==/ {p = 1} p' $(LOCK)
+
+# pip and setuptools, then torch (the CPU build) from the lock first, so that no other requirement can
+# pull a different build; then the rest. Everything from the lock, sdists included, is built with
+# the locked setuptools (no build isolation), so nothing unhashed is fetched.
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, pinned, so no other requirement can pull a different build
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[dev]" "torch==2.13.0"
+	@$(call locked,pip|setuptools) > $(VENV)/bootstrap.txt && $(call locked,torch) > $(VENV)/torch.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(VENV)/bootstrap.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(VENV)/torch.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --no-build-isolation -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Refresh the lock: the newest versions pyproject.toml's ranges allow, dev extra included, with
+# hashes. pip-tools honours pip's config, so torch resolves to the CPU build in its find-links.
+# `make lock LOCK_UPGRADE=` keeps the current pins where they still fit (e.g. after adding a dependency).
+TOOLS := .venv-tools
+LOCK_UPGRADE ?= --upgrade
+
+lock:
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "pip==26.3" "pip-tools==7.6.2"
+	CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile --quiet $(LOCK_UPGRADE) \
+	  --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --extra dev --output-file $(LOCK) pyproject.toml requirements/setup.in
+	@! grep -iE '^(nvidia|cuda|triton)' $(LOCK) || { echo "$(LOCK) has CUDA packages" >&2; exit 1; }
+	@grep -q '^torch==[^ ]*+cpu ' $(LOCK) || { echo "$(LOCK): torch is not the CPU build" >&2; exit 1; }
+
+# The suite against the newest versions pyproject.toml allows, in .venv-latest (torch: the same
+# CPU build, installed first). Not what CI runs.
+LATEST := .venv-latest
+TORCH := torch==2.13.0
+
+test-latest: browser
+	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet "$(TORCH)"
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[dev]" "$(TORCH)"
+	@$(LATEST)/bin/python -m pip freeze | grep -iE '^(torch|transformers|transformer-lens|tokenizers)=='
+	OMP_NUM_THREADS=2 $(LATEST)/bin/python -m pytest -q
 
 demo: $(STAMP)
 	$(BIN)/interp demo --out $(OUT)/demo
