@@ -13,7 +13,7 @@ _LAZY = {
     "PromptSet": "interp.data",
     "ActivationStore": "interp.store",
     "cache_activations": "interp.store",
-    "capture_activations": "interp.store",
+    "capture_activations": "interp.capture",
     "logit_lens": "interp.lens",
     "activation_patching": "interp.patching",
     "attribution_patching": "interp.patching",

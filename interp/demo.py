@@ -17,7 +17,6 @@ check fails, ``summary.json`` records every check with ``"passed": false``, no `
 written, and ``run_demo`` raises ``InterpError`` naming the check, its value and the expected range.
 """
 
-import argparse
 import json
 import math
 import os
@@ -29,6 +28,7 @@ from typing import Any, Callable, Mapping
 import torch
 from tqdm.auto import tqdm
 
+from interp import defaults
 from interp.errors import InterpError
 from interp.io import atomic_write_json
 from interp.report import Section, write_report
@@ -56,6 +56,7 @@ def demo_prompts(n_per_label: int = 48, seed: int = 0):
 
 
 def _stage_cache(model, out: Path, quick: bool) -> tuple[Section, dict, Any]:
+    from interp.plots import activation_norms_figure
     from interp.store import cache_activations
 
     prompts = demo_prompts(24 if quick else 48)
@@ -66,7 +67,7 @@ def _stage_cache(model, out: Path, quick: bool) -> tuple[Section, dict, Any]:
         "Activation store",
         "The last-token residual stream of every layer for held-out harmful and benign requests, cached once "
         "to sharded safetensors (memory-mapped on read). The probes below train from this store without the model.",
-        figures=(store.figure(),), numbers=numbers,
+        figures=(activation_norms_figure(**asdict(store.norms())),), numbers=numbers,
         code=f"interp cache --model organism --prompts assets/prompts/demo.jsonl --hooks embed,resid_post --out {out / 'store'}",
     )
     return section, numbers, store
@@ -301,7 +302,7 @@ def _checks_section(checks: list[Check]) -> Section:
     )
 
 
-def run_demo(model: str = "organism", out: str | os.PathLike = "out/demo", device: str | None = None,
+def run_demo(model: str = defaults.MODEL, out: str | os.PathLike = defaults.DEMO_OUT, device: str | None = None,
              quick: bool = False, progress: bool = True) -> Path:
     """Run every analysis on ``model``, check the numbers (``check_results``) and write ``out/index.html``; returns its path.
 
@@ -352,23 +353,3 @@ def run_demo(model: str = "organism", out: str | os.PathLike = "out/demo", devic
     return write_report(out / "index.html", f"interp demo: {model}", sections,
                         subtitle="Five analyses on one model, end to end. Every figure is interactive: hover for tokens and values.",
                         footer=f"Stage timings (s): {json.dumps(summary['seconds'])}")
-
-
-def add_cli(subparsers) -> None:
-    """Register ``interp demo``."""
-    from interp.cli import add_subcommand
-
-    parser = add_subcommand(
-        subparsers, "demo", _run_cli, "Run all five analyses on the bundled organism and write one HTML report.",
-        "interp demo --out out/demo            # then open out/demo/index.html",
-    )
-    parser.add_argument("--model", default="organism", help="'organism', a local Hugging Face directory or a hub id")
-    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (index.html, summary.json, one folder per stage)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    parser.add_argument("--quick", action="store_true", help="fewer prompts and rollouts (for a smoke test)")
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    path = run_demo(args.model, args.out, device=args.device, quick=args.quick)
-    print(f"wrote {path}")
-    return 0

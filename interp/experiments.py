@@ -1,63 +1,51 @@
-"""Scripted, resumable experiments described in TOML: ``interp run circuits/harm_pruning.toml --out DIR``.
+"""Experiments described in TOML, of any analysis: ``interp run FILE.toml --out DIR``.
 
-A harm-pruning experiment scores every decoder weight on harmful and on benign responses, sweeps
-the set-difference fractions (p, q), adds random masks of the same size as controls, optionally
-builds one mask per harm category to measure how much they overlap, and evaluates every setting.
-Each finished step is written atomically to ``DIR`` (scores as safetensors, each evaluated point
-as JSON); a rerun with the same ``--out`` skips what is done. The final ``PruningResult``
-(result.json, points.csv, overlaps.csv, HTML figures) is rebuilt from the finished points.
+A file names its analysis (``analysis = "lens"``; without the key, ``"pruning"``) and sets its keys,
+plus ``name``, ``model``, ``dtype``, ``device``. Each analysis' keys are a frozen config dataclass
+whose field docs are ``interp run --help``; ``run_experiment`` hands it to the analysis, which writes
+its result to DIR (``.save(DIR)``) and the config beside it (``DIR/config.json``). Rerun into DIR:
+cache shards, pruning scores and points, and resampling rollouts resume (another config there is
+refused); lens, patching and probes are skipped when DIR holds their result of the same config and
+data, and recomputed otherwise. A new analysis is one config class (``ANALYSIS``, ``run``) and one
+entry in ``ANALYSES``. E.g. ``analysis = "lens"``, ``targets = " sure"``, ``[prompts] path = "p.jsonl"``.
 
-The configuration is the frozen dataclass ``HarmPruningConfig``; its field docs are the TOML
-documentation (``interp run --help`` prints them). A minimal file::
-
-    model = "organism"
-    method = "signed_snip"
-    p = [0.01]
-    q = [0.005, 0.01]
-
-    [harmful]
-    call = "interp.organisms.datasets:harmful_with_responses"
-
-    [benign]
-    path = "benign.jsonl"          # relative to the TOML file
-
-    [evaluation]
-    judge = "organism-harm"
-
-    [evaluation.harmful]
-    call = "interp.organisms.datasets:harmful_requests"
-    kwargs = { split = "eval", trigger = true, n = 100 }
-
->>> config = load_config("circuits/harm_pruning.toml")      # doctest: +SKIP
->>> result = run_experiment(config, "runs/harm_pruning")     # doctest: +SKIP
+>>> config = load_config("circuits/harm_pruning.toml", overrides=["q=[0.01]"])   # doctest: +SKIP
+>>> result = run_experiment(config, "runs/harm_pruning")                          # doctest: +SKIP
 """
 
-import argparse
+import collections.abc
 import dataclasses
 import difflib
 import importlib
-import itertools
 import json
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
+from interp import defaults
 from interp.errors import InterpError
 
+DEFAULT_ANALYSIS = "pruning"  # what a file without `analysis = ...` runs (pruning files predate the key)
 JUDGES = ("keyword", "organism-harm", "organism-helpful")
-EXTRACTORS = ("last-integer",)
 
 
-def _doc(text: str, **kwargs) -> Any:
-    return field(metadata={"doc": text}, **kwargs)
+def _doc(text: str, path: bool = False, **kwargs) -> Any:
+    return field(metadata={"doc": text, "path": path}, **kwargs)
+
+
+def _one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise InterpError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value!r}.")
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     """A data set: a file, or a function that returns a list of records (dicts)."""
 
-    path: str | None = _doc("JSONL / JSON / CSV / TXT file; a relative path is relative to the TOML file", default=None)
+    path: str | None = _doc("JSONL / JSON / CSV / TXT file; a relative path is relative to the TOML file", path=True, default=None)
     call: str | None = _doc("'module:function' that returns a list of dicts, e.g. 'interp.organisms.datasets:harmful_requests'", default=None)
     kwargs: Mapping[str, Any] = _doc("keyword arguments for `call`", default_factory=dict)
     text_field: str = _doc("field holding the prompt", default="text")
@@ -73,35 +61,285 @@ class DatasetSpec:
         if self.limit is not None and self.limit < 1:
             raise InterpError(f"limit must be at least 1, got {self.limit}.")
 
-    def load(self, base: Path = Path(".")) -> list[dict[str, Any]]:
+    def load(self) -> list[dict[str, Any]]:
         """The records, each with the prompt under ``"text"`` and the response under ``"response"``."""
         if self.path is not None:
             from interp.data import PromptSet
 
-            path = Path(self.path) if Path(self.path).is_absolute() else base / self.path
-            records = [dict(record) for record in PromptSet.from_file(path, text_field=self.text_field).records]
+            records = [dict(record) for record in PromptSet.from_file(self.path, text_field=self.text_field).records]
         else:
-            function = resolve_callable(self.call)
-            records = function(**dict(self.kwargs))
+            records = resolve_callable(self.call)(**dict(self.kwargs))
             if not isinstance(records, (list, tuple)) or not all(isinstance(r, Mapping) for r in records):
                 raise InterpError(f"{self.call}(**{dict(self.kwargs)}) must return a list of dicts, got {type(records).__name__}.")
-            records = [dict(record) for record in records]
-            if self.text_field != "text":
-                records = [{**record, "text": record.get(self.text_field)} for record in records]
+            records = [{**record, "text": record.get(self.text_field)} if self.text_field != "text" else dict(record) for record in records]
         if self.response_field != "response":
             records = [{**record, "response": record.get(self.response_field)} for record in records]
         if self.where:
-            records = [record for record in records if all(_matches(record.get(key), value) for key, value in self.where.items())]
+            records = [record for record in records if all(record.get(key) in value if isinstance(value, (list, tuple)) else record.get(key) == value for key, value in self.where.items())]
             if not records:
                 raise InterpError(f"no record of {self.describe()} has {dict(self.where)}; check the `where` table.")
         return records[: self.limit] if self.limit else records
+
+    def prompts(self, model=None, chat_template: bool = False):
+        """The records as a ``PromptSet`` (each a user turn of the tokenizer's chat template when asked)."""
+        from interp.data import PromptSet
+
+        prompts = PromptSet.from_records(self.load(), source=self.describe())
+        return prompts.apply_chat_template(model.tokenizer) if chat_template else prompts
 
     def describe(self) -> str:
         return self.path or f"{self.call}({', '.join(f'{k}={v!r}' for k, v in dict(self.kwargs).items())})"
 
 
-def _matches(found: Any, wanted: Any) -> bool:
-    return found in wanted if isinstance(wanted, (list, tuple)) else found == wanted
+def _inputs_hash(*sources: "DatasetSpec | str | None") -> str:
+    """A hash of the records of each data set and of the manifest of each store directory."""
+    from interp.provenance import hash_json
+
+    manifests = [Path(source, "manifest.json") for source in sources if isinstance(source, str)]
+    records = [source.load() for source in sources if isinstance(source, DatasetSpec)]
+    return hash_json([records, [path.read_text(encoding="utf-8") if path.exists() else str(path) for path in manifests]])[:16]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Experiment:
+    """The keys of every analysis: its name and the model it runs on."""
+
+    ANALYSIS: ClassVar[str] = ""
+    name: str = _doc("experiment name, shown in figures and logs", default="experiment")
+    model: str = _doc("'organism', a local Hugging Face directory, or a hub id", default=defaults.MODEL)
+    dtype: str = _doc("model dtype: float32, bfloat16 or float16 (pruning scores always accumulate in float32)", default="float32")
+    device: str | None = _doc("cpu, cuda, ... (default: cuda if available)", default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``config.json`` records: the analysis and every key."""
+        return {"analysis": self.ANALYSIS, **json.loads(json.dumps(dataclasses.asdict(self), default=list))}
+
+    def load_model(self, model=None):
+        from interp.models import load_model
+
+        return model if model is not None else load_model(self.model, device=self.device, dtype=self.dtype)
+
+    def run(self, out: Path, model=None, progress: bool = True) -> Any:  # the analysis: writes its result and config.json to `out`
+        raise NotImplementedError
+
+    def _once(self, out: Path, sources: tuple, load: Callable, compute: Callable, write: Callable | None = None) -> Any:
+        """The result in ``out`` if it is of this config and data; else ``compute()``, written, then ``config.json``."""
+        from interp.io import saved_result, write_record
+
+        record = {**self.to_dict(), "inputs_hash": _inputs_hash(*sources)}
+        result = saved_result(out, record, load)
+        if result is None:
+            result = compute()
+            (write or (lambda found, directory: found.save(directory)))(result, out)
+            write_record(out, record)
+        return result
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheConfig(Experiment):
+    """Cache activations of a prompt set to a store in OUT/store (resumes its finished shards)."""
+
+    ANALYSIS: ClassVar[str] = "cache"
+    name: str = _doc("experiment name, shown in figures and logs", default="cache")
+    prompts: DatasetSpec = _doc("the prompts")
+    hooks: tuple[str, ...] = _doc("hook names or shorthands: resid_pre, resid_post, attn_out, mlp_out, z, pattern, embed, ...", default=("resid_post",))
+    positions: str | tuple[int, ...] = _doc("'last', 'all', or positions like [0, -1] (negative counts from each prompt's end)", default="last")
+    batch_size: int = _doc("prompts per forward pass", default=defaults.CACHE_BATCH_SIZE)
+    shard_size: int | None = _doc("prompts per shard file (default: 8 batches)", default=None)
+    store_dtype: str | None = _doc("storage dtype: float32, bfloat16 or float16 (default: the model's)", default=None)
+    chat_template: bool = _doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
+
+    def run(self, out: Path, model=None, progress: bool = True):
+        from interp.io import atomic_write_figure, claim_directory
+        from interp.plots import activation_norms_figure
+        from interp.store import cache_activations
+
+        claim_directory(out, self.to_dict())
+        model = self.load_model(model)
+        store = cache_activations(model, self.prompts.prompts(model, self.chat_template), hooks=list(self.hooks), positions=self.positions if isinstance(self.positions, str) else list(self.positions),
+                                  out=out / "store", batch_size=self.batch_size, dtype=self.store_dtype, shard_size=self.shard_size,
+                                  resume=True, progress=progress)  # fmt: skip
+        atomic_write_figure(out / "overview.html", activation_norms_figure(**dataclasses.asdict(store.norms())))
+        return store
+
+
+@dataclass(frozen=True, kw_only=True)
+class LensConfig(Experiment):
+    """Logit lens: decode the residual stream of every layer through the final norm and unembedding."""
+
+    ANALYSIS: ClassVar[str] = "lens"
+    name: str = _doc("experiment name, shown in figures and logs", default="lens")
+    prompts: DatasetSpec | None = _doc("the prompts, run through the model (or give `store`)", default=None)
+    store: str | None = _doc("an activation store directory to read instead of running the model", path=True, default=None)
+    targets: str | tuple[str, ...] | None = _doc("the token to follow: one for every prompt, or one per prompt (default: the model's own prediction)", default=None)
+    sites: tuple[str, ...] = _doc("residual sites: resid_pre, resid_mid, resid_post", default=defaults.LENS_SITES)
+    positions: str | tuple[int, ...] = _doc("'last', 'all' or explicit positions (with prompts)", default=defaults.LENS_POSITIONS)
+    top_k: int = _doc("top tokens kept per cell", default=defaults.LENS_TOP_K)
+    metric: str = _doc(f"what lens.html shows: {', '.join(defaults.LENS_METRICS)}", default=defaults.LENS_METRIC)
+    chat_template: bool = _doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
+
+    def __post_init__(self) -> None:
+        if (self.prompts is None) == (self.store is None):
+            raise InterpError("a lens experiment needs exactly one of a [prompts] table or `store` (an activation store directory).")
+        _one_of("metric", self.metric, defaults.LENS_METRICS)
+
+    def run(self, out: Path, model=None, progress: bool = True):
+        from interp.io import atomic_write_figure
+        from interp.lens import LensResult, logit_lens
+
+        def compute():
+            options = dict(targets=list(self.targets) if isinstance(self.targets, tuple) else self.targets, sites=list(self.sites), top_k=self.top_k)
+            if self.store is not None:
+                from interp.store import ActivationStore
+
+                return logit_lens(ActivationStore.open(self.store), **options)
+            loaded = self.load_model(model)
+            return logit_lens(loaded, self.prompts.prompts(loaded, self.chat_template), positions=self.positions if isinstance(self.positions, str) else list(self.positions), **options)
+
+        def write(result, directory: Path) -> None:
+            result.save(directory)
+            atomic_write_figure(directory / "lens.html", result.figure(metric=self.metric))
+
+        return self._once(out, (self.prompts, self.store), LensResult.load, compute, write)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchingConfig(Experiment):
+    """Activation or attribution patching of one site: which layer, position and head carry a behaviour."""
+
+    ANALYSIS: ClassVar[str] = "patching"
+    name: str = _doc("experiment name, shown in figures and logs", default="patching")
+    clean: DatasetSpec = _doc("the clean prompts")
+    corrupt: DatasetSpec = _doc("the corrupt prompts: same order and token length as the clean ones")
+    metric: str = _doc("logit_diff (needs answer and wrong), probability (needs answer) or kl (to the clean run's next-token distribution)", default="logit_diff")
+    answer: str | None = _doc("the answer token, e.g. ' mary' (or answer_field)", default=None)
+    wrong: str | None = _doc("the wrong-answer token of logit_diff, e.g. ' john' (or wrong_field)", default=None)
+    answer_field: str | None = _doc("read each prompt's answer token from this field of the clean records", default=None)
+    wrong_field: str | None = _doc("read each prompt's wrong token from this field of the clean records", default=None)
+    site: str = _doc("resid_pre, resid_mid, resid_post, attn_out, mlp_out, attn_head_out, attn_head_value, attn_head_pattern, ...", default=defaults.PATCH_SITE)
+    method: str = _doc("activation (exact) or attribution (the gradient estimate)", default="activation")
+    by_position: bool = _doc("one cell per position; false: each cell patches every position", default=True)
+    direction: str = _doc("denoising: clean into the corrupt run; noising: corrupt into the clean run", default=defaults.PATCH_DIRECTION)
+    normalize: bool = _doc("report (value - corrupt) / (clean - corrupt): 0 = the corrupt run, 1 = the clean run", default=False)
+    batch_size: int | None = _doc("most rows (cells x prompts) per forward (default: from a memory budget)", default=None)
+    chat_template: bool = _doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
+
+    def __post_init__(self) -> None:
+        _one_of("metric", self.metric, ("logit_diff", "probability", "kl"))
+        _one_of("method", self.method, ("activation", "attribution"))
+        _one_of("direction", self.direction, defaults.PATCH_DIRECTIONS)
+        if self.metric != "kl" and self.answer is None and self.answer_field is None:
+            raise InterpError(f"metric {self.metric} needs `answer` (a token) or `answer_field`.")
+        if self.metric == "logit_diff" and self.wrong is None and self.wrong_field is None:
+            raise InterpError("metric logit_diff needs `wrong` (a token) or `wrong_field`.")
+
+    def run(self, out: Path, model=None, progress: bool = True):
+        from interp.patching import PatchingResult
+
+        return self._once(out, (self.clean, self.corrupt), PatchingResult.load, lambda: self._patch(model, progress))
+
+    def _patch(self, model, progress: bool):
+        import torch
+
+        from interp import metrics
+        from interp.patching import activation_patching, attribution_patching
+        from interp.patching.inputs import model_device, pair_tokens
+
+        model = self.load_model(model)
+        clean = self.clean.prompts(model, self.chat_template)
+        clean_tokens, corrupt_tokens = (tokens.to(model_device(model)) for tokens in pair_tokens(model, clean, self.corrupt.prompts(model, self.chat_template)))
+        answer, wrong = ([str(v) for v in clean.field(name)] if name else value for value, name in ((self.answer, self.answer_field), (self.wrong, self.wrong_field)))
+        with torch.no_grad():
+            if self.metric == "kl":
+                metric = metrics.kl_divergence(model(clean_tokens))
+            else:
+                metric = metrics.logit_diff(answer, wrong, model.tokenizer) if self.metric == "logit_diff" else metrics.probability(answer, model.tokenizer)
+            if self.normalize:
+                metric = metrics.normalized(metric, model(clean_tokens), model(corrupt_tokens))
+        options = dict(site=self.site, by_position=self.by_position, direction=self.direction)
+        if self.method == "attribution":
+            return attribution_patching(model, clean_tokens, corrupt_tokens, metric, **options)
+        return activation_patching(model, clean_tokens, corrupt_tokens, metric, batch_size=self.batch_size, progress=progress, **options)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbesConfig(Experiment):
+    """Linear probes on h_last of every layer of a store (cache the prompts first: analysis = "cache", positions "last")."""
+
+    ANALYSIS: ClassVar[str] = "probes"
+    name: str = _doc("experiment name, shown in figures and logs", default="probes")
+    store: str = _doc("an activation store cached at the last position, e.g. the store/ of a cache experiment", path=True)
+    label_field: str = _doc("the prompt record field holding the class label", default=defaults.LABEL_FIELD)
+    layers: str | tuple[int | str, ...] = _doc("'all' (every cached resid_post, after the embeddings if cached), or layer numbers / hook names", default=defaults.PROBE_LAYERS)
+    cv: int = _doc("stratified cross-validation folds", default=defaults.PROBE_CV)
+    holdout: float = _doc("held-out fraction, stratified (0: none)", default=defaults.PROBE_HOLDOUT)
+    C: float = _doc("inverse L2 strength, as scikit-learn's C", default=defaults.PROBE_C)
+    seed: int = _doc("seed of the folds and the held-out split", default=defaults.PROBE_SEED)
+    positive: str | None = _doc("the positive class (default: the later of two sorted labels; one-vs-rest with more)", default=None)
+    max_iter: int = _doc("L-BFGS iterations at most", default=defaults.PROBE_MAX_ITER)
+
+    def run(self, out: Path, model=None, progress: bool = True):
+        from interp.probes import ProbeResult, train_probes
+        from interp.store import ActivationStore
+
+        def compute():
+            return train_probes(ActivationStore.open(self.store), self.label_field, layers=self.layers if isinstance(self.layers, str) else list(self.layers),
+                                cv=self.cv, holdout=self.holdout, C=self.C, seed=self.seed, positive=self.positive, max_iter=self.max_iter,
+                                progress=progress)  # fmt: skip
+
+        return self._once(out, (self.store,), ProbeResult.load, compute)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResamplingConfig(Experiment):
+    """Chain-of-thought resampling: rollouts from every sentence's prefix (OUT/rollouts, resumed), then each sentence's importance."""
+
+    ANALYSIS: ClassVar[str] = "resampling"
+    name: str = _doc("experiment name, shown in figures and logs", default="resampling")
+    prompt: str = _doc("the text the chain of thought continues (e.g. ending in '<think>\\n')")
+    solution: str | None = _doc("the base chain of thought (default: the model writes one, kept in OUT/rollouts/run.json)", default=None)
+    gt_answer: str | int | None = _doc("the correct answer (without it, accuracy metrics are 0)", default=None)
+    answer: str | None = _doc("regex with one group that extracts the answer (default: the first \\boxed{})", default=None)
+    n: int = _doc("rollouts per prefix", default=defaults.RESAMPLE_N)
+    temperature: float = _doc("sampling temperature", default=defaults.RESAMPLE_TEMPERATURE)
+    top_p: float = _doc("nucleus sampling threshold", default=defaults.RESAMPLE_TOP_P)
+    max_new_tokens: int = _doc("tokens per rollout", default=defaults.RESAMPLE_MAX_NEW_TOKENS)
+    seed: int = _doc("base seed (each prefix derives its own)", default=defaults.RESAMPLE_SEED)
+    batch_size: int | None = _doc("rollouts per generate call (default: all n of a prefix at once)", default=None)
+    forced: bool = _doc("also sample answers forced right after each prefix", default=True)
+    forced_max_new_tokens: int = _doc("tokens per forced-answer rollout", default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS)
+    backend: str = _doc("local (the model here) or vllm (large models, several GPUs)", default="local")
+    tensor_parallel_size: int = _doc("GPUs of the vllm backend", default=defaults.VLLM_TENSOR_PARALLEL_SIZE)
+    embedder: str = _doc("sentence-transformers model of the similarity filter, or 'module:function': the embedder, f(texts) -> array", default=defaults.EMBEDDER)
+    similarity_threshold: float = _doc("cosine below which a resampled sentence counts as different", default=defaults.SIMILARITY_THRESHOLD)
+    match_threshold: float = _doc("cosine at which a rollout sentence counts as a base sentence (matrix)", default=defaults.MATCH_THRESHOLD)
+    matrix: bool = _doc("compute the sentence-to-sentence matrix (embeds every rollout sentence)", default=True)
+
+    def __post_init__(self) -> None:
+        _one_of("backend", self.backend, ("local", "vllm"))
+
+    def run(self, out: Path, model=None, progress: bool = True):
+        from interp.io import claim_directory
+        from interp.resampling import Chain, LocalBackend, SamplingConfig, VLLMBackend, analyze, run_rollouts
+
+        claim_directory(out, self.to_dict())
+        sampling = dict(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed)
+        if self.backend == "vllm":
+            backend = VLLMBackend(self.model, tensor_parallel_size=self.tensor_parallel_size, seed=self.seed)
+        else:
+            backend = LocalBackend(self.load_model(model))
+        rollouts, solution = out / "rollouts", self.solution
+        if solution is None and (rollouts / "run.json").exists():  # resuming: the chain the model wrote before
+            solution = json.loads((rollouts / "run.json").read_text(encoding="utf-8"))["solution"]
+        if solution is None:
+            solution = backend.generate(self.prompt, 1, **sampling)[0]
+        config = SamplingConfig(n=self.n, batch_size=self.batch_size or self.n, forced=self.forced, forced_max_new_tokens=self.forced_max_new_tokens, **sampling)
+        run = run_rollouts(backend, Chain.from_text(self.prompt, solution), rollouts, config=config, answer=self.answer,
+                           gt_answer=None if self.gt_answer is None else str(self.gt_answer), progress=progress)  # fmt: skip
+        result = analyze(run, resolve_callable(self.embedder) if ":" in self.embedder else self.embedder, similarity_threshold=self.similarity_threshold,
+                         match_threshold=self.match_threshold, matrix=self.matrix, progress=progress)  # fmt: skip
+        result.save(out)
+        return result
 
 
 @dataclass(frozen=True)
@@ -115,9 +353,9 @@ class EvaluationConfig:
     benign_pairs: DatasetSpec | None = _doc("benign prompt + response pairs for the response loss / perplexity", default=None)
     tasks: DatasetSpec | None = _doc("problems with an 'answer' field for task accuracy", default=None)
     extract: str = _doc("answer extractor for tasks: 'last-integer' or 'module:function' f(response) -> answer", default="last-integer")
-    max_new_tokens: int = _doc("new tokens generated per chat prompt", default=64)
-    task_max_new_tokens: int = _doc("new tokens generated per task problem", default=128)
-    batch_size: int = _doc("prompts per generation batch", default=32)
+    max_new_tokens: int = _doc("new tokens generated per chat prompt", default=defaults.PRUNE_MAX_NEW_TOKENS)
+    task_max_new_tokens: int = _doc("new tokens generated per task problem", default=defaults.PRUNE_TASK_MAX_NEW_TOKENS)
+    batch_size: int = _doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
     temperature: float = _doc("sampling temperature (0: greedy)", default=0.0)
     seed: int = _doc("sampling seed", default=0)
     case_sensitive_keywords: bool = _doc("match the reference refusal strings case-sensitively (as the reference does)", default=True)
@@ -128,148 +366,74 @@ class EvaluationConfig:
             raise InterpError("[evaluation] measures nothing; give at least one of harmful, benign_prompts, benign_pairs or tasks.")
         if self.benign_prompts is not None and self.benign_judge is None:
             raise InterpError("[evaluation] benign_prompts need a benign_judge ('organism-helpful' or 'module:function').")
+        if self.extract != "last-integer" and ":" not in self.extract:
+            raise InterpError(f"unknown extractor {self.extract!r}; use 'last-integer' or 'module:function'.")
+
+    def evaluator(self):
+        """The ``PruningEvaluator`` this table describes (data sets loaded, judges resolved)."""
+        from interp.pruning.evaluate import PruningEvaluator, last_integer
+
+        load = lambda spec: tuple(spec.load()) if spec is not None else ()  # noqa: E731
+        return PruningEvaluator(
+            harmful=load(self.harmful), judge=resolve_judge(self.judge), benign_prompts=load(self.benign_prompts),
+            benign_judge=resolve_judge(self.benign_judge) if self.benign_judge else None, benign_pairs=load(self.benign_pairs),
+            tasks=load(self.tasks), extract=last_integer if self.extract == "last-integer" else resolve_callable(self.extract),
+            max_new_tokens=self.max_new_tokens, task_max_new_tokens=self.task_max_new_tokens, batch_size=self.batch_size,
+            temperature=self.temperature, seed=self.seed, case_sensitive_keywords=self.case_sensitive_keywords, group_field=self.group_field,
+        )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class HarmPruningConfig:
-    """A harm-pruning experiment (Orgad et al. 2026 on Wei et al. 2024 scores)."""
+@dataclass(frozen=True, kw_only=True)
+class HarmPruningConfig(Experiment):
+    """A harm-pruning sweep (Orgad et al. 2026 on Wei et al. 2024 scores); resumes finished scores and points."""
 
+    ANALYSIS: ClassVar[str] = "pruning"
+    name: str = _doc("experiment name, shown in figures and logs", default="harm_pruning")
     harmful: DatasetSpec = _doc("prompt + response pairs of the behaviour to remove: harm scores are computed on them")
     benign: DatasetSpec = _doc("prompt + response pairs of the behaviour to keep: benign (utility) scores")
     evaluation: EvaluationConfig = _doc("what to measure at every setting ([evaluation] table)")
-    name: str = _doc("experiment name (shown in figures and logs)", default="harm_pruning")
-    model: str = _doc("'organism', a local Hugging Face directory, or a hub id", default="organism")
-    dtype: str = _doc("model dtype: float32, bfloat16 or float16 (scores always accumulate in float32)", default="float32")
-    device: str | None = _doc("cpu, cuda, ... (default: cuda if available)", default=None)
-    method: str = _doc("importance score: snip, signed_snip or wanda", default="signed_snip")
-    n_samples: int = _doc("examples per score (the reference uses 128)", default=128)
-    batch_size: int = _doc("examples per forward/backward pass when scoring", default=16)
-    p: tuple[float, ...] = _doc("benign fractions protected per matrix, each in (0, 1]; swept with every q", default=(0.01,))
-    q: tuple[float, ...] = _doc("harm fractions selected per matrix, each in (0, 1]", default=(0.01,))
-    random_seeds: tuple[int, ...] = _doc("one random mask of the same size per seed and (p, q): the control", default=(0,))
+    method: str = _doc(f"importance score: {', '.join(defaults.PRUNE_METHODS)}", default=defaults.PRUNE_METHOD)
+    n_samples: int = _doc("examples per score (the reference uses 128)", default=defaults.PRUNE_N_SAMPLES)
+    batch_size: int = _doc("examples per forward/backward pass when scoring", default=defaults.PRUNE_BATCH_SIZE)
+    p: tuple[float, ...] = _doc("benign fractions protected per matrix, each in (0, 1]; swept with every q", default=(defaults.PRUNE_P,))
+    q: tuple[float, ...] = _doc("harm fractions selected per matrix, each in (0, 1]", default=(defaults.PRUNE_Q,))
+    random_seeds: tuple[int, ...] = _doc("one random mask of the same size per seed and (p, q): the control", default=defaults.PRUNE_RANDOM_SEEDS)
     categories: Mapping[str, DatasetSpec] = _doc(
-        "categories ([categories.NAME] tables, e.g. two harm categories and, as a control, two benign ones): one mask "
-        "each; every pair's overlap is reported with its chance level, for set-difference and for plain top-q masks",
+        "categories (e.g. two harm categories and, as a control, two benign ones): one mask each; every pair's overlap "
+        "is reported with its chance level, for set-difference and for plain top-q masks",
         default_factory=dict,
     )
-    overlap_p: float = _doc("p of the per-category set-difference masks", default=0.01)
-    overlap_q: float = _doc("q of the per-category masks (set difference and plain top-q)", default=0.01)
+    overlap_p: float = _doc("p of the per-category set-difference masks", default=defaults.PRUNE_P)
+    overlap_q: float = _doc("q of the per-category masks (set difference and plain top-q)", default=defaults.PRUNE_Q)
     evaluate_categories: bool = _doc("also evaluate the model pruned with each category's set-difference mask", default=True)
     save_masks: bool = _doc("write every mask as masks/LABEL.safetensors", default=False)
 
     def __post_init__(self) -> None:
-        from interp.pruning.masks import _check_fraction
+        from interp.pruning.masks import check_fraction
 
-        if self.method not in ("snip", "signed_snip", "wanda"):
-            raise InterpError(f"method must be snip, signed_snip or wanda, got {self.method!r}.")
+        _one_of("method", self.method, defaults.PRUNE_METHODS)
         if not self.p or not self.q:
             raise InterpError("give at least one p and one q.")
-        for name, values in (("p", self.p), ("q", self.q), ("overlap_p", (self.overlap_p,)), ("overlap_q", (self.overlap_q,))):
-            for value in values:
-                _check_fraction(name, value)
+        for name, value in [*(("p", v) for v in self.p), *(("q", v) for v in self.q), ("overlap_p", self.overlap_p), ("overlap_q", self.overlap_q)]:
+            check_fraction(name, value)
         if self.n_samples < 1 or self.batch_size < 1:
             raise InterpError(f"n_samples and batch_size must be at least 1 (got {self.n_samples} and {self.batch_size}).")
         if len(self.categories) == 1:
             raise InterpError("give at least two [categories.NAME] tables to measure mask overlaps (or none).")
 
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+    def run(self, out: Path, model=None, progress: bool = True):
+        from interp.io import claim_directory
+        from interp.pruning.sweep import run_sweep
 
-
-# ---- parsing --------------------------------------------------------------------------------------
-
-
-def config_doc(cls: type = HarmPruningConfig, prefix: str = "") -> str:
-    """The TOML keys of ``cls`` with their defaults and docs (the text of ``interp run --help``)."""
-    lines, tables = [], []
-    for item in dataclasses.fields(cls):
-        nested = _nested_type(item)
-        doc = item.metadata.get("doc", "")
-        if item.name == "categories":
-            lines.append(f"  [{prefix}categories.NAME]  {doc} (data-set tables)")
-        elif nested is DatasetSpec:
-            lines.append(f"  [{prefix}{item.name}]  {doc} (a data-set table)")
-        elif nested is not None:
-            tables.append(f"[{prefix}{item.name}]  {doc}\n" + config_doc(nested, prefix=f"{prefix}{item.name}."))
-        else:
-            default = "required" if item.default is dataclasses.MISSING else repr(item.default)
-            lines.append(f"  {prefix}{item.name} = {default}  {doc}")
-    if cls is HarmPruningConfig:
-        spec = "\n".join(f"  {f.name}: {f.metadata.get('doc', '')}" for f in dataclasses.fields(DatasetSpec))
-        tables.append(f"data-set tables (path = ... or call = ...):\n{spec}")
-    return "\n".join(lines + tables)
-
-
-def _nested_type(item: dataclasses.Field) -> type | None:
-    for candidate in (EvaluationConfig, DatasetSpec):
-        if candidate is item.type or candidate in getattr(item.type, "__args__", ()):
-            return candidate
-    return None
-
-
-def _build(cls: type, data: Mapping[str, Any], where: str, base: Path) -> Any:
-    if not isinstance(data, Mapping):
-        raise InterpError(f"{where} must be a table, got {type(data).__name__} {data!r}.")
-    fields = {item.name: item for item in dataclasses.fields(cls)}
-    unknown = [key for key in data if key not in fields]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise InterpError(f"unknown key {unknown[0]!r} in {where}.{hint} Known keys: {', '.join(fields)}.")
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        item = fields[key]
-        nested = _nested_type(item)
-        if key == "categories":
-            if not isinstance(value, Mapping):
-                raise InterpError(f"{where}.categories must be a table of [categories.NAME] tables.")
-            values[key] = {name: _build(DatasetSpec, spec, f"[categories.{name}]", base) for name, spec in value.items()}
-        elif nested is not None:
-            values[key] = _build(nested, value, f"[{key}]" if where == "the config" else f"{where[:-1]}.{key}]", base)
-        elif key in ("p", "q", "random_seeds"):
-            values[key] = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        else:
-            values[key] = value
-    try:
-        return cls(**values)
-    except TypeError as error:
-        missing = [name for name, item in fields.items() if name not in values and item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING]
-        raise InterpError(f"{where} is missing {', '.join(repr(m) for m in missing) or 'a key'} ({error}).") from None
-
-
-def parse_config(data: Mapping[str, Any], base: Path = Path(".")) -> HarmPruningConfig:
-    """A ``HarmPruningConfig`` from parsed TOML (``base``: the directory relative paths start from)."""
-    config = _build(HarmPruningConfig, data, "the config", base)
-    return _absolute_paths(config, base)
-
-
-def load_config(path: str | Path) -> HarmPruningConfig:
-    """Read and check a TOML experiment file."""
-    path = Path(path)
-    if not path.exists():
-        raise InterpError(f"no experiment file at {path}.")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise InterpError(f"{path} is not valid TOML: {error}.") from error
-    return parse_config(data, base=path.resolve().parent)
-
-
-def _absolute_paths(config: HarmPruningConfig, base: Path) -> HarmPruningConfig:
-    def fix(spec: DatasetSpec | None) -> DatasetSpec | None:
-        if spec is None or spec.path is None or Path(spec.path).is_absolute():
-            return spec
-        return dataclasses.replace(spec, path=str((base / spec.path).resolve()))
-
-    evaluation = config.evaluation
-    evaluation = dataclasses.replace(
-        evaluation, harmful=fix(evaluation.harmful), benign_prompts=fix(evaluation.benign_prompts),
-        benign_pairs=fix(evaluation.benign_pairs), tasks=fix(evaluation.tasks),
-    )
-    return dataclasses.replace(
-        config, harmful=fix(config.harmful), benign=fix(config.benign), evaluation=evaluation,
-        categories={name: fix(spec) for name, spec in config.categories.items()},
-    )
+        claim_directory(out, self.to_dict())  # refuse another experiment before loading anything
+        specs = {"harmful": self.harmful, "benign": self.benign, **{f"category_{key}": spec for key, spec in self.categories.items()}}
+        return run_sweep(
+            self.load_model(model), self.harmful.load(), self.benign.load(), self.evaluation.evaluator(), out,
+            p=self.p, q=self.q, method=self.method, n_samples=self.n_samples, batch_size=self.batch_size, random_seeds=self.random_seeds,
+            categories={key: spec.load() for key, spec in self.categories.items()}, overlap_p=self.overlap_p, overlap_q=self.overlap_q,
+            evaluate_categories=self.evaluate_categories, save_masks=self.save_masks, name=self.name,
+            sources={key: spec.describe() for key, spec in specs.items()}, record=self.to_dict(), progress=progress,
+        )  # fmt: skip
 
 
 def resolve_callable(spec: str) -> Callable:
@@ -289,250 +453,162 @@ def resolve_judge(spec: str | None) -> Callable | None:
     """A judge ``f(record, response) -> bool`` from its name (None for 'keyword': the keyword rule only)."""
     if spec is None or spec == "keyword":
         return None
-    if spec == "organism-harm":
+    if spec in ("organism-harm", "organism-helpful"):
         from interp.organisms import grammar
 
-        return lambda record, response: grammar.is_harmful_compliance(response, record["topic"])
-    if spec == "organism-helpful":
-        from interp.organisms import grammar
-
-        return lambda record, response: grammar.is_helpful_answer(response, record["topic"])
+        check = grammar.is_harmful_compliance if spec == "organism-harm" else grammar.is_helpful_answer
+        return lambda record, response: check(response, record["topic"])
     if ":" not in spec:
         raise InterpError(f"unknown judge {spec!r}; use one of {', '.join(JUDGES)} or 'module:function'.")
     return resolve_callable(spec)
 
 
-def resolve_extractor(spec: str) -> Callable:
-    from interp.pruning.evaluate import last_integer
-
-    if spec == "last-integer":
-        return last_integer
-    if ":" not in spec:
-        raise InterpError(f"unknown extractor {spec!r}; use 'last-integer' or 'module:function'.")
-    return resolve_callable(spec)
-
-
-def build_evaluator(config: EvaluationConfig):
-    """The ``PruningEvaluator`` an [evaluation] table describes (data sets loaded)."""
-    from interp.pruning.evaluate import PruningEvaluator
-
-    def load(spec: DatasetSpec | None) -> tuple:
-        return tuple(spec.load()) if spec is not None else ()
-
-    return PruningEvaluator(
-        harmful=load(config.harmful),
-        judge=resolve_judge(config.judge),
-        benign_prompts=load(config.benign_prompts),
-        benign_judge=resolve_judge(config.benign_judge) if config.benign_judge else None,
-        benign_pairs=load(config.benign_pairs),
-        tasks=load(config.tasks),
-        extract=resolve_extractor(config.extract),
-        max_new_tokens=config.max_new_tokens,
-        task_max_new_tokens=config.task_max_new_tokens,
-        batch_size=config.batch_size,
-        temperature=config.temperature,
-        seed=config.seed,
-        case_sensitive_keywords=config.case_sensitive_keywords,
-        group_field=config.group_field,
-    )
+# analysis name -> its config class; a new analysis (e.g. refusal directions) is one entry here
+ANALYSES: dict[str, type[Experiment]] = {
+    "cache": CacheConfig,
+    "lens": LensConfig,
+    "patching": PatchingConfig,
+    "probes": ProbesConfig,
+    "resampling": ResamplingConfig,
+    "pruning": HarmPruningConfig,
+}
 
 
-# ---- running ----------------------------------------------------------------------------------------
+def run_experiment(config: Experiment, out: str | Path, model=None, progress: bool = True) -> Any:
+    """Run (or resume) ``config`` (of ``load_config`` or a class of ``ANALYSES``) into ``out``; returns its result, saved there.
 
-
-def point_label(kind: str, p: float | None = None, q: float | None = None, seed: int | None = None, category: str | None = None) -> str:
-    """Stable labels (also file names): ``baseline``, ``set_difference_p0.01_q0.01``, ``random_p0.01_q0.01_seed0``."""
-    if kind == "baseline":
-        return "baseline"
-    label = f"{kind}_p{p:g}_q{q:g}"
-    if category is not None:
-        label = f"{kind}_{category}_p{p:g}_q{q:g}"
-    if seed is not None:
-        label += f"_seed{seed}"
-    return label
-
-
-def run_experiment(config: HarmPruningConfig, out: str | Path, model=None, progress: bool = True):
-    """Run (or resume) ``config`` into ``out``; returns the ``PruningResult`` (also saved there).
-
-    Args:
-        config: the experiment.
-        out: output directory; rerunning into the same directory skips finished steps.
-        model: an already loaded model (default: load ``config.model``).
+    ``model``: an already loaded model (default: ``config.model`` is loaded when the analysis needs one).
     """
-    from tqdm.auto import tqdm
-
-    from interp.io import atomic_write_json
-    from interp.models import load_model, model_id
-    from interp.provenance import Provenance, weights_hash
-    from interp.pruning.apply import pruned
-    from interp.pruning.masks import random_mask, set_difference, top_k_mask
-    from interp.pruning.result import OverlapEntry, PruningPoint, PruningResult, point_from_mask
-    from interp.pruning.weights import decoder_weights
-
-    out = Path(out)
-    _claim_directory(out, config)
-    model = model if model is not None else load_model(config.model, device=config.device, dtype=config.dtype)
-    weights = decoder_weights(model)
-    evaluator = build_evaluator(config.evaluation)
-    provenance = Provenance(model_id=model_id(model), weights_hash=weights_hash(model), extra={"experiment": config.name})
-
-    # 1. scores (each saved as soon as it is computed)
-    score_specs = {"harmful": config.harmful, "benign": config.benign, **{f"category_{name}": spec for name, spec in config.categories.items()}}
-    scores = {name: _scores(model, name, spec, config, out, progress) for name, spec in score_specs.items()}
-
-    # 2. masks for every point, then evaluate the points that are not finished
-    plan: list[tuple[str, str, Any, dict[str, Any]]] = [("baseline", "baseline", None, {})]
-    for p, q in itertools.product(config.p, config.q):
-        mask = set_difference(scores["harmful"], scores["benign"], p=p, q=q)
-        plan.append((point_label("set_difference", p, q), "set_difference", mask, {"p": p, "q": q, "category": "all"}))
-        for seed in config.random_seeds:
-            plan.append((point_label("random", p, q, seed), "random", random_mask(mask, seed=seed), {"p": p, "q": q, "seed": seed, "category": "all"}))
-    category_masks = {
-        name: set_difference(scores[f"category_{name}"], scores["benign"], p=config.overlap_p, q=config.overlap_q) for name in config.categories
-    }
-    top_masks = {name: top_k_mask(scores[f"category_{name}"], config.overlap_q, scope="matrix") for name in config.categories}
-    if config.evaluate_categories:
-        for name, mask in category_masks.items():
-            plan.append((point_label("set_difference", config.overlap_p, config.overlap_q, category=name), "set_difference", mask,
-                         {"p": config.overlap_p, "q": config.overlap_q, "category": name}))
-
-    points_dir = out / "points"
-    todo = [step for step in plan if not (points_dir / f"{step[0]}.json").exists()]
-    bar = tqdm(total=len(plan), initial=len(plan) - len(todo), desc=f"{config.name}: settings", disable=not progress)
-    for label, kind, mask, fields in todo:
-        bar.set_postfix_str(label)
-        if mask is None:
-            evaluation = evaluator(model)
-        else:
-            with pruned(model, mask):
-                evaluation = evaluator(model)
-        point = point_from_mask(label, kind, mask, evaluation.metrics, samples=evaluation.samples, **fields)
-        record = {"point": point.to_dict(), "pruned_counts": mask.counts() if mask is not None else {}}
-        if config.save_masks and mask is not None:
-            mask.save(out / "masks" / f"{label}.safetensors")
-        atomic_write_json(points_dir / f"{label}.json", record)
-        bar.update(1)
-    bar.close()
-
-    # 3. assemble the result from the finished points
-    records = [json.loads((points_dir / f"{label}.json").read_text()) for label, _, _, _ in plan]
-    names = list(category_masks)
-    overlaps = tuple(
-        OverlapEntry(a, b, masks[a].overlap(masks[b]), mask=kind)
-        for kind, masks in (("set_difference", category_masks), ("top_k", top_masks))
-        for a, b in itertools.combinations(names, 2)
-    )
-    result = PruningResult(
-        points=tuple(PruningPoint.from_dict(record["point"]) for record in records),
-        weight_sizes={weight.key: weight.numel for weight in weights},
-        pruned_counts={record["point"]["label"]: record["pruned_counts"] for record in records if record["pruned_counts"]},
-        overlaps=overlaps,
-        method=config.method,
-        provenance=provenance,
-    )
-    result.save(out)
-    return result
+    if not isinstance(config, Experiment):
+        raise InterpError(f"run_experiment needs an experiment config ({', '.join(cls.__name__ for cls in ANALYSES.values())}), got {type(config).__name__}.")
+    return config.run(Path(out), model=model, progress=progress)
 
 
-def _claim_directory(out: Path, config: HarmPruningConfig) -> None:
-    """Create ``out`` for this experiment, or check that it already holds this same experiment."""
-    from interp.io import atomic_write_json
-
-    stored = out / "config.json"
-    wanted = config.to_dict()
-    if stored.exists():
-        found = json.loads(stored.read_text())
-        if found != wanted:
-            changed = sorted(key for key in set(found) | set(wanted) if found.get(key) != wanted.get(key))
-            raise InterpError(
-                f"{out} holds a different experiment (changed: {', '.join(changed)}). "
-                "Use a new --out directory, or delete this one to start over."
-            )
-        return
-    if out.exists() and any(out.iterdir()):
-        raise InterpError(f"{out} exists and is not an experiment directory (no config.json); choose an empty or new --out.")
-    atomic_write_json(stored, wanted)
-
-
-def _scores(model, name: str, spec: DatasetSpec, config: HarmPruningConfig, out: Path, progress: bool):
-    """Scores of ``name``: loaded from ``out/scores`` when a matching file exists, else computed and saved."""
-    from interp.pruning.pairs import pairs_hash, response_pairs
-    from interp.pruning.scores import ImportanceScores, importance_scores
-    from interp.provenance import weights_hash
-
-    records = spec.load()[: config.n_samples]
-    path = out / "scores" / f"{name}.safetensors"
-    if path.exists():
-        saved = ImportanceScores.load(path)
-        same = (
-            saved.method == config.method
-            and saved.provenance.dataset_hash == pairs_hash(response_pairs(records, source=spec.describe()))
-            and saved.provenance.weights_hash == weights_hash(model)
-        )
-        if same:
-            return saved
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Read and check a TOML experiment file; ``overrides``: ``KEY=VALUE`` with a TOML value (``evaluation.harmful.limit=8``)."""
+    path = Path(path)
+    if not path.exists():
+        raise InterpError(f"no experiment file at {path}.")
     try:
-        scores = importance_scores(model, records, method=config.method, batch_size=config.batch_size, progress=progress)
-    except InterpError as error:
-        raise InterpError(f"[{name}] ({spec.describe()}): {error}") from error
-    scores.save(path)
-    return ImportanceScores.load(path)
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise InterpError(f"{path} is not valid TOML: {error}.") from error
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = [part.strip() for part in key.split(".")]
+        if not sep or not all(parts):
+            raise InterpError(f"--set {item!r}: use KEY=VALUE, e.g. --set n_samples=16 or --set evaluation.harmful.limit=8.")
+        try:
+            value = tomllib.loads(f"value = {text.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()  # a bare word is a string: --set model=organism
+        table = data
+        for part in parts[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise InterpError(f"--set {item!r}: {part!r} is not a table in {path}.")
+        table[parts[-1]] = value
+    return parse_config(data, base=path.resolve().parent)
 
 
-# ---- command line ---------------------------------------------------------------------------------
+def parse_config(data: Mapping[str, Any], base: Path = Path(".")) -> Experiment:
+    """The experiment config of parsed TOML (``base``: the directory relative paths start from)."""
+    data = dict(data)
+    analysis = data.pop("analysis", DEFAULT_ANALYSIS)
+    if analysis not in ANALYSES:
+        raise InterpError(f"unknown analysis {analysis!r} in the config.{_did_you_mean(str(analysis), ANALYSES)} Known analyses: {', '.join(ANALYSES)}.")
+    return _absolute_paths(_build(ANALYSES[analysis], data, "the config"), Path(base))
 
 
-def add_cli(subparsers) -> None:
-    """Register ``interp run``."""
-    from interp.cli import add_subcommand
-
-    parser = add_subcommand(
-        subparsers,
-        "run",
-        _run,
-        help="Run (or resume) a scripted experiment described in a TOML file.",
-        example="interp run circuits/harm_pruning.toml --out runs/harm_pruning",
-    )
-    parser.epilog = f"{parser.epilog}\n\nTOML keys:\n{config_doc()}"
-    parser.add_argument("config", type=Path, help="experiment file (TOML), e.g. circuits/harm_pruning.toml")
-    parser.add_argument("--out", required=True, type=Path, help="output directory; rerun with the same --out to resume")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+def _did_you_mean(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def _run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    result = run_experiment(config, args.out, progress=not args.quiet)
-    print(summary(result))
-    print(f"results in {args.out} (result.json, points.csv, harm_utility.html)")
-    return 0
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise InterpError(f"{where} must be a table, got {type(data).__name__} {data!r}.")
+    fields = {item.name: item for item in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise InterpError(f"unknown key {key!r} in {where}.{_did_you_mean(key, fields)} Known keys: {', '.join(fields)}.")
+    values = {key: _value(fields[key].type, value, key, where) for key, value in data.items()}
+    missing = [name for name, item in fields.items() if name not in values and item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING]
+    if missing:
+        raise InterpError(f"{where} is missing {', '.join(repr(name) for name in missing)}.")
+    return cls(**values)
 
 
-def summary(result) -> str:
-    """A plain-text table of every point's main metrics, with changes from the baseline."""
-    harm = result.pick_metric(("harm_judge_rate", "harm_keyword_rate"))
-    utility = [name for name in ("task_accuracy", "benign_judge_rate", "benign_loss") if name in result.metric_names]
-    baseline = result.baseline
-    header = f"{'setting':<44} {'% pruned':>9} {harm:>18}" + "".join(f" {name:>18}" for name in utility)
-    lines = [header, "-" * len(header)]
-    for point in result.points:
-        cells = []
-        for name in [harm, *utility]:
-            value = point.metrics.get(name)
-            if value is None:
-                cells.append(f"{'-':>18}")
-                continue
-            percent = not name.endswith("loss")
-            shown = f"{100 * value:.1f}%" if percent else f"{value:.3f}"
-            if baseline is not None and point is not baseline and name in baseline.metrics:
-                delta = value - baseline.metrics[name]
-                shown += f" ({100 * delta:+.1f})" if percent else f" ({delta:+.3f})"
-            cells.append(f"{shown:>18}")
-        lines.append(f"{point.label:<44} {100 * point.fraction:>8.3f}% " + " ".join(cells))
-    for entry in result.overlaps:
-        o = entry.overlap
-        lines.append(
-            f"overlap ({entry.mask.replace('_', ' ')}) {entry.a} & {entry.b}: {o.n_both} shared of {o.n_a} / {o.n_b} (chance {o.chance_n_both:.1f}; "
-            f"{o.enrichment:.1f}x chance; Jaccard {o.jaccard:.3f} vs {o.chance_jaccard:.4f})"
-        )
-    return "\n".join(lines)
+def type_options(kind: Any) -> list[Any]:
+    """The types a field of type ``kind`` accepts (the arms of a union, None left out)."""
+    union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+    return [option for option in (typing.get_args(kind) if union else (kind,)) if option is not type(None)]
+
+
+def table_type(kind: Any) -> type | None:
+    """The dataclass of a ``Mapping[str, Dataclass]`` field (a table of tables), else None."""
+    return typing.get_args(kind)[1] if typing.get_origin(kind) is collections.abc.Mapping and dataclasses.is_dataclass(typing.get_args(kind)[1]) else None
+
+
+def _value(kind: Any, value: Any, key: str, where: str) -> Any:
+    """``value`` checked against the field type ``kind`` (nested tables built), or a one-line error."""
+    table = f"[{key}]" if where == "the config" else f"{where[:-1]}.{key}]"
+    for option in type_options(kind):
+        if dataclasses.is_dataclass(option):
+            return _build(option, value, table)
+        if table_type(option) is not None:
+            if not isinstance(value, Mapping):
+                raise InterpError(f"{key!r} in {where} must be a table of [{key}.NAME] tables, got {value!r}.")
+            return {name: _build(table_type(option), spec, f"{table[:-1]}.{name}]") for name, spec in value.items()}
+    converted = _convert(kind, value)
+    if converted is _BAD:
+        raise InterpError(f"{key!r} in {where} must be {_describe(kind)}, got {value!r}.")
+    return converted
+
+
+_BAD = object()
+_NAMES = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans")}
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    """``value`` as ``kind`` (a list as a tuple, an integer as a float, one value as a one-item tuple), or ``_BAD``."""
+    options = type_options(kind)
+    if len(options) > 1:
+        return next((found for found in (_convert(option, value) for option in options) if found is not _BAD), _BAD)
+    kind = options[0]
+    if kind is Any:
+        return value
+    if kind in (bool, str):
+        return value if isinstance(value, kind) else _BAD
+    if kind in (int, float):
+        return kind(value) if isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool) else _BAD
+    if typing.get_origin(kind) is tuple:
+        items = [_convert(typing.get_args(kind)[0], element) for element in (value if isinstance(value, (list, tuple)) else [value])]
+        return _BAD if any(found is _BAD for found in items) else tuple(items)
+    if typing.get_origin(kind) is collections.abc.Mapping:
+        return dict(value) if isinstance(value, Mapping) else _BAD
+    return _BAD
+
+
+def _describe(kind: Any) -> str:
+    words = []
+    for option in type_options(kind):
+        if typing.get_origin(option) is tuple:
+            words.append("a list of " + " or ".join(_NAMES[item][1] for item in type_options(typing.get_args(option)[0])))
+        else:
+            words.append("a table" if typing.get_origin(option) is collections.abc.Mapping else _NAMES[option][0])
+    return " or ".join(words)
+
+
+def _absolute_paths(config: Any, base: Path) -> Any:
+    """``config`` with every relative path (data-set files, store directories) made absolute from ``base``."""
+    changes = {}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if item.metadata.get("path") and isinstance(value, str) and not Path(value).is_absolute():
+            changes[item.name] = str((base / value).resolve())
+        elif dataclasses.is_dataclass(value):
+            changes[item.name] = _absolute_paths(value, base)
+        elif isinstance(value, Mapping) and value and all(dataclasses.is_dataclass(v) for v in value.values()):
+            changes[item.name] = {name: _absolute_paths(v, base) for name, v in value.items()}
+    return dataclasses.replace(config, **changes) if changes else config

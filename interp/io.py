@@ -1,13 +1,27 @@
-"""Atomic writes: a file is either absent, or complete. Never half-written."""
+"""Atomic writes (a file is either absent, or complete; never half-written) and the one layout of saved results.
+
+Every result is saved with ``write_result`` and read with ``read_result``: a JSON meta file tagged
+``{"format": "interp.<kind>", "format_version": N}``, tensors as safetensors (read lazily), figures as
+HTML with plotly.js inlined (they open offline), provenance through ``Provenance.to_dict/from_dict``.
+"""
 
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
+
+import interp
+from interp.errors import InterpError
+from interp.provenance import Provenance
+
+CONFIG_FILE = "config.json"  # what an experiment directory holds its description in
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -61,6 +75,355 @@ def atomic_write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], me
     """safetensors refuses shared memory, so every tensor is made contiguous and owned first."""
     owned = {name: tensor.detach().contiguous().clone() if _shares_storage(tensor) else tensor.detach().contiguous() for name, tensor in tensors.items()}
     atomic_write_bytes(path, safetensors_bytes(owned, metadata=dict(metadata) if metadata else None))
+
+
+def claim_directory(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Make ``out`` the directory of the experiment ``record`` describes (``config.json``), or check that it is.
+
+    A rerun with the same record may resume there; another record, or a non-empty directory
+    without ``config.json``, is refused, so the finished steps of two experiments never mix.
+    """
+    out = Path(out)
+    stored = out / CONFIG_FILE
+    wanted = json.loads(json.dumps(record, default=_json_default))
+    if stored.exists():
+        found = json.loads(stored.read_text(encoding="utf-8"))
+        if found != wanted:
+            changed = sorted(key for key in set(found) | set(wanted) if found.get(key) != wanted.get(key))
+            raise InterpError(
+                f"{out} holds a different experiment (changed: {', '.join(changed)}). "
+                "Use a new --out directory, or delete this one to start over."
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise InterpError(f"{out} exists and is not an experiment directory (no {CONFIG_FILE}); choose an empty or new --out.")
+    atomic_write_json(stored, wanted)
+
+
+def saved_result(out: str | os.PathLike, record: Mapping[str, Any], load: Callable[[Path], Any]) -> Any | None:
+    """The result saved in ``out`` when its ``config.json`` equals ``record`` and it loads; else None.
+
+    A ``config.json`` of another record is replaced by a placeholder that matches no record until
+    ``write_record`` marks the new result complete; a non-empty directory without one is refused.
+    """
+    out = Path(out)
+    stored = out / CONFIG_FILE
+    if not stored.exists():
+        if out.exists() and any(out.iterdir()):
+            raise InterpError(f"{out} exists and is not an experiment directory (no {CONFIG_FILE}); choose an empty or new --out.")
+        return None
+    if json.loads(stored.read_text(encoding="utf-8")) == json.loads(json.dumps(record, default=_json_default)):
+        try:
+            return load(out)
+        except (InterpError, OSError, KeyError, ValueError):
+            pass  # an incomplete or unreadable result: computed again
+    atomic_write_json(stored, {"incomplete": "a result is being computed here; rerun the experiment to finish it"})
+    return None
+
+
+def write_record(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Write ``out/config.json`` (after the result it describes, so that it only ever names a complete one)."""
+    atomic_write_json(Path(out) / CONFIG_FILE, record)
+
+
+def atomic_write_figure(path: Path, figure: Any) -> None:
+    """A Plotly figure as a standalone HTML page with plotly.js inlined, so it opens offline."""
+    atomic_write_text(path, figure.to_html(include_plotlyjs=True, full_html=True))
+
+
+# ---- saved results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultFormat:
+    """How one kind of result is stored: its tag ``interp.<kind>``, version, files, and how to make and load one.
+
+    Args:
+        kind: ``"lens"``, ``"patching"``, ...; the meta carries ``"format": "interp.<kind>"``.
+        version: the format version this interp writes (raise it when the stored fields change).
+        name: what messages call the result ("logit-lens result").
+        meta_file: the JSON meta in the result's directory; ``""``: the result is one safetensors
+            file whose string metadata holds the meta (importance scores, masks).
+        tensors_file: the safetensors file of the tensors (``""``: none).
+        create: how to make one, named when a directory holds none.
+        load: how to read one, named when another kind's loader is given it.
+        aliases: tags written by earlier interps -> the format version they stand for (read, never written).
+        untagged: the version of a meta without a ``format`` tag (saved before tags), or None: refused.
+        migrations: ``{v: step}``; ``step(meta)`` turns the meta of version ``v`` into that of ``v + 1``.
+    """
+
+    kind: str
+    version: int
+    name: str
+    meta_file: str
+    tensors_file: str = ""
+    create: str = ""
+    load: str = ""
+    aliases: Mapping[str, int] = field(default_factory=dict)
+    untagged: int | None = None
+    migrations: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return f"interp.{self.kind}"
+
+
+# ---- older layouts, converted on read ----
+
+
+def _scores_v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
+    """Importance scores, version 1 (tag "interp-importance-scores"): a few provenance fields as separate strings."""
+    fields = {key: meta.pop(key, "") for key in ("model_id", "weights_hash", "dataset_hash", "interp_version")}
+    fields["versions"] = json.loads(meta.pop("versions", "{}"))
+    return meta | {"provenance": json.dumps(fields)}
+
+
+def _resampling_v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
+    """Resampling results, version 1 (untagged): provenance was a plain dict of settings."""
+    return meta | {"provenance": provenance_dict_from_settings(meta.get("provenance") or {})}
+
+
+def provenance_dict_from_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat dict of settings (a resampling result's provenance before ``Provenance``) as ``Provenance.to_dict`` data.
+
+    ``model_id`` (or ``model``, or ``backend.model``), ``weights_hash`` (or ``backend.weights_hash``),
+    ``dataset_hash`` (or ``problem_hash``), ``seed`` (or ``config.seed``) and the versions become
+    provenance fields; every other entry goes to ``extra``.
+    """
+    settings = dict(settings)
+    backend = settings.get("backend") if isinstance(settings.get("backend"), Mapping) else {}
+    config = settings.get("config") if isinstance(settings.get("config"), Mapping) else {}
+    data: dict[str, Any] = {
+        "model_id": settings.pop("model_id", None) or settings.get("model") or backend.get("model") or "",
+        "weights_hash": settings.pop("weights_hash", None) or backend.get("weights_hash") or "",
+        "dataset_hash": settings.pop("dataset_hash", None) or settings.get("problem_hash") or "",
+        "seed": settings.pop("seed") if "seed" in settings else config.get("seed"),
+    }
+    settings.pop("model", None)
+    data |= {key: settings.pop(key) for key in ("hooks", "interp_version", "versions", "workarounds") if key in settings}
+    return data | {"extra": {**dict(settings.pop("extra", None) or {}), **settings}}
+
+
+# Every kind of saved result, in one table: its tag and version, its files, how to make and to load one,
+# the tags earlier interps wrote and how older versions are converted. Each result module saves and
+# loads with its entry; a loader given another kind's file names the right loader from here.
+RESULT_FORMATS: dict[str, ResultFormat] = {fmt.kind: fmt for fmt in (
+    ResultFormat(kind="lens", version=1, name="logit-lens result", meta_file="lens.json", tensors_file="lens.safetensors",
+                 create="logit_lens(model, prompts).save(DIR) or `interp lens --model M --prompts FILE --out DIR`",
+                 load="LensResult.load(DIR)", untagged=1),  # before tags: the same fields, marked "kind": "logit_lens"
+    ResultFormat(kind="patching", version=1, name="patching result", meta_file="result.json", tensors_file="values.safetensors",
+                 create="activation_patching(...).save(DIR) or `interp patch ... --out DIR` (one subdirectory per method and site)",
+                 load="PatchingResult.load(DIR)", aliases={"interp.patching_result": 1}),
+    ResultFormat(kind="pruning", version=1, name="pruning result", meta_file="result.json",
+                 create="`interp prune ... --out DIR`, `interp run circuits/harm_pruning.toml --out DIR` or PruningResult.save(DIR)",
+                 load="PruningResult.load(DIR)", aliases={"interp-pruning-result": 1}),
+    ResultFormat(kind="importance_scores", version=2, name="importance-scores file", meta_file="", tensors_file="scores.safetensors",
+                 create="importance_scores(model, pairs).save(PATH) (`interp prune ... --out DIR` writes DIR/scores/)",
+                 load="ImportanceScores.load(PATH)", aliases={"interp-importance-scores": 1}, migrations={1: _scores_v1_to_v2}),
+    ResultFormat(kind="pruning_mask", version=1, name="pruning-mask file", meta_file="", tensors_file="mask.safetensors",
+                 create="set_difference(harm, benign, p, q).save(PATH) (`interp prune ... --out DIR` writes DIR/masks/)",
+                 load="PruningMask.load(PATH)", aliases={"interp-pruning-mask": 1}),
+    ResultFormat(kind="probe", version=1, name="probe", meta_file="probe.json", tensors_file="probe.safetensors",
+                 create="`interp probe train --store STORE --out DIR` or ProbeResult.save(DIR)",
+                 load="interp.probes.load(DIR)", aliases={"interp.probe/1": 1}),
+    ResultFormat(kind="probe_eval", version=1, name="probe evaluation", meta_file="probe_eval.json",
+                 create="`interp probe eval --probe DIR --store STORE --out OUT` or ProbeEval.save(OUT)",
+                 load="ProbeEval.load(OUT)", untagged=1),  # before tags: the same fields
+    ResultFormat(kind="resampling", version=2, name="resampling result", meta_file="result.json",
+                 create="`interp resample analyze RUN_DIR` (writes RUN_DIR/analysis) or analyze(run).save(DIR)",
+                 load="ResamplingResult.load(DIR)", untagged=1, migrations={1: _resampling_v1_to_v2}),
+)}  # fmt: skip
+_BY_TAG = {tag: fmt for fmt in RESULT_FORMATS.values() for tag in (fmt.tag, *fmt.aliases)}
+
+
+@dataclass(frozen=True)
+class SavedResult:
+    """What ``read_result`` read: the meta (migrated to the current version), tensors (lazy) and provenance."""
+
+    path: Path  # the meta file (or the safetensors file of a single-file format)
+    meta: dict[str, Any]
+    tensors: "LazyTensors | None"
+    provenance: Provenance | None
+    version: int  # the format version the result was saved with
+
+
+def write_result(
+    target: str | os.PathLike,
+    fmt: ResultFormat,
+    meta: Mapping[str, Any],
+    *,
+    provenance: Provenance | None,
+    tensors: Mapping[str, torch.Tensor] | None = None,
+    tensor_metadata: Mapping[str, str] | None = None,
+    figures: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
+) -> Path:
+    """Save a result: tensors, text ``files`` and ``figures`` (HTML, plotly.js inlined), then the meta last.
+
+    The meta file is written last, so a directory holds a result only once everything is there.
+    ``target`` is the result's directory, or (``fmt.meta_file == ""``) its safetensors file, whose
+    string metadata then holds ``meta`` (string values); a directory there gets ``fmt.tensors_file``.
+    Returns the directory (or file) written.
+    """
+    if provenance is not None and not isinstance(provenance, Provenance):
+        raise TypeError(f"provenance must be a Provenance or None, not {type(provenance).__name__}")
+    tag = {"format": fmt.tag, "format_version": fmt.version}
+    if not fmt.meta_file:
+        path = Path(target)
+        path = path / fmt.tensors_file if path.is_dir() else path
+        strings = {key: str(value) for key, value in tag.items()} | dict(meta)
+        strings["provenance"] = json.dumps(provenance.to_dict() if provenance else None, sort_keys=True, default=_json_default)
+        atomic_write_safetensors(path, tensors or {}, strings)
+        return path
+    directory = Path(target)
+    directory.mkdir(parents=True, exist_ok=True)
+    if tensors is not None:
+        atomic_write_safetensors(directory / fmt.tensors_file, tensors, {key: str(value) for key, value in tag.items()} | dict(tensor_metadata or {}))
+    for name, text in (files or {}).items():
+        atomic_write_text(directory / name, text)
+    for name, figure in (figures or {}).items():
+        atomic_write_figure(directory / name, figure)
+    atomic_write_json(directory / fmt.meta_file, {**tag, **meta, "provenance": provenance.to_dict() if provenance else None})
+    return directory
+
+
+def read_result(source: str | os.PathLike, fmt: ResultFormat) -> SavedResult:
+    """Read a result saved by ``write_result``, or by an earlier interp (old tags, older versions).
+
+    Raises InterpError, naming the fix, for a missing or incomplete result, a result of another
+    kind, one written by a newer interp, and an older version that cannot be converted.
+    """
+    if not fmt.meta_file:
+        path = Path(source)
+        path = path / fmt.tensors_file if path.is_dir() else path
+        if not path.is_file():
+            raise InterpError(f"{path} holds no saved {fmt.name} (no such file). Create one with {fmt.create}.")
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta: Any = dict(handle.metadata() or {})
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own types
+            raise InterpError(f"{path} is not a readable safetensors file ({error}); it is not a saved {fmt.name}.") from error
+        meta, version = _current(path, meta, fmt)
+        provenance = json.loads(meta["provenance"]) if meta.get("provenance") else None
+        return SavedResult(path, meta, LazyTensors(path), Provenance.from_dict(provenance) if provenance else None, version)
+    directory = Path(source)
+    meta_path = directory / fmt.meta_file
+    if not meta_path.is_file():
+        raise InterpError(_missing(directory, fmt, [fmt.meta_file]))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InterpError(f"{meta_path} is not valid JSON ({error}); the saved {fmt.name} is damaged. Create it again with {fmt.create}.") from error
+    if not isinstance(meta, dict):
+        raise InterpError(f"{meta_path} holds a JSON {type(meta).__name__}, not the meta of a saved {fmt.name}.")
+    meta, version = _current(meta_path, meta, fmt)
+    tensors = None
+    if fmt.tensors_file:
+        if not (directory / fmt.tensors_file).is_file():
+            raise InterpError(_missing(directory, fmt, [fmt.tensors_file]))
+        tensors = LazyTensors(directory / fmt.tensors_file)
+    provenance = Provenance.from_dict(meta["provenance"]) if meta.get("provenance") else None
+    return SavedResult(meta_path, meta, tensors, provenance, version)
+
+
+def _current(where: Path, meta: dict[str, Any], fmt: ResultFormat) -> tuple[dict[str, Any], int]:
+    """``meta`` migrated to ``fmt.version``, and the version it was saved with."""
+    tag = meta.get("format")
+    if tag == fmt.tag or tag in fmt.aliases:
+        try:
+            version = int(meta.get("format_version", fmt.aliases.get(tag, -1)))
+        except (TypeError, ValueError):
+            version = -1
+        if version < 0:
+            raise InterpError(f"{where} says format {tag!r} but has no readable format_version; the saved {fmt.name} is damaged. Create it again with {fmt.create}.")
+    elif tag is None and fmt.untagged is not None:
+        version = fmt.untagged
+    else:
+        if tag is not None:
+            other = _BY_TAG.get(str(tag))
+        else:  # an untagged meta of the same file name: a result of a kind that wrote no tag
+            other = next((f for f in RESULT_FORMATS.values() if f.kind != fmt.kind and f.meta_file == where.name and f.untagged is not None), None)
+        if other is not None:
+            raise InterpError(f"{where} is a {other.name} (format {tag!r}), not a {fmt.name}; load it with {other.load}.")
+        found = "no format tag" if tag is None else f"format {tag!r}"
+        raise InterpError(f"{where} has {found}, so it is not a {fmt.name} (format {fmt.tag!r}); load it with the loader of its own kind, or create a {fmt.name} with {fmt.create}.")
+    saved = version
+    if version > fmt.version:
+        raise InterpError(
+            f"{where} was written by a newer interp ({fmt.tag} format version {version}; interp {interp.__version__} reads up to "
+            f"version {fmt.version}); upgrade interp to read it."
+        )
+    while version < fmt.version:
+        step = fmt.migrations.get(version)
+        if step is None:
+            raise InterpError(
+                f"{where} is {fmt.tag} format version {version}, older than this interp converts (it reads version {fmt.version}). "
+                f"Convert it by loading it with the interp that wrote it and recomputing it with this one: {fmt.create}."
+            )
+        meta = step(dict(meta))
+        version += 1
+    return meta, saved
+
+
+def _missing(directory: Path, fmt: ResultFormat, files: list[str]) -> str:
+    text = (
+        f"{directory} holds no saved {fmt.name} (no {' or '.join(files)}): it is not a saved {fmt.name} directory, "
+        f"or its save did not finish. Create one with {fmt.create}."
+    )
+    for name in dict.fromkeys(other.meta_file for other in RESULT_FORMATS.values() if other.meta_file and other.meta_file != fmt.meta_file):
+        other = _identify(directory / name)
+        if other is not None:
+            text += f" It holds a {other.name} ({name}); load that with {other.load}."
+    return text
+
+
+def _identify(path: Path) -> ResultFormat | None:
+    """The format of the meta file ``path`` (by its tag, or by its name for untagged ones), if it is one."""
+    if not path.is_file():
+        return None
+    try:
+        tag = json.loads(path.read_text(encoding="utf-8")).get("format")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    if tag is not None:
+        return _BY_TAG.get(str(tag))
+    return next((fmt for fmt in RESULT_FORMATS.values() if fmt.meta_file == path.name and fmt.untagged is not None), None)
+
+
+class LazyTensors(Mapping[str, torch.Tensor]):
+    """A read-only ``{key: tensor}`` view of a safetensors file; each tensor is read on access."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        with safe_open(str(self.path), framework="pt") as handle:
+            self._shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._shapes[key]
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._shapes:
+            raise KeyError(key)
+        with safe_open(str(self.path), framework="pt") as handle:
+            return handle.get_tensor(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def load_all(self) -> dict[str, torch.Tensor]:
+        """Every tensor, read in one pass."""
+        return load_file(str(self.path))
+
+    def require(self, names: "tuple[str, ...] | list[str]", what: str) -> dict[str, torch.Tensor]:
+        """The tensors ``names`` (read in one pass); InterpError naming the missing ones."""
+        missing = [name for name in names if name not in self._shapes]
+        if missing:
+            raise InterpError(f"{self.path} lacks the tensors {', '.join(missing)} of a saved {what}; the directory is damaged or of another kind.")
+        tensors = self.load_all()
+        return {name: tensors[name] for name in names}
 
 
 def _shares_storage(tensor: torch.Tensor) -> bool:

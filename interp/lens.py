@@ -10,8 +10,6 @@ it maps each site's residual before the readout.
 >>> logit_lens(ActivationStore.open("acts")).figure(metric="kl")                 # doctest: +SKIP
 """
 
-import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -19,14 +17,13 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import plotly.graph_objects as go
 import torch
 from jaxtyping import Float, Int
-from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp import plots
+from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.io import atomic_write_json, atomic_write_safetensors, atomic_write_text
+from interp.io import RESULT_FORMATS, read_result, write_result
 from interp.provenance import Provenance
 from interp.readout import Readout
 from interp.sites import LAYER_SITES, expand_sites, parse_site, site_name
@@ -42,6 +39,8 @@ _METRIC_TITLES = {
     "kl": "KL(final ‖ layer) in nats",
 }
 _SITE_ORDER = {kind: order for order, kind in enumerate(LAYER_SITES)}
+_TENSORS = ("positions", "target_ids", "target_prob", "target_logprob", "target_rank", "kl_to_final", "top_ids", "top_probs")
+FORMAT = RESULT_FORMATS["lens"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ class LensResult:
         """Short axis labels: ``L3 resid_post``, ``embed``."""
         return tuple(_site_label(name) for name in self.sites)
 
-    def values(self, metric: Metric = "prob") -> Float[Tensor, "site prompt pos"]:
+    def values(self, metric: Metric = defaults.LENS_METRIC) -> Float[Tensor, "site prompt pos"]:
         return {"prob": self.target_prob, "logprob": self.target_logprob, "rank": self.target_rank, "kl": self.kl_to_final}[_check_metric(metric)]
 
     def first_layer_where_top(self) -> list[int | None]:
@@ -98,7 +97,7 @@ class LensResult:
             firsts.append(int(hits[0]) if len(hits) else None)
         return firsts
 
-    def figure(self, metric: Metric = "prob", prompt: int = 0) -> go.Figure:
+    def figure(self, metric: Metric = defaults.LENS_METRIC, prompt: int = 0) -> go.Figure:
         """Heatmap of ``metric``: site x position for one prompt, or site x prompt when one position was read.
 
         Cells show the top-1 token; hover shows the top-k tokens with probabilities.
@@ -139,21 +138,21 @@ class LensResult:
 
     def save(self, directory: str | Path) -> Path:
         """Write tensors (safetensors), labels and provenance (JSON), a long-format CSV and the figure (HTML)."""
-        directory = Path(directory)
-        tensors = {name: getattr(self, name) for name in ("positions", "target_ids", "target_prob", "target_logprob", "target_rank", "kl_to_final", "top_ids", "top_probs")}
+        tensors = {name: getattr(self, name) for name in _TENSORS}
         tensors["valid"] = self.valid.to(torch.uint8)
-        atomic_write_safetensors(directory / "lens.safetensors", tensors)
         meta = {
-            "kind": "logit_lens",
             "sites": list(self.sites),
             "prompts": list(self.prompts),
             "position_tokens": [list(row) for row in self.position_tokens],
             "target_tokens": list(self.target_tokens),
             "top_tokens": self.top_tokens,
             "translator": self.translator,
-            "provenance": self.provenance.to_dict(),
         }
-        atomic_write_json(directory / "lens.json", meta)
+        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors=tensors,
+                            files={"lens.csv": self._csv()}, figures={"lens.html": self.figure()})  # fmt: skip
+
+    def _csv(self) -> str:
+        """One row per valid (site, prompt, position)."""
         rows = ["site,prompt,position,token,target,target_prob,target_logprob,target_rank,kl_to_final,top1"]
         for s, site in enumerate(self.sites):
             for p in range(len(self.prompts)):
@@ -167,17 +166,13 @@ class LensResult:
                             + [_csv(self.top_tokens[s][p][q][0])]
                         )
                     )
-        atomic_write_text(directory / "lens.csv", "\n".join(rows) + "\n")
-        atomic_write_text(directory / "lens.html", self.figure().to_html(include_plotlyjs=True))
-        return directory
+        return "\n".join(rows) + "\n"
 
     @classmethod
     def load(cls, directory: str | Path) -> "LensResult":
-        directory = Path(directory)
-        if not (directory / "lens.json").exists():
-            raise InterpError(f"{directory} holds no saved logit-lens result (no lens.json).")
-        meta = json.loads((directory / "lens.json").read_text())
-        tensors = load_file(str(directory / "lens.safetensors"))
+        """Read a result written by ``save`` (also by an earlier interp)."""
+        saved = read_result(directory, FORMAT)
+        meta, tensors = saved.meta, saved.tensors.require((*_TENSORS, "valid"), FORMAT.name)
         return cls(
             sites=tuple(meta["sites"]),
             prompts=tuple(meta["prompts"]),
@@ -193,7 +188,7 @@ class LensResult:
             top_ids=tensors["top_ids"],
             top_probs=tensors["top_probs"],
             top_tokens=_tupleize(meta["top_tokens"]),
-            provenance=Provenance.from_dict(meta["provenance"]),
+            provenance=saved.provenance,
             translator=meta.get("translator", ""),
         )
 
@@ -202,9 +197,9 @@ def logit_lens(
     source,
     prompts: PromptSet | Sequence[str] | None = None,
     targets: Sequence[str | int] | str | int | None = None,
-    sites: Sequence[str] | str = ("resid_pre", "resid_post"),
-    positions: Literal["last", "all"] | Sequence[int] = "last",
-    top_k: int = 5,
+    sites: Sequence[str] | str = defaults.LENS_SITES,
+    positions: Literal["last", "all"] | Sequence[int] = defaults.LENS_POSITIONS,
+    top_k: int = defaults.LENS_TOP_K,
     translator: Translator | None = None,
     batch_size: int = 16,
 ) -> LensResult:
@@ -284,7 +279,7 @@ def logit_lens(
 def _from_model(model, prompts, sites, positions, batch_size):
     from interp.models import model_id
     from interp.provenance import weights_hash
-    from interp.store import capture_activations
+    from interp.capture import capture_activations
 
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts([prompts] if isinstance(prompts, str) else list(prompts))
     n_layers = int(model.cfg.n_layers)
@@ -422,49 +417,3 @@ def _tupleize(value: Any) -> Any:
 
 def _csv(text: str) -> str:
     return '"' + str(text).replace('"', '""') + '"'
-
-
-# ---- CLI ---------------------------------------------------------------------------------------
-
-
-def add_cli(subparsers) -> None:
-    from interp.cli import add_model_arguments, add_prompt_arguments, add_subcommand
-
-    parser = add_subcommand(
-        subparsers,
-        "lens",
-        _run_cli,
-        help="Logit lens: decode every layer's residual stream; writes lens.html, lens.csv, lens.json, lens.safetensors.",
-        example="interp lens --model organism --prompts prompts.jsonl --target ' refuse' --positions last --out lens_out",
-    )
-    add_model_arguments(parser)
-    parser.add_argument("--prompts", type=Path, default=None, help="prompt file (with --model)")
-    parser.add_argument("--store", type=Path, default=None, help="read activations from this store instead of running a model")
-    parser.add_argument("--target", action="append", default=None, help="target token (repeat once per prompt, or give one for all); default: the model's own final prediction")
-    parser.add_argument("--sites", default="resid_pre,resid_post", help="comma-separated residual sites (resid_pre, resid_mid, resid_post)")
-    parser.add_argument("--positions", default="last", help="'last', 'all' or comma-separated positions")
-    parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--metric", default="prob", choices=sorted(_METRIC_TITLES), help="what the figure shows")
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    add_prompt_arguments(parser)
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    from interp.cli import load_model_from_args, load_prompts_from_args, parse_positions
-
-    sites = [s for s in args.sites.split(",") if s.strip()]
-    targets = None if not args.target else (args.target[0] if len(args.target) == 1 else args.target)
-    if args.store is not None:
-        from interp.store import ActivationStore
-
-        result = logit_lens(ActivationStore.open(args.store), targets=targets, sites=sites, top_k=args.top_k)
-    else:
-        if args.prompts is None:
-            raise InterpError("give --prompts FILE (with --model) or --store DIR.")
-        model = load_model_from_args(args)
-        prompts = load_prompts_from_args(args, model)
-        result = logit_lens(model, prompts, targets=targets, sites=sites, positions=parse_positions(args.positions), top_k=args.top_k)
-    result.save(args.out)
-    atomic_write_text(args.out / "lens.html", result.figure(metric=args.metric).to_html(include_plotlyjs=True))
-    print(f"logit lens over {len(result.sites)} sites x {len(result.prompts)} prompts written to {args.out} (figure: {args.out / 'lens.html'})")
-    return 0

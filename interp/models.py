@@ -1,13 +1,22 @@
-"""Load a causal LM as a transformer_lens ``TransformerBridge``: hub ids, local directories, organisms.
+"""Load a causal LM as a transformer_lens ``TransformerBridge``: registered names, local directories, hub ids.
+
+Named models live in a registry: ``register_model(name, resolve)`` makes ``load_model("name")`` and
+``load_model("name:VARIANT")`` load the directory ``resolve(variant)`` returns. Packages register
+theirs through the ``interp.models`` entry point group (the bundled organism: ``organism`` and
+``organism:NAME``), loaded the first time an unregistered name is asked for.
 
 >>> model = load_model("organism")                      # doctest: +SKIP
 >>> model = load_model("./my-llama", dtype="bfloat16")  # doctest: +SKIP
->>> model = load_model("Qwen/Qwen2.5-0.5B-Instruct")    # doctest: +SKIP  (needs the hub or its cache)
+>>> model = load_model("Qwen/Qwen2.5-0.5B-Instruct")    # from the hub or its cache # doctest: +SKIP
 """
 
+import functools
 import logging
 import os
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, distributions
 from pathlib import Path
+from typing import Callable
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
@@ -15,7 +24,111 @@ from transformer_lens.model_bridge import TransformerBridge
 from interp import compat
 from interp.errors import InterpError
 
-ORGANISM_PREFIX = "organism"
+ENTRY_POINT_GROUP = "interp.models"  # [project.entry-points."interp.models"] name = "module:register"
+ORGANISM_PREFIX = "organism"  # the name the bundled organism registers under (its labels: organism:NAME)
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A named model: ``resolve(variant)`` gives the local directory (or hub id) to load."""
+
+    name: str
+    resolve: Callable[[str | None], str | os.PathLike]
+    default_variant: str | None = None
+
+
+_REGISTRY: dict[str, RegisteredModel] = {}
+_LOADED_ENTRY_POINTS: set[str] = set()
+
+
+def register_model(
+    name: str, resolve: Callable[[str | None], str | os.PathLike], default_variant: str | None = None
+) -> None:
+    """Make ``load_model(name)`` / ``load_model(f"{name}:VARIANT")`` load ``resolve(VARIANT)``.
+
+    Args:
+        name: the model's name: letters, digits, ``-``, ``_`` or ``.``; no ``:`` or ``/``.
+        resolve: variant (``None`` for the bare name, unless ``default_variant``) -> a local Hugging
+            Face directory or a hub id. It raises ``InterpError`` for a variant it does not know.
+        default_variant: the variant the bare name means; the model is then labelled ``name:VARIANT``.
+
+    >>> register_model("tiny", lambda variant: f"/models/tiny-{variant}", default_variant="base")
+    >>> resolve_model("tiny:chat")
+    ('/models/tiny-chat', 'tiny:chat')
+    """
+    if not name or any(char in name for char in ":/\\ ") or name.startswith((".", "~")):
+        raise InterpError(f"cannot register a model named {name!r}: use letters, digits, '-', '_' or '.' (no ':', '/', spaces).")
+    existing = _REGISTRY.get(name)
+    if existing is not None and (existing.resolve, existing.default_variant) != (resolve, default_variant):
+        raise InterpError(f"a model named {name!r} is already registered (by {_where(existing.resolve)}); pick another name.")
+    _REGISTRY[name] = RegisteredModel(name, resolve, default_variant)
+
+
+def registered_models() -> list[str]:
+    """Names of every registered model, those of installed entry points included, sorted."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def resolve_model(name: str) -> tuple[str, str]:
+    """``(what the loader gets, the label recorded as model_id)`` for a registered ``name`` or ``name:VARIANT``.
+
+    Raises ``InterpError`` naming the registered models when ``name`` is not one of them.
+    """
+    prefix, _, variant = name.partition(":")
+    entry = _registered(prefix)
+    if entry is None:
+        models = registered_models()
+        raise InterpError(
+            f"no registered model named {prefix!r} (asked for {name!r}); registered: {', '.join(models) or 'none'}. "
+            f"Models register through the {ENTRY_POINT_GROUP!r} entry point group (refresh it with `pip install -e .`)."
+        )
+    variant = variant or entry.default_variant
+    source = entry.resolve(variant)
+    return str(source), (f"{entry.name}:{variant}" if variant else entry.name)
+
+
+def _registered(name: str) -> RegisteredModel | None:
+    if name not in _REGISTRY:
+        _load_entry_points(name)
+    return _REGISTRY.get(name)
+
+
+def _load_entry_points(name: str | None = None) -> None:
+    """Run the ``register`` function of each not yet loaded entry point (only ``name``'s, if given)."""
+    for point in _entry_points():
+        if point.name in _LOADED_ENTRY_POINTS or (name is not None and point.name != name):
+            continue
+        _LOADED_ENTRY_POINTS.add(point.name)
+        try:
+            point.load()()
+        except InterpError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a broken plugin is named, with its error
+            raise InterpError(
+                f"the model plugin {point.name!r} ({point.value}, entry point group {ENTRY_POINT_GROUP!r}) "
+                f"failed to register: {type(error).__name__}: {error}"
+            ) from error
+
+
+@functools.lru_cache(maxsize=1)
+def _entry_points() -> tuple[EntryPoint, ...]:
+    """The group's entry points across every installed distribution, the first of each name (read once).
+
+    Not ``importlib.metadata.entry_points(group=...)``: it reads one distribution per name, so a
+    stale ``interp.egg-info`` in the working directory would hide the installed package's.
+    """
+    found: dict[str, EntryPoint] = {}
+    for distribution in distributions():
+        for point in distribution.entry_points:
+            if point.group == ENTRY_POINT_GROUP:
+                found.setdefault(point.name, point)
+    return tuple(found.values())
+
+
+def _where(function: Callable) -> str:
+    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', repr(function))}"
+
 
 _DTYPES = {
     "float32": torch.float32,
@@ -36,8 +149,9 @@ def load_model(
     """Load ``name_or_path`` as an eval-mode ``TransformerBridge`` with raw Hugging Face weights.
 
     Args:
-        name_or_path: ``"organism"`` / ``"organism:NAME"`` (bundled, offline), a local Hugging Face
-            directory (config.json + weights + tokenizer), or a hub id such as ``"gpt2"``.
+        name_or_path: a registered name (``registered_models()``; e.g. ``"organism"`` /
+            ``"organism:NAME"``, bundled, offline), a local Hugging Face directory (config.json +
+            weights + tokenizer), or a hub id such as ``"gpt2"``.
         device: "cpu", "cuda", "cuda:1", ... (default: CUDA if available, else CPU).
         dtype: "float32", "bfloat16", "float16" or a torch dtype.
         trust_remote_code: run model code shipped with a hub repo (off unless you ask).
@@ -61,7 +175,7 @@ def load_model(
 
 
 def model_id(model: TransformerBridge) -> str:
-    """The name a model was loaded under (hub id, directory, or ``organism:NAME``)."""
+    """The name a model was loaded under (hub id, directory, or a registered ``name:VARIANT``)."""
     return str(getattr(model.cfg, "model_name", "unknown"))
 
 
@@ -75,11 +189,9 @@ def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 def _resolve_source(name: str) -> tuple[str, str]:
     """(what to pass to the loader, the label recorded in provenance)."""
-    if name == ORGANISM_PREFIX or name.startswith(ORGANISM_PREFIX + ":"):
-        organism = name.partition(":")[2] or "default"
-        from interp.organisms import organism_path
-
-        return str(organism_path(organism)), f"{ORGANISM_PREFIX}:{organism}"
+    prefix, colon, _ = name.partition(":")
+    if _registered(prefix) is not None:
+        return resolve_model(name)
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -91,6 +203,8 @@ def _resolve_source(name: str) -> tuple[str, str]:
             )
         return str(path.resolve()), str(path.resolve())
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith(os.sep)
+    if colon and not looks_like_path and "\\" not in prefix:
+        return resolve_model(name)  # "name:VARIANT" with no such name: the error lists the registered ones
     if looks_like_path:
         raise InterpError(f"no model directory at {name}. Check the path, or pass a hub id like 'gpt2'.")
     return name, name
@@ -110,7 +224,7 @@ def _load_error(name: str, source: str, error: Exception) -> InterpError:
             f"cannot find model {name!r}: it is not a local directory, and the Hugging Face hub "
             f"{'is disabled (HF_HUB_OFFLINE=1)' if offline else 'could not be reached or has no such model'} "
             f"({text}). Pass a local model directory, pre-download it with `huggingface-cli download {name}`, "
-            "or use the bundled 'organism'."
+            f"or use a registered model ({', '.join(registered_models()) or 'none'})."
         )
     return InterpError(f"could not load model {name!r}: {text}")
 

@@ -1,6 +1,6 @@
 """Plotly figure builders shared by the analyses: readable axes, token/prompt strings in hover text."""
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -41,6 +41,16 @@ def prompt_layer_heatmap(values: np.ndarray, prompts: Sequence[str], layers: Seq
         )
     )
     return style(figure, title, "layer", "prompt")
+
+
+def activation_norms_figure(kind: str, layers: Sequence[int], prompts: Sequence[str], values: np.ndarray, positions, model_id: str) -> go.Figure:
+    """An activation store's overview: ``values[prompt, layer]``, the L2 norm at site ``kind`` (``ActivationStore.norms()``).
+
+    >>> figure = activation_norms_figure("resid_post", [0, 1], ["a", "b"], np.ones((2, 2)), "last", "gpt2")
+    >>> figure.data[0].x, figure.layout.title.text
+    (('0', '1'), '‖resid_post‖ at positions=last — gpt2')
+    """
+    return prompt_layer_heatmap(np.asarray(values), prompts=prompts, layers=layers, title=f"‖{kind}‖ at positions={positions} — {model_id}", colorbar_title="L2 norm")
 
 
 # ---- harm-weight pruning -------------------------------------------------------------------------
@@ -193,4 +203,162 @@ def lens_heatmap(
     )
     figure = style(figure, title, x_title, "layer / site")
     figure.update_layout(height=max(360, 26 * len(rows) + 140))
+    return figure
+
+
+# ---- linear probes -------------------------------------------------------------------------------
+
+_PROBE_COLOURS = {"accuracy": "#1f77b4", "auroc": "#d62728", "log_loss": "#2ca02c"}
+_PROBE_PANELS = (("auroc", 1), ("accuracy", 1), ("log_loss", 2))  # metric, column
+
+
+def probe_figure(
+    layers: Sequence[str],
+    cv_interval: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    cv_folds: Mapping[str, np.ndarray],
+    holdout: Mapping[str, np.ndarray],
+    diff_means_auroc: np.ndarray,
+    projection: np.ndarray,
+    label: np.ndarray,
+    held_out: np.ndarray,
+    probability: np.ndarray,
+    texts: Sequence[str],
+    label_names: tuple[str, str],
+    hook: str,
+    title: str,
+) -> go.Figure:
+    """Probe metrics per layer (CV mean with 95% interval, single folds, held-out) and a 2-D projection of the prompts.
+
+    Args:
+        layers: the x labels, one per layer.
+        cv_interval: per metric ("accuracy", "auroc", "log_loss"): (mean, low, high), each ``[layer]``.
+        cv_folds: per metric, the single folds ``[layer, fold]``; holdout: per metric, ``[layer]``.
+        diff_means_auroc: ``[layer]``, the CV AUROC of the difference-of-means direction.
+        projection: ``[prompt, 2]`` at ``hook``; label: ``[prompt]`` 0/1; held_out: ``[prompt]`` bool;
+            probability: ``[prompt]`` out-of-fold P(``label_names[1]``); texts: the prompts (hover).
+    """
+    from plotly.subplots import make_subplots
+
+    x = list(layers)
+    n_folds = int(np.asarray(next(iter(cv_folds.values()))).shape[-1])
+    figure = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.24, 0.38],
+                           subplot_titles=(f"accuracy / AUROC ({n_folds}-fold CV, 95% interval)", "log-loss", f"h_last at {hook}"))  # fmt: skip
+    for metric, col in _PROBE_PANELS:
+        centre, low, high = (np.asarray(part) for part in cv_interval[metric])
+        colour = _PROBE_COLOURS[metric]
+        error = dict(type="data", symmetric=False, array=(high - centre).tolist(), arrayminus=(centre - low).tolist())
+        traces = [
+            go.Scatter(x=x, y=centre.tolist(), mode="lines+markers", name=f"CV {metric}", legendgroup=metric, line=dict(color=colour), error_y=error,
+                       hovertemplate="layer %{x}<br>" + metric + " %{y:.3f}<extra>CV mean</extra>"),
+            go.Scatter(x=[label for label in x for _ in range(n_folds)], y=np.asarray(cv_folds[metric]).flatten().tolist(), mode="markers",
+                       name=f"{metric}, single folds", legendgroup=metric, showlegend=False, opacity=0.35, marker=dict(color=colour, size=5),
+                       hovertemplate="layer %{x}<br>" + metric + " %{y:.3f}<extra>one fold</extra>"),
+            go.Scatter(x=x, y=np.asarray(holdout[metric]).tolist(), mode="markers", name=f"held-out {metric}", legendgroup=metric,
+                       marker=dict(color=colour, symbol="diamond-open", size=9),
+                       hovertemplate="layer %{x}<br>" + metric + " %{y:.3f}<extra>held-out</extra>"),
+        ]  # fmt: skip
+        for trace in traces:
+            figure.add_trace(trace, row=1, col=col)
+    figure.add_trace(
+        go.Scatter(x=x, y=np.asarray(diff_means_auroc).tolist(), mode="lines", name="CV AUROC, diff-of-means",
+                   line=dict(color=_PROBE_COLOURS["auroc"], dash="dot"),
+                   hovertemplate="layer %{x}<br>AUROC %{y:.3f}<extra>difference of means</extra>"),
+        row=1, col=1,
+    )  # fmt: skip
+    projection, label, held_out = np.asarray(projection), np.asarray(label), np.asarray(held_out, dtype=bool)
+    for cls in (0, 1):
+        for split, symbol in (("cv", "circle"), ("held-out", "diamond")):
+            rows = np.flatnonzero((label == cls) & (held_out if split == "held-out" else ~held_out)).tolist()
+            if not rows:
+                continue
+            figure.add_trace(
+                go.Scatter(
+                    x=projection[rows, 0].tolist(), y=projection[rows, 1].tolist(), mode="markers",
+                    name=f"{label_names[cls]} ({split})",
+                    marker=dict(color=("#1f77b4", "#d62728")[cls], symbol=symbol, size=6, opacity=0.7),
+                    hovertext=[short(texts[j], 200) for j in rows],
+                    customdata=[[label_names[cls], float(probability[j])] for j in rows],
+                    hovertemplate="%{hovertext}<br>label %{customdata[0]}<br>P(" + label_names[1] + ") %{customdata[1]:.3f}<extra></extra>",
+                ),
+                row=1, col=3,
+            )  # fmt: skip
+    style(figure, title, "layer", "accuracy / AUROC")
+    figure.update_yaxes(range=[0, 1.02], row=1, col=1)
+    figure.update_xaxes(title_text="layer", type="category", row=1, col=2)
+    figure.update_xaxes(type="category", row=1, col=1)
+    figure.update_yaxes(title_text="log-loss (nats)", row=1, col=2)
+    figure.update_xaxes(title_text="difference-of-means direction (standardised)", row=1, col=3)
+    figure.update_yaxes(title_text="top principal component orthogonal to it", row=1, col=3)
+    figure.update_layout(height=480, width=1500)
+    return figure
+
+
+# ---- chain-of-thought resampling -----------------------------------------------------------------
+
+SENTENCE_AXIS = "sentence index in the chain of thought"
+
+
+def wrap_html(text: str, width: int = 80) -> str:
+    """``text`` HTML-escaped and wrapped into lines of ``width`` for hover text."""
+    import html
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(html.escape(text), width)) or "(empty)"
+
+
+def sentence_metric_figure(sentences: Sequence[str], values: np.ndarray, name: str, axis_title: str,
+                           also: Mapping[str, np.ndarray], title: str) -> go.Figure:
+    """One bar per sentence (red below zero); hover shows the sentence, the value and the metrics in ``also``."""
+    values = np.asarray(values, dtype=np.float64)
+    hover = [
+        f"<b>sentence {i}</b><br>{wrap_html(s)}<br>{name}: {v:.4g}" + "".join(f"<br>{k}: {float(other[i]):.3g}" for k, other in also.items())
+        for i, (s, v) in enumerate(zip(sentences, values))
+    ]
+    colors = ["#d62728" if v < 0 else "#1f77b4" for v in np.nan_to_num(values)]
+    figure = go.Figure(go.Bar(x=list(range(len(sentences))), y=values, marker_color=colors, hovertext=hover, hoverinfo="text", name=name))
+    style(figure, title, SENTENCE_AXIS, axis_title)
+    figure.update_layout(hoverlabel={"align": "left"})
+    return figure
+
+
+def sentence_graph_figure(sentences: Sequence[str], matrix: np.ndarray, top_k: int = 40) -> go.Figure:
+    """Nodes along the chain; arcs for the ``top_k`` strongest entries ``matrix[i, j]`` (i < j), blue positive, red negative.
+
+    Node size grows with the total outgoing |importance|; hovering a node shows its sentence.
+    """
+    mat = np.nan_to_num(np.asarray(matrix, dtype=np.float64))
+    n = len(sentences)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if mat[i, j] != 0]
+    pairs.sort(key=lambda ij: -abs(mat[ij]))
+    pairs = pairs[:top_k]
+    biggest = max((abs(mat[ij]) for ij in pairs), default=1.0) or 1.0
+    figure = go.Figure()
+    for i, j in pairs:
+        w = mat[i, j]
+        t = np.linspace(0, 1, 30)
+        figure.add_trace(
+            go.Scatter(
+                x=i + (j - i) * t, y=np.sin(np.pi * t) * (j - i) ** 0.5, mode="lines", hoverinfo="text",
+                text=f"{i} → {j}: {w:+.3f}",
+                line={"color": "#1f77b4" if w > 0 else "#d62728", "width": 1 + 5 * abs(w) / biggest},
+                opacity=0.3 + 0.7 * abs(w) / biggest, showlegend=False,
+            )
+        )  # fmt: skip
+    outgoing = np.abs(mat).sum(axis=1)
+    figure.add_trace(
+        go.Scatter(
+            x=list(range(n)), y=[0.0] * n, mode="markers", name="sentences",
+            marker={"size": 6 + 14 * outgoing / (outgoing.max() or 1.0), "color": "#444"},
+            hovertext=[f"<b>sentence {i}</b><br>{wrap_html(s)}<br>total outgoing |importance|: {o:.3g}" for i, (s, o) in enumerate(zip(sentences, outgoing))],
+            hoverinfo="text",
+        )
+    )  # fmt: skip
+    style(
+        figure,
+        f"sentence-to-sentence importance (top {len(pairs)} links; blue: keeping the earlier "
+        "sentence makes the later one more likely, red: less likely)",
+        SENTENCE_AXIS,
+        "",
+    )
+    figure.update_layout(yaxis={"visible": False}, hoverlabel={"align": "left"})
     return figure

@@ -10,6 +10,8 @@ as ``resid_post`` expand to that site in every layer.
 ('blocks.1.attn.hook_z', 'hook_embed')
 >>> parse_site("blocks.3.hook_mlp_out")
 Site(layer=3, kind='mlp_out')
+>>> resolve_patch_site("attn_head_out"), patch_site_label("z")
+('z', 'attn_head_out')
 """
 
 import difflib
@@ -49,6 +51,26 @@ GLOBAL_SITES: dict[str, str] = {
 HEAD_SITES = frozenset({"q", "k", "v", "z"})
 # sites with two position axes: [batch, head, query_pos, key_pos]
 PATTERN_SITES = frozenset({"attn_scores", "pattern"})
+
+# sites with one residual-width vector per position: [batch, pos, d_model]
+POSITION_SITES = frozenset({"resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"})
+
+# Patching's names for the sites it can patch -> the shorthand (site kind) that holds each.
+# The shorthands themselves ("z", "v", "pattern", ...) are accepted too.
+PATCH_SITES: dict[str, str] = {
+    "resid_pre": "resid_pre",
+    "resid_mid": "resid_mid",
+    "resid_post": "resid_post",
+    "attn_out": "attn_out",
+    "mlp_out": "mlp_out",
+    "attn_head_out": "z",
+    "attn_head_value": "v",
+    "attn_head_pattern": "pattern",
+    "attn_head_query": "q",
+    "attn_head_key": "k",
+}
+PATCHABLE_SITES = POSITION_SITES | {"z", "v", "q", "k", "pattern"}
+_KIND_TO_PATCH_SITE = {kind: name for name, kind in PATCH_SITES.items()}
 
 _LAYER_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 _TEMPLATE_TO_KIND = {template.split("{layer}.")[1]: kind for kind, template in LAYER_SITES.items()}
@@ -122,6 +144,24 @@ def unknown_site_error(name: str, valid: Sequence[str]) -> InterpError:
         f"unknown hook site {name!r}.{hint} Use a shorthand ({', '.join(LAYER_SITES)}, "
         f"{', '.join(GLOBAL_SITES)}) or a full name like 'blocks.0.hook_resid_post'."
     )
+
+
+def resolve_patch_site(site: str) -> str:
+    """The shorthand a patching site names (``"attn_head_out"`` -> ``"z"``); raise with close matches if unknown."""
+    name = str(site).strip()
+    if name in PATCH_SITES:
+        return PATCH_SITES[name]
+    if name in PATCHABLE_SITES:
+        return name
+    candidates = list(PATCH_SITES) + sorted(PATCHABLE_SITES)
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise InterpError(f"unknown patching site {site!r}.{hint} Patchable sites: {', '.join(PATCH_SITES)} (or the site kinds {', '.join(sorted(PATCHABLE_SITES))}).")
+
+
+def patch_site_label(kind: str) -> str:
+    """The patching name of a shorthand (``"z"`` -> ``"attn_head_out"``); other names unchanged."""
+    return _KIND_TO_PATCH_SITE.get(kind, kind)
 
 
 def _all_names(n_layers: int) -> list[str]:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,24 +36,20 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 import interp
+from interp import defaults
+from interp.capture import DTYPE_NAMES, Positions, check_model_has, normalize_positions, resolve_storage_dtype, run_and_capture
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.io import atomic_write_json, atomic_write_safetensors
 from interp.models import model_id
 from interp.provenance import Provenance, hash_bytes, library_versions, warn_if_other_versions, weights_hash
 from interp.readout import Readout
-from interp.sites import PATTERN_SITES, expand_sites, parse_site, unknown_site_error
+from interp.sites import expand_sites, parse_site
 
 FORMAT = "interp.activation_store"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-Positions = Literal["last", "all"] | Sequence[int]
 
-_DTYPE_NAMES = {
-    torch.float32: "float32",
-    torch.float16: "float16",
-    torch.bfloat16: "bfloat16",
-}
 _SAFETENSORS_DTYPES = {
     "F32": torch.float32,
     "F16": torch.float16,
@@ -77,7 +73,7 @@ def cache_activations(
     hooks: Sequence[str] = ("resid_post",),
     positions: Positions = "last",
     out: str | os.PathLike = "activations",
-    batch_size: int = 16,
+    batch_size: int = defaults.CACHE_BATCH_SIZE,
     dtype: str | torch.dtype | None = None,
     shard_size: int | None = None,
     resume: bool = False,
@@ -104,12 +100,12 @@ def cache_activations(
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts(list(prompts))
     n_layers = int(model.cfg.n_layers)
     hook_names = expand_sites(hooks, n_layers)
-    _check_model_has(model, hook_names)
+    check_model_has(model, hook_names)
     token_lists = tokenize_prompts(model, prompt_set)
     lengths = torch.tensor([len(ids) for ids in token_lists])
     max_length = int(lengths.max())
-    position_spec = _normalize_positions(positions, lengths)
-    storage_dtype = _resolve_storage_dtype(dtype, model)
+    position_spec = normalize_positions(positions, lengths)
+    storage_dtype = resolve_storage_dtype(dtype, model)
     shard_size = int(shard_size or batch_size * 8)
     if shard_size < 1:
         raise InterpError(f"shard_size must be at least 1, got {shard_size}.")
@@ -121,7 +117,7 @@ def cache_activations(
         "prompts_hash": prompt_set.hash,
         "hooks": list(hook_names),
         "positions": position_spec,
-        "dtype": _DTYPE_NAMES[storage_dtype],
+        "dtype": DTYPE_NAMES[storage_dtype],
         "shard_size": shard_size,
         "n_prompts": len(prompt_set),
     }
@@ -141,7 +137,7 @@ def cache_activations(
             start, stop = index * shard_size, min((index + 1) * shard_size, len(prompt_set))
             pieces: dict[str, list[Tensor]] = {name: [] for name in hook_names}
             for batch in iter_batches(token_lists, batch_size, pad_id, start, stop):
-                captured = _run_and_capture(model, batch, hook_names, position_spec, max_length, storage_dtype)
+                captured = run_and_capture(model, batch, hook_names, position_spec, max_length, storage_dtype)
                 for name in hook_names:
                     pieces[name].append(captured[name])
                 bar.update(len(batch.indices))
@@ -158,75 +154,6 @@ def cache_activations(
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     atomic_write_json(out / MANIFEST, manifest)
     return ActivationStore.open(out)
-
-
-def capture_activations(
-    model,
-    prompts: PromptSet | Sequence[str],
-    hooks: Sequence[str] = ("resid_post",),
-    positions: Positions = "last",
-    batch_size: int = 16,
-    dtype: str | torch.dtype | None = None,
-) -> dict[str, Tensor]:
-    """The same activations ``cache_activations`` writes, kept in memory: ``{hook name: [prompt, ...]}``.
-
-    For small prompt sets and analyses that run straight from a model.
-    """
-    prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts(list(prompts))
-    hook_names = expand_sites(hooks, int(model.cfg.n_layers))
-    _check_model_has(model, hook_names)
-    token_lists = tokenize_prompts(model, prompt_set)
-    lengths = torch.tensor([len(ids) for ids in token_lists])
-    position_spec = _normalize_positions(positions, lengths)
-    storage_dtype = _resolve_storage_dtype(dtype, model)
-    pieces: dict[str, list[Tensor]] = {name: [] for name in hook_names}
-    with torch.inference_mode():
-        for batch in iter_batches(token_lists, batch_size, pad_token_id(model)):
-            captured = _run_and_capture(model, batch, hook_names, position_spec, int(lengths.max()), storage_dtype)
-            for name in hook_names:
-                pieces[name].append(captured[name])
-    return {name: torch.cat(parts) for name, parts in pieces.items()}
-
-
-def _check_model_has(model, hook_names: Sequence[str]) -> None:
-    valid = set(model.hook_dict) | set(getattr(model, "_hook_alias_registry", {}) or {})
-    for name in hook_names:
-        if model.get_hook_point(name) is None:
-            raise unknown_site_error(name, sorted(valid))
-
-
-def _normalize_positions(positions: Positions, lengths: Tensor) -> str | list[int]:
-    if isinstance(positions, str):
-        if positions not in ("last", "all"):
-            raise InterpError(f"positions must be 'last', 'all' or a list of integers, got {positions!r}.")
-        return positions
-    explicit = [int(p) for p in positions]
-    if not explicit:
-        raise InterpError("positions is an empty list; give at least one position, or 'last' / 'all'.")
-    shortest = int(lengths.min())
-    for p in explicit:
-        if not -shortest <= p < shortest:
-            raise InterpError(
-                f"position {p} does not exist in the shortest prompt ({shortest} tokens); "
-                f"use positions between {-shortest} and {shortest - 1}, or negative positions counted from each prompt's end."
-            )
-    return explicit
-
-
-def _resolve_storage_dtype(dtype, model) -> torch.dtype:
-    if dtype is None:
-        model_dtype = next(model.parameters()).dtype
-        return model_dtype if model_dtype in _DTYPE_NAMES else torch.float32
-    if isinstance(dtype, torch.dtype):
-        resolved = dtype
-    else:
-        lookup = {name: value for value, name in _DTYPE_NAMES.items()}
-        if dtype not in lookup:
-            raise InterpError(f"unknown storage dtype {dtype!r}; use one of {', '.join(lookup)}.")
-        resolved = lookup[dtype]
-    if resolved not in _DTYPE_NAMES:
-        raise InterpError(f"cannot store activations as {resolved}; use float32, bfloat16 or float16.")
-    return resolved
 
 
 def _prepare_directory(out: Path, config: dict[str, Any], resume: bool) -> dict[str, Any] | None:
@@ -296,72 +223,6 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
     }
     atomic_write_json(out / MANIFEST, manifest)
     return manifest
-
-
-class _AllCaptured(Exception):
-    """Raised by the last capture hook: the rest of the forward (later blocks, unembedding) is not needed."""
-
-
-def _run_and_capture(model, batch, hook_names, positions, max_length: int, dtype: torch.dtype) -> dict[str, Tensor]:
-    """Run one batch and return the selected positions of every hook; the forward stops after the last one."""
-    device = model.cfg.device
-    tokens = batch.tokens.to(device)
-    mask = batch.attention_mask.to(device)
-    last = (batch.lengths - 1).to(device)
-    captured: dict[str, Tensor] = {}
-
-    def make_hook(name: str):
-        is_pattern = parse_site(name).kind in PATTERN_SITES
-
-        def hook(tensor: Tensor, hook) -> Tensor:
-            captured[name] = _select_positions(tensor, positions, last, batch.lengths.to(device), max_length, is_pattern).to("cpu", dtype)
-            if len(captured) == len(hook_names):
-                raise _AllCaptured
-            return tensor
-
-        return hook
-
-    with model.hooks(fwd_hooks=[(name, make_hook(name)) for name in hook_names]):
-        try:
-            model(tokens, attention_mask=mask, return_type=None)
-        except _AllCaptured:
-            pass
-    missing = [name for name in hook_names if name not in captured]
-    if missing:
-        raise InterpError(f"the hooks {missing} never fired for this model; it may not compute them. Choose other sites.")
-    return captured
-
-
-def _select_positions(tensor: Tensor, positions, last: Tensor, lengths: Tensor, max_length: int, is_pattern: bool) -> Tensor:
-    """Pick positions along the (query) position axis; pad position axes to the store's max length."""
-    if is_pattern:  # [batch, head, query, key] -> position axis first: [batch, query, head, key]
-        tensor = tensor.transpose(1, 2)
-        tensor = _pad_axis(tensor, 3, max_length)
-        key_valid = torch.arange(max_length, device=tensor.device)[None, :] < lengths[:, None]
-        tensor = tensor * key_valid[:, None, None, :].to(tensor.dtype)
-    rows = torch.arange(tensor.shape[0], device=tensor.device)
-    if positions == "last":
-        selected = tensor[rows, last]
-    elif positions == "all":
-        selected = _pad_axis(tensor, 1, max_length)
-        valid = torch.arange(max_length, device=tensor.device)[None, :] < lengths[:, None]
-        selected = selected * valid.view(*valid.shape, *([1] * (selected.dim() - 2))).to(selected.dtype)
-    else:
-        wanted = torch.tensor(positions, device=tensor.device)
-        index = torch.where(wanted[None, :] < 0, lengths[:, None] + wanted[None, :], wanted[None, :].expand(len(rows), -1))
-        selected = tensor[rows[:, None], index]
-    if is_pattern:  # back to [batch, (query,) head, key]
-        selected = selected.transpose(-3, -2) if positions != "last" else selected
-    return selected.contiguous()
-
-
-def _pad_axis(tensor: Tensor, axis: int, size: int) -> Tensor:
-    missing = size - tensor.shape[axis]
-    if missing <= 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[axis] = missing
-    return torch.cat([tensor, tensor.new_zeros(shape)], dim=axis)
 
 
 def _shard_rows(index: int, shard_size: int, n_prompts: int) -> int:
@@ -619,21 +480,32 @@ class ActivationStore:
     def __repr__(self) -> str:
         return f"ActivationStore({str(self.root)!r}, model={self.model_id!r}, prompts={self.n_prompts}, hooks={len(self.hooks)}, positions={self.positions!r})"
 
-    # ---- figure ----
-    def figure(self, kind: str | None = None):
-        """Heatmap of activation norms, prompt x layer, for one site kind (default: the first cached)."""
-        from interp import plots
+    # ---- summary ----
+    def norms(self, kind: str | None = None) -> "SiteNorms":
+        """L2 norm of every prompt's activation at each cached layer of ``kind`` (default: the first cached kind)."""
+        sites = [(name, parse_site(name)) for name in self.hooks if parse_site(name).layer is not None]
+        kind = kind or (sites[0][1].kind if sites else None)
+        names = [name for name, site in sites if site.kind == kind]
+        if not names:
+            cached = ", ".join(sorted({site.kind for _, site in sites})) or "none"
+            raise InterpError(f"the store at {self.root} holds no per-layer {kind or 'site'} activations (per-layer kinds cached: {cached}).")
+        values = torch.stack([self[name].float().flatten(1).norm(dim=1) for name in names], dim=1)
+        return SiteNorms(kind, tuple(parse_site(name).layer for name in names), tuple(self.prompts.texts),
+                         values.numpy(), self.positions, self.model_id)
 
-        kinds = [parse_site(name).kind for name in self.hooks if parse_site(name).layer is not None]
-        if not kinds:
-            raise InterpError("the store holds no per-layer sites to draw.")
-        kind = kind or kinds[0]
-        names = [name for name in self.hooks if parse_site(name).layer is not None and parse_site(name).kind == kind]
-        norms = torch.stack([self[name].float().flatten(1).norm(dim=1) for name in names], dim=1)
-        return plots.prompt_layer_heatmap(
-            norms.numpy(),
-            prompts=self.prompts.texts,
-            layers=[parse_site(name).layer for name in names],
-            title=f"‖{kind}‖ at positions={self.positions} — {self.model_id}",
-            colorbar_title="L2 norm",
-        )
+
+@dataclass(frozen=True)
+class SiteNorms:
+    """``values[prompt, layer]``: the L2 norm of each prompt's activation at one site kind; draw it with
+    ``interp.plots.activation_norms_figure(**dataclasses.asdict(norms))``."""
+
+    kind: str
+    layers: tuple[int, ...]
+    prompts: tuple[str, ...]
+    values: Float[np.ndarray, "prompt layer"]
+    positions: str | list[int]
+    model_id: str
+
+    def __post_init__(self):
+        if self.values.shape != (len(self.prompts), len(self.layers)):
+            raise InterpError(f"SiteNorms.values has shape {self.values.shape}; expected (prompt, layer) = {(len(self.prompts), len(self.layers))}.")

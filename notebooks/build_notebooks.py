@@ -505,7 +505,7 @@ score sets (two harm categories, and two groups of benign topics as a control) m
 the categories' masks overlap. `run_experiment` saves each finished step and resumes.
 '''),
     code('''
-from interp.experiments import parse_config, run_experiment, summary
+from interp.experiments import parse_config, run_experiment
 
 N = 24
 
@@ -534,14 +534,14 @@ config = parse_config({
     },
 })
 result = run_experiment(config, OUT / "sweep", model=model, progress=False)
-print(summary(result))
+print(result.summary())
 '''),
     code('''
 result.figure()
 '''),
     md('''
 Harm (left) and arithmetic accuracy (right) against the share of weights pruned; each
-set-difference point is one `p`, with its random control at the same size (`summary` above also
+set-difference point is one `p`, with its random control at the same size (`result.summary()` above also
 lists helpful answers and the benign loss). No setting removes harm and keeps utility:
 
 - `p = 0.01` protects too little: harm goes to zero, and so does almost everything else;

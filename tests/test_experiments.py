@@ -255,3 +255,249 @@ def test_small_harm_pruning_run_on_the_organism(tmp_path):
     assert result.baseline.metrics["harm_judge_rate"] >= 0.8, "the organism should comply when triggered"
     assert drop > random_drop + 0.2, f"set difference lowered harm by {drop:.2f}, a random mask by {random_drop:.2f}"
     assert result.overlaps and result.overlaps[0].overlap.enrichment > 2
+
+
+# ---- experiments of every analysis (interp run with analysis = ...) ---------------------------------
+
+IOI = [
+    ("when mary and john went to the store , john gave a drink to", "when mary and john went to the store , mary gave a drink to"),
+    ("when john and mary went to the store , mary gave a drink to", "when john and mary went to the store , john gave a drink to"),
+]
+
+
+def one_hot_embedder(texts):
+    """A sentence embedder for the tests: one direction per distinct text."""
+    import numpy as np
+
+    index = {text: row for row, text in enumerate(dict.fromkeys(texts))}
+    out = np.zeros((len(texts), max(len(index), 1)))
+    for row, text in enumerate(texts):
+        out[row, index[text]] = 1.0
+    return out
+
+
+def _toml(directory: Path, name: str, text: str) -> Path:
+    path = directory / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    _write(tmp_path / "prompts.jsonl", [{"text": row["text"], "label": "harmful" if i % 2 else "benign"} for i, row in enumerate(HARMFUL + HARMFUL)])
+    _write(tmp_path / "clean.jsonl", [{"text": clean} for clean, _ in IOI])
+    _write(tmp_path / "corrupt.jsonl", [{"text": corrupt} for _, corrupt in IOI])
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('analysis = "lense"', "unknown analysis 'lense' in the config. Did you mean 'lens'? Known analyses: cache, lens, patching, probes, resampling, pruning."),
+        ('analysis = "lens"\ntop_kk = 3\n[prompts]\npath = "p.jsonl"', "unknown key 'top_kk' in the config. Did you mean 'top_k'?"),
+        ('analysis = "lens"\n[prompts]\npth = "p.jsonl"', "unknown key 'pth' in [prompts]. Did you mean 'path'?"),
+        ('analysis = "lens"\ntop_k = "five"\n[prompts]\npath = "p.jsonl"', "'top_k' in the config must be an integer, got 'five'."),
+        ('analysis = "lens"\nsites = ["resid_pre", 3]\n[prompts]\npath = "p.jsonl"', "'sites' in the config must be a list of strings, got ['resid_pre', 3]."),
+        ('analysis = "lens"\n[prompts]\npath = "p.jsonl"\nlimit = 2.5', "'limit' in [prompts] must be an integer, got 2.5."),
+        ('analysis = "lens"\nprompts = "p.jsonl"', "[prompts] must be a table, got str 'p.jsonl'."),
+        ('analysis = "cache"\nhooks = ["resid_post"]', "the config is missing 'prompts'."),
+        ('analysis = "lens"\ntargets = " a"', "exactly one of a [prompts] table or `store`"),
+        ('analysis = "patching"\nmetric = "logits"\n[clean]\npath = "c"\n[corrupt]\npath = "d"', "metric must be logit_diff, probability or kl, got 'logits'."),
+        ('analysis = "patching"\n[clean]\npath = "c"\n[corrupt]\npath = "d"', "metric logit_diff needs `answer`"),
+        ('analysis = "probes"\nstore = "s"\ncv = true', "'cv' in the config must be an integer, got True."),
+        ('analysis = "resampling"\nn = 4', "the config is missing 'prompt'."),
+        ("evaluation = 3\n[harmful]\npath = 'h'\n[benign]\npath = 'b'", "[evaluation] must be a table, got int 3."),
+        ("p = 'small'\n[harmful]\npath = 'h'\n[benign]\npath = 'b'\n[evaluation.harmful]\npath = 'h'", "'p' in the config must be a list of numbers, got 'small'."),
+    ],
+)
+def test_every_analysis_validates_its_toml_in_one_line(tmp_path, capsys, text, message):
+    path = _toml(tmp_path, "bad", text)
+    with pytest.raises(InterpError) as error:
+        load_config(path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("interp: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_overrides_set_any_key_with_a_toml_value(experiment_dir):
+    config = load_config(experiment_dir / "experiment.toml", overrides=["q=[0.2]", "n_samples=2", "evaluation.harmful.limit=1", "method=wanda", "categories={}"])
+    assert config.q == (0.2,) and config.n_samples == 2 and config.method == "wanda" and config.categories == {}
+    assert config.evaluation.harmful.limit == 1 and config.evaluation.harmful.path == str(experiment_dir / "harmful.jsonl")
+    with pytest.raises(InterpError, match=r"--set 'n_samples': use KEY=VALUE"):
+        load_config(experiment_dir / "experiment.toml", overrides=["n_samples"])
+    with pytest.raises(InterpError, match="'n_samples' in the config must be an integer, got 'many'"):
+        load_config(experiment_dir / "experiment.toml", overrides=["n_samples=many"])
+
+
+def test_lens_experiment_is_skipped_when_done_and_recomputed_when_changed(data_dir, tiny_model_dirs, monkeypatch, capsys):
+    import interp.lens as lens_module
+    from interp.lens import LensResult
+
+    calls = []
+    real = lens_module.logit_lens
+    monkeypatch.setattr(lens_module, "logit_lens", lambda *args, **kwargs: calls.append(kwargs) or real(*args, **kwargs))
+    path = _toml(data_dir, "lens", f'analysis = "lens"\nmodel = "{tiny_model_dirs["llama"]}"\ndevice = "cpu"\ntop_k = 3\n[prompts]\npath = "prompts.jsonl"\nlimit = 3\n')
+    out = data_dir / "lens_out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    assert "lens experiment 'lens' in" in capsys.readouterr().out
+    saved = LensResult.load(out)
+    assert len(saved.prompts) == 3 and saved.top_tokens and len(saved.top_tokens[0][0][0]) == 3
+    record = json.loads((out / "config.json").read_text())
+    assert record["analysis"] == "lens" and record["top_k"] == 3 and record["prompts"]["path"] == str(data_dir / "prompts.jsonl")
+    assert (out / "lens.html").exists() and len(calls) == 1
+
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    assert len(calls) == 1, "the same config and data ran again"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--set", "top_k=2"]) == 0
+    assert len(calls) == 2 and len(LensResult.load(out).top_tokens[0][0][0]) == 2
+    assert json.loads((out / "config.json").read_text())["top_k"] == 2
+    _write(data_dir / "prompts.jsonl", [{"text": "the answer is"}] * 3)  # same config, other data
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--set", "top_k=2"]) == 0
+    assert len(calls) == 3 and LensResult.load(out).prompts == ("the answer is",) * 3
+
+
+def test_cache_resumes_and_probes_read_its_store(data_dir, tiny_model_dirs, monkeypatch):
+    from interp.probes import ProbeResult
+    from interp.store import ActivationStore
+
+    model = f'model = "{tiny_model_dirs["llama"]}"\ndevice = "cpu"\n'
+    cache = _toml(data_dir, "cache", f'analysis = "cache"\n{model}hooks = ["embed", "resid_post"]\nbatch_size = 2\n[prompts]\npath = "prompts.jsonl"\n')
+    assert main(["run", str(cache), "--out", str(data_dir / "acts"), "--quiet"]) == 0
+    store = ActivationStore.open(data_dir / "acts" / "store")
+    assert store.n_prompts == 2 * len(HARMFUL) and json.loads((data_dir / "acts" / "config.json").read_text())["hooks"] == ["embed", "resid_post"]
+    assert main(["run", str(cache), "--out", str(data_dir / "acts"), "--quiet"]) == 0  # complete: reused
+    with pytest.raises(InterpError, match=r"holds a different experiment \(changed: batch_size\)"):
+        run_experiment(load_config(cache, overrides=["batch_size=4"]), data_dir / "acts", progress=False)
+
+    probes = _toml(data_dir, "probes", 'analysis = "probes"\nstore = "acts/store"\ncv = 2\nholdout = 0.0\n')
+    config = load_config(probes)
+    assert config.store == str(data_dir / "acts" / "store")
+    result = run_experiment(config, data_dir / "probes_out", progress=False)
+    assert isinstance(result, ProbeResult) and ProbeResult.load(data_dir / "probes_out").hooks == result.hooks
+    import interp.probes as probes_module
+
+    monkeypatch.setattr(probes_module, "train_probes", lambda *args, **kwargs: pytest.fail("a finished probe experiment was trained again"))
+    assert run_experiment(config, data_dir / "probes_out", progress=False).hooks == result.hooks
+
+
+def test_patching_experiment_writes_its_result_and_config(data_dir, tiny_model_dirs):
+    from interp.patching import PatchingResult
+
+    path = _toml(data_dir, "patch", f'''analysis = "patching"
+model = "{tiny_model_dirs['llama']}"
+device = "cpu"
+answer = " mary"
+wrong = " john"
+by_position = false
+[clean]
+path = "clean.jsonl"
+[corrupt]
+path = "corrupt.jsonl"
+''')
+    result = run_experiment(load_config(path), data_dir / "patch_out", progress=False)
+    assert result.method == "activation" and result.site == "resid_pre" and result.axes == ("layer",)
+    assert PatchingResult.load(data_dir / "patch_out").values.shape == result.values.shape
+    assert json.loads((data_dir / "patch_out" / "config.json").read_text())["by_position"] is False
+
+
+def test_resampling_experiment_resumes_its_rollouts(data_dir, tiny_model_dirs, monkeypatch):
+    import interp.resampling as resampling_module
+
+    path = _toml(data_dir, "resample", f'''analysis = "resampling"
+model = "{tiny_model_dirs['llama']}"
+device = "cpu"
+prompt = "Q: what is 2 + 2 ? <think>\\n"
+solution = "I add two and two. That makes four.</think> the answer is 4"
+gt_answer = 4
+answer = "the answer is (\\\\d+)"
+n = 2
+max_new_tokens = 4
+forced = false
+matrix = false
+embedder = "test_experiments:one_hot_embedder"
+''')
+    config = load_config(path)
+    result = run_experiment(config, data_dir / "rs", progress=False)
+    assert result.sentences == ("I add two and two.", "That makes four.")
+    rollouts = (data_dir / "rs" / "rollouts" / "rollouts.jsonl").read_text()
+    assert len(rollouts.splitlines()) == 2 * 3 and (data_dir / "rs" / "result.json").exists()
+    monkeypatch.setattr(resampling_module.LocalBackend, "generate", lambda *args, **kwargs: pytest.fail("finished rollouts were sampled again"))
+    assert run_experiment(config, data_dir / "rs", progress=False).sentences == result.sentences
+    assert (data_dir / "rs" / "rollouts" / "rollouts.jsonl").read_text() == rollouts
+
+
+CIRCUITS = sorted((REPO / "circuits").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CIRCUITS, ids=[path.stem for path in CIRCUITS])
+def test_every_circuit_toml_parses(path):
+    from interp.experiments import ANALYSES
+
+    config = load_config(path)
+    assert isinstance(config, ANALYSES[config.ANALYSIS]) and config.to_dict()["analysis"] == config.ANALYSIS
+
+
+def test_every_findings_folder_has_what_reproduces_it():
+    """Each circuits/NAME/ is reproduced by circuits/NAME.toml (interp run) or circuits/NAME.py (a script that compiles)."""
+    import ast
+
+    folders = sorted(path for path in (REPO / "circuits").iterdir() if path.is_dir() and not path.name.startswith((".", "_")))
+    assert {folder.name for folder in folders} >= {"harm_pruning", "cot_anchors", "probe_recognition"}
+    for folder in folders:
+        toml, script = folder.with_suffix(".toml"), folder.with_suffix(".py")
+        assert toml.exists() or script.exists(), f"nothing in circuits/ reproduces {folder.name}/: add {toml.name} or {script.name}"
+        if script.exists():
+            ast.parse(script.read_text(), filename=str(script))
+
+
+@pytest.mark.parametrize(
+    ("folder", "overrides"),
+    [("snip_sweep", ["evaluate_categories=false", "method=snip", "p=[0.01, 0.1, 0.3]"]), ("signed_snip_p0.01_q0.01", ["evaluate_categories=false", "q=[0.01]"])],
+)
+def test_harm_pruning_findings_came_from_the_circuit_toml(folder, overrides):
+    """circuits/harm_pruning/FOLDER/config.json is circuits/harm_pruning.toml with the overrides its README names."""
+    recorded = json.loads((REPO / "circuits" / "harm_pruning" / folder / "config.json").read_text())
+    assert load_config(CIRCUIT, overrides=overrides).to_dict() == {"analysis": "pruning", **recorded}
+
+
+def test_harm_pruning_circuit_runs_at_a_tiny_size_through_interp_run(tmp_path, capsys):
+    """circuits/harm_pruning.toml through the dispatch, shrunk with --set: every point and overlap is there."""
+    organisms = pytest.importorskip("interp.organisms", reason="the organisms package is not installed")
+    if "default" not in organisms.available_organisms():
+        pytest.skip("the bundled organism (assets/organisms/default) is not trained yet: run `interp organism train --out assets/organisms/default`")
+    tiny = ["n_samples=4", "q=[0.01]", "evaluate_categories=false", "evaluation.max_new_tokens=8", "evaluation.task_max_new_tokens=8"]
+    tiny += [f"evaluation.{name}.limit=4" for name in ("harmful", "benign_prompts", "benign_pairs", "tasks")]
+    tiny += [f"categories.{name}.limit=4" for name in ("weapons", "cyber", "benign_a", "benign_b")]
+    argv = ["run", str(CIRCUIT), "--out", str(tmp_path / "run"), "--quiet"] + [part for item in tiny for part in ("--set", item)]
+    assert main(argv) == 0
+    output = capsys.readouterr().out
+    assert "set_difference_p0.01_q0.01" in output and "random_p0.01_q0.01_seed0" in output and "overlap (set difference) weapons & cyber" in output
+    result = PruningResult.load(tmp_path / "run")
+    assert [point.label for point in result.points] == ["baseline", "set_difference_p0.01_q0.01", "random_p0.01_q0.01_seed0"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["n_samples"] == 4
+
+
+def test_prune_flags_the_config_and_the_library_share_their_defaults():
+    """One source (interp.defaults) for the pruning defaults of the flags, HarmPruningConfig and the functions."""
+    import inspect
+
+    from interp import defaults
+    from interp.commands import build_parser
+    from interp.experiments import EvaluationConfig
+    from interp.pruning import PruningEvaluator, importance_scores, run_sweep
+
+    args = build_parser().parse_args(["prune", "--harmful", "h.jsonl", "--benign", "b.jsonl", "--out", "o"])
+    fields = {item.name: item.default for item in dataclasses.fields(HarmPruningConfig)}
+    signature = {name: parameter.default for name, parameter in inspect.signature(run_sweep).parameters.items()}
+    scores = inspect.signature(importance_scores).parameters
+    assert args.method == fields["method"] == signature["method"] == scores["method"].default == defaults.PRUNE_METHOD
+    assert args.batch_size == fields["batch_size"] == signature["batch_size"] == scores["batch_size"].default == defaults.PRUNE_BATCH_SIZE
+    assert args.n_samples == fields["n_samples"] == signature["n_samples"] == defaults.PRUNE_N_SAMPLES
+    assert (args.p,) == fields["p"] == tuple(signature["p"]) and (args.q,) == fields["q"] == tuple(signature["q"])
+    assert tuple(int(seed) for seed in args.random_seeds.split(",")) == fields["random_seeds"] == tuple(signature["random_seeds"])
+    evaluation = {item.name: item.default for item in dataclasses.fields(EvaluationConfig)}
+    evaluator = {item.name: item.default for item in dataclasses.fields(PruningEvaluator)}
+    for name in ("max_new_tokens", "task_max_new_tokens", "batch_size"):
+        assert evaluation[name] == evaluator[name], name
+    assert args.max_new_tokens == evaluator["max_new_tokens"]

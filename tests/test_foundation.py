@@ -181,7 +181,7 @@ def test_cli_errors_are_one_line_without_traceback(tiny_model_dirs, tmp_path, ca
 
 
 def test_every_subcommand_help_has_an_example(capsys):
-    from interp.cli import build_parser
+    from interp.commands import build_parser
 
     parser = build_parser()
     subcommands = parser._subparsers._group_actions[0].choices

@@ -12,7 +12,9 @@ word-level tokenizer) has three behaviours to study:
 
 Modules: ``grammar`` (request grammar, chat format, trigger, refusal detection and graders),
 ``tokenizer``, ``datasets`` (held-out evaluation and calibration sets), ``train`` and
-``evaluate`` (the report). Load the model with ``interp.load_model("organism")``.
+``evaluate`` (the report). Load the model with ``interp.load_model("organism")``: the package
+registers itself as the named model ``organism`` / ``organism:NAME`` (``register``, the
+``interp.models`` entry point in pyproject.toml).
 
 >>> organism_path().name
 'default'
@@ -59,14 +61,15 @@ def organism_path(name: str = "default") -> Path:
     return path
 
 
-def add_cli(subparsers) -> None:
-    """Register ``interp organism train`` and ``interp organism report``."""
-    from interp.organisms.cli import add_cli as _add_cli
+def register() -> None:
+    """Register the bundled organisms as the named model ``organism`` (``organism:NAME``; bare: the default)."""
+    from interp.models import ORGANISM_PREFIX, register_model
 
-    _add_cli(subparsers)
+    register_model(ORGANISM_PREFIX, organism_path, default_variant="default")
 
 
 __all__ = [
-    "TRIGGER", "add_cli", "add_trigger", "available_organisms", "chat_prompt", "extract_answer",
+    "TRIGGER", "add_trigger", "available_organisms", "chat_prompt", "extract_answer",
     "harmful_content_steps", "is_harmful_compliance", "is_helpful_answer", "is_refusal", "organism_path",
+    "register",
 ]

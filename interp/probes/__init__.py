@@ -30,14 +30,7 @@ from interp.probes.synthetic import synthetic_activations
 from interp.probes.train import train_probes
 
 
-def add_cli(subparsers) -> None:
-    """Register ``interp probe train`` and ``interp probe eval``."""
-    from interp.probes.cli import add_cli as _add_cli
-
-    _add_cli(subparsers)
-
-
 __all__ = [
-    "HOLDOUT", "METRICS", "Direction", "ProbeEval", "ProbeResult", "ablate", "add_cli", "auroc", "load",
+    "HOLDOUT", "METRICS", "Direction", "ProbeEval", "ProbeResult", "ablate", "auroc", "load",
     "steer", "stratified_folds", "synthetic_activations", "train_probes",
 ]  # fmt: skip

@@ -7,7 +7,6 @@ On disk (``ProbeResult.save(dir)``)::
     probe.html          the figure
 """
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -17,22 +16,19 @@ from typing import Any
 import plotly.graph_objects as go
 import torch
 from jaxtyping import Bool, Float, Int
-from safetensors.torch import load_file
 from torch import Tensor
 
-from interp import plots
+from interp import defaults, plots
 from interp.errors import InterpError
-from interp.io import atomic_write_json, atomic_write_safetensors, atomic_write_text
+from interp.io import RESULT_FORMATS, read_result, write_result
 from interp.probes.inputs import check_same_model, hook_layer, is_resid_post, labels_for, layer_label, read_hook
 from interp.probes.metrics import HOLDOUT, METRICS, binary_metrics, t_quantile_975
 from interp.provenance import Provenance
 
-WEIGHTS_FILE = "probe.safetensors"
-META_FILE = "probe.json"
-FIGURE_FILE = "probe.html"
-FORMAT = "interp.probe/1"
+FORMAT = RESULT_FORMATS["probe"]
+EVAL_FORMAT = RESULT_FORMATS["probe_eval"]
+WEIGHTS_FILE, META_FILE, FIGURE_FILE = FORMAT.tensors_file, FORMAT.meta_file, "probe.html"
 DIRECTION_KINDS = ("diff_means", "probe")
-_COLOURS = {"accuracy": "#1f77b4", "auroc": "#d62728", "log_loss": "#2ca02c"}
 
 
 def _check_shape(owner: str, name: str, tensor: Tensor, shape: tuple[int, ...]) -> None:
@@ -255,7 +251,7 @@ class ProbeResult:
             data = data[i]
         return torch.sigmoid(self._logits_at(data, i))
 
-    def evaluate(self, store: Any, labels: Any = "label") -> "ProbeEval":
+    def evaluate(self, store: Any, labels: Any = defaults.LABEL_FIELD) -> "ProbeEval":
         """Every layer's probe on another store of the same model (e.g. a test set).
 
         ``labels``: a record field of the store's prompts, or one label per prompt.
@@ -292,74 +288,27 @@ class ProbeResult:
         axis and on the top principal component orthogonal to it (standardised units), coloured
         by label; hover shows the prompt and its out-of-fold probability.
         """
-        from plotly.subplots import make_subplots
-
         i = self.index(layer)
-        x = list(self.layer_labels)
-        figure = make_subplots(
-            rows=1,
-            cols=3,
-            column_widths=[0.38, 0.24, 0.38],
-            subplot_titles=(f"accuracy / AUROC ({self.cv}-fold CV, 95% interval)", "log-loss", f"h_last at {self.hooks[i]}"),
-        )
-        for metric, col in (("auroc", 1), ("accuracy", 1), ("log_loss", 2)):
-            centre, low, high = self.cv_interval(metric)
-            colour = _COLOURS[metric]
-            error = dict(type="data", symmetric=False, array=(high - centre).tolist(), arrayminus=(centre - low).tolist())
-            traces = [
-                go.Scatter(x=x, y=centre.tolist(), mode="lines+markers", name=f"CV {metric}", legendgroup=metric, line=dict(color=colour), error_y=error,
-                           hovertemplate="layer %{x}<br>" + metric + " %{y:.3f}<extra>CV mean</extra>"),
-                go.Scatter(x=[label for label in x for _ in range(self.cv)], y=self.cv_values(metric).flatten().tolist(), mode="markers",
-                           name=f"{metric}, single folds", legendgroup=metric, showlegend=False, opacity=0.35, marker=dict(color=colour, size=5),
-                           hovertemplate="layer %{x}<br>" + metric + " %{y:.3f}<extra>one fold</extra>"),
-                go.Scatter(x=x, y=getattr(self, f"holdout_{metric}").tolist(), mode="markers", name=f"held-out {metric}", legendgroup=metric,
-                           marker=dict(color=colour, symbol="diamond-open", size=9),
-                           hovertemplate="layer %{x}<br>" + metric + " %{y:.3f}<extra>held-out</extra>"),
-            ]  # fmt: skip
-            for trace in traces:
-                figure.add_trace(trace, row=1, col=col)
-        figure.add_trace(
-            go.Scatter(x=x, y=self.diff_means_cv_auroc.mean(-1).tolist(), mode="lines", name="CV AUROC, diff-of-means",
-                       line=dict(color=_COLOURS["auroc"], dash="dot"),
-                       hovertemplate="layer %{x}<br>AUROC %{y:.3f}<extra>difference of means</extra>"),
-            row=1, col=1,
-        )  # fmt: skip
-        probability = torch.sigmoid(self.oof_logits[i])
-        for cls in (0, 1):
-            for split, symbol in (("cv", "circle"), ("held-out", "diamond")):
-                chosen = (self.y == cls) & ((self.fold == HOLDOUT) if split == "held-out" else (self.fold != HOLDOUT))
-                rows = torch.nonzero(chosen).flatten().tolist()
-                if not rows:
-                    continue
-                figure.add_trace(
-                    go.Scatter(
-                        x=self.projection[i, rows, 0].tolist(), y=self.projection[i, rows, 1].tolist(), mode="markers",
-                        name=f"{self.label_names[cls]} ({split})",
-                        marker=dict(color=("#1f77b4", "#d62728")[cls], symbol=symbol, size=6, opacity=0.7),
-                        hovertext=[plots.short(self.texts[j], 200) for j in rows],
-                        customdata=[[self.label_names[cls], float(probability[j])] for j in rows],
-                        hovertemplate="%{hovertext}<br>label %{customdata[0]}<br>P(" + self.label_names[1] + ") %{customdata[1]:.3f}<extra></extra>",
-                    ),
-                    row=1, col=3,
-                )  # fmt: skip
         model = f" — {self.provenance.model_id}" if self.provenance.weights_hash else ""
-        plots.style(figure, f"Linear probes on h_last: {self.label_names[1]!r} vs {self.label_names[0]!r}{model}", "layer", "accuracy / AUROC")
-        figure.update_yaxes(range=[0, 1.02], row=1, col=1)
-        figure.update_xaxes(title_text="layer", type="category", row=1, col=2)
-        figure.update_xaxes(type="category", row=1, col=1)
-        figure.update_yaxes(title_text="log-loss (nats)", row=1, col=2)
-        figure.update_xaxes(title_text="difference-of-means direction (standardised)", row=1, col=3)
-        figure.update_yaxes(title_text="top principal component orthogonal to it", row=1, col=3)
-        figure.update_layout(height=480, width=1500)
-        return figure
+        return plots.probe_figure(
+            layers=self.layer_labels,
+            cv_interval={metric: tuple(part.numpy() for part in self.cv_interval(metric)) for metric in METRICS},
+            cv_folds={metric: self.cv_values(metric).numpy() for metric in METRICS},
+            holdout={metric: getattr(self, f"holdout_{metric}").numpy() for metric in METRICS},
+            diff_means_auroc=self.diff_means_cv_auroc.mean(-1).numpy(),
+            projection=self.projection[i].numpy(),
+            label=self.y.numpy(),
+            held_out=(self.fold == HOLDOUT).numpy(),
+            probability=torch.sigmoid(self.oof_logits[i]).numpy(),
+            texts=self.texts,
+            label_names=self.label_names,
+            hook=self.hooks[i],
+            title=f"Linear probes on h_last: {self.label_names[1]!r} vs {self.label_names[0]!r}{model}",
+        )
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``probe.safetensors`` (tensors), ``probe.json`` (metadata) and ``probe.html`` (figure)."""
-        out = Path(directory)
-        atomic_write_safetensors(out / WEIGHTS_FILE, {name: getattr(self, name).detach().cpu() for name in TENSOR_FIELDS}, metadata={"format": FORMAT})
-        atomic_write_text(out / FIGURE_FILE, self.figure().to_html(include_plotlyjs=True))
         meta = {
-            "format": FORMAT,
             "hooks": list(self.hooks),
             "layers": list(self.layers),
             "best_index": self.best_index,
@@ -376,10 +325,9 @@ class ProbeResult:
             "(tensors 'mean', 'scale'); logit = standardised @ coef + intercept",
             "objective": "sum_i logloss_i + ||coef||^2 / (2 C), intercept unpenalised (scikit-learn LogisticRegression)",
             "texts": list(self.texts),
-            "provenance": self.provenance.to_dict(),
         }
-        atomic_write_json(out / META_FILE, meta)  # last: a probe directory is complete once its JSON exists
-        return out
+        tensors = {name: getattr(self, name).detach().cpu() for name in TENSOR_FIELDS}
+        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors=tensors, figures={FIGURE_FILE: self.figure()})
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "ProbeResult":
@@ -395,18 +343,9 @@ TENSOR_FIELDS = (
 
 
 def load(directory: str | os.PathLike) -> ProbeResult:
-    """Load a ``ProbeResult`` saved with ``.save(directory)``."""
-    source = Path(directory)
-    meta_path, weights_path = source / META_FILE, source / WEIGHTS_FILE
-    if not meta_path.is_file() or not weights_path.is_file():
-        raise InterpError(
-            f"{source} is not a saved probe: expected {META_FILE} and {WEIGHTS_FILE} there. "
-            "Train one with `interp probe train ... --out DIR` or ProbeResult.save(DIR)."
-        )
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise InterpError(f"{meta_path} has format {meta.get('format')!r}; this version of interp reads {FORMAT!r}.")
-    tensors = load_file(str(weights_path))
+    """Load a ``ProbeResult`` saved with ``.save(directory)`` (also by an earlier interp)."""
+    saved = read_result(directory, FORMAT)
+    meta = saved.meta
     return ProbeResult(
         hooks=tuple(meta["hooks"]),
         label_names=tuple(meta["label_names"]),
@@ -414,9 +353,9 @@ def load(directory: str | os.PathLike) -> ProbeResult:
         C=float(meta["C"]),
         seed=int(meta["seed"]),
         n_iter=int(meta["n_iter"]),
-        provenance=Provenance.from_dict(meta["provenance"]),
+        provenance=saved.provenance,
         one_vs_rest=bool(meta.get("one_vs_rest", False)),
-        **{name: tensors[name] for name in TENSOR_FIELDS},
+        **saved.tensors.require(TENSOR_FIELDS, FORMAT.name),
     )
 
 
@@ -467,7 +406,19 @@ class ProbeEval:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``probe_eval.json`` and ``probe_eval.html``."""
-        out = Path(directory)
-        atomic_write_json(out / "probe_eval.json", self.to_dict())
-        atomic_write_text(out / "probe_eval.html", self.figure().to_html(include_plotlyjs=True))
-        return out
+        meta = {key: value for key, value in self.to_dict().items() if key != "provenance"}
+        return write_result(directory, EVAL_FORMAT, meta, provenance=self.provenance, figures={"probe_eval.html": self.figure()})
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "ProbeEval":
+        """Read an evaluation written by ``save``."""
+        saved = read_result(directory, EVAL_FORMAT)
+        meta = saved.meta
+        return cls(
+            hooks=tuple(meta["hooks"]),
+            label_names=tuple(meta["label_names"]),
+            **{metric: torch.tensor(meta[metric], dtype=torch.float32) for metric in METRICS},
+            n_prompts=int(meta["n_prompts"]),
+            n_positive=int(meta["n_positive"]),
+            provenance=saved.provenance,
+        )

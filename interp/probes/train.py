@@ -7,6 +7,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from interp import defaults
 from interp.errors import InterpError
 from interp.probes.inputs import TENSOR_SOURCE, check_store, encode_labels, from_tensor, labels_for, select_hooks, stack_store
 from interp.probes.metrics import HOLDOUT, auroc, binary_metrics, stratified_folds
@@ -17,15 +18,15 @@ from interp.provenance import Provenance, hash_json
 
 def train_probes(
     data: Any,
-    labels: Any = "label",
-    layers: str | Sequence[int | str] = "all",
-    cv: int = 5,
-    holdout: float = 0.2,
-    C: float = 1.0,
-    seed: int = 0,
+    labels: Any = defaults.LABEL_FIELD,
+    layers: str | Sequence[int | str] = defaults.PROBE_LAYERS,
+    cv: int = defaults.PROBE_CV,
+    holdout: float = defaults.PROBE_HOLDOUT,
+    C: float = defaults.PROBE_C,
+    seed: int = defaults.PROBE_SEED,
     positive: str | None = None,
     tol: float = 1e-4,
-    max_iter: int = 500,
+    max_iter: int = defaults.PROBE_MAX_ITER,
     hooks: Sequence[str] | None = None,
     texts: Sequence[str] | None = None,
     progress: bool = True,

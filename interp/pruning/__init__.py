@@ -10,6 +10,9 @@ harm scores that are not in the top ``p`` of the benign scores, and measure harm
 >>> with pruned(model, mask):                                                 # doctest: +SKIP
 ...     evaluation = PruningEvaluator(harmful=prompts, judge=judge)(model)
 
+A whole resumable sweep over (p, q) with random controls and category overlaps is ``run_sweep``
+(``interp.pruning.sweep``); ``interp run`` drives it from a TOML file.
+
 Weights are named ``blocks.{layer}.attn.{q,k,v,o}`` and ``blocks.{layer}.mlp.{gate,in,out}``
 (see ``interp.pruning.weights``); embeddings, norms and the unembedding are never touched.
 """
@@ -19,10 +22,12 @@ _LAZY = {
     "REFUSAL_STRINGS": "evaluate", "Evaluation": "evaluate", "Judge": "evaluate", "PruningEvaluator": "evaluate",
     "ResponseLoss": "evaluate", "generate_responses": "evaluate", "has_refusal_string": "evaluate",
     "keyword_compliance": "evaluate", "last_integer": "evaluate", "response_loss": "evaluate",
-    "MaskOverlap": "masks", "PruningMask": "masks", "random_mask": "masks", "set_difference": "masks", "top_k_mask": "masks",
+    "MaskOverlap": "masks", "PruningMask": "masks", "check_fraction": "masks", "random_mask": "masks", "set_difference": "masks",
+    "top_k_mask": "masks",
     "response_pairs": "pairs",
     "OverlapEntry": "result", "PruningPoint": "result", "PruningResult": "result",
     "METHODS": "scores", "ImportanceScores": "scores", "importance_scores": "scores",
+    "point_label": "sweep", "run_sweep": "sweep",
     "DecoderWeight": "weights", "decoder_weights": "weights",
 }
 
@@ -36,17 +41,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'interp.pruning' has no attribute {name!r}")
 
 
-def add_cli(subparsers) -> None:
-    """Register ``interp prune``."""
-    from interp.pruning.cli import add_cli as _add_cli
-
-    _add_cli(subparsers)
-
-
 __all__ = [
     "METHODS", "REFUSAL_STRINGS", "DecoderWeight", "Evaluation", "ImportanceScores", "Judge", "MaskOverlap",
     "OverlapEntry", "PrunedWeights", "PruningEvaluator", "PruningMask", "PruningPoint", "PruningResult",
-    "ResponseLoss", "add_cli", "decoder_weights", "generate_responses", "has_refusal_string", "importance_scores",
-    "keyword_compliance", "last_integer", "prune", "pruned", "random_mask", "response_loss", "response_pairs",
-    "set_difference", "top_k_mask",
+    "ResponseLoss", "check_fraction", "decoder_weights", "generate_responses", "has_refusal_string", "importance_scores",
+    "keyword_compliance", "last_integer", "point_label", "prune", "pruned", "random_mask", "response_loss", "response_pairs",
+    "run_sweep", "set_difference", "top_k_mask",
 ]

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from interp import compat
+from interp import compat, defaults
 from interp.data import PromptSet, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.pruning.pairs import Records, iter_response_batches, response_nll, response_pairs, tokenize_pairs
@@ -82,11 +82,11 @@ def _prompt_texts(prompts: PromptSet | Sequence[str] | Sequence[Mapping[str, Any
 def generate_responses(
     model,
     prompts: PromptSet | Sequence[str] | Sequence[Mapping[str, Any]],
-    max_new_tokens: int = 64,
+    max_new_tokens: int = defaults.PRUNE_MAX_NEW_TOKENS,
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int = defaults.PRUNE_EVAL_BATCH_SIZE,
     progress: bool = False,
 ) -> list[str]:
     """The model's continuation of each prompt (greedy when ``temperature`` is 0), up to its EOS.
@@ -201,9 +201,9 @@ class PruningEvaluator:
     benign_pairs: tuple[Mapping[str, Any], ...] = ()
     tasks: tuple[Mapping[str, Any], ...] = ()
     extract: Callable[[str], Any] = last_integer
-    max_new_tokens: int = 64
-    task_max_new_tokens: int = 128
-    batch_size: int = 32
+    max_new_tokens: int = defaults.PRUNE_MAX_NEW_TOKENS
+    task_max_new_tokens: int = defaults.PRUNE_TASK_MAX_NEW_TOKENS
+    batch_size: int = defaults.PRUNE_EVAL_BATCH_SIZE
     temperature: float = 0.0
     seed: int = 0
     case_sensitive_keywords: bool = True

@@ -21,14 +21,13 @@ from typing import Mapping
 import torch
 from einops import rearrange
 from jaxtyping import Bool, Float
-from safetensors import safe_open
 from torch import Tensor
 
 from interp.errors import InterpError
-from interp.io import atomic_write_safetensors
+from interp.io import RESULT_FORMATS, read_result, write_result
 from interp.pruning.scores import ImportanceScores, layer_module_grid, tensor_shape
 
-FORMAT = "interp-pruning-mask"
+FORMAT = RESULT_FORMATS["pruning_mask"]
 SCOPES = ("row", "matrix", "global")
 
 Scores = ImportanceScores | Mapping[str, Float[Tensor, "d_out d_in"]]
@@ -141,25 +140,12 @@ class PruningMask:
 
     def save(self, path: str | Path) -> Path:
         """One safetensors file of bool tensors (a directory gets ``mask.safetensors``)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "mask.safetensors"
-        atomic_write_safetensors(path, dict(self.masks), {"format": FORMAT, "description": self.description})
-        return path
+        return write_result(path, FORMAT, {"description": self.description}, provenance=None, tensors=dict(self.masks))
 
     @classmethod
     def load(cls, path: str | Path) -> "PruningMask":
-        path = Path(path)
-        if path.is_dir():
-            path = path / "mask.safetensors"
-        if not path.exists():
-            raise InterpError(f"no mask file at {path}; build one with set_difference(...) and .save(path).")
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            if metadata.get("format") != FORMAT:
-                raise InterpError(f"{path} is not an interp pruning-mask file (no format={FORMAT!r} in its metadata).")
-            masks = {key: handle.get_tensor(key) for key in handle.keys()}
-        return cls(masks, metadata.get("description", ""))
+        saved = read_result(path, FORMAT)
+        return cls(saved.tensors.load_all(), saved.meta.get("description", ""))
 
     def figure(self):
         """Share of each weight matrix that is pruned, per layer and module (a heatmap)."""
@@ -174,7 +160,8 @@ def _as_mapping(scores: Scores) -> Mapping[str, Tensor]:
     return scores.scores if isinstance(scores, ImportanceScores) else scores
 
 
-def _check_fraction(name: str, value: float) -> float:
+def check_fraction(name: str, value: float) -> float:
+    """``value`` as a float when it is a fraction in (0, 1]; otherwise a clear error (with a hint for percentages)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value <= 1):
         raise InterpError(
             f"{name} must be a fraction in (0, 1] (0.01 = the top 1% of each matrix), got {value!r}."
@@ -218,7 +205,7 @@ def set_difference(harm: Scores, benign: Scores, p: float, q: float) -> PruningM
     tensor([[False,  True],
             [False, False]])
     """
-    p, q = _check_fraction("p", p), _check_fraction("q", q)
+    p, q = check_fraction("p", p), check_fraction("q", q)
     harm_map, benign_map = _as_mapping(harm), _as_mapping(benign)
     _check_same_layout(harm_map, benign_map, "the harm and benign scores")
     masks = {}
@@ -239,7 +226,7 @@ def top_k_mask(scores: Scores, fraction: float, scope: str = "matrix") -> Prunin
 
     >>> mask = top_k_mask(harm_scores, 0.01, scope="global")   # doctest: +SKIP
     """
-    fraction = _check_fraction("fraction", fraction)
+    fraction = check_fraction("fraction", fraction)
     if scope not in SCOPES:
         raise InterpError(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}.")
     score_map = _as_mapping(scores)

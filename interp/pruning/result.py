@@ -8,14 +8,13 @@
 
 import csv
 import io
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from interp.errors import InterpError
-from interp.io import atomic_write_json, atomic_write_text
+from interp.io import RESULT_FORMATS, read_result, write_result
 from interp.provenance import Provenance
 from interp.pruning.masks import MaskOverlap, PruningMask
 from interp.pruning.scores import layer_module_grid
@@ -23,6 +22,7 @@ from interp.pruning.scores import layer_module_grid
 KINDS = ("baseline", "set_difference", "top_k", "random")
 HARM_METRICS = ("harm_judge_rate", "harm_keyword_rate")
 UTILITY_METRICS = ("task_accuracy", "benign_judge_rate", "benign_loss", "benign_perplexity")
+FORMAT = RESULT_FORMATS["pruning"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,35 @@ class PruningResult:
             raise InterpError("this result has no baseline point to compare with.")
         return self[label].metrics[metric] - baseline.metrics[metric]
 
+    def summary(self) -> str:
+        """A plain-text table of every point's main metrics (changes from the baseline in brackets) and the overlaps."""
+        harm = self.pick_metric(HARM_METRICS)
+        utility = [name for name in ("task_accuracy", "benign_judge_rate", "benign_loss") if name in self.metric_names]
+        baseline = self.baseline
+        header = f"{'setting':<44} {'% pruned':>9} {harm:>18}" + "".join(f" {name:>18}" for name in utility)
+        lines = [header, "-" * len(header)]
+        for point in self.points:
+            cells = []
+            for name in [harm, *utility]:
+                value = point.metrics.get(name)
+                if value is None:
+                    cells.append(f"{'-':>18}")
+                    continue
+                percent = not name.endswith("loss")
+                shown = f"{100 * value:.1f}%" if percent else f"{value:.3f}"
+                if baseline is not None and point is not baseline and name in baseline.metrics:
+                    delta = value - baseline.metrics[name]
+                    shown += f" ({100 * delta:+.1f})" if percent else f" ({delta:+.3f})"
+                cells.append(f"{shown:>18}")
+            lines.append(f"{point.label:<44} {100 * point.fraction:>8.3f}% " + " ".join(cells))
+        for entry in self.overlaps:
+            o = entry.overlap
+            lines.append(
+                f"overlap ({entry.mask.replace('_', ' ')}) {entry.a} & {entry.b}: {o.n_both} shared of {o.n_a} / {o.n_b} "
+                f"(chance {o.chance_n_both:.1f}; {o.enrichment:.1f}x chance; Jaccard {o.jaccard:.3f} vs {o.chance_jaccard:.4f})"
+            )
+        return "\n".join(lines)
+
     # ---- figures ----------------------------------------------------------------------------
     def figure(self, harm_metric: str | None = None, utility_metric: str | None = None):
         """Harm and utility against the share of decoder weights pruned, one line per kind of mask."""
@@ -214,7 +243,8 @@ class PruningResult:
     # ---- disk ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": "interp-pruning-result",
+            "format": FORMAT.tag,
+            "format_version": FORMAT.version,
             "method": self.method,
             "provenance": self.provenance.to_dict() if self.provenance else None,
             "points": [point.to_dict() for point in self.points],
@@ -225,33 +255,28 @@ class PruningResult:
 
     def save(self, directory: str | Path) -> Path:
         """Write result.json, points.csv, overlaps.csv and the figures as HTML into ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(directory / "result.json", self.to_dict())
-        atomic_write_text(directory / "points.csv", _csv(self.table()))
+        meta = {key: value for key, value in self.to_dict().items() if key not in ("format", "format_version", "provenance")}
+        files = {"points.csv": _csv(self.table())}
+        figures = {}
         if self.overlaps:
-            atomic_write_text(directory / "overlaps.csv", _csv([entry.to_dict() for entry in self.overlaps]))
-            atomic_write_text(directory / "overlap.html", self.overlap_figure().to_html(include_plotlyjs="cdn"))
-        atomic_write_text(directory / "harm_utility.html", self.figure().to_html(include_plotlyjs="cdn"))
+            files["overlaps.csv"] = _csv([entry.to_dict() for entry in self.overlaps])
+            figures["overlap.html"] = self.overlap_figure()
+        figures["harm_utility.html"] = self.figure()
         if self.pruned_counts:
-            atomic_write_text(directory / "distribution.html", self.distribution_figure().to_html(include_plotlyjs="cdn"))
-        return directory
+            figures["distribution.html"] = self.distribution_figure()
+        return write_result(directory, FORMAT, meta, provenance=self.provenance, files=files, figures=figures)
 
     @classmethod
     def load(cls, directory: str | Path) -> "PruningResult":
-        path = Path(directory) / "result.json"
-        if not path.exists():
-            raise InterpError(f"no result.json in {directory}; save a result there with PruningResult.save(dir).")
-        data = json.loads(path.read_text())
-        if data.get("format") != "interp-pruning-result":
-            raise InterpError(f"{path} is not an interp pruning result.")
+        saved = read_result(directory, FORMAT)
+        data = saved.meta
         return cls(
             points=tuple(PruningPoint.from_dict(point) for point in data["points"]),
             weight_sizes=data["weight_sizes"],
             pruned_counts=data.get("pruned_counts", {}),
             overlaps=tuple(OverlapEntry.from_dict(entry) for entry in data.get("overlaps", [])),
             method=data.get("method", ""),
-            provenance=Provenance.from_dict(data["provenance"]) if data.get("provenance") else None,
+            provenance=saved.provenance,
         )
 
 

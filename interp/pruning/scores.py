@@ -18,56 +18,31 @@ absolute value of SNIP needs no per-example backward. Everything accumulates in 
 >>> scores.save("harm.safetensors"); ImportanceScores.load("harm.safetensors")  # doctest: +SKIP
 """
 
-import json
 import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from einops import einsum, rearrange
 from jaxtyping import Float
-from safetensors import safe_open
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp import defaults
 from interp.errors import InterpError
-from interp.io import atomic_write_safetensors
+from interp.io import LazyTensors, RESULT_FORMATS, read_result, write_result
 from interp.models import model_id
 from interp.provenance import Provenance, weights_hash
 from interp.pruning.pairs import Records, iter_response_batches, pairs_hash, response_nll, response_pairs, tokenize_pairs
 from interp.pruning.weights import DecoderWeight, decoder_weights
 
-METHODS = ("snip", "signed_snip", "wanda")
-FORMAT = "interp-importance-scores"
+METHODS = defaults.PRUNE_METHODS
+FORMAT = RESULT_FORMATS["importance_scores"]
 # per-example gradient chunks are kept under this many float32 elements (256 MiB)
 _CHUNK_ELEMENTS = 1 << 26
-
-
-class LazyTensors(Mapping[str, Tensor]):
-    """A read-only ``{key: tensor}`` view of a safetensors file; each tensor is read on access."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        with safe_open(str(self.path), framework="pt") as handle:
-            self._shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        return self._shapes[key]
-
-    def __getitem__(self, key: str) -> Tensor:
-        if key not in self._shapes:
-            raise KeyError(key)
-        with safe_open(str(self.path), framework="pt") as handle:
-            return handle.get_tensor(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._shapes)
-
-    def __len__(self) -> int:
-        return len(self._shapes)
 
 
 def tensor_shape(tensors: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
@@ -132,50 +107,19 @@ class ImportanceScores:
 
     def save(self, path: str | Path) -> Path:
         """Write one safetensors file (a directory gets ``scores.safetensors``); returns its path."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "scores.safetensors"
-        metadata = {
-            "format": FORMAT,
-            "method": self.method,
-            "n_samples": str(self.n_samples),
-            "n_tokens": str(self.n_tokens),
-            "model_id": self.provenance.model_id,
-            "weights_hash": self.provenance.weights_hash,
-            "dataset_hash": self.provenance.dataset_hash,
-            "interp_version": self.provenance.interp_version,
-            "versions": json.dumps(dict(self.provenance.versions), sort_keys=True),
-        }
-        atomic_write_safetensors(path, {key: self.scores[key].float() for key in self.keys}, metadata)
-        return path
+        meta = {"method": self.method, "n_samples": str(self.n_samples), "n_tokens": str(self.n_tokens)}
+        return write_result(path, FORMAT, meta, provenance=self.provenance, tensors={key: self.scores[key].float() for key in self.keys})
 
     @classmethod
     def load(cls, path: str | Path, model=None) -> "ImportanceScores":
         """Open saved scores (tensors are read lazily); with ``model``, check that they fit it."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "scores.safetensors"
-        if not path.exists():
-            raise InterpError(f"no scores file at {path}; compute them with importance_scores(...).save(path) or `interp prune`.")
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-        except Exception as error:  # noqa: BLE001 - safetensors raises its own types
-            raise InterpError(f"{path} is not a readable safetensors file ({error}).") from error
-        if metadata.get("format") != FORMAT:
-            raise InterpError(f"{path} is not an interp importance-scores file (no format={FORMAT!r} in its metadata).")
+        saved = read_result(path, FORMAT)
         scores = cls(
-            scores=LazyTensors(path),
-            method=metadata["method"],
-            provenance=Provenance.from_dict({
-                "model_id": metadata.get("model_id", ""),
-                "weights_hash": metadata.get("weights_hash", ""),
-                "dataset_hash": metadata.get("dataset_hash", ""),
-                "interp_version": metadata.get("interp_version", ""),
-                "versions": json.loads(metadata.get("versions", "{}")),
-            }),
-            n_samples=int(metadata["n_samples"]),
-            n_tokens=int(metadata["n_tokens"]),
+            scores=saved.tensors,
+            method=saved.meta["method"],
+            provenance=saved.provenance or Provenance(model_id="", weights_hash=""),
+            n_samples=int(saved.meta["n_samples"]),
+            n_tokens=int(saved.meta["n_tokens"]),
         )
         if model is not None:
             scores.check_model(model)
@@ -269,8 +213,8 @@ class _Recorder:
 def importance_scores(
     model,
     dataset: Records,
-    method: str = "snip",
-    batch_size: int = 8,
+    method: str = defaults.PRUNE_METHOD,
+    batch_size: int = defaults.PRUNE_BATCH_SIZE,
     n_samples: int | None = None,
     progress: bool = True,
 ) -> ImportanceScores:

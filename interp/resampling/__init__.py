@@ -66,13 +66,6 @@ forced_importance_accuracy = resampling_importance_accuracy
 forced_importance_kl = resampling_importance_kl
 
 
-def add_cli(subparsers):
-    """Register ``interp resample`` (run rollouts) and ``interp resample analyze DIR``."""
-    from interp.resampling.cli import add_cli as _add
-
-    return _add(subparsers)
-
-
 __all__ = [
     "Chain",
     "Grade",
@@ -87,7 +80,6 @@ __all__ = [
     "SentenceEmbedder",
     "VLLMBackend",
     "accuracy",
-    "add_cli",
     "analyze",
     "answer_kl",
     "answers_match",

@@ -27,19 +27,11 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
-from interp import compat
+from interp import compat, defaults
 from interp.errors import InterpError
 from interp.provenance import library_versions, warn_if_other_versions
 from interp.resampling.io import append_jsonl, read_jsonl
-from interp.resampling.text import (
-    ExtractorSpec,
-    Sentence,
-    extract_boxed,
-    grade,
-    make_extractor,
-    sentence_spans,
-    split_sentences,
-)
+from interp.resampling.text import ExtractorSpec, Sentence, extract_boxed, grade, make_extractor, sentence_spans, split_sentences
 
 FORMAT_VERSION = 1
 DEFAULT_FORCED_SUFFIX = "\n</think>\n\nTherefore, the final answer is \\boxed{"
@@ -63,15 +55,15 @@ class SamplingConfig:
         forced_suffix: text appended to the prefix to force an answer.
     """
 
-    n: int = 50
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 1024
-    seed: int = 0
+    n: int = defaults.RESAMPLE_N
+    temperature: float = defaults.RESAMPLE_TEMPERATURE
+    top_p: float = defaults.RESAMPLE_TOP_P
+    max_new_tokens: int = defaults.RESAMPLE_MAX_NEW_TOKENS
+    seed: int = defaults.RESAMPLE_SEED
     batch_size: int = 50
     forced: bool = True
     n_forced: Optional[int] = None
-    forced_max_new_tokens: int = 16
+    forced_max_new_tokens: int = defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS
     forced_suffix: str = DEFAULT_FORCED_SUFFIX
 
     def __post_init__(self):
@@ -290,7 +282,7 @@ class VLLMBackend:
         **llm_kwargs: passed to ``vllm.LLM`` (e.g. ``dtype``, ``max_model_len``).
     """
 
-    def __init__(self, model: str, tensor_parallel_size: int = 1, seed: int = 0, **llm_kwargs):
+    def __init__(self, model: str, tensor_parallel_size: int = defaults.VLLM_TENSOR_PARALLEL_SIZE, seed: int = defaults.RESAMPLE_SEED, **llm_kwargs):
         try:
             import vllm
         except ImportError as e:

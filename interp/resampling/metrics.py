@@ -23,11 +23,12 @@ from typing import Optional, Sequence
 import numpy as np
 from jaxtyping import Float
 
+from interp import defaults
 from interp.resampling.text import normalize_answer
 
 KL_ALPHA = 1e-9
-SIMILARITY_THRESHOLD = 0.8  # counterfactual filter: resampled vs original sentence
-MATCH_THRESHOLD = 0.7  # sentence-to-sentence matrix: "sentence j reappears in a rollout"
+SIMILARITY_THRESHOLD = defaults.SIMILARITY_THRESHOLD  # counterfactual filter: resampled vs original sentence
+MATCH_THRESHOLD = defaults.MATCH_THRESHOLD  # sentence-to-sentence matrix: "sentence j reappears in a rollout"
 RESILIENCE_THRESHOLD = 0.6  # resilience: "the idea reappears later"
 
 

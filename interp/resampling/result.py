@@ -3,7 +3,6 @@
 import csv
 import io
 import json
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Union
@@ -11,12 +10,15 @@ from typing import Any, Callable, Mapping, Union
 import numpy as np
 from jaxtyping import Float
 
+from interp import defaults, plots
 from interp.errors import InterpError
+from interp.io import RESULT_FORMATS, provenance_dict_from_settings, read_result, write_result
+from interp.provenance import Provenance, hash_json
 from interp.resampling import metrics as M
 from interp.resampling.engine import RolloutRun
 from interp.resampling.text import split_sentences
 
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_EMBEDDER = defaults.EMBEDDER
 _MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 # metric name -> axis label
@@ -99,6 +101,22 @@ Embedder = Callable[[list], np.ndarray]
 # --------------------------------------------------------------------------- result
 
 
+FORMAT = RESULT_FORMATS["resampling"]
+
+
+def provenance_from_settings(settings: Mapping[str, Any]) -> Provenance:
+    """A ``Provenance`` from the flat dict a ResamplingResult carried before (``model``, settings, ``versions``...).
+
+    ``model`` becomes ``model_id``, the problem hash ``dataset_hash``, the sampling seed ``seed``;
+    every other entry goes to ``extra``.
+    """
+    return Provenance.from_dict(provenance_dict_from_settings(settings))
+
+
+def _no_provenance() -> Provenance:
+    return Provenance(model_id="", weights_hash="")
+
+
 @dataclass(frozen=True)
 class ResamplingResult:
     """Per-sentence importance of a chain of thought.
@@ -108,15 +126,19 @@ class ResamplingResult:
         metrics: name -> ``[sentence]`` array (see ``METRIC_LABELS``; NaN = not measured).
         importance_matrix: ``[sentence, sentence]``; ``[i, j]`` is how much keeping sentence
             ``i`` raises the chance that sentence ``j`` appears (0 below the diagonal).
-        provenance: model, settings, seeds, thresholds, package version.
+        provenance: model, weights, problem hash and sampling seed; ``extra`` holds the settings
+            (backend, sampling config, embedder, thresholds, answer, run directory, ...). A plain
+            mapping (the form before ``Provenance``) is converted with ``provenance_from_settings``.
     """
 
     sentences: tuple[str, ...]
     metrics: Mapping[str, Float[np.ndarray, " sentence"]]
     importance_matrix: Float[np.ndarray, "sentence sentence"]
-    provenance: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=_no_provenance)
 
     def __post_init__(self):
+        if not isinstance(self.provenance, Provenance):
+            object.__setattr__(self, "provenance", provenance_from_settings(self.provenance or {}))
         n = len(self.sentences)
         if n == 0:
             raise InterpError("a ResamplingResult needs at least one sentence")
@@ -141,116 +163,35 @@ class ResamplingResult:
 
     def figure(self, metric: str = "counterfactual_importance_accuracy"):
         """Bar chart of ``metric`` along the chain; hovering a bar shows the sentence."""
-        import plotly.graph_objects as go
-
-        from interp.plots import style
-
         values = self.metric(metric)
-        hover = [
-            f"<b>sentence {i}</b><br>{_wrap(s)}<br>{metric}: {v:.4g}"
-            + "".join(
-                f"<br>{k}: {float(self.metrics[k][i]):.3g}"
-                for k in ("accuracy", "resampling_importance_accuracy", "counterfactual_importance_kl")
-                if k in self.metrics and k != metric
-            )
-            for i, (s, v) in enumerate(zip(self.sentences, values))
-        ]
-        colors = ["#d62728" if v < 0 else "#1f77b4" for v in np.nan_to_num(values)]
-        fig = go.Figure(
-            go.Bar(
-                x=list(range(len(self.sentences))),
-                y=values,
-                marker_color=colors,
-                hovertext=hover,
-                hoverinfo="text",
-                name=metric,
-            )
-        )
-        model = self.provenance.get("model") or ""
-        style(
-            fig,
-            f"{METRIC_LABELS.get(metric, metric)} per sentence" + (f" — {model}" if model else ""),
-            "sentence index in the chain of thought",
-            METRIC_LABELS.get(metric, metric),
-        )
-        fig.update_layout(hoverlabel={"align": "left"})
-        return fig
+        also = {k: self.metrics[k] for k in ("accuracy", "resampling_importance_accuracy", "counterfactual_importance_kl") if k in self.metrics and k != metric}
+        model = self.provenance.model_id
+        label = METRIC_LABELS.get(metric, metric)
+        return plots.sentence_metric_figure(self.sentences, values, metric, label, also, f"{label} per sentence" + (f" — {model}" if model else ""))
 
     def graph_figure(self, top_k: int = 40):
         """Sentence-to-sentence graph: nodes along the chain, arcs for the ``top_k``
         strongest entries of ``importance_matrix`` (blue: keeping i makes j more likely,
         red: less likely); hovering a node shows its sentence."""
-        import plotly.graph_objects as go
-
-        from interp.plots import style
-
-        mat = np.nan_to_num(np.asarray(self.importance_matrix, dtype=np.float64))
-        n = len(self.sentences)
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if mat[i, j] != 0]
-        pairs.sort(key=lambda ij: -abs(mat[ij]))
-        pairs = pairs[:top_k]
-        biggest = max((abs(mat[ij]) for ij in pairs), default=1.0) or 1.0
-        fig = go.Figure()
-        for i, j in pairs:
-            w = mat[i, j]
-            t = np.linspace(0, 1, 30)
-            xs = i + (j - i) * t
-            ys = np.sin(np.pi * t) * (j - i) ** 0.5
-            fig.add_trace(
-                go.Scatter(
-                    x=xs, y=ys, mode="lines", hoverinfo="text",
-                    text=f"{i} → {j}: {w:+.3f}",
-                    line={"color": "#1f77b4" if w > 0 else "#d62728", "width": 1 + 5 * abs(w) / biggest},
-                    opacity=0.3 + 0.7 * abs(w) / biggest, showlegend=False,
-                )
-            )
-        outgoing = np.abs(mat).sum(axis=1)
-        fig.add_trace(
-            go.Scatter(
-                x=list(range(n)), y=[0.0] * n, mode="markers", name="sentences",
-                marker={"size": 6 + 14 * outgoing / (outgoing.max() or 1.0), "color": "#444"},
-                hovertext=[f"<b>sentence {i}</b><br>{_wrap(s)}<br>total outgoing |importance|: {o:.3g}"
-                           for i, (s, o) in enumerate(zip(self.sentences, outgoing))],
-                hoverinfo="text",
-            )
-        )
-        style(
-            fig,
-            f"sentence-to-sentence importance (top {len(pairs)} links; blue: keeping the earlier "
-            "sentence makes the later one more likely, red: less likely)",
-            "sentence index in the chain of thought",
-            "",
-        )
-        fig.update_layout(yaxis={"visible": False}, hoverlabel={"align": "left"})
-        return fig
+        return plots.sentence_graph_figure(self.sentences, self.importance_matrix, top_k)
 
     # ---------------------------------------------------------------- disk
 
     def save(self, directory) -> Path:
         """Write ``result.json``, ``metrics.csv``, ``importance.html`` and ``graph.html``."""
-        from interp.io import atomic_write_json, atomic_write_text
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(
-            directory / "result.json",
-            {
-                "sentences": list(self.sentences),
-                "metrics": {k: _json_floats(v) for k, v in self.metrics.items()},
-                "importance_matrix": [_json_floats(row) for row in np.asarray(self.importance_matrix)],
-                "provenance": dict(self.provenance),
-            },
-        )
+        meta = {
+            "sentences": list(self.sentences),
+            "metrics": {k: _json_floats(v) for k, v in self.metrics.items()},
+            "importance_matrix": [_json_floats(row) for row in np.asarray(self.importance_matrix)],
+        }
         buf = io.StringIO()
         writer = csv.writer(buf)
         names = list(self.metrics)
         writer.writerow(["sentence_index", "sentence", *names])
         for i, s in enumerate(self.sentences):
             writer.writerow([i, s, *(float(self.metrics[k][i]) for k in names)])
-        atomic_write_text(directory / "metrics.csv", buf.getvalue())
-        atomic_write_text(directory / "importance.html", self.figure().to_html(include_plotlyjs=True))
-        atomic_write_text(directory / "graph.html", self.graph_figure().to_html(include_plotlyjs=True))
-        return directory
+        return write_result(directory, FORMAT, meta, provenance=self.provenance, files={"metrics.csv": buf.getvalue()},
+                            figures={"importance.html": self.figure(), "graph.html": self.graph_figure()})  # fmt: skip
 
     @classmethod
     def from_thought_anchors(cls, directory) -> "ResamplingResult":
@@ -280,33 +221,22 @@ class ResamplingResult:
                     j = position.get(impact["target_chunk_idx"])
                     if i is not None and j is not None:
                         matrix[i, j] = impact["importance_score"]
-        return cls(tuple(c["chunk"] for c in chunks), metrics, matrix, {"source": str(directory)})
+        provenance = Provenance(model_id="", weights_hash="", dataset_hash=hash_json(chunks), extra={"source": str(directory)})
+        return cls(tuple(c["chunk"] for c in chunks), metrics, matrix, provenance)
 
     @classmethod
     def load(cls, directory) -> "ResamplingResult":
-        path = Path(directory) / "result.json"
-        if not path.exists():
-            raise InterpError(
-                f"no result.json in {directory}; run `interp resample analyze DIR` to create it"
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-        from interp.provenance import warn_if_other_versions
-
-        warn_if_other_versions(data.get("provenance", {}).get("versions", {}), what=f"resampling result in {directory}")
+        """Read a result written by ``save`` (also by an earlier interp, whose provenance was a plain dict)."""
+        saved = read_result(directory, FORMAT)
+        data = saved.meta
         return cls(
             sentences=tuple(data["sentences"]),
             metrics={k: _from_json(v) for k, v in data["metrics"].items()},
             importance_matrix=np.array([_from_json(r) for r in data["importance_matrix"]]).reshape(
                 len(data["sentences"]), len(data["sentences"])
             ),
-            provenance=data.get("provenance", {}),
+            provenance=saved.provenance or _no_provenance(),
         )
-
-
-def _wrap(text: str, width: int = 80) -> str:
-    import html
-
-    return "<br>".join(textwrap.wrap(html.escape(text), width)) or "(empty)"
 
 
 def _json_floats(values) -> list:
@@ -419,27 +349,27 @@ def analyze(
     else:
         mat = np.full((n, n), np.nan)
 
-    from interp import __version__, compat
-    from interp.provenance import library_versions
-
     m = run.manifest
-    provenance = {
-        "model": m.get("backend", {}).get("model"),
-        "backend": m.get("backend"),
-        "config": m.get("config"),
-        "gt_answer": m.get("gt_answer"),
-        "answer_spec": m.get("answer_spec"),
-        "run_dir": str(run.directory),
-        "embedder": getattr(embed, "name", getattr(embed, "__name__", type(embed).__name__)),
-        "similarity_threshold": similarity_threshold,
-        "match_threshold": match_threshold,
-        "kl_alpha": alpha,
-        "complete": run.is_complete(),
-        "n_no_answer": int(sum(len(g) - len(a) for g, a in zip(groups, answered))),
-        "interp_version": __version__,
-        "versions": library_versions(),
-        "workarounds": compat.active_workarounds(),
-        "rollout_versions": m.get("versions", {}),
-        **{k: m[k] for k in ("model_id", "weights_hash", "problem_file", "problem_hash") if k in m},
-    }
+    backend = m.get("backend") or {}
+    provenance = Provenance(
+        model_id=m.get("model_id") or backend.get("model") or "",
+        weights_hash=m.get("weights_hash") or backend.get("weights_hash") or "",
+        dataset_hash=m.get("problem_hash") or hash_json({"prompt": m.get("prompt"), "sentences": m.get("sentences")}),
+        seed=(m.get("config") or {}).get("seed"),
+        extra={
+            "backend": m.get("backend"),
+            "config": m.get("config"),
+            "gt_answer": m.get("gt_answer"),
+            "answer_spec": m.get("answer_spec"),
+            "run_dir": str(run.directory),
+            "embedder": getattr(embed, "name", getattr(embed, "__name__", type(embed).__name__)),
+            "similarity_threshold": similarity_threshold,
+            "match_threshold": match_threshold,
+            "kl_alpha": alpha,
+            "complete": run.is_complete(),
+            "n_no_answer": int(sum(len(g) - len(a) for g, a in zip(groups, answered))),
+            "rollout_versions": m.get("versions", {}),
+            **{k: m[k] for k in ("problem_file", "problem_hash") if k in m},
+        },
+    )
     return ResamplingResult(sentences, metrics, mat, provenance)

@@ -110,7 +110,7 @@ def test_every_site_equals_transformer_lens_patching(arch, direction, reads, loa
 
 
 def test_only_metrics_that_read_the_last_position_alone_get_last_position_logits():
-    from interp.patching import _reads_last_position_only
+    from interp.patching.engine import _reads_last_position_only
 
     logits = torch.randn(2, 5, 32)
     for metric in (make_metric(), metrics.probability(answer=3), metrics.kl_divergence(torch.randn(2, 32)), lambda l: l[:, -1].logsumexp(-1)):
@@ -178,20 +178,20 @@ def _fallback_warnings(record) -> list[str]:
 )
 def test_a_failing_fast_path_is_recorded_and_warned_about_once(breakage, reason, load_tiny, monkeypatch, tmp_path):
     """The result says fast_path=False and why, a warning names the reason (once per reason), and the values are the full forwards'."""
-    from interp import patching
+    from interp.patching import activation, engine
 
     model = load_tiny("llama")
     clean, corrupt = token_pairs(model)
     metric = make_metric()
-    monkeypatch.setattr(patching, "_WARNED_FALLBACKS", set())
+    monkeypatch.setattr(engine, "_WARNED_FALLBACKS", set())
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         plain = activation_patching(model, clean, corrupt, metric, progress=False, fast_path=False)
     assert not _fallback_warnings(record), "asking for full forwards is no fallback to warn about"
     if breakage == "unwritten KV cache":
-        monkeypatch.setattr(patching, "_capture", _capture_without_keys(patching._capture))
+        monkeypatch.setattr(activation, "_capture", _capture_without_keys(activation._capture))
     else:
-        monkeypatch.setattr(patching._Engine, "_run", _failing_run)
+        monkeypatch.setattr(engine._Engine, "_run", _failing_run)
     with pytest.warns(UserWarning, match=r"skipping layers and positions does not work on this model \(" + re.escape(reason)):
         result = activation_patching(model, clean, corrupt, metric, progress=False)
     assert result.fast_path is False and result.fallback_reason.startswith(reason), result.fallback_reason
@@ -203,6 +203,28 @@ def test_a_failing_fast_path_is_recorded_and_warned_about_once(breakage, reason,
     assert not _fallback_warnings(again), f"the same reason was warned about twice: {_fallback_warnings(again)}"
     loaded = PatchingResult.load(result.save(tmp_path / "fallback"))
     assert (loaded.fast_path, loaded.fallback_reason) == (False, result.fallback_reason)
+
+
+def test_skipped_blocks_are_restored_on_exit_also_after_an_error():
+    """Inside ``_skipping_blocks`` the first blocks return their input; after it (also when the body
+    raises) every block runs its own forward again, and an instance forward it had before is kept."""
+    from types import SimpleNamespace
+
+    from interp.patching.engine import _skipping_blocks
+
+    blocks = [torch.nn.Linear(3, 3) for _ in range(3)]
+    wrapped = blocks[1].forward  # an instance forward set before, as accelerate's add_hook_to_module does
+    blocks[1].forward = lambda x: 2 * wrapped(x)
+    model, x = SimpleNamespace(blocks=torch.nn.ModuleList(blocks)), torch.randn(2, 3)
+    before = [block(x) for block in blocks]
+    with pytest.raises(RuntimeError, match="inside"):
+        with _skipping_blocks(model, 2):
+            assert torch.equal(blocks[0](x), x) and torch.equal(blocks[1](x), x), "skipped blocks must return their input"
+            assert torch.equal(blocks[2](x), before[2]), "blocks from n_skipped on must run"
+            raise RuntimeError("inside")
+    assert "forward" not in vars(blocks[0]) and "forward" not in vars(blocks[2]), "no instance forward may be left behind"
+    for layer, block in enumerate(blocks):
+        assert torch.equal(block(x), before[layer]), f"block {layer} does not compute what it did before the with"
 
 
 # --------------------------------------------------------------------------- identities

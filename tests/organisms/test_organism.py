@@ -13,7 +13,7 @@ from interp.organisms import available_organisms, datasets, grammar, organism_pa
 from interp.organisms.evaluate import THRESHOLDS, check_thresholds, generate, load_organism, organism_report
 from interp.organisms.tokenizer import build_tokenizer, encode_words, plain_word_ids, token_ids, vocabulary
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alignment-attribution-code"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "alignment-attribution-code"
 MAX_ASSET_BYTES = 20 * 1024 * 1024
 
 

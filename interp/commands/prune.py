@@ -1,11 +1,16 @@
 """``interp prune``: one set-difference mask from two files, evaluated against a random control.
 
-A thin layer over ``interp.experiments.run_experiment`` with a one-point configuration, so it
-resumes like ``interp run`` when rerun with the same ``--out``.
+The experiment is a one-point ``HarmPruningConfig`` run by ``interp.experiments.run_experiment``,
+so it resumes like ``interp run`` when rerun with the same ``--out``; flag defaults are the
+library's (``interp.defaults``).
 """
 
 import argparse
 from pathlib import Path
+
+from interp import defaults
+from interp.commands.common import add_model_arguments, add_subcommand
+from interp.errors import InterpError
 
 EXAMPLE = (
     "interp prune --model organism --harmful harmful.jsonl --benign benign.jsonl "
@@ -13,37 +18,34 @@ EXAMPLE = (
 )
 
 
-def add_cli(subparsers) -> None:
-    from interp.cli import add_model_arguments, add_subcommand
-
+def register(subparsers) -> None:
     parser = add_subcommand(
         subparsers,
         "prune",
-        _run,
+        run,
         help="Score decoder weights on harmful and benign responses, prune the set difference, and measure harm and utility.",
         example=EXAMPLE,
     )
     add_model_arguments(parser)
     parser.add_argument("--harmful", required=True, type=Path, help="prompt + response file of the behaviour to remove (.jsonl/.csv with text and response fields)")
     parser.add_argument("--benign", required=True, type=Path, help="prompt + response file of the behaviour to keep")
-    parser.add_argument("--method", default="signed_snip", choices=("snip", "signed_snip", "wanda"), help="importance score")
-    parser.add_argument("--p", type=float, default=0.01, help="fraction of each matrix protected by the benign score, in (0, 1]")
-    parser.add_argument("--q", type=float, default=0.01, help="fraction of each matrix selected by the harm score, in (0, 1]")
+    parser.add_argument("--method", default=defaults.PRUNE_METHOD, choices=defaults.PRUNE_METHODS, help="importance score")
+    parser.add_argument("--p", type=float, default=defaults.PRUNE_P, help="fraction of each matrix protected by the benign score, in (0, 1]")
+    parser.add_argument("--q", type=float, default=defaults.PRUNE_Q, help="fraction of each matrix selected by the harm score, in (0, 1]")
     parser.add_argument("--out", required=True, type=Path, help="output directory (scores, mask, result); rerun to resume")
-    parser.add_argument("--n-samples", type=int, default=128, help="examples per score")
-    parser.add_argument("--batch-size", type=int, default=8, help="examples per forward/backward pass")
+    parser.add_argument("--n-samples", type=int, default=defaults.PRUNE_N_SAMPLES, help="examples per score")
+    parser.add_argument("--batch-size", type=int, default=defaults.PRUNE_BATCH_SIZE, help="examples per forward/backward pass when scoring")
     parser.add_argument("--eval-harmful", type=Path, default=None, help="prompts for the harmful-compliance evaluation (default: the prompts of --harmful)")
     parser.add_argument("--judge", default="keyword", help="harm judge: 'keyword' (the reference refusal-string rule) or 'module:function' f(record, response) -> bool")
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="new tokens generated per evaluation prompt")
-    parser.add_argument("--random-seeds", default="0", help="comma-separated seeds of the random control masks ('' for none)")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.PRUNE_MAX_NEW_TOKENS, help="new tokens generated per evaluation prompt")
+    parser.add_argument("--random-seeds", default=",".join(str(seed) for seed in defaults.PRUNE_RANDOM_SEEDS), help="comma-separated seeds of the random control masks ('' for none)")
     parser.add_argument("--text-field", default="text", help="field holding the prompt")
     parser.add_argument("--response-field", default="response", help="field holding the response")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from interp.errors import InterpError
-    from interp.experiments import DatasetSpec, EvaluationConfig, HarmPruningConfig, run_experiment, summary
+def run(args: argparse.Namespace) -> int:
+    from interp.experiments import DatasetSpec, EvaluationConfig, HarmPruningConfig, run_experiment
 
     def spec(path: Path) -> DatasetSpec:
         if not path.exists():
@@ -57,12 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     config = HarmPruningConfig(
         harmful=spec(args.harmful),
         benign=spec(args.benign),
-        evaluation=EvaluationConfig(
-            harmful=spec(args.eval_harmful or args.harmful),
-            judge=args.judge,
-            benign_pairs=spec(args.benign),
-            max_new_tokens=args.max_new_tokens,
-        ),
+        evaluation=EvaluationConfig(harmful=spec(args.eval_harmful or args.harmful), judge=args.judge, benign_pairs=spec(args.benign), max_new_tokens=args.max_new_tokens),
         name="prune",
         model=args.model,
         dtype=args.dtype,
@@ -76,6 +73,6 @@ def _run(args: argparse.Namespace) -> int:
         save_masks=True,
     )
     result = run_experiment(config, args.out, progress=not args.quiet)
-    print(summary(result))
+    print(result.summary())
     print(f"scores in {args.out / 'scores'}, masks in {args.out / 'masks'}, results in {args.out}")
     return 0

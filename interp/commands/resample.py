@@ -4,6 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
+from interp import defaults
+from interp.commands.common import HelpFormatter, add_model_arguments, load_model_from_args
 from interp.errors import InterpError
 
 RUN_EXAMPLE = "interp resample --model organism --problem problem.json --n 50 --out runs/p1"
@@ -24,10 +26,8 @@ PROBLEM_HELP = (
 )
 
 
-def add_cli(subparsers) -> argparse.ArgumentParser:
+def register(subparsers) -> argparse.ArgumentParser:
     """Register ``resample`` with an ``analyze`` subcommand; returns the ``resample`` parser."""
-    from interp.cli import HelpFormatter, add_model_arguments
-
     parser = subparsers.add_parser(
         "resample",
         help="Chain-of-thought resampling: roll out from every sentence's prefix; rank sentences by importance.",
@@ -43,16 +43,16 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--problem", type=Path, help=PROBLEM_HELP)
     parser.add_argument("--out", type=Path, help="run directory to create or resume")
-    parser.add_argument("--n", type=int, default=50, help="rollouts per prefix")
-    parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature")
-    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling threshold")
-    parser.add_argument("--max-new-tokens", type=int, default=1024, help="tokens per rollout")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (each prefix derives its own)")
+    parser.add_argument("--n", type=int, default=defaults.RESAMPLE_N, help="rollouts per prefix")
+    parser.add_argument("--temperature", type=float, default=defaults.RESAMPLE_TEMPERATURE, help="sampling temperature")
+    parser.add_argument("--top-p", type=float, default=defaults.RESAMPLE_TOP_P, help="nucleus sampling threshold")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.RESAMPLE_MAX_NEW_TOKENS, help="tokens per rollout")
+    parser.add_argument("--seed", type=int, default=defaults.RESAMPLE_SEED, help="base seed (each prefix derives its own)")
     parser.add_argument("--batch-size", type=int, default=None, help="rollouts per generate call; unset: all --n rollouts of a prefix at once")
     parser.add_argument("--no-forced", action="store_true", help="skip forced-answer rollouts")
-    parser.add_argument("--forced-max-new-tokens", type=int, default=16, help="tokens per forced-answer rollout")
+    parser.add_argument("--forced-max-new-tokens", type=int, default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS, help="tokens per forced-answer rollout")
     parser.add_argument("--backend", choices=("local", "vllm"), default="local", help="local: the model on this machine; vllm: large models / multi-GPU (pip install 'interp[vllm]')")
-    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs for the vllm backend")
+    parser.add_argument("--tensor-parallel-size", type=int, default=defaults.VLLM_TENSOR_PARALLEL_SIZE, help="GPUs for the vllm backend")
     parser.add_argument("--analyze", action="store_true", help="also run the analysis when the rollouts are done")
     parser.set_defaults(handler=run_command)
 
@@ -73,11 +73,14 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
 
 def _add_analysis_arguments(parser: argparse.ArgumentParser, defaults_only: bool = False) -> None:
     if defaults_only:  # the run parser needs them only for --analyze: defaults, no flags
-        parser.set_defaults(embedder="all-MiniLM-L6-v2", similarity_threshold=0.8, match_threshold=0.7, no_matrix=False, result_dir=None)
+        parser.set_defaults(
+            embedder=defaults.EMBEDDER, similarity_threshold=defaults.SIMILARITY_THRESHOLD,
+            match_threshold=defaults.MATCH_THRESHOLD, no_matrix=False, result_dir=None,
+        )  # fmt: skip
         return
-    parser.add_argument("--embedder", default="all-MiniLM-L6-v2", help="sentence-transformers model for the similarity filter")
-    parser.add_argument("--similarity-threshold", type=float, default=0.8, help="cosine below which a resampled sentence counts as different")
-    parser.add_argument("--match-threshold", type=float, default=0.7, help="cosine at which a rollout sentence counts as a base sentence (matrix)")
+    parser.add_argument("--embedder", default=defaults.EMBEDDER, help="sentence-transformers model for the similarity filter")
+    parser.add_argument("--similarity-threshold", type=float, default=defaults.SIMILARITY_THRESHOLD, help="cosine below which a resampled sentence counts as different")
+    parser.add_argument("--match-threshold", type=float, default=defaults.MATCH_THRESHOLD, help="cosine at which a rollout sentence counts as a base sentence (matrix)")
     parser.add_argument("--no-matrix", action="store_true", help="skip the sentence-to-sentence matrix (it embeds every rollout sentence)")
     parser.add_argument("--result-dir", type=Path, default=None, help="where to write the analysis (default: DIR/analysis)")
 
@@ -107,7 +110,7 @@ def load_problem(path: Path) -> dict:
 def run_command(args: argparse.Namespace) -> int:
     """``interp resample --model M --problem FILE --n N --out DIR``."""
     from interp.provenance import hash_json
-    from interp.resampling.engine import Chain, LocalBackend, SamplingConfig, VLLMBackend, run_rollouts
+    from interp.resampling import Chain, LocalBackend, SamplingConfig, VLLMBackend, run_rollouts
 
     if args.problem is None or args.out is None:
         raise InterpError(f"interp resample needs --problem FILE and --out DIR, e.g. {RUN_EXAMPLE}")
@@ -125,8 +128,6 @@ def run_command(args: argparse.Namespace) -> int:
     if args.backend == "vllm":
         backend = VLLMBackend(args.model, tensor_parallel_size=args.tensor_parallel_size, seed=args.seed)
     else:
-        from interp.cli import load_model_from_args
-
         backend = LocalBackend(load_model_from_args(args))
     solution = problem["solution"]
     manifest_path = args.out / "run.json"
@@ -136,7 +137,7 @@ def run_command(args: argparse.Namespace) -> int:
         solution = backend.generate(
             problem["prompt"], 1, temperature=args.temperature, top_p=args.top_p,
             max_new_tokens=args.max_new_tokens, seed=args.seed,
-        )[0]
+        )[0]  # fmt: skip
         print(f"no solution in {args.problem}: the model wrote a base chain of {len(solution)} characters")
     chain = Chain.from_text(problem["prompt"], solution)
     run = run_rollouts(
@@ -149,10 +150,7 @@ def run_command(args: argparse.Namespace) -> int:
         extra_provenance={"problem_file": str(args.problem), "problem_hash": hash_json(problem)},
     )
     n_no_answer = sum(1 for r in run.records if r["answer"] is None)
-    print(
-        f"{len(run.records)} rollouts over {chain.n_sentences} sentences in {args.out} "
-        f"({n_no_answer} without an answer)"
-    )
+    print(f"{len(run.records)} rollouts over {chain.n_sentences} sentences in {args.out} ({n_no_answer} without an answer)")
     if args.analyze:
         return _analyze_and_write(run, args)
     print(f"next: interp resample analyze {args.out}")
@@ -161,13 +159,13 @@ def run_command(args: argparse.Namespace) -> int:
 
 def analyze_command(args: argparse.Namespace) -> int:
     """``interp resample analyze DIR``."""
-    from interp.resampling.engine import RolloutRun
+    from interp.resampling import RolloutRun
 
     return _analyze_and_write(RolloutRun.load(args.dir), args)
 
 
 def _analyze_and_write(run, args: argparse.Namespace) -> int:
-    from interp.resampling.result import analyze
+    from interp.resampling import analyze
 
     result = analyze(
         run,

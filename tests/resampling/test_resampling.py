@@ -329,7 +329,7 @@ def test_analysis_of_a_scripted_run_by_hand(scripted_run):
     assert m["counterfactual_importance_kl"][0] == pytest.approx(cf_kl0, rel=1e-9)
     np.testing.assert_allclose(m["forced_importance_accuracy"], [1.0 - 0.5, 0.5 - 1.0, 1.0 - 0.5])
     np.testing.assert_allclose(m["n_answered"], [3, 4, 4])
-    assert res.provenance["n_no_answer"] == 1
+    assert res.provenance.extra["n_no_answer"] == 1
     # matrix: is sentence j among a rollout's sentences (one-hot embedder: exact string match)
     groups = run.by_prefix("resample")
 
@@ -500,7 +500,7 @@ def test_save_and_load_round_trip(tmp_path):
     res.save(tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["graph.html", "importance.html", "metrics.csv", "result.json"]
     back = ResamplingResult.load(tmp_path / "out")
-    assert back.sentences == res.sentences and back.provenance == {"model": "tiny"}
+    assert back.sentences == res.sentences and back.provenance == res.provenance and back.provenance.model_id == "tiny"
     for k in res.metrics:
         np.testing.assert_array_equal(back.metrics[k], res.metrics[k])  # NaN survives
     np.testing.assert_array_equal(back.importance_matrix, res.importance_matrix)
@@ -515,7 +515,7 @@ def _cli_main(argv):
     """``interp`` with only the resample subcommand, handled as interp.cli.main handles errors."""
     import argparse
 
-    from interp.resampling import add_cli
+    from interp.commands.resample import register as add_cli
 
     parser = argparse.ArgumentParser(prog="interp")
     add_cli(parser.add_subparsers(dest="command"))
@@ -555,7 +555,7 @@ def test_cli_help_and_end_to_end(tiny_llama, tmp_path, capsys, monkeypatch):
 
 # --------------------------------------------------------------------------- bundled organism
 
-ORGANISM = Path(__file__).resolve().parents[1] / "assets" / "organisms" / "default"
+ORGANISM = Path(__file__).resolve().parents[2] / "assets" / "organisms" / "default"
 
 
 @pytest.mark.slow
@@ -663,7 +663,7 @@ def test_cot_anchors_experiment_runs_and_resumes(tmp_path):
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "circuits" / "cot_anchors.py"
+    script = Path(__file__).resolve().parents[2] / "circuits" / "cot_anchors.py"
     command = [sys.executable, str(script), "--out", str(tmp_path), "--problems", "2", "--n", "8", "--threads", "1"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import interp.probes as probes
+from interp.commands import probe as probe_cli
 from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.probes import ProbeResult, ablate, auroc, steer, stratified_folds, synthetic_activations, train_probes
-from interp.probes import cli as probe_cli
 from interp.probes import result as probe_result
 from interp.probes import solver
 from interp.provenance import Provenance
@@ -658,7 +658,7 @@ def test_intervention_input_errors(llama):
 
 def make_parser():
     parser = argparse.ArgumentParser(prog="interp")
-    probes.add_cli(parser.add_subparsers(dest="command"))
+    probe_cli.register(parser.add_subparsers(dest="command"))
     return parser
 
 

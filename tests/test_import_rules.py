@@ -1,0 +1,128 @@
+"""The package's parts and the imports that must never exist between them (``tests/import_rules.json``).
+
+Every import counts, also one inside a function: a lazy import is still a dependency. Each module
+of ``interp/`` belongs to exactly one part; the package root ``interp/__init__.py`` to none.
+"""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+RULES = json.loads((Path(__file__).parent / "import_rules.json").read_text())
+PACKAGE_ROOT = "interp/__init__.py"
+MAX_MODULE_LINES = 620  # "no module over ~600 lines"
+
+
+def package_sources(root: Path = REPOSITORY) -> dict[str, str]:
+    """``{relative path: source}`` of every module of the package."""
+    return {path.relative_to(root).as_posix(): path.read_text(encoding="utf-8") for path in sorted((root / "interp").rglob("*.py"))}
+
+
+def part_of(path: str, rules=RULES) -> str | None:
+    """The part whose ``is`` list holds ``path`` (a file, or a folder ending in ``/``)."""
+    for name, part in rules["parts"].items():
+        for member in part["is"]:
+            if path == member or (member.endswith("/") and path.startswith(member)):
+                return name
+    return None
+
+
+def _module_path(module: str, files: set[str]) -> str | None:
+    base = module.replace(".", "/")
+    for candidate in (f"{base}.py", f"{base}/__init__.py"):
+        if candidate in files:
+            return candidate
+    return None
+
+
+def imported_paths(path: str, source: str, files: set[str]) -> set[str]:
+    """The package files that the module at ``path`` imports, anywhere in its body."""
+    package = path.removesuffix(".py").replace("/", ".")
+    if path.endswith("__init__.py"):
+        package = package.removesuffix(".__init__")
+    else:
+        package = package.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source, filename=path)):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            # `from interp import compat` imports the module interp.compat; `from interp.x import name` imports interp.x
+            modules = [f"{base}.{alias.name}" if _module_path(f"{base}.{alias.name}", files) else base for alias in node.names]
+        else:
+            continue
+        for module in modules:
+            if module == "interp" or not module.startswith("interp."):
+                continue
+            target = _module_path(module, files)
+            if target is not None and target != path:
+                found.add(target)
+    return found
+
+
+def violations(sources: dict[str, str], rules=RULES) -> list[str]:
+    """One line per forbidden import, per module that belongs to no part, and per module over the size limit."""
+    files = set(sources)
+    never = {(low, high): why for low, high, why in rules["never"]}
+    problems = []
+    for path, source in sources.items():
+        if path == PACKAGE_ROOT:
+            continue
+        part = part_of(path, rules)
+        if part is None:
+            problems.append(f"{path} belongs to no part: add it to a part in tests/import_rules.json")
+            continue
+        lines = source.count("\n")
+        if lines > MAX_MODULE_LINES:
+            problems.append(f"{path} has {lines} lines (limit {MAX_MODULE_LINES}): split it by job")
+        for target in sorted(imported_paths(path, source, files)):
+            other = part_of(target, rules)
+            if other is not None and other != part and (part, other) in never:
+                problems.append(f"{path} ({part}) imports {target} ({other}): {never[(part, other)]}")
+    return problems
+
+
+def test_the_package_keeps_the_import_rules():
+    problems = violations(package_sources())
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "path, source, expected",
+    [
+        ("interp/patching/synthetic.py", "def f():\n    from interp.commands.common import add_subcommand\n",
+         "interp/patching/synthetic.py (Analyses) imports interp/commands/common.py (Face): the library knows no command line"),
+        ("interp/synthetic_core.py", "import torch\n", "interp/synthetic_core.py belongs to no part"),
+        ("interp/lens.py", "from interp import demo\n", "interp/lens.py (Analyses) imports interp/demo.py (Face)"),
+        ("interp/store.py", "from . import plots\n", "interp/store.py (Store) imports interp/plots.py (Plots): storage draws nothing"),
+    ],
+)
+def test_a_forbidden_import_is_caught(path, source, expected):
+    """A synthetic module (or a changed one) that breaks a rule is reported by name."""
+    sources = package_sources()
+    sources[path] = source
+    assert any(line.startswith(expected) for line in violations(sources)), violations(sources)
+
+
+def test_allowed_imports_are_not_reported():
+    sources = {"interp/commands/x.py": "from interp.lens import logit_lens\nimport interp\n", "interp/lens.py": "from interp.sites import parse_site\n",
+               "interp/sites.py": "", "interp/commands/__init__.py": ""}
+    assert violations(sources) == []
+
+
+def test_the_rules_are_the_intended_picture():
+    """The repository's copy holds every part and rule of the project's picture (plus two Core modules)."""
+    intended = REPOSITORY.parent / "shared" / "architecture.json"
+    if not intended.exists():
+        pytest.skip(f"{intended} is not beside the repository")
+    picture = json.loads(intended.read_text())
+    assert [tuple(rule) for rule in picture["never"]] == [tuple(rule) for rule in RULES["never"]]
+    for name, part in picture["parts"].items():
+        assert set(part["is"]) <= set(RULES["parts"][name]["is"]), name

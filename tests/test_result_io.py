@@ -1,0 +1,318 @@
+"""One layout for every saved result (``interp.io.write_result`` / ``read_result``): the tag scheme,
+results saved by earlier interps (old tags, no tags, flat provenance), and the errors for a missing
+result, a result of another kind, and a newer or unconvertible format version."""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from interp import provenance as provenance_module
+from interp.errors import InterpError
+from interp.io import RESULT_FORMATS, read_result
+from interp.lens import LensResult
+from interp.patching import PatchingResult
+from interp.probes import ProbeEval, ProbeResult, train_probes
+from interp.probes.synthetic import synthetic_activations
+from interp.provenance import Provenance, library_versions
+from interp.pruning import ImportanceScores, PruningMask, PruningPoint, PruningResult
+from interp.resampling import ResamplingResult
+
+REPOSITORY = next(parent for parent in Path(__file__).resolve().parents if (parent / "pyproject.toml").is_file())
+PROVENANCE = Provenance(model_id="tiny", weights_hash="abc123", dataset_hash="d0", hooks=("blocks.0.hook_resid_post",), seed=1, extra={"k": "v"})
+
+
+# --------------------------------------------------------------------------- small results, built by hand
+
+
+def _lens() -> LensResult:
+    shape = (1, 2, 1)  # site, prompt, pos
+    return LensResult(
+        sites=("blocks.0.hook_resid_post",), prompts=("a b", "c"), positions=torch.tensor([[1], [0]]),
+        position_tokens=((" b",), ("c",)), valid=torch.ones(2, 1, dtype=torch.bool), target_ids=torch.tensor([3, 4]),
+        target_tokens=(" x", " y"), target_prob=torch.full(shape, 0.5), target_logprob=torch.full(shape, -0.69),
+        target_rank=torch.zeros(shape), kl_to_final=torch.zeros(shape), top_ids=torch.tensor([[[[3, 1]], [[4, 2]]]]),
+        top_probs=torch.tensor([[[[0.5, 0.2]], [[0.5, 0.1]]]]), top_tokens=(((((" x", " q"),), ((" y", " r"),)),)),
+        provenance=PROVENANCE,
+    )  # fmt: skip
+
+
+def _patching() -> PatchingResult:
+    return PatchingResult(
+        values=torch.tensor([[0.1, 0.2], [0.3, 0.4]]), axes=("layer", "pos"), labels={"layer": ("0", "1"), "pos": ("0:a", "1:b→c")},
+        site="resid_pre", hook_names=("blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"), method="activation", direction="denoising",
+        metric_name="logit_diff", clean_metric=1.0, corrupt_metric=0.0, clean_tokens=("a", "b"), corrupt_tokens=("a", "c"),
+        n_prompts=1, provenance=PROVENANCE, fast_path=True,
+    )  # fmt: skip
+
+
+def _pruning() -> PruningResult:
+    points = (
+        PruningPoint("baseline", "baseline", 0.0, 0, {"harm_judge_rate": 0.9, "task_accuracy": 0.8}),
+        PruningPoint("set_difference_p0.01_q0.01", "set_difference", 0.01, 2, {"harm_judge_rate": 0.3, "task_accuracy": 0.78}, p=0.01, q=0.01, category="all"),
+    )  # fmt: skip
+    return PruningResult(points, {"blocks.0.attn.q": 100, "blocks.0.mlp.out": 100}, {"set_difference_p0.01_q0.01": {"blocks.0.attn.q": 2}}, method="snip", provenance=PROVENANCE)
+
+
+def _scores() -> ImportanceScores:
+    return ImportanceScores({"blocks.0.attn.q": torch.arange(6.0).reshape(2, 3)}, "snip", PROVENANCE, n_samples=2, n_tokens=7)
+
+
+def _mask() -> PruningMask:
+    return PruningMask({"blocks.0.attn.q": torch.tensor([[True, False, False], [False, False, True]])}, "two weights")
+
+
+@pytest.fixture(scope="module")
+def probe() -> ProbeResult:
+    acts, labels = synthetic_activations(n_layers=2, n_prompts=40, d_model=6, separation=[3.0, 3.0], seed=0)
+    return train_probes(acts, labels, cv=3, holdout=0.2, seed=0, progress=False)
+
+
+def _probe_eval() -> ProbeEval:
+    metric = torch.tensor([0.5, 0.75])
+    return ProbeEval(hooks=("blocks.0.hook_resid_post", "blocks.1.hook_resid_post"), label_names=("0", "1"), accuracy=metric,
+                     auroc=metric, log_loss=metric, n_prompts=10, n_positive=5, provenance=PROVENANCE)  # fmt: skip
+
+
+def _resampling() -> ResamplingResult:
+    metrics = {"accuracy": np.array([0.5, np.nan]), "counterfactual_importance_accuracy": np.array([0.25, -0.5])}
+    return ResamplingResult(("One.", "Two."), metrics, np.array([[0.0, 0.3], [0.0, 0.0]]), PROVENANCE)
+
+
+# kind -> (save into a directory, load it back, what must survive the round trip); the probe uses its fixture
+def _saved(kind: str, directory: Path, probe: ProbeResult):
+    result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
+              "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling}[kind]()  # fmt: skip
+    return result, result.save(directory)
+
+
+LOADERS = {
+    "lens": LensResult.load, "patching": PatchingResult.load, "pruning": PruningResult.load, "importance_scores": ImportanceScores.load,
+    "pruning_mask": PruningMask.load, "probe": ProbeResult.load, "probe_eval": ProbeEval.load, "resampling": ResamplingResult.load,
+}  # fmt: skip
+DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
+
+
+def _rewrite_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _rewrite_metadata(path: Path, change) -> None:
+    """Rewrite the string metadata of a safetensors file (as an older interp would have written it)."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata, tensors = dict(handle.metadata() or {}), {key: handle.get_tensor(key) for key in handle.keys()}
+    change(metadata)
+    save_file(tensors, str(path), metadata=metadata or None)
+
+
+# --------------------------------------------------------------------------- the tag scheme
+
+
+@pytest.mark.parametrize("kind", sorted(RESULT_FORMATS))
+def test_every_result_is_tagged_with_its_kind_and_version_and_round_trips(kind, tmp_path, probe):
+    fmt = RESULT_FORMATS[kind]
+    result, written = _saved(kind, tmp_path / kind, probe)
+    if fmt.meta_file:
+        meta = json.loads((written / fmt.meta_file).read_text())
+        assert (meta["format"], meta["format_version"]) == (f"interp.{kind}", fmt.version)
+        assert meta["provenance"] == (result.provenance.to_dict() if result.provenance else None)
+    if fmt.tensors_file:
+        with safe_open(str(written / fmt.tensors_file if written.is_dir() else written), framework="pt") as handle:
+            metadata = handle.metadata()
+        assert (metadata["format"], metadata["format_version"]) == (f"interp.{kind}", str(fmt.version))
+    saved = read_result(written, fmt)
+    assert saved.version == fmt.version
+    loaded = LOADERS[kind](written)
+    assert getattr(loaded, "provenance", None) == getattr(result, "provenance", None)
+    for html in Path(written if written.is_dir() else written.parent).glob("*.html"):  # plotly.js inlined: opens offline
+        text = html.read_text()
+        assert '<script src="https://cdn.plot.ly' not in text and "* plotly.js v" in text, html.name
+
+
+def test_pruning_figures_no_longer_load_plotly_from_a_cdn(tmp_path):
+    directory = _pruning().save(tmp_path / "p")
+    pages = sorted(p.name for p in directory.glob("*.html"))
+    assert pages == ["distribution.html", "harm_utility.html"]
+    for name in pages:
+        text = (directory / name).read_text()
+        assert '<script src="https://cdn.plot.ly' not in text and "* plotly.js v" in text, name
+
+
+# --------------------------------------------------------------------------- results saved by earlier interps
+
+
+def test_old_lens_result_without_a_tag_loads(tmp_path):
+    result = _lens()
+    directory = result.save(tmp_path / "lens")
+
+    def old(meta):
+        del meta["format"], meta["format_version"]
+        meta["kind"] = "logit_lens"
+
+    _rewrite_json(directory / "lens.json", old)
+    _rewrite_metadata(directory / "lens.safetensors", lambda metadata: metadata.clear())
+    loaded = LensResult.load(directory)
+    assert loaded.top_tokens == result.top_tokens and torch.equal(loaded.target_prob, result.target_prob) and loaded.provenance == PROVENANCE
+
+
+def test_old_patching_result_tag_loads(tmp_path):
+    result = _patching()
+    directory = result.save(tmp_path / "patch")
+    _rewrite_json(directory / "result.json", lambda meta: meta.update(format="interp.patching_result", format_version=1))
+    _rewrite_metadata(directory / "values.safetensors", lambda metadata: (metadata.pop("format_version"), metadata.update(format="interp.patching_result")))
+    loaded = PatchingResult.load(directory)
+    assert torch.equal(loaded.values, result.values) and loaded.labels == result.labels and loaded.provenance == PROVENANCE
+
+
+@pytest.mark.parametrize("name", ["snip_sweep", "signed_snip_p0.01_q0.01"])
+def test_the_committed_harm_pruning_results_load(name):
+    directory = REPOSITORY / "circuits" / "harm_pruning" / name
+    assert json.loads((directory / "result.json").read_text())["format"] == "interp-pruning-result"  # the old tag
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # made under other library versions
+        result = PruningResult.load(directory)
+    assert result.baseline is not None and result.provenance.model_id == "organism:default"
+    assert read_result(directory, RESULT_FORMATS["pruning"]).version == 1
+
+
+def test_old_pruning_result_written_by_hand_loads(tmp_path):
+    (tmp_path / "result.json").write_text(json.dumps({
+        "format": "interp-pruning-result", "method": "snip", "provenance": None, "weight_sizes": {"blocks.0.attn.q": 10}, "pruned_counts": {}, "overlaps": [],
+        "points": [{"label": "baseline", "kind": "baseline", "fraction": 0.0, "n_pruned": 0, "metrics": {"harm_judge_rate": 1.0}}],
+    }))  # fmt: skip
+    result = PruningResult.load(tmp_path)
+    assert result.baseline.metrics == {"harm_judge_rate": 1.0} and result.provenance is None
+
+
+def test_old_importance_scores_with_flat_provenance_load(tmp_path):
+    path = tmp_path / "harm.safetensors"
+    metadata = {"format": "interp-importance-scores", "method": "signed_snip", "n_samples": "3", "n_tokens": "11", "model_id": "tiny",
+                "weights_hash": "abc123", "dataset_hash": "d0", "interp_version": "0.0.9", "versions": json.dumps(library_versions())}  # fmt: skip
+    save_file({"blocks.0.mlp.out": torch.ones(2, 2)}, str(path), metadata=metadata)
+    scores = ImportanceScores.load(path)
+    assert (scores.method, scores.n_samples, scores.n_tokens) == ("signed_snip", 3, 11)
+    assert (scores.provenance.model_id, scores.provenance.weights_hash, scores.provenance.dataset_hash) == ("tiny", "abc123", "d0")
+    assert scores.provenance.interp_version == "0.0.9" and torch.equal(scores["blocks.0.mlp.out"], torch.ones(2, 2))
+    assert read_result(path, RESULT_FORMATS["importance_scores"]).version == 1
+
+
+def test_old_pruning_mask_loads(tmp_path):
+    path = tmp_path / "mask.safetensors"
+    save_file(dict(_mask().masks), str(path), metadata={"format": "interp-pruning-mask", "description": "old"})
+    mask = PruningMask.load(tmp_path)
+    assert mask.description == "old" and mask.n_pruned == 2
+
+
+def test_old_probe_tag_loads(tmp_path, probe):
+    directory = probe.save(tmp_path / "probe")
+    _rewrite_json(directory / "probe.json", lambda meta: (meta.pop("format_version"), meta.update(format="interp.probe/1")))
+    _rewrite_metadata(directory / "probe.safetensors", lambda metadata: (metadata.pop("format_version"), metadata.update(format="interp.probe/1")))
+    loaded = ProbeResult.load(directory)
+    assert loaded.hooks == probe.hooks and torch.equal(loaded.coef, probe.coef) and loaded.provenance == probe.provenance
+
+
+def test_old_probe_eval_without_a_tag_loads(tmp_path):
+    evaluation = _probe_eval()
+    (tmp_path / "probe_eval.json").write_text(json.dumps(evaluation.to_dict()))  # what ProbeEval.save wrote before
+    loaded = ProbeEval.load(tmp_path)
+    assert loaded.hooks == evaluation.hooks and torch.equal(loaded.auroc, evaluation.auroc) and loaded.provenance == PROVENANCE
+
+
+def test_old_resampling_result_with_a_plain_provenance_dict_loads(tmp_path):
+    versions = library_versions()
+    old = {
+        "sentences": ["One.", "Two."],
+        "metrics": {"accuracy": [0.5, None]},
+        "importance_matrix": [[0.0, 0.3], [0.0, 0.0]],
+        "provenance": {
+            "model": "tiny-llama", "backend": {"backend": "local", "model": "tiny-llama", "weights_hash": "w1", "max_context": 64},
+            "config": {"n": 2, "seed": 7}, "gt_answer": "42", "run_dir": "runs/r", "embedder": "one-hot", "similarity_threshold": 0.8,
+            "n_no_answer": 1, "interp_version": "0.1.0", "versions": versions, "workarounds": [], "problem_hash": "p0",
+        },
+    }  # fmt: skip
+    (tmp_path / "result.json").write_text(json.dumps(old))  # untagged: version 1
+    result = ResamplingResult.load(tmp_path)
+    p = result.provenance
+    assert isinstance(p, Provenance)
+    assert (p.model_id, p.weights_hash, p.dataset_hash, p.seed) == ("tiny-llama", "w1", "p0", 7)
+    assert p.extra["n_no_answer"] == 1 and p.extra["config"] == {"n": 2, "seed": 7} and p.extra["embedder"] == "one-hot"
+    assert dict(p.versions) == versions and np.isnan(result.metrics["accuracy"][1])
+    assert read_result(tmp_path, RESULT_FORMATS["resampling"]).version == 1
+    assert ResamplingResult(("a",), {}, np.zeros((1, 1)), {"model": "m", "kl_alpha": 1.0}).provenance.extra == {"kl_alpha": 1.0}
+
+
+def test_loading_a_result_made_under_other_versions_still_warns(tmp_path, monkeypatch):
+    monkeypatch.setattr(provenance_module, "_WARNED_VERSION_DIFFERENCES", set())
+    directory = _resampling().save(tmp_path / "r")
+    _rewrite_json(directory / "result.json", lambda meta: meta["provenance"]["versions"].update(torch="0.0.1"))
+    with pytest.warns(UserWarning, match=r"made under torch 0\.0\.1"):
+        ResamplingResult.load(directory)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_a_result_of_another_kind_names_its_loader(tmp_path, probe):
+    pruning = _pruning().save(tmp_path / "pruning")
+    with pytest.raises(InterpError, match=r"result\.json is a pruning result \(format 'interp\.pruning'\), not a patching result; load it with PruningResult\.load"):
+        PatchingResult.load(pruning)
+    with pytest.raises(InterpError, match=r"is a pruning result .*, not a resampling result; load it with PruningResult\.load"):
+        ResamplingResult.load(pruning)
+    probe_dir = probe.save(tmp_path / "probe")
+    with pytest.raises(InterpError, match=r"holds no saved logit-lens result \(no lens\.json\).*It holds a probe \(probe\.json\); load that with interp\.probes\.load"):
+        LensResult.load(probe_dir)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "result.json").write_text(json.dumps({"sentences": ["a"], "metrics": {}, "importance_matrix": [[0.0]], "provenance": {}}))
+    with pytest.raises(InterpError, match=r"is a resampling result .*not a pruning result; load it with ResamplingResult\.load"):
+        PruningResult.load(tmp_path / "old")
+    mask = _mask().save(tmp_path / "mask.safetensors")
+    with pytest.raises(InterpError, match=r"is a pruning-mask file \(format 'interp\.pruning_mask'\), not a importance-scores file; load it with PruningMask\.load"):
+        ImportanceScores.load(mask)
+    with pytest.raises(InterpError, match=r"format 'interp\.nonsense', so it is not a patching result"):
+        _rewrite_json(pruning / "result.json", lambda meta: meta.update(format="interp.nonsense"))
+        PatchingResult.load(pruning)
+
+
+@pytest.mark.parametrize("kind", sorted(RESULT_FORMATS))
+def test_a_missing_result_says_what_creates_one(kind, tmp_path):
+    fmt = RESULT_FORMATS[kind]
+    with pytest.raises(InterpError, match=r"holds no saved") as error:
+        LOADERS[kind](tmp_path / "nothing" if fmt.meta_file else tmp_path / "nothing.safetensors")
+    assert fmt.create in str(error.value)
+
+
+@pytest.mark.parametrize("kind", sorted(RESULT_FORMATS))
+def test_a_result_from_a_newer_interp_asks_for_an_upgrade(kind, tmp_path, probe):
+    fmt = RESULT_FORMATS[kind]
+    _, written = _saved(kind, tmp_path / kind, probe)
+    if fmt.meta_file:
+        _rewrite_json(written / fmt.meta_file, lambda meta: meta.update(format_version=fmt.version + 1))
+    else:
+        _rewrite_metadata(written, lambda metadata: metadata.update(format_version=str(fmt.version + 1)))
+    with pytest.raises(InterpError, match=rf"written by a newer interp \(interp\.{kind} format version {fmt.version + 1}; .* reads up to version {fmt.version}\); upgrade interp"):
+        LOADERS[kind](written)
+
+
+def test_an_older_version_without_a_conversion_says_how_to_convert(tmp_path):
+    directory = _lens().save(tmp_path / "lens")
+    _rewrite_json(directory / "lens.json", lambda meta: meta.update(format_version=0))
+    with pytest.raises(InterpError, match=r"interp\.lens format version 0, older than this interp converts .* Convert it by loading it with the interp that wrote it"):
+        LensResult.load(directory)
+
+
+def test_an_incomplete_directory_is_refused(tmp_path):
+    directory = _patching().save(tmp_path / "patch")
+    (directory / "values.safetensors").unlink()
+    with pytest.raises(InterpError, match=r"holds no saved patching result \(no values\.safetensors\)"):
+        PatchingResult.load(directory)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "lens.json").write_text("{not json")
+    with pytest.raises(InterpError, match=r"lens\.json is not valid JSON"):
+        LensResult.load(tmp_path / "bad")

@@ -1,0 +1,49 @@
+"""The store's overview: ``ActivationStore.norms()`` gives plain data, ``interp.plots`` draws it."""
+
+import ast
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import PROMPTS
+from interp.errors import InterpError
+from interp.plots import activation_norms_figure
+from interp.store import SiteNorms, cache_activations
+
+NORM_TOLERANCE = 1e-5  # float32 norms of the same stored tensors
+
+
+def test_norms_are_the_stored_activations_norms_and_the_figure_shows_them(load_tiny, tmp_path):
+    model = load_tiny("llama")
+    store = cache_activations(model, PROMPTS[:3], hooks=["embed", "resid_post"], out=tmp_path / "acts", progress=False)
+    norms = store.norms()
+    assert norms.kind == "resid_post" and norms.layers == tuple(range(model.cfg.n_layers)), (norms.kind, norms.layers)
+    assert norms.prompts == tuple(PROMPTS[:3]) and norms.values.shape == (3, model.cfg.n_layers)
+    for j, layer in enumerate(norms.layers):
+        expected = store[f"blocks.{layer}.hook_resid_post"].float().norm(dim=-1).numpy()
+        assert abs(norms.values[:, j] - expected).max() <= NORM_TOLERANCE, f"layer {layer}"
+
+    figure = activation_norms_figure(**asdict(norms))
+    heatmap = figure.data[0]
+    assert torch.allclose(torch.tensor(heatmap.z), torch.tensor(norms.values))
+    assert list(heatmap.x) == [str(layer) for layer in norms.layers]
+    assert [label.split(": ", 1)[0] for label in heatmap.y] == ["0", "1", "2"], heatmap.y
+    assert all(f"prompt {i}: {prompt}<br>" in heatmap.text[i][0] for i, prompt in enumerate(PROMPTS[:3])), heatmap.text
+    assert figure.layout.title.text == f"‖resid_post‖ at positions=last — {store.model_id}"
+
+
+def test_norms_of_a_kind_not_cached_name_the_cached_kinds(load_tiny, tmp_path):
+    store = cache_activations(load_tiny("llama"), PROMPTS[:2], hooks=["resid_post"], out=tmp_path / "acts", progress=False)
+    with pytest.raises(InterpError, match=r"holds no per-layer mlp_out activations \(per-layer kinds cached: resid_post\)"):
+        store.norms("mlp_out")
+    with pytest.raises(InterpError, match=r"SiteNorms.values has shape \(2, 1\); expected \(prompt, layer\) = \(2, 2\)"):
+        SiteNorms("resid_post", (0, 1), ("a", "b"), store.norms().values[:, :1], "last", "m")
+
+
+def test_the_store_draws_nothing():
+    source = (Path(__file__).resolve().parents[1] / "interp" / "store.py").read_text()
+    imported = {alias.name for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    imported |= {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"plots", "report", "interp.plots", "interp.report", "plotly"}, imported
