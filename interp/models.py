@@ -80,12 +80,23 @@ def resolve_model(name: str) -> tuple[str, str]:
     if entry is None:
         models = registered_models()
         raise InterpError(
-            f"no registered model named {prefix!r} (asked for {name!r}); registered: {', '.join(models) or 'none'}. "
+            f"no registered model named {prefix!r} (asked for {name!r}){did_you_mean(name)}; registered: {', '.join(models) or 'none'}. "
             f"Models register through the {ENTRY_POINT_GROUP!r} entry point group (refresh it with `pip install -e .`)."
         )
     variant = variant or entry.default_variant
     source = entry.resolve(variant)
     return str(source), (f"{entry.name}:{variant}" if variant else entry.name)
+
+
+def did_you_mean(name: str) -> str:
+    """`` (did you mean 'x'?)`` naming the registered models closest to ``name``, or ``""``."""
+    import difflib
+
+    names = registered_models()
+    wanted = name.partition(":")[0].lower()
+    close = [n for n in names if wanted and (n.startswith(wanted) or wanted in n)]
+    close += [n for n in difflib.get_close_matches(wanted, names, n=3, cutoff=0.5) if n not in close]
+    return f" (did you mean {' or '.join(repr(n) for n in close[:3])}?)" if close else ""
 
 
 def _registered(name: str) -> RegisteredModel | None:
@@ -221,7 +232,7 @@ def _load_error(name: str, source: str, error: Exception) -> InterpError:
         return InterpError(f"could not load the model directory {name}: {text}")
     if unreachable or offline:
         return InterpError(
-            f"cannot find model {name!r}: it is not a local directory, and the Hugging Face hub "
+            f"cannot find model {name!r}{did_you_mean(name)}: it is not a local directory, and the Hugging Face hub "
             f"{'is disabled (HF_HUB_OFFLINE=1)' if offline else 'could not be reached or has no such model'} "
             f"({text}). Pass a local model directory, pre-download it with `huggingface-cli download {name}`, "
             f"or use a registered model ({', '.join(registered_models()) or 'none'})."

@@ -81,3 +81,17 @@ def blackmail_matches(metric: str, compute) -> tuple[dict[str, tuple[int, int]],
         report[d.parts[-3]] = (matched, total)
         direct[d.parts[-3]] = direct_matched
     return report, direct
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct (converted once per machine into $INTERP_HOME; skipped if it cannot be obtained)."""
+    from interp.errors import InterpError
+    from interp.models import load_model
+
+    try:
+        return load_model("smollm2-135m-instruct", device="cpu")
+    except InterpError as error:
+        if os.environ.get("INTERP_REQUIRE_REAL_MODEL") == "1":  # `make test` obtains it first: missing is a failure
+            raise
+        pytest.skip(f"the real model is not available here: {error}")
