@@ -211,6 +211,12 @@ RESULT_FORMATS: dict[str, ResultFormat] = {fmt.kind: fmt for fmt in (
     ResultFormat(kind="lens", version=1, name="logit-lens result", meta_file="lens.json", tensors_file="lens.safetensors",
                  create="logit_lens(model, prompts).save(DIR) or `interp lens --model M --prompts FILE --out DIR`",
                  load="LensResult.load(DIR)", untagged=1),  # before tags: the same fields, marked "kind": "logit_lens"
+    ResultFormat(kind="tuned_lens", version=1, name="tuned lens", meta_file="tuned_lens.json", tensors_file="tuned_lens.safetensors",
+                 create="train_tuned_lens(model, texts).save(DIR) or `interp lens train --model M --out DIR`",
+                 load="TunedLens.load(DIR, model=model)"),
+    ResultFormat(kind="lens_kl", version=1, name="lens KL evaluation", meta_file="lens_kl.json", tensors_file="lens_kl.safetensors",
+                 create="lens_kl(model, texts, translator=lens).save(DIR) (`interp lens train ... --out DIR` writes DIR/heldout_kl)",
+                 load="LensKL.load(DIR)"),
     ResultFormat(kind="patching", version=1, name="patching result", meta_file="result.json", tensors_file="values.safetensors",
                  create="activation_patching(...).save(DIR) or `interp patch ... --out DIR` (one subdirectory per method and site)",
                  load="PatchingResult.load(DIR)", aliases={"interp.patching_result": 1}),
@@ -232,6 +238,15 @@ RESULT_FORMATS: dict[str, ResultFormat] = {fmt.kind: fmt for fmt in (
     ResultFormat(kind="resampling", version=2, name="resampling result", meta_file="result.json",
                  create="`interp resample analyze RUN_DIR` (writes RUN_DIR/analysis) or analyze(run).save(DIR)",
                  load="ResamplingResult.load(DIR)", untagged=1, migrations={1: _resampling_v1_to_v2}),
+    ResultFormat(kind="dla", version=1, name="direct-logit-attribution result", meta_file="dla.json", tensors_file="dla.safetensors",
+                 create="direct_logit_attribution(model, prompts, answer, wrong).save(DIR) or `interp dla --model M --prompt TEXT --answer A --out DIR`",
+                 load="DLAResult.load(DIR)"),
+    ResultFormat(kind="attention_pattern", version=1, name="attention-pattern result", meta_file="pattern.json", tensors_file="pattern.safetensors",
+                 create="attention_pattern(model, prompt, layer, head).save(DIR) or `interp dla ... --pattern LAYER.HEAD --out DIR`",
+                 load="AttentionPattern.load(DIR)"),
+    ResultFormat(kind="induction", version=1, name="induction-heads result", meta_file="induction.json", tensors_file="induction.safetensors",
+                 create="induction_heads(model).save(DIR) or `python circuits/induction_smollm2.py --out DIR`",
+                 load="InductionResult.load(DIR)"),
 )}  # fmt: skip
 _BY_TAG = {tag: fmt for fmt in RESULT_FORMATS.values() for tag in (fmt.tag, *fmt.aliases)}
 

@@ -214,7 +214,9 @@ def logit_lens(
             add "resid_mid"). From a store: the sites it holds among these.
         positions: "last", "all" or explicit positions (model source; a store read what it stored).
         top_k: how many top tokens to keep per cell.
-        translator: ``translator(site, resid) -> resid`` applied before the readout (a tuned lens).
+        translator: ``translator(site, resid) -> resid`` applied before the readout (a tuned lens:
+            ``interp.tuned_lens.TunedLens``). One with a ``check_provenance(provenance)`` method is
+            first shown the activations' provenance (model, weights hash) and may refuse them.
     """
     from interp.store import ActivationStore
 
@@ -228,6 +230,9 @@ def logit_lens(
         if prompts is None:
             raise InterpError("logit_lens(model, ...) needs prompts: logit_lens(model, ['The capital of France is']).")
         activations, final_name, readout, tokenizer, prompt_texts, position_info, provenance = _from_model(source, prompts, sites, positions, batch_size)
+    check = getattr(translator, "check_provenance", None)  # a tuned lens refuses activations of another model
+    if check is not None:
+        check(provenance)
     positions_read, position_tokens, valid = position_info
     ordered = sorted(activations, key=_depth_key)
     final_logprobs = torch.log_softmax(readout(_translate(translator, final_name, activations[final_name]) if translator else activations[final_name]), dim=-1)

@@ -206,6 +206,24 @@ def lens_heatmap(
     return figure
 
 
+def lens_kl_figure(sites: Sequence[str], series: Mapping[str, Sequence[float]], errors: Mapping[str, Sequence[float]], title: str, log_y: bool = True) -> go.Figure:
+    """KL to the final distribution per layer, one line per lens (logit lens, tuned lens), with error bars.
+
+    >>> figure = lens_kl_figure(["embed", "L0"], {"logit lens": [5.0, 1.0]}, {"logit lens": [0.1, 0.1]}, title="t")
+    >>> figure.data[0].name, figure.data[0].x
+    ('logit lens', ('embed', 'L0'))
+    """
+    figure = go.Figure()
+    for name, values in series.items():
+        spread = list(errors.get(name, [0.0] * len(values)))
+        hover = [f"{name} · {site}<br>KL {value:.4g} ± {error:.2g} nats" for site, value, error in zip(sites, values, spread)]
+        figure.add_trace(go.Scatter(x=list(sites), y=list(values), error_y=dict(type="data", array=spread, visible=True), mode="lines+markers",
+                                    name=name, text=hover, hoverinfo="text"))  # fmt: skip
+    figure.update_xaxes(type="category")
+    figure.update_yaxes(type="log" if log_y else "linear")
+    return style(figure, title, "layer (residual stream after it)", "KL(final ‖ lens), nats")
+
+
 # ---- linear probes -------------------------------------------------------------------------------
 
 _PROBE_COLOURS = {"accuracy": "#1f77b4", "auroc": "#d62728", "log_loss": "#2ca02c"}
@@ -361,4 +379,107 @@ def sentence_graph_figure(sentences: Sequence[str], matrix: np.ndarray, top_k: i
         "",
     )
     figure.update_layout(yaxis={"visible": False}, hoverlabel={"align": "left"})
+    return figure
+
+
+# ---- direct logit attribution and attention patterns ---------------------------------------------
+
+
+def dla_figure(
+    components: Sequence[str],
+    component_values: np.ndarray,
+    head_values: np.ndarray | None,
+    component_hover: Sequence[str],
+    head_hover: Sequence[Sequence[str]] | None,
+    title: str,
+    value_title: str,
+) -> go.Figure:
+    """Bars of ``component_values[component]`` (red below zero) and, when given, a layer x head heatmap of ``head_values[layer, head]``.
+
+    >>> figure = dla_figure(["embed", "L0 attn"], np.array([0.5, -1.0]), np.array([[0.2, -1.2]]), ["e", "a"], [["h0", "h1"]], "DLA", "logit")
+    >>> figure.data[0].x, figure.data[1].x, figure.data[1].y
+    (('embed', 'L0 attn'), ('H0', 'H1'), ('L0',))
+    """
+    from plotly.subplots import make_subplots
+
+    values = np.asarray(component_values, dtype=float)
+    columns = 1 if head_values is None else 2
+    titles = ("per component", "per attention head")[:columns]
+    figure = make_subplots(rows=1, cols=columns, subplot_titles=titles, horizontal_spacing=0.1, column_widths=[0.55, 0.45][:columns] if columns == 2 else None)
+    colors = ["#d62728" if v < 0 else "#1f77b4" for v in np.nan_to_num(values)]
+    figure.add_trace(go.Bar(x=list(components), y=values, marker_color=colors, hovertext=list(component_hover), hoverinfo="text", name="component"), row=1, col=1)
+    figure.update_xaxes(type="category", tickangle=-45 if len(components) > 12 else 0, title_text="component", row=1, col=1)
+    figure.update_yaxes(title_text=value_title, row=1, col=1)
+    if head_values is not None:
+        heads = np.asarray(head_values, dtype=float)
+        spread = float(np.nanmax(np.abs(heads))) if heads.size and np.isfinite(heads).any() else 1.0
+        spread = spread or 1.0
+        figure.add_trace(
+            go.Heatmap(
+                z=heads, x=[f"H{h}" for h in range(heads.shape[1])], y=[f"L{layer}" for layer in range(heads.shape[0])],
+                text=[list(row) for row in (head_hover or [])], hoverinfo="text", colorscale="RdBu", reversescale=True,
+                zmin=-spread, zmax=spread, zmid=0.0, colorbar=dict(title=value_title), name="heads",
+            ),
+            row=1, col=2,
+        )  # fmt: skip
+        figure.update_xaxes(type="category", title_text="head", row=1, col=2)
+        figure.update_yaxes(type="category", title_text="layer", row=1, col=2)
+    style(figure, title, "component", value_title)
+    figure.update_layout(showlegend=False, height=max(420, 18 * (0 if head_values is None else np.asarray(head_values).shape[0]) + 160), width=1300 if columns == 2 else 800)
+    return figure
+
+
+def attention_pattern_figure(pattern: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:
+    """``pattern[query, key]`` as a heatmap over the prompt's tokens; hover reads ``query 'tok' -> key 'tok': weight``.
+
+    >>> figure = attention_pattern_figure(np.array([[1.0, 0.0], [0.25, 0.75]]), ["a", " b"], "L0H0")
+    >>> figure.data[0].x, figure.data[0].text[1][0]
+    (("0: 'a'", "1: ' b'"), "query 1 ' b' -> key 0 'a': 0.25")
+    """
+    values = np.asarray(pattern, dtype=float)
+    labels = [f"{i}: {token!r}" for i, token in enumerate(tokens)]
+    hover = [[f"query {q} {tokens[q]!r} -> key {k} {tokens[k]!r}: {values[q, k]:.3g}" for k in range(values.shape[1])] for q in range(values.shape[0])]
+    figure = go.Figure(
+        go.Heatmap(z=values, x=labels, y=labels, text=hover, hoverinfo="text", colorscale="Blues", zmin=0.0, zmax=1.0, colorbar=dict(title="attention"))
+    )
+    figure.update_yaxes(autorange="reversed", type="category")
+    figure.update_xaxes(type="category", tickangle=-45 if len(tokens) > 8 else 0)
+    style(figure, title, "key (attended-to) token", "query token")
+    side = max(420, 22 * len(tokens) + 200)
+    figure.update_layout(height=side, width=side + 120)
+    return figure
+
+
+# ---- induction heads -----------------------------------------------------------------------------
+
+
+def head_score_heatmap(values: np.ndarray, hover: Sequence[Sequence[str]], cell_text: Sequence[Sequence[str]], title: str, colorbar_title: str,
+                       zmin: float = 0.0, zmax: float = 1.0) -> go.Figure:
+    """``values[layer, head]`` as a heatmap on ``[zmin, zmax]`` (layer 0 at the bottom), ``cell_text`` in the cells, ``hover`` on hover.
+
+    >>> figure = head_score_heatmap(np.array([[0.1, 0.9]]), [["a", "b"]], [["", "1"]], "induction", "score")
+    >>> figure.data[0].x, figure.data[0].y, figure.data[0].customdata[0][1]
+    (('H0', 'H1'), ('L0',), 'b')
+    """
+    values = np.asarray(values, dtype=float)
+    figure = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=[f"H{h}" for h in range(values.shape[1])],
+            y=[f"L{layer}" for layer in range(values.shape[0])],
+            text=[list(row) for row in cell_text],
+            texttemplate="%{text}",
+            textfont=dict(size=10),
+            customdata=[list(row) for row in hover],
+            hovertemplate="%{customdata}<extra></extra>",
+            colorscale="Viridis",
+            zmin=zmin,
+            zmax=zmax,
+            colorbar=dict(title=colorbar_title),
+        )
+    )
+    figure.update_xaxes(type="category")
+    figure.update_yaxes(type="category")
+    style(figure, title, "head", "layer")
+    figure.update_layout(height=max(420, 22 * values.shape[0] + 160), width=max(520, 60 * values.shape[1] + 260))
     return figure

@@ -152,6 +152,14 @@ class Readout:
         )
 
 
+def describe_norm(module) -> tuple[NormKind, Tensor | None, Tensor | None, float, float]:
+    """``(kind, weight, bias, eps, weight_offset)`` of a LayerNorm / RMSNorm module, as a Readout holds its final norm.
+
+    Other analyses read a block's norms with it too (direct logit attribution freezes Gemma 2's post-attention norm).
+    """
+    return _describe_norm(module)
+
+
 def _describe_norm(module) -> tuple[NormKind, Tensor | None, Tensor | None, float, float]:
     def param(name: str) -> Tensor | None:
         value = getattr(module, name, None)

@@ -13,7 +13,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from interp import provenance as provenance_module
+from interp.attention import AttentionPattern
+from interp.dla import DLAResult
 from interp.errors import InterpError
+from interp.induction import InductionResult
 from interp.io import RESULT_FORMATS, read_result
 from interp.lens import LensResult
 from interp.patching import PatchingResult
@@ -22,6 +25,7 @@ from interp.probes.synthetic import synthetic_activations
 from interp.provenance import Provenance, library_versions
 from interp.pruning import ImportanceScores, PruningMask, PruningPoint, PruningResult
 from interp.resampling import ResamplingResult
+from interp.tuned_lens import LensKL, TrainingRecord, TunedLens
 
 REPOSITORY = next(parent for parent in Path(__file__).resolve().parents if (parent / "pyproject.toml").is_file())
 PROVENANCE = Provenance(model_id="tiny", weights_hash="abc123", dataset_hash="d0", hooks=("blocks.0.hook_resid_post",), seed=1, extra={"k": "v"})
@@ -84,16 +88,53 @@ def _resampling() -> ResamplingResult:
     return ResamplingResult(("One.", "Two."), metrics, np.array([[0.0, 0.3], [0.0, 0.0]]), PROVENANCE)
 
 
+def _dla() -> DLAResult:
+    return DLAResult(
+        prompts=("a b",), positions=torch.tensor([[1]]), position_tokens=((" b",),), answer_ids=torch.tensor([3]), answer_tokens=(" x",),
+        wrong_ids=torch.tensor([4]), wrong_tokens=(" y",), components=("embed", "L0 attn", "L0 mlp", "bias"),
+        component_values=torch.tensor([[[0.1, 0.5, -0.2, 0.0]]]), head_values=torch.tensor([[[[0.3, 0.2]]]]), head_bias=torch.zeros(1, 1, 1),
+        logit_diff=torch.tensor([[0.4]]), provenance=PROVENANCE,
+    )  # fmt: skip
+
+
+def _induction() -> InductionResult:
+    half = torch.tensor([[3, 4]])
+    return InductionResult(scores=torch.tensor([[0.1, 0.9]]), tokens=torch.cat([torch.tensor([[1]]), half, half], 1), first_loss=torch.full((1, 2), 8.0),
+                           repeat_loss=torch.full((1, 2), 2.0), ablations=(((0, 1),), ((0, 0),)), ablated_repeat_loss=torch.tensor([[[6.0, 5.0]], [[2.5, 2.0]]]),
+                           provenance=PROVENANCE)  # fmt: skip
+
+
+def _attention_pattern() -> AttentionPattern:
+    return AttentionPattern(prompt="a b", tokens=("a", " b"), layer=0, head=1, pattern=torch.tensor([[1.0, 0.0], [0.25, 0.75]]), provenance=PROVENANCE)
+
+
+def _tuned_lens() -> TunedLens:
+    record = TrainingRecord(init="least_squares", steps=2, lr=1e-4, batch_tokens=4, ridge=1e-3, seed=0, n_texts=1, n_tokens=5, seconds=0.1,
+                            loss=(0.5, 0.25), site_loss=((0.5,), (0.25,)))  # fmt: skip
+    weight, bias = torch.zeros(2, 3, 3), torch.zeros(2, 3)
+    weight[0, 0, 1], bias[0, 2] = 0.5, -1.0
+    return TunedLens(("blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"), weight, bias, PROVENANCE, record)
+
+
+def _lens_kl() -> LensKL:
+    kl = torch.tensor([[3.0, 0.0], [1.0, 0.0]])
+    return LensKL(("logit lens", "tuned lens"), ("blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"), kl, kl / 10, n_texts=1, n_tokens=5, provenance=PROVENANCE)
+
+
 # kind -> (save into a directory, load it back, what must survive the round trip); the probe uses its fixture
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
-              "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling}[kind]()  # fmt: skip
+              "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
+              "dla": _dla, "attention_pattern": _attention_pattern, "induction": _induction,
+              "tuned_lens": _tuned_lens, "lens_kl": _lens_kl}[kind]()  # fmt: skip
     return result, result.save(directory)
 
 
 LOADERS = {
     "lens": LensResult.load, "patching": PatchingResult.load, "pruning": PruningResult.load, "importance_scores": ImportanceScores.load,
     "pruning_mask": PruningMask.load, "probe": ProbeResult.load, "probe_eval": ProbeEval.load, "resampling": ResamplingResult.load,
+    "dla": DLAResult.load, "attention_pattern": AttentionPattern.load, "induction": InductionResult.load,
+    "tuned_lens": TunedLens.load, "lens_kl": LensKL.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

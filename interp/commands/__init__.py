@@ -15,6 +15,7 @@ from interp.commands.common import HelpFormatter
 COMMANDS = {
     "cache": "interp.commands.cache",
     "lens": "interp.commands.lens",
+    "dla": "interp.commands.dla",
     "patch": "interp.commands.patch",
     "prune": "interp.commands.prune",
     "probe": "interp.commands.probe",
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="interp",
-        description="Mechanistic-interpretability workbench: cache activations, logit lens, patching, pruning, probes, CoT resampling.",
+        description="Mechanistic-interpretability workbench: cache activations, logit lens, direct logit attribution, patching, pruning, probes, CoT resampling.",
         epilog="example:\n  interp cache --model organism --prompts prompts.jsonl --hooks resid_post --out acts",
         formatter_class=HelpFormatter,
     )

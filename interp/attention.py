@@ -1,0 +1,120 @@
+"""Attention patterns: where one head looks, query token by key token, over one prompt.
+
+From a model (the pattern is captured at ``blocks.{layer}.attn.hook_pattern``) or from an
+ActivationStore that cached that site at every position (``--hooks pattern --positions all``).
+
+>>> pattern = attention_pattern(model, "When Mary and John went to the store, John gave a drink to", layer=9, head=3)  # doctest: +SKIP
+>>> pattern.strongest(query=-1)     # the keys the last token attends to most   # doctest: +SKIP
+>>> pattern.figure().show()                                                   # doctest: +SKIP
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import plotly.graph_objects as go
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp import plots
+from interp.errors import InterpError
+from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.provenance import Provenance
+from interp.sites import site_name
+
+FORMAT = RESULT_FORMATS["attention_pattern"]
+
+
+@dataclass(frozen=True)
+class AttentionPattern:
+    """``pattern[query, key]``: head ``head`` of layer ``layer`` over ``prompt``'s tokens (``tokens``)."""
+
+    prompt: str
+    tokens: tuple[str, ...]
+    layer: int
+    head: int
+    pattern: Float[Tensor, "query key"]
+    provenance: Provenance
+
+    def __post_init__(self) -> None:
+        n = len(self.tokens)
+        if tuple(self.pattern.shape) != (n, n):
+            raise InterpError(f"AttentionPattern.pattern has shape {tuple(self.pattern.shape)}, expected ({n}, {n}) (query, key) for {n} tokens.")
+
+    @property
+    def label(self) -> str:
+        return f"L{self.layer}H{self.head}"
+
+    def strongest(self, query: int = -1, k: int = 3) -> tuple[tuple[int, str, float], ...]:
+        """The ``k`` keys ``query`` attends to most, as ``(key position, token, weight)``."""
+        n = len(self.tokens)
+        if not -n <= query < n:
+            raise InterpError(f"query position {query} does not exist; the prompt has {n} tokens.")
+        weights = self.pattern[query]
+        order = weights.argsort(descending=True)[:k]
+        return tuple((int(i), self.tokens[int(i)], float(weights[i])) for i in order)
+
+    def figure(self) -> go.Figure:
+        """Query x key heatmap over the prompt's tokens; hover reads ``query 'tok' -> key 'tok': weight``."""
+        title = f"Attention pattern {self.label} — {plots.short(self.prompt, 60)} — {self.provenance.model_id}"
+        return plots.attention_pattern_figure(self.pattern.numpy(), self.tokens, title)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the pattern (safetensors), tokens and provenance (JSON) and the figure (HTML)."""
+        meta = {"prompt": self.prompt, "tokens": list(self.tokens), "layer": self.layer, "head": self.head}
+        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors={"pattern": self.pattern}, figures={"pattern.html": self.figure()})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "AttentionPattern":
+        """Read a pattern written by ``save``."""
+        saved = read_result(directory, FORMAT)
+        meta = saved.meta
+        pattern = saved.tensors.require(("pattern",), FORMAT.name)["pattern"]
+        return cls(prompt=meta["prompt"], tokens=tuple(meta["tokens"]), layer=int(meta["layer"]), head=int(meta["head"]), pattern=pattern, provenance=saved.provenance)
+
+
+def attention_pattern(source, prompt: str | int, layer: int, head: int) -> AttentionPattern:
+    """The attention pattern of ``head`` in ``layer`` over one prompt.
+
+    Args:
+        source: a TransformerBridge (``prompt`` is the text) or an ActivationStore that cached
+            ``blocks.{layer}.attn.hook_pattern`` with positions "all" (``prompt`` is its index).
+        layer / head: which head (counting from 0).
+    """
+    from interp.store import ActivationStore
+
+    if isinstance(source, ActivationStore):
+        _check_head(layer, head, source.n_layers, int(source.manifest["n_heads"]))
+        return _from_store(source, prompt, site_name("pattern", layer), layer, head)
+    _check_head(layer, head, int(source.cfg.n_layers), int(source.cfg.n_heads))
+    if not isinstance(prompt, str):
+        raise InterpError(f"attention_pattern(model, prompt, ...) takes the prompt's text, got {type(prompt).__name__}; an index needs a store.")
+    from interp.capture import capture_activations
+    from interp.data import PromptSet, tokenize_prompts
+    from interp.models import model_id
+    from interp.provenance import weights_hash
+
+    name = site_name("pattern", layer)
+    prompt_set = PromptSet.from_texts([prompt])
+    captured = capture_activations(source, prompt_set, hooks=[name], positions="all", batch_size=1, dtype=torch.float32)[name]  # [1, head, query, key]
+    ids = tokenize_prompts(source, prompt_set)[0]
+    tokens = tuple(source.tokenizer.decode([int(t)]) for t in ids)
+    provenance = Provenance(model_id=model_id(source), weights_hash=weights_hash(source), dataset_hash=prompt_set.hash, hooks=(name,))
+    return AttentionPattern(prompt=prompt, tokens=tokens, layer=layer, head=head, pattern=captured[0, head].contiguous(), provenance=provenance)
+
+
+def _from_store(store, prompt, name: str, layer: int, head: int) -> AttentionPattern:
+    if not isinstance(prompt, int) or isinstance(prompt, bool) or not 0 <= prompt < store.n_prompts:
+        raise InterpError(f"from a store, the prompt is its index (0..{store.n_prompts - 1}), got {prompt!r}.")
+    if name not in store or store.positions != "all":
+        raise InterpError(f"the store at {store.root} holds no {name} at every position; cache it with --hooks pattern --positions all (or pass the model).")
+    n = int(store.lengths[prompt])
+    pattern = store[name][prompt, head, :n, :n].float().contiguous()  # [prompt, head, query, key], right-padded
+    return AttentionPattern(prompt=store.prompts.texts[prompt], tokens=tuple(store.str_tokens(prompt)), layer=layer, head=head, pattern=pattern, provenance=store.provenance)
+
+
+def _check_head(layer, head, n_layers: int, n_heads: int) -> None:
+    if not isinstance(layer, int) or not 0 <= layer < n_layers:
+        raise InterpError(f"layer {layer!r} does not exist; the model has layers 0..{n_layers - 1}.")
+    if not isinstance(head, int) or not 0 <= head < n_heads:
+        raise InterpError(f"head {head!r} does not exist; layer {layer} has heads 0..{n_heads - 1}.")
