@@ -54,7 +54,7 @@ def _screenshot(html: Path, png: Path) -> None:
         print("no chromium: the figure is only in HTML")
         return
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,560",
-                    f"--screenshot={png}", html.as_uri()], check=False, capture_output=True, timeout=120)  # fmt: skip
+                    f"--screenshot={png}", html.resolve().as_uri()], check=False, capture_output=True, timeout=120)  # fmt: skip
     print(f"figure: {png}" if png.exists() else "chromium wrote no screenshot: the figure is only in HTML")
 
 

@@ -29,9 +29,9 @@ TUNED_LENS_GENERATE_BATCH_SIZE = 64  # prompts generated at once (a step costs l
 TUNED_LENS_INITS = ("least_squares", "identity")  # where training starts (interp.tuned_lens.Init)
 TUNED_LENS_INIT = "least_squares"  # closed-form weighted least-squares fit, then Adam on the KL
 TUNED_LENS_RIDGE = 1e-3  # least-squares ridge towards the identity, relative to the mean input variance
-TUNED_LENS_STEPS = 20  # Adam steps on the KL
-TUNED_LENS_LR = 1e-4  # Adam learning rate
-TUNED_LENS_BATCH_TOKENS = 64  # tokens per Adam step (each decoded at every layer through the whole unembedding)
+TUNED_LENS_STEPS = 30  # Adam steps on the KL
+TUNED_LENS_LR = 2e-4  # Adam learning rate
+TUNED_LENS_BATCH_TOKENS = 32  # tokens per Adam step (each decoded at every layer through the whole unembedding)
 TUNED_LENS_SEED = 0  # seed of the generated text and of the Adam batches
 TUNED_LENS_HELDOUT = 0.2  # fraction of texts held out for the evaluation when the prompts carry no "split"
 

@@ -209,15 +209,18 @@ def lens_heatmap(
 def lens_kl_figure(sites: Sequence[str], series: Mapping[str, Sequence[float]], errors: Mapping[str, Sequence[float]], title: str, log_y: bool = True) -> go.Figure:
     """KL to the final distribution per layer, one line per lens (logit lens, tuned lens), with error bars.
 
-    >>> figure = lens_kl_figure(["embed", "L0"], {"logit lens": [5.0, 1.0]}, {"logit lens": [0.1, 0.1]}, title="t")
-    >>> figure.data[0].name, figure.data[0].x
-    ('logit lens', ('embed', 'L0'))
+    On a log axis a KL of 0 (the last layer, the final distribution itself) is left out of the line.
+
+    >>> figure = lens_kl_figure(["embed", "L0", "L1"], {"logit lens": [5.0, 1.0, 0.0]}, {"logit lens": [0.1, 0.1, 0.0]}, title="t")
+    >>> figure.data[0].name, figure.data[0].x, figure.data[0].y
+    ('logit lens', ('embed', 'L0', 'L1'), (5.0, 1.0, None))
     """
     figure = go.Figure()
     for name, values in series.items():
         spread = list(errors.get(name, [0.0] * len(values)))
         hover = [f"{name} · {site}<br>KL {value:.4g} ± {error:.2g} nats" for site, value, error in zip(sites, values, spread)]
-        figure.add_trace(go.Scatter(x=list(sites), y=list(values), error_y=dict(type="data", array=spread, visible=True), mode="lines+markers",
+        shown = [None if log_y and value <= 0 else value for value in values]
+        figure.add_trace(go.Scatter(x=list(sites), y=shown, error_y=dict(type="data", array=spread, visible=True), mode="lines+markers",
                                     name=name, text=hover, hoverinfo="text"))  # fmt: skip
     figure.update_xaxes(type="category")
     figure.update_yaxes(type="log" if log_y else "linear")

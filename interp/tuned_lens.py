@@ -16,7 +16,8 @@ token through the whole unembedding at every layer, far beyond a CPU. So trainin
 ``init="least_squares"``) first moves each translator from the identity to its closed-form
 weighted least-squares fit of the final residual stream (per token weighted by 1/rms(h_final)^2,
 what the final norm divides by; ridge towards the identity), then takes Adam steps on the KL
-itself. ``init="identity"`` is the paper's procedure (Adam instead of SGD).
+itself. ``init="identity"`` is the paper's procedure (Adam instead of SGD). On SmolLM2-135M the
+result is in ``circuits/tuned_lens_smollm2/README.md``.
 """
 
 import math
