@@ -28,12 +28,15 @@ from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.metrics import per_prompt_token_ids
+from interp.models import materialized
 from interp.provenance import Provenance
 from interp.readout import Readout, describe_norm
 from interp.sites import GLOBAL_SITES, layer_sites, site_name
 
 Kind = Literal["head", "component"]
 FORMAT = RESULT_FORMATS["dla"]
+READS = "attribution reads one token's logit"
 BIAS = "bias"  # the component holding the readout's constant terms: final-norm bias and unembedding bias
 _TENSORS = ("positions", "answer_ids", "component_values", "logit_diff")
 
@@ -244,8 +247,8 @@ def direct_logit_attribution(
         latest = final[torch.arange(len(texts)), absolute.argmax(1)]
         answer_ids = readout.unembed(readout.normalize(latest)).argmax(-1)
     else:
-        answer_ids = _token_ids(answer, tokenizer, len(texts), readout.d_vocab, "answer")
-    wrong_ids = None if wrong is None else _token_ids(wrong, tokenizer, len(texts), readout.d_vocab, "wrong")
+        answer_ids = per_prompt_token_ids(answer, tokenizer, len(texts), readout.d_vocab, "answer", READS)
+    wrong_ids = None if wrong is None else per_prompt_token_ids(wrong, tokenizer, len(texts), readout.d_vocab, "wrong", READS)
     direction = readout.W_U.float()[:, answer_ids].T  # [prompt, d_model]
     constant = torch.zeros(len(texts)) if readout.b_U is None else readout.b_U.float()[answer_ids]
     if wrong_ids is not None:
@@ -395,23 +398,24 @@ def _head_outputs(block, z: Float[Tensor, "prompt pos head d_head"]) -> tuple[Fl
     Their sum is the block's attention output (``hook_attn_out``); a post-attention norm (Gemma 2)
     is applied with its scale frozen at its value on the whole output.
     """
-    W_O = block.attn.W_O.detach().float().to(z.device)
-    if W_O.shape[:2] != z.shape[-2:]:
-        raise InterpError(f"W_O has shape {tuple(W_O.shape)} but hook_z has {z.shape[-2]} heads of {z.shape[-1]}; this attention layout is not supported for per-head attribution.")
-    outputs = torch.einsum("pqhe,hed->pqhd", z, W_O)
-    b_O = getattr(block.attn, "b_O", None)
-    bias = torch.zeros(outputs.shape[-1]) if b_O is None else b_O.detach().float().to(z.device)
-    bias = bias.expand(*outputs.shape[:2], -1)
-    post = getattr(block, "ln1_post", None)
-    if post is not None:
-        kind, weight, post_bias, eps, offset = describe_norm(getattr(post, "original_component", post))
-        weight, post_bias = (None if t is None else t.float().to(z.device) for t in (weight, post_bias))
-        whole = outputs.sum(-2) + bias
-        factor = (1.0 if weight is None else weight + offset) / _norm_scale(kind, eps, whole)
-        center = _center if kind == "layernorm" else (lambda x: x)
-        outputs = center(outputs) * factor[:, :, None, :]
-        bias = center(bias) * factor + (0.0 if post_bias is None else post_bias)
-    return outputs, bias
+    with materialized(block):  # a layer a device map offloaded reads its weights from where they are kept
+        W_O = block.attn.W_O.detach().float().to(z.device)
+        if W_O.shape[:2] != z.shape[-2:]:
+            raise InterpError(f"W_O has shape {tuple(W_O.shape)} but hook_z has {z.shape[-2]} heads of {z.shape[-1]}; this attention layout is not supported for per-head attribution.")
+        outputs = torch.einsum("pqhe,hed->pqhd", z, W_O)
+        b_O = getattr(block.attn, "b_O", None)
+        bias = torch.zeros(outputs.shape[-1]) if b_O is None else b_O.detach().float().to(z.device)
+        bias = bias.expand(*outputs.shape[:2], -1)
+        post = getattr(block, "ln1_post", None)
+        if post is not None:
+            kind, weight, post_bias, eps, offset = describe_norm(getattr(post, "original_component", post))
+            weight, post_bias = (None if t is None else t.float().to(z.device) for t in (weight, post_bias))
+            whole = outputs.sum(-2) + bias
+            factor = (1.0 if weight is None else weight + offset) / _norm_scale(kind, eps, whole)
+            center = _center if kind == "layernorm" else (lambda x: x)
+            outputs = center(outputs) * factor[:, :, None, :]
+            bias = center(bias) * factor + (0.0 if post_bias is None else post_bias)
+        return outputs, bias
 
 
 def _on_cpu(readout: Readout) -> Readout:
@@ -455,26 +459,6 @@ def _position_info(positions, lengths: list[int], token_lists, decode) -> tuple[
         absolute = torch.tensor([[p if p >= 0 else n + p for p in positions] for n in lengths])
     tokens = tuple(tuple(decode([int(ids[p])])[0] for p in row.tolist()) for ids, row in zip(token_lists, absolute))
     return absolute, tokens
-
-
-def _token_ids(spec, tokenizer, n_prompts: int, vocab: int, what: str) -> Tensor:
-    items = [spec] * n_prompts if isinstance(spec, (str, int)) else list(spec)
-    if len(items) != n_prompts:
-        raise InterpError(f"got {len(items)} {what} tokens for {n_prompts} prompts; give one per prompt, or one for all.")
-    ids = []
-    for item in items:
-        if isinstance(item, int):
-            ids.append(item)
-            continue
-        encoded = tokenizer.encode(item, add_special_tokens=False)
-        if len(encoded) != 1:
-            pieces = [tokenizer.decode([t]) for t in encoded]
-            raise InterpError(f"{what} {item!r} is {len(encoded)} tokens ({pieces}); attribution reads one token's logit. Use {pieces[0]!r} if that is what you mean, or pass a token id.")
-        ids.append(encoded[0])
-    bad = [i for i in ids if not 0 <= i < vocab]
-    if bad:
-        raise InterpError(f"{what} token id {bad[0]} is outside the vocabulary (0..{vocab - 1}).")
-    return torch.tensor(ids)
 
 
 def _share(value: float, total: float) -> str:

@@ -24,6 +24,7 @@ from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.metrics import per_prompt_token_ids
 from interp.provenance import Provenance
 from interp.readout import Readout
 from interp.sites import LAYER_SITES, expand_sites, parse_site, site_name
@@ -355,27 +356,7 @@ def _last_valid(valid: Tensor) -> Int[Tensor, "prompt"]:
 def _resolve_targets(targets, tokenizer, final_logprobs: Tensor, n_prompts: int, last: Int[Tensor, "prompt"]) -> Tensor:
     if targets is None:  # the model's own prediction at each prompt's last position (not the padding)
         return final_logprobs[torch.arange(n_prompts), last].argmax(-1)
-    items = [targets] * n_prompts if isinstance(targets, (str, int)) else list(targets)
-    if len(items) != n_prompts:
-        raise InterpError(f"got {len(items)} targets for {n_prompts} prompts; give one target per prompt, or one for all.")
-    ids = []
-    for item in items:
-        if isinstance(item, int):
-            ids.append(item)
-            continue
-        encoded = tokenizer.encode(item, add_special_tokens=False)
-        if len(encoded) != 1:
-            pieces = [tokenizer.decode([t]) for t in encoded]
-            raise InterpError(
-                f"target {item!r} is {len(encoded)} tokens ({pieces}); the lens follows one token. "
-                f"Use its first token {pieces[0]!r} if that is what you mean, or pass a token id."
-            )
-        ids.append(encoded[0])
-    vocab = final_logprobs.shape[-1]
-    bad = [i for i in ids if not 0 <= i < vocab]
-    if bad:
-        raise InterpError(f"target id {bad[0]} is outside the vocabulary (0..{vocab - 1}).")
-    return torch.tensor(ids)
+    return per_prompt_token_ids(targets, tokenizer, n_prompts, final_logprobs.shape[-1], "target", "the lens follows one token")
 
 
 def _translate(translator: Translator, name: str, resid: Tensor) -> Tensor:

@@ -69,6 +69,37 @@ def token_ids(tokens: TokenSpec, tokenizer: Any = None) -> Int[Tensor, "n"]:
     return torch.tensor(ids, dtype=torch.long)
 
 
+def per_prompt_token_ids(spec: TokenSpec, tokenizer: Any, n_prompts: int, vocab: int, what: str, reads: str) -> Int[Tensor, "prompt"]:
+    """One token id per prompt from ``spec``: one token for all prompts, or one per prompt (strings or ids).
+
+    ``what`` names the argument in messages ("target", "answer"); ``reads`` says why it must be one
+    token ("the lens follows one token").
+
+    >>> per_prompt_token_ids(7, None, 3, 10, "target", "the lens follows one token").tolist()
+    [7, 7, 7]
+    """
+    items = [spec] * n_prompts if isinstance(spec, (str, int)) else list(spec)
+    if len(items) != n_prompts:
+        raise InterpError(f"got {len(items)} {what}{'s' if what == 'target' else ' tokens'} for {n_prompts} prompts; give one per prompt, or one for all.")
+    ids = []
+    for item in items:
+        if isinstance(item, str):
+            encoded = tokenizer.encode(item, add_special_tokens=False)
+            if len(encoded) != 1:
+                pieces = [tokenizer.decode([t]) for t in encoded]
+                raise InterpError(f"{what} {item!r} is {len(encoded)} tokens ({pieces}); {reads}. "
+                                  f"Use {pieces[0]!r} if that is what you mean, or pass a token id.")  # fmt: skip
+            ids.append(int(encoded[0]))
+        elif isinstance(item, int) or (hasattr(item, "__index__") and not isinstance(item, bool)):
+            ids.append(int(item))
+        else:
+            raise InterpError(f"a {what} token must be an int id or a string, got {type(item).__name__} ({item!r}).")
+    bad = [i for i in ids if not 0 <= i < vocab]
+    if bad:
+        raise InterpError(f"{what} token id {bad[0]} is outside the vocabulary (0..{vocab - 1}).")
+    return torch.tensor(ids, dtype=torch.long)
+
+
 def _single_token(text: str, tokenizer: Any) -> int:
     if tokenizer is None:
         raise InterpError(f"token {text!r} is a string, so pass tokenizer=model.tokenizer (or give its integer id).")

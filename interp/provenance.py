@@ -135,9 +135,9 @@ def weights_hash(model: nn.Module) -> str:
     Cached per model and recomputed only when a parameter changes in place (pruning, training).
     """
     tensors = sorted(_named_tensors(model).items())
-    key = tuple((name, t.data_ptr(), t._version) for name, t in tensors)
+    key = tuple((name, t.data_ptr(), _version(t)) for name, t in tensors)
     cached = _WEIGHTS_HASH_CACHE.get(model)
-    if cached is not None and cached[0] == key:
+    if cached is not None and cached[0] == key and None not in (version for _, _, version in key):
         return cached[1]
 
     def chunks() -> Iterable[bytes]:
@@ -152,15 +152,30 @@ def weights_hash(model: nn.Module) -> str:
 
 def _named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     # Hash the underlying Hugging Face module when there is one: its names are stable,
-    # while a TransformerBridge exposes the same tensor under several aliases.
+    # while a TransformerBridge exposes the same tensor under several aliases. A parameter that a
+    # device map offloaded (to the CPU or disk; on the meta device between forwards) is read from
+    # its accelerate hook's weights map, so an offloaded model hashes like the same one in memory.
     module = getattr(model, "original_model", model)
     seen: set[int] = set()
     named: dict[str, torch.Tensor] = {}
-    for name, tensor in list(module.named_parameters()) + [
-        (n, b) for n, b in module.named_buffers() if "rotary" not in n and "inv_freq" not in n
-    ]:
-        if id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        named[name.replace("._original_component", "")] = tensor
+    for module_name, child in module.named_modules():
+        offloaded = getattr(getattr(child, "_hf_hook", None), "weights_map", None)
+        own = list(child.named_parameters(recurse=False)) + [
+            (n, b) for n, b in child.named_buffers(recurse=False) if "rotary" not in module_name and "inv_freq" not in n
+        ]
+        for local, tensor in own:
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            if tensor.device.type == "meta" and offloaded is not None and local in offloaded:
+                tensor = offloaded[local]
+            named[f"{module_name}.{local}".removeprefix(".").replace("._original_component", "")] = tensor
     return named
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """The in-place version counter (None for inference tensors, which have none)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None

@@ -93,12 +93,16 @@ class Readout:
     @classmethod
     def from_model(cls, model) -> "Readout":
         """Read the final norm and unembedding off a TransformerBridge and verify them on a probe input."""
+        from interp.models import materialized
+
         norm_module = getattr(model.ln_final, "original_component", model.ln_final)
         unembed_module = getattr(model.unembed, "original_component", model.unembed)
-        kind, weight, bias, eps, offset = _describe_norm(norm_module)
-        W_U = unembed_module.weight.detach().T.contiguous().clone()
-        b_U = getattr(unembed_module, "bias", None)
-        b_U = None if b_U is None else b_U.detach().clone()
+        with materialized(norm_module), materialized(unembed_module):  # weights a device map offloaded, read where they are kept
+            kind, weight, bias, eps, offset = _describe_norm(norm_module)
+            weight, bias = (None if t is None else t.detach().clone() for t in (weight, bias))
+            W_U = unembed_module.weight.detach().T.contiguous().clone()
+            b_U = getattr(unembed_module, "bias", None)
+            b_U = None if b_U is None else b_U.detach().clone()
         config = getattr(getattr(model, "original_model", None), "config", None)
         softcap = getattr(config, "final_logit_softcapping", None) if config is not None else None
         readout = cls(kind, weight, bias, eps, offset, W_U, b_U, softcap)
