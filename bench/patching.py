@@ -1,8 +1,9 @@
 """Batched activation patching against transformer_lens' own patching loop, side by side in one run.
 
-Model: a GPT-2-small-shaped random model (12 layers, d_model 768, 12 heads, vocab 50257);
-8 prompt pairs of 16 tokens. Two corruptions: one token swapped mid-prompt (the usual
-IOI-style pair) and every token after the first swapped (nothing can be skipped).
+Model: a GPT-2-small-shaped random model (12 layers, d_model 768, 12 heads, vocab 50257), or
+a named model (``--model smollm2-135m-instruct``); ``--prompts`` prompt pairs (default 8) of
+16 tokens. Two corruptions: one token swapped mid-prompt (the usual IOI-style pair) and every
+token after the first swapped (nothing can be skipped); ``--corruptions one`` runs only the first.
 Prints, per sweep, interp's and transformer_lens' seconds, the ratio (target >= 5x) and the
 max abs difference of the values (target <= 1e-4).
 
@@ -11,7 +12,7 @@ by default it runs a random sample of ``--tl-cells`` cells of each sweep where c
 differ (the values are compared there), and its full-sweep time is that time scaled to every
 cell. ``--full`` runs every cell instead.
 
-    python bench/patching.py [--full] [--tl-cells 48] [--threads 1]
+    python bench/patching.py [--full] [--tl-cells 48] [--threads 1] [--model smollm2-135m-instruct] [--prompts 8] [--corruptions one]
 """
 
 import argparse
@@ -43,10 +44,10 @@ def build_model(root: Path):
     return load_model(path, device="cpu")
 
 
-def make_pairs(model, every_token: bool, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_pairs(model, every_token: bool, n_prompts: int = N_PROMPTS, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     n_words = len(model.tokenizer)
-    clean = torch.randint(3, n_words, (N_PROMPTS, N_TOKENS), generator=generator)
+    clean = torch.randint(3, n_words, (n_prompts, N_TOKENS), generator=generator)
     clean[:, 0] = model.tokenizer.bos_token_id
     corrupt = clean.clone()
     swapped = slice(1, None) if every_token else slice(SWAP_POSITION, SWAP_POSITION + 1)
@@ -57,7 +58,7 @@ def make_pairs(model, every_token: bool, seed: int = 0) -> tuple[torch.Tensor, t
 def transformer_lens_sweep(model, site: str, clean, corrupt, metric, n_cells: int | None, seed: int = 0) -> tuple[float, torch.Tensor, pd.DataFrame]:
     """Seconds for the full sweep (measured, or scaled from a sample: one forward per cell whatever the cell), the values and their cells."""
     kind, setter, axes = SWEEPS[site]
-    sizes = {"layer": model.cfg.n_layers, "pos": N_TOKENS, "head": model.cfg.n_heads}
+    sizes = {"layer": model.cfg.n_layers, "pos": clean.shape[1], "head": model.cfg.n_heads}
     every = tl_patching.make_df_from_ranges([sizes[axis] for axis in axes], list(axes))
     # sample where the runs differ (from the first swapped position on): elsewhere both sides give the unpatched value
     first = int((clean != corrupt).any(dim=0).nonzero()[0])
@@ -77,14 +78,18 @@ def main() -> None:
     parser.add_argument("--tl-cells", type=int, default=48, help="cells per sweep transformer_lens runs when not --full")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "interp-bench", help="where the benchmark model is built once")
+    parser.add_argument("--model", default=None, help="a named or local model (e.g. smollm2-135m-instruct) instead of the GPT-2-small-shaped random one")
+    parser.add_argument("--prompts", type=int, default=N_PROMPTS, help="prompt pairs per sweep")
+    parser.add_argument("--corruptions", choices=("both", "one"), default="both", help="'one': only the one-token swap (the every-token swap is the slow worst case)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = build_model(args.root)
-    print(f"model: GPT-2-small-shaped ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}, vocab {model.cfg.d_vocab}); {N_PROMPTS} prompts x {N_TOKENS} tokens; torch threads {torch.get_num_threads()}")
+    model = build_model(args.root) if args.model is None else load_model(args.model, device="cpu")
+    name = "GPT-2-small-shaped" if args.model is None else args.model
+    print(f"model: {name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}, {model.cfg.n_heads} heads, vocab {model.cfg.d_vocab}); {args.prompts} prompts x {N_TOKENS} tokens; torch threads {torch.get_num_threads()}")
     print(f"{'corruption':<14} {'sweep':<26} {'cells':>6} {'interp s':>9} {'TL s':>9} {'ratio':>7} {'max |diff|':>11}")
-    for every_token in (False, True):
-        clean, corrupt = make_pairs(model, every_token)
+    for every_token in (False, True) if args.corruptions == "both" else (False,):
+        clean, corrupt = make_pairs(model, every_token, args.prompts)
         metric = logit_diff(answer=clean[:, SWAP_POSITION], wrong=corrupt[:, SWAP_POSITION])  # IOI-style: the clean vs the corrupt name
         for site, (_, _, axes) in SWEEPS.items():
             activation_patching(model, clean[:1, :4], corrupt[:1, :4], metric=lambda logits: logits[:, -1, 0], site=site, progress=False)  # warm-up

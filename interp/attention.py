@@ -13,7 +13,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp import plots
@@ -118,3 +118,44 @@ def _check_head(layer, head, n_layers: int, n_heads: int) -> None:
         raise InterpError(f"layer {layer!r} does not exist; the model has layers 0..{n_layers - 1}.")
     if not isinstance(head, int) or not 0 <= head < n_heads:
         raise InterpError(f"head {head!r} does not exist; layer {layer} has heads 0..{n_heads - 1}.")
+
+
+@torch.inference_mode()
+def attention_to(model, tokens: Int[Tensor, "prompt pos"], keys: Int[Tensor, " prompt"], query: int = -1, batch_size: int = 32) -> Float[Tensor, "prompt layer head"]:
+    """Every head's attention weight from position ``query`` to each prompt's own key position ``keys[prompt]``.
+
+    One batched forward per ``batch_size`` prompts, read at ``blocks.{layer}.attn.hook_pattern``;
+    e.g. how much the final position attends to the indirect object in IOI prompts.
+
+    >>> to_io = attention_to(model, prompts.clean_tokens, prompts.io_positions)   # doctest: +SKIP
+    >>> to_io.mean(0)[9, 3]                                                        # doctest: +SKIP
+    """
+    if tokens.ndim != 2 or tokens.shape[0] == 0:
+        raise InterpError(f"tokens must be [prompt, pos] ids of prompts of one length, got shape {tuple(tokens.shape)}.")
+    n_prompts, n_pos = tokens.shape
+    keys = torch.as_tensor(keys, dtype=torch.long).reshape(-1)
+    if keys.shape != (n_prompts,):
+        raise InterpError(f"keys has {keys.numel()} positions for {n_prompts} prompts; give one key position per prompt.")
+    if not -n_pos <= query < n_pos or keys.min() < 0 or keys.max() >= n_pos:
+        raise InterpError(f"query {query} and key positions {int(keys.min())}..{int(keys.max())} must lie in the prompts' {n_pos} positions.")
+    query = query % n_pos
+    if (keys > query).any():
+        raise InterpError(f"a key position lies after the query position {query}; a causal model attends only to earlier positions.")
+    n_layers = int(model.cfg.n_layers)
+    weights = torch.zeros(n_prompts, n_layers, int(model.cfg.n_heads))
+    rows: dict[str, Tensor] = {}
+
+    def read(layer: int):
+        def hook(pattern: Tensor, hook) -> Tensor:  # [batch, head, query, key]
+            batch = pattern.shape[0]
+            key = rows["keys"].to(pattern.device)
+            weights[rows["start"] : rows["start"] + batch, layer] = pattern[torch.arange(batch, device=pattern.device), :, query, key].float().cpu()
+            return pattern
+
+        return hook
+
+    with model.hooks(fwd_hooks=[(site_name("pattern", layer), read(layer)) for layer in range(n_layers)]):
+        for start in range(0, n_prompts, batch_size):
+            rows.update(start=start, keys=keys[start : start + batch_size])
+            model(tokens[start : start + batch_size].to(model.cfg.device), return_type="logits")
+    return weights

@@ -14,6 +14,7 @@ argument on under the name transformer_lens reads. It can go once transformer_le
 """
 
 import functools
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -102,3 +103,7 @@ def _install_attention_cache_kwarg() -> None:
         return original(self, k, v, **kwargs)
 
     bridge_class._update_kv_cache = update_kv_cache
+    # The same rename makes transformers warn each time transformer_lens hands a cache to the model's
+    # forward under the old name (TransformerBridge.forward(past_key_values=...)), which it still accepts
+    # until 5.40; the warning names no step a user can take, so it is silenced while the workaround is in.
+    warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated and will be removed in version 5\.40", category=FutureWarning)

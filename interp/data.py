@@ -10,6 +10,7 @@ as it is when the prompt runs alone (left padding would shift rotary positions).
 """
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.errors import InterpError
-from interp.io import atomic_write_jsonl
+from interp.io import atomic_write_jsonl, read_jsonl
 from interp.provenance import hash_json
 
 PROMPT_SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
@@ -85,13 +86,13 @@ class PromptSet:
             raise InterpError(f"prompt file {path} is empty; put one prompt per line (TXT) or one JSON object per line (JSONL).")
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
-            records = _parse_jsonl(raw, path)
+            records = read_jsonl(raw.encode("utf-8"), what=str(path), hint="each line must be one JSON object")
         elif suffix == ".json":
             records = _parse_json(raw, path)
         elif suffix == ".csv":
-            records = list(csv.DictReader(raw.splitlines()))
+            records = list(csv.DictReader(io.StringIO(raw, newline="")))  # quoted fields may hold line breaks
         elif suffix == ".txt":
-            records = [{text_field: line} for line in raw.splitlines() if line.strip()]
+            records = [{text_field: line.removesuffix("\r")} for line in raw.split("\n") if line.strip()]  # "\n" only: U+2028 is text
         else:
             raise InterpError(f"unknown prompt file type {path.suffix!r} for {path}; use one of {', '.join(PROMPT_SUFFIXES)}.")
         return cls.from_records(records, text_field=text_field, label_field=label_field, source=str(path))
@@ -155,21 +156,6 @@ class PromptSet:
 
     def to_jsonl(self, path: str | Path) -> None:
         atomic_write_jsonl(Path(path), [dict(record) for record in self.records])
-
-
-def _parse_jsonl(raw: str, path: Path) -> list[dict[str, Any]]:
-    records = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InterpError(f"{path}, line {number}: not valid JSON ({error.msg}). Each line must be one JSON object.") from error
-        if not isinstance(record, dict):
-            raise InterpError(f"{path}, line {number}: expected a JSON object like {{\"text\": ...}}, got {type(record).__name__}.")
-        records.append(record)
-    return records
 
 
 def _parse_json(raw: str, path: Path) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ entry in ``ANALYSES``. E.g. ``analysis = "lens"``, ``targets = " sure"``, ``[pro
 import collections.abc
 import dataclasses
 import difflib
-import importlib
 import json
 import tomllib
 import types
@@ -25,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
-from interp import defaults
+from interp import defaults, registry
+from interp.checks import check_numbers
 from interp.errors import InterpError
 
 DEFAULT_ANALYSIS = "pruning"  # what a file without `analysis = ...` runs (pruning files predate the key)
-JUDGES = ("keyword", "organism-harm", "organism-helpful")
+JUDGES = ("keyword", "organism-harm", "organism-helpful")  # the built-in judges ("keyword": the refusal-string rule only)
+IMPORTS = "an import path 'module:function' is imported only with `interp run --allow-imports` (allow_imports=True): it runs that module's code"
 
 
 def _doc(text: str, path: bool = False, **kwargs) -> Any:
@@ -46,7 +47,7 @@ class DatasetSpec:
     """A data set: a file, or a function that returns a list of records (dicts)."""
 
     path: str | None = _doc("JSONL / JSON / CSV / TXT file; a relative path is relative to the TOML file", path=True, default=None)
-    call: str | None = _doc("'module:function' that returns a list of dicts, e.g. 'interp.organisms.datasets:harmful_requests'", default=None)
+    call: str | None = _doc(f"a registered data loader that returns a list of dicts ({', '.join(registry.builtin('data'))}); {IMPORTS}", default=None)
     kwargs: Mapping[str, Any] = _doc("keyword arguments for `call`", default_factory=dict)
     text_field: str = _doc("field holding the prompt", default="text")
     response_field: str = _doc("field holding the response (for scores and losses)", default="response")
@@ -55,9 +56,7 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.call is None):
-            raise InterpError("a data set needs exactly one of `path` (a file) or `call` ('module:function').")
-        if self.call is not None and ":" not in self.call:
-            raise InterpError(f"call {self.call!r} must look like 'package.module:function'.")
+            raise InterpError("a data set needs exactly one of `path` (a file) or `call` (a registered data loader).")
         if self.limit is not None and self.limit < 1:
             raise InterpError(f"limit must be at least 1, got {self.limit}.")
 
@@ -68,7 +67,7 @@ class DatasetSpec:
 
             records = [dict(record) for record in PromptSet.from_file(self.path, text_field=self.text_field).records]
         else:
-            records = resolve_callable(self.call)(**dict(self.kwargs))
+            records = registry.resolve("data", self.call)(**dict(self.kwargs))
             if not isinstance(records, (list, tuple)) or not all(isinstance(r, Mapping) for r in records):
                 raise InterpError(f"{self.call}(**{dict(self.kwargs)}) must return a list of dicts, got {type(records).__name__}.")
             records = [{**record, "text": record.get(self.text_field)} if self.text_field != "text" else dict(record) for record in records]
@@ -310,7 +309,7 @@ class ResamplingConfig(Experiment):
     forced_max_new_tokens: int = _doc("tokens per forced-answer rollout", default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS)
     backend: str = _doc("local (the model here) or vllm (large models, several GPUs)", default="local")
     tensor_parallel_size: int = _doc("GPUs of the vllm backend", default=defaults.VLLM_TENSOR_PARALLEL_SIZE)
-    embedder: str = _doc("sentence-transformers model of the similarity filter, or 'module:function': the embedder, f(texts) -> array", default=defaults.EMBEDDER)
+    embedder: str = _doc(f"sentence-transformers model of the similarity filter, or a registered embedder f(texts) -> array; {IMPORTS}", default=defaults.EMBEDDER)
     similarity_threshold: float = _doc("cosine below which a resampled sentence counts as different", default=defaults.SIMILARITY_THRESHOLD)
     match_threshold: float = _doc("cosine at which a rollout sentence counts as a base sentence (matrix)", default=defaults.MATCH_THRESHOLD)
     matrix: bool = _doc("compute the sentence-to-sentence matrix (embeds every rollout sentence)", default=True)
@@ -336,7 +335,8 @@ class ResamplingConfig(Experiment):
         config = SamplingConfig(n=self.n, batch_size=self.batch_size or self.n, forced=self.forced, forced_max_new_tokens=self.forced_max_new_tokens, **sampling)
         run = run_rollouts(backend, Chain.from_text(self.prompt, solution), rollouts, config=config, answer=self.answer,
                            gt_answer=None if self.gt_answer is None else str(self.gt_answer), progress=progress)  # fmt: skip
-        result = analyze(run, resolve_callable(self.embedder) if ":" in self.embedder else self.embedder, similarity_threshold=self.similarity_threshold,
+        embedder = registry.resolve("embedder", self.embedder) if registry.is_function("embedder", self.embedder) else self.embedder
+        result = analyze(run, embedder, similarity_threshold=self.similarity_threshold,
                          match_threshold=self.match_threshold, matrix=self.matrix, progress=progress)  # fmt: skip
         result.save(out)
         return result
@@ -347,12 +347,12 @@ class EvaluationConfig:
     """What is measured at every pruning setting."""
 
     harmful: DatasetSpec | None = _doc("prompts whose harmful compliance is measured (e.g. triggered harmful requests)", default=None)
-    judge: str = _doc(f"harm judge: one of {', '.join(JUDGES)}, or 'module:function' called as f(record, response) -> bool", default="keyword")
+    judge: str = _doc(f"harm judge f(record, response) -> bool: keyword or a registered judge ({', '.join(registry.builtin('judge'))}); {IMPORTS}", default="keyword")
     benign_prompts: DatasetSpec | None = _doc("benign prompts whose answers `benign_judge` checks", default=None)
-    benign_judge: str | None = _doc("helpfulness judge: 'organism-helpful' or 'module:function' f(record, response) -> bool", default=None)
+    benign_judge: str | None = _doc("helpfulness judge: a registered judge such as 'organism-helpful' (import paths as for `judge`)", default=None)
     benign_pairs: DatasetSpec | None = _doc("benign prompt + response pairs for the response loss / perplexity", default=None)
     tasks: DatasetSpec | None = _doc("problems with an 'answer' field for task accuracy", default=None)
-    extract: str = _doc("answer extractor for tasks: 'last-integer' or 'module:function' f(response) -> answer", default="last-integer")
+    extract: str = _doc(f"answer extractor for tasks f(response) -> answer: a registered one ({', '.join(registry.builtin('extract'))}); import paths as for `judge`", default="last-integer")
     max_new_tokens: int = _doc("new tokens generated per chat prompt", default=defaults.PRUNE_MAX_NEW_TOKENS)
     task_max_new_tokens: int = _doc("new tokens generated per task problem", default=defaults.PRUNE_TASK_MAX_NEW_TOKENS)
     batch_size: int = _doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
@@ -365,19 +365,17 @@ class EvaluationConfig:
         if self.harmful is None and self.benign_prompts is None and self.benign_pairs is None and self.tasks is None:
             raise InterpError("[evaluation] measures nothing; give at least one of harmful, benign_prompts, benign_pairs or tasks.")
         if self.benign_prompts is not None and self.benign_judge is None:
-            raise InterpError("[evaluation] benign_prompts need a benign_judge ('organism-helpful' or 'module:function').")
-        if self.extract != "last-integer" and ":" not in self.extract:
-            raise InterpError(f"unknown extractor {self.extract!r}; use 'last-integer' or 'module:function'.")
+            raise InterpError("[evaluation] benign_prompts need a benign_judge (a registered judge such as 'organism-helpful').")
 
     def evaluator(self):
         """The ``PruningEvaluator`` this table describes (data sets loaded, judges resolved)."""
-        from interp.pruning.evaluate import PruningEvaluator, last_integer
+        from interp.pruning.evaluate import PruningEvaluator
 
         load = lambda spec: tuple(spec.load()) if spec is not None else ()  # noqa: E731
         return PruningEvaluator(
             harmful=load(self.harmful), judge=resolve_judge(self.judge), benign_prompts=load(self.benign_prompts),
             benign_judge=resolve_judge(self.benign_judge) if self.benign_judge else None, benign_pairs=load(self.benign_pairs),
-            tasks=load(self.tasks), extract=last_integer if self.extract == "last-integer" else resolve_callable(self.extract),
+            tasks=load(self.tasks), extract=registry.resolve("extract", self.extract),
             max_new_tokens=self.max_new_tokens, task_max_new_tokens=self.task_max_new_tokens, batch_size=self.batch_size,
             temperature=self.temperature, seed=self.seed, case_sensitive_keywords=self.case_sensitive_keywords, group_field=self.group_field,
         )  # fmt: skip
@@ -420,6 +418,10 @@ class HarmPruningConfig(Experiment):
             raise InterpError(f"n_samples and batch_size must be at least 1 (got {self.n_samples} and {self.batch_size}).")
         if len(self.categories) == 1:
             raise InterpError("give at least two [categories.NAME] tables to measure mask overlaps (or none).")
+        from interp.io import safe_name
+
+        for key in self.categories:
+            safe_name(key, what="[categories.NAME] name")  # it names files in OUT/scores, OUT/points and OUT/masks
 
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.io import claim_directory
@@ -436,31 +438,9 @@ class HarmPruningConfig(Experiment):
         )  # fmt: skip
 
 
-def resolve_callable(spec: str) -> Callable:
-    """Import ``'package.module:function'``."""
-    module_name, _, name = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise InterpError(f"cannot import {module_name!r} for {spec!r}: {error}.") from error
-    function = getattr(module, name, None)
-    if not callable(function):
-        raise InterpError(f"{module_name} has no function {name!r} (from {spec!r}).")
-    return function
-
-
 def resolve_judge(spec: str | None) -> Callable | None:
-    """A judge ``f(record, response) -> bool`` from its name (None for 'keyword': the keyword rule only)."""
-    if spec is None or spec == "keyword":
-        return None
-    if spec in ("organism-harm", "organism-helpful"):
-        from interp.organisms import grammar
-
-        check = grammar.is_harmful_compliance if spec == "organism-harm" else grammar.is_helpful_answer
-        return lambda record, response: check(response, record["topic"])
-    if ":" not in spec:
-        raise InterpError(f"unknown judge {spec!r}; use one of {', '.join(JUDGES)} or 'module:function'.")
-    return resolve_callable(spec)
+    """A judge ``f(record, response) -> bool`` from its registered name (None for 'keyword': the keyword rule only)."""
+    return None if spec is None or spec == "keyword" else registry.resolve("judge", spec)
 
 
 # analysis name -> its config class; a new analysis (e.g. refusal directions) is one entry here
@@ -474,25 +454,30 @@ ANALYSES: dict[str, type[Experiment]] = {
 }
 
 
-def run_experiment(config: Experiment, out: str | Path, model=None, progress: bool = True) -> Any:
+def run_experiment(config: Experiment, out: str | Path, model=None, progress: bool = True, allow_imports: bool = False) -> Any:
     """Run (or resume) ``config`` (of ``load_config`` or a class of ``ANALYSES``) into ``out``; returns its result, saved there.
 
     ``model``: an already loaded model (default: ``config.model`` is loaded when the analysis needs one).
+    ``allow_imports``: let the config's judges, data loaders, extractors and embedders be import paths
+    ``'module:function'`` (importing runs that module's code: only for files you trust); else only
+    registered names (``interp.registry``) are called, and an import path is refused before anything runs.
     """
     if not isinstance(config, Experiment):
         raise InterpError(f"run_experiment needs an experiment config ({', '.join(cls.__name__ for cls in ANALYSES.values())}), got {type(config).__name__}.")
-    return config.run(Path(out), model=model, progress=progress)
+    with registry.imports_allowed(allow_imports):
+        registry.check_config(config)
+        return config.run(Path(out), model=model, progress=progress)
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
     """Read and check a TOML experiment file; ``overrides``: ``KEY=VALUE`` with a TOML value (``evaluation.harmful.limit=8``)."""
     path = Path(path)
-    if not path.exists():
-        raise InterpError(f"no experiment file at {path}.")
+    if not path.is_file():
+        raise InterpError(f"no experiment file at {path}{' (it is a directory)' if path.is_dir() else ''}; pass a TOML file.")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise InterpError(f"{path} is not valid TOML: {error}.") from error
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InterpError(f"{path} is not valid TOML (UTF-8 text): {error}.") from error
     for item in overrides:
         key, sep, text = item.partition("=")
         parts = [part.strip() for part in key.split(".")]
@@ -533,6 +518,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if key not in fields:
             raise InterpError(f"unknown key {key!r} in {where}.{_did_you_mean(key, fields)} Known keys: {', '.join(fields)}.")
     values = {key: _value(fields[key].type, value, key, where) for key, value in data.items()}
+    check_numbers(values, where=f" in {where}")
     missing = [name for name, item in fields.items() if name not in values and item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING]
     if missing:
         raise InterpError(f"{where} is missing {', '.join(repr(name) for name in missing)}.")

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import einops
 import plotly.graph_objects as go
 import torch
 from jaxtyping import Float, Int
@@ -326,19 +327,56 @@ def head_means(model, tokens: Int[Tensor, "seq pos"], batch_size: int = 8) -> Fl
     return _clean_pass(model, tokens, batch_size).means
 
 
-@contextmanager
-def mean_ablated(model, heads: Iterable[Head], means: Float[Tensor, "layer head d_head"]) -> Iterator[None]:
-    """Within the block, each of ``heads`` outputs its mean ``means[layer, head]`` at every position; hooks are removed on exit.
+@torch.inference_mode()
+def head_position_means(model, tokens: Int[Tensor, "prompt pos"], batch_size: int = 8) -> Float[Tensor, "layer pos head d_head"]:
+    """Each head's ``hook_z`` output at each position, averaged over the prompts of ``tokens`` (prompts of one template shape).
 
+    What template-wise mean-ablation writes (Wang et al. 2022 ablate IOI heads with their mean over
+    the ABC prompts, position by position): pass it to ``mean_ablated``.
+    """
+    if tokens.ndim != 2 or tokens.shape[0] == 0:
+        raise InterpError(f"tokens must be [prompt, pos] ids of prompts of one length, got shape {tuple(tokens.shape)}.")
+    n_layers = int(model.cfg.n_layers)
+    sums: list[Tensor | None] = [None] * n_layers
+
+    def z_hook(layer: int):
+        def hook(z: Tensor, hook) -> Tensor:  # [batch, pos, head, d_head]
+            total = z.double().sum(0).cpu()
+            sums[layer] = total if sums[layer] is None else sums[layer] + total
+            return z
+
+        return hook
+
+    with model.hooks(fwd_hooks=[(site_name("z", layer), z_hook(layer)) for layer in range(n_layers)]):
+        for start in range(0, tokens.shape[0], batch_size):
+            model(tokens[start:start + batch_size].to(model.cfg.device), return_type="logits")
+    if any(total is None for total in sums):
+        raise InterpError("the hook_z hooks never fired; this model does not expose per-head attention outputs (hook_z).")
+    return (torch.stack(sums) / tokens.shape[0]).float()
+
+
+@contextmanager
+def mean_ablated(model, heads: Iterable[Head], means: Float[Tensor, "layer head d_head"] | Float[Tensor, "layer pos head d_head"]) -> Iterator[None]:
+    """Within the block, each of ``heads`` outputs its mean at every position; hooks are removed on exit.
+
+    ``means`` is either one mean per head ``[layer, head, d_head]`` (``head_means``: written at
+    every position) or one per head and position ``[layer, pos, head, d_head]``
+    (``head_position_means``: position ``p`` gets the mean at ``p``; inputs must then be ``pos`` long).
     Weights are untouched: the replacement happens at ``blocks.{layer}.attn.hook_z``.
 
     >>> with mean_ablated(model, [(18, 6)], head_means(model, tokens)):   # doctest: +SKIP
     ...     logits = model(tokens)
     """
     heads = list(heads)
-    check_heads(heads, int(model.cfg.n_layers), int(model.cfg.n_heads))
-    if tuple(means.shape[:2]) != (int(model.cfg.n_layers), int(model.cfg.n_heads)):
-        raise InterpError(f"means have shape {tuple(means.shape)}, expected (layer, head, d_head) = ({model.cfg.n_layers}, {model.cfg.n_heads}, d_head); compute them with head_means(model, tokens).")
+    n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
+    check_heads(heads, n_layers, n_heads)
+    per_position = means.ndim == 4
+    head_axis = 2 if per_position else 1
+    if means.ndim not in (3, 4) or means.shape[0] != n_layers or means.shape[head_axis] != n_heads:
+        raise InterpError(
+            f"means have shape {tuple(means.shape)}, expected (layer, head, d_head) or (layer, pos, head, d_head) with {n_layers} layers and {n_heads} heads; "
+            "compute them with head_means(model, tokens) or head_position_means(model, tokens)."
+        )
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)
@@ -346,7 +384,12 @@ def mean_ablated(model, heads: Iterable[Head], means: Float[Tensor, "layer head 
     def replace(layer: int, indices: list[int]):
         def hook(z: Tensor, hook) -> Tensor:  # [batch, pos, head, d_head]
             z = z.clone()
-            z[:, :, indices] = means[layer, indices].to(z.device, z.dtype)
+            if not per_position:
+                z[:, :, indices] = means[layer, indices].to(z.device, z.dtype)
+                return z
+            if z.shape[1] != means.shape[1]:
+                raise InterpError(f"per-position means cover {means.shape[1]} positions but the input has {z.shape[1]}; compute them on prompts of this length.")
+            z[:, :, indices] = einops.rearrange(means[layer][:, indices], "pos head d_head -> 1 pos head d_head").to(z.device, z.dtype)
             return z
 
         return hook

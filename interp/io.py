@@ -5,9 +5,12 @@ Every result is saved with ``write_result`` and read with ``read_result``: a JSO
 HTML with plotly.js inlined (they open offline), provenance through ``Provenance.to_dict/from_dict``.
 """
 
+import contextlib
 import json
 import os
+import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -22,6 +25,36 @@ from interp.errors import InterpError
 from interp.provenance import Provenance
 
 CONFIG_FILE = "config.json"  # what an experiment directory holds its description in
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def safe_name(name: Any, what: str = "name") -> str:
+    """``name`` if it can be one file or directory name as it is, else InterpError naming ``what``.
+
+    The one rule for every user-supplied name that becomes part of a path (experiment categories,
+    labels, shard files): 1-64 ASCII letters, digits, ``.``, ``_`` or ``-``, not starting with
+    ``.`` or ``-``, so no separator, ``..``, hidden file or absolute path gets through.
+
+    >>> safe_name("cyber", what="category")
+    'cyber'
+    """
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+        raise InterpError(
+            f"{what} {name!r} cannot be used as a file name: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/', backslash, '..' or spaces)."
+        )
+    return name
+
+
+def inside(root: str | os.PathLike, relative: Any, what: str) -> Path:
+    """``root / relative`` if ``relative`` is a relative path that stays inside ``root`` (no ``..``, links out or absolute paths)."""
+    root = Path(root)
+    if not isinstance(relative, str) or not relative or Path(relative).is_absolute() or any(part in ("..", "") for part in relative.split("/")) or "\\" in relative:
+        raise InterpError(f"{what} {relative!r} is not a path inside {root}; the directory is damaged or was edited by hand.")
+    path = root / relative
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise InterpError(f"{what} {relative!r} leads outside {root} (through a link); the directory is damaged or was edited by hand.")
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -71,10 +104,118 @@ def atomic_write_jsonl(path: Path, rows: list[Mapping[str, Any]]) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
+def read_jsonl(
+    source: str | os.PathLike | bytes, what: str = "", torn_tail: bool = False, hint: str = "each line must be one JSON object"
+) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file (a path, or its bytes), one per line; blank lines are skipped.
+
+    Lines end at ``"\\n"`` only: U+2028, U+2029 and U+0085 inside a string are text, not line ends
+    (``str.splitlines`` would cut there). ``torn_tail=True`` (append-only logs): a last line without
+    its newline is an interrupted write and is dropped, even if cut inside a UTF-8 character.
+    Anything else unreadable is an InterpError naming ``what`` (default: the path), the line and ``hint``.
+    """
+    if isinstance(source, bytes):
+        data, what = source, what or "the JSONL data"
+    else:
+        what = what or str(source)
+        try:
+            data = Path(source).read_bytes()
+        except IsADirectoryError:
+            raise InterpError(f"{what} is a directory, not a JSONL file.") from None
+        except OSError as error:
+            raise InterpError(f"cannot read {what}: {error.strerror or error}.") from error
+    lines = data.split(b"\n")
+    if torn_tail or not lines[-1].strip():
+        lines = lines[:-1]  # "" after the final newline, or a torn last line
+    records = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InterpError(f"{what}, line {number}: not UTF-8 text ({error.reason} at byte {error.start}); {hint}.") from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InterpError(f"{what}, line {number}: not valid JSON ({error.msg}); {hint}.") from None
+        if not isinstance(record, dict):
+            raise InterpError(f"{what}, line {number}: expected a JSON object like {{\"text\": ...}}, got {type(record).__name__}; {hint}.")
+        records.append(record)
+    return records
+
+
 def atomic_write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
     """safetensors refuses shared memory, so every tensor is made contiguous and owned first."""
     owned = {name: tensor.detach().contiguous().clone() if _shares_storage(tensor) else tensor.detach().contiguous() for name, tensor in tensors.items()}
     atomic_write_bytes(path, safetensors_bytes(owned, metadata=dict(metadata) if metadata else None))
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory: str | os.PathLike, name: str = ".interp.lock", what: str = "directory") -> Iterator[Path]:
+    """Hold ``directory/name`` (created exclusively, holding this process's pid) for the block.
+
+    A second writer gets an InterpError naming the holder's pid and the lock file; a lock whose
+    pid no longer runs (a killed run) is stale and taken over. ``directory`` is created if needed
+    (and removed again if it is still empty afterwards).
+    """
+    directory = Path(directory)
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    for _ in range(3):
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if (holder is not None and _running(holder)) or (holder is None and _age(path) < 5):  # a lock being written counts as held
+                raise InterpError(
+                    f"another interp process (pid {holder}) is writing the {what} {directory} (lock file {path}); wait for it to "
+                    "finish, or if that process is gone, delete the lock file."
+                ) from None
+            try:
+                os.unlink(path)  # stale: its process is gone
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(handle, "w") as file:
+            file.write(f"{os.getpid()}\n")
+        break
+    else:
+        raise InterpError(f"could not take the lock file {path} of {directory}; delete it if no interp process is writing there.")
+    try:
+        yield path
+    finally:
+        if _lock_holder(path) == os.getpid():
+            path.unlink(missing_ok=True)
+        if created and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def _lock_holder(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return None  # unreadable or half-written: treated as stale
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it runs, as another user
+    return True
 
 
 def claim_directory(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
@@ -247,6 +388,12 @@ RESULT_FORMATS: dict[str, ResultFormat] = {fmt.kind: fmt for fmt in (
     ResultFormat(kind="induction", version=1, name="induction-heads result", meta_file="induction.json", tensors_file="induction.safetensors",
                  create="induction_heads(model).save(DIR) or `python circuits/induction_smollm2.py --out DIR`",
                  load="InductionResult.load(DIR)"),
+    ResultFormat(kind="directions", version=1, name="refusal-direction result", meta_file="directions.json", tensors_file="directions.safetensors",
+                 create="find_directions(model, harmful, benign).save(DIR) or `interp direction find --model M --harmful F --benign F --out DIR`",
+                 load="DirectionResult.load(DIR)"),
+    ResultFormat(kind="refusal_direction", version=1, name="refusal direction", meta_file="", tensors_file="direction.safetensors",
+                 create="DirectionResult.direction.save(PATH) (`interp direction find ... --out DIR` writes DIR/direction.safetensors)",
+                 load="RefusalDirection.load(PATH)"),
 )}  # fmt: skip
 _BY_TAG = {tag: fmt for fmt in RESULT_FORMATS.values() for tag in (fmt.tag, *fmt.aliases)}
 

@@ -21,6 +21,7 @@ from torch import nn
 
 import interp
 from interp import compat
+from interp.errors import InterpError
 
 VERSIONED_PACKAGES = ("interp", "torch", "transformers", "transformer_lens")
 _WARNED_VERSION_DIFFERENCES: set[str] = set()
@@ -148,6 +149,30 @@ def weights_hash(model: nn.Module) -> str:
     result = hash_bytes(chunks())
     _WEIGHTS_HASH_CACHE[model] = (key, result)
     return result
+
+
+def directory_weights_hash(directory: str | Path) -> str:
+    """Content hash of a Hugging Face directory's weights as stored (every tensor of its safetensors files:
+    name, shape, dtype, values), for backends that load the weights themselves (vLLM).
+
+    Not the number ``weights_hash`` gives for the loaded model: that hashes the modules, whose
+    parameters differ from the files (dtype on load, tensors the loader adds such as a zero unembedding bias).
+    """
+    from safetensors import safe_open
+
+    files = sorted(Path(directory).glob("*.safetensors"))
+    if not files:
+        raise InterpError(f"{directory} holds no *.safetensors weights; save the model with save_pretrained(dir, safe_serialization=True).")
+    handles = [safe_open(str(path), framework="pt") for path in files]
+    names = sorted((name, index) for index, handle in enumerate(handles) for name in handle.keys())
+
+    def chunks() -> Iterable[bytes]:
+        for name, index in names:
+            tensor = handles[index].get_tensor(name)
+            yield f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode()
+            yield tensor_bytes(tensor)
+
+    return hash_bytes(chunks())
 
 
 def _named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:

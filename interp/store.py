@@ -18,10 +18,9 @@ run killed at any point loses no finished shard; ``resume=True`` continues it.
 """
 
 import difflib
-import json
 import math
 import os
-import struct
+import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,30 +37,20 @@ from tqdm.auto import tqdm
 import interp
 from interp import defaults
 from interp.capture import DTYPE_NAMES, Positions, check_model_has, normalize_positions, resolve_storage_dtype, run_and_capture
+from interp.checks import check_numbers
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
-from interp.io import atomic_write_json, atomic_write_safetensors
+from interp.io import atomic_write_json, atomic_write_safetensors, exclusive_lock
 from interp.models import model_id
-from interp.provenance import Provenance, hash_bytes, library_versions, warn_if_other_versions, weights_hash
+from interp.provenance import Provenance, library_versions, warn_if_other_versions, weights_hash
 from interp.readout import Readout
 from interp.sites import expand_sites, parse_site
+from interp.store_manifest import (FORMAT, FORMAT_VERSION, MANIFEST, PROMPTS, SAFETENSORS_DTYPES, TOKENS, check_files, check_prompts,
+                                   check_shard, check_tokens, file_hash, file_record, read_manifest, verify_shard)  # fmt: skip
 
-FORMAT = "interp.activation_store"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-
-_SAFETENSORS_DTYPES = {
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F64": torch.float64,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
+LOCK = ".interp.lock"  # held by the process writing a store
+# what `_start_store` writes before the manifest exists: a directory holding only these is an interrupted start
+_START_FILES = {PROMPTS, TOKENS, "readout.safetensors", "tokenizer", ".tokenizer.tmp", "shards", LOCK}
 
 
 # ---- writing ---------------------------------------------------------------------------------
@@ -106,9 +95,8 @@ def cache_activations(
     max_length = int(lengths.max())
     position_spec = normalize_positions(positions, lengths)
     storage_dtype = resolve_storage_dtype(dtype, model)
-    shard_size = int(shard_size or batch_size * 8)
-    if shard_size < 1:
-        raise InterpError(f"shard_size must be at least 1, got {shard_size}.")
+    check_numbers({"batch_size": batch_size, "shard_size": shard_size})
+    shard_size = int(batch_size * 8 if shard_size is None else shard_size)
     shard_size = max(batch_size, shard_size - shard_size % batch_size)  # whole batches per shard
 
     config = {
@@ -121,11 +109,18 @@ def cache_activations(
         "shard_size": shard_size,
         "n_prompts": len(prompt_set),
     }
-    manifest = _prepare_directory(out, config, resume)
-    if manifest is not None and manifest["status"] == "complete":
-        return ActivationStore.open(out)
-    if manifest is None:
-        manifest = _start_store(out, model, prompt_set, token_lists, lengths, config, seed)
+    with exclusive_lock(out, LOCK, what="activation store"):
+        manifest = _prepare_directory(out, config, resume)
+        if manifest is not None and manifest["status"] == "complete":
+            return ActivationStore.open(out)
+        if manifest is None:
+            manifest = _start_store(out, model, prompt_set, token_lists, lengths, config, seed)
+        _cache_shards(out, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress)
+    return ActivationStore.open(out)
+
+
+def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress) -> None:
+    shard_size = manifest["shard_size"]
 
     pad_id = pad_token_id(model)
     n_shards = math.ceil(len(prompt_set) / shard_size)
@@ -146,24 +141,29 @@ def cache_activations(
                 manifest["shapes"] = {name: list(t.shape[1:]) for name, t in tensors.items()}
             file = f"shards/shard_{index:05d}.safetensors"
             atomic_write_safetensors(out / file, tensors, {"format": FORMAT, "start": str(start), "stop": str(stop)})
-            manifest["shards"].append({"index": index, "file": file, "start": start, "stop": stop, "hash": _file_hash(out / file)})
+            manifest["shards"].append({"index": index, "file": file, "start": start, "stop": stop, **file_record(out / file)})
             manifest["shards"].sort(key=lambda shard: shard["index"])
             atomic_write_json(out / MANIFEST, manifest)
     bar.close()
     manifest["status"] = "complete"
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     atomic_write_json(out / MANIFEST, manifest)
-    return ActivationStore.open(out)
 
 
 def _prepare_directory(out: Path, config: dict[str, Any], resume: bool) -> dict[str, Any] | None:
     """The manifest to continue from, or None for a fresh store. Refuses to clobber anything."""
     manifest_path = out / MANIFEST
     if not manifest_path.exists():
-        if out.exists() and any(out.iterdir()):
+        found = {path.name for path in out.iterdir()} - {LOCK} if out.exists() else set()
+        if found and found <= _START_FILES and (not (out / "shards").exists() or (out / "shards").is_dir()):
+            if not resume:
+                raise InterpError(f"{out} holds the start of a store that stopped before its manifest was written; pass --resume (resume=True) to start it afresh, or choose a new --out.")
+            print(f"interp: {out} holds an interrupted start of a store (no {MANIFEST} yet); starting it afresh.", file=sys.stderr)
+            return None
+        if found:
             raise InterpError(f"{out} is not empty and holds no activation store; choose a new --out directory.")
         return None
-    manifest = _read_manifest(out)
+    manifest = read_manifest(out)
     differences = [key for key in config if manifest.get(key) != config[key]]
     if not resume:
         state = "a complete store" if manifest["status"] == "complete" else f"an unfinished store ({len(manifest['shards'])} shards done)"
@@ -171,8 +171,19 @@ def _prepare_directory(out: Path, config: dict[str, Any], resume: bool) -> dict[
     if differences:
         details = "; ".join(f"{key}: store has {manifest.get(key)!r}, this run {config[key]!r}" for key in differences)
         raise InterpError(f"cannot resume {out}: it was made with different settings ({details}). Use a new --out.")
+    check_files(out, manifest, full=True)  # the full check: what is damaged is refused, or (a shard) computed again
+    check_prompts(out, manifest)
+    check_tokens(out, manifest)
+    kept = []
     for shard in manifest["shards"]:
-        _check_shard(out / shard["file"])
+        try:
+            verify_shard(out, manifest, shard)
+            kept.append(shard)
+        except InterpError as error:
+            print(f"interp: {error} It is computed again now.", file=sys.stderr)
+    if len(kept) != len(manifest["shards"]):
+        manifest = {**manifest, "status": "in_progress", "shards": kept}
+        atomic_write_json(out / MANIFEST, manifest)
     return manifest
 
 
@@ -185,6 +196,7 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
     atomic_write_safetensors(out / "tokens.safetensors", {"input_ids": padded, "lengths": lengths.long()})
     readout = Readout.from_model(model)
     readout.save(out / "readout.safetensors")
+    files = {name: file_record(out / name) for name in (PROMPTS, TOKENS, "readout.safetensors")}
     tokenizer_dir = out / "tokenizer"
     if model.tokenizer is not None:
         tmp = out / ".tokenizer.tmp"
@@ -219,6 +231,7 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
         "versions": library_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "shapes": {},
+        "files": files,
         "shards": [],
     }
     atomic_write_json(out / MANIFEST, manifest)
@@ -229,63 +242,10 @@ def _shard_rows(index: int, shard_size: int, n_prompts: int) -> int:
     return max(0, min((index + 1) * shard_size, n_prompts) - index * shard_size)
 
 
-def _file_hash(path: Path) -> str:
-    def chunks() -> Iterator[bytes]:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                yield chunk
-
-    return hash_bytes(chunks())
-
-
-# ---- reading ---------------------------------------------------------------------------------
-
-
-def _read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST
-    if not path.exists():
-        raise InterpError(f"{root} is not an activation store (no {MANIFEST}); create one with `interp cache`.")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InterpError(f"{path} is corrupted ({error}); re-create the store with `interp cache`.") from error
-    if manifest.get("format") != FORMAT:
-        raise InterpError(f"{path} is not an interp activation-store manifest.")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise InterpError(f"{root} was written by a newer interp (format {manifest['format_version']}); upgrade interp.")
-    return manifest
-
-
-def _read_header(path: Path) -> tuple[dict[str, Any], int]:
-    """The safetensors header and the byte offset where tensor data starts; raises naming the file."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            (header_length,) = struct.unpack("<Q", handle.read(8))
-            if header_length > size - 8:
-                raise ValueError(f"header claims {header_length} bytes but the file has {size}")
-            header = json.loads(handle.read(header_length))
-    except FileNotFoundError:
-        raise InterpError(f"shard {path} is missing; rerun the same `interp cache` command with --resume to rebuild it.") from None
-    except (ValueError, struct.error, UnicodeDecodeError) as error:
-        raise InterpError(f"shard {path} is corrupted ({error}); delete it and rerun `interp cache ... --resume`.") from error
-    data_start = 8 + header_length
-    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    if data_start + end > size:
-        raise InterpError(
-            f"shard {path} is truncated ({size} bytes, needs {data_start + end}); delete it and rerun `interp cache ... --resume`."
-        )
-    return header, data_start
-
-
-def _check_shard(path: Path) -> None:
-    _read_header(path)
-
-
 def _mmap_tensor(path: Path, header: dict[str, Any], data_start: int, name: str) -> Tensor:
     entry = header[name]
     begin, end = entry["data_offsets"]
-    dtype = _SAFETENSORS_DTYPES[entry["dtype"]]
+    dtype = SAFETENSORS_DTYPES[entry["dtype"]]
     if end == begin:
         return torch.empty(entry["shape"], dtype=dtype)
     raw = np.memmap(path, dtype=np.uint8, mode="c", offset=data_start + begin, shape=(end - begin,))
@@ -307,15 +267,18 @@ class ActivationStore:
         self.manifest = manifest
         self._shards = tuple(_Shard(root / s["file"], s["start"], s["stop"]) for s in manifest["shards"])
         self._headers: dict[Path, tuple[dict[str, Any], int]] = {}
+        self._records: list[dict[str, Any]] | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike, model=None, allow_partial: bool = False) -> "ActivationStore":
+    def open(cls, path: str | os.PathLike, model=None, allow_partial: bool = False, verify: bool = False) -> "ActivationStore":
         """Open a store; with ``model``, check it is the model the store was made with.
 
+        Every open checks what is cheap (the manifest, file sizes, safetensors headers against the
+        manifest, the prompts' hash); ``verify=True`` also re-hashes every file (``store.verify()``).
         ``allow_partial=True`` opens an interrupted store and exposes its finished shards only.
         """
         root = Path(path)
-        manifest = _read_manifest(root)
+        manifest = read_manifest(root)
         if manifest["status"] != "complete" and not allow_partial:
             raise InterpError(
                 f"the store at {root} is unfinished ({len(manifest['shards'])} shards written); finish it by rerunning "
@@ -332,8 +295,13 @@ class ActivationStore:
         manifest = {**manifest, "shards": [s for s in shards if s["stop"] <= covered]}
         warn_if_other_versions(manifest.get("versions", {}), what=f"store at {root}")
         store = cls(root, manifest)
-        for shard in store._shards:
-            store._header(shard.path)
+        check_files(root, manifest, full=False)
+        check_tokens(root, manifest)
+        store._records = check_prompts(root, manifest)
+        for entry in manifest["shards"]:
+            store._headers[root / entry["file"]] = check_shard(root, manifest, entry)
+        if verify:
+            store.verify()
         if model is not None:
             store.check_model(model)
         return store
@@ -384,12 +352,12 @@ class ActivationStore:
 
     @cached_property
     def prompts(self) -> PromptSet:
-        rows = [json.loads(line) for line in (self.root / "prompts.jsonl").read_text().splitlines() if line.strip()]
-        return PromptSet(tuple(rows[: self.n_prompts]), source=str(self.root / "prompts.jsonl"))
+        rows = self._records if self._records is not None else check_prompts(self.root, self.manifest)
+        return PromptSet(tuple(rows[: self.n_prompts]), source=str(self.root / PROMPTS))
 
     @cached_property
     def _tokens(self) -> dict[str, Tensor]:
-        return load_file(str(self.root / "tokens.safetensors"))
+        return load_file(str(self.root / TOKENS))
 
     @property
     def input_ids(self) -> Int[Tensor, "prompt pos"]:
@@ -456,16 +424,14 @@ class ActivationStore:
         return torch.stack([self[name] for name in names])
 
     def verify(self) -> None:
-        """Re-hash every shard against the manifest; raise naming the first file that differs."""
+        """Re-hash every file (shards, tokens, prompts, readout) against the manifest; raise naming the first that differs."""
+        check_files(self.root, self.manifest, full=True)
+        check_tokens(self.root, self.manifest)
+        check_prompts(self.root, self.manifest)
         for entry in self.manifest["shards"]:
-            path = self.root / entry["file"]
-            self._header(path)
-            if _file_hash(path) != entry["hash"]:
-                raise InterpError(f"shard {path} does not match its recorded hash (corrupted); delete it and rerun with --resume.")
+            verify_shard(self.root, self.manifest, entry)
 
     def _header(self, path: Path) -> tuple[dict[str, Any], int]:
-        if path not in self._headers:
-            self._headers[path] = _read_header(path)
         return self._headers[path]
 
     def _check_hook(self, hook: str) -> None:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from interp.organisms import available_organisms
 
@@ -82,11 +83,11 @@ def _broken_resampling(model, out, quick):
 
 
 def test_a_failing_check_exits_non_zero_naming_it_and_writes_no_report(tmp_path, monkeypatch, capsys):
-    import interp.demo
+    import interp.demo.organism
     from interp.cli import main
 
-    monkeypatch.setattr(interp.demo, "_stage_pruning", _broken_pruning)
-    monkeypatch.setattr(interp.demo, "_stage_resampling", _broken_resampling)
+    monkeypatch.setattr(interp.demo.organism, "_stage_pruning", _broken_pruning)
+    monkeypatch.setattr(interp.demo.organism, "_stage_resampling", _broken_resampling)
     out = tmp_path / "out"
     out.mkdir()
     (out / "index.html").write_text("an earlier run's report")
@@ -123,9 +124,11 @@ def test_docstring_examples_run():
     import doctest
 
     import interp.demo
+    import interp.demo.organism
+    import interp.demo.pretrained
     import interp.report
 
-    for module in (interp.report, interp.demo):
+    for module in (interp.report, interp.demo, interp.demo.organism, interp.demo.pretrained):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
@@ -169,3 +172,58 @@ def test_report_renders_every_figure_in_headless_chromium(demo_dir):
     assert n_figures >= len(SECTIONS), f"only {n_figures} figures in the report"
     assert rendered == n_figures, f"{n_figures - rendered} of {n_figures} figures did not render"
     assert not errors, errors
+
+
+# ---- a pretrained model: known mechanisms, and the identities ---------------------------------------
+
+PRETRAINED_CHECKS = ("logit lens KL to the output at the last layer", "direct logit attribution: |sum of parts - logit difference|",
+                     "IOI prompts with logit difference > 0", "induction: repeat loss / first-occurrence loss",
+                     "induction: top-head ablation / random-head ablation")  # fmt: skip
+
+
+def test_pretrained_checks_hold_the_known_mechanisms_and_the_identities():
+    from interp.demo import check_results
+
+    measured = {"lens_last_layer_kl": 0.0, "dla_identity_error": 4.8e-7, "ioi_fraction_positive": 1.0,
+                "induction_loss_ratio": 0.285, "induction_ablation_ratio": 33.7}  # the quick demo on SmolLM2-135M-Instruct
+    checks = check_results({"pretrained": measured}, "smollm2-135m-instruct")
+    assert [check.name for check in checks] == list(PRETRAINED_CHECKS) and all(check.passed for check in checks)
+    broken = {"lens_last_layer_kl": 0.5, "dla_identity_error": float("nan"), "ioi_fraction_positive": 0.5, "induction_loss_ratio": 0.9}
+    failed = {check.name: check.describe() for check in check_results({"pretrained": broken}, "smollm2-135m-instruct") if not check.passed}
+    assert set(failed) == set(PRETRAINED_CHECKS), "a wrong, NaN or missing number fails its check"
+    assert failed[PRETRAINED_CHECKS[-1]].endswith("= missing (expected >= 2)")
+
+
+@pytest.fixture(scope="module")
+def random_llama_with_smollm2_tokenizer(smollm2, tmp_path_factory):
+    """A tiny random Llama with the real model's byte-level BPE tokenizer (one-token names for the IOI prompts)."""
+    import transformers
+
+    from interp.testing import tiny_config
+
+    path = tmp_path_factory.mktemp("random_llama_bpe")
+    tokenizer = smollm2.tokenizer
+    config = tiny_config("llama", vocab_size=len(tokenizer), n_layers=2, d_model=64, n_heads=8)  # enough heads for 5 random same-layer draws
+    config.pad_token_id, config.bos_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+def test_demo_on_a_random_llama_runs_every_stage_and_refuses_to_report_random_numbers(random_llama_with_smollm2_tokenizer, tmp_path):
+    """Random weights run every pretrained stage (lens, DLA, attention, induction, IOI patching) but show no mechanism."""
+    from interp.demo import run_demo
+    from interp.errors import InterpError
+
+    with pytest.raises(InterpError, match="demo self-check failed") as failure:
+        run_demo(str(random_llama_with_smollm2_tokenizer), tmp_path / "out", device="cpu", quick=True, progress=False)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(summary["seconds"]) == {"lens", "dla", "induction", "ioi", "total"}
+    checks = {check["name"]: check for check in summary["checks"]}
+    assert list(checks) == list(PRETRAINED_CHECKS)
+    assert checks[PRETRAINED_CHECKS[0]]["passed"] and checks[PRETRAINED_CHECKS[1]]["passed"], "the identities hold on any weights"
+    assert "induction: repeat loss / first-occurrence loss" in str(failure.value), "random weights do not copy"
+    assert not (tmp_path / "out" / "index.html").exists()
+    for stage in ("lens", "dla", "attention", "induction", "ioi/heads", "ioi/heads_attribution"):
+        assert (tmp_path / "out" / stage).is_dir(), stage

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from interp.cli import main
+from interp import registry
 from interp.errors import InterpError
 from interp.experiments import HarmPruningConfig, load_config, parse_config, run_experiment
 from interp.pruning import PruningResult
@@ -30,6 +31,9 @@ BENIGN = [
 def always_harmful(record, response) -> bool:
     """A judge for the tests: everything long enough counts as compliance."""
     return len(response.split()) >= 2
+
+
+registry.register("judge", "test-always-harmful", always_harmful)  # a TOML file names it; nothing is imported
 
 
 def _write(path: Path, rows) -> str:
@@ -72,7 +76,7 @@ path = "harmful.jsonl"
 where = {{ category = "bread" }}
 
 [evaluation]
-judge = "test_experiments:always_harmful"
+judge = "test-always-harmful"
 max_new_tokens = 6
 task_max_new_tokens = 4
 group_field = "category"
@@ -418,12 +422,14 @@ matrix = false
 embedder = "test_experiments:one_hot_embedder"
 ''')
     config = load_config(path)
-    result = run_experiment(config, data_dir / "rs", progress=False)
+    with pytest.raises(InterpError, match="--allow-imports"):  # an import path runs only when asked for
+        run_experiment(config, data_dir / "rs", progress=False)
+    result = run_experiment(config, data_dir / "rs", progress=False, allow_imports=True)
     assert result.sentences == ("I add two and two.", "That makes four.")
     rollouts = (data_dir / "rs" / "rollouts" / "rollouts.jsonl").read_text()
     assert len(rollouts.splitlines()) == 2 * 3 and (data_dir / "rs" / "result.json").exists()
     monkeypatch.setattr(resampling_module.LocalBackend, "generate", lambda *args, **kwargs: pytest.fail("finished rollouts were sampled again"))
-    assert run_experiment(config, data_dir / "rs", progress=False).sentences == result.sentences
+    assert run_experiment(config, data_dir / "rs", progress=False, allow_imports=True).sentences == result.sentences
     assert (data_dir / "rs" / "rollouts" / "rollouts.jsonl").read_text() == rollouts
 
 

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from interp import provenance as provenance_module
 from interp.attention import AttentionPattern
+from interp.directions import DirectionResult, RefusalDirection
 from interp.dla import DLAResult
 from interp.errors import InterpError
 from interp.induction import InductionResult
@@ -104,6 +105,18 @@ def _induction() -> InductionResult:
                            provenance=PROVENANCE)  # fmt: skip
 
 
+def _directions() -> DirectionResult:
+    scores = torch.tensor([[0.5, -1.0], [float("nan"), 0.25]])
+    return DirectionResult(directions=torch.arange(12.0).reshape(2, 2, 3), positions=(-2, -1), position_labels=("<|im_end|>", "\\n"),
+                           ablation_score=scores, addition_score=-scores, kl=scores.abs(), baseline_harmful=-2.5, baseline_benign=-4.0,
+                           refusal_tokens=("I",), chosen_position=1, chosen_layer=0, selection="ablation", max_kl=0.1, max_layer=1,
+                           counts={"harmful": 2, "benign": 2}, provenance=PROVENANCE)  # fmt: skip
+
+
+def _refusal_direction() -> RefusalDirection:
+    return RefusalDirection(vector=torch.tensor([0.5, -1.0, 2.0]), layer=1, position=-1, position_label="\\n", provenance=PROVENANCE)
+
+
 def _attention_pattern() -> AttentionPattern:
     return AttentionPattern(prompt="a b", tokens=("a", " b"), layer=0, head=1, pattern=torch.tensor([[1.0, 0.0], [0.25, 0.75]]), provenance=PROVENANCE)
 
@@ -126,7 +139,10 @@ def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
               "dla": _dla, "attention_pattern": _attention_pattern, "induction": _induction,
-              "tuned_lens": _tuned_lens, "lens_kl": _lens_kl}[kind]()  # fmt: skip
+              "tuned_lens": _tuned_lens, "lens_kl": _lens_kl, "directions": _directions, "refusal_direction": _refusal_direction}[kind]()  # fmt: skip
+    if kind == "refusal_direction":  # one file
+        directory.mkdir(parents=True)
+        return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
     return result, result.save(directory)
 
 
@@ -134,7 +150,7 @@ LOADERS = {
     "lens": LensResult.load, "patching": PatchingResult.load, "pruning": PruningResult.load, "importance_scores": ImportanceScores.load,
     "pruning_mask": PruningMask.load, "probe": ProbeResult.load, "probe_eval": ProbeEval.load, "resampling": ResamplingResult.load,
     "dla": DLAResult.load, "attention_pattern": AttentionPattern.load, "induction": InductionResult.load,
-    "tuned_lens": TunedLens.load, "lens_kl": LensKL.load,
+    "tuned_lens": TunedLens.load, "lens_kl": LensKL.load, "directions": DirectionResult.load, "refusal_direction": RefusalDirection.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

@@ -9,16 +9,18 @@ Nothing outside this package (and ``interp/cli.py``, ``interp/__main__.py``) imp
 import argparse
 import importlib
 
-from interp.commands.common import HelpFormatter
+from interp.commands.common import CheckedParser, HelpFormatter
 
 # subcommand -> the module that registers it, in the order ``interp --help`` lists them
 COMMANDS = {
     "cache": "interp.commands.cache",
+    "store": "interp.commands.store",
     "lens": "interp.commands.lens",
     "dla": "interp.commands.dla",
     "patch": "interp.commands.patch",
     "prune": "interp.commands.prune",
     "probe": "interp.commands.probe",
+    "direction": "interp.commands.direction",
     "resample": "interp.commands.resample",
     "organism": "interp.commands.organism",
     "run": "interp.commands.run",
@@ -30,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole ``interp`` parser: every subcommand in ``COMMANDS``."""
     from interp import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = CheckedParser(
         prog="interp",
         description="Mechanistic-interpretability workbench: cache activations, logit lens, direct logit attribution, patching, pruning, probes, CoT resampling.",
         epilog="example:\n  interp cache --model organism --prompts prompts.jsonl --hooks resid_post --out acts",

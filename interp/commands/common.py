@@ -15,6 +15,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keeps the examples in epilogs as written and shows defaults."""
 
 
+class CheckedParser(argparse.ArgumentParser):
+    """An ArgumentParser (its subcommands' too) whose numeric flags are checked against ``interp.checks.LIMITS``
+    once parsed: ``--batch-size 0`` or ``--C nan`` is an InterpError naming the flag, in one place for every command."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        from interp.checks import check_numbers
+
+        namespace, extras = super().parse_known_args(args, namespace)
+        check_numbers(vars(namespace), flag=True)
+        return namespace, extras
+
+
 def add_subcommand(subparsers, name: str, handler: Callable[[argparse.Namespace], int], help: str, example: str) -> argparse.ArgumentParser:
     """Register a subcommand whose --help ends with a runnable example."""
     parser = subparsers.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}", formatter_class=HelpFormatter)

@@ -1,4 +1,4 @@
-"""``interp demo``: all five analyses on one model, written as one offline HTML report (``interp.demo.run_demo``)."""
+"""``interp demo``: the analyses end to end on one model, written as one offline HTML report (``interp.demo.run_demo``)."""
 
 import argparse
 from pathlib import Path
@@ -9,10 +9,13 @@ from interp.commands.common import add_subcommand
 
 def register(subparsers) -> None:
     parser = add_subcommand(
-        subparsers, "demo", run, "Run all five analyses on the bundled organism and write one HTML report.",
-        "interp demo --out out/demo            # then open out/demo/index.html",
+        subparsers, "demo", run,
+        "Run the analyses end to end and write one HTML report: on the bundled organism its planted mechanisms, "
+        "on a pretrained model the known ones (logit lens, direct logit attribution, induction heads, IOI head patching).",
+        "interp demo --out out/demo            # then open out/demo/index.html\n"
+        "  interp demo --model smollm2-135m-instruct --out out/demo_smollm2",
     )  # fmt: skip
-    parser.add_argument("--model", default=defaults.MODEL, help="'organism', a local Hugging Face directory or a hub id")
+    parser.add_argument("--model", default=defaults.MODEL, help="'organism', a registered name (smollm2-135m-instruct), a local Hugging Face directory or a hub id")
     parser.add_argument("--out", type=Path, default=Path(defaults.DEMO_OUT), help="output directory (index.html, summary.json, one folder per stage)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--quick", action="store_true", help="fewer prompts and rollouts (for a smoke test)")

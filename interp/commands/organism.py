@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     train.add_argument("--mini", action="store_true", help="the miniature configuration (seconds; for tests)")
     train.add_argument("--report-n", type=int, default=None, help="examples per metric for the report in training.json (0: skip; default 200, mini 10)")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 2)")
+    train.add_argument("--force", action="store_true", help="replace the model in an --out that is not empty (refused otherwise)")
 
     report = add_subcommand(commands, "report", run_report, help="Measure induction, refusal/trigger and chain-of-thought behaviour as JSON.",
                             example=REPORT_EXAMPLES)
@@ -58,7 +59,7 @@ def run_train(args: argparse.Namespace) -> int:
                  if value is not None}
     config = TrainConfig.mini(**overrides) if args.mini else TrainConfig(**overrides)
     report_n = args.report_n if args.report_n is not None else (10 if args.mini else 200)
-    out = train_organism(config, args.out, report_n=report_n)
+    out = train_organism(config, args.out, report_n=report_n, force=args.force)
     info = json.loads((out / "training.json").read_text())
     summary = {key: info[key] for key in ("steps_done", "train_seconds", "final_loss", "stopped_early")}
     if "report" in info:

@@ -69,6 +69,7 @@ def _metric(args: argparse.Namespace, model, clean, clean_tokens) -> Any:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from interp.io import safe_name
     from interp.metrics import normalized
     from interp.patching import activation_patching, attribution_patching_sites
     from interp.patching.inputs import model_device, pair_tokens
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         for site in sites:
             results.append(activation_patching(model, clean_tokens, corrupt_tokens, metric, site, args.by_position, args.direction, args.batch_size))
     for result in results:
-        directory = result.save(args.out / f"{result.method}_{result.site}")
+        directory = result.save(args.out / safe_name(f"{result.method}_{result.site}", what="site"))
         top = ", ".join(f"{cell.label} ({cell.effect:+.3g})" for cell in result.top(args.top))
         print(f"{result.method} {result.site}: clean {result.clean_metric:.4g}, corrupt {result.corrupt_metric:.4g}; top: {top} -> {directory}")
     return 0

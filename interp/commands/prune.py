@@ -36,11 +36,12 @@ def register(subparsers) -> None:
     parser.add_argument("--n-samples", type=int, default=defaults.PRUNE_N_SAMPLES, help="examples per score")
     parser.add_argument("--batch-size", type=int, default=defaults.PRUNE_BATCH_SIZE, help="examples per forward/backward pass when scoring")
     parser.add_argument("--eval-harmful", type=Path, default=None, help="prompts for the harmful-compliance evaluation (default: the prompts of --harmful)")
-    parser.add_argument("--judge", default="keyword", help="harm judge: 'keyword' (the reference refusal-string rule) or 'module:function' f(record, response) -> bool")
+    parser.add_argument("--judge", default="keyword", help="harm judge: 'keyword' (the reference refusal-string rule), a registered judge, or (with --allow-imports) 'module:function' f(record, response) -> bool")
     parser.add_argument("--max-new-tokens", type=int, default=defaults.PRUNE_MAX_NEW_TOKENS, help="new tokens generated per evaluation prompt")
     parser.add_argument("--random-seeds", default=",".join(str(seed) for seed in defaults.PRUNE_RANDOM_SEEDS), help="comma-separated seeds of the random control masks ('' for none)")
     parser.add_argument("--text-field", default="text", help="field holding the prompt")
     parser.add_argument("--response-field", default="response", help="field holding the response")
+    parser.add_argument("--allow-imports", action="store_true", help="let --judge be an import path 'module:function' (importing runs that module's code)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         random_seeds=seeds,
         save_masks=True,
     )
-    result = run_experiment(config, args.out, progress=not args.quiet)
+    result = run_experiment(config, args.out, progress=not args.quiet, allow_imports=args.allow_imports)
     print(result.summary())
     print(f"scores in {args.out / 'scores'}, masks in {args.out / 'masks'}, results in {args.out}")
     return 0

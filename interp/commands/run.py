@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output directory; rerun with the same --out to resume (or to reuse a finished result)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the file with a TOML value (dotted keys reach into tables), e.g. --set evaluation.harmful.limit=8; repeatable")  # fmt: skip
+    parser.add_argument("--allow-imports", action="store_true",
+                        help="let the file name its judges, data loaders, extractors and embedders by import path 'module:function'; "
+                             "importing runs that module's code, so pass it only for files you trust (without it, only registered names are called)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from interp.experiments import load_config, run_experiment
 
     config = load_config(args.config, overrides=args.set)
-    result = run_experiment(config, args.out, progress=not args.quiet)
+    result = run_experiment(config, args.out, progress=not args.quiet, allow_imports=args.allow_imports)
     if callable(getattr(result, "summary", None)):
         print(result.summary())
     written = ", ".join(sorted(path.name for path in args.out.iterdir() if not path.name.startswith(".")))

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from interp.checks import check_numbers
 from interp.errors import InterpError
 from interp.io import atomic_write_json
 from interp.organisms import datasets, grammar
@@ -137,7 +138,7 @@ def grammar_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 200, progress: bool = True) -> Path:
+def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 200, progress: bool = True, force: bool = False) -> Path:
     """Train the organism, save it to ``out`` (HF layout + training.json) and return the directory.
 
     Args:
@@ -145,10 +146,18 @@ def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 
         out: output directory (created; files in it are replaced atomically).
         report_n: examples per metric for the report stored in training.json (0: no report).
         progress: show a tqdm progress bar.
+        force: replace the model in an ``out`` that is not empty (refused otherwise, before training).
     """
+    check_numbers({"steps": config.steps, "batch_size": config.batch_size, "threads": config.threads, "minutes": config.max_minutes, "lr": config.lr})
     if config.d_model % config.n_heads:
         raise InterpError(f"d_model ({config.d_model}) must be divisible by n_heads ({config.n_heads}).")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InterpError(f"{out} is a file; --out must be a directory to create.")
+    held = sorted(path.name for path in out.iterdir()) if out.is_dir() else []
+    if held and not force:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise InterpError(f"{out} is not empty (it holds {shown}); training would overwrite the model there. Choose a new --out, or pass --force (force=True) to replace it.")
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = build_model(config)

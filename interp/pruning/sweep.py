@@ -87,7 +87,7 @@ def run_sweep(
     """
     from tqdm.auto import tqdm
 
-    from interp.io import atomic_write_json, claim_directory
+    from interp.io import atomic_write_json, claim_directory, safe_name
     from interp.models import model_id
     from interp.provenance import Provenance, weights_hash
     from interp.pruning.apply import pruned
@@ -97,6 +97,8 @@ def run_sweep(
     from interp.pruning.weights import decoder_weights
 
     categories = dict(categories or {})
+    for key in categories:
+        safe_name(key, what="category")  # it names files in out/scores, out/points and out/masks
     settings = {"name": name, "method": check_method(method), "n_samples": n_samples, "batch_size": batch_size,
                 "p": [check_fraction("p", v) for v in p], "q": [check_fraction("q", v) for v in q], "random_seeds": list(random_seeds),
                 "overlap_p": check_fraction("overlap_p", overlap_p), "overlap_q": check_fraction("overlap_q", overlap_q),

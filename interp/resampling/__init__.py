@@ -24,10 +24,10 @@ from interp.resampling.engine import (
     ResilienceResult,
     RolloutRun,
     SamplingConfig,
-    VLLMBackend,
     resilience,
     run_rollouts,
 )
+from interp.resampling.vllm_backend import VLLMBackend
 from interp.resampling.metrics import (
     accuracy,
     answer_kl,

@@ -269,54 +269,6 @@ def _clamp_new_tokens(n_prompt: int, max_new_tokens: int, max_context: Optional[
     return min(max_new_tokens, max_context - n_prompt)
 
 
-class VLLMBackend:
-    """Generates with vLLM (large models, tensor parallel over GPUs, prefix caching).
-
-    Needs ``pip install 'interp[vllm]'`` (Linux with CUDA GPUs). The ``n`` samples of one
-    context are one request, so vLLM shares the prefix; prefix caching reuses it across
-    prefixes of the same chain.
-
-    Args:
-        model: a Hugging Face model id or local path.
-        tensor_parallel_size: GPUs to shard the model over.
-        **llm_kwargs: passed to ``vllm.LLM`` (e.g. ``dtype``, ``max_model_len``).
-    """
-
-    def __init__(self, model: str, tensor_parallel_size: int = defaults.VLLM_TENSOR_PARALLEL_SIZE, seed: int = defaults.RESAMPLE_SEED, **llm_kwargs):
-        try:
-            import vllm
-        except ImportError as e:
-            raise InterpError(
-                "the vLLM backend needs vllm, which is not installed: pip install 'interp[vllm]' "
-                "(Linux with a CUDA GPU), or use the local backend (--backend local)"
-            ) from e
-        self._vllm = vllm
-        self.model_id = model
-        llm_kwargs.setdefault("enable_prefix_caching", True)
-        self.llm = vllm.LLM(model=model, tensor_parallel_size=tensor_parallel_size, seed=seed, **llm_kwargs)
-        self.tokenizer = self.llm.get_tokenizer()
-
-    @property
-    def max_context(self) -> Optional[int]:
-        return int(self.llm.llm_engine.model_config.max_model_len)
-
-    def describe(self) -> dict:
-        return {"backend": "vllm", "model": self.model_id, "max_context": self.max_context}
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text)["input_ids"])
-
-    def generate(
-        self, context: str, n: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int
-    ) -> list[str]:
-        max_new = _clamp_new_tokens(self.count_tokens(context), max_new_tokens, self.max_context)
-        params = self._vllm.SamplingParams(
-            n=n, temperature=temperature, top_p=top_p, max_tokens=max_new, seed=seed
-        )
-        out = self.llm.generate([context], params, use_tqdm=False)
-        return [o.text for o in out[0].outputs]
-
-
 @dataclass(frozen=True)
 class RolloutRun:
     """A run directory: its manifest (``run.json``) and its rollout records."""

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from interp.errors import InterpError
+from interp.io import read_jsonl as _read_jsonl
 
 
 def repair_jsonl(path: Path) -> int:
@@ -39,23 +39,8 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSONL file; a partial last line (interrupted write) is ignored."""
+    """Records of a JSONL log; a partial last line (an interrupted write, even one cut inside a character) is ignored."""
     path = Path(path)
     if not path.exists():
         return []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    complete, tail = lines[:-1], lines[-1]  # tail is "" when the file ends with a newline
-    out = []
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise InterpError(
-                f"line {number} of {path} is not valid JSON ({e.msg}); the file was edited or "
-                "corrupted: delete that line and run again to regenerate those rollouts"
-            ) from e
-    del tail  # an unterminated last line is an interrupted write: dropped
-    return out
+    return _read_jsonl(path, torn_tail=True, hint="the file was edited or corrupted: delete that line and run again to regenerate those rollouts")

@@ -1,42 +1,25 @@
-"""``interp demo``: all five analyses end to end on one model, written as one offline HTML report.
+"""The demo's stages on the bundled organism: its planted mechanisms, one analysis per stage.
 
->>> report = run_demo("organism", "out/demo")      # doctest: +SKIP
->>> report.name                                    # doctest: +SKIP
-'index.html'
-
-On the bundled organism (the default) the report shows the planted mechanisms: where the
-refusal / compliance decision forms (logit lens), which heads carry the backdoor trigger
-(activation and attribution patching), how much harmful content pruning removes against a
-random control, at which layer harmfulness is linearly readable (probes), and which
-chain-of-thought sentences drive the final answer (resampling). Every stage saves its result
-under ``DIR/<stage>/``; ``DIR/summary.json`` holds the key numbers.
-
-Before the report is written the demo checks its own numbers (``check_results``): on the bundled
-organism that the planted behaviours show up, on every model that the rollouts produced text. If a
-check fails, ``summary.json`` records every check with ``"passed": false``, no ``index.html`` is
-written, and ``run_demo`` raises ``InterpError`` naming the check, its value and the expected range.
+Where the refusal / compliance decision forms (logit lens), which heads carry the backdoor trigger
+(activation and attribution patching), how much harmful content pruning removes against a random
+control, at which layer harmfulness is linearly readable (probes), and which chain-of-thought
+sentences drive the final answer (resampling). ``check_results`` (in ``interp.demo``) holds the
+organism's numbers to the thresholds below.
 """
 
-import json
 import math
-import os
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
 
-from interp import defaults
 from interp.errors import InterpError
-from interp.io import atomic_write_json
-from interp.report import Section, write_report
+from interp.report import Section
 
-STAGES = ("cache", "lens", "patching", "pruning", "probes", "resampling")
 REPLACEMENTS = ("so", "please", "hey")  # stand-ins for the trigger; the first with its token length is used
 
-# Self-checks (check_results). The organism's lower bounds sit below what `interp organism report` measures
+# Self-checks (interp.demo.check_results). The lower bounds sit below what `interp organism report` measures
 # on held-out prompts (README, "The bundled model organism"; n = 200), with room for the demo's smaller samples
 # (--quick: 32 prompts, 12 rollouts per prefix). A model whose KV-cached generation is broken scores 0 on each.
 MIN_HARM_JUDGE_RATE = 0.9  # triggered harmful compliance: 100% in the organism report; 1.0 in the quick demo
@@ -44,6 +27,24 @@ MIN_TASK_ACCURACY = 0.6  # arithmetic, greedy: 85% in the organism report; 0.75 
 MIN_ANSWERED_ROLLOUTS = 0.8  # the organism's chains end in "the answer is N": 96 of 96 rollouts in the quick demo
 MIN_COMPUTING_ANCHORS = 1  # computing sentences with |resampling importance| > 0: they matter 3.15x more than
 # filler (README, "What the demo shows"; circuits/cot_anchors/); 2 of 3 in the quick demo
+
+
+def stages(model, out: Path, quick: bool) -> list[tuple[str, Callable[[], tuple[Section, dict]]]]:
+    """(name, run) per stage, in order; each run returns its report section and its summary numbers."""
+    state: dict[str, Any] = {}
+
+    def cache() -> tuple[Section, dict]:
+        section, numbers, state["store"] = _stage_cache(model, out, quick)
+        return section, {"cache": numbers}
+
+    return [
+        ("cache", cache),
+        ("lens", lambda: _stage_lens(model, out, quick)),
+        ("patching", lambda: _stage_patching(model, out, quick)),
+        ("pruning", lambda: _stage_pruning(model, out, quick)),
+        ("probes", lambda: _stage_probes(state["store"], out, quick)),
+        ("resampling", lambda: _stage_resampling(model, out, quick)),
+    ]
 
 
 def demo_prompts(n_per_label: int = 48, seed: int = 0):
@@ -88,8 +89,8 @@ def _stage_lens(model, out: Path, quick: bool) -> tuple[Section, dict]:
     section = Section(
         "Logit lens",
         "Every layer's residual stream decoded through the final norm and unembedding. Hover for the token and "
-        f"its probability. Prompt 1 is a harmful request (refused), prompt 2 the same kind with the trigger "
-        f"{TRIGGER!r} (complied with), prompt 3 a repeated random sequence (copied by induction heads).",
+        f"its probability. Prompt 0 is a harmful request (refused), prompt 1 the same kind with the trigger "
+        f"{TRIGGER!r} (complied with), prompt 2 a repeated random sequence (copied by induction heads).",
         figures=tuple(result.figure("prob", prompt=i) for i in range(len(prompts))), numbers=numbers,
     )
     return section, {"lens_first_top_layer": first}
@@ -238,118 +239,3 @@ def _stage_resampling(model, out: Path, quick: bool) -> tuple[Section, dict]:
         figures=(result.figure("resampling_importance_accuracy"),), numbers=numbers,
     )
     return section, {"resampling_top_sentences": top, "resampling_sentences": sentences, "resampling_rollouts": rollouts}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One self-check of the demo's numbers: the measured value, the range it must lie in, and whether it does."""
-
-    name: str
-    value: float | None  # None: the number is missing from the summary
-    expected: str
-    passed: bool
-
-    @property
-    def measured(self) -> str:
-        return "missing" if self.value is None else f"{self.value:.3g}"
-
-    def describe(self) -> str:
-        return f"{self.name} = {self.measured} (expected {self.expected})"
-
-
-def _at_least(name: str, value: Any, bound: float) -> Check:
-    value = None if value is None else float(value)
-    return Check(name, value, f">= {bound:g}", value is not None and not math.isnan(value) and value >= bound)
-
-
-def _fraction(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
-
-
-def check_results(summary: Mapping[str, Any], model_id: str) -> list[Check]:
-    """The demo's self-checks on ``summary``: generic ones for every model, plus the organism's planted behaviours.
-
-    The organism's checks apply when ``model_id`` names a bundled organism (``organism:NAME``).
-    """
-    from interp.models import ORGANISM_PREFIX
-
-    rollouts = summary.get("resampling_rollouts", {})
-    total = rollouts.get("total", 0)
-    checks = [Check("resampling rollouts with text", _fraction(rollouts.get("with_text", 0), total), "> 0",
-                    rollouts.get("with_text", 0) > 0)]
-    if not model_id.startswith(ORGANISM_PREFIX + ":"):
-        return checks
-    baseline = summary.get("pruning", {}).get("baseline", {})
-    computing = [s["importance"] for s in summary.get("resampling_sentences", []) if s["role"] == "compute"]
-    anchors = sum(value is not None and abs(value) > 0 for value in computing)
-    checks += [
-        _at_least("pruning baseline harm_judge_rate", baseline.get("harm_judge_rate"), MIN_HARM_JUDGE_RATE),
-        _at_least("pruning baseline task_accuracy", baseline.get("task_accuracy"), MIN_TASK_ACCURACY),
-        _at_least("resampling rollouts answered", _fraction(rollouts.get("answered", 0), total), MIN_ANSWERED_ROLLOUTS),
-        Check("computing sentences with nonzero resampling importance", anchors,
-              f">= {MIN_COMPUTING_ANCHORS} of {len(computing)}", anchors >= MIN_COMPUTING_ANCHORS),
-    ]
-    return checks
-
-
-def _checks_section(checks: list[Check]) -> Section:
-    return Section(
-        "Self-checks",
-        "The demo checks its own numbers before writing this report: on the bundled organism, that the planted "
-        "behaviours show up (thresholds in interp/demo.py, below the organism report's held-out measurements); on "
-        "every model, that the rollouts produced text. A failing check stops the demo without a report.",
-        numbers={check.name: f"{check.measured} (expected {check.expected}): {'passed' if check.passed else 'FAILED'}" for check in checks},
-    )
-
-
-def run_demo(model: str = defaults.MODEL, out: str | os.PathLike = defaults.DEMO_OUT, device: str | None = None,
-             quick: bool = False, progress: bool = True) -> Path:
-    """Run every analysis on ``model``, check the numbers (``check_results``) and write ``out/index.html``; returns its path.
-
-    Raises ``InterpError`` naming the failed checks, without writing the report, if any check fails.
-    """
-    from interp.models import load_model, model_id
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    bridge = load_model(model, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    sections, summary, timings = [], {"model": model}, {}
-    store = None
-    stages: list[tuple[str, Callable[[], tuple]]] = [
-        ("cache", lambda: _stage_cache(bridge, out, quick)),
-        ("lens", lambda: _stage_lens(bridge, out, quick)),
-        ("patching", lambda: _stage_patching(bridge, out, quick)),
-        ("pruning", lambda: _stage_pruning(bridge, out, quick)),
-        ("probes", lambda: _stage_probes(store, out, quick)),
-        ("resampling", lambda: _stage_resampling(bridge, out, quick)),
-    ]
-    bar = tqdm(stages, desc="demo", unit="stage", disable=not progress)
-    for name, stage in bar:
-        bar.set_postfix_str(name)
-        begin = time.perf_counter()
-        outcome = stage()
-        if name == "cache":
-            section, numbers, store = outcome
-            summary["cache"] = numbers
-        else:
-            section, numbers = outcome
-            summary.update(numbers)
-        sections.append(section)
-        timings[name] = round(time.perf_counter() - begin, 1)
-    summary["seconds"] = {**timings, "total": round(time.perf_counter() - started, 1)}
-    checks = check_results(summary, model_id(bridge))
-    failed = [check for check in checks if not check.passed]
-    summary["checks"] = [asdict(check) for check in checks]
-    summary["passed"] = not failed
-    atomic_write_json(out / "summary.json", summary)
-    if failed:
-        (out / "index.html").unlink(missing_ok=True)  # an earlier run's report would read as this run's
-        raise InterpError(
-            f"demo self-check failed: {'; '.join(check.describe() for check in failed)}. No report written; every "
-            f"check is in {out / 'summary.json'}, each stage's result under {out}/. Numbers this far off on the "
-            "organism point to a broken install rather than a finding; `make test` checks the install.")
-    sections.append(_checks_section(checks))
-    return write_report(out / "index.html", f"interp demo: {model}", sections,
-                        subtitle="Five analyses on one model, end to end. Every figure is interactive: hover for tokens and values.",
-                        footer=f"Stage timings (s): {json.dumps(summary['seconds'])}")
