@@ -69,17 +69,24 @@ def summarise(problems: list[dict], seed: int = 0) -> dict:
     inside = values("filler", where=lambda p, i: i < last_compute(p))
     out["filler_trailing"] = {"count": int(len(trailing)), "mean_abs": float(np.abs(trailing).mean()) if len(trailing) else 0.0}
     out["filler_inside"] = {"count": int(len(inside)), "mean_abs": float(np.abs(inside).mean()) if len(inside) else 0.0}
-    out["ratio_mean_abs"] = out["compute"]["mean_abs"] / out["filler"]["mean_abs"]
-    out["ratio_rms_noise_free"] = out["compute"]["rms_noise_free"] / out["filler"]["rms_noise_free"]
+    out["ratio_mean_abs"] = _ratio(out["compute"]["mean_abs"], out["filler"]["mean_abs"])
+    out["ratio_rms_noise_free"] = _ratio(out["compute"]["rms_noise_free"], out["filler"]["rms_noise_free"])
 
     rng = np.random.default_rng(seed)
     ratios = []
     for _ in range(2000):
         sample = [problems[i] for i in rng.integers(0, len(problems), len(problems))]
         compute, filler = np.abs(values("compute", among=sample)).mean(), np.abs(values("filler", among=sample)).mean()
-        ratios.append(compute / max(filler, 1e-12))
+        ratios.append(_ratio(compute, filler))
     out["ratio_bootstrap_95"] = [float(x) for x in np.percentile(ratios, [2.5, 97.5])]
     return out
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator; NaN when both are 0 (no sentence mattered), inf when only the denominator is."""
+    if denominator == 0:
+        return float("nan") if numerator == 0 else float("inf")
+    return float(numerator / denominator)
 
 
 def main() -> None:

@@ -10,11 +10,19 @@ from typing import Sequence
 
 from interp.errors import InterpError
 
+# what to do after Ctrl-C, per subcommand: each keeps what it finished
+RESUME_HINTS = {
+    "cache": "rerun the same command with --resume: finished shards are kept",
+    "run": "rerun the same command: finished steps are loaded, not computed again",
+    "resample": "rerun the same command with the same --out: finished rollouts are kept",
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input)."""
     from interp.commands import build_parser
 
+    args = None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -26,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interp: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interp: interrupted; finished work is kept (rerun with --resume where available)", file=sys.stderr)
+        hint = RESUME_HINTS.get(getattr(args, "command", None), "nothing half-written is left behind")
+        print(f"interp: interrupted; {hint}", file=sys.stderr)
         return 130
     except SystemExit as exit_:  # argparse's own usage errors and --help
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2

@@ -25,3 +25,21 @@ def test_readme_python_quickstart_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "acts" / "manifest.json").exists()
     assert namespace["probes"].best_layer is not None
     assert len(namespace["patched"].top(3)) == 3
+
+
+@pytest.mark.skipif("default" not in available_organisms(), reason="the bundled organism is missing")
+def test_readme_resample_command_runs_and_its_answers_are_graded(tmp_path):
+    """The README's `interp resample` line works as written (fewer rollouts): the shipped problem, the organism's answer pattern."""
+    import json
+    import shlex
+
+    from interp.cli import main
+
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("interp resample --model organism"))
+    argv = shlex.split(line.split("&&")[0])[1:]
+    argv[argv.index("--n") + 1], argv[argv.index("--out") + 1] = "4", str(tmp_path / "run")
+    argv[argv.index("--problem") + 1] = str(ROOT / argv[argv.index("--problem") + 1])
+    assert main(argv + ["--no-forced"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    answered = sum(record["answer"] is not None for record in records)
+    assert records and answered >= 0.75 * len(records), f"{answered} of {len(records)} rollouts gave an answer the pattern reads"

@@ -84,8 +84,8 @@ def _stage_lens(model, out: Path, quick: bool) -> tuple[Section, dict]:
     prompts = [harmful, triggered, copying]
     result = logit_lens(model, prompts, positions="all")
     result.save(out / "lens")
-    first = result.first_layer_where_top()
-    numbers = {"prompts": len(prompts), "first layer where the final answer is top-1 (per prompt)": first}
+    first = [None if index is None else result.site_labels[index] for index in result.first_layer_where_top()]
+    numbers = {"prompts": len(prompts), "first site where the final answer is top-1 (prompt 0, 1, 2)": first}
     section = Section(
         "Logit lens",
         "Every layer's residual stream decoded through the final norm and unembedding. Hover for the token and "

@@ -6,8 +6,9 @@
 >>> handle.restore()                     # ... until restored  # doctest: +SKIP
 """
 
+import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -27,15 +28,42 @@ class PrunedWeights:
     saved: list[tuple[DecoderWeight, Tensor, Float[Tensor, "n"]]]  # (weight, mask, original values)
     mask: PruningMask
     restored: bool = False
+    active: list["PrunedWeights"] = field(default_factory=list, repr=False)  # the model's unrestored prunes, oldest first
 
     def restore(self) -> None:
-        """Write the original values back (in reverse order, so nested prunes unwind correctly)."""
+        """Write the original values back (in reverse order, so nested prunes unwind correctly).
+
+        Raises ``InterpError`` if a later, still-active prune of the same model zeroed some of the same
+        weights: it saved them as zeros, so restoring this one first would leave them zero. Restore the
+        later one first (``pruned(...)`` blocks always unwind in that order).
+        """
         if self.restored:
             return
+        later = self.active[self.active.index(self) + 1 :] if self in self.active else []
+        for other in later:
+            shared = _overlap(self.mask, other.mask)
+            if shared:
+                raise InterpError(
+                    f"cannot restore this prune before a later one that zeroed some of the same weights ({shared}): that one "
+                    "saved them as zeros. Restore the later prune first (the last prune() first), then this one."
+                )
         with torch.no_grad():
             for weight, mask, values in reversed(self.saved):
                 weight.weight.masked_scatter_(mask, values)
         self.restored = True
+        if self in self.active:
+            self.active.remove(self)
+
+
+def _overlap(a: PruningMask, b: PruningMask) -> str:
+    """The first weight both masks zero (its key), or ``""``."""
+    for key in set(a.keys) & set(b.keys):
+        if (a[key] & b[key].to(a[key].device)).any():
+            return key
+    return ""
+
+
+_ACTIVE: "weakref.WeakKeyDictionary[object, list[PrunedWeights]]" = weakref.WeakKeyDictionary()
 
 
 def prune(model, mask: PruningMask) -> PrunedWeights:
@@ -61,6 +89,8 @@ def prune(model, mask: PruningMask) -> PrunedWeights:
     except BaseException:
         handle.restore()
         raise
+    handle.active = _ACTIVE.setdefault(model, [])
+    handle.active.append(handle)
     return handle
 
 

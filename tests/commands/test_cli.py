@@ -155,3 +155,22 @@ def test_demo_flags_default_to_the_library():
     args = parse("demo")
     assert args.model == default_of(run_demo, "model")
     assert args.out == Path(default_of(run_demo, "out"))
+
+
+def test_ctrl_c_says_how_to_continue_with_flags_that_exist(monkeypatch, capsys):
+    import interp.commands.run
+    from interp.cli import RESUME_HINTS, main
+    from interp.commands import build_parser
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(interp.commands.run, "run", interrupted)
+    assert main(["run", "config.toml", "--out", "out"]) == 130
+    assert capsys.readouterr().err.strip() == f"interp: interrupted; {RESUME_HINTS['run']}"
+    parser = build_parser()
+    for command, hint in RESUME_HINTS.items():
+        flags = [word.strip(":,.") for word in hint.split() if word.startswith("--")]
+        subparser = parser._subparsers._group_actions[0].choices[command]
+        known = {option for action in subparser._actions for option in action.option_strings}
+        assert set(flags) <= known, (command, flags)
