@@ -22,8 +22,6 @@ Writes ``--findings`` (default ``circuits/ioi_smollm2``): ``results.json`` and P
 
 import argparse
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from interp.ioi import IOIPrompts, ablation_removed, ioi_prompts, logit_differen
 from interp.metrics import logit_diff
 from interp.models import load_model
 from interp.patching import activation_patching, attribution_patching
+from interp.plots import screenshot
 
 MODEL = "smollm2-135m-instruct"
 TARGETS = {"baseline_positive_min": 0.90, "top_removed_min": 0.50, "random_removed_max": 0.15, "spearman_aim": 0.7}
@@ -143,20 +142,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name, size in {"activation_heads": "900,900", "attribution_heads": "900,900", "activation_head_positions": "1100,2400", "name_mover_pattern": "900,800"}.items():
         html = next((args.out / name).glob("*.html"), None)
         if html is not None:
-            _screenshot(html, args.findings / f"{name}.png", size)
+            screenshot(html, args.findings / f"{name}.png", size)
     print(json.dumps({"checks": checks, "summary": summary, "seconds": seconds}, indent=1))
     return summary
-
-
-def _screenshot(html: Path, png: Path, size: str) -> None:
-    """A PNG of the figure with headless Chromium, where it is installed (kaleido is not a dependency)."""
-    browser = shutil.which("chromium") or shutil.which("google-chrome")
-    if browser is None:
-        print("no chromium: the figures are only in HTML under --out")
-        return
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={size}",
-                    f"--screenshot={png.resolve()}", html.resolve().as_uri()], check=False, capture_output=True, timeout=180)  # fmt: skip
-    print(f"figure: {png}" if png.exists() else f"chromium wrote no screenshot of {html}")
 
 
 if __name__ == "__main__":

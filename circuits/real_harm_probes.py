@@ -20,8 +20,6 @@ Writes ``results.json`` and ``auroc_by_layer.html`` to ``--out`` and, here,
 import argparse
 import json
 import random
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ from interp.io import atomic_write_figure, atomic_write_json
 from interp.models import load_model
 from interp.probes import HOLDOUT, auroc, train_probes
 from interp.provenance import weights_hash
+from interp.plots import screenshot
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "real_harm_probes"
@@ -67,16 +66,6 @@ def length_matched(lengths: list[int], y: torch.Tensor) -> list[int]:
         k = min(len(pos), len(neg))
         keep += pos[:k] + neg[:k]
     return sorted(keep)
-
-
-def screenshot(html: Path, png: Path) -> None:
-    browser = shutil.which("chromium") or shutil.which("google-chrome")
-    if browser is None:
-        print("no chromium: the figure is only in HTML")
-        return
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,560",
-                    f"--screenshot={png}", html.resolve().as_uri()], check=False, capture_output=True, timeout=120)  # fmt: skip
-    print(f"figure: {png}" if png.exists() else "chromium wrote no screenshot: the figure is only in HTML")
 
 
 def main() -> None:

@@ -22,8 +22,6 @@ import dataclasses
 import json
 import math
 import random
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from interp.directions.find import last_log_probs, select
 from interp.io import atomic_write_json
 from interp.models import load_model
 from interp.pruning.evaluate import generate_responses, has_refusal_string
+from interp.plots import screenshot
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "refusal_direction"
@@ -51,16 +50,6 @@ def merge(first, second):
         fields[name] = torch.where(torch.isnan(b), a, b)
     (p, layer), selection = select(fields["ablation_score"], fields["addition_score"], fields["kl"], second.max_kl, second.max_layer)
     return dataclasses.replace(second, **fields, chosen_position=p, chosen_layer=layer, selection=selection)
-
-
-def screenshot(html: Path, png: Path, size: str) -> None:
-    browser = shutil.which("chromium") or shutil.which("google-chrome")
-    if browser is None:
-        print("no chromium: the figure is only in HTML")
-        return
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={size}",
-                    f"--screenshot={png}", html.resolve().as_uri()], check=False, capture_output=True, timeout=120)  # fmt: skip
-    print(f"figure: {png}" if png.exists() else "chromium wrote no screenshot: the figure is only in HTML")
 
 
 def main() -> None:

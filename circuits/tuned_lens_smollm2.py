@@ -17,13 +17,12 @@ The same with the command line: ``interp lens train --model smollm2-135m-instruc
 """
 
 import argparse
-import shutil
-import subprocess
 from pathlib import Path
 
 from interp.data import PromptSet
 from interp.models import load_model
 from interp.tuned_lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
+from interp.plots import screenshot
 
 HERE = Path(__file__).resolve().parent / "tuned_lens_smollm2"
 PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lens_prompts.jsonl"
@@ -44,18 +43,7 @@ def main() -> None:
     result = lens_kl(model, heldout, translator=lens)
     result.save(HERE / "heldout_kl")
     print(f"held-out KL(final ‖ lens), nats, on {result.n_tokens} tokens of {result.n_texts} texts:\n{result.table()}")
-    _screenshot(HERE / "heldout_kl" / "lens_kl.html", HERE / "lens_kl.png")
-
-
-def _screenshot(html: Path, png: Path) -> None:
-    """A PNG of the figure with headless Chromium, where it is installed (kaleido is not a dependency)."""
-    browser = shutil.which("chromium") or shutil.which("google-chrome")
-    if browser is None:
-        print("no chromium: the figure is only in HTML")
-        return
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,560",
-                    f"--screenshot={png}", html.resolve().as_uri()], check=False, capture_output=True, timeout=120)  # fmt: skip
-    print(f"figure: {png}" if png.exists() else "chromium wrote no screenshot: the figure is only in HTML")
+    screenshot(HERE / "heldout_kl" / "lens_kl.html", HERE / "lens_kl.png")
 
 
 if __name__ == "__main__":

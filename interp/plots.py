@@ -486,3 +486,22 @@ def head_score_heatmap(values: np.ndarray, hover: Sequence[Sequence[str]], cell_
     style(figure, title, "head", "layer")
     figure.update_layout(height=max(420, 22 * values.shape[0] + 160), width=max(520, 60 * values.shape[1] + 260))
     return figure
+
+
+def screenshot(html, png, size: str = "1100,560", timeout: int = 180) -> bool:
+    """A PNG of a saved figure (``html``) with headless Chromium, where it is installed (kaleido is not a
+    dependency); returns whether the PNG was written. For the findings' figures in ``circuits/``.
+    """
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    html, png = Path(html), Path(png)
+    browser = shutil.which("chromium") or shutil.which("google-chrome")
+    if browser is None:
+        print(f"no chromium: {html} is only in HTML")
+        return False
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={size}",
+                    f"--screenshot={png.resolve()}", html.resolve().as_uri()], check=False, capture_output=True, timeout=timeout)  # fmt: skip
+    print(f"figure: {png}" if png.exists() else f"chromium wrote no screenshot of {html}")
+    return png.exists()
