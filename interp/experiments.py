@@ -5,7 +5,7 @@ plus ``name``, ``model``, ``dtype``, ``device``. Each analysis' keys are a froze
 whose field docs are ``interp run --help``; ``run_experiment`` hands it to the analysis, which writes
 its result to DIR (``.save(DIR)``) and the config beside it (``DIR/config.json``). Rerun into DIR:
 cache shards, pruning scores and points, and resampling rollouts resume (another config there is
-refused); lens, patching and probes are skipped when DIR holds their result of the same config and
+refused); lens, patching, probes and directions are skipped when DIR holds their result of the same config and
 data, and recomputed otherwise. A new analysis is one config class (``ANALYSIS``, ``run``) and one
 entry in ``ANALYSES``. E.g. ``analysis = "lens"``, ``targets = " sure"``, ``[prompts] path = "p.jsonl"``.
 
@@ -95,7 +95,7 @@ def _inputs_hash(*sources: "DatasetSpec | str | None") -> str:
     from interp.provenance import hash_json
 
     manifests = [Path(source, "manifest.json") for source in sources if isinstance(source, str)]
-    records = [source.load() for source in sources if isinstance(source, DatasetSpec)]
+    records = [source.load() for source in sources if source is not None and not isinstance(source, str)]  # data-set tables
     return hash_json([records, [path.read_text(encoding="utf-8") if path.exists() else str(path) for path in manifests]])[:16]
 
 
@@ -443,7 +443,7 @@ def resolve_judge(spec: str | None) -> Callable | None:
     return None if spec is None or spec == "keyword" else registry.resolve("judge", spec)
 
 
-# analysis name -> its config class; a new analysis (e.g. refusal directions) is one entry here
+# analysis name -> its config class; a new analysis is one entry here ("directions": interp/experiments_directions.py adds itself)
 ANALYSES: dict[str, type[Experiment]] = {
     "cache": CacheConfig,
     "lens": LensConfig,
@@ -598,3 +598,6 @@ def _absolute_paths(config: Any, base: Path) -> Any:
         elif isinstance(value, Mapping) and value and all(dataclasses.is_dataclass(v) for v in value.values()):
             changes[item.name] = {name: _absolute_paths(v, base) for name, v in value.items()}
     return dataclasses.replace(config, **changes) if changes else config
+
+
+import interp.experiments_directions  # noqa: E402, F401  (analysis = "directions"; it builds on Experiment above and registers itself)
