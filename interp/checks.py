@@ -3,11 +3,16 @@
 ``check_numbers({"batch_size": 0})`` raises ``InterpError("batch_size must be an integer >= 1, got 0.")``;
 a flag's message names it as ``--batch-size``. Every float must be finite (no NaN or inf); names
 not in the table are only checked for that. ``None`` means "the default" and passes.
+Output paths are checked the same way before any work (``check_output_path``), and an OSError of the
+file system becomes one line naming the path and the fix (``filesystem_error``).
 
 >>> check_numbers({"batch_size": 8, "C": 1.0, "label": "x"})
 """
 
+import errno
 import math
+import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from interp.errors import InterpError
@@ -57,3 +62,56 @@ def check_numbers(values: Mapping[str, Any], flag: bool = False, where: str = ""
     """``check_number`` for every entry of ``values`` (a parsed namespace's ``vars``, or a TOML table)."""
     for name, value in values.items():
         check_number(name, value, flag=flag, where=where)
+
+
+# ---- filesystem: output paths, and OSErrors as one line ---------------------------------------------
+
+# errno -> what to do about it
+FILESYSTEM_FIXES = {
+    errno.ENOSPC: "the disk is full: free some space, or write to another disk (another --out)",
+    errno.EDQUOT: "the disk quota is used up: free some space, or write to another disk (another --out)",
+    errno.EACCES: "no permission: make it writable (chmod u+w; readable for an input: u+r), or choose another --out",
+    errno.EPERM: "no permission: make it writable (chmod u+w; readable for an input: u+r), or choose another --out",
+    errno.EROFS: "the file system is read-only: choose an --out on a writable disk",
+    errno.EISDIR: "a directory is in the way: give a file path, or remove that directory",
+    errno.ENOTDIR: "a file is in the way where a directory is needed: remove it or choose another --out",
+    errno.EEXIST: "a file is in the way where a directory is needed: remove it or choose another --out",
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.ENOENT: "check the path: the file, or a directory on the way, does not exist",
+}
+
+
+def filesystem_error(error: OSError, path: str | os.PathLike | None = None, action: str = "write") -> InterpError:
+    """``error`` as a one-line InterpError naming ``path`` (default: the error's file) and what to do.
+
+    >>> str(filesystem_error(OSError(errno.ENOSPC, "No space left on device"), "out/x.json"))
+    'cannot write out/x.json: No space left on device; the disk is full: free some space, or write to another disk (another --out).'
+    """
+    where = str(path) if path is not None else str(error.filename or "a file")
+    involved = [str(name) for name in (error.filename, error.filename2) if name]
+    other = [name for name in involved if name != where and not os.path.basename(name).endswith(".tmp")]  # temp files say nothing
+    reason = (error.strerror or str(error) or type(error).__name__).rstrip(".")
+    also = f" ({other[0]})" if other else ""
+    return InterpError(f"cannot {action} {where}{also}: {reason}; {FILESYSTEM_FIXES.get(error.errno, 'check the path and the disk, then run again')}.")
+
+
+def check_output_path(path: str | os.PathLike | None, flag: str = "--out", kind: str = "directory") -> None:
+    """Raise before any work if ``path`` cannot become the output ``kind`` (``"directory"`` or ``"file"``).
+
+    Refused: an existing file where a directory is wanted (or the reverse), a file on the way up,
+    and a nearest existing directory that this process cannot write into.
+    """
+    if path is None:
+        return
+    path = Path(path)
+    if kind == "directory" and path.exists() and not path.is_dir():
+        raise InterpError(f"{flag} {path} is a file, not a directory; choose a directory path (new or existing), or remove that file.")
+    if kind == "file" and path.is_dir():
+        raise InterpError(f"{flag} {path} is a directory; {flag} names the file to write, e.g. {path / 'report.json'}.")
+    existing = path if kind == "directory" and path.is_dir() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise InterpError(f"{flag} {path} cannot be created: {existing} is a file, not a directory; remove it or choose another {flag}.")
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise InterpError(f"{flag} {path} cannot be written: no permission to write in {existing}; make it writable (chmod u+w) or choose another {flag}.")

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 import interp
+from interp.checks import filesystem_error
 from interp.errors import InterpError
 from interp.provenance import Provenance
 
@@ -61,10 +62,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, and rename it into place.
 
     The file gets the permissions a plain ``open(path, "w")`` would give (mkstemp's are 0600).
+    A failure of the file system (no space, no permission, a file or directory in the way) is an
+    InterpError naming ``path`` and the fix; nothing is left behind but what was there before.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise filesystem_error(error, path) from error
     try:
         os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as tmp:
@@ -72,9 +78,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        if isinstance(error, OSError):
+            raise filesystem_error(error, path) from error
         raise
 
 
@@ -437,8 +445,7 @@ def write_result(
         strings["provenance"] = json.dumps(provenance.to_dict() if provenance else None, sort_keys=True, default=_json_default)
         atomic_write_safetensors(path, tensors or {}, strings)
         return path
-    directory = Path(target)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = Path(target)  # each atomic write below creates it (an OSError there is an InterpError naming the path)
     if tensors is not None:
         atomic_write_safetensors(directory / fmt.tensors_file, tensors, {key: str(value) for key, value in tag.items()} | dict(tensor_metadata or {}))
     for name, text in (files or {}).items():

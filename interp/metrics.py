@@ -113,8 +113,16 @@ def _single_token(text: str, tokenizer: Any) -> int:
     return int(ids[0])
 
 
-def _per_row(ids: Tensor, rows: int, what: str, device: torch.device) -> Int[Tensor, "batch"]:
-    ids = ids.to(device)
+def _per_row(ids: Tensor, logits: Tensor, what: str, metric: str) -> Int[Tensor, "batch"]:
+    """``ids`` as one id per row of ``logits [batch, d_vocab]``, each checked against the logits' vocabulary width."""
+    rows, vocab = logits.shape
+    bad = ids[(ids < 0) | (ids >= vocab)]
+    if bad.numel():
+        raise InterpError(
+            f"{metric} has {what} token id {int(bad[0])}, outside the vocabulary of these logits (0..{vocab - 1}); "
+            "give ids of this model's tokenizer (or strings with tokenizer=model.tokenizer)."
+        )
+    ids = ids.to(logits.device)
     if ids.numel() == 1:
         return ids.expand(rows)
     if ids.numel() != rows:
@@ -130,22 +138,34 @@ def metric_name(metric: Metric) -> str:
 def reduce_metric(metric: Metric, logits: Float[Tensor, "batch pos d_vocab"]) -> Float[Tensor, ""]:
     """``metric(logits)`` as one scalar: a ``[batch]`` result is averaged over the rows.
 
-    Raises an InterpError naming the shape when the metric returns anything else.
+    Raises an InterpError naming the shape when the metric returns anything else, and naming the
+    metric when its value is NaN or infinite (a patched run must never be scored by NaN).
     """
     value = metric(logits)
     if not isinstance(value, Tensor):
         if isinstance(value, (int, float)):
-            return torch.tensor(float(value), device=logits.device)
+            value = torch.tensor(float(value), device=logits.device)
+            _check_finite(metric, value)
+            return value
         raise InterpError(f"metric {metric_name(metric)} returned {type(value).__name__}; it must return a tensor (a scalar, or one value per prompt).")
     rows = logits.shape[0]
-    if value.ndim == 0:
-        return value
-    if value.shape == (rows,):
-        return value.mean()
+    if value.ndim == 0 or value.shape == (rows,):
+        _check_finite(metric, value)
+        return value if value.ndim == 0 else value.mean()
     raise InterpError(
         f"metric {metric_name(metric)} returned shape {tuple(value.shape)} for logits of shape {tuple(logits.shape)}; "
         f"it must return a scalar or one value per prompt ({rows},). Read one position per row, e.g. logits[:, -1]."
     )
+
+
+def _check_finite(metric: Metric, value: Tensor) -> None:
+    bad = ~torch.isfinite(value.detach())
+    if bool(bad.any()):
+        rows = f" (rows {bad.reshape(-1).nonzero().reshape(-1)[:6].tolist()})" if value.ndim else ""
+        raise InterpError(
+            f"metric {metric_name(metric)} returned {float(value.detach().reshape(-1)[bad.reshape(-1)][0])}{rows}; it must be finite. "
+            "Check the metric for a division by zero or log(0), and the model's logits for NaN (e.g. float16 overflow)."
+        )
 
 
 # ---- metrics -----------------------------------------------------------------------------------
@@ -162,8 +182,8 @@ class LogitDiff:
     def __call__(self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch"]:
         final = last_logits(logits, last)
         rows = torch.arange(final.shape[0], device=final.device)
-        answer = _per_row(self.answer, final.shape[0], "answer", final.device)
-        wrong = _per_row(self.wrong, final.shape[0], "wrong", final.device)
+        answer = _per_row(self.answer, final, "answer", self.name)
+        wrong = _per_row(self.wrong, final, "wrong", self.name)
         return final[rows, answer] - final[rows, wrong]
 
 
@@ -177,7 +197,7 @@ class Probability:
     def __call__(self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch"]:
         final = last_logits(logits, last).float()
         rows = torch.arange(final.shape[0], device=final.device)
-        answer = _per_row(self.answer, final.shape[0], "answer", final.device)
+        answer = _per_row(self.answer, final, "answer", self.name)
         return final.softmax(-1)[rows, answer]
 
 

@@ -4,6 +4,7 @@ Nothing here imports torch: the loaders import the library inside their bodies.
 """
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -15,16 +16,55 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keeps the examples in epilogs as written and shows defaults."""
 
 
+OUTPUT_FLAGS = ("out", "result_dir")  # the flags naming where a command writes (a directory, unless marked ``writes_file``)
+
+
 class CheckedParser(argparse.ArgumentParser):
-    """An ArgumentParser (its subcommands' too) whose numeric flags are checked against ``interp.checks.LIMITS``
-    once parsed: ``--batch-size 0`` or ``--C nan`` is an InterpError naming the flag, in one place for every command."""
+    """An ArgumentParser (its subcommands' too) whose flags are checked once parsed, in one place for every command.
+
+    Numeric flags against ``interp.checks.LIMITS`` (``--batch-size 0`` or ``--C nan`` is an InterpError
+    naming the flag); ``--out`` / ``--result-dir`` with ``interp.checks.check_output_path`` before any
+    work (an existing file, a read-only directory). The handler is wrapped so that an OSError of the
+    file system it meets (a full disk) is an InterpError naming the path, not a traceback.
+    """
 
     def parse_known_args(self, args=None, namespace=None):
         from interp.checks import check_numbers
 
         namespace, extras = super().parse_known_args(args, namespace)
         check_numbers(vars(namespace), flag=True)
+        handler = getattr(namespace, "handler", None)
+        if handler is not None and not getattr(handler, "checked", False):
+            namespace.handler = _checked(handler)
         return namespace, extras
+
+
+def writes_file(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Mark a handler whose ``--out`` names a file to write (not a directory)."""
+    handler.out_kind = "file"
+    return handler
+
+
+def _checked(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from interp.checks import FILESYSTEM_FIXES, check_output_path, filesystem_error
+
+        for name in OUTPUT_FLAGS:
+            kind = getattr(handler, "out_kind", "directory") if name == "out" else "directory"
+            check_output_path(getattr(args, name, None), flag=f"--{name.replace('_', '-')}", kind=kind)
+        try:
+            return handler(args)
+        except OSError as error:
+            if error.filename:
+                raise filesystem_error(error, action="use") from error
+            if error.errno in FILESYSTEM_FIXES:  # a write with no file named (a full disk): name the output it went to
+                outputs = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in OUTPUT_FLAGS if getattr(args, name, None) is not None]
+                raise filesystem_error(error, " or ".join(outputs) or None) from error
+            raise  # a library's own OSError, not about a path: its message is kept
+
+    run.checked = True
+    return run
 
 
 def add_subcommand(subparsers, name: str, handler: Callable[[argparse.Namespace], int], help: str, example: str) -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from interp.commands.common import add_subcommand
+from interp.commands.common import add_subcommand, writes_file
 
 TRAIN_EXAMPLES = "\n  ".join((
     "interp organism train --out out/organism              # the shipped organism, ~15 min on 2 cores",
@@ -68,6 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@writes_file
 def run_report(args: argparse.Namespace) -> int:
     """Handler of ``interp organism report``: prints the JSON report; exit code 1 if a target is missed."""
     from interp.io import atomic_write_json

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         subparsers,
         "run",
         run,
-        help="Run (or resume) an experiment described in a TOML file: cache, lens, patching, probes, resampling or pruning.",
+        help="Run (or resume) an experiment described in a TOML file: cache, lens, patching, probes, resampling, directions or pruning.",
         example=EXAMPLE,
     )
     parser.epilog = f"{parser.epilog}\n\nTOML keys:\n{toml_keys()}"

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from interp.checks import check_numbers
 from interp.errors import InterpError
 from interp.organisms import datasets, grammar
 
@@ -218,6 +219,7 @@ def check_thresholds(report: dict) -> dict[str, bool]:
 
 def organism_report(model: str | os.PathLike = "default", n: int = 200, seed: int = 0) -> dict:
     """The JSON-ready report of all metrics, the thresholds and which are met."""
+    check_numbers({"n": n, "seed": seed})  # n=0 would divide by zero after the model is loaded
     hf_model, tokenizer = load_organism(model)
     path = resolve_organism(model)
     report = {

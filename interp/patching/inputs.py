@@ -26,14 +26,17 @@ def as_tokens(model, prompts: Prompts, what: str) -> Int[Tensor, "prompt pos"]:
         tokens = prompts.long()
         if tokens.ndim == 1:
             tokens = tokens.unsqueeze(0)
+        if tokens.ndim == 2 and tokens.shape[0] == 0:
+            raise InterpError(f"got no {what} prompts (a token tensor of shape {tuple(prompts.shape)}); give at least one prompt.")
         if tokens.ndim != 2 or tokens.shape[1] == 0:
             raise InterpError(f"{what} tokens must have shape [prompt, pos], got {tuple(prompts.shape)}.")
         d_vocab = int(model.cfg.d_vocab)
         if tokens.min() < 0 or tokens.max() >= d_vocab:
             raise InterpError(f"{what} token ids must be in 0..{d_vocab - 1} (the model's vocabulary), got {int(tokens.min())}..{int(tokens.max())}; pass ids from model.to_tokens.")
         return tokens.cpu()
-    if isinstance(prompts, str):
-        prompts = [prompts]
+    prompts = [prompts] if isinstance(prompts, str) else prompts if isinstance(prompts, PromptSet) else list(prompts)
+    if len(prompts) == 0:
+        raise InterpError(f"got no {what} prompts; give at least one (and one corrupt prompt per clean prompt).")
     token_lists = tokenize_prompts(model, prompts)
     lengths = {len(ids) for ids in token_lists}
     if len(lengths) > 1:

@@ -104,6 +104,15 @@ def read_hook(store: Any, hook: str) -> Float[Tensor, "prompt d_model"]:
     return acts
 
 
+def check_finite(acts: Tensor, what: str) -> None:
+    """Raise naming the first NaN or infinite entry: a probe on it would fail deep in the solver, or fit garbage."""
+    bad = ~torch.isfinite(acts)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise InterpError(f"{what} hold {int(bad.sum())} NaN or infinite values (the first at index {index}); "
+                          "recompute them (a float16 overflow? cache in float32) or drop those prompts.")  # fmt: skip
+
+
 def stack_store(store: Any, hooks: Sequence[str], progress: bool, order: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """h_last of every hook in one ``[layer, prompt, d_model]`` tensor (rows in ``order``), standardised.
 
@@ -119,6 +128,7 @@ def stack_store(store: Any, hooks: Sequence[str], progress: bool, order: Tensor 
         acts = first if i == 0 else read_hook(store, hook)
         if tuple(acts.shape) != (n, d):
             raise InterpError(f"store[{hook!r}] has shape {tuple(acts.shape)}, but {hooks[0]} has {(n, d)}; probe them separately.")
+        check_finite(acts, f"store[{hook!r}]")
         centre[i], spread[i] = standardise_layer(acts, order, out=x[i])
     return x, centre, spread
 
@@ -133,6 +143,7 @@ def from_tensor(
             "(stack h_last per layer), or an ActivationStore cached with positions='last'."
         )
     n_layer, n_prompt, _ = data.shape
+    check_finite(data, "the activations")
     names = tuple(hooks) if hooks is not None else tuple(site_name("resid_post", i) for i in range(n_layer))
     if len(names) != n_layer:
         raise InterpError(f"hooks names {len(names)} layers but the activations have {n_layer}; give one hook name per layer.")

@@ -32,6 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp import defaults
+from interp.checks import check_number
 from interp.errors import InterpError
 from interp.io import LazyTensors, RESULT_FORMATS, read_result, write_result
 from interp.models import model_id
@@ -232,6 +233,7 @@ def importance_scores(
     torch.Size([32, 128])
     """
     check_method(method)
+    check_number("batch_size", batch_size)
     pairs = response_pairs(dataset)
     if n_samples is not None:
         if n_samples < 1:

@@ -74,6 +74,7 @@ class SamplingConfig:
             (0 < self.top_p <= 1, f"top_p={self.top_p}: must be in (0, 1]"),
             (self.max_new_tokens >= 1, f"max_new_tokens={self.max_new_tokens}: must be >= 1"),
             (self.n_forced is None or self.n_forced >= 1, "n_forced must be >= 1 or None"),
+            (self.forced_max_new_tokens >= 1, f"forced_max_new_tokens={self.forced_max_new_tokens}: must be >= 1 (the forced answer's tokens)"),
         ]
         for ok, why in checks:
             if not ok:
