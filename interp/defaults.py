@@ -76,3 +76,9 @@ PRUNE_RANDOM_SEEDS = (0,)  # one random control mask of the same size per seed
 PRUNE_MAX_NEW_TOKENS = 64  # new tokens generated per evaluation chat prompt
 PRUNE_TASK_MAX_NEW_TOKENS = 128  # new tokens generated per evaluation task problem
 PRUNE_EVAL_BATCH_SIZE = 32  # prompts per generation batch when evaluating
+
+# ---- refusal directions (interp.directions.find_directions; interp direction find; analysis = "directions") ----
+DIRECTION_REFUSAL_STARTS = ("I", "Sorry", "As")  # words whose first tokens count as a refusal start (Arditi et al.)
+DIRECTION_MAX_KL = 0.1  # selection filter: KL on benign prompts under ablation
+DIRECTION_MAX_LAYER_FRACTION = 0.8  # selection filter: layer < this fraction of the layers
+DIRECTION_BATCH_SIZE = 16  # prompts per forward pass

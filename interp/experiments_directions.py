@@ -21,14 +21,14 @@ from typing import Any, ClassVar, Mapping
 
 from interp import registry
 from interp.errors import InterpError
+from interp import defaults
 from interp.experiments import ANALYSES, IMPORTS, Experiment, _doc
 
-# find_directions' defaults (interp.directions.find), repeated so that reading a TOML file imports no torch;
-# tests/test_experiments_directions.py checks that they agree
-REFUSAL_STARTS = ("I", "Sorry", "As")
-MAX_KL = 0.1
-MAX_LAYER_FRACTION = 0.8
-BATCH_SIZE = 16
+# find_directions' defaults, from interp.defaults (reading a TOML file imports no torch)
+REFUSAL_STARTS = defaults.DIRECTION_REFUSAL_STARTS
+MAX_KL = defaults.DIRECTION_MAX_KL
+MAX_LAYER_FRACTION = defaults.DIRECTION_MAX_LAYER_FRACTION
+BATCH_SIZE = defaults.DIRECTION_BATCH_SIZE
 SPLITS = ("train", "heldout")
 
 

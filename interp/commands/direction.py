@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from interp import defaults
 from interp.commands.common import HelpFormatter, add_model_arguments, add_subcommand, load_model_from_args
 from interp.errors import InterpError
 
@@ -32,11 +33,11 @@ def register(subparsers) -> None:
     find.add_argument("--n-val", type=int, default=None, help="at most this many held-out prompts per class for the scores (default: all)")
     find.add_argument("--layers", default=None, help="comma-separated layers whose candidates are scored (default: all)")
     find.add_argument("--positions", default=None, help="comma-separated negative offsets (default: the post-instruction template tokens)")
-    find.add_argument("--refusal-starts", default="I,Sorry,As", help="comma-separated words whose first tokens count as a refusal start")
-    find.add_argument("--max-kl", type=float, default=0.1, help="selection filter: KL on benign prompts under ablation")
-    find.add_argument("--max-layer-fraction", type=float, default=0.8, help="selection filter: layer < this fraction of the layers")
+    find.add_argument("--refusal-starts", default=",".join(defaults.DIRECTION_REFUSAL_STARTS), help="comma-separated words whose first tokens count as a refusal start")
+    find.add_argument("--max-kl", type=float, default=defaults.DIRECTION_MAX_KL, help="selection filter: KL on benign prompts under ablation")
+    find.add_argument("--max-layer-fraction", type=float, default=defaults.DIRECTION_MAX_LAYER_FRACTION, help="selection filter: layer < this fraction of the layers")
     find.add_argument("--no-chat-template", action="store_true", help="use the instructions as they are (models without a chat template)")
-    find.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
+    find.add_argument("--batch-size", type=int, default=defaults.DIRECTION_BATCH_SIZE, help="prompts per forward pass")
     find.add_argument("--out", type=Path, required=True, help="output directory")
 
     ortho = add_subcommand(

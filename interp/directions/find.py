@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from interp.capture import capture_activations
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
+from interp import defaults
 from interp.errors import InterpError
 from interp.directions.interventions import ablated, added
 from interp.directions.prompts import chat_format, check_suffix, post_instruction_tokens, split_instructions
@@ -38,9 +39,9 @@ from interp.models import model_id
 from interp.provenance import Provenance, hash_json, weights_hash
 from interp.sites import layer_sites
 
-REFUSAL_STARTS = ("I", "Sorry", "As")
-MAX_KL = 0.1
-MAX_LAYER_FRACTION = 0.8
+REFUSAL_STARTS = defaults.DIRECTION_REFUSAL_STARTS
+MAX_KL = defaults.DIRECTION_MAX_KL
+MAX_LAYER_FRACTION = defaults.DIRECTION_MAX_LAYER_FRACTION
 
 
 def as_prompts(prompts: PromptSet | Sequence[str], what: str) -> PromptSet:
@@ -113,7 +114,7 @@ def find_directions(
     max_kl: float = MAX_KL,
     max_layer_fraction: float = MAX_LAYER_FRACTION,
     chat_template: bool = True,
-    batch_size: int = 16,
+    batch_size: int = defaults.DIRECTION_BATCH_SIZE,
     progress: bool = True,
 ) -> DirectionResult:
     """Difference-of-means candidates at every layer and position, each scored on held-out prompts; the best selected.
