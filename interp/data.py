@@ -73,29 +73,7 @@ class PromptSet:
     @classmethod
     def from_file(cls, path: str | Path, text_field: str = "text", label_field: str = "label") -> "PromptSet":
         """Read JSONL (one object per line), a JSON list, CSV (with a header) or TXT (one prompt per line)."""
-        path = Path(path)
-        if not path.exists():
-            raise InterpError(f"prompt file {path} does not exist.")
-        if path.is_dir():
-            raise InterpError(f"{path} is a directory; pass a .jsonl, .csv or .txt prompt file.")
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InterpError(f"cannot read prompt file {path}: {error}. Save it as UTF-8 text.") from error
-        if not raw.strip():
-            raise InterpError(f"prompt file {path} is empty; put one prompt per line (TXT) or one JSON object per line (JSONL).")
-        suffix = path.suffix.lower()
-        if suffix == ".jsonl":
-            records = read_jsonl(raw.encode("utf-8"), what=str(path), hint="each line must be one JSON object")
-        elif suffix == ".json":
-            records = _parse_json(raw, path)
-        elif suffix == ".csv":
-            records = list(csv.DictReader(io.StringIO(raw, newline="")))  # quoted fields may hold line breaks
-        elif suffix == ".txt":
-            records = [{text_field: line.removesuffix("\r")} for line in raw.split("\n") if line.strip()]  # "\n" only: U+2028 is text
-        else:
-            raise InterpError(f"unknown prompt file type {path.suffix!r} for {path}; use one of {', '.join(PROMPT_SUFFIXES)}.")
-        return cls.from_records(records, text_field=text_field, label_field=label_field, source=str(path))
+        return cls.from_records(read_records(path, text_field), text_field=text_field, label_field=label_field, source=str(path))
 
     # ---- access -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -156,6 +134,37 @@ class PromptSet:
 
     def to_jsonl(self, path: str | Path) -> None:
         atomic_write_jsonl(Path(path), [dict(record) for record in self.records])
+
+
+def read_records(path: str | Path, text_field: str = "text") -> list[dict[str, Any]]:
+    """The records of a JSONL, JSON (a list), CSV (with a header) or TXT file (one record ``{text_field: line}`` per line).
+
+    Lines end at "\\n" only (U+2028 is text) and quoted CSV fields may hold line breaks; a missing,
+    unreadable, empty or unknown-type file is an InterpError saying what to give instead.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InterpError(f"prompt file {path} does not exist.")
+    if path.is_dir():
+        raise InterpError(f"{path} is a directory; pass a .jsonl, .csv or .txt prompt file.")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InterpError(f"cannot read prompt file {path}: {error}. Save it as UTF-8 text.") from error
+    if not raw.strip():
+        raise InterpError(f"prompt file {path} is empty; put one prompt per line (TXT) or one JSON object per line (JSONL).")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        records = read_jsonl(raw.encode("utf-8"), what=str(path), hint="each line must be one JSON object")
+    elif suffix == ".json":
+        records = _parse_json(raw, path)
+    elif suffix == ".csv":
+        records = list(csv.DictReader(io.StringIO(raw, newline="")))  # quoted fields may hold line breaks
+    elif suffix == ".txt":
+        records = [{text_field: line.removesuffix("\r")} for line in raw.split("\n") if line.strip()]  # "\n" only: U+2028 is text
+    else:
+        raise InterpError(f"unknown prompt file type {path.suffix!r} for {path}; use one of {', '.join(PROMPT_SUFFIXES)}.")
+    return records
 
 
 def _parse_json(raw: str, path: Path) -> list[dict[str, Any]]:

@@ -47,22 +47,14 @@ class InstructionsSpec:
 
     def read(self, label: str):
         """The instructions as a ``PromptSet`` with ``label``; a ``split`` field (train / heldout) is kept."""
-        from interp.data import PromptSet
-        from interp.directions.prompts import TEXT_COLUMNS, read_instructions
+        from interp.directions.prompts import instructions_from_records, read_instructions
 
         if self.path is not None:
             return read_instructions(self.path, label=label, column=self.column)
         records = registry.resolve("data", self.call)(**dict(self.kwargs))
         if not isinstance(records, (list, tuple)) or not records or not all(isinstance(r, Mapping) for r in records):
             raise InterpError(f"{self.describe()} must return a non-empty list of dicts, got {type(records).__name__}.")
-        wanted = self.column or next((name for name in TEXT_COLUMNS if name in records[0]), "text")
-        rows = []
-        for number, record in enumerate(records):
-            text = record.get(wanted)
-            if not isinstance(text, str) or not text.strip():
-                raise InterpError(f"{self.describe()}, record {number} has no text in field {wanted!r}; name the instruction field with `column`.")
-            rows.append({"text": text.strip(), "label": label, **({"split": record["split"]} if record.get("split") in SPLITS else {})})
-        return PromptSet(tuple(rows), self.describe())
+        return instructions_from_records(records, label, self.column, source=self.describe(), splits=SPLITS)
 
     def load(self) -> list[dict[str, Any]]:
         """The records (what the experiment's inputs hash covers)."""

@@ -9,12 +9,10 @@ positions are the template's tokens after the user's text (for SmolLM2:
 >>> train, heldout = split_instructions(harmful)                            # doctest: +SKIP
 """
 
-import csv
-import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
-from interp.data import PromptSet
+from interp.data import PromptSet, read_records
 from interp.errors import InterpError
 
 TEXT_COLUMNS = ("goal", "prompt", "behavior", "instruction", "text")  # tried in order when no column is named
@@ -36,37 +34,35 @@ def read_instructions(path: str | Path, label: str, column: str | None = None) -
     path = Path(path)
     if not path.is_file():
         raise InterpError(f"instruction file {path} does not exist; pass a CSV (with a header), JSONL or TXT file of instructions.")
-    raw = path.read_text(encoding="utf-8")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        records = list(csv.DictReader(raw.splitlines()))
-    elif suffix == ".jsonl":
-        try:
-            records = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        except json.JSONDecodeError as error:
-            raise InterpError(f"{path} is not valid JSONL ({error.msg}, line {error.lineno}); write one JSON object per line.") from None
-    elif suffix == ".txt":
-        records = [{"prompt": line.strip()} for line in raw.splitlines() if line.strip()]
-    else:
+    if path.suffix.lower() not in (".csv", ".jsonl", ".txt"):
         raise InterpError(f"unknown instruction file type {path.suffix!r} for {path}; use .csv (with a header), .jsonl or .txt.")
+    return instructions_from_records(read_records(path, text_field="prompt"), label, column, source=str(path))
+
+
+def instructions_from_records(records: Sequence[Mapping[str, Any]], label: str, column: str | None = None, source: str = "",
+                              splits: Sequence[str] | None = None) -> PromptSet:  # fmt: skip
+    """Instructions from records (a file's rows, a data loader's dicts): the text of ``column`` (default: the
+    first of goal, prompt, behavior, instruction, text present), ``label``, and the ``split`` field where
+    present (only the values in ``splits``, when given).
+    """
     if not records:
-        raise InterpError(f"{path} holds no instructions; give one per line (TXT), per row (CSV) or per object (JSONL).")
-    fields = list(dict.fromkeys(key for record in records if isinstance(record, dict) for key in record))
+        raise InterpError(f"{source} holds no instructions; give one per line (TXT), per row (CSV) or per object (JSONL).")
+    fields = list(dict.fromkeys(key for record in records if isinstance(record, Mapping) for key in record))
     wanted = column or next((name for name in TEXT_COLUMNS if name in fields), None)
     if wanted is None or wanted not in fields:
         expected = repr(column) if column else "one of " + ", ".join(TEXT_COLUMNS)
-        raise InterpError(f"{path} has no column {expected} (columns: {', '.join(map(str, fields)) or 'none'}); "
+        raise InterpError(f"{source} has no column {expected} (columns: {', '.join(map(str, fields)) or 'none'}); "
                           f"name the instruction column with column= (--harmful-column / --benign-column).")  # fmt: skip
     rows = []
     for number, record in enumerate(records):
-        text = record.get(wanted) if isinstance(record, dict) else None
+        text = record.get(wanted) if isinstance(record, Mapping) else None
         if not isinstance(text, str) or not text.strip():
-            raise InterpError(f"{path}, record {number} has no text in column {wanted!r}; fill it in or remove the record.")
+            raise InterpError(f"{source}, record {number} has no text in column {wanted!r}; fill it in or remove the record.")
         row = {"text": text.strip(), "label": label}
-        if SPLIT_FIELD in record:
+        if SPLIT_FIELD in record and (splits is None or record[SPLIT_FIELD] in splits):
             row[SPLIT_FIELD] = str(record[SPLIT_FIELD])
         rows.append(row)
-    return PromptSet(tuple(rows), str(path))
+    return PromptSet(tuple(rows), source)
 
 
 def split_instructions(prompts: PromptSet, heldout_fraction: float = 0.25) -> tuple[PromptSet, PromptSet]:

@@ -226,3 +226,14 @@ def test_cli_find_then_orthogonalize(tiny_model_dirs, tmp_path, capsys):
     assert main(["direction", "find", "--model", model, "--device", "cpu", "--harmful", str(benign), "--benign", str(benign),
                  "--harmful-column", "goal", "--out", str(tmp_path / "bad")]) == 2  # fmt: skip
     assert "no column 'goal'" in capsys.readouterr().err
+
+
+def test_instruction_files_split_lines_like_prompt_files(tmp_path):
+    """U+2028 inside a JSONL string is text, and a quoted CSV field keeps its line break (interp.data.read_records)."""
+    jsonl = tmp_path / "b.jsonl"
+    jsonl.write_text('{"prompt": "bake\\u2028bread", "split": "heldout"}\n{"prompt": "plant beans"}\n', encoding="utf-8")
+    prompts = read_instructions(jsonl, label="benign")
+    assert prompts.texts == ["bake\u2028bread", "plant beans"] and prompts[0]["split"] == "heldout"
+    csv = tmp_path / "h.csv"
+    csv.write_text('goal,target\n"Do X\nthen Y",Sure\n', encoding="utf-8")
+    assert read_instructions(csv, label="harmful").texts == ["Do X\nthen Y"]
