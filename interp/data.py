@@ -58,7 +58,7 @@ class PromptSet:
         normalized = []
         for index, record in enumerate(records):
             if text_field not in record:
-                fields = ", ".join(record) or "none"
+                fields = ", ".join(name if name.isprintable() else repr(name) for name in record)[:200] or "none"  # one line
                 raise InterpError(
                     f"record {index}{' of ' + source if source else ''} has no field {text_field!r} (fields: {fields}). "
                     f"Pass --text-field with the name of the column that holds the prompt."
@@ -159,12 +159,22 @@ def read_records(path: str | Path, text_field: str = "text") -> list[dict[str, A
     elif suffix == ".json":
         records = _parse_json(raw, path)
     elif suffix == ".csv":
-        records = list(csv.DictReader(io.StringIO(raw, newline="")))  # quoted fields may hold line breaks
+        records = _parse_csv(raw, path)
     elif suffix == ".txt":
         records = [{text_field: line.removesuffix("\r")} for line in raw.split("\n") if line.strip()]  # "\n" only: U+2028 is text
     else:
         raise InterpError(f"unknown prompt file type {path.suffix!r} for {path}; use one of {', '.join(PROMPT_SUFFIXES)}.")
+    if suffix in (".jsonl", ".json"):
+        _check_no_lone_surrogates(records, path)
     return records
+
+
+def _check_no_lone_surrogates(records: list[dict[str, Any]], path: Path) -> None:
+    """JSON may spell a lone surrogate (``"\\ud800"``); it is no character, and the prompts could not be hashed or saved."""
+    try:
+        json.dumps(records, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InterpError(f"{path} holds a lone surrogate escape ({error.object[error.start]!r}), which is not a character; remove it or write the character itself.") from None
 
 
 def _parse_json(raw: str, path: Path) -> list[dict[str, Any]]:
@@ -172,9 +182,37 @@ def _parse_json(raw: str, path: Path) -> list[dict[str, Any]]:
         data = json.loads(raw)
     except json.JSONDecodeError as error:
         raise InterpError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}).") from error
+    except RecursionError:
+        raise InterpError(f"{path}: the JSON is nested too deeply to read; give a flat list of objects like [{{\"text\": ...}}].") from None
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise InterpError(f"{path}: expected a JSON list of objects like [{{\"text\": ...}}].")
     return data
+
+
+def _parse_csv(raw: str, path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV file with a header, as dicts; a row with more fields than the header is an InterpError.
+
+    Quoted fields may hold line breaks, and a field may be as long as the file (Python's csv module
+    refuses fields over 131,072 characters unless its limit is raised).
+    """
+    if csv.field_size_limit() < len(raw):
+        csv.field_size_limit(len(raw))
+    reader = csv.DictReader(io.StringIO(raw, newline=""), restkey=_EXTRA_FIELDS)
+    records = []
+    try:
+        for row in reader:
+            if _EXTRA_FIELDS in row:
+                raise InterpError(
+                    f"{path}, line {reader.line_num}: {len(reader.fieldnames) + len(row[_EXTRA_FIELDS])} fields but the header has "
+                    f"{len(reader.fieldnames)}; quote a field that holds a comma (\"a, b\") or add the column to the header."
+                )
+            records.append(row)
+    except csv.Error as error:
+        raise InterpError(f"{path}, line {reader.line_num}: not valid CSV ({error}); quote fields that hold commas, quotes or line breaks.") from None
+    return records
+
+
+_EXTRA_FIELDS = object()  # the key under which DictReader puts a row's fields beyond the header's (no column name can equal it)
 
 
 # ---- tokenization and batching -------------------------------------------------------------

@@ -29,7 +29,7 @@ from interp.checks import check_numbers
 from interp.errors import InterpError
 
 DEFAULT_ANALYSIS = "pruning"  # what a file without `analysis = ...` runs (pruning files predate the key)
-JUDGES = ("keyword", "organism-harm", "organism-helpful")  # the built-in judges ("keyword": the refusal-string rule only)
+JUDGES = ("keyword", "organism-harm", "organism-helpful", "harm-compliance")  # the built-in judges ("keyword": the refusal-string rule only)
 IMPORTS = "an import path 'module:function' is imported only with `interp run --allow-imports` (allow_imports=True): it runs that module's code"
 
 
@@ -52,13 +52,16 @@ class DatasetSpec:
     text_field: str = _doc("field holding the prompt", default="text")
     response_field: str = _doc("field holding the response (for scores and losses)", default="response")
     where: Mapping[str, Any] = _doc("keep only records whose fields equal these values (a list: any of them), e.g. { category = \"cyber\" }", default_factory=dict)
-    limit: int | None = _doc("use only the first `limit` records (after `where`)", default=None)
+    offset: int = _doc("skip the first `offset` records (after `where`), e.g. to take a held-out block of the same file", default=0)
+    limit: int | None = _doc("use only the first `limit` records (after `where` and `offset`)", default=None)
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.call is None):
             raise InterpError("a data set needs exactly one of `path` (a file) or `call` (a registered data loader).")
         if self.limit is not None and self.limit < 1:
             raise InterpError(f"limit must be at least 1, got {self.limit}.")
+        if self.offset < 0:
+            raise InterpError(f"offset must be 0 or more, got {self.offset}.")
 
     def load(self) -> list[dict[str, Any]]:
         """The records, each with the prompt under ``"text"`` and the response under ``"response"``."""
@@ -77,6 +80,9 @@ class DatasetSpec:
             records = [record for record in records if all(record.get(key) in value if isinstance(value, (list, tuple)) else record.get(key) == value for key, value in self.where.items())]
             if not records:
                 raise InterpError(f"no record of {self.describe()} has {dict(self.where)}; check the `where` table.")
+        if self.offset and self.offset >= len(records):
+            raise InterpError(f"{self.describe()} has {len(records)} records, so offset = {self.offset} leaves none; use a smaller offset.")
+        records = records[self.offset :]
         return records[: self.limit] if self.limit else records
 
     def prompts(self, model=None, chat_template: bool = False):
@@ -342,115 +348,19 @@ class ResamplingConfig(Experiment):
         return result
 
 
-@dataclass(frozen=True)
-class EvaluationConfig:
-    """What is measured at every pruning setting."""
-
-    harmful: DatasetSpec | None = _doc("prompts whose harmful compliance is measured (e.g. triggered harmful requests)", default=None)
-    judge: str = _doc(f"harm judge f(record, response) -> bool: keyword or a registered judge ({', '.join(registry.builtin('judge'))}); {IMPORTS}", default="keyword")
-    benign_prompts: DatasetSpec | None = _doc("benign prompts whose answers `benign_judge` checks", default=None)
-    benign_judge: str | None = _doc("helpfulness judge: a registered judge such as 'organism-helpful' (import paths as for `judge`)", default=None)
-    benign_pairs: DatasetSpec | None = _doc("benign prompt + response pairs for the response loss / perplexity", default=None)
-    tasks: DatasetSpec | None = _doc("problems with an 'answer' field for task accuracy", default=None)
-    extract: str = _doc(f"answer extractor for tasks f(response) -> answer: a registered one ({', '.join(registry.builtin('extract'))}); import paths as for `judge`", default="last-integer")
-    max_new_tokens: int = _doc("new tokens generated per chat prompt", default=defaults.PRUNE_MAX_NEW_TOKENS)
-    task_max_new_tokens: int = _doc("new tokens generated per task problem", default=defaults.PRUNE_TASK_MAX_NEW_TOKENS)
-    batch_size: int = _doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
-    temperature: float = _doc("sampling temperature (0: greedy)", default=0.0)
-    seed: int = _doc("sampling seed", default=0)
-    case_sensitive_keywords: bool = _doc("match the reference refusal strings case-sensitively (as the reference does)", default=True)
-    group_field: str | None = _doc("also report harm rates per value of this record field (e.g. 'category')", default=None)
-
-    def __post_init__(self) -> None:
-        if self.harmful is None and self.benign_prompts is None and self.benign_pairs is None and self.tasks is None:
-            raise InterpError("[evaluation] measures nothing; give at least one of harmful, benign_prompts, benign_pairs or tasks.")
-        if self.benign_prompts is not None and self.benign_judge is None:
-            raise InterpError("[evaluation] benign_prompts need a benign_judge (a registered judge such as 'organism-helpful').")
-
-    def evaluator(self):
-        """The ``PruningEvaluator`` this table describes (data sets loaded, judges resolved)."""
-        from interp.pruning.evaluate import PruningEvaluator
-
-        load = lambda spec: tuple(spec.load()) if spec is not None else ()  # noqa: E731
-        return PruningEvaluator(
-            harmful=load(self.harmful), judge=resolve_judge(self.judge), benign_prompts=load(self.benign_prompts),
-            benign_judge=resolve_judge(self.benign_judge) if self.benign_judge else None, benign_pairs=load(self.benign_pairs),
-            tasks=load(self.tasks), extract=registry.resolve("extract", self.extract),
-            max_new_tokens=self.max_new_tokens, task_max_new_tokens=self.task_max_new_tokens, batch_size=self.batch_size,
-            temperature=self.temperature, seed=self.seed, case_sensitive_keywords=self.case_sensitive_keywords, group_field=self.group_field,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True, kw_only=True)
-class HarmPruningConfig(Experiment):
-    """A harm-pruning sweep (Orgad et al. 2026 on Wei et al. 2024 scores); resumes finished scores and points."""
-
-    ANALYSIS: ClassVar[str] = "pruning"
-    name: str = _doc("experiment name, shown in figures and logs", default="harm_pruning")
-    harmful: DatasetSpec = _doc("prompt + response pairs of the behaviour to remove: harm scores are computed on them")
-    benign: DatasetSpec = _doc("prompt + response pairs of the behaviour to keep: benign (utility) scores")
-    evaluation: EvaluationConfig = _doc("what to measure at every setting ([evaluation] table)")
-    method: str = _doc(f"importance score: {', '.join(defaults.PRUNE_METHODS)}", default=defaults.PRUNE_METHOD)
-    n_samples: int = _doc("examples per score (the reference uses 128)", default=defaults.PRUNE_N_SAMPLES)
-    batch_size: int = _doc("examples per forward/backward pass when scoring", default=defaults.PRUNE_BATCH_SIZE)
-    p: tuple[float, ...] = _doc("benign fractions protected per matrix, each in (0, 1]; swept with every q", default=(defaults.PRUNE_P,))
-    q: tuple[float, ...] = _doc("harm fractions selected per matrix, each in (0, 1]", default=(defaults.PRUNE_Q,))
-    random_seeds: tuple[int, ...] = _doc("one random mask of the same size per seed and (p, q): the control", default=defaults.PRUNE_RANDOM_SEEDS)
-    categories: Mapping[str, DatasetSpec] = _doc(
-        "categories (e.g. two harm categories and, as a control, two benign ones): one mask each; every pair's overlap "
-        "is reported with its chance level, for set-difference and for plain top-q masks",
-        default_factory=dict,
-    )
-    overlap_p: float = _doc("p of the per-category set-difference masks", default=defaults.PRUNE_P)
-    overlap_q: float = _doc("q of the per-category masks (set difference and plain top-q)", default=defaults.PRUNE_Q)
-    evaluate_categories: bool = _doc("also evaluate the model pruned with each category's set-difference mask", default=True)
-    save_masks: bool = _doc("write every mask as masks/LABEL.safetensors", default=False)
-
-    def __post_init__(self) -> None:
-        from interp.pruning.masks import check_fraction
-
-        _one_of("method", self.method, defaults.PRUNE_METHODS)
-        if not self.p or not self.q:
-            raise InterpError("give at least one p and one q.")
-        for name, value in [*(("p", v) for v in self.p), *(("q", v) for v in self.q), ("overlap_p", self.overlap_p), ("overlap_q", self.overlap_q)]:
-            check_fraction(name, value)
-        if self.n_samples < 1 or self.batch_size < 1:
-            raise InterpError(f"n_samples and batch_size must be at least 1 (got {self.n_samples} and {self.batch_size}).")
-        if len(self.categories) == 1:
-            raise InterpError("give at least two [categories.NAME] tables to measure mask overlaps (or none).")
-        from interp.io import safe_name
-
-        for key in self.categories:
-            safe_name(key, what="[categories.NAME] name")  # it names files in OUT/scores, OUT/points and OUT/masks
-
-    def run(self, out: Path, model=None, progress: bool = True):
-        from interp.io import claim_directory
-        from interp.pruning.sweep import run_sweep
-
-        claim_directory(out, self.to_dict())  # refuse another experiment before loading anything
-        specs = {"harmful": self.harmful, "benign": self.benign, **{f"category_{key}": spec for key, spec in self.categories.items()}}
-        return run_sweep(
-            self.load_model(model), self.harmful.load(), self.benign.load(), self.evaluation.evaluator(), out,
-            p=self.p, q=self.q, method=self.method, n_samples=self.n_samples, batch_size=self.batch_size, random_seeds=self.random_seeds,
-            categories={key: spec.load() for key, spec in self.categories.items()}, overlap_p=self.overlap_p, overlap_q=self.overlap_q,
-            evaluate_categories=self.evaluate_categories, save_masks=self.save_masks, name=self.name,
-            sources={key: spec.describe() for key, spec in specs.items()}, record=self.to_dict(), progress=progress,
-        )  # fmt: skip
-
-
 def resolve_judge(spec: str | None) -> Callable | None:
     """A judge ``f(record, response) -> bool`` from its registered name (None for 'keyword': the keyword rule only)."""
     return None if spec is None or spec == "keyword" else registry.resolve("judge", spec)
 
 
-# analysis name -> its config class; a new analysis is one entry here ("directions": interp/experiments_directions.py adds itself)
+# analysis name -> its config class; a new analysis is one entry here (interp/experiments_pruning.py and
+# interp/experiments_directions.py add "pruning" and "directions" themselves)
 ANALYSES: dict[str, type[Experiment]] = {
     "cache": CacheConfig,
     "lens": LensConfig,
     "patching": PatchingConfig,
     "probes": ProbesConfig,
     "resampling": ResamplingConfig,
-    "pruning": HarmPruningConfig,
 }
 
 
@@ -500,8 +410,8 @@ def parse_config(data: Mapping[str, Any], base: Path = Path(".")) -> Experiment:
     """The experiment config of parsed TOML (``base``: the directory relative paths start from)."""
     data = dict(data)
     analysis = data.pop("analysis", DEFAULT_ANALYSIS)
-    if analysis not in ANALYSES:
-        raise InterpError(f"unknown analysis {analysis!r} in the config.{_did_you_mean(str(analysis), ANALYSES)} Known analyses: {', '.join(ANALYSES)}.")
+    if not isinstance(analysis, str) or analysis not in ANALYSES:
+        raise InterpError(f"unknown analysis {analysis!r:.60} in the config.{_did_you_mean(str(analysis), ANALYSES)} Known analyses: {', '.join(ANALYSES)}.")
     return _absolute_paths(_build(ANALYSES[analysis], data, "the config"), Path(base))
 
 
@@ -519,6 +429,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
             raise InterpError(f"unknown key {key!r} in {where}.{_did_you_mean(key, fields)} Known keys: {', '.join(fields)}.")
     values = {key: _value(fields[key].type, value, key, where) for key, value in data.items()}
     check_numbers(values, where=f" in {where}")
+    for key, value in values.items():
+        if fields[key].metadata.get("path") and isinstance(value, str) and "\x00" in value:
+            raise InterpError(f"{key!r} in {where} is {value!r:.80}, which holds a NUL character no path can contain; give the file's path.")
     missing = [name for name, item in fields.items() if name not in values and item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING]
     if missing:
         raise InterpError(f"{where} is missing {', '.join(repr(name) for name in missing)}.")
@@ -600,4 +513,6 @@ def _absolute_paths(config: Any, base: Path) -> Any:
     return dataclasses.replace(config, **changes) if changes else config
 
 
-import interp.experiments_directions  # noqa: E402, F401  (analysis = "directions"; it builds on Experiment above and registers itself)
+# analyses in their own modules: they build on Experiment above and register themselves in ANALYSES
+import interp.experiments_directions  # noqa: E402, F401
+from interp.experiments_pruning import EvaluationConfig, HarmPruningConfig  # noqa: E402, F401

@@ -48,7 +48,10 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "organism-arithmetic-problems": "interp.organisms.datasets:arithmetic_problems",
         "organism-induction-sequences": "interp.organisms.datasets:induction_sequences",
     },
-    "judge": {"organism-harm": "interp.registry:organism_harm", "organism-helpful": "interp.registry:organism_helpful"},
+    "judge": {
+        "organism-harm": "interp.registry:organism_harm", "organism-helpful": "interp.registry:organism_helpful",
+        "harm-compliance": "interp.pruning.evaluate:harmful_compliance",
+    },
     "extract": {"last-integer": "interp.pruning.evaluate:last_integer", "organism-answer": "interp.organisms.grammar:extract_answer"},
     "embedder": {},
 }

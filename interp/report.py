@@ -10,8 +10,8 @@ The page works offline: it loads nothing from the network.
 """
 
 import html
-import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,6 +26,8 @@ h1 { margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd
 p.lead { color: #555; } .explain { color: #333; line-height: 1.5; }
 table.numbers { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 table.numbers td { border: 1px solid #ddd; padding: 0.25em 0.7em; } table.numbers td:first-child { color: #555; }
+table.rows { border-collapse: collapse; } table.rows th, table.rows td { border: 1px solid #e4e4e4; padding: 0.15em 0.5em; text-align: right; }
+table.rows th { background: #f6f6f6; font-weight: 600; } table.numbers ul { margin: 0; padding-left: 1.2em; }
 nav a { margin-right: 1em; } .figure { margin: 1em 0; } footer { margin-top: 3em; color: #777; font-size: 0.85em; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 """
@@ -48,11 +50,51 @@ class Section:
 
 
 def _format(value: Any) -> str:
+    """One number of a section as HTML: a table of rows (a dict or list of dicts) as a table, a list as a list."""
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, (list, tuple, dict)):
-        return html.escape(json.dumps(value, default=str))
+    rows = _table_rows(value)
+    if rows is not None:
+        columns = list(dict.fromkeys(key for row in rows.values() for key in row))
+        head = "<tr><th></th>" + "".join(f"<th>{html.escape(str(column))}</th>" for column in columns) + "</tr>"
+        body = "".join(f"<tr><td>{html.escape(str(name))}</td>" + "".join(f"<td>{_format(row.get(column, ''))}</td>" for column in columns) + "</tr>"
+                       for name, row in rows.items())  # fmt: skip
+        return f'<table class="rows">{head}{body}</table>'
+    if isinstance(value, dict):
+        return "<br>".join(f"{html.escape(str(key))}: {_format(item)}" for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return "<ul>" + "".join(f"<li>{_format(item)}</li>" for item in value) + "</ul>" if value else "none"
     return html.escape(str(value))
+
+
+def _table_rows(value: Any) -> dict[Any, dict] | None:
+    """``{row name: {column: value}}`` when ``value`` is a table (a dict of dicts or a list of dicts), else None."""
+    if isinstance(value, dict) and value and all(isinstance(row, dict) for row in value.values()):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(row, dict) for row in value):
+        return dict(enumerate(value))
+    return None
+
+
+# an absolute path in a figure's text (a model loaded from a directory, a store): what follows it is a name
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/<])/(?:[^\s/<>'\"(),;]+/)*[^\s/<>'\"(),;]+")
+
+
+def _short_path(match: re.Match) -> str:
+    """The path relative to the working directory where it is inside it, else its last part (the file name)."""
+    path = Path(match.group(0))
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) and path != Path.cwd() else path.name
+
+
+def _without_absolute_paths(figure: go.Figure) -> go.Figure:
+    """A copy of ``figure`` whose title and subplot titles show file names, not the absolute paths of this machine."""
+    figure = go.Figure(figure)
+    if figure.layout.title.text:
+        figure.layout.title.text = _ABSOLUTE_PATH.sub(_short_path, figure.layout.title.text)
+    for annotation in figure.layout.annotations:
+        if annotation.text:
+            annotation.text = _ABSOLUTE_PATH.sub(_short_path, annotation.text)
+    return figure
 
 
 def render_report(title: str, sections: Sequence[Section], subtitle: str = "", footer: str = "") -> str:
@@ -73,7 +115,7 @@ def render_report(title: str, sections: Sequence[Section], subtitle: str = "", f
         if section.code:
             body.append(f"<pre>{html.escape(section.code)}</pre>")
         for figure in section.figures:
-            div = figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{figure_index}",
+            div = _without_absolute_paths(figure).to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{figure_index}",
                                  config={"displaylogo": False, "responsive": True})
             body.append(f'<div class="figure">{div}</div>')
             figure_index += 1

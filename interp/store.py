@@ -15,11 +15,19 @@ Layout of a store directory::
 
 Every file is written atomically and the manifest lists a shard only once it is complete, so a
 run killed at any point loses no finished shard; ``resume=True`` continues it.
+
+Under torchrun (``interp.distributed``) the ranks take the shards round-robin: rank 0 holds the
+lock and writes the manifest, each rank lists the shards it finished in its own progress file
+(``.interp.rank{R}.json``), and rank 0 merges them after a barrier. The shard files and the
+final manifest are those a single process writes.
 """
 
+import contextlib
 import difflib
+import json
 import math
 import os
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -35,20 +43,21 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 import interp
-from interp import defaults
+from interp import defaults, distributed
 from interp.capture import DTYPE_NAMES, Positions, check_model_has, normalize_positions, resolve_storage_dtype, run_and_capture
 from interp.checks import check_numbers
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
-from interp.io import atomic_write_json, atomic_write_safetensors, exclusive_lock
+from interp.io import atomic_write_bytes, atomic_write_json, atomic_write_safetensors, exclusive_lock
 from interp.models import model_id
-from interp.provenance import Provenance, library_versions, warn_if_other_versions, weights_hash
+from interp.provenance import Provenance, library_versions, tensor_bytes, warn_if_other_versions, weights_hash
 from interp.readout import Readout
 from interp.sites import expand_sites, parse_site
 from interp.store_manifest import (FORMAT, FORMAT_VERSION, MANIFEST, PROMPTS, SAFETENSORS_DTYPES, TOKENS, check_files, check_prompts,
                                    check_shard, check_tokens, file_hash, file_record, read_manifest, verify_shard)  # fmt: skip
 
-LOCK = ".interp.lock"  # held by the process writing a store
+LOCK = ".interp.lock"  # held by the process writing a store (rank 0 of a torchrun run)
+RANK_PROGRESS = ".interp.rank{rank}.json"  # under torchrun: the shards one rank finished, until rank 0 merges them
 # what `_start_store` writes before the manifest exists: a directory holding only these is an interrupted start
 _START_FILES = {PROMPTS, TOKENS, "readout.safetensors", "tokenizer", ".tokenizer.tmp", "shards", LOCK}
 
@@ -82,7 +91,8 @@ def cache_activations(
         batch_size: prompts per forward pass.
         dtype: storage dtype ("float32", "bfloat16", "float16"); default: the model's.
         shard_size: prompts per shard file (default: 8 batches).
-        resume: continue an interrupted run in ``out`` (finished shards are kept).
+        resume: continue an interrupted run in ``out`` (finished shards are kept). A run started
+            by N torchrun ranks resumes with N ranks.
         seed: recorded in the manifest (caching itself is deterministic).
     """
     out = Path(out)
@@ -109,24 +119,37 @@ def cache_activations(
         "shard_size": shard_size,
         "n_prompts": len(prompt_set),
     }
-    with exclusive_lock(out, LOCK, what="activation store"):
-        manifest = _prepare_directory(out, config, resume)
-        if manifest is not None and manifest["status"] == "complete":
-            return ActivationStore.open(out)
-        if manifest is None:
-            manifest = _start_store(out, model, prompt_set, token_lists, lengths, config, seed)
-        _cache_shards(out, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress)
+    world = distributed.current_world()
+    if world.is_distributed:
+        n_shards = math.ceil(len(prompt_set) / shard_size)
+        distributed.check_enough_work(world, n_shards, f"shards ({len(prompt_set)} prompts, {shard_size} per shard)", fix=", or pass a smaller --shard-size")
+        distributed.ensure_process_group(world, model.cfg.device)
+    with contextlib.ExitStack() as held:
+
+        def prepare() -> dict[str, Any]:  # on rank 0 only: the lock, the checks, the start of the store
+            held.enter_context(exclusive_lock(out, LOCK, what="activation store"))
+            manifest = _prepare_directory(out, config, resume, world.size)
+            return _start_store(out, model, prompt_set, token_lists, lengths, config, seed, world.size) if manifest is None else manifest
+
+        manifest = distributed.on_main(world, prepare)
+        if manifest["status"] != "complete":
+            _cache_shards(out, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress, world)
     return ActivationStore.open(out)
 
 
-def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress) -> None:
+def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress, world) -> None:
+    """Write this rank's missing shards (all of them in a world of one), then mark the store complete."""
     shard_size = manifest["shard_size"]
 
     pad_id = pad_token_id(model)
     n_shards = math.ceil(len(prompt_set) / shard_size)
     done = {shard["index"] for shard in manifest["shards"]}
-    todo = [index for index in range(n_shards) if index not in done]
-    bar = tqdm(total=len(prompt_set), initial=len(prompt_set) - sum(_shard_rows(i, shard_size, len(prompt_set)) for i in todo), desc=f"caching {len(hook_names)} sites", unit="prompt", disable=not progress)
+    mine = world.take(range(n_shards))
+    todo = [index for index in mine if index not in done]
+    rows = {index: _shard_rows(index, shard_size, len(prompt_set)) for index in mine}
+    finished: list[dict[str, Any]] = []  # under torchrun: this rank's new shard entries, in its progress file
+    desc = f"caching {len(hook_names)} sites" + (f" (rank 0 of {world.size})" if world.is_distributed else "")
+    bar = tqdm(total=sum(rows.values()), initial=sum(rows.values()) - sum(rows[i] for i in todo), desc=desc, unit="prompt", disable=not progress or not world.is_main)
     with torch.inference_mode():
         for index in todo:
             start, stop = index * shard_size, min((index + 1) * shard_size, len(prompt_set))
@@ -140,18 +163,70 @@ def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_name
             if not manifest.get("shapes"):
                 manifest["shapes"] = {name: list(t.shape[1:]) for name, t in tensors.items()}
             file = f"shards/shard_{index:05d}.safetensors"
-            atomic_write_safetensors(out / file, tensors, {"format": FORMAT, "start": str(start), "stop": str(stop)})
-            manifest["shards"].append({"index": index, "file": file, "start": start, "stop": stop, **file_record(out / file)})
-            manifest["shards"].sort(key=lambda shard: shard["index"])
-            atomic_write_json(out / MANIFEST, manifest)
+            atomic_write_bytes(out / file, _shard_bytes(tensors, {"format": FORMAT, "start": str(start), "stop": str(stop)}))
+            entry = {"index": index, "file": file, "start": start, "stop": stop, **file_record(out / file)}
+            if world.is_distributed:
+                finished.append(entry)
+                progress_file = {"world_size": world.size, "rank": world.rank, "shapes": manifest["shapes"], "shards": finished}
+                atomic_write_json(out / RANK_PROGRESS.format(rank=world.rank), progress_file)
+            else:
+                manifest["shards"].append(entry)
+                manifest["shards"].sort(key=lambda shard: shard["index"])
+                atomic_write_json(out / MANIFEST, manifest)
     bar.close()
+    if world.is_distributed:
+        distributed.barrier(world)
+        distributed.on_main(world, lambda: _finish_ranks(out, world.size))
+    else:
+        _finish(out, manifest)
+
+
+def _finish(out: Path, manifest: dict[str, Any]) -> None:
+    manifest.pop("world_size", None)  # partial state only: a complete store is the same however many ranks wrote it
     manifest["status"] = "complete"
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     atomic_write_json(out / MANIFEST, manifest)
 
 
-def _prepare_directory(out: Path, config: dict[str, Any], resume: bool) -> dict[str, Any] | None:
-    """The manifest to continue from, or None for a fresh store. Refuses to clobber anything."""
+def _finish_ranks(out: Path, world_size: int) -> None:
+    """On rank 0, after every rank finished: merge their progress files and mark the store complete."""
+    manifest = _merge_rank_progress(out, read_manifest(out), world_size)
+    n_shards = math.ceil(manifest["n_prompts"] / manifest["shard_size"])
+    missing = sorted(set(range(n_shards)) - {shard["index"] for shard in manifest["shards"]})
+    if missing:
+        raise InterpError(f"the ranks finished but {len(missing)} shards of {out} are not recorded (first: {missing[0]}); rerun the same command with --resume.")
+    _finish(out, manifest)
+
+
+def _merge_rank_progress(out: Path, manifest: dict[str, Any], world_size: int) -> dict[str, Any]:
+    """The manifest with the shards listed in the ranks' progress files added (written, then those files removed)."""
+    paths = [path for path in (out / RANK_PROGRESS.format(rank=rank) for rank in range(world_size)) if path.exists()]
+    if not paths:
+        return manifest
+    known = {shard["index"] for shard in manifest["shards"]}
+    for path in paths:
+        try:
+            progress = json.loads(path.read_text(encoding="utf-8"))
+            entries = [entry for entry in progress["shards"] if isinstance(entry, dict) and isinstance(entry.get("index"), int)]
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            print(f"interp: cannot read the progress file {path} ({error}); its shards are computed again.", file=sys.stderr)
+            continue
+        if not manifest.get("shapes") and isinstance(progress.get("shapes"), dict):
+            manifest["shapes"] = progress["shapes"]
+        manifest["shards"].extend(entry for entry in entries if entry["index"] not in known)
+        known |= {entry["index"] for entry in entries}
+    manifest["shards"].sort(key=lambda shard: shard["index"])
+    atomic_write_json(out / MANIFEST, manifest)
+    for path in paths:
+        path.unlink(missing_ok=True)
+    return manifest
+
+
+def _prepare_directory(out: Path, config: dict[str, Any], resume: bool, world_size: int = 1) -> dict[str, Any] | None:
+    """The manifest to continue from, or None for a fresh store. Refuses to clobber anything.
+
+    An unfinished store resumes only with the number of ranks (``world_size``) that started it.
+    """
     manifest_path = out / MANIFEST
     if not manifest_path.exists():
         found = {path.name for path in out.iterdir()} - {LOCK} if out.exists() else set()
@@ -171,6 +246,14 @@ def _prepare_directory(out: Path, config: dict[str, Any], resume: bool) -> dict[
     if differences:
         details = "; ".join(f"{key}: store has {manifest.get(key)!r}, this run {config[key]!r}" for key in differences)
         raise InterpError(f"cannot resume {out}: it was made with different settings ({details}). Use a new --out.")
+    started_by = manifest.get("world_size", 1)
+    if manifest["status"] != "complete" and started_by != world_size:
+        how = f"{started_by} ranks (torchrun: nnodes x nproc-per-node = {started_by})" if started_by > 1 else "one process, without torchrun"
+        raise InterpError(f"cannot resume {out}: it was started by {started_by} ranks and this run has {world_size}; resume it with {how}, or choose a new --out.")
+    for leftover in [*out.glob(".*.tmp"), *(out / "shards").glob(".*.tmp")]:  # a killed writer's half-written files (we hold the lock)
+        if leftover.is_file():
+            leftover.unlink()
+    manifest = _merge_rank_progress(out, manifest, started_by)  # shards the ranks of the stopped run finished
     check_files(out, manifest, full=True)  # the full check: what is damaged is refused, or (a shard) computed again
     check_prompts(out, manifest)
     check_tokens(out, manifest)
@@ -187,7 +270,7 @@ def _prepare_directory(out: Path, config: dict[str, Any], resume: bool) -> dict[
     return manifest
 
 
-def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Tensor, config: dict[str, Any], seed: int) -> dict[str, Any]:
+def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Tensor, config: dict[str, Any], seed: int, world_size: int = 1) -> dict[str, Any]:
     (out / "shards").mkdir(parents=True, exist_ok=True)
     prompts.to_jsonl(out / "prompts.jsonl")
     padded = torch.zeros((len(token_lists), int(lengths.max())), dtype=torch.long)
@@ -233,9 +316,31 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
         "shapes": {},
         "files": files,
         "shards": [],
+        **({"world_size": world_size} if world_size > 1 else {}),  # until complete: who may resume it
     }
     atomic_write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _shard_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file whose bytes depend only on ``tensors`` and ``metadata``: keys sorted, data in name order.
+
+    ``safetensors.torch.save`` orders the metadata as a Rust HashMap does, which differs from one
+    process to the next; a shard's hash (in the manifest) must not, so that the ranks of a torchrun
+    run write the files one process writes.
+    """
+    codes = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        blob = tensor_bytes(tensor)
+        header[name] = {"dtype": codes[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
 def _shard_rows(index: int, shard_size: int, n_prompts: int) -> int:

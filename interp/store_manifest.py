@@ -93,6 +93,9 @@ def _check_manifest(root: Path, manifest: dict[str, Any]) -> None:
         if hook not in hooks or not isinstance(shape, list) or not all(_is(n, int) and n >= 0 for n in shape):
             raise bad(f"the shape of {hook!r} is {shape!r}")
     inside(root, manifest["readout"].get("file"), "the readout file")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(record, dict) and _is(record.get("size"), int) and isinstance(record.get("hash"), str) for record in files.values()):
+        raise bad("'files' must map each file of the store to its size and hash")
     seen: set[int] = set()
     for entry in manifest["shards"]:
         if not isinstance(entry, dict) or any(not _is(entry.get(key), kind) for key, kind in _SHARD_KEYS.items()):
@@ -120,17 +123,23 @@ def read_header(path: Path, what: str = "shard") -> tuple[dict[str, Any], int]:
             header = json.loads(handle.read(header_length))
         if not isinstance(header, dict):
             raise ValueError("the header is no JSON object")
+        metadata = header.get("__metadata__", {})
+        if not isinstance(metadata, dict) or not all(isinstance(value, str) for value in metadata.values()):
+            raise ValueError("its __metadata__ is not a table of strings")
         for key, entry in header.items():
             if key == "__metadata__":
                 continue
             if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_DTYPES or not isinstance(entry.get("shape"), list):
                 raise ValueError(f"tensor {key!r} has no known dtype and shape")
+            if not all(_is(n, int) and n >= 0 for n in entry["shape"]):
+                raise ValueError(f"tensor {key!r} has shape {entry['shape']!r:.60}, not a list of sizes")
             begin, end = entry.get("data_offsets", (None, None))
             count = 1
             for n in entry["shape"]:
                 count *= n
             if not (_is(begin, int) and _is(end, int) and 0 <= begin <= end) or end - begin != count * SAFETENSORS_DTYPES[entry["dtype"]].itemsize:
                 raise ValueError(f"tensor {key!r} has data offsets {entry.get('data_offsets')} that do not fit its shape {entry['shape']}")
+        _check_offsets_tile(header)
     except FileNotFoundError:
         raise InterpError(f"{what} {path} is missing; rerun the same `interp cache` command with --resume to rebuild it.") from None
     except (ValueError, TypeError, struct.error, UnicodeDecodeError, RecursionError) as error:
@@ -141,6 +150,16 @@ def read_header(path: Path, what: str = "shard") -> tuple[dict[str, Any], int]:
         state = "truncated" if data_start + end > size else "corrupted (extra bytes)"
         raise InterpError(f"{what} {path} is {state} ({size} bytes, its header says {data_start + end}); rerun the same `interp cache` command with --resume to rebuild it.")
     return header, data_start
+
+
+def _check_offsets_tile(header: dict[str, Any]) -> None:
+    """The tensors' data lie back to back from byte 0, no gap and no overlap (what safetensors itself requires)."""
+    spans = sorted(tuple(entry["data_offsets"]) + (key,) for key, entry in header.items() if key != "__metadata__")
+    position = 0
+    for begin, end, key in spans:
+        if begin != position:
+            raise ValueError(f"tensor {key!r} starts at data byte {begin}, not {position} (the tensors' data overlap or leave a gap)")
+        position = end
 
 
 def check_shard(root: Path, manifest: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -179,7 +198,11 @@ def check_prompts(root: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     records = _store_file(path, lambda: read_jsonl(path, hint=RECREATE))
     if len(records) != manifest["n_prompts"]:
         raise InterpError(f"{path} holds {len(records)} prompts, the manifest says {manifest['n_prompts']} (truncated or edited); {RECREATE}.")
-    if hash_json(records) != manifest["prompts_hash"]:
+    try:
+        prompts_hash = hash_json(records)
+    except UnicodeEncodeError as error:  # a "\ud800" escape: valid JSON, but no character
+        raise InterpError(f"{path} holds a lone surrogate escape ({error.object[error.start]!r}) that no prompt can contain (edited or corrupted); {RECREATE}.") from None
+    if prompts_hash != manifest["prompts_hash"]:
         raise InterpError(f"{path} does not match the prompts hash of {root / MANIFEST} (edited or corrupted: labels or texts changed); {RECREATE}.")
     return records
 

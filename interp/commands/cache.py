@@ -1,4 +1,8 @@
-"""``interp cache``: run a model over a prompt file and cache activations to a store directory."""
+"""``interp cache``: run a model over a prompt file and cache activations to a store directory.
+
+Under ``torchrun --nproc-per-node N -m interp cache ...`` the N ranks share the shards (see
+``interp.distributed``); each puts its model on ``cuda:LOCAL_RANK`` when CUDA is there.
+"""
 
 import argparse
 from pathlib import Path
@@ -13,7 +17,8 @@ def register(subparsers) -> None:
         "cache",
         run,
         help="Run a model over a prompt file and cache activations to a store directory (sharded safetensors).",
-        example="interp cache --model organism --prompts prompts.jsonl --hooks resid_post,z --positions last --out acts",
+        example="interp cache --model organism --prompts prompts.jsonl --hooks resid_post,z --positions last --out acts\n"
+        "  torchrun --nproc-per-node 4 -m interp cache --model organism --prompts prompts.jsonl --out acts   # 4 ranks share the shards",
     )
     add_model_arguments(parser)
     parser.add_argument("--prompts", required=True, type=Path, help="prompt file: .jsonl (one {\"text\": ...} per line), .csv (with a text column) or .txt (one prompt per line)")
@@ -30,24 +35,32 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from interp.distributed import current_world, leave_process_group
     from interp.io import atomic_write_figure
     from interp.plots import activation_norms_figure
     from interp.store import cache_activations
 
     positions = parse_positions(args.positions)
+    world = current_world()
+    args.device = world.device_for(args.device)
     model = load_model_from_args(args)
     prompts = load_prompts_from_args(args, model)
-    store = cache_activations(
-        model,
-        prompts,
-        hooks=[name for name in args.hooks.split(",") if name.strip()],
-        positions=positions,
-        out=args.out,
-        batch_size=args.batch_size,
-        dtype=args.store_dtype,
-        shard_size=args.shard_size,
-        resume=args.resume,
-    )
+    try:
+        store = cache_activations(
+            model,
+            prompts,
+            hooks=[name for name in args.hooks.split(",") if name.strip()],
+            positions=positions,
+            out=args.out,
+            batch_size=args.batch_size,
+            dtype=args.store_dtype,
+            shard_size=args.shard_size,
+            resume=args.resume,
+        )
+    finally:
+        leave_process_group()
+    if not world.is_main:
+        return 0
     figure_path = args.out / "overview.html"
     atomic_write_figure(figure_path, activation_norms_figure(**asdict(store.norms())))
     print(f"cached {store.n_prompts} prompts x {len(store.hooks)} hooks to {args.out} (figure: {figure_path})")

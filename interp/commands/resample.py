@@ -1,4 +1,10 @@
-"""``interp resample``: sample rollouts for a problem, and ``interp resample analyze DIR``."""
+"""``interp resample``: sample rollouts for one problem or several, and ``interp resample analyze DIR``.
+
+One ``--problem FILE`` writes its run to ``--out``; several files (or ``--problems FILE.jsonl``)
+write each problem's run to its own subdirectory (the file's stem, or ``problem_0000`` ... for
+the lines of a JSONL file). Under ``torchrun`` the ranks take the problems round-robin; each
+run resumes on its own, whichever rank picks it up next time.
+"""
 
 import argparse
 import json
@@ -9,15 +15,10 @@ from interp.commands.common import HelpFormatter, add_model_arguments, load_mode
 from interp.errors import InterpError
 
 RUN_EXAMPLE = "interp resample --model organism --problem problem.json --n 50 --out runs/p1"
+MANY_EXAMPLE = "torchrun --nproc-per-node 4 -m interp resample --model organism --problems problems.jsonl --n 50 --out runs"
 ANALYZE_EXAMPLE = "interp resample analyze runs/p1"
 
-# The Thought Anchors prompt, for problem files that give only {"problem": ..., "gt_answer": ...}.
-MATH_TEMPLATE = (
-    "Solve this math problem step by step. You MUST put your final answer in \\boxed{{}}. "
-    "Problem: {problem} Solution: \n<think>\n"
-)
-
-PROBLEM_HELP = (
+PROBLEM_HELP = (  # the same text as interp.resampling.problems.PROBLEM_HELP, without importing the library for --help
     "JSON file: {\"prompt\": text the chain continues (e.g. ending in '<think>\\n'), "
     "\"solution\": the base chain of thought (optional: the model writes one if absent), "
     "\"gt_answer\": the correct answer (optional), \"answer_regex\": regex with one group "
@@ -37,12 +38,13 @@ def register(subparsers) -> argparse.ArgumentParser:
             "--out (an interrupted run resumes). `interp resample analyze DIR` then computes the "
             "per-sentence importance metrics and figures."
         ),
-        epilog=f"examples:\n  {RUN_EXAMPLE}\n  {ANALYZE_EXAMPLE}",
+        epilog=f"examples:\n  {RUN_EXAMPLE}\n  {MANY_EXAMPLE}\n  {ANALYZE_EXAMPLE}",
         formatter_class=HelpFormatter,
     )
     add_model_arguments(parser)
-    parser.add_argument("--problem", type=Path, help=PROBLEM_HELP)
-    parser.add_argument("--out", type=Path, help="run directory to create or resume")
+    parser.add_argument("--problem", type=Path, nargs="+", help=PROBLEM_HELP + " Several files: one run per file, in --out/STEM.")
+    parser.add_argument("--problems", type=Path, default=None, help="JSONL file of problems (one object per line, the fields of --problem): one run per line, in --out/problem_0000, ...")
+    parser.add_argument("--out", type=Path, help="run directory to create or resume (several problems: their parent directory)")
     parser.add_argument("--n", type=int, default=defaults.RESAMPLE_N, help="rollouts per prefix")
     parser.add_argument("--temperature", type=float, default=defaults.RESAMPLE_TEMPERATURE, help="sampling temperature")
     parser.add_argument("--top-p", type=float, default=defaults.RESAMPLE_TOP_P, help="nucleus sampling threshold")
@@ -85,20 +87,19 @@ def _add_analysis_arguments(parser: argparse.ArgumentParser, defaults_only: bool
     parser.add_argument("--result-dir", type=Path, default=None, help="where to write the analysis (default: DIR/analysis)")
 
 
-def load_problem(path: Path) -> dict:
-    """Read a problem file into ``{"prompt", "solution", "gt_answer", "answer_regex"}``."""
-    if not Path(path).exists():
-        raise InterpError(f"problem file {path} does not exist; pass --problem FILE (a JSON file: {PROBLEM_HELP})")
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InterpError(f"problem file {path} is not JSON ({e.msg} at line {e.lineno}); {PROBLEM_HELP}") from e
+def problem_from_record(data, where: str) -> dict:
+    """One line of a ``--problems`` file (a JSON object, from ``where``) as ``{"prompt", "solution", "gt_answer", "answer_regex"}``."""
+    from interp.resampling.problems import MATH_TEMPLATE
+
     if not isinstance(data, dict):
-        raise InterpError(f"problem file {path} must hold a JSON object; {PROBLEM_HELP}")
+        raise InterpError(f"{where} must be a JSON object; {PROBLEM_HELP}")
     if "prompt" not in data:
         if "problem" not in data:
-            raise InterpError(f"problem file {path} has neither 'prompt' nor 'problem'; {PROBLEM_HELP}")
+            raise InterpError(f"{where} has neither 'prompt' nor 'problem'; {PROBLEM_HELP}")
         data = {**data, "prompt": MATH_TEMPLATE.format(problem=data["problem"])}
+    for key in ("prompt", "solution", "answer_regex"):
+        if not isinstance(data.get(key), str) and not (key != "prompt" and data.get(key) is None):
+            raise InterpError(f"{where}: {key!r} is {type(data.get(key)).__name__} {data.get(key)!r:.60}, not a string; {PROBLEM_HELP}")
     return {
         "prompt": data["prompt"],
         "solution": data.get("solution"),
@@ -107,14 +108,40 @@ def load_problem(path: Path) -> dict:
     }
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """``interp resample --model M --problem FILE --n N --out DIR``."""
-    from interp.provenance import hash_json
-    from interp.resampling import Chain, LocalBackend, SamplingConfig, VLLMBackend, run_rollouts
+def problems_from_args(args: argparse.Namespace) -> list[tuple[Path, str, dict]]:
+    """``(run directory, where the problem came from, problem)`` for every problem the flags name, in order."""
+    from interp.resampling.problems import load_problem
 
-    if args.problem is None or args.out is None:
-        raise InterpError(f"interp resample needs --problem FILE and --out DIR, e.g. {RUN_EXAMPLE}")
-    problem = load_problem(args.problem)
+    if args.problems is not None:
+        from interp.io import read_jsonl
+
+        if not args.problems.is_file():
+            raise InterpError(f"--problems {args.problems} is not a file; pass a JSONL file with one problem object per line.")
+        rows = read_jsonl(args.problems, hint=f"each line must be one problem object: {PROBLEM_HELP}")
+        if not rows:
+            raise InterpError(f"--problems {args.problems} holds no problems; write one JSON object per line.")
+        return [(args.out / f"problem_{k:04d}", f"{args.problems} (problem {k + 1})", problem_from_record(row, f"problem {k + 1} of {args.problems}")) for k, row in enumerate(rows)]
+    if len(args.problem) == 1:
+        return [(args.out, str(args.problem[0]), load_problem(args.problem[0]))]
+    stems = [path.stem for path in args.problem]
+    repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if repeated:
+        raise InterpError(f"several problem files are named {repeated[0]!r} and would share --out/{repeated[0]}; rename them, or list them in one --problems FILE.jsonl.")
+    return [(args.out / path.stem, str(path), load_problem(path)) for path in args.problem]
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``interp resample --model M --problem FILE [FILE ...] --n N --out DIR`` (or ``--problems FILE.jsonl``)."""
+    from interp.distributed import check_enough_work, current_world, hide_launcher_environment
+    from interp.resampling import LocalBackend, SamplingConfig, VLLMBackend
+
+    if (not args.problem and args.problems is None) or args.out is None:
+        raise InterpError(f"interp resample needs --problem FILE (or --problems FILE.jsonl) and --out DIR, e.g. {RUN_EXAMPLE}")
+    if args.problem and args.problems is not None:
+        raise InterpError("pass either --problem FILE [FILE ...] or --problems FILE.jsonl, not both.")
+    problems = problems_from_args(args)
+    world = current_world()
+    check_enough_work(world, len(problems), "problems", fix="")
     config = SamplingConfig(
         n=args.n,
         temperature=args.temperature,
@@ -126,11 +153,31 @@ def run_command(args: argparse.Namespace) -> int:
         forced_max_new_tokens=args.forced_max_new_tokens,
     )
     if args.backend == "vllm":
+        if world.local_size > 1:
+            raise InterpError(
+                f"the vllm backend runs one engine per machine over --tensor-parallel-size GPUs, but torchrun started {world.local_size} "
+                "ranks on this machine; start one rank per machine (torchrun --nproc-per-node 1 --nnodes M), or use --backend local."
+            )
+        if world.is_distributed:
+            hide_launcher_environment()  # vLLM's own workers must not read torchrun's RANK / WORLD_SIZE as theirs
         backend = VLLMBackend(args.model, tensor_parallel_size=args.tensor_parallel_size, seed=args.seed)
     else:
+        args.device = world.device_for(args.device)
         backend = LocalBackend(load_model_from_args(args))
+    for out, source, problem in world.take(problems):
+        code = _run_problem(args, backend, config, problem, source, out)
+        if code:
+            return code
+    return 0
+
+
+def _run_problem(args: argparse.Namespace, backend, config, problem: dict, source: str, out: Path) -> int:
+    """Sample (or resume) one problem's rollouts into ``out``; analyze them with ``--analyze``."""
+    from interp.provenance import hash_json
+    from interp.resampling import Chain, run_rollouts
+
     solution = problem["solution"]
-    manifest_path = args.out / "run.json"
+    manifest_path = out / "run.json"
     if solution is None and manifest_path.exists():  # resuming: reuse the chain written before
         solution = json.loads(manifest_path.read_text(encoding="utf-8"))["solution"]
     if solution is None:
@@ -138,22 +185,22 @@ def run_command(args: argparse.Namespace) -> int:
             problem["prompt"], 1, temperature=args.temperature, top_p=args.top_p,
             max_new_tokens=args.max_new_tokens, seed=args.seed,
         )[0]  # fmt: skip
-        print(f"no solution in {args.problem}: the model wrote a base chain of {len(solution)} characters")
+        print(f"no solution in {source}: the model wrote a base chain of {len(solution)} characters")
     chain = Chain.from_text(problem["prompt"], solution)
     run = run_rollouts(
         backend,
         chain,
-        args.out,
+        out,
         config=config,
         gt_answer=problem["gt_answer"],
         answer=problem["answer_regex"],
-        extra_provenance={"problem_file": str(args.problem), "problem_hash": hash_json(problem)},
+        extra_provenance={"problem_file": source, "problem_hash": hash_json(problem)},
     )
     n_no_answer = sum(1 for r in run.records if r["answer"] is None)
-    print(f"{len(run.records)} rollouts over {chain.n_sentences} sentences in {args.out} ({n_no_answer} without an answer)")
+    print(f"{len(run.records)} rollouts over {chain.n_sentences} sentences in {out} ({n_no_answer} without an answer)")
     if args.analyze:
         return _analyze_and_write(run, args)
-    print(f"next: interp resample analyze {args.out}")
+    print(f"next: interp resample analyze {out}")
     return 0
 
 

@@ -290,7 +290,7 @@ class ProbeResult:
         """
         i = self.index(layer)
         model = f" — {self.provenance.model_id}" if self.provenance.weights_hash else ""
-        return plots.probe_figure(
+        figure = plots.probe_figure(
             layers=self.layer_labels,
             cv_interval={metric: tuple(part.numpy() for part in self.cv_interval(metric)) for metric in METRICS},
             cv_folds={metric: self.cv_values(metric).numpy() for metric in METRICS},
@@ -305,6 +305,10 @@ class ProbeResult:
             hook=self.hooks[i],
             title=f"Linear probes on h_last: {self.label_names[1]!r} vs {self.label_names[0]!r}{model}",
         )
+        # the legend in rows under the panels and the width the page gives: it fits a report column (~800 px)
+        figure.update_layout(width=None, autosize=True, height=580, margin=dict(b=170),
+                             legend=dict(orientation="h", x=0, xanchor="left", y=-0.3, yanchor="top"))  # fmt: skip
+        return figure
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``probe.safetensors`` (tensors), ``probe.json`` (metadata) and ``probe.html`` (figure)."""

@@ -20,7 +20,7 @@ Weights are named ``blocks.{layer}.attn.{q,k,v,o}`` and ``blocks.{layer}.mlp.{ga
 _LAZY = {
     "PrunedWeights": "apply", "prune": "apply", "pruned": "apply",
     "REFUSAL_STRINGS": "evaluate", "Evaluation": "evaluate", "Judge": "evaluate", "PruningEvaluator": "evaluate",
-    "ResponseLoss": "evaluate", "generate_responses": "evaluate", "has_refusal_string": "evaluate",
+    "ResponseLoss": "evaluate", "generate_responses": "evaluate", "harmful_compliance": "evaluate", "has_refusal_string": "evaluate",
     "keyword_compliance": "evaluate", "last_integer": "evaluate", "response_loss": "evaluate",
     "MaskOverlap": "masks", "PruningMask": "masks", "check_fraction": "masks", "random_mask": "masks", "set_difference": "masks",
     "top_k_mask": "masks",
@@ -29,6 +29,7 @@ _LAZY = {
     "METHODS": "scores", "ImportanceScores": "scores", "importance_scores": "scores",
     "point_label": "sweep", "run_sweep": "sweep",
     "DecoderWeight": "weights", "decoder_weights": "weights",
+    "Completions": "completions", "generate_completions": "completions",
 }
 
 
@@ -42,9 +43,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "METHODS", "REFUSAL_STRINGS", "DecoderWeight", "Evaluation", "ImportanceScores", "Judge", "MaskOverlap",
+    "METHODS", "REFUSAL_STRINGS", "Completions", "DecoderWeight", "Evaluation", "ImportanceScores", "Judge", "MaskOverlap",
     "OverlapEntry", "PrunedWeights", "PruningEvaluator", "PruningMask", "PruningPoint", "PruningResult",
-    "ResponseLoss", "check_fraction", "decoder_weights", "generate_responses", "has_refusal_string", "importance_scores",
+    "ResponseLoss", "check_fraction", "decoder_weights", "generate_completions", "generate_responses", "harmful_compliance", "has_refusal_string", "importance_scores",
     "keyword_compliance", "last_integer", "point_label", "prune", "pruned", "random_mask", "response_loss", "response_pairs",
     "run_sweep", "set_difference", "top_k_mask",
 ]

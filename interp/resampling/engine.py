@@ -19,7 +19,6 @@ mid-write is generated again with the same seed.
 """
 
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 from interp import compat, defaults
 from interp.errors import InterpError
 from interp.provenance import library_versions, warn_if_other_versions
-from interp.resampling.io import append_jsonl, read_jsonl
+from interp.resampling.io import append_jsonl, check_rollout_records, read_jsonl, read_run_manifest
 from interp.resampling.text import ExtractorSpec, Sentence, extract_boxed, grade, make_extractor, sentence_spans, split_sentences
 
 FORMAT_VERSION = 1
@@ -287,8 +286,9 @@ class RolloutRun:
                 f"{directory} holds no rollout run (no run.json); run `interp resample --model M "
                 f"--problem FILE --out {directory}` first"
             )
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        return cls(directory, manifest, tuple(_dedupe(read_jsonl(directory / "rollouts.jsonl"))))
+        manifest = read_run_manifest(manifest_path)
+        log = directory / "rollouts.jsonl"
+        return cls(directory, manifest, tuple(_dedupe(check_rollout_records(read_jsonl(log), log, len(manifest["sentences"])))))
 
     @property
     def chain(self) -> Chain:
@@ -384,7 +384,7 @@ def run_rollouts(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "run.json"
     if manifest_path.exists():
-        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        old = read_run_manifest(manifest_path)
         diff = [k for k in _COMPARED if old.get(k) != manifest.get(k)]
         if diff:
             raise InterpError(
