@@ -149,7 +149,7 @@ def losses_figure(rows: list[dict]) -> go.Figure:
     figure.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="grey", dash="dash"), name="equal rise"))
     figure.update_layout(title="Harm pruning on SmolLM2-135M-Instruct: rise of the held-out answer losses (48 harmful, 48 benign)",
                          xaxis_title="benign answer loss increase (nats per token)", yaxis_title="harmful answer loss increase (nats per token)",
-                         template="plotly_white", width=1000, height=600, legend=dict(orientation="h", y=-0.2))  # fmt: skip
+                         template="plotly_white", width=1000, height=680, margin=dict(b=170), legend=dict(orientation="h", y=-0.16))  # fmt: skip
     return figure
 
 
@@ -165,7 +165,7 @@ def recognition_figure(summary: dict) -> go.Figure:
     mask = summary["mask"]
     figure.update_layout(title=f"Is harm still recognised after pruning? Held-out AUROC of h_last probes ({mask['method']} {mask['label']})",
                          xaxis_title="site (embed, then resid_post of each layer)", yaxis_title="held-out AUROC, harmful vs benign",
-                         xaxis=dict(type="category"), yaxis=dict(range=[0.4, 1.02]), template="plotly_white", width=1100, height=560,
+                         xaxis=dict(type="category"), yaxis=dict(range=[0.1, 1.02]), template="plotly_white", width=1100, height=640, margin=dict(b=170),
                          legend=dict(orientation="h", y=-0.25))  # fmt: skip
     return figure
 

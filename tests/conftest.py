@@ -12,6 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+GPU_TESTS = Path(__file__).resolve().parent / "gpu"  # run with `python -m pytest -q tests/gpu` on a machine with a CUDA GPU
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +96,43 @@ def smollm2():
         if os.environ.get("INTERP_REQUIRE_REAL_MODEL") == "1":  # `make test` obtains it first: missing is a failure
             raise
         pytest.skip(f"the real model is not available here: {error}")
+
+
+# ---- tests/gpu: CUDA caching, patching and pruning scores on the real model, the real vLLM backend ----
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test in tests/gpu is skipped with the reason "no CUDA device" without CUDA, before its fixtures load a model."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skipif(True, reason="no CUDA device")  # a skipif, placed first: it wins over the tests' own skipifs
+    for item in items:
+        if GPU_TESTS in Path(str(item.path)).resolve().parents:
+            item.add_marker(skip, append=False)
+
+
+@pytest.fixture(scope="session")
+def real_model_cpu():
+    """SmolLM2-135M-Instruct in float32 on the CPU: the reference the CUDA runs are compared with."""
+    from interp.models import load_model
+
+    return load_model("smollm2-135m-instruct", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def real_model_cuda():
+    """SmolLM2-135M-Instruct in float32 on cuda:0 (do not modify its weights in place)."""
+    from interp.models import load_model
+
+    return load_model("smollm2-135m-instruct", device="cuda")
+
+
+@pytest.fixture(scope="session")
+def real_model_cuda_bf16():
+    """SmolLM2-135M-Instruct in bfloat16 on cuda:0."""
+    from interp.models import load_model
+
+    return load_model("smollm2-135m-instruct", device="cuda", dtype="bfloat16")
+
