@@ -326,6 +326,7 @@ class ResamplingConfig(Experiment):
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.io import claim_directory
         from interp.resampling import Chain, LocalBackend, SamplingConfig, VLLMBackend, analyze, run_rollouts
+        from interp.resampling.io import read_run_manifest
 
         claim_directory(out, self.to_dict())
         sampling = dict(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed)
@@ -335,7 +336,7 @@ class ResamplingConfig(Experiment):
             backend = LocalBackend(self.load_model(model))
         rollouts, solution = out / "rollouts", self.solution
         if solution is None and (rollouts / "run.json").exists():  # resuming: the chain the model wrote before
-            solution = json.loads((rollouts / "run.json").read_text(encoding="utf-8"))["solution"]
+            solution = read_run_manifest(rollouts / "run.json")["solution"]
         if solution is None:
             solution = backend.generate(self.prompt, 1, **sampling)[0]
         config = SamplingConfig(n=self.n, batch_size=self.batch_size or self.n, forced=self.forced, forced_max_new_tokens=self.forced_max_new_tokens, **sampling)
@@ -514,5 +515,5 @@ def _absolute_paths(config: Any, base: Path) -> Any:
 
 
 # analyses in their own modules: they build on Experiment above and register themselves in ANALYSES
-import interp.experiments_directions  # noqa: E402, F401
 from interp.experiments_pruning import EvaluationConfig, HarmPruningConfig  # noqa: E402, F401
+import interp.experiments_directions  # noqa: E402, F401

@@ -147,6 +147,8 @@ def read_jsonl(
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise InterpError(f"{what}, line {number}: not valid JSON ({error.msg}); {hint}.") from None
+        except RecursionError:
+            raise InterpError(f"{what}, line {number}: JSON nested too deeply to read; {hint}.") from None
         if not isinstance(record, dict):
             raise InterpError(f"{what}, line {number}: expected a JSON object like {{\"text\": ...}}, got {type(record).__name__}; {hint}.")
         records.append(record)

@@ -462,9 +462,24 @@ def test_every_findings_folder_has_what_reproduces_it():
     [("snip_sweep", ["evaluate_categories=false", "method=snip", "p=[0.01, 0.1, 0.3]"]), ("signed_snip_p0.01_q0.01", ["evaluate_categories=false", "q=[0.01]"])],
 )
 def test_harm_pruning_findings_came_from_the_circuit_toml(folder, overrides):
-    """circuits/harm_pruning/FOLDER/config.json is circuits/harm_pruning.toml with the overrides its README names."""
+    """circuits/harm_pruning/FOLDER/config.json is circuits/harm_pruning.toml with the overrides its README names
+    (keys added since, such as ``offset`` or ``[completions]``, at defaults that leave the run as it was)."""
+    added: list[str] = []
     recorded = json.loads((REPO / "circuits" / "harm_pruning" / folder / "config.json").read_text())
-    assert load_config(CIRCUIT, overrides=overrides).to_dict() == {"analysis": "pruning", **recorded}
+    current = load_config(CIRCUIT, overrides=overrides).to_dict()
+    assert _recorded_part(current, recorded, added) == {"analysis": "pruning", **recorded}
+
+
+def _recorded_part(current, recorded, added: list) -> dict:
+    """``current`` without the keys added since ``recorded`` was written; each added key must hold its neutral default."""
+    kept = {}
+    for key, value in current.items():
+        if key == "analysis" or key in recorded:
+            kept[key] = _recorded_part(value, recorded[key], added) if isinstance(value, dict) and isinstance(recorded.get(key), dict) else value
+        else:
+            added.append(key)
+            assert value in (None, 0, False, 3, {}), f"key {key!r} was added with a default that changes the run: {value!r}"
+    return kept
 
 
 def test_harm_pruning_circuit_runs_at_a_tiny_size_through_interp_run(tmp_path, capsys):

@@ -7,7 +7,6 @@ run resumes on its own, whichever rank picks it up next time.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from interp import defaults
@@ -87,30 +86,9 @@ def _add_analysis_arguments(parser: argparse.ArgumentParser, defaults_only: bool
     parser.add_argument("--result-dir", type=Path, default=None, help="where to write the analysis (default: DIR/analysis)")
 
 
-def problem_from_record(data, where: str) -> dict:
-    """One line of a ``--problems`` file (a JSON object, from ``where``) as ``{"prompt", "solution", "gt_answer", "answer_regex"}``."""
-    from interp.resampling.problems import MATH_TEMPLATE
-
-    if not isinstance(data, dict):
-        raise InterpError(f"{where} must be a JSON object; {PROBLEM_HELP}")
-    if "prompt" not in data:
-        if "problem" not in data:
-            raise InterpError(f"{where} has neither 'prompt' nor 'problem'; {PROBLEM_HELP}")
-        data = {**data, "prompt": MATH_TEMPLATE.format(problem=data["problem"])}
-    for key in ("prompt", "solution", "answer_regex"):
-        if not isinstance(data.get(key), str) and not (key != "prompt" and data.get(key) is None):
-            raise InterpError(f"{where}: {key!r} is {type(data.get(key)).__name__} {data.get(key)!r:.60}, not a string; {PROBLEM_HELP}")
-    return {
-        "prompt": data["prompt"],
-        "solution": data.get("solution"),
-        "gt_answer": None if data.get("gt_answer") is None else str(data["gt_answer"]),
-        "answer_regex": data.get("answer_regex"),
-    }
-
-
 def problems_from_args(args: argparse.Namespace) -> list[tuple[Path, str, dict]]:
     """``(run directory, where the problem came from, problem)`` for every problem the flags name, in order."""
-    from interp.resampling.problems import load_problem
+    from interp.resampling.problems import load_problem, problem_from_record
 
     if args.problems is not None:
         from interp.io import read_jsonl
@@ -175,11 +153,12 @@ def _run_problem(args: argparse.Namespace, backend, config, problem: dict, sourc
     """Sample (or resume) one problem's rollouts into ``out``; analyze them with ``--analyze``."""
     from interp.provenance import hash_json
     from interp.resampling import Chain, run_rollouts
+    from interp.resampling.io import read_run_manifest
 
     solution = problem["solution"]
     manifest_path = out / "run.json"
     if solution is None and manifest_path.exists():  # resuming: reuse the chain written before
-        solution = json.loads(manifest_path.read_text(encoding="utf-8"))["solution"]
+        solution = read_run_manifest(manifest_path)["solution"]
     if solution is None:
         solution = backend.generate(
             problem["prompt"], 1, temperature=args.temperature, top_p=args.top_p,

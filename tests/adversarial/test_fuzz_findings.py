@@ -198,3 +198,10 @@ def test_a_lone_surrogate_in_the_stores_prompts_is_refused(store_dir):
     (store_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InterpError, match=r"prompts.jsonl holds a lone surrogate escape \('\\ud800'\)"):
         ActivationStore.open(store_dir)
+
+
+def test_a_jsonl_line_nested_too_deeply_is_a_clear_error():
+    from interp.io import read_jsonl
+
+    with pytest.raises(InterpError, match="line 1: JSON nested too deeply"):
+        read_jsonl(b"[" * 100_000 + b"\n")

@@ -15,7 +15,9 @@ from interp.probes import train_probes
 
 ADVBENCH = SHARED_DATA / "alignment-attribution-code" / "advbench.txt"
 BENIGN = "assets/prompts/benign_instructions.jsonl"
-HOOK_VS_WEIGHTS_TOL = 1e-4  # max |logit difference|, float32
+HOOK_VS_WEIGHTS_TOL = 1e-4  # max |logit difference|
+# The identity is checked in float64: in float32 the two paths round differently, by about 1e-4 on logits
+# of size ~20, and by how much depends on the CPU's kernels (1.02e-4 on one machine, below 1e-4 on another).
 
 
 def instructions(n: int, seed: int = 0) -> PromptSet:
@@ -42,11 +44,19 @@ def test_harm_is_readable_from_h_last_and_not_from_its_embedding(smollm2):
     assert embedding <= 0.6 and best - embedding >= 0.3, f"embedding baseline {embedding:.3f} vs best {best:.3f}"
 
 
-def test_hook_ablation_equals_orthogonalised_weights_on_the_real_model(smollm2, tmp_path):
+@pytest.fixture
+def smollm2_float64(smollm2):
+    model = load_model("smollm2-135m-instruct", device="cpu")
+    model.to(torch.float64)
+    return model
+
+
+def test_hook_ablation_equals_orthogonalised_weights_on_the_real_model(smollm2_float64, tmp_path):
     torch.set_num_threads(2)
+    smollm2 = smollm2_float64
     prompts = chat_format(smollm2.tokenizer, instructions(6))
     hook = "blocks.12.hook_resid_pre"
-    acts = capture_activations(smollm2, prompts, hooks=[hook], positions="last", dtype=torch.float32)[hook]
+    acts = capture_activations(smollm2, prompts, hooks=[hook], positions="last", dtype=torch.float32)[hook].double()
     labels = torch.tensor([label == "harmful" for label in prompts.labels])
     direction = acts[labels].mean(0) - acts[~labels].mean(0)
     tokens = smollm2.to_tokens(prompts.texts[:1] + prompts.texts[-1:], prepend_bos=False)
@@ -67,6 +77,7 @@ def test_hook_ablation_equals_orthogonalised_weights_on_the_real_model(smollm2, 
     for name, param in smollm2.named_parameters():
         assert torch.equal(param, before[name]), f"{name} not restored bit-exactly"
     saved = load_model(save_orthogonalized(smollm2, direction, tmp_path / "ortho"), device="cpu")
+    saved.to(torch.float64)
     with torch.no_grad():
         reloaded = (saved(tokens) - hooked).abs().max().item()
     assert reloaded <= HOOK_VS_WEIGHTS_TOL, f"the saved orthogonalised model vs hook ablation: max |logit difference| {reloaded:.2e}"
