@@ -93,8 +93,8 @@ def generate_completions(
     out.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out, what="completions directory"):
         weights = weights_hash(model)
-        records = _resume(out, settings, weights)
-        started, elapsed = time.perf_counter(), float(_saved_extra(out).get("seconds", 0.0))
+        records, elapsed = _resume(out, settings, weights)
+        started = time.perf_counter()
         with open(out / RECORDS, "a", encoding="utf-8") as sink:
             for begin in tqdm(range(len(records), len(requests), batch_size), desc="completions", disable=not progress,
                               initial=len(records) // batch_size, total=-(-len(requests) // batch_size)):  # fmt: skip
@@ -113,20 +113,20 @@ def generate_completions(
     return Completions.load(out)
 
 
-def _resume(out: Path, settings: Mapping[str, Any], weights: str) -> list[dict[str, Any]]:
-    """The finished records of an earlier run with the same settings and weights (a torn last line dropped)."""
+def _resume(out: Path, settings: Mapping[str, Any], weights: str) -> tuple[list[dict[str, Any]], float]:
+    """The finished records of an earlier run with the same settings and weights (a torn last line dropped), and its seconds."""
     path = out / RECORDS
     if not path.exists():
-        return []
+        return [], 0.0
     saved = _saved_extra(out)
     recorded = {key: saved.get(key) for key in settings}
     if not saved or recorded != dict(settings) or saved.get("weights_hash") != weights:
         raise InterpError(f"{out} holds completions made with other prompts, settings or weights; pass another output directory or delete it.")
-    records = read_jsonl(path, torn_tail=True)
     data = path.read_bytes()
-    if not data.endswith(b"\n") and data:
+    records = read_jsonl(data, what=str(path), torn_tail=True)
+    if data and not data.endswith(b"\n"):
         path.write_bytes(data[: data.rfind(b"\n") + 1])  # drop the torn line before appending
-    return records
+    return records, float(saved.get("seconds", 0.0))
 
 
 def _saved_extra(out: Path) -> dict[str, Any]:
