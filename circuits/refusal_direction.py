@@ -5,10 +5,10 @@
 1. ``--n-train`` AdvBench behaviours and as many benign requests (``assets/prompts/benign_instructions.jsonl``,
    split "train"), in the chat template: the difference of mean ``resid_pre`` at every layer and each of the
    6 post-instruction template tokens (``<|im_end|> \\n <|im_start|> ass istant \\n``) is a candidate.
-2. Candidates are scored (``interp.directions.find_directions``) on ``--n-val`` other AdvBench behaviours and
-   held-out benign requests: refusal score under ablation (harmful), under addition (benign), KL under
-   ablation (benign). The CPU here is slow, so in two stages: the last position at every second layer below
-   the layer filter, then every position at the two best layers of that sweep; the two are merged.
+2. Every candidate (6 positions x 30 layers) is scored (``interp.directions.find_directions``) on ``--n-val``
+   other AdvBench behaviours and held-out benign requests: refusal score under ablation (harmful), under
+   addition (benign), KL under ablation (benign). The sweep runs ``--layers-per-chunk`` layers per call and saves
+   each chunk under ``--out/chunks/`` so a stopped run resumes; the chunks are merged and the selection redone.
 3. Greedy completions (KV cache, batched) of held-out prompts: benign without and with the direction added,
    harmful without and with it ablated; refusal strings counted (Wei et al.'s list).
 4. Hook ablation vs the orthogonalised weights, in place, on held-out prompts: max |logit difference|.
@@ -19,7 +19,6 @@ Writes the result (``DirectionResult.save``) to ``--out`` and, here, ``refusal_d
 
 import argparse
 import dataclasses
-import json
 import math
 import random
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 
 from interp.data import PromptSet, tokenize_prompts
-from interp.directions import ablated, added, chat_format, find_directions, orthogonalized, read_instructions, split_instructions
+from interp.directions import DirectionResult, ablated, added, chat_format, find_directions, orthogonalized, read_instructions, split_instructions
 from interp.directions.find import last_log_probs, select
 from interp.io import atomic_write_json
 from interp.models import load_model
@@ -43,7 +42,7 @@ BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 
 def merge(first, second):
     """``second`` with the scores ``first`` has and ``second`` lacks (same training prompts: same candidates), selection redone."""
-    assert torch.equal(first.directions, second.directions)
+    assert torch.allclose(first.directions, second.directions, atol=1e-5), "chunks were computed from different training prompts"
     fields = {}
     for name in ("ablation_score", "addition_score", "kl"):
         a, b = getattr(first, name), getattr(second, name)
@@ -59,6 +58,7 @@ def main() -> None:
     parser.add_argument("--n-val", type=int, default=8)
     parser.add_argument("--n-show", type=int, default=4, help="completions shown per condition")
     parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--layers-per-chunk", type=int, default=6, help="layers scored per resumable step")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -71,16 +71,19 @@ def main() -> None:
     benign_train, benign_held = split_instructions(read_instructions(BENIGN, label="benign"))
     benign, val_benign = benign_train.select(range(args.n_train)), benign_held.select(range(args.n_val))
     n_layers = model.cfg.n_layers
-    max_layer = int(0.8 * n_layers)
-    common = dict(val_harmful=val_harmful, val_benign=val_benign, progress=False)
-    coarse = find_directions(model, harmful, benign, candidates=[(-1, layer) for layer in range(0, max_layer, 2)], **common)
-    print(f"stage 1 ({time.time() - start:.0f} s):\n{coarse.summary()}")
-    scored = [layer for layer in range(0, max_layer, 2)]
-    finite = [layer for layer in scored if math.isfinite(float(coarse.ablation_score[-1, layer]))]  # layer 0: a zero vector (same token)
-    best_layers = sorted(finite, key=lambda layer: float(coarse.ablation_score[-1, layer]))[:2]
-    fine = find_directions(model, harmful, benign, candidates=[(p, layer) for p in coarse.positions for layer in best_layers if p != -1], **common)
-    result = merge(coarse, fine)
-    print(f"stage 2 at layers {best_layers} ({time.time() - start:.0f} s):\n{result.summary()}")
+    common = dict(val_harmful=val_harmful, val_benign=val_benign, progress=True)
+    result = None
+    for first in range(0, n_layers, args.layers_per_chunk):
+        layers = list(range(first, min(first + args.layers_per_chunk, n_layers)))
+        chunk_dir = Path(args.out) / "chunks" / f"layers_{layers[0]:02d}_{layers[-1]:02d}"
+        if (chunk_dir / "directions.json").exists():
+            chunk = DirectionResult.load(chunk_dir)
+        else:
+            chunk = find_directions(model, harmful, benign, layers=layers, **common)
+            chunk.save(chunk_dir)
+        result = chunk if result is None else merge(result, chunk)
+        print(f"layers {layers[0]}..{layers[-1]} scored ({time.time() - start:.0f} s)", flush=True)
+    print(result.summary())
     result.save(args.out)
     direction = result.direction
 
@@ -119,7 +122,7 @@ def main() -> None:
     summary = {
         "model": "smollm2-135m-instruct", "weights_hash": result.provenance.weights_hash, "counts": dict(result.counts),
         "refusal_tokens": list(result.refusal_tokens), "positions": list(result.position_labels),
-        "stage1_layers": scored, "stage2_layers": best_layers, "selection": result.selection,
+        "layers_scored": list(range(n_layers)), "selection": result.selection,
         "chosen": {"layer": direction.layer, "position": direction.position_label, "norm": float(direction.vector.norm()), **result.scores()},
         "ablation_score": grid(result.ablation_score), "addition_score": grid(result.addition_score), "kl": grid(result.kl),
         "hook_vs_weights_max_logprob_diff": difference, "seconds": time.time() - start,
