@@ -16,7 +16,8 @@
    model's activations, (b) retrained on the pruned model; held-out AUROC, with the random mask of the
    same size as the control.
 
-Writes the sweeps to ``--out/METHOD``, ``--out/recognition.json``; here ``real_harm_pruning/results.json``
+Writes the sweeps to ``--out/METHOD``, ``--out/recognition.json`` and the ``RecognitionResult`` to
+``--out/recognition/``; here ``real_harm_pruning/results.json``
 and the figures ``losses.png`` and ``recognition.png``.
 """
 
@@ -25,18 +26,15 @@ import json
 from pathlib import Path
 
 import plotly.graph_objects as go
-import torch
 
-from interp.capture import capture_activations
 from interp.data import PromptSet
-from interp.directions import chat_format, read_instructions
+from interp.directions import read_instructions
 from interp.experiments import load_config, run_experiment
 from interp.io import atomic_write_figure, atomic_write_json, read_jsonl
 from interp.models import load_model
 from interp.plots import screenshot
-from interp.probes import HOLDOUT, auroc, train_probes
 from interp.provenance import weights_hash
-from interp.pruning import PruningMask, PruningResult, harmful_compliance, pruned
+from interp.pruning import PruningMask, PruningResult, harmful_compliance, recognition_after_pruning
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "real_harm_pruning"
@@ -100,33 +98,19 @@ def validation_sample(results: dict[str, PruningResult], choice: dict, n: int = 
 
 
 def recognition(model, results: dict[str, PruningResult], choice: dict, out: Path) -> dict:
+    """Step 3 (``interp.pruning.recognition_after_pruning``; as a TOML experiment: circuits/real_harm_recognition.toml)."""
     harmful = read_instructions(ADVBENCH, label="harmful").select(range(PROBE_OFFSET, PROBE_OFFSET + PROBE_N))
     benign = PromptSet.from_file(BENIGN, text_field="prompt")
     benign = benign.select([i for i, record in enumerate(benign.records) if record["split"] == "heldout"][:PROBE_N])
-    benign = PromptSet(tuple({**record, "label": "benign"} for record in benign.records), "benign heldout")
-    prompts = chat_format(model.tokenizer, PromptSet(harmful.records + benign.records, "advbench + benign"))
-    names = ["hook_embed"] + [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
-
-    def activations():
-        acts = capture_activations(model, prompts, hooks=names, positions="last", dtype=torch.float32)
-        return torch.stack([acts[name] for name in names])
-
-    unpruned = activations()
-    probe = train_probes(unpruned, prompts.labels, hooks=names, positive="harmful", progress=False)
-    y, held = probe.y.bool(), probe.fold == HOLDOUT
     masks = {kind: PruningMask.load(out / choice["method"] / "masks" / f"{label}.safetensors")
              for kind, label in (("set_difference", choice["label"]), ("random", choice["label"].replace("set_difference", "random") + "_seed0"))}  # fmt: skip
-    layers = {"layer": list(probe.layer_labels), "unpruned": [float(v) for v in probe.holdout_auroc]}
-    for kind, mask in masks.items():
-        before = weights_hash(model)
-        with pruned(model, mask):
-            acts = activations()
-        assert weights_hash(model) == before, "the weights were not restored"
-        frozen = [float(auroc(probe.logits(acts[i][held], layer=name), y[held])) for i, name in enumerate(names)]
-        retrained = train_probes(acts, prompts.labels, hooks=names, positive="harmful", progress=False)
-        layers[f"{kind}_frozen"] = frozen
-        layers[f"{kind}_retrained"] = [float(v) for v in retrained.holdout_auroc]
-    summary = {"n_per_class": PROBE_N, "n_heldout": int(held.sum()), "mask": choice, "layers": layers}
+    result = recognition_after_pruning(model, masks["set_difference"], harmful, benign, random_mask=masks["random"], progress=False)
+    result.save(out / "recognition")
+    table = result.table()
+    layers = {"layer": table["layer"], "unpruned": [float(v) for v in result.probe.holdout_auroc]}
+    for kind, name in (("set_difference", "mask"), ("random", "random")):
+        layers[f"{kind}_frozen"], layers[f"{kind}_retrained"] = table[f"{name}_frozen"], table[f"{name}_retrained"]
+    summary = {"n_per_class": PROBE_N, "n_heldout": result.n_heldout, "mask": choice, "layers": layers}
     atomic_write_json(out / "recognition.json", summary)
     return summary
 

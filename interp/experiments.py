@@ -5,8 +5,8 @@ plus ``name``, ``model``, ``dtype``, ``device``. Each analysis' keys are a froze
 whose field docs are ``interp run --help``; ``run_experiment`` hands it to the analysis, which writes
 its result to DIR (``.save(DIR)``) and the config beside it (``DIR/config.json``). Rerun into DIR:
 cache shards, pruning scores and points, and resampling rollouts resume (another config there is
-refused); lens, patching, probes and directions are skipped when DIR holds their result of the same config and
-data, and recomputed otherwise. A new analysis is one config class (``ANALYSIS``, ``run``) and one
+refused); lens, patching, probes, directions and recognition are skipped when DIR holds their result of the same
+config and data, and recomputed otherwise. A new analysis is one config class (``ANALYSIS``, ``run``) and one
 entry in ``ANALYSES``. E.g. ``analysis = "lens"``, ``targets = " sure"``, ``[prompts] path = "p.jsonl"``.
 
 >>> config = load_config("circuits/harm_pruning.toml", overrides=["q=[0.01]"])   # doctest: +SKIP
@@ -354,8 +354,8 @@ def resolve_judge(spec: str | None) -> Callable | None:
     return None if spec is None or spec == "keyword" else registry.resolve("judge", spec)
 
 
-# analysis name -> its config class; a new analysis is one entry here (interp/experiments_pruning.py and
-# interp/experiments_directions.py add "pruning" and "directions" themselves)
+# analysis name -> its config class; a new analysis is one entry here (interp/experiments_pruning.py,
+# interp/experiments_directions.py and interp/experiments_recognition.py add "pruning", "directions" and "recognition" themselves)
 ANALYSES: dict[str, type[Experiment]] = {
     "cache": CacheConfig,
     "lens": LensConfig,
@@ -517,3 +517,4 @@ def _absolute_paths(config: Any, base: Path) -> Any:
 # analyses in their own modules: they build on Experiment above and register themselves in ANALYSES
 from interp.experiments_pruning import EvaluationConfig, HarmPruningConfig  # noqa: E402, F401
 import interp.experiments_directions  # noqa: E402, F401
+import interp.experiments_recognition  # noqa: E402, F401

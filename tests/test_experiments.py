@@ -297,7 +297,7 @@ def data_dir(tmp_path) -> Path:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('analysis = "lense"', "unknown analysis 'lense' in the config. Did you mean 'lens'? Known analyses: cache, lens, patching, probes, resampling, pruning, directions."),
+        ('analysis = "lense"', "unknown analysis 'lense' in the config. Did you mean 'lens'? Known analyses: cache, lens, patching, probes, resampling, pruning, directions, recognition."),
         ('analysis = "lens"\ntop_kk = 3\n[prompts]\npath = "p.jsonl"', "unknown key 'top_kk' in the config. Did you mean 'top_k'?"),
         ('analysis = "lens"\n[prompts]\npth = "p.jsonl"', "unknown key 'pth' in [prompts]. Did you mean 'path'?"),
         ('analysis = "lens"\ntop_k = "five"\n[prompts]\npath = "p.jsonl"', "'top_k' in the config must be an integer, got 'five'."),

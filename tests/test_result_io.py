@@ -25,6 +25,7 @@ from interp.probes import ProbeEval, ProbeResult, train_probes
 from interp.probes.synthetic import synthetic_activations
 from interp.provenance import Provenance, library_versions
 from interp.pruning import ImportanceScores, PruningMask, PruningPoint, PruningResult
+from interp.pruning.recognition import RecognitionResult
 from interp.resampling import ResamplingResult
 from interp.tuned_lens import LensKL, TrainingRecord, TunedLens
 
@@ -134,12 +135,20 @@ def _lens_kl() -> LensKL:
     return LensKL(("logit lens", "tuned lens"), ("blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"), kl, kl / 10, n_texts=1, n_tokens=5, provenance=PROVENANCE)
 
 
+def _recognition(probe: ProbeResult) -> RecognitionResult:
+    auroc = torch.tensor([0.5, 0.75])
+    return RecognitionResult(probe=probe, masks=("mask", "random"), mask_descriptions=("set difference", "random control"), mask_counts=(4, 4),
+                             mask_fractions=(0.01, 0.01), unpruned_auroc=auroc, frozen_auroc=torch.stack([auroc / 2, auroc]),
+                             retrained_auroc=torch.stack([auroc, auroc]), provenance=PROVENANCE)  # fmt: skip
+
+
 # kind -> (save into a directory, load it back, what must survive the round trip); the probe uses its fixture
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
               "dla": _dla, "attention_pattern": _attention_pattern, "induction": _induction,
-              "tuned_lens": _tuned_lens, "lens_kl": _lens_kl, "directions": _directions, "refusal_direction": _refusal_direction}[kind]()  # fmt: skip
+              "tuned_lens": _tuned_lens, "lens_kl": _lens_kl, "directions": _directions, "refusal_direction": _refusal_direction,
+              "recognition": lambda: _recognition(probe)}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -151,6 +160,7 @@ LOADERS = {
     "pruning_mask": PruningMask.load, "probe": ProbeResult.load, "probe_eval": ProbeEval.load, "resampling": ResamplingResult.load,
     "dla": DLAResult.load, "attention_pattern": AttentionPattern.load, "induction": InductionResult.load,
     "tuned_lens": TunedLens.load, "lens_kl": LensKL.load, "directions": DirectionResult.load, "refusal_direction": RefusalDirection.load,
+    "recognition": RecognitionResult.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

@@ -12,6 +12,8 @@ harm scores that are not in the top ``p`` of the benign scores, and measure harm
 
 A whole resumable sweep over (p, q) with random controls and category overlaps is ``run_sweep``
 (``interp.pruning.sweep``); ``interp run`` drives it from a TOML file.
+Whether harm stays linearly readable after a mask (probes frozen and retrained, with a random
+control) is ``recognition_after_pruning`` (``interp.pruning.recognition``; ``analysis = "recognition"``).
 
 Weights are named ``blocks.{layer}.attn.{q,k,v,o}`` and ``blocks.{layer}.mlp.{gate,in,out}``
 (see ``interp.pruning.weights``); embeddings, norms and the unembedding are never touched.
@@ -30,6 +32,7 @@ _LAZY = {
     "point_label": "sweep", "run_sweep": "sweep",
     "DecoderWeight": "weights", "decoder_weights": "weights",
     "Completions": "completions", "generate_completions": "completions",
+    "RecognitionResult": "recognition", "recognition_after_pruning": "recognition",
 }
 
 
@@ -45,7 +48,7 @@ def __getattr__(name: str):
 __all__ = [
     "METHODS", "REFUSAL_STRINGS", "Completions", "DecoderWeight", "Evaluation", "ImportanceScores", "Judge", "MaskOverlap",
     "OverlapEntry", "PrunedWeights", "PruningEvaluator", "PruningMask", "PruningPoint", "PruningResult",
-    "ResponseLoss", "check_fraction", "decoder_weights", "generate_completions", "generate_responses", "harmful_compliance", "has_refusal_string", "importance_scores",
-    "keyword_compliance", "last_integer", "point_label", "prune", "pruned", "random_mask", "response_loss", "response_pairs",
+    "RecognitionResult", "ResponseLoss", "check_fraction", "decoder_weights", "generate_completions", "generate_responses", "harmful_compliance", "has_refusal_string", "importance_scores",
+    "keyword_compliance", "last_integer", "point_label", "prune", "pruned", "random_mask", "recognition_after_pruning", "response_loss", "response_pairs",
     "run_sweep", "set_difference", "top_k_mask",
 ]
