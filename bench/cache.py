@@ -11,13 +11,15 @@ Prints, tokens/s each (best of ``--repeats``, interleaved so drift hits all alik
                      ``register_forward_hook`` on every decoder layer keeping the last rows
   transformer_lens   ``run_with_cache`` with a names filter, then the last rows
 and the ratios of interp to each (targets: >= 0.85x the bare forward, >= 1.0x the hooked HF
-forward), the max abs difference of interp's rows from each peer's, and the memory growth:
+forward), the max abs difference of interp's rows from each peer's, the FLOP floor (every decoder
+layer's linears and attention products, no unembedding, at the fp32 matmul rate measured in the same
+process) and how far each run is from it, at each of ``--sizes``, and the memory growth:
   peak-RSS increase caching 10N prompts / caching N prompts      target < 1.10
 Each memory measurement runs in a fresh child process so peaks do not mix.
 Caching stops each forward right after the last hook it reads, so with resid_post it skips the
 final norm and the unembedding, which the bare forward computes: a ratio above 1 is possible.
 
-    python bench/cache.py [--model smollm2-135m-instruct] [--prompts 256] [--tokens 64] [--batch-size 16]
+    python bench/cache.py [--model smollm2-135m-instruct] [--sizes 64 256] [--tokens 64] [--batch-size 16]
 """
 
 import argparse
@@ -137,10 +139,63 @@ def child_peak_memory(name: str, root: Path, n_prompts: int, n_words: int, batch
     print(json.dumps({"peak_rss_kb": after, "baseline_rss_kb": before}))
 
 
+def forward_flops(model, token_lists) -> float:
+    """What caching resid_post of every layer must compute: every decoder layer's linears (2 x their weights per
+    token) and the attention products (2 x 2 x pos^2 x d_model per layer, causal half); no unembedding."""
+    from interp.pruning.weights import decoder_weights
+
+    cfg = model.cfg
+    decoder = sum(weight.numel for weight in decoder_weights(model))
+    return sum(2 * decoder * len(ids) + cfg.n_layers * 2 * len(ids) ** 2 * cfg.d_model for ids in token_lists)
+
+
+def matmul_rate(size: int = 1024, repeats: int = 8) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return repeats * 2 * size**3 / (time.perf_counter() - start)
+
+
+def throughput(model, hf_model, n_prompts: int, args) -> tuple[float, float, float]:
+    """Tokens/s of interp and each peer on ``n_prompts`` prompts, printed with the FLOP floor; returns interp's ratios."""
+    prompts = make_prompts(n_prompts, args.tokens)
+    token_lists = tokenize_prompts(model, prompts)
+    n_tokens, pad_id = sum(len(ids) for ids in token_lists), pad_token_id(model)
+    bare_forward_seconds(model, prompts.select(range(args.batch_size)), args.batch_size)  # warm-up
+    hooked_hf_seconds(hf_model, token_lists[: args.batch_size], args.batch_size, pad_id)
+    seconds: dict[str, list[float]] = {"bare": [], "interp": [], "hooked HF": [], "transformer_lens": []}
+    rate = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):  # interleaved, so drift on a noisy machine hits all alike
+            rate = max(rate, matmul_rate())
+            seconds["bare"].append(bare_forward_seconds(model, prompts, args.batch_size))
+            seconds["interp"].append(cache_seconds(model, prompts, args.batch_size, Path(tmp) / f"s{repeat}"))
+            hf_time, hf_rows = hooked_hf_seconds(hf_model, token_lists, args.batch_size, pad_id)
+            seconds["hooked HF"].append(hf_time)
+            tl_time, tl_rows = transformer_lens_seconds(model, token_lists, args.batch_size, pad_id)
+            seconds["transformer_lens"].append(tl_time)
+        interp_rows = store_rows(Path(tmp) / "s0", model.cfg.n_layers)
+    rate_of = {name: n_tokens / min(times) for name, times in seconds.items()}
+    differences = {"hooked HF": (interp_rows - hf_rows).abs().max().item(), "transformer_lens": (interp_rows - tl_rows).abs().max().item()}
+    floor = forward_flops(model, token_lists) / rate
+    print(f"\n{n_prompts} prompts ({n_tokens} tokens): FLOP floor {forward_flops(model, token_lists) / 1e9:.0f} GFLOP = {floor:.2f} s "
+          f"at the fp32 matmul rate measured here ({rate / 1e9:.0f} GFLOP/s)")  # fmt: skip
+    for name, label in (("bare", "bare forward"), ("interp", "interp cache"), ("hooked HF", "hooked HF forward"), ("transformer_lens", "transformer_lens")):
+        extra = f"   max |diff| {differences[name]:.2e}" if name in differences else ""
+        print(f"  {label:<18}: {rate_of[name]:10.0f} tokens/s   {min(seconds[name]) / floor:5.1f}x the floor{extra}")
+    ratios = (rate_of["interp"] / rate_of["bare"], rate_of["interp"] / rate_of["hooked HF"], rate_of["interp"] / rate_of["transformer_lens"])
+    print(f"  ratio vs bare forward     : {ratios[0]:.2f}x   (target >= 0.85)")
+    print(f"  ratio vs hooked HF forward: {ratios[1]:.2f}x   (target >= 1.0)")
+    print(f"  ratio vs transformer_lens : {ratios[2]:.2f}x")
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"a registered name or a directory (default: {DEFAULT_MODEL}, random weights)")
-    parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="prompts per run: the ratios at each, to see how they grow with the work")
     parser.add_argument("--tokens", type=int, default=64, help="words per prompt (about one token each)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
@@ -158,38 +213,21 @@ def main() -> None:
 
     model = build_model(args.model, root)
     hf_model = AutoModelForCausalLM.from_pretrained(model_directory(args.model, root), dtype=torch.float32).eval()
-    prompts = make_prompts(args.prompts, args.tokens)
-    token_lists = tokenize_prompts(model, prompts)
-    n_tokens, pad_id = sum(len(ids) for ids in token_lists), pad_token_id(model)
-    bare_forward_seconds(model, prompts.select(range(args.batch_size)), args.batch_size)  # warm-up
-    hooked_hf_seconds(hf_model, token_lists[: args.batch_size], args.batch_size, pad_id)
-    seconds: dict[str, list[float]] = {"bare": [], "interp": [], "hooked HF": [], "transformer_lens": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeats):  # interleaved, so drift on a noisy machine hits all alike
-            seconds["bare"].append(bare_forward_seconds(model, prompts, args.batch_size))
-            seconds["interp"].append(cache_seconds(model, prompts, args.batch_size, Path(tmp) / f"s{repeat}"))
-            hf_time, hf_rows = hooked_hf_seconds(hf_model, token_lists, args.batch_size, pad_id)
-            seconds["hooked HF"].append(hf_time)
-            tl_time, tl_rows = transformer_lens_seconds(model, token_lists, args.batch_size, pad_id)
-            seconds["transformer_lens"].append(tl_time)
-        interp_rows = store_rows(Path(tmp) / "s0", model.cfg.n_layers)
-    rate = {name: n_tokens / min(times) for name, times in seconds.items()}
-    differences = {"hooked HF": (interp_rows - hf_rows).abs().max().item(), "transformer_lens": (interp_rows - tl_rows).abs().max().item()}
     cfg = model.cfg
-    print(f"model: {args.model} ({cfg.n_layers} layers, d_model {cfg.d_model}), {args.prompts} prompts x ~{args.tokens} words "
-          f"({n_tokens} tokens), batch {args.batch_size}, threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"bare forward      : {rate['bare']:10.0f} tokens/s (best of {args.repeats})")
-    print(f"interp cache      : {rate['interp']:10.0f} tokens/s ({cfg.n_layers} layers, last position, written to disk)")
-    print(f"hooked HF forward : {rate['hooked HF']:10.0f} tokens/s (register_forward_hook, rows kept in memory)   max |diff| {differences['hooked HF']:.2e}")
-    print(f"transformer_lens  : {rate['transformer_lens']:10.0f} tokens/s (run_with_cache, names filter)   max |diff| {differences['transformer_lens']:.2e}")
-    print(f"ratio vs bare forward     : {rate['interp'] / rate['bare']:.2f}x   (target >= 0.85)")
-    print(f"ratio vs hooked HF forward: {rate['interp'] / rate['hooked HF']:.2f}x   (target >= 1.0)")
-    print(f"ratio vs transformer_lens : {rate['interp'] / rate['transformer_lens']:.2f}x")
+    print(f"model: {args.model} ({cfg.n_layers} layers, d_model {cfg.d_model}), ~{args.tokens} words per prompt, batch {args.batch_size}, "
+          f"threads {torch.get_num_threads()}, best of {args.repeats}")  # fmt: skip
+    ratios = {}
+    for n_prompts in args.sizes:
+        ratios[n_prompts] = throughput(model, hf_model, n_prompts, args)
+    if len(ratios) > 1:
+        print("\nas the work grows (interp vs bare / hooked HF / transformer_lens): "
+              + ", ".join(f"{n} prompts {a:.2f}x / {b:.2f}x / {c:.2f}x" for n, (a, b, c) in ratios.items()))  # fmt: skip
     if args.skip_memory:
         return
 
     peaks = {}
-    for n in (args.prompts // 4, args.prompts * 10 // 4):
+    base = max(args.sizes)
+    for n in (base // 4, base * 10 // 4):
         result = subprocess.run(
             [sys.executable, __file__, "--model", args.model, "--child-memory", str(n), "--tokens", str(args.tokens), "--batch-size", str(args.batch_size), "--root", str(root)],
             capture_output=True, text=True, check=True, env={**os.environ},

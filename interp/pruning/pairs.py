@@ -132,9 +132,15 @@ def iter_response_batches(model, tokenized: Sequence[TokenizedPair], batch_size:
 
 def response_nll(logits: Float[Tensor, "batch pos vocab"], batch: ResponseBatch) -> tuple[Float[Tensor, "batch"], Int[Tensor, "batch"]]:
     """Per example: the summed cross-entropy (float32) over its response tokens, and their count."""
+    return response_nll_at_targets(logits[:, :-1][batch.target_mask.to(logits.device)], batch)
+
+
+def response_nll_at_targets(logits: Float[Tensor, "target vocab"], batch: ResponseBatch) -> tuple[Float[Tensor, "batch"], Int[Tensor, "batch"]]:
+    """``response_nll`` from the logits at the positions that predict a response token only
+    (``logits[:, :-1][batch.target_mask]``, in that order), so nothing else needs unembedding."""
     mask = batch.target_mask.to(logits.device)
     targets = batch.tokens[:, 1:].to(logits.device)
     rows = torch.arange(len(batch.tokens), device=logits.device)[:, None].expand_as(mask)[mask]
-    nll = F.cross_entropy(logits[:, :-1][mask].float(), targets[mask], reduction="none")
+    nll = F.cross_entropy(logits.float(), targets[mask], reduction="none")
     summed = torch.zeros(len(batch.tokens), dtype=torch.float32, device=logits.device).index_add(0, rows, nll)
     return summed, mask.sum(1)

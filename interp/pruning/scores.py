@@ -12,7 +12,13 @@ and N examples:
 
 Scores of all layers come from one forward and one backward per batch: per-example gradients are
 rebuilt from each linear layer's input X and output gradient G as G_i^T X_i, so the per-example
-absolute value of SNIP needs no per-example backward. Everything accumulates in float32.
+absolute value of SNIP needs no per-example backward. Each G_i^T X_i is one matrix product over
+that example's own tokens (no padding) into a reused buffer, taken in place to its absolute value
+and added: the matrix stays in cache, so this step runs at the machine's matmul rate. The forward
+stops after the last block: the final norm and unembedding (``interp.readout.Readout``, checked
+against the model's logits) run at the response positions only, where the loss is (the provenance
+records which ran as ``loss_logits``).
+Everything accumulates in float32.
 
 >>> scores = importance_scores(model, harmful_pairs, method="signed_snip")   # doctest: +SKIP
 >>> scores.save("harm.safetensors"); ImportanceScores.load("harm.safetensors")  # doctest: +SKIP
@@ -37,13 +43,13 @@ from interp.errors import InterpError
 from interp.io import LazyTensors, RESULT_FORMATS, read_result, write_result
 from interp.models import model_id
 from interp.provenance import Provenance, weights_hash
-from interp.pruning.pairs import Records, iter_response_batches, pairs_hash, response_nll, response_pairs, tokenize_pairs
+from interp.pruning.pairs import Records, ResponseBatch, iter_response_batches, pairs_hash, response_nll, response_nll_at_targets, response_pairs, tokenize_pairs
 from interp.pruning.weights import DecoderWeight, decoder_weights
+from interp.readout import Readout
+from interp.sites import site_name
 
 METHODS = defaults.PRUNE_METHODS
 FORMAT = RESULT_FORMATS["importance_scores"]
-# per-example gradient chunks are kept under this many float32 elements (256 MiB)
-_CHUNK_ELEMENTS = 1 << 26
 
 
 def tensor_shape(tensors: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
@@ -241,7 +247,10 @@ def importance_scores(
         pairs = pairs[:n_samples]
     weights = decoder_weights(model)
     tokenized = tokenize_pairs(model, pairs)
-    provenance = Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=pairs_hash(pairs), extra={"method": method})
+    readout = _checked_readout(model) if method != "wanda" else None
+    loss_logits = "response positions (readout)" if readout is not None else "every position (the model's forward)"
+    extra = {"method": method} if method == "wanda" else {"method": method, "loss_logits": loss_logits}
+    provenance = Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=pairs_hash(pairs), extra=extra)
     accumulated = {w.key: torch.zeros(w.shape, dtype=torch.float32, device=w.parameter.device) for w in weights}
     recorder = _Recorder(weights, "wanda" if method == "wanda" else "gradient")
     was_training = model.training
@@ -257,13 +266,12 @@ def importance_scores(
             n_tokens += int(batch.response_mask.sum())
             if method == "wanda":
                 with torch.no_grad():
-                    model(batch.tokens.to(_device(model)), attention_mask=batch.attention_mask.to(_device(model)))
+                    _last_residual(model, batch)  # the recorder's hooks see every linear input
                 continue
             with torch.enable_grad():
-                logits = model(batch.tokens.to(_device(model)), attention_mask=batch.attention_mask.to(_device(model)))
-                summed, counts = response_nll(logits, batch)
-                loss = (summed / counts.clamp(min=1)).sum()  # sum over examples of each example's mean
-                _accumulate_gradients(loss, weights, recorder, accumulated, signed=method == "signed_snip")
+                loss = _response_loss(model, readout, batch)
+                lengths = batch.attention_mask.sum(1).tolist()  # right-padded: each example's own tokens come first
+                _accumulate_gradients(loss, weights, recorder, accumulated, lengths, signed=method == "signed_snip")
             recorder.clear()
     finally:
         recorder.remove()
@@ -287,12 +295,68 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _accumulate_gradients(loss: Tensor, weights: Sequence[DecoderWeight], recorder: _Recorder, accumulated: dict[str, Tensor], signed: bool) -> None:
+# how closely the readout must reproduce the model's logits to replace the full forward's unembedding
+_READOUT_TOLERANCE = 1e-4
+
+
+def _checked_readout(model) -> Readout | None:
+    """The model's final norm + unembedding as a ``Readout`` when it reproduces the logits (else None, with a warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        readout = Readout.from_model(model)
+    if readout.verified_max_abs_diff <= _READOUT_TOLERANCE * max(1.0, float(readout.W_U.abs().max())):
+        return readout
+    warnings.warn(
+        f"the final norm and unembedding of {type(model.ln_final).__name__} are reproduced only to {readout.verified_max_abs_diff:.2e}; "
+        "scoring unembeds every position with the model's own forward instead (slower, same scores).",
+        stacklevel=3,
+    )
+    return None
+
+
+class _PastLastBlock(Exception):
+    """Raised after the last block: the final norm and unembedding of every position are not needed."""
+
+
+def _last_residual(model, batch: ResponseBatch) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream after the last block (with its graph when gradients are on); the forward stops there."""
+    kept: list[Tensor] = []
+
+    def keep(tensor: Tensor, hook) -> None:
+        kept.append(tensor)
+        raise _PastLastBlock
+
+    device = _device(model)
+    with model.hooks(fwd_hooks=[(site_name("resid_post", model.cfg.n_layers - 1), keep)]):
+        try:
+            model(batch.tokens.to(device), attention_mask=batch.attention_mask.to(device), return_type=None)
+        except _PastLastBlock:
+            pass
+    if not kept:
+        raise InterpError(f"{site_name('resid_post', model.cfg.n_layers - 1)} never fired for this model; it cannot be scored.")
+    return kept[0]
+
+
+def _response_loss(model, readout: Readout | None, batch: ResponseBatch) -> Float[Tensor, ""]:
+    """The sum over examples of each example's mean response cross-entropy (what the scores differentiate)."""
+    if readout is None:
+        logits = model(batch.tokens.to(_device(model)), attention_mask=batch.attention_mask.to(_device(model)))
+        summed, counts = response_nll(logits, batch)
+    else:
+        resid = _last_residual(model, batch)
+        summed, counts = response_nll_at_targets(readout(resid[:, :-1][batch.target_mask.to(resid.device)]), batch)
+    return (summed / counts.clamp(min=1)).sum()
+
+
+def _accumulate_gradients(
+    loss: Tensor, weights: Sequence[DecoderWeight], recorder: _Recorder, accumulated: dict[str, Tensor], lengths: Sequence[int], signed: bool
+) -> None:
     """Add each example's weight gradient G_i^T X_i (signed) or its absolute value to ``accumulated``."""
     keys = [w.key for w in weights if w.key in recorder.outputs]
     outputs = [out for key in keys for out in recorder.outputs[key]]
     grads = torch.autograd.grad(loss, outputs, allow_unused=True)
     cursor = 0
+    buffer = None
     for key in keys:
         n_calls = len(recorder.outputs[key])
         calls = list(zip(recorder.inputs[key], recorder.outputs[key], grads[cursor : cursor + n_calls]))
@@ -302,11 +366,16 @@ def _accumulate_gradients(loss: Tensor, weights: Sequence[DecoderWeight], record
         if signed:
             accumulated[key] += einsum(g, x, "batch pos d_out, batch pos d_in -> d_out d_in")
             continue
-        per_example = accumulated[key].numel()
-        step = max(1, _CHUNK_ELEMENTS // per_example)
-        for begin in range(0, len(x), step):
-            grads_i = einsum(g[begin : begin + step], x[begin : begin + step], "batch pos d_out, batch pos d_in -> batch d_out d_in")
-            accumulated[key] += grads_i.abs().sum(0)
+        total = accumulated[key]
+        if buffer is None or buffer.numel() < total.numel():
+            buffer = torch.empty(total.numel(), dtype=torch.float32, device=total.device)
+        gradient = buffer[: total.numel()].view(total.shape)
+        g_by_row = rearrange(g, "batch pos d_out -> batch d_out pos")
+        for example, length in enumerate(lengths):
+            # right padding: G is zero after the example's own tokens, so they can be left out (one call per forward)
+            own = slice(0, length) if n_calls == 1 else slice(None)
+            torch.mm(g_by_row[example, :, own], x[example, own], out=gradient)
+            total += gradient.abs_()
 
 
 def flatten_scores(scores: Mapping[str, Tensor], keys: Sequence[str]) -> Float[Tensor, "n"]:

@@ -135,13 +135,17 @@ def test_gpt2_split_qkv_views_share_the_fused_weight(fresh):
 # ---- scores against oracles ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", [*ARCHITECTURES, "qwen2", "gemma", "gemma2"])
 def test_snip_and_signed_snip_equal_per_example_autograd(arch, load_tiny):
+    """Against autograd of each example alone through the plain model's full forward; the fast path (the loss
+    unembedded at the response positions only, from the last block's residual) must have run."""
     model = load_tiny(arch)
     summed_abs, summed = _oracle_gradients(model)
     table = {w.key: w.weight.detach() for w in decoder_weights(model)}
     snip = importance_scores(model, PAIRS, method="snip", batch_size=3, progress=False)
     signed = importance_scores(model, PAIRS, method="signed_snip", batch_size=3, progress=False)
+    for scores in (snip, signed):
+        assert scores.provenance.extra["loss_logits"] == "response positions (readout)", f"{arch}: the scores fell back to the full forward"
     _assert_close(dict(snip.scores), {k: table[k].abs() * summed_abs[k] for k in table}, "snip")
     _assert_close(dict(signed.scores), {k: -table[k] * summed[k] / len(PAIRS) for k in table}, "signed_snip")
     assert snip.n_samples == len(PAIRS)
