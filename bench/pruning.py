@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import DEFAULT_MODEL, model_directory  # noqa: E402  (the shared bench model builder)
+from cache import DEFAULT_MODEL, matmul_rate, model_directory  # noqa: E402  (the shared bench model builder and matmul timer)
 
 WORDS = "the quick brown fox jumps over the lazy dog . a cat sat on the mat and looked at the bird . how do i bake bread ? mix flour , water and salt".split()
 
@@ -162,15 +162,6 @@ def floor_flops(model, records) -> float:
         total += 6 * decoder * tokens + 4 * cfg.d_model * cfg.d_vocab * responses
         total += cfg.n_layers * 3 * 2 * tokens * tokens * cfg.n_heads * cfg.d_head  # QK^T and AV (causal half, x3 for backward)
     return total
-
-
-def matmul_rate(size: int = 1024, repeats: int = 8) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return repeats * 2 * size**3 / (time.perf_counter() - start)
 
 
 def run_size(model, hf, n: int, args) -> dict:
