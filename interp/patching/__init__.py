@@ -14,7 +14,10 @@ causally unchanged: their keys and values come from the target run's KV cache, t
 from the target run). A cell whose source and target activations are identical (e.g. positions
 before the first token where clean and corrupt differ) is not run at all: it equals the
 unpatched metric. The fast path checks itself against a plain forward on first use and falls
-back to full batched forwards where an architecture does not support it.
+back to full batched forwards where an architecture does not support it. Where the metric reads
+only the last position, only that position is unembedded; where it reads only a few vocabulary
+columns (a logit difference), only those are, and the last block's MLP runs at the last position
+only (``result.shortcuts`` names the savings a run used; each is checked like the fast path).
 
 Patches land where the model goes on with them: ``resid_mid`` is written through ``attn_out``
 (TransformerBridge's ``hook_resid_mid`` is the MLP's input only, so writing it would leave the
@@ -37,6 +40,7 @@ its clean prompt.
 
 Layout: ``result`` (PatchingResult, its figure, save / load), ``inputs`` (prompts to token pairs,
 checks, where each site is written), ``engine`` (the batched fast path and its cost model),
+``shortcuts`` (the metric-columns and last-block-MLP savings),
 ``activation`` and ``attribution`` (the public functions). Site names live in ``interp.sites``.
 """
 

@@ -9,6 +9,7 @@ from interp.metrics import Metric, reduce_metric
 from interp.patching.engine import _capture, _cells, _default_max_rows, _differences, _Engine, _plan, _reads_last_position_only, _run_chunk
 from interp.patching.inputs import WRITTEN_THROUGH, Prompts, check_direction, check_hooks, check_resid_mid, extra_reads, pair_tokens
 from interp.patching.result import Direction, PatchingResult, build_result
+from interp.patching.shortcuts import metric_columns
 from interp.sites import layer_sites, patch_site_label, resolve_patch_site
 
 
@@ -41,7 +42,8 @@ def activation_patching(
             (``interp.defaults.PATCH_MEMORY_BUDGET_BYTES``).
         fast_path: skip the layers and positions a cell cannot change where that reproduces a
             plain forward (checked on the model; if not, warns and falls back). False: full batched
-            forwards only. ``result.fast_path`` / ``result.fallback_reason`` say which ran.
+            forwards only. ``result.fast_path`` / ``result.fallback_reason`` say which ran, and
+            ``result.shortcuts`` which further savings (e.g. only the vocabulary columns the metric reads).
 
     >>> result = activation_patching(model, clean, corrupt, metric, site="attn_head_out", by_position=False)  # doctest: +SKIP
     >>> result.top(3)                                                                                         # doctest: +SKIP
@@ -77,7 +79,8 @@ def activation_patching(
         shape, cells = _cells(kind, by_position, differences)
         values = torch.full(shape, baseline, dtype=torch.float32)
         last_logits = _reads_last_position_only(metric, target_logits, baseline)
-        engine = _Engine(model, target_tokens, target_logits, [target_acts[name] for name in resid_names], kv_cache, fast, last_logits)
+        columns = metric_columns(metric, target_logits, baseline) if last_logits and fast else None
+        engine = _Engine(model, target_tokens, target_logits, [target_acts[name] for name in resid_names], kv_cache, fast, last_logits, columns)
         del target_acts, source_acts
         max_rows = int(batch_size) if batch_size is not None else _default_max_rows(model, n_prompts, n_pos, 1 if engine.keep else n_pos)
         chunks = _plan(kind, cells, engine, max(1, max_rows // n_prompts))
@@ -93,4 +96,4 @@ def activation_patching(
             patched[:, start:] = target_logits[:, start:]
     clean_metric, corrupt_metric = (source_metric, baseline) if direction == "denoising" else (baseline, source_metric)
     fallback = not_tried or engine.fallback
-    return build_result(model, kind, by_position, values, "activation", direction, metric, clean_metric, corrupt_metric, clean_tokens, corrupt_tokens, names, engine.fast, fallback)
+    return build_result(model, kind, by_position, values, "activation", direction, metric, clean_metric, corrupt_metric, clean_tokens, corrupt_tokens, names, engine.fast, fallback, tuple(sorted(engine.ran)))

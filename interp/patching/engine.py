@@ -22,6 +22,7 @@ from torch import Tensor
 from interp import defaults
 from interp.metrics import Metric, reduce_metric
 from interp.patching.inputs import TOLERANCE, model_device, write_name
+from interp.patching.shortcuts import Counted, last_position_mlp, restricted_unembed, shadowing
 from interp.sites import PATTERN_SITES, POSITION_SITES
 
 
@@ -44,40 +45,25 @@ def _capture(model, tokens: Int[Tensor, "prompt pos"], names: Sequence[str], wit
     return logits.detach(), acts, cache
 
 
-_NO_FORWARD = object()  # a block without an instance-level forward of its own
-
-
 @contextlib.contextmanager
 def _skipping_blocks(model, n_skipped: int) -> Iterator[None]:
     """Within the ``with``, blocks ``0..n_skipped-1`` return their input unchanged (``start_at_layer``
-    discards what they compute anyway); on exit, also on an exception, each block is as it was.
-
-    A hook cannot do this (PyTorch runs pre- and post-forward hooks around ``forward``, never instead
-    of it), so each block's ``forward`` is shadowed by an instance attribute while the ``with`` lasts;
-    an instance ``forward`` the block had before (accelerate's ``add_hook_to_module`` sets one) is put back.
+    discards what they compute anyway); on exit, also on an exception, each block is as it was
+    (see ``shortcuts.shadowing``: an instance ``forward`` set before, as accelerate does, is put back).
     """
-    blocks = list(model.blocks)[:n_skipped]
-    saved = [vars(block).get("forward", _NO_FORWARD) for block in blocks]
 
     def identity(*args: Any, **kwargs: Any) -> Tensor:
         return args[0] if args else kwargs["hidden_states"]
 
-    try:
-        for block in blocks:
-            vars(block)["forward"] = identity
+    with shadowing([(block, identity) for block in list(model.blocks)[:n_skipped]]):
         yield
-    finally:
-        for block, forward in zip(blocks, saved):
-            if forward is _NO_FORWARD:
-                vars(block).pop("forward", None)
-            else:
-                vars(block)["forward"] = forward
 
 
 # Cells of these kinds at one position change the residual after their block at that position
 # only, so their block can run for that one position and the rest of the model from the next
 # block ("late start"). Keys and values (k, v) are read by later positions, so they cannot.
 _LATE_START_KINDS = frozenset({"resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "pattern"})
+_BEFORE_THE_MLP = ("hook_resid_pre", "attn.", "hook_attn_out")  # hooks of a block that see every position with its MLP trimmed
 _WARNED_FALLBACKS: set[str] = set()  # fast-path fallback reasons already warned about in this process
 
 
@@ -109,11 +95,14 @@ class _Engine:
     Rows are ``(prompt copy)``: copy ``c`` of every prompt carries cell ``c``'s patch. In fast
     mode blocks before the start layer are skipped (the target run's residual is fed in) and
     positions before the start position come from the target run's KV cache. With
-    ``last_logits`` only the final position is unembedded (the metric reads nothing else).
-    ``fallback`` says why fast mode was refused ("" when it runs or was not asked for).
+    ``last_logits`` only the final position is unembedded (the metric reads nothing else); then
+    in fast mode, where they reproduce the plain forward, only the vocabulary ``columns`` the
+    metric reads are unembedded and the last block's MLP runs at the last position only
+    (``interp.patching.shortcuts``). ``fallback`` says why fast mode was refused ("" when it runs
+    or was not asked for); ``ran`` names the shortcuts patched forwards used.
     """
 
-    def __init__(self, model, tokens: Int[Tensor, "prompt pos"], logits: Float[Tensor, "prompt pos d_vocab"], resid: list[Tensor], kv_cache: Any, fast: bool, last_logits: bool):
+    def __init__(self, model, tokens: Int[Tensor, "prompt pos"], logits: Float[Tensor, "prompt pos d_vocab"], resid: list[Tensor], kv_cache: Any, fast: bool, last_logits: bool, columns: Tensor | None = None):
         self.model = model
         self.tokens = tokens.to(model_device(model))
         self.logits = logits
@@ -125,10 +114,15 @@ class _Engine:
         self.fast = False
         self.late = False
         self.fallback = ""
+        self.columns: Tensor | None = None  # the vocabulary columns unembedded (None: all)
+        self.unembed_fn: Counted | None = None  # set where the metric_columns shortcut reproduces the plain forward
+        self.mlp_fn: Counted | None = None  # set where the last_block_mlp shortcut does
+        self.ran: set[str] = set()
         # cost of one forward = layers run * overhead + FLOPs * seconds_per_flop (calibrated in _try_fast_path)
         self.overhead, self.seconds_per_flop = 1.0, 1e-12
         if fast:
-            self._try_fast_path(kv_cache)
+            self._try_fast_path(kv_cache, columns)
+        self.ran = {"last_position_logits"} if self.keep else set()  # what the self-checks ran does not count
 
     # ---- forwards ---------------------------------------------------------------------------------
     def forward(self, start_layer: int, start_pos: int, copies: int, hooks: list) -> Float[Tensor, "row suffix d_vocab"]:
@@ -148,12 +142,30 @@ class _Engine:
         """Logits from block ``layer`` on, with each row's residual at ``pos`` replaced by ``first`` (fast mode)."""
         resid = einops.repeat(self.resid[layer][:, pos:], "prompt pos d_model -> (prompt copy) pos d_model", copy=copies).clone()
         resid[:, 0] = first.to(resid.dtype)
+        self.ran.add("late_start")
         return self._run(resid, layer, pos, copies, [], **self.keep)
 
     def _run(self, resid: Tensor, layer: int, pos: int, copies: int, hooks: list, **kwargs: Any) -> Tensor:
         cache = self._prefix_cache(pos, copies) if pos > 0 else None
-        with _skipping_blocks(self.model, layer):
-            return self.model.run_with_hooks(resid, start_at_layer=layer, past_key_values=cache, fwd_hooks=hooks, **kwargs)
+        shortcuts = self._shortcuts(hooks, kwargs)
+        calls = {name: fn.calls for name, (_, fn) in shortcuts.items()}
+        with _skipping_blocks(self.model, layer), shadowing(list(shortcuts.values())):
+            logits = self.model.run_with_hooks(resid, start_at_layer=layer, past_key_values=cache, fwd_hooks=hooks, **kwargs)
+        self.ran.update(name for name, (_, fn) in shortcuts.items() if fn.calls > calls[name])
+        return logits
+
+    def _shortcuts(self, hooks: list, kwargs: dict) -> dict[str, tuple[Any, Counted]]:
+        """The shortcuts a forward to the logits can take: the last block's MLP only if every hook in that block comes before it."""
+        if "stop_at_layer" in kwargs or not self.keep:
+            return {}
+        found = {}
+        if self.unembed_fn is not None:
+            found["metric_columns"] = (self.model.unembed, self.unembed_fn)
+        last = f"blocks.{self.n_layers - 1}."
+        before_mlp = [isinstance(name, str) and (not name.startswith(last) or name[len(last) :].startswith(_BEFORE_THE_MLP)) for name, _ in hooks]
+        if self.mlp_fn is not None and all(before_mlp):
+            found["last_block_mlp"] = (self.model.blocks[-1].mlp, self.mlp_fn)
+        return found
 
     def _prefix_cache(self, length: int, copies: int):
         from transformers import DynamicCache
@@ -186,7 +198,7 @@ class _Engine:
         except Exception:  # noqa: BLE001 - not supported: unembed every position
             return False
 
-    def _try_fast_path(self, kv_cache: Any) -> None:
+    def _try_fast_path(self, kv_cache: Any, columns: Tensor | None) -> None:
         """Use the fast path only where it reproduces the target run (else say why in ``fallback``, and warn); time it for the cost model."""
         layer, pos = self.n_layers // 2, self.n_pos // 2
         try:
@@ -194,22 +206,50 @@ class _Engine:
                 raise RuntimeError("the model has no .blocks to skip")
             self.kv = _kv_tensors(kv_cache, self.n_layers)
             self.fast = True
-            self._expect_close(self.forward(layer, pos, 1, []), self.logits[:, self.logits_from(pos) :], "logits")
+            self._expect_logits(self.forward(layer, pos, 1, []), pos)
         except Exception as error:  # noqa: BLE001 - any failure means: use plain forwards
             self.fast, self.kv = False, None
             self.fallback = f"{type(error).__name__}: {error}"
             _warn_fallback(self.fallback)
             return
+        if self.keep:
+            self._try_shortcuts(layer, columns)
         self._calibrate()
         if self.n_layers > 1:
             try:
                 late_layer = min(layer, self.n_layers - 2)
                 residual = self.block_output(late_layer, pos, 1, [])
                 self._expect_close(residual, self.resid[late_layer + 1][:, pos], "residual")
-                self._expect_close(self.forward_residual(late_layer + 1, pos, 1, residual), self.logits[:, self.logits_from(pos) :], "logits")
+                self._expect_logits(self.forward_residual(late_layer + 1, pos, 1, residual), pos)
                 self.late = True
             except Exception:  # noqa: BLE001 - late start is an optimisation only
                 self.late = False
+
+    def _try_shortcuts(self, layer: int, columns: Tensor | None) -> None:
+        """Keep each shortcut only if a forward from ``layer`` over every position runs it and gives the plain forward's logits where the metric reads them."""
+        try:
+            self.mlp_fn = last_position_mlp(self.model.blocks[-1].mlp)
+            self._expect_logits(self.forward(layer, 0, 1, []), 0)
+            if self.mlp_fn.calls == 0:
+                raise RuntimeError("the last block's MLP was not called")
+        except Exception:  # noqa: BLE001 - a shortcut is an optimisation only
+            self.mlp_fn = None
+        if columns is None:
+            return
+        try:
+            self.unembed_fn, self.columns = restricted_unembed(self.model.unembed, columns), columns
+            self._expect_logits(self.forward(layer, 0, 1, []), 0)
+            if self.unembed_fn.calls == 0:
+                raise RuntimeError("the unembedding was not called")
+        except Exception:  # noqa: BLE001
+            self.unembed_fn, self.columns = None, None
+
+    def _expect_logits(self, got: Tensor, start_pos: int) -> None:
+        """Raise unless ``got`` are the target run's logits from ``start_pos``'s first logit position on (in the columns unembedded)."""
+        expected = self.logits[:, self.logits_from(start_pos) :]
+        if self.columns is not None and got.shape == expected.shape:
+            got, expected = got[..., self.columns], expected[..., self.columns]
+        self._expect_close(got, expected, "logits")
 
     def _expect_close(self, got: Tensor, expected: Tensor, what: str) -> None:
         error = float((got - expected).abs().max()) if got.shape == expected.shape else math.inf
@@ -226,7 +266,9 @@ class _Engine:
         per_token += 2 * n_heads * d_head * self.n_pos  # attention scores and mixing over the context
         positions = self.n_pos - start_pos
         unembedded = 1 if self.keep else positions
-        return 2.0 * rows * ((self.n_layers - start_layer) * positions * per_token + unembedded * d_model * int(cfg.d_vocab))
+        vocab = len(self.columns) if self.columns is not None else int(cfg.d_vocab)
+        trimmed = (positions - 1) * (3 if getattr(cfg, "gated_mlp", False) else 2) * d_model * d_mlp if self.mlp_fn is not None else 0
+        return 2.0 * rows * ((self.n_layers - start_layer) * positions * per_token - trimmed + unembedded * d_model * vocab)
 
     def _calibrate(self) -> None:
         """Per-layer overhead and seconds per FLOP from two timed forwards: one layer over every

@@ -28,6 +28,7 @@ DIRECTIONS: tuple[str, ...] = defaults.PATCH_DIRECTIONS
 METHODS = ("activation", "attribution")
 FORMAT = RESULT_FORMATS["patching"]
 RESULT_FILES = (FORMAT.meta_file, FORMAT.tensors_file, "cells.csv", "figure.html")
+SHORTCUTS = ("last_position_logits", "metric_columns", "last_block_mlp", "late_start")  # see PatchingResult.shortcuts
 
 
 def _axes(kind: str, by_position: bool) -> tuple[str, ...]:
@@ -64,6 +65,9 @@ class PatchingResult:
             change (True), or ran full batched forwards (False: same values, slower); None where
             it does not apply (attribution) or was not recorded (saved by an older interp).
         fallback_reason: why the fast path was not used ("" unless ``fast_path`` is False).
+        shortcuts: further savings activation patching's forwards used (``SHORTCUTS``): only the last
+            position unembedded, only the vocabulary columns the metric reads, the last block's MLP at
+            the last position only, late start (a cell's block at its one position, then the rest).
     """
 
     values: Float[Tensor, "..."]
@@ -82,6 +86,7 @@ class PatchingResult:
     provenance: Provenance
     fast_path: bool | None = None
     fallback_reason: str = ""
+    shortcuts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -100,6 +105,9 @@ class PatchingResult:
             raise InterpError(f"clean_tokens ({len(self.clean_tokens)}) and corrupt_tokens ({len(self.corrupt_tokens)}) differ in length.")
         if (self.fast_path is False) != bool(self.fallback_reason):
             raise InterpError(f"fallback_reason says why the fast path was not used, so it is given exactly when fast_path is False; got fast_path={self.fast_path!r}, fallback_reason={self.fallback_reason!r}.")
+        unknown = set(self.shortcuts) - set(SHORTCUTS)
+        if unknown:
+            raise InterpError(f"shortcuts {sorted(unknown)} are not known; they must be among {SHORTCUTS}.")
 
     # ---- derived values --------------------------------------------------------------------------
     @property
@@ -196,6 +204,7 @@ class PatchingResult:
             "provenance": self.provenance.to_dict(),
             "fast_path": self.fast_path,
             "fallback_reason": self.fallback_reason,
+            "shortcuts": list(self.shortcuts),
         }
 
     def cells_csv(self) -> str:
@@ -245,10 +254,11 @@ class PatchingResult:
             provenance=saved.provenance,
             fast_path=meta.get("fast_path"),  # absent from results saved before it was recorded
             fallback_reason=str(meta.get("fallback_reason", "")),
+            shortcuts=tuple(meta.get("shortcuts", ())),  # absent from results saved before it was recorded
         )
 
 
-def build_result(model, kind: str, by_position: bool, values: Tensor, method: str, direction: str, metric: Metric, clean_metric: float, corrupt_metric: float, clean_tokens: Tensor, corrupt_tokens: Tensor, names: Sequence[str], fast_path: bool | None = None, fallback_reason: str = "") -> PatchingResult:
+def build_result(model, kind: str, by_position: bool, values: Tensor, method: str, direction: str, metric: Metric, clean_metric: float, corrupt_metric: float, clean_tokens: Tensor, corrupt_tokens: Tensor, names: Sequence[str], fast_path: bool | None = None, fallback_reason: str = "", shortcuts: tuple[str, ...] = ()) -> PatchingResult:
     """The result of one run: ``values`` with their labels (from the first prompt pair's tokens) and provenance."""
     axes = _axes(kind, by_position)
     clean_str, corrupt_str = str_tokens(model, clean_tokens[0]), str_tokens(model, corrupt_tokens[0])
@@ -283,5 +293,6 @@ def build_result(model, kind: str, by_position: bool, values: Tensor, method: st
         provenance=provenance,
         fast_path=fast_path,
         fallback_reason=fallback_reason,
+        shortcuts=shortcuts,
     )
 

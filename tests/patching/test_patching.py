@@ -149,6 +149,55 @@ def test_the_fast_path_runs_and_equals_the_plain_path(arch, load_tiny, request):
         assert difference <= FAST_VS_PLAIN, f"{arch} {site}: max |fast path - full forwards| = {difference:.2e} at {fast.top(1)}"
 
 
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_the_shortcuts_run_where_they_should_and_change_no_value(arch, load_tiny, request):
+    """A logit difference reads few vocabulary columns at the last position: its forwards unembed only those
+    columns and run the last block's MLP at the last position only. A metric reading every position gets
+    neither (only late start); the plain path none but the last-position logits. Values as the full forwards'."""
+    model = request.getfixturevalue("organism") if arch == "organism" else load_tiny(arch)
+    clean, corrupt = token_pairs(model, swapped=(4,))
+    expected = {
+        ("resid_pre", "last"): {"last_position_logits", "metric_columns", "last_block_mlp"},
+        ("attn_head_out", "last"): {"last_position_logits", "metric_columns", "last_block_mlp", "late_start"},
+        ("attn_head_out", "every"): {"late_start"},
+    }
+    for (site, reads), shortcuts in expected.items():
+        metric = make_metric() if reads == "last" else every_position_metric
+        fast = activation_patching(model, clean, corrupt, metric, site=site, progress=False)
+        plain = activation_patching(model, clean, corrupt, metric, site=site, progress=False, fast_path=False)
+        assert set(fast.shortcuts) == shortcuts, f"{arch} {site} ({reads}): shortcuts {fast.shortcuts}, expected {sorted(shortcuts)}"
+        assert set(plain.shortcuts) == ({"last_position_logits"} if reads == "last" else set()), f"{arch} {site}: the plain path ran {plain.shortcuts}"
+        difference = (fast.values - plain.values).abs().max().item()
+        assert difference <= FAST_VS_PLAIN, f"{arch} {site} ({reads}): max |shortcuts - full forwards| = {difference:.2e} at {fast.top(1)}"
+    probability = activation_patching(model, clean, corrupt, metrics.probability(answer=5), site="resid_pre", progress=False)
+    assert "metric_columns" not in probability.shortcuts and "last_block_mlp" in probability.shortcuts, f"{arch}: a softmax reads every column: {probability.shortcuts}"
+
+
+def test_metric_columns_are_the_columns_a_metric_reads_and_nothing_else():
+    from interp.patching.shortcuts import metric_columns
+
+    logits = torch.randn(2, 5, 64)
+    logits[:, -1, 4] = torch.tensor([1.0, 2.0])  # a positive column for the gate below
+    reads = {
+        "logit_diff": (make_metric(), [5, 6, 20, 21]),
+        "one column": (lambda l: l[:, -1, 3], [3]),
+        "normalized": (metrics.normalized(make_metric(), 1.0, 0.0), [5, 6, 20, 21]),
+        "nan_to_num of one column": (lambda l: l[:, -1].nan_to_num()[:, 3], [3]),
+    }
+    for name, (metric, columns) in reads.items():
+        got = metric_columns(metric, logits, float(metrics.reduce_metric(metric, logits)))
+        assert got is not None and got.tolist() == columns, f"{name}: {got}"
+    unrestricted = {
+        "probability (softmax)": metrics.probability(answer=3),
+        "gated by a column without gradient": lambda l: l[:, -1, 3] * (l[:, -1, 4] > 0),
+        "max over the vocabulary": lambda l: l[:, -1].max(-1).values,
+        "argmax (no gradient)": lambda l: (l[:, -1].argmax(-1) == 3).float(),
+    }
+    for name, metric in unrestricted.items():
+        got = metric_columns(metric, logits, float(metrics.reduce_metric(metric, logits)))
+        assert got is None, f"{name}: restricted to columns {got.tolist()}"
+
+
 def _capture_without_keys(capture):
     """``_capture`` whose KV cache was not written (keys None: what transformers 5.24 did before interp.compat)."""
 
@@ -452,13 +501,16 @@ def test_save_and_load_round_trip(load_tiny, tmp_path):
     assert (loaded.site, loaded.method, loaded.direction, loaded.provenance) == ("attn_head_pattern", "activation", "noising", result.provenance)
     assert loaded.provenance.hooks[0] == "blocks.0.attn.hook_pattern"
     assert result.fast_path is True and (loaded.fast_path, loaded.fallback_reason) == (True, ""), result.fallback_reason
+    assert "metric_columns" in result.shortcuts and loaded.shortcuts == result.shortcuts, (result.shortcuts, loaded.shortcuts)
     meta = json.loads((directory / "result.json").read_text())
-    del meta["fast_path"], meta["fallback_reason"]  # a result saved before interp recorded the fast path
+    del meta["fast_path"], meta["fallback_reason"], meta["shortcuts"]  # a result saved before interp recorded the fast path
     (directory / "result.json").write_text(json.dumps(meta))
     old = PatchingResult.load(directory)
-    assert (old.fast_path, old.fallback_reason) == (None, "") and torch.equal(old.values, result.values)
+    assert (old.fast_path, old.fallback_reason, old.shortcuts) == (None, "", ()) and torch.equal(old.values, result.values)
     with pytest.raises(InterpError, match="given exactly when fast_path is False"):
         replace(result, fast_path=False)
+    with pytest.raises(InterpError, match="not known"):
+        replace(result, shortcuts=("skip_everything",))
     rows = list(csv.reader(io.StringIO((directory / "cells.csv").read_text())))
     assert len(rows) == 1 + result.values.numel() and rows[0][:3] == ["layer", "pos", "head"]
     assert float(rows[1][-2]) == result.values[0, 0, 0].item()
