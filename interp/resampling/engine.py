@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
+from jaxtyping import Int
+from torch import Tensor
 
 from interp import compat, defaults
 from interp.errors import InterpError
 from interp.provenance import library_versions, warn_if_other_versions
 from interp.resampling.io import append_jsonl, check_rollout_records, read_jsonl, read_run_manifest
+from interp.plain_view import PlainViewCache, accepts
 from interp.resampling.text import ExtractorSpec, Sentence, extract_boxed, grade, make_extractor, sentence_spans, split_sentences
 
 FORMAT_VERSION = 1
@@ -151,15 +154,21 @@ class LocalBackend:
     """Generates with a loaded model on this machine, sharing the prefix computation.
 
     The context is run through the model once; its KV cache is repeated for the ``n``
-    samples, and one batched ``generate`` call draws them all.
+    samples, and one batched ``generate`` call draws them all. A ``TransformerBridge`` generates
+    through a plain Hugging Face model that shares its weight tensors (``interp.plain_view``), unless
+    hooks are attached or the view is refused; then it goes through the bridge and warns once
+    per reason. ``last_path`` says which ran: ``"plain-view"``, ``"bridge"`` or ``"hf"`` (a
+    bare Hugging Face model). New keys and values are written in place into spare room of the
+    cache (``resampling.kv_cache``), not concatenated each step.
 
     Args:
         model: a transformer_lens ``TransformerBridge`` (its ``original_model`` and
             ``tokenizer`` are used) or a Hugging Face causal LM.
         tokenizer: needed when ``model`` is a bare Hugging Face model.
+        fast: generate a bridge's rollouts through the plain view (False: always through the bridge).
     """
 
-    def __init__(self, model: Any, tokenizer: Any = None):
+    def __init__(self, model: Any, tokenizer: Any = None, fast: bool = True):
         compat.install()
         hf = getattr(model, "original_model", model)
         tok = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
@@ -176,6 +185,9 @@ class LocalBackend:
         self.model = hf
         self.tokenizer = tok
         self.model_id = str(getattr(getattr(hf, "config", None), "_name_or_path", "") or type(hf).__name__)
+        self.fast = fast
+        self.last_path = ""
+        self._views = PlainViewCache(hf, model)
 
     @property
     def max_context(self) -> Optional[int]:
@@ -206,8 +218,18 @@ class LocalBackend:
     def generate(
         self, context: str, n: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int
     ) -> list[str]:
+        """``n`` continuations of ``context`` (``temperature`` 0: greedy)."""
+        ids = self.encode(context)
+        return self._decode_continuations(ids[-1], self.generate_tokens(context, n, temperature=temperature, top_p=top_p,
+                                                                        max_new_tokens=max_new_tokens, seed=seed))
+
+    def generate_tokens(
+        self, context: str, n: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int
+    ) -> Int[Tensor, "batch pos"]:
+        """The new token ids of ``n`` continuations of ``context``, padded after an end of sequence."""
         import torch
-        from transformers import DynamicCache
+
+        from interp.resampling.kv_cache import roomy_cache
 
         ids = self.encode(context)
         if not ids:
@@ -215,29 +237,29 @@ class LocalBackend:
         max_new = _clamp_new_tokens(len(ids), max_new_tokens, self.max_context)
         device = next(self.model.parameters()).device
         input_ids = torch.tensor([ids], device=device)
+        model, self.last_path = self._views.generator(input_ids, self.fast, who="LocalBackend generates")
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
         with torch.inference_mode(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             kwargs = {}
             if input_ids.shape[1] > 1:  # encode the shared prefix once, then repeat its cache
-                cache = DynamicCache(config=self.model.config)
-                self.model(input_ids[:, :-1], use_cache=True, **{compat.cache_kwarg(): cache})
+                cache = roomy_cache(model.config, input_ids.shape[1], max_new)  # written in place, not concatenated
+                keep = {"logits_to_keep": 1} if accepts(model, "logits_to_keep") else {}  # only the cache is needed
+                model(input_ids[:, :-1], use_cache=True, **keep, **{compat.cache_kwarg(): cache})
                 cache.batch_repeat_interleave(n)
                 kwargs[compat.cache_kwarg()] = cache
-            out = self.model.generate(
+            out = model.generate(
                 input_ids.expand(n, -1),
                 attention_mask=torch.ones(n, input_ids.shape[1], dtype=torch.long, device=device),
-                do_sample=True,
-                temperature=temperature,
-                top_p=top_p,
                 max_new_tokens=max_new,
                 pad_token_id=pad,
+                **sampling,
                 **kwargs,
             )
-        new = out[:, input_ids.shape[1] :]
-        return self._decode_continuations(ids[-1], new)
+        return out[:, input_ids.shape[1] :]
 
     def _decode_continuations(self, last_context_id: int, new) -> list[str]:
         """Decode new tokens as they continue the context, so the joining space is kept.
