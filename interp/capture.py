@@ -3,16 +3,23 @@
 ``capture_activations`` keeps the result in memory; ``interp.store.cache_activations`` streams the
 same batches to disk. Batches are right-padded and each prompt's own last token is read, so a
 prompt's activations do not depend on what it was batched with.
+
+Residual-stream sites (``resid_pre``, ``resid_post``) are read from a plain Hugging Face model that
+shares the bridge's tensors (``interp.plain_view``) with forward hooks on its decoder layers, where
+that gives the bridge's values: checked on two prompts of the first batch before it is used.
+:class:`Capturer` says which ran (``path``) and why the bridge did (``reason``); a store records both.
 """
 
-from typing import Literal, Sequence
+import dataclasses
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor
 
 from interp import defaults
-from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
+from interp.data import Batch, PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
+from interp.plain_view import PlainViewCache, is_bridged
 from interp.sites import PATTERN_SITES, expand_sites, parse_site, unknown_site_error
 
 Positions = Literal["last", "all"] | Sequence[int]
@@ -30,10 +37,11 @@ def capture_activations(
     positions: Positions = "last",
     batch_size: int = defaults.CACHE_BATCH_SIZE,
     dtype: str | torch.dtype | None = None,
+    fast: bool = True,
 ) -> dict[str, Tensor]:
     """The same activations ``cache_activations`` writes, kept in memory: ``{hook name: [prompt, ...]}``.
 
-    For small prompt sets and analyses that run straight from a model.
+    For small prompt sets and analyses that run straight from a model. ``fast``: as ``cache_activations``'.
     """
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts(list(prompts))
     hook_names = expand_sites(hooks, int(model.cfg.n_layers))
@@ -43,9 +51,10 @@ def capture_activations(
     position_spec = normalize_positions(positions, lengths)
     storage_dtype = resolve_storage_dtype(dtype, model)
     pieces: dict[str, list[Tensor]] = {name: [] for name in hook_names}
+    capture = Capturer(model, hook_names, position_spec, int(lengths.max()), storage_dtype, n_batches=-(-len(token_lists) // batch_size), fast=fast)
     with torch.inference_mode():
         for batch in iter_batches(token_lists, batch_size, pad_token_id(model)):
-            captured = run_and_capture(model, batch, hook_names, position_spec, int(lengths.max()), storage_dtype)
+            captured = capture(batch)
             for name in hook_names:
                 pieces[name].append(captured[name])
     return {name: torch.cat(parts) for name, parts in pieces.items()}
@@ -124,6 +133,143 @@ def run_and_capture(model, batch, hook_names, positions, max_length: int, dtype:
     if missing:
         raise InterpError(f"the hooks {missing} never fired for this model; it may not compute them. Choose other sites.")
     return captured
+
+
+PLAIN_SITES = {"resid_pre": "in", "resid_post": "out"}  # site kind -> what of the plain decoder layer it is
+CHECK_TOKENS = 16  # positions of the two prompts the plain view is checked on
+_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}  # max |difference| / max |value| of the check; half types: 2e-2
+
+
+class Capturer:
+    """Captures ``hook_names`` at ``positions`` from one batch at a time, through the plain view where it may.
+
+    The path is chosen on the first batch: the plain view when every site is a residual-stream site,
+    there is more than one batch (on one, the check would cost what it saves), ``fast`` is set, the
+    view is not refused (``interp.plain_view``) and it captures the bridge's values on the shortest and
+    the longest prompt of that batch; else the bridge (the view's refusals and disagreements warn).
+
+    Attributes:
+        path: ``"plain-view"`` or ``"bridge"`` once a batch ran ("" before).
+        reason: why the bridge ran ("" when the plain view did).
+    """
+
+    def __init__(self, model, hook_names: Sequence[str], positions, max_length: int, dtype: torch.dtype, n_batches: int = 2, fast: bool = True):
+        self.model, self.hook_names, self.positions, self.max_length, self.dtype = model, list(hook_names), positions, max_length, dtype
+        self.n_batches, self.fast = n_batches, fast
+        self.path, self.reason = "", ""
+        self._view: Any = None
+        self._layers: dict[str, tuple[int, str]] = {}  # hook name -> (layer, "in" or "out")
+
+    def __call__(self, batch) -> dict[str, Tensor]:
+        if not self.path:
+            self.reason = self._why_not_plain(batch)
+            self.path = "bridge" if self.reason else "plain-view"
+        if self.path == "plain-view":
+            return self._plain(batch)
+        return run_and_capture(self.model, batch, self.hook_names, self.positions, self.max_length, self.dtype)
+
+    def _why_not_plain(self, batch) -> str:
+        """"" when the plain view may capture this run, else why not."""
+        if not self.fast:
+            return "fast=False"
+        if self.n_batches < 2:
+            return "one batch"
+        sites = {name: parse_site(name) for name in self.hook_names}
+        other = [name for name, site in sites.items() if site.kind not in PLAIN_SITES or site.layer is None]
+        if other:
+            return f"{other[0]} is not a residual-stream site"
+        hf = getattr(self.model, "original_model", None)
+        if hf is None or not is_bridged(hf):
+            return "the model is not a TransformerBridge"
+        views = PlainViewCache(hf, self.model)
+        self._view, why = views.get(None)  # no logits check: the sites read are checked below
+        if why:
+            views.warn_once(why, "caching runs")
+            return why
+        self._layers = {name: (int(site.layer), PLAIN_SITES[site.kind]) for name, site in sites.items()}
+        why = self._disagreement(batch)
+        if why:
+            views.warn_once(why, "caching runs")
+            self._view = None
+        return why
+
+    def _disagreement(self, batch) -> str:
+        """"" when the plain view captures the bridge's values on a sample of ``batch``: the start of its
+        longest prompt and of its shortest, right-padded (at most ``CHECK_TOKENS`` positions)."""
+        sample = _check_sample(batch, self.positions)
+        try:
+            got = self._plain(sample)
+        except Exception as error:  # noqa: BLE001 - any failure means: use the bridge
+            return f"the plain view cannot capture these sites ({type(error).__name__}: {error})"
+        want = run_and_capture(self.model, sample, self.hook_names, self.positions, self.max_length, self.dtype)
+        tolerance = _TOLERANCE.get(self.dtype, 2e-2)
+        for name in self.hook_names:
+            scale = float(want[name].abs().max().clamp_min(1e-12))
+            error = float((got[name].float() - want[name].float()).abs().max()) / scale if got[name].shape == want[name].shape else float("inf")
+            if not error <= tolerance:
+                return f"the plain view's {name} differs from the bridge's by {error:.2g} of its largest value (tolerance {tolerance:g})"
+        return ""
+
+    def _plain(self, batch) -> dict[str, Tensor]:
+        """Run ``batch`` through the plain view with hooks on its decoder layers; stop after the last one read."""
+        device = self.model.cfg.device
+        tokens, mask = batch.tokens.to(device), batch.attention_mask.to(device)
+        last, lengths = (batch.lengths - 1).to(device), batch.lengths.to(device)
+        layers = _decoder_layers(self._view, self.model)
+        captured: dict[str, Tensor] = {}
+        wanted: dict[tuple[int, str], list[str]] = {}
+        for name, key in self._layers.items():
+            wanted.setdefault(key, []).append(name)
+
+        def keep(key: tuple[int, str], hidden: Tensor) -> None:
+            for name in wanted[key]:
+                captured[name] = _select_positions(hidden, self.positions, last, lengths, self.max_length, False).to("cpu", self.dtype)
+            if len(captured) == len(self.hook_names):
+                raise _AllCaptured
+
+        def pre_hook(layer: int):
+            def hook(module, args, kwargs):
+                keep((layer, "in"), args[0] if args else kwargs["hidden_states"])
+            return hook
+
+        def post_hook(layer: int):
+            def hook(module, args, output):
+                keep((layer, "out"), output[0] if isinstance(output, tuple) else output)
+            return hook
+
+        handles = [layers[layer].register_forward_pre_hook(pre_hook(layer), with_kwargs=True) for layer, side in wanted if side == "in"]
+        handles += [layers[layer].register_forward_hook(post_hook(layer)) for layer, side in wanted if side == "out"]
+        try:
+            self._view(input_ids=tokens, attention_mask=mask, use_cache=False)
+        except _AllCaptured:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        missing = [name for name in self.hook_names if name not in captured]
+        if missing:
+            raise InterpError(f"the plain view never reached {missing}; rerun with fast=False.")
+        return captured
+
+
+def _check_sample(batch: Batch, positions) -> Batch:
+    """Two prompts of ``batch`` cut to ``CHECK_TOKENS`` positions (or past the largest explicit one): the
+    longest, and the shortest right-padded."""
+    longest, shortest = int(batch.lengths.argmax()), int(batch.lengths.argmin())
+    explicit = [p for p in positions if p >= 0] if isinstance(positions, list) else []
+    width = min(int(batch.lengths[longest]), max(CHECK_TOKENS, 1 + max(explicit, default=0)))
+    rows = [longest, shortest] if shortest != longest else [longest]
+    lengths = batch.lengths[rows].clamp(max=width)
+    if len(rows) == 2 and int(lengths[1]) == width and width > 1:
+        lengths[1] = width - 1  # keep one padded position in the sample
+    mask = (torch.arange(width)[None, :] < lengths[:, None]).to(batch.attention_mask.dtype)
+    return dataclasses.replace(batch, tokens=batch.tokens[rows, :width], attention_mask=mask, lengths=lengths, indices=())
+
+
+def _decoder_layers(view, bridge) -> list[torch.nn.Module]:
+    """The plain view's decoder layers, found where the bridge's blocks sit in its Hugging Face model."""
+    names = {id(module): name for name, module in bridge.original_model.named_modules()}
+    return [view.get_submodule(names[id(block)]) for block in bridge.blocks]
 
 
 def _select_positions(tensor: Tensor, positions, last: Tensor, lengths: Tensor, max_length: int, is_pattern: bool) -> Tensor:

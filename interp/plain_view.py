@@ -79,12 +79,13 @@ def refusal(hf: torch.nn.Module, bridge: Optional[torch.nn.Module] = None, tenso
     return ""
 
 
-def build_plain_view(hf: torch.nn.Module, check_ids: torch.Tensor) -> tuple[Optional[torch.nn.Module], str]:
+def build_plain_view(hf: torch.nn.Module, check_ids: Optional[torch.Tensor]) -> tuple[Optional[torch.nn.Module], str]:
     """``(plain model sharing hf's tensors, "")``, or ``(None, why not)``.
 
     Args:
         hf: a bridged Hugging Face causal LM (``TransformerBridge.original_model``).
-        check_ids: ``[1, pos]`` token ids; both models' logits on them must agree.
+        check_ids: ``[1, pos]`` token ids; both models' logits on them must agree (None: the caller checks
+            what it reads itself, as ``interp.capture.Capturer`` does).
     """
     from transformers import AutoModelForCausalLM
 
@@ -109,7 +110,7 @@ def build_plain_view(hf: torch.nn.Module, check_ids: torch.Tensor) -> tuple[Opti
         return None, why
     plain.eval()
     plain.generation_config = copy.deepcopy(hf.generation_config)
-    why = _disagreement(hf, plain, check_ids)
+    why = _disagreement(hf, plain, check_ids) if check_ids is not None else ""
     return (None, why) if why else (plain, "")
 
 
@@ -150,7 +151,7 @@ class PlainViewCache:
         self._why = ""
         self._warned: set[str] = set()
 
-    def get(self, check_ids: torch.Tensor) -> tuple[Optional[torch.nn.Module], str]:
+    def get(self, check_ids: Optional[torch.Tensor]) -> tuple[Optional[torch.nn.Module], str]:
         """``(view, "")`` when the plain model may generate for the bridge now, else ``(None, why not)``."""
         tensors = _tensors(self.hf)
         why = refusal(self.hf, self.bridge, tensors)
@@ -158,7 +159,7 @@ class PlainViewCache:
             return None, why
         key = tuple(map(id, tensors.values()))
         if key != self._key:
-            self._view, self._why = build_plain_view(self.hf, check_ids[:, :8])
+            self._view, self._why = build_plain_view(self.hf, None if check_ids is None else check_ids[:, :8])
             self._extras = bridge_only(tensors, self._view) if self._view is not None else {}
             self._key = key
         why = _nonzero(self._extras)  # edited in place since the view was built

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 import interp
 from interp import defaults, distributed
-from interp.capture import DTYPE_NAMES, Positions, check_model_has, normalize_positions, resolve_storage_dtype, run_and_capture
+from interp.capture import DTYPE_NAMES, Capturer, Positions, check_model_has, normalize_positions, resolve_storage_dtype
 from interp.checks import check_numbers
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
@@ -77,6 +77,7 @@ def cache_activations(
     resume: bool = False,
     seed: int = 0,
     progress: bool = True,
+    fast: bool = True,
 ) -> "ActivationStore":
     """Run ``model`` over ``prompts`` and stream the activations at ``hooks`` to a store at ``out``.
 
@@ -94,6 +95,9 @@ def cache_activations(
         resume: continue an interrupted run in ``out`` (finished shards are kept). A run started
             by N torchrun ranks resumes with N ranks.
         seed: recorded in the manifest (caching itself is deterministic).
+        fast: read residual-stream sites from a plain Hugging Face model sharing the bridge's tensors
+            where it gives the bridge's values (``interp.capture.Capturer``; False: always the bridge).
+            ``store.manifest["capture"]`` says which ran and why.
     """
     out = Path(out)
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts(list(prompts))
@@ -133,11 +137,11 @@ def cache_activations(
 
         manifest = distributed.on_main(world, prepare)
         if manifest["status"] != "complete":
-            _cache_shards(out, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress, world)
+            _cache_shards(out, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress, world, fast)
     return ActivationStore.open(out)
 
 
-def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress, world) -> None:
+def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_names, position_spec, max_length, storage_dtype, batch_size, progress, world, fast: bool = True) -> None:
     """Write this rank's missing shards (all of them in a world of one), then mark the store complete."""
     shard_size = manifest["shard_size"]
 
@@ -150,12 +154,13 @@ def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_name
     finished: list[dict[str, Any]] = []  # under torchrun: this rank's new shard entries, in its progress file
     desc = f"caching {len(hook_names)} sites" + (f" (rank 0 of {world.size})" if world.is_distributed else "")
     bar = tqdm(total=sum(rows.values()), initial=sum(rows.values()) - sum(rows[i] for i in todo), desc=desc, unit="prompt", disable=not progress or not world.is_main)
+    capture = Capturer(model, hook_names, position_spec, max_length, storage_dtype, n_batches=sum(-(-rows[i] // batch_size) for i in todo), fast=fast)
     with torch.inference_mode():
         for index in todo:
             start, stop = index * shard_size, min((index + 1) * shard_size, len(prompt_set))
             pieces: dict[str, list[Tensor]] = {name: [] for name in hook_names}
             for batch in iter_batches(token_lists, batch_size, pad_id, start, stop):
-                captured = run_and_capture(model, batch, hook_names, position_spec, max_length, storage_dtype)
+                captured = capture(batch)
                 for name in hook_names:
                     pieces[name].append(captured[name])
                 bar.update(len(batch.indices))
@@ -165,11 +170,13 @@ def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_name
             file = f"shards/shard_{index:05d}.safetensors"
             atomic_write_bytes(out / file, _shard_bytes(tensors, {"format": FORMAT, "start": str(start), "stop": str(stop)}))
             entry = {"index": index, "file": file, "start": start, "stop": stop, **file_record(out / file)}
+            ran = {"path": capture.path, "reason": capture.reason}
             if world.is_distributed:
                 finished.append(entry)
-                progress_file = {"world_size": world.size, "rank": world.rank, "shapes": manifest["shapes"], "shards": finished}
+                progress_file = {"world_size": world.size, "rank": world.rank, "shapes": manifest["shapes"], "shards": finished, "capture": ran}
                 atomic_write_json(out / RANK_PROGRESS.format(rank=world.rank), progress_file)
             else:
+                manifest["capture"] = ran  # how the values were computed: the plain view or the bridge, and why
                 manifest["shards"].append(entry)
                 manifest["shards"].sort(key=lambda shard: shard["index"])
                 atomic_write_json(out / MANIFEST, manifest)
@@ -213,6 +220,8 @@ def _merge_rank_progress(out: Path, manifest: dict[str, Any], world_size: int) -
             continue
         if not manifest.get("shapes") and isinstance(progress.get("shapes"), dict):
             manifest["shapes"] = progress["shapes"]
+        if isinstance(progress.get("capture"), dict):  # the ranks capture alike: any rank's record stands for all
+            manifest["capture"] = progress["capture"]
         manifest["shards"].extend(entry for entry in entries if entry["index"] not in known)
         known |= {entry["index"] for entry in entries}
     manifest["shards"].sort(key=lambda shard: shard["index"])
@@ -446,7 +455,7 @@ class ActivationStore:
             hooks=self.hooks,
             seed=self.manifest.get("seed"),
             interp_version=self.manifest.get("interp_version", ""),
-            extra={"store": str(self.root), "positions": self.positions},
+            extra={"store": str(self.root), "positions": self.positions, **({"capture": self.manifest["capture"]} if "capture" in self.manifest else {})},
             versions=self.manifest.get("versions", {}),
         )
 

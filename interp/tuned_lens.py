@@ -33,7 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp import compat, defaults, plots
-from interp.capture import check_model_has, run_and_capture
+from interp.capture import Capturer, check_model_has
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, atomic_write_json, read_result, write_result
@@ -286,19 +286,22 @@ def split_heldout(texts: PromptSet, fraction: float = defaults.TUNED_LENS_HELDOU
 # ---- activations ---------------------------------------------------------------------------------
 
 
-def _residuals(model, prompt_set: PromptSet, batch_size: int, progress: bool) -> Float[Tensor, "site token d_model"]:
-    """The residual stream at every ``lens_sites`` site and every position of every text (one forward per batch)."""
+def _residuals(model, prompt_set: PromptSet, batch_size: int, progress: bool) -> tuple[Float[Tensor, "site token d_model"], dict[str, str]]:
+    """The residual stream at every ``lens_sites`` site and every position of every text (one forward per
+    batch), and which path captured it (``Capturer.path`` and ``reason``)."""
     sites = lens_sites(int(model.cfg.n_layers))
     check_model_has(model, sites)
     token_lists = tokenize_prompts(model, prompt_set)
     pieces = []
+    n_batches, max_length = math.ceil(len(token_lists) / batch_size), max(len(ids) for ids in token_lists)
+    capture = Capturer(model, sites, "all", max_length, torch.float32, n_batches=n_batches)  # through the plain view where it may
     batches = iter_batches(token_lists, batch_size, pad_token_id(model))
     with torch.inference_mode():
-        for batch in tqdm(batches, total=math.ceil(len(token_lists) / batch_size), desc="capturing residuals", unit="batch", disable=not progress):
-            captured = run_and_capture(model, batch, sites, "all", int(batch.lengths.max()), torch.float32)
-            valid = torch.arange(batch.tokens.shape[1])[None, :] < batch.lengths[:, None]
+        for batch in tqdm(batches, total=n_batches, desc="capturing residuals", unit="batch", disable=not progress):
+            captured = capture(batch)
+            valid = torch.arange(max_length)[None, :] < batch.lengths[:, None]
             pieces.append(torch.stack([captured[name][valid] for name in sites]))
-    return torch.cat(pieces, dim=1)
+    return torch.cat(pieces, dim=1), {"path": capture.path, "reason": capture.reason}
 
 
 def _readout_on(readout: Readout, device) -> Readout:
@@ -344,7 +347,7 @@ def train_tuned_lens(
     prompt_set = texts if isinstance(texts, PromptSet) else PromptSet.from_texts(list(texts))
     sites = lens_sites(int(model.cfg.n_layers))
     device = next(model.parameters()).device
-    residuals = _residuals(model, prompt_set, batch_size, progress)  # [site, token, d]
+    residuals, captured_by = _residuals(model, prompt_set, batch_size, progress)  # [site, token, d]
     n_trained, n_tokens, d = len(sites) - 1, residuals.shape[1], residuals.shape[2]
     readout = _readout_on(Readout.from_model(model), device)
     weight, bias = torch.zeros(len(sites), d, d), torch.zeros(len(sites), d)
@@ -357,7 +360,7 @@ def train_tuned_lens(
     record = TrainingRecord(init=init, steps=steps, lr=lr, batch_tokens=batch_tokens, ridge=ridge, seed=seed, n_texts=len(prompt_set),
                             n_tokens=n_tokens, seconds=round(time.perf_counter() - started, 2),
                             loss=tuple(sum(row) / len(row) for row in site_loss), site_loss=tuple(site_loss))  # fmt: skip
-    provenance = _provenance(model, sites, prompt_set.hash, seed, extra={"method": "tuned lens", "init": init, "steps": steps})
+    provenance = _provenance(model, sites, prompt_set.hash, seed, extra={"method": "tuned lens", "init": init, "steps": steps, "capture": captured_by})
     return TunedLens(sites, weight.contiguous(), bias.contiguous(), provenance, record)
 
 
@@ -483,7 +486,7 @@ def lens_kl(
             check(provenance)
         lenses["tuned lens" if isinstance(translator, TunedLens) else getattr(translator, "__name__", type(translator).__name__)] = translator
     device = next(model.parameters()).device
-    residuals = _residuals(model, prompt_set, batch_size, progress)
+    residuals, _ = _residuals(model, prompt_set, batch_size, progress)
     readout = _readout_on(Readout.from_model(model), device)
     n_tokens = residuals.shape[1]
     sums = torch.zeros(len(lenses), len(sites), dtype=torch.float64)

@@ -125,13 +125,13 @@ def test_reads_are_memory_mapped(load_tiny, tmp_path):
 
 
 def test_interrupted_run_keeps_finished_shards_and_resumes_to_the_same_values(load_tiny, tmp_path, monkeypatch):
-    import interp.store as store_module
+    import interp.capture as capture_module
 
     model = load_tiny("gpt2")
     prompts = PROMPTS * 3  # 21 prompts, shards of 4
     reference = cache_activations(model, prompts, hooks=["resid_post", "z"], out=tmp_path / "reference", batch_size=2, shard_size=4, progress=False)
 
-    real = store_module.run_and_capture
+    real = capture_module.run_and_capture  # "z" is read through the bridge
     calls = {"n": 0}
 
     def dies_on_the_seventh_batch(*args, **kwargs):
@@ -140,10 +140,10 @@ def test_interrupted_run_keeps_finished_shards_and_resumes_to_the_same_values(lo
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(store_module, "run_and_capture", dies_on_the_seventh_batch)
+    monkeypatch.setattr(capture_module, "run_and_capture", dies_on_the_seventh_batch)
     with pytest.raises(KeyboardInterrupt):
         cache_activations(model, prompts, hooks=["resid_post", "z"], out=tmp_path / "run", batch_size=2, shard_size=4, progress=False)
-    monkeypatch.setattr(store_module, "run_and_capture", real)
+    monkeypatch.setattr(capture_module, "run_and_capture", real)
 
     with pytest.raises(InterpError, match="unfinished.*--resume"):
         ActivationStore.open(tmp_path / "run")

@@ -66,8 +66,9 @@ def test_training_lowers_kl_at_every_layer_but_the_last(load_tiny):
     assert len(loss) == 40 and sum(loss[-5:]) < 0.7 * sum(loss[:5]), f"Adam on the KL did not lower it: {loss[:3]} ... {loss[-3:]}"
     on_training_text = lens_kl(model, TINY_TEXTS, translator=from_identity, progress=False).kl
     assert torch.all(on_training_text[1, :-1] < on_training_text[0, :-1]), f"Adam from the identity: {on_training_text.tolist()}"
-    lens = train_tuned_lens(model, TINY_TEXTS, steps=10, lr=1e-3, progress=False)
+    lens = train_tuned_lens(model, TINY_TEXTS, steps=10, lr=1e-3, batch_size=4, progress=False)
     assert lens.training.init == "least_squares" and lens.training.n_tokens > 60
+    assert lens.provenance.extra["capture"] == {"path": "plain-view", "reason": ""}, "the residuals were not read through the plain view"
     result = lens_kl(model, HELDOUT, translator=lens, progress=False)
     logit, tuned = result.kl
     print("\n" + result.table())
