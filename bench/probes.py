@@ -12,25 +12,35 @@ Both sides get the same stratified folds (5-fold CV on 80%, 20% held out, from
   interp:  train_probes(acts, labels, cv=5, holdout=0.2, C=1.0)  -- all layers and folds in one batch
   sklearn: for each layer, for each fold and the final fit: StandardScaler + LogisticRegression(lbfgs)
 Prints per-layer accuracy / AUROC of both, the largest gap (target <= 0.01) and
-ratio = sklearn seconds / interp seconds (target >= 10), in wall-clock and in CPU time. Both
+ratio = sklearn seconds / interp seconds (target >= 10), in wall-clock and in CPU time, and the
+byte floor of interp's run: every L-BFGS iteration reads the activations twice (two batched
+products over all layers and folds; one more read for the statistics), at the memory bandwidth
+measured in the same process. ``--model smollm2-135m-instruct`` takes the layers and width of that
+model (30 x 576; default: the GPT-2-small shape, 12 x 768); ``--prompts`` takes several sizes. Both
 sides run single-threaded (torch and the BLAS behind scikit-learn limited to --threads), so on
 a machine shared with other jobs the CPU-time ratio is the steadier one; each side runs once
 untimed first (imports, kernel set-up), then the timed repeats alternate the two sides so that
 load changes hit both, and the medians are compared. Run it as
 
-    OMP_NUM_THREADS=1 python bench/probes.py [--spectrum 1.0 1.5] [--repeats 5]
+    OMP_NUM_THREADS=1 python bench/probes.py [--model smollm2-135m-instruct] [--prompts 1024 4096] [--spectrum 1.0 1.5] [--repeats 5]
 """
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from interp.probes import stratified_folds, synthetic_activations, train_probes
+from interp.probes.solver import GRAM_ROWS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cache import matmul_rate  # noqa: E402  (the shared matmul timer)
 
 
 def separation_profile(n_layers: int) -> list[float]:
@@ -66,12 +76,35 @@ def sklearn_loop(acts: torch.Tensor, y: np.ndarray, fold: np.ndarray, cv: int, C
     return {"accuracy": acc, "auroc": auc, "iters": iters}
 
 
-def run(spectrum: float, args) -> float:
+def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes per second of one read through a float32 tensor larger than the caches (best of ``repeats``)."""
+    data = torch.ones(megabytes * 2**20 // 4)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    return data.numel() * 4 / best
+
+
+def model_shape(name: str) -> tuple[int, int]:
+    """(layers, d_model) of a registered model or a Hugging Face directory, from its config alone."""
+    import json
+
+    from interp.models import resolve_model
+
+    directory = Path(name) if Path(name).exists() else Path(resolve_model(name)[0])
+    config = json.loads((directory / "config.json").read_text())
+    layers = config.get("num_hidden_layers", config.get("n_layer"))
+    return int(layers), int(config.get("hidden_size", config.get("n_embd")))
+
+
+def run(spectrum: float, n_prompts: int, args) -> float:
     acts, labels = synthetic_activations(
-        n_layers=args.layers, n_prompts=args.prompts, d_model=args.dims,
+        n_layers=args.layers, n_prompts=n_prompts, d_model=args.dims,
         separation=separation_profile(args.layers), spectrum=spectrum, seed=args.seed,
     )  # fmt: skip
-    print(f"\n== spectrum k^-{spectrum}: {args.layers} layers x {args.prompts} prompts x {args.dims} dims, "
+    print(f"\n== spectrum k^-{spectrum}: {args.layers} layers x {n_prompts} prompts x {args.dims} dims, "
           f"{args.cv}-fold CV + 20% held out, C={args.C} ==")  # fmt: skip
     y_t = torch.tensor([lab == "harmful" for lab in labels]).long()
     fold = stratified_folds(y_t, cv=args.cv, holdout=0.2, seed=args.seed).numpy()
@@ -114,6 +147,11 @@ def run(spectrum: float, args) -> float:
           f"scikit-learn lbfgs median {int(np.median(iters))}, max {iters.max()} per problem"
           f"{' (some hit max_iter)' if iters.max() >= args.sklearn_max_iter else ''}")  # fmt: skip
     median = {side: {clock: statistics.median(values) for clock, values in clocks.items()} for side, clocks in times.items()}
+    floor = (2 * result.n_iter + 1) * acts.numel() * acts.element_size() / memory_bandwidth()
+    gram_flops = 2 * args.layers * min(GRAM_ROWS, int((fold != -1).sum())) * args.dims**2
+    print(f"byte floor: {(2 * result.n_iter + 1)} reads of the activations ({acts.numel() * acts.element_size() / 1e6:.0f} MB) = {floor:.2f} s "
+          f"at the memory bandwidth measured here; interp at {median['interp']['wall'] / floor:.1f}x the floor. Not in it: the "
+          f"preconditioner's covariance, {gram_flops / 1e9:.0f} GFLOP (an int8 product) = {gram_flops / matmul_rate():.2f} s at the fp32 matmul rate")  # fmt: skip
     for clock in ("wall", "cpu"):
         print(f"{clock:>4} time: interp {median['interp'][clock]:7.2f} s, scikit-learn {median['sklearn'][clock]:7.2f} s "
               f"(median of {args.repeats})   RATIO (scikit-learn / interp): "
@@ -132,8 +170,9 @@ def timed(into: dict):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="take --layers and --dims from this model's config (e.g. smollm2-135m-instruct)")
     parser.add_argument("--layers", type=int, default=12)
-    parser.add_argument("--prompts", type=int, default=4096)
+    parser.add_argument("--prompts", type=int, nargs="+", default=[4096], help="prompts per run: the ratio at each size")
     parser.add_argument("--dims", type=int, default=768)
     parser.add_argument("--cv", type=int, default=5)
     parser.add_argument("--C", type=float, default=1.0)
@@ -143,14 +182,18 @@ def main() -> None:
     parser.add_argument("--sklearn-max-iter", type=int, default=2000, help="high enough for lbfgs to converge")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.model:
+        args.layers, args.dims = model_shape(args.model)
 
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):
         print(f"threads: torch {torch.get_num_threads()}, BLAS/OpenMP limited to {args.threads}")
-        for spectrum in args.spectrum:
-            run(spectrum, args)
+        ratios = {(spectrum, n): run(spectrum, n, args) for spectrum in args.spectrum for n in args.prompts}
+    if len(ratios) > 1:
+        print("\nCPU-time ratio (scikit-learn / interp) as the work grows: "
+              + ", ".join(f"k^-{spectrum} {n} prompts {ratio:.1f}x" for (spectrum, n), ratio in ratios.items()))  # fmt: skip
 
 
 if __name__ == "__main__":
