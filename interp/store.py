@@ -154,7 +154,8 @@ def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_name
     finished: list[dict[str, Any]] = []  # under torchrun: this rank's new shard entries, in its progress file
     desc = f"caching {len(hook_names)} sites" + (f" (rank 0 of {world.size})" if world.is_distributed else "")
     bar = tqdm(total=sum(rows.values()), initial=sum(rows.values()) - sum(rows[i] for i in todo), desc=desc, unit="prompt", disable=not progress or not world.is_main)
-    capture = Capturer(model, hook_names, position_spec, max_length, storage_dtype, n_batches=sum(-(-rows[i] // batch_size) for i in todo), fast=fast)
+    # the path is chosen on the whole store's batches, not this run's: a resumed run computes what the first one did
+    capture = Capturer(model, hook_names, position_spec, max_length, storage_dtype, n_batches=-(-len(prompt_set) // batch_size), fast=fast)
     with torch.inference_mode():
         for index in todo:
             start, stop = index * shard_size, min((index + 1) * shard_size, len(prompt_set))
