@@ -19,7 +19,7 @@ from torch import Tensor
 from interp import defaults
 from interp.data import Batch, PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
-from interp.plain_view import PlainViewCache, is_bridged
+from interp.plain_view import PlainViewCache, is_bridged, relative_error, tolerance
 from interp.sites import PATTERN_SITES, expand_sites, parse_site, unknown_site_error
 
 Positions = Literal["last", "all"] | Sequence[int]
@@ -137,7 +137,6 @@ def run_and_capture(model, batch, hook_names, positions, max_length: int, dtype:
 
 PLAIN_SITES = {"resid_pre": "in", "resid_post": "out"}  # site kind -> what of the plain decoder layer it is
 CHECK_TOKENS = 16  # positions of the two prompts the plain view is checked on
-_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}  # max |difference| / max |value| of the check; half types: 2e-2
 
 
 class Capturer:
@@ -158,15 +157,18 @@ class Capturer:
         self.n_batches, self.fast = n_batches, fast
         self.path, self.reason = "", ""
         self._view: Any = None
-        self._layers: dict[str, tuple[int, str]] = {}  # hook name -> (layer, "in" or "out")
+        self._layers: list[torch.nn.Module] = []  # the plain view's decoder layers
+        self._wanted: dict[tuple[int, str], list[str]] = {}  # (layer, "in" or "out") -> the hook names read there
 
-    def __call__(self, batch) -> dict[str, Tensor]:
+    def __call__(self, batch, max_length: int | None = None) -> dict[str, Tensor]:
+        """The sites of ``batch`` (position axes padded to ``max_length``, default the one given at construction)."""
         if not self.path:
             self.reason = self._why_not_plain(batch)
             self.path = "bridge" if self.reason else "plain-view"
+        width = self.max_length if max_length is None else max_length
         if self.path == "plain-view":
-            return self._plain(batch)
-        return run_and_capture(self.model, batch, self.hook_names, self.positions, self.max_length, self.dtype)
+            return self._plain(batch, width)
+        return run_and_capture(self.model, batch, self.hook_names, self.positions, width, self.dtype)
 
     def _why_not_plain(self, batch) -> str:
         """"" when the plain view may capture this run, else why not."""
@@ -186,7 +188,14 @@ class Capturer:
         if why:
             views.warn_once(why, "caching runs")
             return why
-        self._layers = {name: (int(site.layer), PLAIN_SITES[site.kind]) for name, site in sites.items()}
+        try:
+            self._layers = _decoder_layers(self._view, self.model)
+        except (KeyError, AttributeError) as error:  # the view has no module where the bridge has a block
+            self._view, why = None, f"the plain view has no decoder layer where the bridge has a block ({type(error).__name__}: {error})"
+            views.warn_once(why, "caching runs")
+            return why
+        for name, site in sites.items():
+            self._wanted.setdefault((int(site.layer), PLAIN_SITES[site.kind]), []).append(name)
         why = self._disagreement(batch)
         if why:
             views.warn_once(why, "caching runs")
@@ -198,32 +207,27 @@ class Capturer:
         longest prompt and of its shortest, right-padded (at most ``CHECK_TOKENS`` positions)."""
         sample = _check_sample(batch, self.positions)
         try:
-            got = self._plain(sample)
+            got = self._plain(sample, self.max_length)
         except Exception as error:  # noqa: BLE001 - any failure means: use the bridge
             return f"the plain view cannot capture these sites ({type(error).__name__}: {error})"
         want = run_and_capture(self.model, sample, self.hook_names, self.positions, self.max_length, self.dtype)
-        tolerance = _TOLERANCE.get(self.dtype, 2e-2)
+        limit = tolerance(self.dtype)
         for name in self.hook_names:
-            scale = float(want[name].abs().max().clamp_min(1e-12))
-            error = float((got[name].float() - want[name].float()).abs().max()) / scale if got[name].shape == want[name].shape else float("inf")
-            if not error <= tolerance:
-                return f"the plain view's {name} differs from the bridge's by {error:.2g} of its largest value (tolerance {tolerance:g})"
+            error = relative_error(got[name], want[name])
+            if not error <= limit:
+                return f"the plain view's {name} differs from the bridge's by {error:.2g} of its largest value (tolerance {limit:g})"
         return ""
 
-    def _plain(self, batch) -> dict[str, Tensor]:
+    def _plain(self, batch, max_length: int) -> dict[str, Tensor]:
         """Run ``batch`` through the plain view with hooks on its decoder layers; stop after the last one read."""
         device = self.model.cfg.device
         tokens, mask = batch.tokens.to(device), batch.attention_mask.to(device)
         last, lengths = (batch.lengths - 1).to(device), batch.lengths.to(device)
-        layers = _decoder_layers(self._view, self.model)
         captured: dict[str, Tensor] = {}
-        wanted: dict[tuple[int, str], list[str]] = {}
-        for name, key in self._layers.items():
-            wanted.setdefault(key, []).append(name)
 
         def keep(key: tuple[int, str], hidden: Tensor) -> None:
-            for name in wanted[key]:
-                captured[name] = _select_positions(hidden, self.positions, last, lengths, self.max_length, False).to("cpu", self.dtype)
+            for name in self._wanted[key]:
+                captured[name] = _select_positions(hidden, self.positions, last, lengths, max_length, False).to("cpu", self.dtype)
             if len(captured) == len(self.hook_names):
                 raise _AllCaptured
 
@@ -237,8 +241,8 @@ class Capturer:
                 keep((layer, "out"), output[0] if isinstance(output, tuple) else output)
             return hook
 
-        handles = [layers[layer].register_forward_pre_hook(pre_hook(layer), with_kwargs=True) for layer, side in wanted if side == "in"]
-        handles += [layers[layer].register_forward_hook(post_hook(layer)) for layer, side in wanted if side == "out"]
+        handles = [self._layers[layer].register_forward_pre_hook(pre_hook(layer), with_kwargs=True) for layer, side in self._wanted if side == "in"]
+        handles += [self._layers[layer].register_forward_hook(post_hook(layer)) for layer, side in self._wanted if side == "out"]
         try:
             self._view(input_ids=tokens, attention_mask=mask, use_cache=False)
         except _AllCaptured:

@@ -24,7 +24,19 @@ from typing import Any, Optional
 import torch
 
 WRAPPED = "._original_component"  # transformer_lens' attribute for the Hugging Face module a bridge wraps
-_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}  # max |logit diff| / max |logit|; half types: 2e-2
+_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}  # max |difference| / max |value| the view may differ by
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """max |got - want| / max |want| (inf when the shapes differ): how far the view is from the bridge."""
+    if got.shape != want.shape:
+        return float("inf")
+    return float((got.float() - want.float()).abs().max() / want.float().abs().max().clamp_min(1e-12))
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    """The largest ``relative_error`` accepted for tensors of ``dtype`` (half types: 2e-2)."""
+    return _TOLERANCE.get(dtype, 2e-2)
 
 
 def is_bridged(hf: torch.nn.Module) -> bool:
@@ -132,10 +144,9 @@ def _disagreement(hf: torch.nn.Module, plain: torch.nn.Module, ids: torch.Tensor
     with torch.inference_mode():
         want = hf(ids).logits.float()
         got = plain(ids).logits.float()
-    dtype = next(plain.parameters()).dtype
-    error = float((want - got).abs().max() / want.abs().max().clamp_min(1e-12))
-    if error > _TOLERANCE.get(dtype, 2e-2):
-        return f"its logits differ from the bridge's by {error:.2g} of their largest (tolerance {_TOLERANCE.get(dtype, 2e-2):g})"
+    limit, error = tolerance(next(plain.parameters()).dtype), relative_error(got, want)
+    if error > limit:
+        return f"its logits differ from the bridge's by {error:.2g} of their largest (tolerance {limit:g})"
     return ""
 
 

@@ -293,13 +293,13 @@ def _residuals(model, prompt_set: PromptSet, batch_size: int, progress: bool) ->
     check_model_has(model, sites)
     token_lists = tokenize_prompts(model, prompt_set)
     pieces = []
-    n_batches, max_length = math.ceil(len(token_lists) / batch_size), max(len(ids) for ids in token_lists)
-    capture = Capturer(model, sites, "all", max_length, torch.float32, n_batches=n_batches)  # through the plain view where it may
+    n_batches = math.ceil(len(token_lists) / batch_size)
+    capture = Capturer(model, sites, "all", max(len(ids) for ids in token_lists), torch.float32, n_batches=n_batches)  # through the plain view where it may
     batches = iter_batches(token_lists, batch_size, pad_token_id(model))
     with torch.inference_mode():
         for batch in tqdm(batches, total=n_batches, desc="capturing residuals", unit="batch", disable=not progress):
-            captured = capture(batch)
-            valid = torch.arange(max_length)[None, :] < batch.lengths[:, None]
+            captured = capture(batch, max_length=int(batch.lengths.max()))  # each batch padded to its own longest text
+            valid = torch.arange(batch.tokens.shape[1])[None, :] < batch.lengths[:, None]
             pieces.append(torch.stack([captured[name][valid] for name in sites]))
     return torch.cat(pieces, dim=1), {"path": capture.path, "reason": capture.reason}
 

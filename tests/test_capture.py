@@ -83,8 +83,8 @@ def test_a_view_that_disagrees_on_the_check_is_not_used(load_tiny, monkeypatch):
     capture = _capturer(model, ["resid_post"])
     real = Capturer._plain
 
-    def off_by_a_little(self, batch):
-        return {name: value + 1e-2 for name, value in real(self, batch).items()}
+    def off_by_a_little(self, batch, max_length):
+        return {name: value + 1e-2 for name, value in real(self, batch, max_length).items()}
 
     monkeypatch.setattr(Capturer, "_plain", off_by_a_little)
     batch = _first_batch(model)
