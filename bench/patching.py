@@ -37,6 +37,7 @@ each repeat of a sweep: the machine may be shared).
 
 import argparse
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +54,9 @@ from interp.models import load_model
 from interp.patching import activation_patching
 from interp.sites import site_name
 from interp.testing import build_tiny_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cache import matmul_rate  # noqa: E402  (the benches' shared matmul timer)
 
 N_PROMPTS, N_TOKENS, SWAP_POSITION = (2, 8), 16, 8
 IOI_MODEL = "smollm2-135m-instruct"
@@ -80,18 +84,6 @@ def make_pairs(model, every_token: bool, n_prompts: int, seed: int = 0) -> tuple
     swapped = slice(1, None) if every_token else slice(SWAP_POSITION, SWAP_POSITION + 1)
     corrupt[:, swapped] = (clean[:, swapped] - 3 + torch.randint(1, n_words - 3, clean[:, swapped].shape, generator=generator)) % (n_words - 3) + 3
     return clean, corrupt
-
-
-def matmul_rate(repeats: int = 7) -> float:
-    """FLOP/s of a 1024x1024 fp32 matmul, best of ``repeats``."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    a @ b
-    best = math.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - started)
-    return 2 * 1024**3 / best
 
 
 def site_caches(model, kind: str, tokens: torch.Tensor) -> list[torch.Tensor]:

@@ -48,6 +48,9 @@ from interp.models import load_model, resolve_model
 from interp.resampling import LocalBackend
 from interp.testing import build_tiny_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cache import matmul_rate  # noqa: E402  (the benches' shared matmul timer)
+
 WORDS = "the quick brown fox jumps over lazy dog . a cat sat on mat and looked at bird , how do i bake bread ? the answer is 42".split()
 SAMPLING = dict(temperature=0.6, top_p=0.95)
 CACHE = compat.cache_kwarg()  # past_key_values; renamed cache in transformers 5.24 (the old name warns)
@@ -131,14 +134,6 @@ def run_hf_one_per_call(model, tokenizer, ids: torch.Tensor, n: int, new_tokens:
             tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
             tokens += produced(out[:, ids.shape[1]:], tokenizer.eos_token_id)
     return time.perf_counter() - start, tokens
-
-
-def matmul_rate(repeats: int = 5) -> float:
-    """fp32 FLOP/s of a 1024 x 1024 matmul, best of ``repeats``."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
-    return 2 * 1024**3 / best
 
 
 def bandwidth(repeats: int = 3) -> float:
