@@ -220,18 +220,23 @@ class LocalBackend:
     ) -> list[str]:
         """``n`` continuations of ``context`` (``temperature`` 0: greedy)."""
         ids = self.encode(context)
-        return self._decode_continuations(ids[-1], self.generate_tokens(context, n, temperature=temperature, top_p=top_p,
-                                                                        max_new_tokens=max_new_tokens, seed=seed))
+        new = self._generate_ids(ids, n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        return self._decode_continuations(ids[-1], new)
 
     def generate_tokens(
         self, context: str, n: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int
     ) -> Int[Tensor, "batch pos"]:
         """The new token ids of ``n`` continuations of ``context``, padded after an end of sequence."""
+        return self._generate_ids(self.encode(context), n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+
+    def _generate_ids(
+        self, ids: list[int], n: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int
+    ) -> Int[Tensor, "batch pos"]:
+        """``generate_tokens`` on the context's token ids (encoded once by the caller)."""
         import torch
 
         from interp.resampling.kv_cache import roomy_cache
 
-        ids = self.encode(context)
         if not ids:
             raise InterpError("cannot sample from an empty context; give a non-empty prompt")
         max_new = _clamp_new_tokens(len(ids), max_new_tokens, self.max_context)
