@@ -116,13 +116,33 @@ def tokenize_pairs(model, pairs: Sequence[ResponsePair]) -> list[TokenizedPair]:
     return tokenized
 
 
-def iter_response_batches(model, tokenized: Sequence[TokenizedPair], batch_size: int) -> Iterator[ResponseBatch]:
-    """Consecutive right-padded batches (real positions are then exactly as in a lone forward pass)."""
+def batch_bounds(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[tuple[int, int]]:
+    """``(begin, end)`` of consecutive batches of at most ``batch_size`` examples and, with ``max_tokens``, at
+    most that many padded tokens (longest length x examples; an example longer than that gets a batch of its own)."""
     if batch_size < 1:
         raise InterpError(f"batch_size must be at least 1, got {batch_size}.")
+    bounds: list[tuple[int, int]] = []
+    begin = 0
+    while begin < len(lengths):
+        end, longest = begin + 1, lengths[begin]
+        while end < len(lengths) and end - begin < batch_size:
+            widest = max(longest, lengths[end])
+            if max_tokens is not None and widest * (end - begin + 1) > max_tokens:
+                break
+            end, longest = end + 1, widest
+        bounds.append((begin, end))
+        begin = end
+    return bounds
+
+
+def iter_response_batches(
+    model, tokenized: Sequence[TokenizedPair], batch_size: int, max_tokens: int | None = None
+) -> Iterator[ResponseBatch]:
+    """Consecutive right-padded batches (real positions are then exactly as in a lone forward pass) of at most
+    ``batch_size`` examples and, with ``max_tokens``, at most that many padded tokens."""
     pad = pad_token_id(model)
-    for begin in range(0, len(tokenized), batch_size):
-        chunk = tokenized[begin : begin + batch_size]
+    for begin, end in batch_bounds([len(item.tokens) for item in tokenized], batch_size, max_tokens):
+        chunk = tokenized[begin:end]
         padded = pad_batch([item.tokens for item in chunk], pad)
         positions = torch.arange(padded.tokens.shape[1])[None, :]
         starts = torch.tensor([item.prompt_length for item in chunk])[:, None]

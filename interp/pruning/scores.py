@@ -43,7 +43,7 @@ from interp.errors import InterpError
 from interp.io import LazyTensors, RESULT_FORMATS, read_result, write_result
 from interp.models import model_id
 from interp.provenance import Provenance, weights_hash
-from interp.pruning.pairs import Records, ResponseBatch, iter_response_batches, pairs_hash, response_nll, response_nll_at_targets, response_pairs, tokenize_pairs
+from interp.pruning.pairs import Records, ResponseBatch, batch_bounds, iter_response_batches, pairs_hash, response_nll, response_nll_at_targets, response_pairs, tokenize_pairs
 from interp.pruning.weights import DecoderWeight, decoder_weights
 from interp.readout import Readout
 from interp.sites import site_name
@@ -231,7 +231,9 @@ def importance_scores(
         model: a ``TransformerBridge`` (``interp.load_model``).
         dataset: records with a prompt (``"prompt"`` or ``"text"``) and a ``"response"``.
         method: ``"snip"``, ``"signed_snip"`` or ``"wanda"`` (see the module docstring).
-        batch_size: examples per forward/backward pass (the result does not depend on it).
+        batch_size: examples per forward/backward pass; on the CPU a pass also holds at most
+            ``defaults.PRUNE_CPU_PASS_ELEMENTS`` / (widest linear output) tokens (recorded in the provenance as
+            ``max_tokens_per_pass``). The result does not depend on either.
         n_samples: use only the first ``n_samples`` examples (the reference uses 128).
 
     >>> scores = importance_scores(model, [{"text": "how do i bake bread ?", "response": "mix flour ."}])  # doctest: +SKIP
@@ -250,18 +252,22 @@ def importance_scores(
     readout = _checked_readout(model) if method != "wanda" else None
     loss_logits = "response positions (readout)" if readout is not None else "every position (the model's forward)"
     extra = {"method": method} if method == "wanda" else {"method": method, "loss_logits": loss_logits}
+    max_tokens = _cpu_tokens_per_pass(weights) if method != "wanda" and _device(model).type == "cpu" else None
+    if max_tokens is not None:
+        extra["max_tokens_per_pass"] = max_tokens
     provenance = Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=pairs_hash(pairs), extra=extra)
     accumulated = {w.key: torch.zeros(w.shape, dtype=torch.float32, device=w.parameter.device) for w in weights}
     recorder = _Recorder(weights, "wanda" if method == "wanda" else "gradient")
     was_training = model.training
     grad_flags = [(w.parameter, w.parameter.requires_grad) for w in weights]
     n_tokens = 0
-    batches = iter_response_batches(model, tokenized, batch_size)
+    n_batches = len(batch_bounds([len(item.tokens) for item in tokenized], batch_size, max_tokens))
+    batches = iter_response_batches(model, tokenized, batch_size, max_tokens)
     try:
         model.eval()
         for parameter, _ in grad_flags:
             parameter.requires_grad_(True)  # so the graph reaches every linear output
-        for batch in tqdm(batches, total=math.ceil(len(tokenized) / batch_size), desc=f"{method} scores", disable=not progress):
+        for batch in tqdm(batches, total=n_batches, desc=f"{method} scores", disable=not progress):
             recorder.response_mask = batch.response_mask
             n_tokens += int(batch.response_mask.sum())
             if method == "wanda":
@@ -293,6 +299,16 @@ def importance_scores(
 
 def _device(model) -> torch.device:
     return next(model.parameters()).device
+
+
+def _cpu_tokens_per_pass(weights: Sequence[DecoderWeight]) -> int:
+    """The most tokens one forward/backward on the CPU should hold: ``defaults.PRUNE_CPU_PASS_ELEMENTS`` over the
+    widest linear output. Larger passes are slower per token on the CPU, not faster: their activations leave the
+    cache and the allocator returns their memory to the system after each pass, so the next one faults it back in
+    (GPT-2-small shape, 16 examples of ~95 tokens: 1.16 M page faults and 17.2 s in one pass, 12.4 s in passes of
+    four). The scores do not depend on it."""
+    widest = max(weight.shape[0] for weight in weights)
+    return max(1, defaults.PRUNE_CPU_PASS_ELEMENTS // widest)
 
 
 # how closely the readout must reproduce the model's logits to replace the full forward's unembedding

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from interp import defaults
 from interp.errors import InterpError
 from interp.models import load_model
 from interp.provenance import tensor_bytes
@@ -29,7 +30,8 @@ from interp.pruning import (
     set_difference,
     top_k_mask,
 )
-from interp.pruning.pairs import response_pairs, tokenize_pairs
+from interp.pruning import scores as scores_module
+from interp.pruning.pairs import batch_bounds, response_pairs, tokenize_pairs
 from interp.pruning.result import OverlapEntry
 
 SCORE_TOLERANCE = 1e-5  # relative to the largest score of the matrix
@@ -174,6 +176,39 @@ def test_scores_do_not_depend_on_batch_size(load_tiny):
         one = importance_scores(model, PAIRS, method=method, batch_size=1, progress=False)
         four = importance_scores(model, PAIRS, method=method, batch_size=4, progress=False)
         _assert_close(dict(four.scores), dict(one.scores), f"{method} batch 4 vs 1")
+
+
+def test_batch_bounds_keep_examples_and_padded_tokens_under_their_caps():
+    assert batch_bounds([3, 3, 3, 3, 3], 2) == [(0, 2), (2, 4), (4, 5)]
+    assert batch_bounds([3, 5, 2, 9, 1], 4, max_tokens=10) == [(0, 2), (2, 3), (3, 4), (4, 5)]  # 9 tokens pass alone
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        lengths = torch.randint(1, 20, (int(torch.randint(1, 30, (1,), generator=generator)),), generator=generator).tolist()
+        batch_size, max_tokens = int(torch.randint(1, 8, (1,), generator=generator)), int(torch.randint(1, 60, (1,), generator=generator))
+        bounds = batch_bounds(lengths, batch_size, max_tokens)
+        assert [begin for begin, _ in bounds] == [0, *[end for _, end in bounds[:-1]]] and bounds[-1][1] == len(lengths)
+        for begin, end in bounds:
+            size = end - begin
+            assert size == 1 or (size <= batch_size and max(lengths[begin:end]) * size <= max_tokens)
+            if end < len(lengths):  # greedy: one more example would break a cap
+                assert size == batch_size or max(lengths[begin : end + 1]) * (size + 1) > max_tokens
+
+
+def test_cpu_passes_are_capped_in_tokens_and_give_the_same_scores(load_tiny, monkeypatch):
+    model = load_tiny("gpt2")
+    widest = max(weight.shape[0] for weight in decoder_weights(model))
+    lengths = [len(example.tokens) for example in _examples(model)]
+    monkeypatch.setattr(defaults, "PRUNE_CPU_PASS_ELEMENTS", widest * max(lengths) * 2)  # room for two examples
+    passes = []
+    loss = scores_module._response_loss
+    monkeypatch.setattr(scores_module, "_response_loss", lambda model, readout, batch: passes.append(len(batch.tokens)) or loss(model, readout, batch))
+    capped = importance_scores(model, PAIRS, method="snip", batch_size=4, progress=False)
+    assert capped.provenance.extra["max_tokens_per_pass"] == 2 * max(lengths)
+    assert passes == [2, 2], f"a batch of 4 with room for two examples per pass ran as {passes}"
+    passes.clear()
+    one = importance_scores(model, PAIRS, method="snip", batch_size=1, progress=False)
+    assert passes == [1, 1, 1, 1]
+    _assert_close(dict(capped.scores), dict(one.scores), "snip in capped passes vs batch 1")
 
 
 def test_bf16_model_accumulates_in_float32(fresh):
