@@ -54,7 +54,8 @@ from interp.provenance import Provenance, library_versions, tensor_bytes, warn_i
 from interp.readout import Readout
 from interp.sites import expand_sites, parse_site
 from interp.store_manifest import (FORMAT, FORMAT_VERSION, MANIFEST, PROMPTS, SAFETENSORS_DTYPES, TOKENS, check_files, check_prompts,
-                                   check_shard, check_tokens, file_hash, file_record, read_manifest, verify_shard)  # fmt: skip
+                                   check_shard, check_tokens, file_hash, file_record, read_manifest, settle_files, verify_shard, wait_for_files,
+                                   PendingFile)  # fmt: skip
 
 LOCK = ".interp.lock"  # held by the process writing a store (rank 0 of a torchrun run)
 RANK_PROGRESS = ".interp.rank{rank}.json"  # under torchrun: the shards one rank finished, until rank 0 merges them
@@ -133,7 +134,10 @@ def cache_activations(
         def prepare() -> dict[str, Any]:  # on rank 0 only: the lock, the checks, the start of the store
             held.enter_context(exclusive_lock(out, LOCK, what="activation store"))
             manifest = _prepare_directory(out, config, resume, world.size)
-            return _start_store(out, model, prompt_set, token_lists, lengths, config, seed, world.size) if manifest is None else manifest
+            if manifest is None:
+                manifest = _start_store(out, model, prompt_set, token_lists, lengths, config, seed, world.size)
+                held.callback(wait_for_files, manifest)  # a file still being written is finished before the lock goes
+            return manifest
 
         manifest = distributed.on_main(world, prepare)
         if manifest["status"] != "complete":
@@ -180,7 +184,7 @@ def _cache_shards(out: Path, model, manifest, prompt_set, token_lists, hook_name
                 manifest["capture"] = ran  # how the values were computed: the plain view or the bridge, and why
                 manifest["shards"].append(entry)
                 manifest["shards"].sort(key=lambda shard: shard["index"])
-                atomic_write_json(out / MANIFEST, manifest)
+                _write_manifest(out, manifest)
     bar.close()
     if world.is_distributed:
         distributed.barrier(world)
@@ -193,7 +197,7 @@ def _finish(out: Path, manifest: dict[str, Any]) -> None:
     manifest.pop("world_size", None)  # partial state only: a complete store is the same however many ranks wrote it
     manifest["status"] = "complete"
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    atomic_write_json(out / MANIFEST, manifest)
+    _write_manifest(out, manifest)
 
 
 def _finish_ranks(out: Path, world_size: int) -> None:
@@ -288,8 +292,12 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
         padded[row, : len(ids)] = ids
     atomic_write_safetensors(out / "tokens.safetensors", {"input_ids": padded, "lengths": lengths.long()})
     readout = Readout.from_model(model)
-    readout.save(out / "readout.safetensors")
-    files = {name: file_record(out / name) for name in (PROMPTS, TOKENS, "readout.safetensors")}
+    files: dict[str, Any] = {name: file_record(out / name) for name in (PROMPTS, TOKENS)}
+    if world_size > 1:  # the manifest travels to the other ranks now, as JSON
+        readout.save(out / "readout.safetensors")
+        files["readout.safetensors"] = file_record(out / "readout.safetensors")
+    else:  # written while the first batches run; the manifest is first written once it is done
+        files["readout.safetensors"] = PendingFile(out / "readout.safetensors", readout.save)
     tokenizer_dir = out / "tokenizer"
     if model.tokenizer is not None:
         tmp = out / ".tokenizer.tmp"
@@ -328,8 +336,14 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
         "shards": [],
         **({"world_size": world_size} if world_size > 1 else {}),  # until complete: who may resume it
     }
-    atomic_write_json(out / MANIFEST, manifest)
+    if world_size > 1:
+        atomic_write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest, once the files it records are (the readout may still be being written)."""
+    atomic_write_json(out / MANIFEST, settle_files(manifest))
 
 
 def _shard_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:

@@ -8,8 +8,9 @@ check (every file re-hashed) runs on ``--resume``, ``interp store verify DIR`` a
 
 import json
 import struct
+import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -219,6 +220,51 @@ def _store_file(path: Path, read):
 def file_record(path: Path) -> dict[str, Any]:
     """What the manifest records of a finished file: its size and hash."""
     return {"size": path.stat().st_size, "hash": file_hash(path)}
+
+
+class PendingFile:
+    """A file written by a background thread while the caller goes on (the store's readout is written while
+    the first batches run); :meth:`record` waits for it and gives its ``file_record`` or raises its error."""
+
+    def __init__(self, path: Path, write: Callable[[Path], None]):
+        self.path = path
+        self._record: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(write,), name=f"interp write {path.name}", daemon=False)
+        self._thread.start()
+
+    def _run(self, write: Callable[[Path], None]) -> None:
+        try:
+            write(self.path)
+            self._record = file_record(self.path)
+        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread by record()
+            self._error = error
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def record(self) -> dict[str, Any]:
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._record is not None
+        return self._record
+
+
+def settle_files(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with every ``PendingFile`` among its files replaced by its record (waiting for it)."""
+    files = manifest.get("files") or {}
+    for name, record in files.items():
+        if isinstance(record, PendingFile):
+            files[name] = record.record()
+    return manifest
+
+
+def wait_for_files(manifest: dict[str, Any]) -> None:
+    """Wait for every ``PendingFile`` of ``manifest`` to finish, without raising (the store's lock is released after)."""
+    for record in (manifest.get("files") or {}).values():
+        if isinstance(record, PendingFile):
+            record.wait()
 
 
 def check_files(root: Path, manifest: dict[str, Any], full: bool) -> None:

@@ -162,6 +162,27 @@ def test_interrupted_run_keeps_finished_shards_and_resumes_to_the_same_values(lo
     resumed.verify()
 
 
+def test_readout_written_beside_the_first_batches_is_recorded_or_its_failure_raised(load_tiny, tmp_path, monkeypatch):
+    from interp.readout import Readout
+    from interp.store_manifest import file_record
+
+    model = load_tiny("llama")
+    store = cache_activations(model, PROMPTS, hooks=["resid_post"], out=tmp_path / "ok", batch_size=2, progress=False)
+    assert store.manifest["files"]["readout.safetensors"] == file_record(tmp_path / "ok" / "readout.safetensors")
+    store.verify()
+
+    def no_space(self, path):
+        raise InterpError(f"no space left on the device holding {path}")
+
+    monkeypatch.setattr(Readout, "save", no_space)
+    with pytest.raises(InterpError, match="no space left"):
+        cache_activations(model, PROMPTS, hooks=["resid_post"], out=tmp_path / "full", batch_size=2, progress=False)
+    assert not (tmp_path / "full" / "manifest.json").exists(), "a manifest recorded a readout that was never written"
+    monkeypatch.undo()
+    again = cache_activations(model, PROMPTS, hooks=["resid_post"], out=tmp_path / "full", batch_size=2, resume=True, progress=False)
+    assert torch.equal(again["blocks.0.hook_resid_post"], store["blocks.0.hook_resid_post"])  # the lock was released, the start redone
+
+
 def test_killed_process_resumes_from_the_cli(tiny_model_dirs, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS * 60))
