@@ -45,7 +45,7 @@ from interp.models import model_id
 from interp.provenance import Provenance, weights_hash
 from interp.pruning.pairs import Records, ResponseBatch, batch_bounds, iter_response_batches, pairs_hash, response_nll, response_nll_at_targets, response_pairs, tokenize_pairs
 from interp.pruning.weights import DecoderWeight, decoder_weights
-from interp.readout import Readout
+from interp.readout import Readout, largest_magnitude
 from interp.sites import site_name
 
 METHODS = defaults.PRUNE_METHODS
@@ -320,7 +320,7 @@ def _checked_readout(model) -> Readout | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         readout = Readout.from_model(model)
-    if readout.verified_max_abs_diff <= _READOUT_TOLERANCE * max(1.0, float(readout.W_U.abs().max())):
+    if readout.verified_max_abs_diff <= _READOUT_TOLERANCE * max(1.0, largest_magnitude(readout.W_U)):
         return readout
     warnings.warn(
         f"the final norm and unembedding of {type(model.ln_final).__name__} are reproduced only to {readout.verified_max_abs_diff:.2e}; "
