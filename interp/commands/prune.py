@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--q", type=float, default=defaults.PRUNE_Q, help="fraction of each matrix selected by the harm score, in (0, 1]")
     parser.add_argument("--out", required=True, type=Path, help="output directory (scores, mask, result); rerun to resume")
     parser.add_argument("--n-samples", type=int, default=defaults.PRUNE_N_SAMPLES, help="examples per score")
-    parser.add_argument("--batch-size", type=int, default=defaults.PRUNE_BATCH_SIZE, help="examples per forward/backward pass when scoring")
+    parser.add_argument("--batch-size", type=int, default=defaults.PRUNE_BATCH_SIZE, help="examples per forward/backward pass when scoring (on the CPU also at most a token budget; the scores do not depend on either)")
     parser.add_argument("--eval-harmful", type=Path, default=None, help="prompts for the harmful-compliance evaluation (default: the prompts of --harmful)")
     parser.add_argument("--judge", default="keyword", help="harm judge: 'keyword' (the reference refusal-string rule), a registered judge, or (with --allow-imports) 'module:function' f(record, response) -> bool")
     parser.add_argument("--max-new-tokens", type=int, default=defaults.PRUNE_MAX_NEW_TOKENS, help="new tokens generated per evaluation prompt")

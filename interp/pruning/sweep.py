@@ -75,7 +75,7 @@ def run_sweep(
         p / q: benign fractions protected / harm fractions selected per matrix, each in (0, 1]; all pairs.
         method: importance score (``snip``, ``signed_snip`` or ``wanda``).
         n_samples: the first ``n_samples`` records of each data set are scored.
-        batch_size: examples per forward/backward pass when scoring.
+        batch_size: examples per forward/backward pass when scoring (on the CPU also capped in tokens; see ``importance_scores``).
         random_seeds: one random mask of the same size per seed and (p, q): the control.
         categories: ``{name: records}`` (none, or at least two): one mask each, and their overlaps.
         overlap_p / overlap_q: p and q of the per-category masks.
