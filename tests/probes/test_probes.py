@@ -787,3 +787,28 @@ def test_organism_difference_of_means_direction_drives_refusal(organism, organis
         with ablate(organism, result.direction(layer), everywhere=True):
             ablated[layer] = refusal_rate(organism, harmful)
     assert min(ablated.values()) <= base_harmful - 0.5, f"ablating the direction of no layer lowers refusal (base {base_harmful:.2f}): {ablated}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_non_finite_activations_are_named_and_huge_finite_ones_pass(dtype):
+    from interp.probes.inputs import check_finite
+
+    huge = torch.full((3, 64, 8), torch.finfo(dtype).max / 2, dtype=dtype)  # every entry finite; their sum is not
+    check_finite(huge, "acts")
+    check_finite(torch.arange(12).reshape(3, 4), "acts")
+    for value, where in [(math.nan, (1, 5, 2)), (math.inf, (2, 0, 7)), (-math.inf, (0, 63, 0))]:
+        bad = huge.clone()
+        bad[where] = value
+        with pytest.raises(InterpError, match=rf"acts hold 1 NaN or infinite values \(the first at index \({where[0]}, {where[1]}, {where[2]}\)\)"):
+            check_finite(bad, "acts")
+    opposite = torch.zeros(2, 3, dtype=dtype)
+    opposite[0, 1], opposite[1, 2] = math.inf, -math.inf  # their sum is NaN, not a finite number
+    with pytest.raises(InterpError, match=r"hold 2 NaN or infinite values \(the first at index \(0, 1\)\)"):
+        check_finite(opposite, "acts")
+
+
+def test_a_nan_activation_stops_training_with_its_index():
+    acts, labels = synthetic_activations(n_layers=2, n_prompts=40, d_model=8, seed=0)
+    acts[1, 7, 3] = math.nan
+    with pytest.raises(InterpError, match=r"NaN or infinite values \(the first at index \(1, 7, 3\)\)"):
+        train_probes(acts, labels, cv=2, progress=False)
