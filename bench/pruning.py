@@ -135,6 +135,9 @@ def per_layer_reference(hf, model, records) -> tuple[dict[str, torch.Tensor], fl
     return scores_from(weights, {key: saved[id(parameter)] for key, _, parameter, _ in weights}), seconds
 
 
+PASS_CAP: dict = {}  # the tokens per forward/backward interp's last run allowed itself (its provenance)
+
+
 def interp_scores(model, records, batch_size: int) -> tuple[dict[str, torch.Tensor], float]:
     from interp.pruning.scores import importance_scores
 
@@ -144,8 +147,6 @@ def interp_scores(model, records, batch_size: int) -> tuple[dict[str, torch.Tens
     PASS_CAP["tokens"] = scores.provenance.extra.get("max_tokens_per_pass")
     return {key: scores[key] for key in scores.keys}, seconds
 
-
-PASS_CAP: dict = {}  # the tokens per forward/backward interp's last run allowed itself (its provenance)
 
 
 def worst_relative(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> float:

@@ -141,19 +141,22 @@ class Readout:
             with safe_open(str(path), framework="pt") as handle:
                 meta = json.loads(handle.metadata()["readout"])
             tensors = load_file(str(path))
-        except Exception as error:  # noqa: BLE001 - any read failure means the same thing here
-            raise InterpError(f"cannot read the readout {path}: {error}. Re-create the store with `interp cache`.") from error
-        return cls(
-            norm=meta["norm"],
-            weight=tensors.get("weight"),
-            bias=tensors.get("bias"),
-            eps=float(meta["eps"]),
-            weight_offset=float(meta["weight_offset"]),
-            W_U=tensors["W_U"],
-            b_U=tensors.get("b_U"),
-            softcap=meta["softcap"],
-            verified_max_abs_diff=float(meta["verified_max_abs_diff"]),
-        )
+            return cls(
+                norm=meta["norm"],
+                weight=tensors.get("weight"),
+                bias=tensors.get("bias"),
+                eps=float(meta["eps"]),
+                weight_offset=float(meta["weight_offset"]),
+                W_U=tensors["W_U"],
+                b_U=tensors.get("b_U"),
+                softcap=meta["softcap"],
+                verified_max_abs_diff=float(meta["verified_max_abs_diff"]),
+            )
+        except InterpError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a file that cannot be read and one that lacks a field mean the same here
+            detail = f"its metadata has no {error}" if isinstance(error, KeyError) else str(error)
+            raise InterpError(f"cannot read the readout {path}: {detail}. Re-create the store with `interp cache`.") from error
 
 
 def describe_norm(module) -> tuple[NormKind, Tensor | None, Tensor | None, float, float]:
@@ -187,13 +190,13 @@ def _describe_norm(module) -> tuple[NormKind, Tensor | None, Tensor | None, floa
     )
 
 
-@torch.no_grad()
 def largest_magnitude(tensor: Tensor) -> float:
     """max |tensor| in one pass and without a copy (``abs().max()`` writes the whole |tensor| first: 6x slower)."""
     low, high = torch.aminmax(tensor.detach())
     return max(-float(low), float(high))
 
 
+@torch.no_grad()
 def _verify(readout: Readout, model) -> float:
     n_layers = model.cfg.n_layers
     vocab = min(readout.d_vocab, 1000)
@@ -204,6 +207,6 @@ def _verify(readout: Readout, model) -> float:
         captured["resid"] = tensor.detach()
         return tensor
 
-    with model.hooks(fwd_hooks=[(site_name("resid_post", n_layers - 1), save)]), torch.no_grad():
+    with model.hooks(fwd_hooks=[(site_name("resid_post", n_layers - 1), save)]):
         logits = model(tokens, attention_mask=torch.ones_like(tokens))
     return float((readout(captured["resid"]) - logits.float()).abs().max())

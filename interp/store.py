@@ -53,9 +53,9 @@ from interp.models import model_id
 from interp.provenance import Provenance, library_versions, tensor_bytes, warn_if_other_versions, weights_hash
 from interp.readout import Readout
 from interp.sites import expand_sites, parse_site
-from interp.store_manifest import (FORMAT, FORMAT_VERSION, MANIFEST, PROMPTS, SAFETENSORS_DTYPES, TOKENS, check_files, check_prompts,
-                                   check_shard, check_tokens, file_hash, file_record, read_manifest, settle_files, verify_shard, wait_for_files,
-                                   PendingFile)  # fmt: skip
+from interp.store_manifest import (FORMAT, FORMAT_VERSION, MANIFEST, PROMPTS, SAFETENSORS_DTYPES, TOKENS, PendingFile, check_files,
+                                   check_prompts, check_shard, check_tokens, file_hash, file_record, read_manifest, settle_files,
+                                   verify_shard, wait_for_files)  # fmt: skip
 
 LOCK = ".interp.lock"  # held by the process writing a store (rank 0 of a torchrun run)
 RANK_PROGRESS = ".interp.rank{rank}.json"  # under torchrun: the shards one rank finished, until rank 0 merges them
@@ -293,11 +293,6 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
     atomic_write_safetensors(out / "tokens.safetensors", {"input_ids": padded, "lengths": lengths.long()})
     readout = Readout.from_model(model)
     files: dict[str, Any] = {name: file_record(out / name) for name in (PROMPTS, TOKENS)}
-    if world_size > 1:  # the manifest travels to the other ranks now, as JSON
-        readout.save(out / "readout.safetensors")
-        files["readout.safetensors"] = file_record(out / "readout.safetensors")
-    else:  # written while the first batches run; the manifest is first written once it is done
-        files["readout.safetensors"] = PendingFile(out / "readout.safetensors", readout.save)
     tokenizer_dir = out / "tokenizer"
     if model.tokenizer is not None:
         tmp = out / ".tokenizer.tmp"
@@ -336,8 +331,12 @@ def _start_store(out: Path, model, prompts: PromptSet, token_lists, lengths: Ten
         "shards": [],
         **({"world_size": world_size} if world_size > 1 else {}),  # until complete: who may resume it
     }
-    if world_size > 1:
+    if world_size > 1:  # the manifest travels to the other ranks now, as JSON
+        readout.save(out / "readout.safetensors")
+        files["readout.safetensors"] = file_record(out / "readout.safetensors")
         atomic_write_json(out / MANIFEST, manifest)
+    else:  # written while the first batches run; the manifest is first written once it is on disk (_write_manifest)
+        files["readout.safetensors"] = PendingFile(out / "readout.safetensors", readout.save)
     return manifest
 
 

@@ -309,3 +309,21 @@ def test_atomic_writes_keep_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("field", ["eps", "verified_max_abs_diff", "norm"])
+def test_a_readout_missing_a_metadata_field_is_a_clear_error(load_tiny, tmp_path, field):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from interp.readout import Readout
+
+    store = cache_activations(load_tiny("gpt2"), PROMPTS[:4], hooks=["resid_post"], out=tmp_path / "s", batch_size=2, progress=False)
+    path = tmp_path / "s" / "readout.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["readout"])
+    del meta[field]
+    save_file(load_file(str(path)), str(tmp_path / "damaged.safetensors"), metadata={"readout": json.dumps(meta)})
+    with pytest.raises(InterpError, match=f"cannot read the readout .*damaged.safetensors: its metadata has no '{field}'"):
+        Readout.load(tmp_path / "damaged.safetensors")
+    assert store.readout.norm  # the undamaged one reads
