@@ -10,7 +10,8 @@ response tokens of example i):
                         decoder layer at a time, every example rerun once per layer; timed on the
                         first ``--reference-examples`` examples and scaled to all (it is linear in them)
   interp                ``importance_scores``: one forward and one backward per batch for all layers,
-                        each example's gradient rebuilt as G_i^T X_i
+                        each example's gradient rebuilt as G_i^T X_i (on the CPU a batch runs in passes
+                        of at most ``max_tokens_per_pass`` tokens; the bench prints the cap that ran)
 
 Prints the seconds, both ratios (target: >= 2x the per-example autograd at batch 16), the max relative
 difference of the scores from each peer, and the FLOP floor of the workload: forward, backward through
