@@ -53,10 +53,9 @@ from interp.metrics import logit_diff, reduce_metric
 from interp.models import load_model
 from interp.patching import activation_patching
 from interp.sites import site_name
-from interp.testing import build_tiny_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import matmul_rate  # noqa: E402  (the benches' shared matmul timer)
+from cache import DEFAULT_MODEL, matmul_rate, model_directory  # noqa: E402  (the benches' shared model builder and matmul timer)
 
 N_PROMPTS, N_TOKENS, SWAP_POSITION = (2, 8), 16, 8
 IOI_MODEL = "smollm2-135m-instruct"
@@ -66,13 +65,6 @@ SWEEPS = {
     ("attn_head_out", True): ("z", tl_patching.layer_pos_head_vector_patch_setter, ("layer", "pos", "head")),
     ("attn_head_out", False): ("z", tl_patching.layer_head_vector_patch_setter, ("layer", "head")),
 }
-
-
-def build_model(root: Path):
-    path = root / "gpt2-small-shaped"
-    if not (path / "config.json").exists():
-        build_tiny_model("gpt2", path, n_layers=12, d_model=768, n_heads=12, n_kv_heads=None, d_mlp=3072, n_ctx=1024, vocab_size=50257)
-    return load_model(path, device="cpu")
 
 
 def make_pairs(model, every_token: bool, n_prompts: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,7 +234,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     name = args.model or (IOI_MODEL if args.ioi else None)
-    model = build_model(args.root) if name is None else load_model(name, device="cpu")
+    model = load_model(model_directory(DEFAULT_MODEL, args.root) if name is None else name, device="cpu")
     if args.ioi:
         prompts = ioi_prompts(model.tokenizer, n_prompts=max(args.prompts), seed=0)
     shape = f"{model.cfg.n_layers} layers, d_model {model.cfg.d_model}, {model.cfg.n_heads} heads, vocab {model.cfg.d_vocab}"

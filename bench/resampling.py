@@ -49,12 +49,12 @@ from interp.resampling import LocalBackend
 from interp.testing import build_tiny_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cache import matmul_rate  # noqa: E402  (the benches' shared matmul timer)
+from cache import DEFAULT_MODEL, matmul_rate  # noqa: E402  (the benches' shared model builder and matmul timer)
+from cache import model_directory as shared_model_directory  # noqa: E402
 
 WORDS = "the quick brown fox jumps over lazy dog . a cat sat on mat and looked at bird , how do i bake bread ? the answer is 42".split()
 SAMPLING = dict(temperature=0.6, top_p=0.95)
 CACHE = compat.cache_kwarg()  # past_key_values; renamed cache in transformers 5.24 (the old name warns)
-GPT2_SMALL = dict(n_layers=12, d_model=768, n_heads=12, vocab_size=50257, n_ctx=1024)
 
 
 def make_prefix(backend: LocalBackend, n_tokens: int, seed: int = 0) -> str:
@@ -67,16 +67,13 @@ def make_prefix(backend: LocalBackend, n_tokens: int, seed: int = 0) -> str:
 
 def model_directory(args) -> tuple[Path, str]:
     """The Hugging Face directory to load and a label for it (random models are built once under --model-dir)."""
-    if args.model in ("llama", "gpt2-small"):
-        root = args.model_dir or Path(tempfile.mkdtemp())
-        path = root / f"{args.model}-bench"
+    if args.model == "gpt2-small":  # the shape every bench shares (bench/cache.py builds it)
+        return Path(shared_model_directory(DEFAULT_MODEL, args.model_dir or Path(tempfile.gettempdir()) / "interp-bench")), "random GPT-2-small shape"
+    if args.model == "llama":  # its shape comes from --layers / --d-model: built afresh unless --model-dir
+        path = (args.model_dir or Path(tempfile.mkdtemp())) / "llama-bench"
         if not (path / "config.json").exists():
-            if args.model == "llama":
-                build_tiny_model("llama", path, n_layers=args.layers, d_model=args.d_model, n_heads=8, n_kv_heads=4, n_ctx=1024)
-            else:
-                build_tiny_model("gpt2", path, **GPT2_SMALL)
-        shape = f"random llama {args.layers} layers, d_model {args.d_model}" if args.model == "llama" else "random GPT-2-small shape"
-        return path, shape
+            build_tiny_model("llama", path, n_layers=args.layers, d_model=args.d_model, n_heads=8, n_kv_heads=4, n_ctx=1024)
+        return path, f"random llama {args.layers} layers, d_model {args.d_model}"
     source = resolve_model(args.model)[0] if not Path(args.model).exists() else args.model
     return Path(source), args.model
 
