@@ -185,18 +185,15 @@ class Capturer:
             return "the model is not a TransformerBridge"
         views = PlainViewCache(hf, self.model)
         self._view, why = views.get(None)  # no logits check: the sites read are checked below
-        if why:
-            views.warn_once(why, "caching runs")
-            return why
-        try:
-            self._layers = _decoder_layers(self._view, self.model)
-        except (KeyError, AttributeError) as error:  # the view has no module where the bridge has a block
-            self._view, why = None, f"the plain view has no decoder layer where the bridge has a block ({type(error).__name__}: {error})"
-            views.warn_once(why, "caching runs")
-            return why
-        for name, site in sites.items():
-            self._wanted.setdefault((int(site.layer), PLAIN_SITES[site.kind]), []).append(name)
-        why = self._disagreement(batch)
+        if not why:
+            try:
+                self._layers = _decoder_layers(self._view, self.model)
+            except (KeyError, AttributeError) as error:  # the view has no module where the bridge has a block
+                why = f"the plain view has no decoder layer where the bridge has a block ({type(error).__name__}: {error})"
+        if not why:
+            for name, site in sites.items():
+                self._wanted.setdefault((int(site.layer), PLAIN_SITES[site.kind]), []).append(name)
+            why = self._disagreement(batch)
         if why:
             views.warn_once(why, "caching runs")
             self._view = None

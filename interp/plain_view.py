@@ -91,13 +91,16 @@ def refusal(hf: torch.nn.Module, bridge: Optional[torch.nn.Module] = None, tenso
     return ""
 
 
-def build_plain_view(hf: torch.nn.Module, check_ids: Optional[torch.Tensor]) -> tuple[Optional[torch.nn.Module], str]:
+def build_plain_view(
+    hf: torch.nn.Module, check_ids: Optional[torch.Tensor], tensors: Optional[dict[str, torch.Tensor]] = None
+) -> tuple[Optional[torch.nn.Module], str]:
     """``(plain model sharing hf's tensors, "")``, or ``(None, why not)``.
 
     Args:
         hf: a bridged Hugging Face causal LM (``TransformerBridge.original_model``).
         check_ids: ``[1, pos]`` token ids; both models' logits on them must agree (None: the caller checks
             what it reads itself, as ``interp.capture.Capturer`` does).
+        tensors: hf's tensors under their plain names, where the caller has them already (``_tensors(hf)``).
     """
     from transformers import AutoModelForCausalLM
 
@@ -109,7 +112,7 @@ def build_plain_view(hf: torch.nn.Module, check_ids: Optional[torch.Tensor]) -> 
             plain = AutoModelForCausalLM.from_config(config)
     except Exception as error:  # noqa: BLE001 - any failure means: use the bridge
         return None, f"transformers cannot build {type(hf).__name__} from its config ({type(error).__name__}: {error})"
-    source = _tensors(hf)
+    source = tensors if tensors is not None else _tensors(hf)
     for name, target in [*plain.named_parameters(remove_duplicate=False), *plain.named_buffers(remove_duplicate=False)]:
         tensor = source.get(name)
         if tensor is None or tensor.shape != target.shape:
@@ -170,7 +173,7 @@ class PlainViewCache:
             return None, why
         key = tuple(map(id, tensors.values()))
         if key != self._key:
-            self._view, self._why = build_plain_view(self.hf, None if check_ids is None else check_ids[:, :8])
+            self._view, self._why = build_plain_view(self.hf, None if check_ids is None else check_ids[:, :8], tensors)
             self._extras = bridge_only(tensors, self._view) if self._view is not None else {}
             self._key = key
         why = _nonzero(self._extras)  # edited in place since the view was built

@@ -305,8 +305,8 @@ def _cpu_tokens_per_pass(weights: Sequence[DecoderWeight]) -> int:
     """The most tokens one forward/backward on the CPU should hold: ``defaults.PRUNE_CPU_PASS_ELEMENTS`` over the
     widest linear output. Larger passes are slower per token on the CPU, not faster: their activations leave the
     cache and the allocator returns their memory to the system after each pass, so the next one faults it back in
-    (GPT-2-small shape, 16 examples of ~95 tokens: 1.16 M page faults and 17.2 s in one pass, 12.4 s in passes of
-    four). The scores do not depend on it."""
+    (GPT-2-small shape, 16 examples of ~95 tokens: 1.16 M page faults and 17.2 s in one pass, 12.2-12.4 s in
+    passes of at most 512 tokens). The scores do not depend on it."""
     widest = max(weight.shape[0] for weight in weights)
     return max(1, defaults.PRUNE_CPU_PASS_ELEMENTS // widest)
 

@@ -30,9 +30,9 @@ from torch import Tensor
 
 from interp import compat, defaults
 from interp.errors import InterpError
+from interp.plain_view import PlainViewCache, accepts
 from interp.provenance import library_versions, warn_if_other_versions
 from interp.resampling.io import append_jsonl, check_rollout_records, read_jsonl, read_run_manifest
-from interp.plain_view import PlainViewCache, accepts
 from interp.resampling.text import ExtractorSpec, Sentence, extract_boxed, grade, make_extractor, sentence_spans, split_sentences
 
 FORMAT_VERSION = 1
