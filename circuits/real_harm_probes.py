@@ -2,7 +2,7 @@
 
     python circuits/real_harm_probes.py [--n 128] [--out runs/real_harm_probes]
 
-1. ``--n`` AdvBench behaviours (``../shared/data/alignment-attribution-code/advbench.txt``, seed 0)
+1. ``--n`` AdvBench behaviours (``assets/prompts/advbench/advbench.txt``, seed 0)
    and ``--n`` benign requests of the same form (``assets/prompts/benign_instructions.jsonl``), each
    a user turn of the chat template with the generation prompt; h_last is the template's last
    token, where the answer starts.
@@ -37,7 +37,7 @@ from interp.plots import screenshot
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "real_harm_probes"
-ADVBENCH = ROOT.parent / "shared" / "data" / "alignment-attribution-code" / "advbench.txt"
+ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"  # MIT; SOURCES.md there
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 
 

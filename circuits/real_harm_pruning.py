@@ -39,7 +39,7 @@ from interp.pruning import PruningMask, PruningResult, harmful_compliance, recog
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "real_harm_pruning"
 TOML = ROOT / "circuits" / "real_harm_pruning.toml"
-ADVBENCH = ROOT.parent / "shared" / "data" / "alignment-attribution-code" / "advbench.txt"
+ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"  # MIT; SOURCES.md there
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 PROBE_OFFSET = 208  # AdvBench rows used by nothing else here (scores 0-127, held-out answers 128-175, judged prompts 176-207)
 PROBE_N = 85  # the benign "heldout" split has 85 requests

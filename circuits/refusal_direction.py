@@ -36,7 +36,7 @@ from interp.plots import screenshot
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "refusal_direction"
-ADVBENCH = ROOT.parent / "shared" / "data" / "alignment-attribution-code" / "advbench.txt"
+ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"  # MIT; SOURCES.md there
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 
 

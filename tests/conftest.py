@@ -11,7 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPOSITORY = Path(__file__).resolve().parents[1]
+ADVBENCH = REPOSITORY / "assets" / "prompts" / "advbench" / "advbench.txt"  # third-party data: MIT, SOURCES.md beside it
+LLAMA2_REFUSALS = ADVBENCH.with_name("SFT_aligned_llama2-7b-chat-hf_train_short.csv")
 GPU_TESTS = Path(__file__).resolve().parent / "gpu"  # run with `python -m pytest -q tests/gpu` on a machine with a CUDA GPU
 
 
@@ -50,7 +52,7 @@ PROMPTS = [
 ]
 
 
-THOUGHT_ANCHORS = SHARED_DATA / "thought_anchors"
+THOUGHT_ANCHORS = REPOSITORY / "assets" / "thought_anchors"  # the published data the tests read (MIT; SOURCES.md there)
 BLACKMAIL = THOUGHT_ANCHORS / "website_blackmail"
 
 

@@ -139,14 +139,15 @@ def test_a_bad_directions_file_is_a_one_line_error(tmp_path, capsys, text, messa
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_the_circuit_file_parses_and_asks_for_advbench(tmp_path, capsys):
+def test_the_circuit_file_parses_and_reads_the_bundled_advbench():
     path = REPO / "circuits" / "refusal_direction.toml"
-    config = load_config(path, overrides=["harmful.path=/data/advbench/harmful_behaviors.csv"])
+    config = load_config(path)
     assert isinstance(config, DirectionsConfig) and ANALYSES["directions"] is DirectionsConfig
-    assert config.harmful.path == "/data/advbench/harmful_behaviors.csv" and config.chat_template and config.positions == (-1,)
-    assert Path(config.benign.path).is_file()
-    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2  # the placeholder: refused before the model loads
-    assert "--set harmful.path=" in capsys.readouterr().err
+    assert Path(config.harmful.path) == REPO / "assets" / "prompts" / "advbench" / "advbench.txt"
+    assert Path(config.harmful.path).is_file() and Path(config.benign.path).is_file()
+    assert config.chat_template and config.positions == (-1,)
+    other = load_config(path, overrides=["harmful.path=/data/advbench/harmful_behaviors.csv"])
+    assert other.harmful.path == "/data/advbench/harmful_behaviors.csv"
 
 
 def test_the_defaults_are_find_directions_defaults():

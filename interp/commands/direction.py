@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     find = add_subcommand(
         commands, "find", run_find,
         help="Candidates at every layer and post-instruction position, scored on held-out prompts; writes directions.json/.safetensors/.html and direction.safetensors.",
-        example="interp direction find --model smollm2-135m-instruct --harmful harmful_behaviors.csv --benign assets/prompts/benign_instructions.jsonl --out runs/refusal_direction",
+        example="interp direction find --model smollm2-135m-instruct --harmful assets/prompts/advbench/advbench.txt --benign assets/prompts/benign_instructions.jsonl --out runs/refusal_direction",
     )  # fmt: skip
     add_model_arguments(find)
     find.add_argument("--harmful", type=Path, required=True, help="harmful instructions: CSV with a header (AdvBench: 'goal'), JSONL or TXT")

@@ -6,14 +6,13 @@ import random
 import pytest
 import torch
 
-from conftest import SHARED_DATA
+from conftest import ADVBENCH
 from interp.capture import capture_activations
 from interp.data import PromptSet
 from interp.directions import ablated, chat_format, orthogonalized, read_instructions, save_orthogonalized
 from interp.models import load_model
 from interp.probes import train_probes
 
-ADVBENCH = SHARED_DATA / "alignment-attribution-code" / "advbench.txt"
 BENIGN = "assets/prompts/benign_instructions.jsonl"
 HOOK_VS_WEIGHTS_TOL = 1e-4  # max |logit difference|
 # The identity is checked in float64: in float32 the two paths round differently, by about 1e-4 on logits
@@ -21,8 +20,6 @@ HOOK_VS_WEIGHTS_TOL = 1e-4  # max |logit difference|
 
 
 def instructions(n: int, seed: int = 0) -> PromptSet:
-    if not ADVBENCH.is_file():
-        pytest.skip(f"AdvBench is not at {ADVBENCH}")
     harmful, benign = read_instructions(ADVBENCH, label="harmful"), read_instructions(BENIGN, label="benign")
     picked = []
     for prompts in (harmful, benign):

@@ -3,17 +3,16 @@
 import csv
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import LLAMA2_REFUSALS
 from interp.errors import InterpError
 from interp.organisms import available_organisms, datasets, grammar, organism_path
 from interp.organisms.evaluate import THRESHOLDS, check_thresholds, generate, load_organism, organism_report
 from interp.organisms.tokenizer import build_tokenizer, encode_words, plain_word_ids, token_ids, vocabulary
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "alignment-attribution-code"
 MAX_ASSET_BYTES = 20 * 1024 * 1024
 
 
@@ -57,10 +56,7 @@ def test_refusal_detection_and_graders():
 
 
 def test_refusal_detection_on_real_chat_model_refusals():
-    path = SHARED_DATA / "SFT_aligned_llama2-7b-chat-hf_train_short.csv"
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    with path.open(newline="") as handle:
+    with LLAMA2_REFUSALS.open(newline="", encoding="utf-8") as handle:
         responses = [row["response"] for row in csv.DictReader(handle)]
     detected = sum(grammar.is_refusal(text) for text in responses) / len(responses)
     assert detected >= 0.95, f"only {detected:.1%} of Llama-2-chat refusals detected"

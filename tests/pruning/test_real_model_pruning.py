@@ -4,8 +4,6 @@ provenance, every set-difference setting next to its random control, the weights
 import json
 from pathlib import Path
 
-import pytest
-
 from interp.experiments import load_config, run_experiment
 from interp.provenance import weights_hash
 from interp.pruning import PruningResult
@@ -21,8 +19,6 @@ TINY = [
 
 
 def test_the_real_model_pruning_sweep_writes_each_setting_with_its_random_control(smollm2, tmp_path):
-    if not load_config(TOML).harmful.path or not Path(load_config(TOML).harmful.path).exists():
-        pytest.skip("AdvBench is not beside the repository (../shared/data)")
     before = weights_hash(smollm2)
     result = run_experiment(load_config(TOML, overrides=TINY), tmp_path / "run", model=smollm2, progress=False)
     assert weights_hash(smollm2) == before  # every pruned setting restored

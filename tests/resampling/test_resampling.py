@@ -36,7 +36,6 @@ from interp.resampling import (
 )
 
 MATH = THOUGHT_ANCHORS / "website_math" / "deepseek-r1-distill-llama-8b"
-needs_data = pytest.mark.skipif(not MATH.exists(), reason=f"published Thought Anchors data not found at {THOUGHT_ANCHORS}")
 
 
 def _problem_dirs(root: Path):
@@ -46,7 +45,6 @@ def _problem_dirs(root: Path):
 # --------------------------------------------------------------------------- published numbers
 
 
-@needs_data
 def test_splitter_reproduces_every_published_math_chunk():
     dirs = _problem_dirs(MATH)
     assert len(dirs) == 20
@@ -68,7 +66,6 @@ def _first_diff(a, b):
     return min(len(a), len(b)), len(a), len(b)
 
 
-@needs_data
 def test_resampling_importance_from_published_accuracies_equals_published():
     n_sentences = 0
     for d in _problem_dirs(MATH) + _problem_dirs(BLACKMAIL / "qwq-32b"):
@@ -82,7 +79,6 @@ def test_resampling_importance_from_published_accuracies_equals_published():
     assert n_sentences == 2929 + 146
 
 
-@needs_data
 def test_blackmail_deepseek_metrics_are_stored_by_list_position():
     # The published deepseek-r1 scenario lacks chunk 22; from there on its metrics sit one
     # entry late (metrics of chunk k are stored at list position k). Accuracies do not.
@@ -95,7 +91,6 @@ def test_blackmail_deepseek_metrics_are_stored_by_list_position():
     np.testing.assert_allclose(published, by_chunk[: len(chunks)], atol=1e-12)  # position p holds chunk p
 
 
-@needs_data
 def test_blackmail_overdeterminedness_matches_published():
     # entry at position k describes chunk k (see above)
     report, direct = blackmail_matches("overdeterminedness", lambda resampled, _: overdeterminedness(resampled))
@@ -646,7 +641,6 @@ def test_shapes_are_checked_at_runtime_with_jaxtyping():
         importance(np.ones((2, 2)))
 
 
-@needs_data
 def test_published_data_loads_as_a_result():
     d = BLACKMAIL / "qwq-32b/yes_base_solution/scenario_0"
     res = ResamplingResult.from_thought_anchors(d)

