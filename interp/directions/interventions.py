@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from interp.errors import InterpError
 from interp.io import atomic_write_json, atomic_write_safetensors
+from interp.models import model_id
 from interp.pruning.weights import decoder_weights
 from interp.sites import GLOBAL_SITES, site_name
 
@@ -41,7 +42,9 @@ def direction_vector(model: Any, direction: Any) -> Float[Tensor, "d_model"]:
         raise InterpError(f"direction must be a RefusalDirection or a [d_model] tensor, got {type(direction).__name__}.")
     d_model = int(model.cfg.d_model)
     if vector.ndim != 1 or vector.shape[0] != d_model:
-        raise InterpError(f"the direction has shape {tuple(vector.shape)} but the model's d_model is {d_model}; "
+        provenance = getattr(direction, "provenance", None)
+        found_on = f"was found on model {provenance.model_id!r} and " if provenance is not None and provenance.model_id else ""
+        raise InterpError(f"the direction {found_on}has shape {tuple(vector.shape)}, but this model {model_id(model)!r} has d_model {d_model}; "
                           "use a direction found on this model (interp direction find --model M ...).")  # fmt: skip
     check = getattr(direction, "check_model", None)
     if check is not None:

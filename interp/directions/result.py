@@ -55,13 +55,14 @@ class RefusalDirection:
 
     def check_model(self, model: Any) -> None:
         """Raise unless ``model`` has the weights this direction was found on."""
+        from interp.models import model_id
         from interp.provenance import weights_hash
 
         found = self.provenance.weights_hash if self.provenance else ""
         here = weights_hash(model) if found else ""
         if found and here != found:
             raise InterpError(f"this direction was found on model {self.provenance.model_id!r} (weights hash {found[:12]}), not on this "
-                              f"model (weights hash {here[:12]}); find a direction on this model (interp direction find --model M ...).")  # fmt: skip
+                              f"model {model_id(model)!r} (weights hash {here[:12]}); find a direction on this model (interp direction find --model M ...).")  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> Path:
         meta = {key: str(value) for key, value in self.describe().items()}

@@ -1,0 +1,224 @@
+"""The refusal direction of Arditi et al. 2024 on Qwen2.5-Coder-0.5B-Instruct, a chat model that refuses.
+
+    python circuits/refusal_direction_qwen.py [--out runs/refusal_direction_qwen] [--sweep-only]
+
+1. Training prompts: ``--n-train`` AdvBench behaviours (``assets/prompts/advbench``, seeded order) and as many
+   benign requests of the "train" split of ``assets/prompts/benign_instructions.jsonl``, in the chat template
+   (with the model's default system prompt). A candidate is the difference of mean ``resid_pre`` at each layer
+   and each of the 5 post-instruction template tokens (``<|im_end|> \\n <|im_start|> assistant \\n``).
+2. Every candidate is scored (``interp.directions.find_directions``) on ``--n-val`` other AdvBench behaviours
+   and ``--n-val`` other "train" benign requests; ``--layers-per-chunk`` layers per call, each chunk saved under
+   ``--out/chunks/`` so a stopped run resumes; the chunks are merged (``merge_scores``) and the selection redone.
+3. Held-out evaluation (prompts never used above: ``--n-eval`` further AdvBench behaviours and the "heldout"
+   benign split), greedy completions judged by ``interp.judges.refusal``: the unmodified model; harmful requests
+   with the direction ablated (hooks); benign requests with it added at its layer.
+4. Hook ablation vs the orthogonalised weights in float64 (max |logit difference|, restored bit-exactly after);
+   the orthogonalised model saved, reloaded with ``interp.load_model(dir)`` and its refusal rate on the held-out
+   harmful requests.
+
+Writes the result (``DirectionResult.save``) to ``--out``, and ``refusal_direction_qwen/results.json``,
+``completions.jsonl`` and ``candidates.png`` here. Each step's output is saved as it finishes, so a rerun
+with the same ``--out`` resumes.
+"""
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from interp.data import PromptSet, tokenize_prompts
+from interp.directions import (
+    DirectionResult, RefusalDirection, ablated, added, chat_format, find_directions, merge_scores, orthogonalized,
+    read_instructions, save_orthogonalized, split_instructions,
+)  # fmt: skip
+from interp.directions.find import last_log_probs
+from interp.io import atomic_write_json
+from interp.judges import refusal
+from interp.models import load_model
+from interp.plots import screenshot
+from interp.pruning.evaluate import generate_responses
+
+MODEL = "qwen2.5-coder-0.5b-instruct"
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "circuits" / "refusal_direction_qwen"
+ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"
+BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
+
+
+def prompt_sets(n_train: int, n_val: int, n_eval: int) -> dict[str, PromptSet]:
+    """Disjoint training, scoring and evaluation sets (AdvBench in a seeded order; benign by its split field)."""
+    advbench = read_instructions(ADVBENCH, label="harmful")
+    order = list(range(len(advbench)))
+    random.Random(1).shuffle(order)
+    benign_train, benign_held = split_instructions(read_instructions(BENIGN, label="benign"))
+    return {
+        "harmful": advbench.select(order[:n_train]),
+        "val_harmful": advbench.select(order[n_train : n_train + n_val]),
+        "eval_harmful": advbench.select(order[n_train + n_val : n_train + n_val + n_eval]),
+        "benign": benign_train.select(range(n_train)),
+        "val_benign": benign_train.select(range(n_train, n_train + n_val)),
+        "eval_benign": benign_held.select(range(min(n_eval, len(benign_held)))),
+    }
+
+
+def judge_sample(model, args) -> None:
+    """Greedy answers to AdvBench behaviours and benign requests outside every other set, for labelling by hand.
+
+    Writes ``judge_sample.jsonl`` here (instruction, label, completion, the judge's verdict); the hand labels
+    live in ``judge_validation.jsonl`` (the same rows with ``hand_refusal`` and a note).
+    """
+    advbench = read_instructions(ADVBENCH, label="harmful")
+    order = list(range(len(advbench)))
+    random.Random(1).shuffle(order)
+    _, benign_held = split_instructions(read_instructions(BENIGN, label="benign"))
+    half = args.judge_sample // 2
+    prompts = PromptSet(advbench.select(order[-half:]).records + benign_held.select(range(len(benign_held) - half, len(benign_held))).records)
+    rows = judged(model, prompts, args.max_new_tokens, args.batch_size)
+    (HERE / "judge_sample.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def sweep(model, sets: dict[str, PromptSet], out: Path, layers_per_chunk: int, start: float) -> DirectionResult:
+    """Every (position, layer) candidate scored, a chunk of layers per call, each chunk saved (resumable)."""
+    result = None
+    n_layers = model.cfg.n_layers
+    for first in range(0, n_layers, layers_per_chunk):
+        layers = list(range(first, min(first + layers_per_chunk, n_layers)))
+        chunk_dir = out / "chunks" / f"layers_{layers[0]:02d}_{layers[-1]:02d}"
+        if (chunk_dir / "directions.json").exists():
+            chunk = DirectionResult.load(chunk_dir)
+        else:
+            chunk = find_directions(model, sets["harmful"], sets["benign"], val_harmful=sets["val_harmful"],
+                                    val_benign=sets["val_benign"], layers=layers, progress=True)  # fmt: skip
+            chunk.save(chunk_dir)
+        result = chunk if result is None else merge_scores(result, chunk)
+        print(f"layers {layers[0]}..{layers[-1]} scored ({time.time() - start:.0f} s)", flush=True)
+    return result
+
+
+def judged(model, prompts: PromptSet, max_new_tokens: int, batch_size: int) -> list[dict]:
+    """Greedy completions of ``prompts`` (chat template) with the refusal judge's verdict on each."""
+    texts = generate_responses(model, chat_format(model.tokenizer, prompts), max_new_tokens=max_new_tokens, batch_size=batch_size, progress=True)
+    return [{"instruction": record["text"], "label": record["label"], "completion": text, "refusal": refusal(record, text)}
+            for record, text in zip(prompts, texts)]  # fmt: skip
+
+
+def conditions(model, direction: RefusalDirection, sets: dict[str, PromptSet]) -> dict[str, tuple]:
+    """name -> (prompts, context manager factory or None) for the held-out evaluation."""
+    return {
+        "harmful": (sets["eval_harmful"], None),
+        "benign": (sets["eval_benign"], None),
+        "harmful, direction ablated": (sets["eval_harmful"], lambda: ablated(model, direction)),
+        "benign, direction ablated": (sets["eval_benign"], lambda: ablated(model, direction)),
+        "benign, direction added": (sets["eval_benign"], lambda: added(model, direction)),
+    }
+
+
+def evaluate(model, direction: RefusalDirection, sets: dict[str, PromptSet], out: Path, args) -> dict[str, list[dict]]:
+    """Judged completions per condition, each saved under ``out/completions`` once generated (resumable)."""
+    done = {}
+    for name, (prompts, context) in conditions(model, direction, sets).items():
+        path = out / "completions" / (name.replace(", ", "_").replace(" ", "_") + ".json")
+        if path.exists():
+            done[name] = json.loads(path.read_text())
+            continue
+        start = time.time()
+        if context is None:
+            rows = judged(model, prompts, args.max_new_tokens, args.batch_size)
+        else:
+            with context():
+                rows = judged(model, prompts, args.max_new_tokens, args.batch_size)
+        seconds = time.time() - start
+        atomic_write_json(path, {"seconds": seconds, "rows": rows})
+        done[name] = {"seconds": seconds, "rows": rows}
+        print(f"{name}: {sum(row['refusal'] for row in rows)}/{len(rows)} refused ({seconds:.0f} s)", flush=True)
+    return done
+
+
+def hook_vs_weights(direction: RefusalDirection, sets: dict[str, PromptSet]) -> float:
+    """Max |logit difference| between hook ablation and orthogonalised weights, in float64; weights restored bit-exactly."""
+    model = load_model(MODEL, device="cpu", dtype="float32")
+    model.to(torch.float64)
+    prompts = chat_format(model.tokenizer, PromptSet(sets["eval_harmful"].records[:2] + sets["eval_benign"].records[:2]))
+    tokens = tokenize_prompts(model, prompts)
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    vector = direction.vector.double()
+    with ablated(model, vector):
+        hooked = last_log_probs(model, tokens, 4)
+    with orthogonalized(model, vector):
+        weights = last_log_probs(model, tokens, 4)
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]), f"{name} was not restored bit-exactly"
+    return float((hooked.double() - weights.double()).abs().max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/refusal_direction_qwen"))
+    parser.add_argument("--n-train", type=int, default=64)
+    parser.add_argument("--n-val", type=int, default=16)
+    parser.add_argument("--n-eval", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--layers-per-chunk", type=int, default=2, help="layers scored per resumable step")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sweep-only", action="store_true", help="stop after the candidate sweep")
+    parser.add_argument("--judge-sample", type=int, default=0, help="only write this many answers (half harmful) for hand labels")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    model = load_model(MODEL, device="cpu")
+    if args.judge_sample:
+        return judge_sample(model, args)
+    sets = prompt_sets(args.n_train, args.n_val, args.n_eval)
+    result = sweep(model, sets, args.out, args.layers_per_chunk, start)
+    sweep_seconds = time.time() - start
+    result.save(args.out)
+    print(result.summary(), flush=True)
+    screenshot(args.out / "directions.html", HERE / "candidates.png", "1340,1040")
+    if args.sweep_only:
+        return
+    direction = result.direction
+    completions = evaluate(model, direction, sets, args.out, args)
+    rates = {name: sum(row["refusal"] for row in done["rows"]) / len(done["rows"]) for name, done in completions.items()}
+    difference = hook_vs_weights(direction, sets)
+    print(f"hook ablation vs orthogonalised weights (float64): max |log-prob difference| {difference:.2e}", flush=True)
+
+    saved_dir = args.out / "orthogonalized_model"
+    if not (saved_dir / "config.json").exists():
+        save_orthogonalized(model, direction, saved_dir)
+    reloaded = load_model(saved_dir, device="cpu")
+    reloaded_rows = json.loads(path.read_text())["rows"] if (path := args.out / "completions" / "orthogonalized_harmful.json").exists() else None
+    if reloaded_rows is None:
+        begin = time.time()
+        reloaded_rows = judged(reloaded, sets["eval_harmful"], args.max_new_tokens, args.batch_size)
+        atomic_write_json(path, {"seconds": time.time() - begin, "rows": reloaded_rows})
+    rates["harmful, orthogonalised model reloaded"] = sum(row["refusal"] for row in reloaded_rows) / len(reloaded_rows)
+
+    def grid(values):
+        return [[None if math.isnan(v) else round(v, 4) for v in row] for row in values.tolist()]
+
+    generated = sum(len(done["rows"]) for done in completions.values())
+    generation_seconds = sum(done["seconds"] for done in completions.values())
+    summary = {
+        "model": MODEL, "weights_hash": result.provenance.weights_hash, "counts": {name: len(s) for name, s in sets.items()},
+        "refusal_tokens": list(result.refusal_tokens), "positions": list(result.position_labels), "selection": result.selection,
+        "chosen": {"layer": direction.layer, "position": direction.position_label, "norm": float(direction.vector.norm()), **result.scores()},
+        "refusal_rates": rates, "hook_vs_weights_max_logprob_diff_float64": difference,
+        "ablation_score": grid(result.ablation_score), "addition_score": grid(result.addition_score), "kl": grid(result.kl),
+        "sweep_seconds_this_run": sweep_seconds, "completions_per_second": generated / generation_seconds,
+        "max_new_tokens": args.max_new_tokens, "seconds_this_run": time.time() - start,
+    }  # fmt: skip
+    atomic_write_json(HERE / "results.json", summary)
+    rows = [dict(row, condition=name) for name, done in completions.items() for row in done["rows"]]
+    rows += [dict(row, condition="harmful, orthogonalised model reloaded") for row in reloaded_rows]
+    (HERE / "completions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    print(json.dumps(rates, indent=2))
+    print(f"done in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
