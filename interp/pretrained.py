@@ -99,12 +99,20 @@ def interp_home() -> Path:
     return Path(os.environ.get("INTERP_HOME", "~/.cache/interp")).expanduser()
 
 
-def register() -> None:
-    """Register every packaged model with the model registry (the ``interp.models`` entry point)."""
+def register_smollm2() -> None:
+    """Register SmolLM2-135M-Instruct with the model registry (its ``interp.models`` entry point)."""
+    _register(SMOLLM2_135M_INSTRUCT)
+
+
+def register_qwen() -> None:
+    """Register Qwen2.5-Coder-0.5B-Instruct with the model registry (its ``interp.models`` entry point)."""
+    _register(QWEN25_CODER_05B_INSTRUCT)
+
+
+def _register(model: PackagedModel) -> None:
     from interp.models import register_model
 
-    for model in PRETRAINED.values():
-        register_model(model.name, _resolver(model))
+    register_model(model.name, _resolver(model))
 
 
 def _resolver(model: PackagedModel):
