@@ -18,7 +18,6 @@ Writes the result (``DirectionResult.save``) to ``--out`` and, here, ``refusal_d
 """
 
 import argparse
-import dataclasses
 import math
 import random
 import time
@@ -27,8 +26,8 @@ from pathlib import Path
 import torch
 
 from interp.data import PromptSet, tokenize_prompts
-from interp.directions import DirectionResult, ablated, added, chat_format, find_directions, orthogonalized, read_instructions, split_instructions
-from interp.directions.find import last_log_probs, select
+from interp.directions import DirectionResult, ablated, added, chat_format, find_directions, merge_scores, orthogonalized, read_instructions, split_instructions
+from interp.directions.find import last_log_probs
 from interp.io import atomic_write_json
 from interp.models import load_model
 from interp.pruning.evaluate import generate_responses, has_refusal_string
@@ -38,17 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "refusal_direction"
 ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"  # MIT; SOURCES.md there
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
-
-
-def merge(first, second):
-    """``second`` with the scores ``first`` has and ``second`` lacks (same training prompts: same candidates), selection redone."""
-    assert torch.allclose(first.directions, second.directions, atol=1e-5), "chunks were computed from different training prompts"
-    fields = {}
-    for name in ("ablation_score", "addition_score", "kl"):
-        a, b = getattr(first, name), getattr(second, name)
-        fields[name] = torch.where(torch.isnan(b), a, b)
-    (p, layer), selection = select(fields["ablation_score"], fields["addition_score"], fields["kl"], second.max_kl, second.max_layer)
-    return dataclasses.replace(second, **fields, chosen_position=p, chosen_layer=layer, selection=selection)
 
 
 def main() -> None:
@@ -81,7 +69,7 @@ def main() -> None:
         else:
             chunk = find_directions(model, harmful, benign, layers=layers, **common)
             chunk.save(chunk_dir)
-        result = chunk if result is None else merge(result, chunk)
+        result = chunk if result is None else merge_scores(result, chunk)
         print(f"layers {layers[0]}..{layers[-1]} scored ({time.time() - start:.0f} s)", flush=True)
     print(result.summary())
     result.save(args.out)

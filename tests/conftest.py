@@ -86,18 +86,29 @@ def blackmail_matches(metric: str, compute) -> tuple[dict[str, tuple[int, int]],
     return report, direct
 
 
-@pytest.fixture(scope="session")
-def smollm2():
-    """SmolLM2-135M-Instruct (converted once per machine into $INTERP_HOME; skipped if it cannot be obtained)."""
+def _real_model(name: str):
+    """A packaged real model (converted once per machine into $INTERP_HOME; skipped if it cannot be obtained)."""
     from interp.errors import InterpError
     from interp.models import load_model
 
     try:
-        return load_model("smollm2-135m-instruct", device="cpu")
+        return load_model(name, device="cpu")
     except InterpError as error:
         if os.environ.get("INTERP_REQUIRE_REAL_MODEL") == "1":  # `make test` obtains it first: missing is a failure
             raise
-        pytest.skip(f"the real model is not available here: {error}")
+        pytest.skip(f"the real model {name} is not available here: {error}")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct, a real chat model that rarely refuses."""
+    return _real_model("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def qwen():
+    """Qwen2.5-Coder-0.5B-Instruct, a real chat model that refuses (untied output matrix, q/k/v biases)."""
+    return _real_model("qwen2.5-coder-0.5b-instruct")
 
 
 # ---- tests/gpu: CUDA caching, patching and pruning scores on the real model, the real vLLM backend ----
