@@ -35,7 +35,7 @@ from interp.directions import (
     DirectionResult, RefusalDirection, ablated, added, chat_format, find_directions, merge_scores, orthogonalized,
     read_instructions, save_orthogonalized, split_instructions,
 )  # fmt: skip
-from interp.directions.find import last_log_probs
+from interp.directions.find import MAX_LAYER_FRACTION, last_log_probs
 from interp.io import atomic_write_json
 from interp.judges import refusal
 from interp.models import load_model
@@ -81,22 +81,33 @@ def judge_sample(model, args) -> None:
     (HERE / "judge_sample.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
-def sweep(model, sets: dict[str, PromptSet], out: Path, layers_per_chunk: int, start: float) -> DirectionResult:
-    """Every (position, layer) candidate scored, a chunk of layers per call, each chunk saved (resumable)."""
+def sweep(model, sets: dict[str, PromptSet], out: Path, layers_per_chunk: int, start: float, below: int | None = None) -> DirectionResult:
+    """Every (position, layer) candidate scored, a chunk of layers per call, each chunk saved (resumable).
+
+    ``below``: only the chunks that hold a layer below it (the selection's layer filter: the choice is final
+    once they are scored; the later layers complete the grid).
+    """
     result = None
     n_layers = model.cfg.n_layers
-    for first in range(0, n_layers, layers_per_chunk):
+    for first in range(0, n_layers if below is None else below, layers_per_chunk):
         layers = list(range(first, min(first + layers_per_chunk, n_layers)))
         chunk_dir = out / "chunks" / f"layers_{layers[0]:02d}_{layers[-1]:02d}"
         if (chunk_dir / "directions.json").exists():
             chunk = DirectionResult.load(chunk_dir)
         else:
+            begin = time.time()
             chunk = find_directions(model, sets["harmful"], sets["benign"], val_harmful=sets["val_harmful"],
                                     val_benign=sets["val_benign"], layers=layers, progress=True)  # fmt: skip
             chunk.save(chunk_dir)
+            atomic_write_json(chunk_dir / "seconds.json", {"seconds": time.time() - begin, "threads": torch.get_num_threads()})
         result = chunk if result is None else merge_scores(result, chunk)
         print(f"layers {layers[0]}..{layers[-1]} scored ({time.time() - start:.0f} s)", flush=True)
     return result
+
+
+def sweep_seconds(out: Path) -> dict[str, float]:
+    """Seconds each saved chunk of the sweep took (written beside it when it was scored)."""
+    return {path.parent.name: json.loads(path.read_text())["seconds"] for path in sorted((out / "chunks").glob("*/seconds.json"))}
 
 
 def judged(model, prompts: PromptSet, max_new_tokens: int, batch_size: int) -> list[dict]:
@@ -174,15 +185,18 @@ def main() -> None:
     if args.judge_sample:
         return judge_sample(model, args)
     sets = prompt_sets(args.n_train, args.n_val, args.n_eval)
+    # the layers the selection may choose first, then what the direction does, then the rest of the grid
+    selectable = sweep(model, sets, args.out, args.layers_per_chunk, start, below=int(MAX_LAYER_FRACTION * model.cfg.n_layers))
+    direction = selectable.direction
+    if not args.sweep_only:
+        completions = evaluate(model, direction, sets, args.out, args)
     result = sweep(model, sets, args.out, args.layers_per_chunk, start)
-    sweep_seconds = time.time() - start
+    assert (result.chosen_position, result.chosen_layer) == (selectable.chosen_position, selectable.chosen_layer), "the later layers changed the choice"
     result.save(args.out)
     print(result.summary(), flush=True)
     screenshot(args.out / "directions.html", HERE / "candidates.png", "1340,1040")
     if args.sweep_only:
         return
-    direction = result.direction
-    completions = evaluate(model, direction, sets, args.out, args)
     rates = {name: sum(row["refusal"] for row in done["rows"]) / len(done["rows"]) for name, done in completions.items()}
     difference = hook_vs_weights(direction, sets)
     print(f"hook ablation vs orthogonalised weights (float64): max |log-prob difference| {difference:.2e}", flush=True)
@@ -209,7 +223,8 @@ def main() -> None:
         "chosen": {"layer": direction.layer, "position": direction.position_label, "norm": float(direction.vector.norm()), **result.scores()},
         "refusal_rates": rates, "hook_vs_weights_max_logprob_diff_float64": difference,
         "ablation_score": grid(result.ablation_score), "addition_score": grid(result.addition_score), "kl": grid(result.kl),
-        "sweep_seconds_this_run": sweep_seconds, "completions_per_second": generated / generation_seconds,
+        "sweep_seconds": sweep_seconds(args.out), "scoring": result.provenance.extra["directions"]["scoring"],
+        "completions_per_second": generated / generation_seconds,
         "max_new_tokens": args.max_new_tokens, "seconds_this_run": time.time() - start,
     }  # fmt: skip
     atomic_write_json(HERE / "results.json", summary)

@@ -24,6 +24,9 @@ from interp.sites import site_name
 NormKind = Literal["layernorm", "rmsnorm", "none"]
 
 
+FAITHFUL_TOLERANCE = 1e-3  # max |readout - logits| relative to max(1, max |W_U|) for a readout to stand in for the logits
+
+
 @dataclass(frozen=True, eq=False)
 class Readout:
     """``logits = unembed(final_norm(resid))``, computed in float32.
@@ -90,6 +93,11 @@ class Readout:
     def __call__(self, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
         return self.unembed(self.normalize(resid))
 
+    @property
+    def faithful(self) -> bool:
+        """Whether it was verified to reproduce the model's logits to ``FAITHFUL_TOLERANCE`` x max(1, max |W_U|)."""
+        return self.verified_max_abs_diff <= FAITHFUL_TOLERANCE * max(1.0, largest_magnitude(self.W_U))
+
     @classmethod
     def from_model(cls, model) -> "Readout":
         """Read the final norm and unembedding off a TransformerBridge and verify them on a probe input."""
@@ -108,8 +116,7 @@ class Readout:
         readout = cls(kind, weight, bias, eps, offset, W_U, b_U, softcap)
         diff = _verify(readout, model)
         object.__setattr__(readout, "verified_max_abs_diff", diff)
-        scale = 1e-3 * max(1.0, largest_magnitude(W_U))
-        if not diff <= scale:
+        if not readout.faithful:
             warnings.warn(
                 f"the readout read off {type(norm_module).__name__} reproduces the model's logits only to "
                 f"{diff:.2e}; logit-lens results from a store will be approximate for this architecture.",

@@ -22,14 +22,14 @@ passes are dropped in the order addition, KL, and the result's ``selection`` say
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.capture import capture_activations
+from interp.capture import capture_activations, run_and_capture
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp import defaults
 from interp.errors import InterpError
@@ -38,6 +38,7 @@ from interp.directions.prompts import chat_format, check_suffix, post_instructio
 from interp.directions.result import DirectionResult
 from interp.models import model_id
 from interp.provenance import Provenance, hash_json, weights_hash
+from interp.readout import Readout
 from interp.sites import layer_sites
 
 REFUSAL_STARTS = defaults.DIRECTION_REFUSAL_STARTS
@@ -95,6 +96,34 @@ def last_log_probs(model, token_lists: Sequence[Tensor], batch_size: int) -> Flo
             rows = torch.arange(len(batch.lengths), device=logits.device)
             pieces.append(torch.log_softmax(logits[rows, batch.last_positions.to(logits.device)].float(), dim=-1).cpu())
     return torch.cat(pieces)
+
+
+def readout_log_probs(model, token_lists: Sequence[Tensor], batch_size: int, readout: Readout) -> Float[Tensor, "prompt vocab"]:
+    """``last_log_probs`` with the forward stopped at the last block's output: only each row's last position is unembedded.
+
+    The unembedding at every position is a quarter of a forward of a model with a large vocabulary
+    (Qwen2.5-0.5B: 136 M of 494 M multiply-adds per token); a refusal score reads one position.
+    """
+    final = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    pieces = []
+    with torch.inference_mode():
+        for batch in iter_batches(token_lists, batch_size, pad_token_id(model)):
+            resid = run_and_capture(model, batch, [final], "last", batch.tokens.shape[1], torch.float32)[final]
+            pieces.append(torch.log_softmax(readout(resid), dim=-1).cpu())
+    return torch.cat(pieces)
+
+
+def scorer(model) -> tuple[Callable[[Sequence[Tensor], int], Tensor], str]:
+    """The next-token log-probabilities used to score candidates, and which path computes them.
+
+    The readout path (last block's output at the last position through the final norm and the
+    unembedding) when the readout reproduces the model's logits (checked by ``Readout.from_model``),
+    else the full logits.
+    """
+    readout = Readout.from_model(model)
+    if readout.faithful:
+        return (lambda tokens, size: readout_log_probs(model, tokens, size, readout)), f"readout at the last position (max |logit difference| {readout.verified_max_abs_diff:.1e})"
+    return (lambda tokens, size: last_log_probs(model, tokens, size)), f"full logits (the readout reproduces them only to {readout.verified_max_abs_diff:.1e})"
 
 
 def kl_divergence(base: Tensor, other: Tensor) -> Float[Tensor, "prompt"]:
@@ -167,8 +196,9 @@ def find_directions(
 
     # 2. scores of each candidate on the held-out prompts
     ids, token_strings = refusal_token_ids(tokenizer, refusal_starts)
-    base_harmful = last_log_probs(model, tokens["val_harmful"], batch_size)
-    base_benign = last_log_probs(model, tokens["val_benign"], batch_size)
+    log_probs, scoring = scorer(model)
+    base_harmful = log_probs(tokens["val_harmful"], batch_size)
+    base_benign = log_probs(tokens["val_benign"], batch_size)
     shape = (len(positions), n_layers)
     ablation, addition, kl = (torch.full(shape, math.nan, dtype=torch.float64) for _ in range(3))
     if candidates is None:
@@ -184,10 +214,10 @@ def find_directions(
         if float(vector.norm()) == 0.0:
             continue
         with ablated(model, vector):
-            ablation[p, layer] = refusal_scores(last_log_probs(model, tokens["val_harmful"], batch_size), ids).mean()
-            kl[p, layer] = kl_divergence(base_benign, last_log_probs(model, tokens["val_benign"], batch_size)).mean()
+            ablation[p, layer] = refusal_scores(log_probs(tokens["val_harmful"], batch_size), ids).mean()
+            kl[p, layer] = kl_divergence(base_benign, log_probs(tokens["val_benign"], batch_size)).mean()
         with added(model, vector, layer=layer):
-            addition[p, layer] = refusal_scores(last_log_probs(model, tokens["val_benign"], batch_size), ids).mean()
+            addition[p, layer] = refusal_scores(log_probs(tokens["val_benign"], batch_size), ids).mean()
     chosen, selection = select(ablation, addition, kl, max_kl, int(max_layer_fraction * n_layers))
 
     counts = {name: len(prompts) for name, prompts in sets.items()}
@@ -195,7 +225,8 @@ def find_directions(
         model_id=model_id(model), weights_hash=weights_hash(model), hooks=hooks,
         dataset_hash=hash_json({name: prompts.texts for name, prompts in sets.items()}),
         extra={"directions": {"positions": list(positions), "layers_scored": list(layers), "refusal_starts": list(refusal_starts),
-                              "max_kl": max_kl, "max_layer_fraction": max_layer_fraction, "chat_template": use_template, "counts": counts}},
+                              "max_kl": max_kl, "max_layer_fraction": max_layer_fraction, "chat_template": use_template, "counts": counts,
+                              "scoring": scoring}},
     )  # fmt: skip
     return DirectionResult(
         directions=directions, positions=positions, position_labels=labels, ablation_score=ablation.float(),

@@ -27,3 +27,26 @@ def test_parts_of_a_sweep_merge_into_the_whole(tiny_model_dirs):
     other = dataclasses.replace(second, directions=second.directions + 1.0)  # another sweep's candidates
     with pytest.raises(InterpError, match="hold different candidates"):
         merge_scores(first, other)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen2", "gemma2"])
+def test_candidates_are_scored_through_the_readout_and_equal_the_full_logits(tiny_model_dirs, arch):
+    """The fast path (the last block's output at the last position, unembedded alone) runs, and scores as the logits do."""
+    from interp.data import tokenize_prompts
+    from interp.directions import ablated, added, refusal_scores, refusal_token_ids
+    from interp.directions.find import REFUSAL_STARTS, kl_divergence, last_log_probs
+
+    model = load_model(tiny_model_dirs[arch], device="cpu")
+    result = find_directions(model, HARMFUL[:6], BENIGN[:6], HARMFUL[6:], BENIGN[6:], chat_template=False, candidates=[(-1, 1)], progress=False)
+    assert result.provenance.extra["directions"]["scoring"].startswith("readout at the last position"), result.provenance.extra["directions"]["scoring"]
+    vector, ids = result.directions[0, 1], refusal_token_ids(model.tokenizer, REFUSAL_STARTS)[0]
+    harmful, benign = tokenize_prompts(model, HARMFUL[6:]), tokenize_prompts(model, BENIGN[6:])
+    base = last_log_probs(model, benign, 2)
+    with ablated(model, vector):
+        ablation = float(refusal_scores(last_log_probs(model, harmful, 2), ids).mean())
+        kl = float(kl_divergence(base, last_log_probs(model, benign, 2)).mean())
+    with added(model, vector, layer=1):
+        addition = float(refusal_scores(last_log_probs(model, benign, 2), ids).mean())
+    assert result.ablation_score[0, 1].item() == pytest.approx(ablation, abs=1e-4)
+    assert result.addition_score[0, 1].item() == pytest.approx(addition, abs=1e-4)
+    assert result.kl[0, 1].item() == pytest.approx(kl, abs=1e-5)
