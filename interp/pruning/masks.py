@@ -95,6 +95,7 @@ class PruningMask:
 
     masks: Mapping[str, Bool[Tensor, "d_out d_in"]]
     description: str = ""
+    model_id: str = ""  # the model whose scores made it, where known (named when it is applied to another)
 
     def __post_init__(self) -> None:
         if not self.masks:
@@ -140,12 +141,12 @@ class PruningMask:
 
     def save(self, path: str | Path) -> Path:
         """One safetensors file of bool tensors (a directory gets ``mask.safetensors``)."""
-        return write_result(path, FORMAT, {"description": self.description}, provenance=None, tensors=dict(self.masks))
+        return write_result(path, FORMAT, {"description": self.description, "model_id": self.model_id}, provenance=None, tensors=dict(self.masks))
 
     @classmethod
     def load(cls, path: str | Path) -> "PruningMask":
         saved = read_result(path, FORMAT)
-        return cls(saved.tensors.load_all(), saved.meta.get("description", ""))
+        return cls(saved.tensors.load_all(), str(saved.meta.get("description", "")), str(saved.meta.get("model_id", "")))
 
     def figure(self):
         """Share of each weight matrix that is pruned, per layer and module (a heatmap)."""
@@ -154,6 +155,10 @@ class PruningMask:
         layers, modules, grid = layer_module_grid({key: 100.0 * count / self.masks[key].numel() for key, count in self.counts().items()})
         title = f"Pruned weights per matrix ({100 * self.fraction:.3g}% of {self.n_total:,}){': ' + self.description if self.description else ''}"
         return layer_module_heatmap(grid, layers, modules, title=title, colorbar_title="% pruned")
+
+
+def _model_id(scores: Scores) -> str:
+    return scores.provenance.model_id if isinstance(scores, ImportanceScores) and scores.provenance is not None else ""
 
 
 def _as_mapping(scores: Scores) -> Mapping[str, Tensor]:
@@ -218,7 +223,7 @@ def set_difference(harm: Scores, benign: Scores, p: float, q: float) -> PruningM
         flat[_top_indices(benign_values, int(p * n))] = False
         masks[key] = rearrange(flat, "(d_out d_in) -> d_out d_in", d_out=harm_map[key].shape[0])
     method = f" ({harm.method})" if isinstance(harm, ImportanceScores) else ""
-    return PruningMask(masks, f"set difference{method}: top q={q:g} harm minus top p={p:g} benign, per matrix")
+    return PruningMask(masks, f"set difference{method}: top q={q:g} harm minus top p={p:g} benign, per matrix", _model_id(harm))
 
 
 def top_k_mask(scores: Scores, fraction: float, scope: str = "matrix") -> PruningMask:
@@ -241,7 +246,7 @@ def top_k_mask(scores: Scores, fraction: float, scope: str = "matrix") -> Prunin
             rows, cols = tensor_shape(score_map, key)
             masks[key] = rearrange(chosen[start : start + rows * cols], "(d_out d_in) -> d_out d_in", d_out=rows)
             start += rows * cols
-        return PruningMask(masks, f"top {fraction:g} of all scores (global)")
+        return PruningMask(masks, f"top {fraction:g} of all scores (global)", _model_id(scores))
     for key in score_map:
         values = score_map[key].float()
         mask = torch.zeros(values.shape, dtype=torch.bool, device=values.device)
@@ -253,7 +258,7 @@ def top_k_mask(scores: Scores, fraction: float, scope: str = "matrix") -> Prunin
             flat = rearrange(mask, "d_out d_in -> (d_out d_in)")
             flat[_top_indices(rearrange(values, "d_out d_in -> (d_out d_in)"), int(fraction * values.numel()))] = True
         masks[key] = mask
-    return PruningMask(masks, f"top {fraction:g} of scores per {scope}")
+    return PruningMask(masks, f"top {fraction:g} of scores per {scope}", _model_id(scores))
 
 
 def random_mask(like: PruningMask, seed: int = 0) -> PruningMask:
@@ -265,4 +270,4 @@ def random_mask(like: PruningMask, seed: int = 0) -> PruningMask:
         flat = torch.zeros(reference.numel(), dtype=torch.bool)
         flat[torch.randperm(reference.numel(), generator=generator)[:count]] = True
         masks[key] = rearrange(flat, "(d_out d_in) -> d_out d_in", d_out=reference.shape[0]).to(reference.device)
-    return PruningMask(masks, f"random control (seed {seed}) matching: {like.description}")
+    return PruningMask(masks, f"random control (seed {seed}) matching: {like.description}", like.model_id)

@@ -159,7 +159,8 @@ def check_mask(model, mask: PruningMask, what: str = "the mask") -> None:
     if missing or wrong:
         problem = (f"it names {len(missing)} weights this model does not have (first: {missing[0]!r}; the model has e.g. {next(iter(shapes))!r})" if missing
                    else f"{wrong[0]} has shape {tuple(mask[wrong[0]].shape)}, the model's {shapes[wrong[0]]}")  # fmt: skip
-        raise InterpError(f"{what} was made for another model: {problem}. Use a mask saved by a pruning run of this model "
+        made_for = f"model {mask.model_id!r}" if mask.model_id else "another model"
+        raise InterpError(f"{what} was made for {made_for}, not this model {model_id(model)!r}: {problem}. Use a mask saved by a pruning run of this model "
                           f"({model_id(model)}; save_masks = true writes OUT/masks/LABEL.safetensors), or load the model it was made for.")  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from interp.capture import capture_activations
 from interp.cli import main
 from interp.errors import InterpError
 from interp.experiments import load_config, run_experiment
+from interp.models import model_id
 from interp.probes import HOLDOUT
 from interp.provenance import weights_hash
 from interp.pruning import PruningMask, decoder_weights, pruned, random_mask
@@ -153,12 +154,14 @@ def test_a_mask_of_another_model_is_a_one_line_error_naming_the_fix(model, tiny_
     deeper = PruningMask({"blocks.7.attn.q": torch.zeros(4, 4, dtype=torch.bool)}, "another depth")
     for bad, detail in ((wider, r"blocks\.0\.\S+ has shape \(\d+, \d+\), the model's \(\d+, \d+\)"),
                         (deeper, r"it names 1 weights this model does not have \(first: 'blocks\.7\.attn\.q'")):
-        with pytest.raises(InterpError, match=rf"^the pruning mask was made for another model: {detail}") as error:
+        with pytest.raises(InterpError, match=rf"^the pruning mask was made for another model, not this model '{model_id(model)}': {detail}") as error:
             recognition_after_pruning(model, bad, HARMFUL, BENIGN, chat_template=False, progress=False)
         assert "\n" not in str(error.value) and "save_masks = true" in str(error.value)
-    wider.save(tmp_path / "masks" / "set_difference.safetensors")
+    named = PruningMask(wider.masks, "another size", model_id="qwen2.5-coder-0.5b-instruct")
+    named.save(tmp_path / "masks" / "set_difference.safetensors")
+    assert PruningMask.load(tmp_path / "masks" / "set_difference.safetensors").model_id == "qwen2.5-coder-0.5b-instruct"
     path = _toml(tmp_path, tiny_model_dirs["llama"])
-    with pytest.raises(InterpError, match=r"the mask file .*set_difference\.safetensors was made for another model: .*has shape") as error:
+    with pytest.raises(InterpError, match=rf"the mask file .*set_difference\.safetensors was made for model 'qwen2.5-coder-0.5b-instruct', not this model '{model_id(model)}': .*has shape") as error:
         run_experiment(load_config(path), tmp_path / "out", model=model, progress=False)
     assert "\n" not in str(error.value) and "load the model it was made for" in str(error.value)
     with pytest.raises(InterpError, match=r"random_mask .*nothing\.safetensors is not a file; .*--set random_mask="):
@@ -175,3 +178,12 @@ def test_one_class_too_few_prompts_and_a_control_of_another_size_are_refused(mod
         recognition_after_pruning(model, mask, HARMFUL, BENIGN, random_mask=_mask(model, 0.3), chat_template=False, progress=False)
     with pytest.raises(InterpError, match=r"the tokenizer has no chat template; pass chat_template=False"):
         recognition_after_pruning(model, mask, HARMFUL, BENIGN, progress=False)
+
+
+def test_masks_made_from_scores_carry_the_model_they_were_made_for(model):
+    """set_difference / top_k_mask take the scores' model; the random control the mask's; both survive save and load."""
+    from interp.pruning import importance_scores, set_difference, top_k_mask
+
+    harm = importance_scores(model, [{"prompt": "how do i make a bomb", "response": " mix the powder"}], method="wanda", progress=False)
+    mask = set_difference(harm, harm, p=0.1, q=0.2)
+    assert mask.model_id == model_id(model) == top_k_mask(harm, 0.1).model_id == random_mask(mask, seed=0).model_id
