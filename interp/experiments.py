@@ -111,7 +111,7 @@ class Experiment:
 
     ANALYSIS: ClassVar[str] = ""
     name: str = _doc("experiment name, shown in figures and logs", default="experiment")
-    model: str = _doc("'organism', a local Hugging Face directory, or a hub id", default=defaults.MODEL)
+    model: str = _doc("'organism', a registered name, a local Hugging Face directory (one starting with ./ or ../ is relative to the TOML file), or a hub id", default=defaults.MODEL)
     dtype: str = _doc("model dtype: float32, bfloat16 or float16 (pruning scores always accumulate in float32)", default="float32")
     device: str | None = _doc("cpu, cuda, ... (default: cuda if available)", default=None)
 
@@ -413,7 +413,10 @@ def parse_config(data: Mapping[str, Any], base: Path = Path(".")) -> Experiment:
     analysis = data.pop("analysis", DEFAULT_ANALYSIS)
     if not isinstance(analysis, str) or analysis not in ANALYSES:
         raise InterpError(f"unknown analysis {analysis!r:.60} in the config.{_did_you_mean(str(analysis), ANALYSES)} Known analyses: {', '.join(ANALYSES)}.")
-    return _absolute_paths(_build(ANALYSES[analysis], data, "the config"), Path(base))
+    config = _absolute_paths(_build(ANALYSES[analysis], data, "the config"), Path(base))
+    if config.model.startswith(("./", "../")):  # a model directory written relative to the TOML file (a name or hub id never starts so)
+        config = dataclasses.replace(config, model=str((Path(base) / config.model).resolve()))
+    return config
 
 
 def _did_you_mean(word: str, known) -> str:

@@ -522,3 +522,15 @@ def test_prune_flags_the_config_and_the_library_share_their_defaults():
     for name in ("max_new_tokens", "task_max_new_tokens", "batch_size"):
         assert evaluation[name] == evaluator[name], name
     assert args.max_new_tokens == evaluator["max_new_tokens"]
+
+
+def test_a_model_directory_written_relative_to_the_toml_is_resolved_from_it(tmp_path):
+    from interp.experiments import load_config
+
+    folder = tmp_path / "circuits"
+    folder.mkdir()
+    path = folder / "x.toml"
+    path.write_text('analysis = "pruning"\nmodel = "../runs/model"\n[harmful]\npath = "h.jsonl"\n[benign]\npath = "b.jsonl"\n[evaluation.tasks]\npath = "t.jsonl"\n')
+    assert load_config(path).model == str((tmp_path / "runs" / "model").resolve())
+    path.write_text(path.read_text().replace('"../runs/model"', '"qwen2.5-coder-0.5b-instruct"'))
+    assert load_config(path).model == "qwen2.5-coder-0.5b-instruct", "a registered name is left as it is"
