@@ -1,6 +1,12 @@
-"""Harm-weight pruning on SmolLM2-135M-Instruct: which weights generate its harmful answers, and is harm still recognised without them?
+"""Harm-weight pruning on a real chat model: which weights generate its harmful answers, and is harm still recognised without them?
 
     python circuits/real_harm_pruning.py [--out runs/real_harm_pruning] [--methods signed_snip snip wanda]
+    python circuits/real_harm_pruning.py --model qwen2.5-coder-0.5b-instruct --out runs/harm_pruning_qwen
+
+``--model smollm2-135m-instruct`` (default): ``circuits/real_harm_pruning.toml``, findings in ``real_harm_pruning/``.
+``--model qwen2.5-coder-0.5b-instruct``: ``circuits/harm_pruning_qwen.toml`` on the model with its refusal direction
+orthogonalised out (written by ``circuits/refusal_direction_qwen.py``), findings in ``harm_pruning_qwen/``; its TOML
+adds two-digit arithmetic as the capability measure. The steps (for SmolLM2's TOML; Qwen's uses other rows):
 
 1. ``circuits/real_harm_pruning.toml`` once per method (``interp run``, resumable): the model's own greedy
    answers to 128 AdvBench behaviours (harm scores) and to 128 benign requests (benign scores), generated
@@ -31,14 +37,16 @@ from interp.data import PromptSet
 from interp.directions import read_instructions
 from interp.experiments import load_config, run_experiment
 from interp.io import atomic_write_figure, atomic_write_json, read_jsonl
-from interp.models import load_model
 from interp.plots import screenshot
 from interp.provenance import weights_hash
 from interp.pruning import PruningMask, PruningResult, harmful_compliance, recognition_after_pruning
 
 ROOT = Path(__file__).resolve().parents[1]
-HERE = ROOT / "circuits" / "real_harm_pruning"
-TOML = ROOT / "circuits" / "real_harm_pruning.toml"
+FINDINGS = {  # model -> (its TOML, the findings folder)
+    "smollm2-135m-instruct": (ROOT / "circuits" / "real_harm_pruning.toml", ROOT / "circuits" / "real_harm_pruning"),
+    "qwen2.5-coder-0.5b-instruct": (ROOT / "circuits" / "harm_pruning_qwen.toml", ROOT / "circuits" / "harm_pruning_qwen"),
+}
+TOML, HERE = FINDINGS["smollm2-135m-instruct"]
 ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"  # MIT; SOURCES.md there
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 PROBE_OFFSET = 208  # AdvBench rows used by nothing else here (scores 0-127, held-out answers 128-175, judged prompts 176-207)
@@ -60,6 +68,7 @@ def loss_table(results: dict[str, PruningResult]) -> list[dict]:
                 "harm_loss": m["harm_loss"], "benign_loss": m["benign_loss"],
                 "harm_loss_change": m["harm_loss"] - base["harm_loss"], "benign_loss_change": m["benign_loss"] - base["benign_loss"],
                 "harm_judge_rate": m["harm_judge_rate"], "harm_keyword_rate": m["harm_keyword_rate"],
+                **({"task_accuracy": m["task_accuracy"], "task_accuracy_change": m["task_accuracy"] - base["task_accuracy"]} if "task_accuracy" in m else {}),
             })  # fmt: skip
     return rows
 
@@ -115,7 +124,7 @@ def recognition(model, results: dict[str, PruningResult], choice: dict, out: Pat
     return summary
 
 
-def losses_figure(rows: list[dict]) -> go.Figure:
+def losses_figure(rows: list[dict], model_name: str) -> go.Figure:
     figure = go.Figure()
     colors = {"signed_snip": "#1f77b4", "snip": "#2ca02c", "wanda": "#d62728"}
     for method in colors:
@@ -131,7 +140,7 @@ def losses_figure(rows: list[dict]) -> go.Figure:
             ))  # fmt: skip
     top = max(max(row["harm_loss_change"], row["benign_loss_change"]) for row in rows)
     figure.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="grey", dash="dash"), name="equal rise"))
-    figure.update_layout(title="Harm pruning on SmolLM2-135M-Instruct: rise of the held-out answer losses (48 harmful, 48 benign)",
+    figure.update_layout(title=f"Harm pruning on {model_name}: rise of the held-out answer losses (48 harmful, 48 benign)",
                          xaxis_title="benign answer loss increase (nats per token)", yaxis_title="harmful answer loss increase (nats per token)",
                          template="plotly_white", width=1000, height=680, margin=dict(b=170), legend=dict(orientation="h", y=-0.16))  # fmt: skip
     return figure
@@ -159,8 +168,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/real_harm_pruning"))
     parser.add_argument("--methods", nargs="+", default=["signed_snip", "snip", "wanda"])
     parser.add_argument("--skip-recognition", action="store_true")
+    parser.add_argument("--model", choices=sorted(FINDINGS), default="smollm2-135m-instruct")
     args = parser.parse_args()
-    model = load_model("smollm2-135m-instruct", device="cpu")
+    global TOML, HERE
+    TOML, HERE = FINDINGS[args.model]
+    model = load_config(TOML).load_model()
     results = sweep(model, args.methods, args.out)
     rows = loss_table(results)
     choice = chosen(rows)
@@ -171,7 +183,7 @@ def main() -> None:
     print(f"chosen mask: {choice['method']} {choice['label']}")
     completions = {name: json.loads((args.out / "completions" / name / "provenance.json").read_text())["extra"]
                    for name in ("harmful", "benign", "evaluation_harmful_pairs", "evaluation_benign_pairs")}  # fmt: skip
-    summary = {"model": "smollm2-135m-instruct", "weights_hash": weights_hash(model), "points": rows, "chosen": choice,
+    summary = {"model": args.model, "model_source": str(load_config(TOML).model), "weights_hash": weights_hash(model), "points": rows, "chosen": choice,
                "completions": {name: {key: extra[key] for key in ("n", "max_new_tokens", "seconds", "completions_per_second")} for name, extra in completions.items()},
                "judge_validation": judge_agreement()}  # fmt: skip
     sample_path = args.out / "judge_sample.jsonl"
@@ -183,7 +195,7 @@ def main() -> None:
         screenshot(args.out / "recognition.html", HERE / "recognition.png")
     HERE.mkdir(exist_ok=True)
     atomic_write_json(HERE / "results.json", summary)
-    atomic_write_figure(args.out / "losses.html", losses_figure(rows))
+    atomic_write_figure(args.out / "losses.html", losses_figure(rows, args.model))
     screenshot(args.out / "losses.html", HERE / "losses.png")
 
 
