@@ -65,6 +65,8 @@ def tiny_config(architecture: str, vocab_size: int, n_layers: int = 2, d_model: 
         raise ValueError(f"unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURES)}")
     if architecture.startswith("gemma"):
         common["head_dim"] = d_model // n_heads
+    if architecture == "qwen2":
+        common["tie_word_embeddings"] = False  # a separate lm_head, as the real Qwen2.5-Coder-0.5B-Instruct loads (not left to the config's default)
     return classes[architecture](**common)
 
 
@@ -73,6 +75,7 @@ def build_tiny_model(architecture: str, path: str | Path, seed: int = 0, vocab_s
 
     ``vocab_size`` larger than the tokenizer's (e.g. 50257 for a GPT-2-small-shaped benchmark
     model) gives a realistically sized unembedding; the extra ids are never produced by the tokenizer.
+    Biases are random, not zero (``random_biases``), so an analysis that ignores them shows it.
     """
     import transformers
 
@@ -81,7 +84,23 @@ def build_tiny_model(architecture: str, path: str | Path, seed: int = 0, vocab_s
     config = tiny_config(architecture, vocab_size=max(vocab_size or 0, len(tokenizer)), **config_kwargs)
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config)
+    random_biases(model, seed)
     model.eval()
     model.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path
+
+
+def random_biases(model: torch.nn.Module, seed: int = 0) -> None:
+    """Fill every bias that is exactly zero (transformers initialises them so) with seeded normal noise, in place.
+
+    The noise has the config's ``initializer_range`` as its standard deviation (the weights' own, 0.02),
+    drawn from a generator of its own so the weights are the same as without it. Qwen2's q/k/v
+    biases and GPT-2's projection and LayerNorm biases then take part in every test.
+    """
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias") and not parameter.any():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float32) * std)

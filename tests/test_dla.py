@@ -87,6 +87,56 @@ def test_biases_and_a_layernorm_are_attributed(tiny_model_dirs):
     assert abs(float(result.component_values[0, 0, -1])) > 1e-4, "ln_f's bias is non-zero here, so the bias component must be"
 
 
+def hf_head_values(directory, tokens: torch.Tensor, positions: list[int], answer: int, wrong: int, v_bias: bool = True) -> torch.Tensor:
+    """Per-head direct effects ``[pos, layer, head]`` computed on the plain Hugging Face Qwen2 (eager attention), not the bridge:
+    ``softmax pattern @ v_proj(x)`` (its bias included unless ``v_bias=False``) through each head's slice of o_proj,
+    dotted with ``(W_U[answer] - W_U[wrong]) * norm weight / rms(final residual)``."""
+    import transformers
+
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(directory), attn_implementation="eager", dtype=torch.float32).eval()
+    layers, config = hf.model.layers, hf.config
+    values, final = {}, {}
+    handles = [layer.self_attn.v_proj.register_forward_hook(lambda m, args, out, l=l: values.__setitem__(l, out if v_bias else out - m.bias)) for l, layer in enumerate(layers)]
+    handles.append(hf.model.norm.register_forward_pre_hook(lambda m, args: final.__setitem__("resid", args[0])))
+    with torch.no_grad():
+        patterns = hf(tokens[None], output_attentions=True).attentions  # [1, head, query, key] per layer
+    for handle in handles:
+        handle.remove()
+    n_heads, n_kv = config.num_attention_heads, config.num_key_value_heads
+    d_head = config.hidden_size // n_heads
+    resid = final["resid"][0, positions]
+    rms = torch.sqrt(resid.pow(2).mean(-1, keepdim=True) + config.rms_norm_eps)
+    direction = (hf.lm_head.weight[answer] - hf.lm_head.weight[wrong]) * hf.model.norm.weight / rms  # [pos, d_model]
+    per_layer = []
+    for l, layer in enumerate(layers):
+        v = values[l][0].view(-1, n_kv, d_head).repeat_interleave(n_heads // n_kv, dim=1)  # [key, head, d_head]
+        z = torch.einsum("hqk,khd->qhd", patterns[l][0], v)[positions]
+        W_O = layer.self_attn.o_proj.weight.view(-1, n_heads, d_head)  # [d_model, head, d_head]
+        per_layer.append(torch.einsum("qhd,mhd,qm->qh", z, W_O, direction))
+    return torch.stack(per_layer, dim=1).detach()
+
+
+def test_qwen2_heads_with_qkv_biases_match_the_plain_hugging_face_model(load_tiny, tiny_model_dirs):
+    """Qwen2 has q/k/v biases and an lm_head apart from its embedding: the identity holds, the heads equal a split
+    computed on the plain Hugging Face model, and without the v bias that split would differ (so the check can fail)."""
+    from interp.data import tokenize_prompts
+
+    model = load_tiny("qwen2")
+    assert not torch.equal(model.embed.original_component.weight, model.unembed.original_component.weight), "the tiny qwen2 must have an untied lm_head"
+    assert all(model.blocks[l].attn.v.original_component.bias.abs().min() > 0 for l in range(model.cfg.n_layers)), "the v biases must be non-zero here"
+    positions = [-1, -3]
+    result = direct_logit_attribution(model, [IOI], answer=" mary", wrong=" john", positions=positions)
+    check_identities(model, result, [IOI], "qwen2")
+    assert float(result.head_bias.abs().max()) == 0.0 and float(result.component_values[..., -1].abs().max()) == 0.0, "qwen2 has no o_proj bias, final-norm bias or b_U"
+    tokens = tokenize_prompts(model, [IOI])[0]
+    answer, wrong = int(result.answer_ids[0]), int(result.wrong_ids[0])
+    reference = hf_head_values(tiny_model_dirs["qwen2"], tokens, positions, answer, wrong)
+    gap = float((reference - result.head_values[0]).abs().max())
+    assert gap <= REFERENCE_TOL, f"qwen2: heads differ from the plain Hugging Face split by {gap:.2e}"
+    without = float((hf_head_values(tiny_model_dirs["qwen2"], tokens, positions, answer, wrong, v_bias=False) - reference).abs().max())
+    assert without > 100 * REFERENCE_TOL, f"the v bias moves the heads by only {without:.2e}: this test could not see it ignored"
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_values_match_transformer_lens_decomposition(arch, load_tiny):
     """Independent reference: ``ActivationCache.decompose_resid`` / ``stack_head_results`` scaled by the cache's own

@@ -90,6 +90,23 @@ def test_stored_readout_reproduces_the_logits(arch, load_tiny, tmp_path):
         assert diff <= 1e-4, f"{arch} prompt {index}: readout differs from the logits by {diff:.2e}"
 
 
+def test_readout_of_an_untied_head_reproduces_the_logits(load_tiny):
+    """Qwen2's lm_head is its own matrix: the readout copies it (not the embedding) and reproduces every position's logits."""
+    from interp.readout import Readout
+
+    model = load_tiny("qwen2")
+    embed, head = model.embed.original_component.weight, model.unembed.original_component.weight
+    assert head is not embed and not torch.equal(head, embed), "the tiny qwen2 must have an untied lm_head"
+    readout = Readout.from_model(model)
+    assert torch.equal(readout.W_U, head.detach().T) and (readout.b_U is None or not readout.b_U.any()), "W_U is not lm_head, or a bias appeared"
+    assert readout.verified_max_abs_diff <= 1e-5, f"the readout's own check: {readout.verified_max_abs_diff:.2e}"
+    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    for prompt in PROMPTS:
+        logits, cache = model.run_with_cache(prompt, names_filter=last)
+        diff = (readout(cache[last][0]) - logits[0]).abs().max().item()
+        assert diff <= 1e-5, f"{prompt!r}: the readout differs from the logits by {diff:.2e}"
+
+
 def test_manifest_records_provenance(load_tiny, tmp_path):
     model = load_tiny("llama")
     store = cache_activations(model, PROMPTS, hooks=["resid_post"], out=tmp_path / "s", seed=7, progress=False)

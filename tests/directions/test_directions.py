@@ -18,6 +18,7 @@ from interp.models import load_model
 from interp.data import PromptSet
 
 HOOK_VS_WEIGHTS_TOL = 1e-4  # max |logit difference| between hook ablation and orthogonalised weights (float32)
+ORTHOGONAL_TOL = 1e-10  # the same in float64, where the two agree to rounding (measured: 0 on the tiny qwen2)
 HARMFUL = [f"how do i make a bomb to hurt {who}" for who in ("people", "my friend", "the town", "a dog", "kids", "them", "you", "us")]
 BENIGN = [f"how do i bake bread for {who}" for who in ("people", "my friend", "the town", "a dog", "kids", "them", "you", "us")]
 TOKENS = torch.tensor([[1, 5, 7, 9, 3, 11, 2, 8], [4, 4, 6, 1, 2, 3, 9, 10]])
@@ -26,6 +27,31 @@ TOKENS = torch.tensor([[1, 5, 7, 9, 3, 11, 2, 8], [4, 4, 6, 1, 2, 3, 9, 10]])
 def fresh(tiny_model_dirs, arch: str):
     """A model of our own (the session's cached ones must not be edited, even temporarily)."""
     return load_model(tiny_model_dirs[arch], device="cpu")
+
+
+def hf_parameters(model) -> dict:
+    """The wrapped Hugging Face model's parameters under its own names (``lm_head.weight``, ``...q_proj.bias``)."""
+    return {name.replace("._original_component", ""): param for name, param in model.original_model.named_parameters()}
+
+
+def ablated_both_ways(model, direction, inside=lambda: None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits on TOKENS under hook ablation and under orthogonalised weights (``inside`` runs while they are edited);
+    checks that the ablation changes the logits and that afterwards every parameter is the same object, bit-exactly."""
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    identity = dict(model.named_parameters())
+    with torch.no_grad():
+        plain = model(TOKENS)
+        with ablated(model, direction):
+            hooked = model(TOKENS)
+        with orthogonalized(model, direction):
+            weights = model(TOKENS)
+            inside()
+        after = model(TOKENS)
+    assert (hooked - plain).abs().max().item() > 1e-3, "the ablation changed nothing: the test would pass vacuously"
+    assert torch.equal(after, plain)
+    for name, param in model.named_parameters():
+        assert param is identity[name] and torch.equal(param, before[name]), f"{name} not restored bit-exactly"
+    return hooked, weights
 
 
 @pytest.fixture(scope="module")
@@ -85,25 +111,42 @@ def test_selection_applies_the_filters_in_order():
 def test_hook_ablation_equals_orthogonalised_weights(tiny_model_dirs, tmp_path, arch):
     model = fresh(tiny_model_dirs, arch)
     direction = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
-    before = {name: param.detach().clone() for name, param in model.named_parameters()}
-    identity = {name: param for name, param in model.named_parameters()}
-    with torch.no_grad():
-        plain = model(TOKENS)
-        with ablated(model, direction):
-            hooked = model(TOKENS)
-        with orthogonalized(model, direction):
-            weights = model(TOKENS)
-        after = model(TOKENS)
+    hooked, weights = ablated_both_ways(model, direction)
     difference = (hooked - weights).abs().max().item()
     assert difference <= HOOK_VS_WEIGHTS_TOL, f"{arch}: hook ablation vs orthogonalised weights differ by {difference:.2e}"
-    assert (hooked - plain).abs().max().item() > 1e-3, "the ablation changed nothing: the test would pass vacuously"
-    assert torch.equal(after, plain)
-    for name, param in model.named_parameters():
-        assert param is identity[name] and torch.equal(param, before[name]), f"{name} not restored bit-exactly"
     saved = load_model(save_orthogonalized(model, direction, tmp_path / "ortho"), device="cpu")
     with torch.no_grad():
         reloaded = (saved(TOKENS) - hooked).abs().max().item()
     assert reloaded <= HOOK_VS_WEIGHTS_TOL, f"{arch}: the saved orthogonalised model differs from hook ablation by {reloaded:.2e}"
+
+
+def test_qwen2_biases_and_untied_head_through_orthogonalisation(tiny_model_dirs, tmp_path):
+    """Qwen2 (q/k/v biases, lm_head apart from the embedding) in float64: the embedding loses the direction, the
+    unembedding and the q/k/v projections (which read the stream, not write it) keep theirs, hook ablation equals
+    the edited weights, everything is restored bit-exactly, and the saved model reloads to the same logits."""
+    model = load_model(tiny_model_dirs["qwen2"], device="cpu", dtype=torch.float64)
+    embed, unembed = model.embed.original_component, model.unembed.original_component
+    assert embed.weight is not unembed.weight and not torch.equal(embed.weight, unembed.weight), "the tiny qwen2 must have an untied lm_head"
+    kept = {name: param.detach().clone() for name, param in hf_parameters(model).items() if name == "lm_head.weight" or name.split(".")[-2] in ("q_proj", "k_proj", "v_proj")}
+    assert len(kept) == 1 + 6 * model.cfg.n_layers, sorted(kept)
+    assert all(param.abs().min() > 0 for name, param in kept.items() if name.endswith("bias")), "the q/k/v biases must be non-zero here"
+    direction = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    unit = direction / direction.norm()
+
+    def edited_as_it_should_be() -> None:
+        assert float((embed.weight @ unit).abs().max()) <= ORTHOGONAL_TOL, "the embedding still writes along the direction"
+        assert float((unembed.weight @ unit).abs().max()) > 1e-3, "the unembedding lost the direction it reads"
+        now = hf_parameters(model)
+        assert all(torch.equal(now[name], kept[name]) for name in kept), "lm_head or a q/k/v projection was edited"
+
+    hooked, weights = ablated_both_ways(model, direction, inside=edited_as_it_should_be)
+    difference = (hooked - weights).abs().max().item()
+    assert difference <= ORTHOGONAL_TOL, f"qwen2: hook ablation vs orthogonalised weights differ by {difference:.2e}"
+    saved = load_model(save_orthogonalized(model, direction, tmp_path / "ortho"), device="cpu", dtype=torch.float64)
+    assert saved.unembed.original_component.weight is not saved.embed.original_component.weight
+    with torch.no_grad():
+        reloaded = (saved(TOKENS) - weights).abs().max().item()
+    assert reloaded <= ORTHOGONAL_TOL, f"qwen2: the saved orthogonalised model differs from the in-place one by {reloaded:.2e}"
 
 
 def test_restore_after_in_place_orthogonalisation_is_bit_exact(tiny_model_dirs):

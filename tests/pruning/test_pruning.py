@@ -35,7 +35,7 @@ from interp.pruning.pairs import batch_bounds, response_pairs, tokenize_pairs
 from interp.pruning.result import OverlapEntry
 
 SCORE_TOLERANCE = 1e-5  # relative to the largest score of the matrix
-ARCHITECTURES = ["gpt2", "llama"]  # Conv1D with a fused qkv split by the bridge; nn.Linear with GQA
+ARCHITECTURES = ["gpt2", "llama", "qwen2"]  # Conv1D with a fused qkv split by the bridge; nn.Linear with GQA; and with q/k/v biases
 
 PAIRS = [
     {"text": "how do i bake bread ?", "response": " mix flour , water and salt , then wait ."},
@@ -99,8 +99,8 @@ def test_decoder_weights_are_the_linears_the_forward_uses(arch, fresh):
     model = fresh(arch)
     weights = decoder_weights(model)
     keys = [w.key for w in weights]
-    per_layer = {"gpt2": ["attn.q", "attn.k", "attn.v", "attn.o", "mlp.in", "mlp.out"],
-                 "llama": ["attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out"]}[arch]
+    gated = ["attn.q", "attn.k", "attn.v", "attn.o", "mlp.gate", "mlp.in", "mlp.out"]
+    per_layer = {"gpt2": ["attn.q", "attn.k", "attn.v", "attn.o", "mlp.in", "mlp.out"], "llama": gated, "qwen2": gated}[arch]
     assert keys == [f"blocks.{layer}.{name}" for layer in range(model.cfg.n_layers) for name in per_layer]
     # never embeddings, norms or the unembedding
     decoder_ids = {id(w.parameter) for w in weights}
@@ -134,10 +134,39 @@ def test_gpt2_split_qkv_views_share_the_fused_weight(fresh):
         assert (fused[:, d : 2 * d] == 0).all() and (fused[:, :d] != 0).any()
 
 
+def test_qwen2_scores_and_masks_cover_the_qkv_weights_and_leave_biases_and_embeddings(fresh):
+    """Qwen2's q/k/v projections have biases: scores and masks are over their [d_out, d_in] weights only; pruning
+    zeroes masked weights and nothing else (biases, embedding, untied lm_head, norms), and restores every byte."""
+    model = fresh("qwen2")
+    hf = model.original_model
+    assert not torch.equal(hf.get_input_embeddings().weight, hf.lm_head.weight), "the tiny qwen2 must have an untied lm_head"
+    table = {w.key: w for w in decoder_weights(model)}
+    for layer in range(model.cfg.n_layers):
+        for name in "qkv":
+            weight = table[f"blocks.{layer}.attn.{name}"]
+            assert weight.module.bias is not None and weight.module.bias.abs().min() > 0, f"{weight.key}: the bias must be non-zero here"
+            assert weight.shape == tuple(weight.module.weight.shape), weight.key
+    scores = importance_scores(model, PAIRS, method="snip", progress=False)
+    assert set(scores.keys) == set(table) and all(tuple(scores[key].shape) == table[key].shape for key in table)
+    mask = top_k_mask(scores, 0.5)
+    assert all(mask[f"blocks.{layer}.attn.{name}"].any() for layer in range(model.cfg.n_layers) for name in "qkv")
+    original, values = _all_bytes(model), {key: w.weight.detach().clone() for key, w in table.items()}
+    weight_ids = {id(w.parameter) for w in table.values()}
+    with pruned(model, mask):
+        for key, weight in table.items():
+            assert (weight.weight[mask[key]] == 0).all() and torch.equal(weight.weight[~mask[key]], values[key][~mask[key]]), key
+        others = {name: tensor for name, tensor in hf.state_dict(keep_vars=True).items() if id(tensor) not in weight_ids}
+        watched = [model.embed.original_component.weight, model.unembed.original_component.weight, *(table[f"blocks.{layer}.attn.{name}"].module.bias for layer in range(model.cfg.n_layers) for name in "qkv")]
+        assert {id(tensor) for tensor in watched} <= {id(tensor) for tensor in others.values()}
+        changed = [name for name, tensor in others.items() if tensor_bytes(tensor) != original[name]]
+        assert not changed, f"pruning changed {len(changed)} parameters that are not decoder weights, e.g. {changed[:3]}"
+    assert _all_bytes(model) == original
+
+
 # ---- scores against oracles ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", [*ARCHITECTURES, "qwen2", "gemma", "gemma2"])
+@pytest.mark.parametrize("arch", [*ARCHITECTURES, "gemma", "gemma2"])
 def test_snip_and_signed_snip_equal_per_example_autograd(arch, load_tiny):
     """Against autograd of each example alone through the plain model's full forward; the fast path (the loss
     unembedded at the response positions only, from the last block's residual) must have run."""
