@@ -54,9 +54,26 @@ def direction_vector(model: Any, direction: Any) -> Float[Tensor, "d_model"]:
     return vector.detach()
 
 
-def _unit(model: Any, direction: Any) -> Tensor:
-    vector = direction_vector(model, direction).double()
-    return vector / vector.norm()
+def direction_basis(model: Any, direction: Any) -> Float[Tensor, "k d_model"]:
+    """An orthonormal basis (float64) of one direction, or of the span of several (a refusal cone's directions).
+
+    ``direction``: a RefusalDirection or ``[d_model]`` tensor; or a list of them, or a ``[k, d_model]`` tensor.
+    """
+    if isinstance(direction, (list, tuple)):
+        vectors = [direction_vector(model, item) for item in direction]
+    elif isinstance(direction, Tensor) and direction.ndim == 2:
+        vectors = [direction_vector(model, row) for row in direction]
+    else:
+        vectors = [direction_vector(model, direction)]
+    if not vectors:
+        raise InterpError("no direction given; pass a RefusalDirection, a [d_model] tensor, or a list of them (a subspace).")
+    stacked = torch.stack([vector.double() for vector in vectors])
+    q, r = torch.linalg.qr(stacked.T)  # [d_model, k]: the span's orthonormal basis
+    dependent = r.diagonal().abs() <= 1e-6 * stacked.norm(dim=1)
+    if bool(dependent.any()):
+        raise InterpError(f"direction {int(dependent.nonzero()[0])} of the {len(vectors)} given lies in the span of the ones before it; "
+                          "give linearly independent directions.")  # fmt: skip
+    return q.T.contiguous()
 
 
 def ablation_sites(model: Any) -> list[str]:
@@ -72,19 +89,22 @@ def ablation_sites(model: Any) -> list[str]:
 
 @contextmanager
 def ablated(model: Any, direction: Any) -> Iterator[Any]:
-    """Project the unit direction out of the embeddings and every attention and MLP output (all positions).
+    """Project the direction (or the span of several) out of the embeddings and every attention and MLP output.
+
+    At all positions. ``direction``: a RefusalDirection or ``[d_model]`` tensor, or a list of them
+    (``[k, d_model]``): the subspace they span is removed (several directions, a refusal cone).
 
     Example::
 
         with ablated(model, result.direction):
             logits = model(tokens)
     """
-    unit = _unit(model, direction)
+    basis = direction_basis(model, direction)
 
     def project_out(acts: Tensor, hook: Any = None) -> Tensor:
-        u = unit.to(device=acts.device)  # in float64, as orthogonalize edits the weights: the two agree to rounding
+        b = basis.to(device=acts.device)  # in float64, as orthogonalize edits the weights: the two agree to rounding
         wide = acts.double()
-        return (wide - (wide @ u)[..., None] * u).to(acts.dtype)
+        return (wide - (wide @ b.T) @ b).to(acts.dtype)
 
     with model.hooks(fwd_hooks=[(name, project_out) for name in ablation_sites(model)]):
         yield model
@@ -158,25 +178,23 @@ def orthogonal_parameters(model: Any) -> list[tuple[nn.Module, str, str]]:
 
 
 def orthogonalize(model: Any, direction: Any) -> OrthogonalizedWeights:
-    """Remove the direction from W_E (W_pos), every attention and MLP out projection and their biases, in place.
+    """Remove the direction (or the span of several) from W_E (W_pos), every attention and MLP out projection and their biases, in place.
 
     The weights stay edited until ``.restore()`` on the returned handle. Each edited parameter is
     replaced by a new one, so a tied unembedding keeps the original matrix.
     """
-    unit = _unit(model, direction)
+    basis = direction_basis(model, direction)
     targets = orthogonal_parameters(model)
     handle = OrthogonalizedWeights()
     try:
         with torch.no_grad():
             for module, name, how in targets:
                 original = getattr(module, name)
-                w, u = original.detach().double(), unit.to(original.device)
-                if how == "rows":
-                    edited = w - torch.outer(w @ u, u)
-                elif how == "cols":
-                    edited = w - torch.outer(u, u @ w)
-                else:
-                    edited = w - (w @ u) * u
+                w, b = original.detach().double(), basis.to(original.device)
+                if how == "cols":  # [d_model, d_in]: the columns live in the stream
+                    edited = w - b.T @ (b @ w)
+                else:  # rows [.., d_model] or a bias vector [d_model]
+                    edited = w - (w @ b.T) @ b
                 handle.saved.append((module, name, original))
                 setattr(module, name, nn.Parameter(edited.to(original.dtype), requires_grad=original.requires_grad))
     except BaseException:
@@ -222,8 +240,11 @@ def save_orthogonalized(model: Any, direction: Any, out: str | Path) -> Path:
     if out.exists() and any(out.iterdir()):
         raise InterpError(f"{out} exists and is not empty; choose a new directory for the orthogonalised model.")
     hf = model.original_model
-    record = {"direction": getattr(direction, "describe", lambda: {})(), "source_model": str(getattr(model.cfg, "model_name", "")),
-              "edited": "W_E (W_pos), attention out and MLP out projections and biases: W <- W - u u^T W; unembedding untied and unchanged"}  # fmt: skip
+    several = direction if isinstance(direction, (list, tuple)) else [direction]
+    described = [getattr(item, "describe", lambda: {})() for item in several]
+    record = {"direction": described[0] if len(described) == 1 else described, "source_model": str(getattr(model.cfg, "model_name", "")),
+              "edited": "W_E (W_pos), attention out and MLP out projections and biases: W <- W - B^T B W (B: the directions' orthonormal "
+                        "basis); unembedding untied and unchanged"}  # fmt: skip
     with orthogonalized(model, direction):
         state = {key: tensor.detach().cpu().contiguous() for key, tensor in hf_state_dict(model).items()}
     config = hf.config.to_dict()

@@ -50,3 +50,32 @@ def test_candidates_are_scored_through_the_readout_and_equal_the_full_logits(tin
     assert result.ablation_score[0, 1].item() == pytest.approx(ablation, abs=1e-4)
     assert result.addition_score[0, 1].item() == pytest.approx(addition, abs=1e-4)
     assert result.kl[0, 1].item() == pytest.approx(kl, abs=1e-5)
+
+
+def test_a_subspace_of_several_directions_is_ablated_and_orthogonalised_as_one(tiny_model_dirs):
+    """Two directions: nothing of their span is left in the residual stream; hooks equal weights (float64); weights restored."""
+    from interp.directions import ablated, orthogonalized
+
+    model = load_model(tiny_model_dirs["qwen2"], device="cpu")
+    model.to(torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    pair = [torch.randn(model.cfg.d_model, generator=generator, dtype=torch.float64) for _ in range(2)]
+    tokens = torch.tensor([[1, 5, 7, 9, 3, 11, 2, 8]])
+    final = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    with torch.no_grad():
+        with ablated(model, pair):
+            hooked, cache = model.run_with_cache(tokens, names_filter=[final])
+        with orthogonalized(model, torch.stack(pair)):
+            weights = model(tokens)
+        with ablated(model, pair[0]):
+            one = model(tokens)
+    span = torch.linalg.qr(torch.stack(pair).T)[0]
+    assert float((cache[final] @ span).abs().max()) < 1e-10, "the span of both directions is gone from the residual stream"
+    assert float((hooked - weights).abs().max()) < 1e-10
+    assert float((hooked - one).abs().max()) > 1e-3, "removing two directions differs from removing one"
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]), f"{name} not restored bit-exactly"
+    with pytest.raises(InterpError, match="lies in the span"):
+        with ablated(model, [pair[0], 2 * pair[0]]):
+            pass
