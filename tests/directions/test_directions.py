@@ -14,7 +14,7 @@ from interp.directions import (
 )  # fmt: skip
 from interp.directions.find import MAX_KL, MAX_LAYER_FRACTION, REFUSAL_STARTS, select
 from interp.errors import InterpError
-from interp.models import load_model
+from interp.models import load_model, model_id
 from interp.data import PromptSet
 
 HOOK_VS_WEIGHTS_TOL = 1e-4  # max |logit difference| between hook ablation and orthogonalised weights (float32)
@@ -199,6 +199,11 @@ def test_direction_from_another_model(found, tiny_model_dirs):
         with pytest.raises(InterpError) as error:
             use()
         assert "found on model" in one_line(error) and "interp direction find" in str(error.value)
+        assert repr(found.provenance.model_id) in str(error.value) and repr(model_id(other)) in str(error.value), "both models are named"
+    narrower = RefusalDirection(torch.ones(other.cfg.d_model - 8), 1, -1, provenance=found.provenance)  # another model's width
+    with pytest.raises(InterpError) as error:
+        ablated(other, narrower).__enter__()
+    assert repr(found.provenance.model_id) in one_line(error) and repr(model_id(other)) in str(error.value), "both models are named"
 
 
 def test_single_class_labels():
