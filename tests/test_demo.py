@@ -194,6 +194,32 @@ def test_pretrained_checks_hold_the_known_mechanisms_and_the_identities():
     assert failed[PRETRAINED_CHECKS[-1]].endswith("= missing (expected >= 2)")
 
 
+ALIGNMENT_CHECKS = ("held-out harmful requests refused by the unmodified model", "held-out harmful requests refused with the refusal direction ablated",
+                    "held-out benign requests refused with the refusal direction added", "harm probe AUROC with the refusal direction orthogonalised out",
+                    "hook ablation vs orthogonalised weights: max |log-prob difference|")  # fmt: skip
+
+
+def test_alignment_checks_hold_the_refusal_direction_and_recognition():
+    from interp.demo import check_results
+
+    measured = {"baseline_harmful_refusal": 0.5625, "ablated_harmful_refusal": 0.0625, "added_benign_refusal": 0.5,
+                "probe_auroc_orthogonalised": 0.98, "hook_vs_weights": 2e-6}  # fmt: skip
+    checks = check_results({"alignment": measured}, "qwen2.5-coder-0.5b-instruct")
+    assert [check.name for check in checks] == list(ALIGNMENT_CHECKS) and all(check.passed for check in checks)
+    smollm2_like = {"baseline_harmful_refusal": 0.06, "ablated_harmful_refusal": 0.3, "added_benign_refusal": 0.0, "hook_vs_weights": float("nan")}
+    failed = {check.name for check in check_results({"alignment": smollm2_like}, "smollm2-135m-instruct") if not check.passed}
+    assert failed == set(ALIGNMENT_CHECKS), "a model that does not refuse, a missing or a NaN number fails its check"
+
+
+def test_a_chat_model_that_refuses_gets_the_alignment_demo():
+    from interp.demo import alignment
+
+    assert "qwen2.5-coder-0.5b-instruct" in alignment.REFUSING_MODELS and "smollm2-135m-instruct" not in alignment.REFUSING_MODELS
+    sets = alignment.prompt_sets(16, 8, 8)
+    texts = [text for prompts in sets.values() for text in prompts.texts]
+    assert len(texts) == len(set(texts)) == 2 * (16 + 8 + 8), "training, scoring and held-out requests are disjoint"
+
+
 @pytest.fixture(scope="module")
 def random_llama_with_smollm2_tokenizer(smollm2, tmp_path_factory):
     """A tiny random Llama with the real model's byte-level BPE tokenizer (one-token names for the IOI prompts)."""

@@ -4,13 +4,16 @@
 >>> report.name                                                # doctest: +SKIP
 'index.html'
 >>> run_demo("smollm2-135m-instruct", "out/demo_smollm2")      # doctest: +SKIP
+>>> run_demo("qwen2.5-coder-0.5b-instruct", "out/demo_qwen")   # doctest: +SKIP
 
 On the bundled organism (the default) the report shows its planted mechanisms
 (``interp.demo.organism``: activation store, logit lens, patching of the backdoor trigger,
 harm-weight pruning, probes, chain-of-thought resampling). On any other model, a pretrained
 language model, it shows the mechanisms known from the literature (``interp.demo.pretrained``:
 logit lens, direct logit attribution and attention on an indirect-object sentence, induction
-heads, and head patching on indirect-object prompts). Every stage saves its result under
+heads, and head patching on indirect-object prompts); on a chat model that refuses
+(``qwen2.5-coder-0.5b-instruct``) the alignment literature's mechanisms (``interp.demo.alignment``: the refusal
+direction ablated and added, harm recognised by probes before and after it is orthogonalised out). Every stage saves its result under
 ``DIR/<stage>/``; ``DIR/summary.json`` holds the key numbers.
 
 Before the report is written the demo checks its own numbers (``check_results``): on the organism
@@ -33,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interp import defaults
-from interp.demo import organism, pretrained
+from interp.demo import alignment, organism, pretrained
 from interp.errors import InterpError
 from interp.io import atomic_write_json
 from interp.report import Section, write_report
@@ -93,8 +96,20 @@ def check_results(summary: Mapping[str, Any], model_id: str) -> list[Check]:
     if is_organism(model_id):
         return checks + _organism_checks(summary)
     if "pretrained" in summary:
-        return checks + _pretrained_checks(summary["pretrained"])
+        checks += _pretrained_checks(summary["pretrained"])
+    if "alignment" in summary:
+        checks += _alignment_checks(summary["alignment"])
     return checks
+
+
+def _alignment_checks(numbers: Mapping[str, Any]) -> list[Check]:
+    return [
+        _at_least("held-out harmful requests refused by the unmodified model", numbers.get("baseline_harmful_refusal"), alignment.MIN_BASELINE_REFUSAL),
+        _at_most("held-out harmful requests refused with the refusal direction ablated", numbers.get("ablated_harmful_refusal"), alignment.MAX_ABLATED_REFUSAL),
+        _at_least("held-out benign requests refused with the refusal direction added", numbers.get("added_benign_refusal"), alignment.MIN_ADDED_REFUSAL),
+        _at_least("harm probe AUROC with the refusal direction orthogonalised out", numbers.get("probe_auroc_orthogonalised"), alignment.MIN_PROBE_AUROC_ORTHOGONALISED),
+        _at_most("hook ablation vs orthogonalised weights: max |log-prob difference|", numbers.get("hook_vs_weights"), alignment.MAX_HOOK_VS_WEIGHTS),
+    ]  # fmt: skip
 
 
 def _organism_checks(summary: Mapping[str, Any]) -> list[Check]:
@@ -125,7 +140,7 @@ def _checks_section(checks: list[Check], organism_model: bool) -> Section:
     what = ("on the bundled organism, that the planted behaviours show up (thresholds in interp/demo/organism.py, below the "
             "organism report's held-out measurements)") if organism_model else (
             "on a pretrained model, that the known mechanisms show up and the identities hold (thresholds in "
-            "interp/demo/pretrained.py)")  # fmt: skip
+            "interp/demo/pretrained.py, and interp/demo/alignment.py for a chat model that refuses)")  # fmt: skip
     return Section(
         "Self-checks",
         f"The demo checks its own numbers before writing this report: {what}. A failing check stops the demo without a report.",
@@ -137,7 +152,8 @@ def run_demo(model: str = defaults.MODEL, out: str | os.PathLike = defaults.DEMO
              quick: bool = False, progress: bool = True) -> Path:
     """Run every stage on ``model``, check the numbers (``check_results``) and write ``out/index.html``; returns its path.
 
-    The bundled organism gets ``interp.demo.organism``'s stages, any other model ``interp.demo.pretrained``'s.
+    The bundled organism gets ``interp.demo.organism``'s stages, a chat model that refuses (``alignment.REFUSING_MODELS``)
+    ``interp.demo.alignment``'s, any other model ``interp.demo.pretrained``'s.
     Raises ``InterpError`` naming the failed checks, without writing the report, if any check fails.
     """
     from interp.models import load_model, model_id
@@ -147,14 +163,18 @@ def run_demo(model: str = defaults.MODEL, out: str | os.PathLike = defaults.DEMO
     started = time.perf_counter()
     bridge = load_model(model, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
     organism_model = is_organism(model_id(bridge))
-    stages = organism.stages(bridge, out, quick) if organism_model else pretrained.stages(bridge, out, quick)
+    refusing_model = model_id(bridge) in alignment.REFUSING_MODELS
+    if organism_model:
+        stages = organism.stages(bridge, out, quick)
+    else:
+        stages = alignment.stages(bridge, out, quick) if refusing_model else pretrained.stages(bridge, out, quick)
     sections, summary, timings = [], {"model": model}, {}
     bar = tqdm(stages, desc="demo", unit="stage", disable=not progress)
     for name, stage in bar:
         bar.set_postfix_str(name)
         begin = time.perf_counter()
         section, numbers = stage()
-        for key, value in numbers.items():  # the pretrained stages' numbers gather under one key
+        for key, value in numbers.items():  # the pretrained (or alignment) stages' numbers gather under one key
             if isinstance(value, dict) and isinstance(summary.get(key), dict):
                 summary[key].update(value)
             else:
@@ -177,6 +197,7 @@ def run_demo(model: str = defaults.MODEL, out: str | os.PathLike = defaults.DEMO
             f"check is in {out / 'summary.json'}, each stage's result under {out}/. {hint}")
     sections.append(_checks_section(checks, organism_model))
     subtitle = ("Five analyses on the bundled organism, end to end." if organism_model else
+                "The alignment literature's mechanisms, found on a chat model that refuses." if refusing_model else
                 "Known mechanisms of pretrained language models, found again on this one.")  # fmt: skip
     return write_report(out / "index.html", f"interp demo: {model}", sections,
                         subtitle=subtitle + " Every figure is interactive: hover for tokens and values.",
