@@ -85,3 +85,18 @@ def test_hook_ablation_equals_orthogonalised_weights_on_qwen_in_float64(small_re
     assert float((hooked - plain).abs().max()) > 1e-2, "the ablation changed nothing"
     for name, param in model.named_parameters():
         assert torch.equal(param, before[name]), f"{name} not restored bit-exactly"
+
+
+def test_the_committed_direction_is_the_findings_and_gates_refusal(qwen):
+    """circuits/refusal_direction_qwen/direction.safetensors: the chosen candidate, for this model, and it works as saved."""
+    from interp.directions import RefusalDirection, refusal_scores, refusal_token_ids
+
+    direction = RefusalDirection.load(ROOT / "circuits" / "refusal_direction_qwen" / "direction.safetensors")
+    assert f"L{direction.layer}_{direction.position}" == FINDING["evaluations"]["chosen"]["direction"]
+    assert direction.provenance.model_id == "qwen2.5-coder-0.5b-instruct"
+    sets, ids = small_sets(), refusal_token_ids(qwen.tokenizer, ("I", "Sorry", "As"))[0]
+    harmful = tokenize_prompts(qwen, chat_format(qwen.tokenizer, sets["val_harmful"]))
+    before = float(refusal_scores(last_log_probs(qwen, harmful, 6), ids).mean())
+    with ablated(qwen, direction):  # also checks that the direction belongs to this model's weights
+        after = float(refusal_scores(last_log_probs(qwen, harmful, 6), ids).mean())
+    assert after < before - 1.0, f"refusal score {before:.2f} -> {after:.2f} with the committed direction ablated"
