@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from interp.data import PromptSet, tokenize_prompts
+from interp.demo.alignment import prompt_sets
 from interp.directions import (
     DirectionResult, RefusalDirection, ablated, added, chat_format, find_directions, merge_scores, orthogonalized,
     read_instructions, save_orthogonalized, split_instructions,
@@ -52,22 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "refusal_direction_qwen"
 ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
-
-
-def prompt_sets(n_train: int, n_val: int, n_eval: int) -> dict[str, PromptSet]:
-    """Disjoint training, scoring and evaluation sets (AdvBench in a seeded order; benign by its split field)."""
-    advbench = read_instructions(ADVBENCH, label="harmful")
-    order = list(range(len(advbench)))
-    random.Random(1).shuffle(order)
-    benign_train, benign_held = split_instructions(read_instructions(BENIGN, label="benign"))
-    return {
-        "harmful": advbench.select(order[:n_train]),
-        "val_harmful": advbench.select(order[n_train : n_train + n_val]),
-        "eval_harmful": advbench.select(order[n_train + n_val : n_train + n_val + n_eval]),
-        "benign": benign_train.select(range(n_train)),
-        "val_benign": benign_train.select(range(n_train, n_train + n_val)),
-        "eval_benign": benign_held.select(range(min(n_eval, len(benign_held)))),
-    }
 
 
 def judge_sample(model, args) -> None:
@@ -249,7 +234,7 @@ def main() -> None:
     model = load_model(MODEL, device="cpu")
     if args.judge_sample:
         return judge_sample(model, args)
-    sets = prompt_sets(args.n_train, args.n_val, args.n_eval)
+    sets = prompt_sets(args.n_train, args.n_val, args.n_eval, seed=1)  # the demo's sets, in another seeded order
     result = sweep(model, sets, args.out, args.layers_per_chunk, start)
     result.save(args.out)
     print(result.summary(), flush=True)

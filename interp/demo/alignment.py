@@ -45,18 +45,19 @@ def stages(model, out: Path, quick: bool) -> list[tuple[str, Callable[[], tuple[
     ]
 
 
-def prompt_sets(n_train: int, n_val: int, n_eval: int) -> dict:
-    """AdvBench (seeded order) and benign requests ("train" split for training and scoring, "heldout" for evaluation)."""
+def prompt_sets(n_train: int, n_val: int, n_eval: int, seed: int = 2) -> dict:
+    """Disjoint sets: AdvBench in a seeded order, benign requests ("train" split for training and scoring, "heldout"
+    for evaluation). ``circuits/refusal_direction_qwen.py`` uses seed 1, the demo seed 2."""
     from interp.directions import read_instructions, split_instructions
 
     advbench = read_instructions(ADVBENCH, label="harmful")
     order = list(range(len(advbench)))
-    random.Random(2).shuffle(order)
+    random.Random(seed).shuffle(order)
     benign_train, benign_held = split_instructions(read_instructions(BENIGN, label="benign"))
     return {
         "harmful": advbench.select(order[:n_train]), "benign": benign_train.select(range(n_train)),
         "val_harmful": advbench.select(order[n_train : n_train + n_val]), "val_benign": benign_train.select(range(n_train, n_train + n_val)),
-        "eval_harmful": advbench.select(order[n_train + n_val : n_train + n_val + n_eval]), "eval_benign": benign_held.select(range(n_eval)),
+        "eval_harmful": advbench.select(order[n_train + n_val : n_train + n_val + n_eval]), "eval_benign": benign_held.select(range(min(n_eval, len(benign_held)))),
     }  # fmt: skip
 
 

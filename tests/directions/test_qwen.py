@@ -3,35 +3,27 @@
 ablation equals the orthogonalised weights (float64) on this model's untied output and q/k/v biases."""
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 import torch
 
 from interp.data import PromptSet, tokenize_prompts
-from interp.directions import ablated, added, chat_format, find_directions, orthogonalized, read_instructions, split_instructions
+from interp.demo.alignment import prompt_sets
+from interp.directions import ablated, added, chat_format, find_directions, orthogonalized
 from interp.directions.find import last_log_probs
 from interp.models import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 FINDING = json.loads((ROOT / "circuits" / "refusal_direction_qwen" / "results.json").read_text())
-ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"
-BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 HOOK_VS_WEIGHTS_TOL = 1e-4  # max |log-prob difference|, float64 (the finding measured it on the chosen direction)
 N_TRAIN, N_VAL = 16, 6
 
 
 def small_sets() -> dict[str, PromptSet]:
-    """The finding's seeded AdvBench order and benign splits, at a small size (training: the finding's first 16)."""
-    advbench = read_instructions(ADVBENCH, label="harmful")
-    order = list(range(len(advbench)))
-    random.Random(1).shuffle(order)
-    benign_train, _ = split_instructions(read_instructions(BENIGN, label="benign"))
-    return {
-        "harmful": advbench.select(order[:N_TRAIN]), "benign": benign_train.select(range(N_TRAIN)),
-        "val_harmful": advbench.select(order[64 : 64 + N_VAL]), "val_benign": benign_train.select(range(64, 64 + N_VAL)),
-    }  # fmt: skip
+    """The finding's sets (``prompt_sets(64, 16, 32, seed=1)``) at a small size: its first 16 training and 6 scoring prompts."""
+    full = prompt_sets(64, 16, 32, seed=1)
+    return {name: full[name].select(range(N_TRAIN if name in ("harmful", "benign") else N_VAL)) for name in ("harmful", "benign", "val_harmful", "val_benign")}
 
 
 @pytest.fixture(scope="module")
