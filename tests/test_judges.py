@@ -45,3 +45,16 @@ def test_agreement_with_hand_labels_of_real_answers():
     readme = (VALIDATION.parent / "README.md").read_text(encoding="utf-8")
     assert f"agreement {agree}/40" in readme, f"the README reports another agreement than the judge gives now ({agree}/40)"
     assert agree / len(rows) >= MIN_AGREEMENT, f"judge agrees with the hand labels on {agree}/40"
+
+
+def test_harm_compliance_agreement_on_pruned_qwen_answers_is_what_the_finding_reports():
+    """The harm-pruning finding's hand check: the judge's verdicts are recomputed, and the reported agreement must hold."""
+    from interp.pruning.evaluate import harmful_compliance
+
+    path = Path(__file__).resolve().parents[1] / "circuits" / "harm_pruning_qwen" / "judge_check.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 40 and all(isinstance(row["hand"], bool) for row in rows)
+    assert [harmful_compliance(row, row["response"]) for row in rows] == [row["judge"] for row in rows], "the judge's verdicts changed"
+    agree = sum(row["judge"] == row["hand"] for row in rows)
+    readme = (path.parent / "README.md").read_text(encoding="utf-8")
+    assert f"**{agree} of 40 agree**" in readme, f"the README reports another agreement than the judge gives now ({agree}/40)"

@@ -1,15 +1,18 @@
-"""Tuned lens vs logit lens on SmolLM2-135M-Instruct: KL to the final distribution per layer, on held-out text.
+"""Tuned lens vs logit lens on a real model: KL to the final distribution per layer, on held-out text.
 
-    python circuits/tuned_lens_smollm2.py [--out runs/tuned_lens_smollm2]
+    python circuits/tuned_lens.py [--model smollm2-135m-instruct] [--out runs/tuned_lens_smollm2]
+
+``--model`` is one of the packaged models; each has its folder here (``FOLDERS``): SmolLM2-135M-Instruct's
+findings are in ``circuits/tuned_lens_smollm2/``, Qwen2.5-Coder-0.5B-Instruct's in ``circuits/tuned_lens_qwen/``.
 
 1. The model continues the prompts of ``assets/prompts/lens_prompts.jsonl`` (sampled at T = 0.8,
-   top-p 0.95, seed 0, 64 new tokens); the texts are kept in ``circuits/tuned_lens_smollm2/texts.jsonl``
+   top-p 0.95, seed 0, 64 new tokens); the texts are kept in the model's folder (``texts.jsonl``)
    and reused on a rerun with the same model and settings.
 2. A tuned lens is trained on the texts of the "train" prompts (``interp.tuned_lens.train_tuned_lens``
    with its defaults) and saved to ``--out/lens``.
 3. On the texts of the "heldout" prompts (other prompts, other generations), the mean KL(final ‖ lens)
    over every position, per layer, for the logit lens and the tuned lens
-   (``interp.tuned_lens.lens_kl``): written to ``circuits/tuned_lens_smollm2/heldout_kl`` (JSON,
+   (``interp.tuned_lens.lens_kl``): written to the folder's ``heldout_kl`` (JSON,
    safetensors, a Markdown table and the figure as HTML) and printed.
 
 The same with the command line: ``interp lens train --model smollm2-135m-instruct
@@ -24,26 +27,30 @@ from interp.models import load_model
 from interp.tuned_lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
 from interp.plots import screenshot
 
-HERE = Path(__file__).resolve().parent / "tuned_lens_smollm2"
+CIRCUITS = Path(__file__).resolve().parent
+FOLDERS = {"smollm2-135m-instruct": "tuned_lens_smollm2", "qwen2.5-coder-0.5b-instruct": "tuned_lens_qwen"}
 PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lens_prompts.jsonl"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("runs/tuned_lens_smollm2"), help="where the trained lens (41 MB) is written")
+    parser.add_argument("--model", choices=sorted(FOLDERS), default="smollm2-135m-instruct")
+    parser.add_argument("--out", type=Path, help="where the trained lens (SmolLM2: 41 MB, Qwen: 80 MB) is written; default runs/<folder>")
     args = parser.parse_args()
-    model = load_model("smollm2-135m-instruct", device="cpu")
-    texts = generate_texts(model, PromptSet.from_file(PROMPTS), cache=HERE)
+    folder = FOLDERS[args.model]
+    here, out = CIRCUITS / folder, args.out or Path("runs") / folder
+    model = load_model(args.model, device="cpu")
+    texts = generate_texts(model, PromptSet.from_file(PROMPTS), cache=here)
     train, heldout = split_heldout(texts)
     lens = train_tuned_lens(model, train)
-    lens.save(args.out / "lens")
+    lens.save(out / "lens")
     record = lens.training
     print(f"trained on {record.n_tokens} tokens of {record.n_texts} texts in {record.seconds:.0f} s "
           f"({record.init} init, {record.steps} Adam steps of {record.batch_tokens} tokens)")  # fmt: skip
     result = lens_kl(model, heldout, translator=lens)
-    result.save(HERE / "heldout_kl")
+    result.save(here / "heldout_kl")
     print(f"held-out KL(final ‖ lens), nats, on {result.n_tokens} tokens of {result.n_texts} texts:\n{result.table()}")
-    screenshot(HERE / "heldout_kl" / "lens_kl.html", HERE / "lens_kl.png")
+    screenshot(here / "heldout_kl" / "lens_kl.html", here / "lens_kl.png")
 
 
 if __name__ == "__main__":
