@@ -34,7 +34,7 @@ from interp.directions.find import last_log_probs, refusal_scores
 from interp.directions.prompts import PLACEHOLDER, post_instruction_tokens
 from interp.io import atomic_write_figure, atomic_write_json
 from interp.models import load_model
-from interp.patching import PatchingResult, activation_patching
+from interp.patching import RESULT_FILES, PatchingResult, activation_patching
 from interp.plots import screenshot
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
@@ -94,7 +94,7 @@ def main() -> None:
 
     prefix_text = tokenizer.apply_chat_template([{"role": "user", "content": PLACEHOLDER}], tokenize=False, add_generation_prompt=True)
     n_prefix = len(tokenizer(prefix_text.split(PLACEHOLDER, 1)[0], add_special_tokens=False)["input_ids"])
-    suffix = post_instruction_tokens(tokenizer)
+    suffix = [tokenizer.convert_tokens_to_string([token]) for token in post_instruction_tokens(tokenizer)]  # "Ċ" -> "\n"
     columns = ["instruction: best other token", "instruction: last token", *[f"post-instruction {i + 1}: {t!r}" for i, t in enumerate(suffix)]]
     n_layers = int(model.cfg.n_layers)
     weighted = torch.zeros(n_layers, len(columns), dtype=torch.float64)
@@ -102,7 +102,7 @@ def main() -> None:
     largest: PatchingResult | None = None
     for length, pairs in groups.items():
         directory = args.out / "groups" / f"length_{length}"
-        if (directory / "patching.json").exists():
+        if (directory / RESULT_FILES[0]).exists():  # the meta file, written last
             result = PatchingResult.load(directory)
         else:
             clean = torch.stack([kept["harmful"][1][h] for h, _ in pairs])
