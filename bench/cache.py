@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
-from interp.models import load_model, resolve_model
+from interp.model import load_model, resolve_model
 from interp.store import ActivationStore, cache_activations
 from interp.testing import build_tiny_model
 

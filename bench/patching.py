@@ -50,7 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from interp.ioi import ioi_prompts
 from interp.metrics import logit_diff, reduce_metric
-from interp.models import load_model
+from interp.model import load_model
 from interp.patching import activation_patching
 from interp.sites import site_name
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from interp.io import atomic_write_json
-from interp.models import load_model
+from interp.model import load_model
 from interp.organisms.datasets import arithmetic_problems
 from interp.resampling import Chain, run_rollouts
 from interp.resampling.engine import LocalBackend, SamplingConfig

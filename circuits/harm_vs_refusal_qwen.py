@@ -33,7 +33,7 @@ from interp.capture import capture_activations
 from interp.data import PromptSet, tokenize_prompts
 from interp.directions import DirectionResult, RefusalDirection, chat_format, orthogonalized, read_instructions, split_instructions
 from interp.io import atomic_write_figure, atomic_write_json
-from interp.models import load_model
+from interp.model import load_model
 from interp.probes import auroc, train_probes
 from interp.plots import screenshot
 

@@ -24,7 +24,7 @@ import torch
 
 from interp.induction import InductionResult, induction_heads
 from interp.io import atomic_write_json, atomic_write_text, saved_result, write_record
-from interp.models import load_model
+from interp.model import load_model
 
 MODEL = "smollm2-135m-instruct"
 TARGETS = {"loss_ratio_max": 0.30, "ablation_ratio_min": 2.0}

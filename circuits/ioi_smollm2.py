@@ -32,7 +32,7 @@ from interp.induction import head_position_means, ranked_heads, same_layer_draws
 from interp.io import atomic_write_json
 from interp.ioi import IOIPrompts, ablation_removed, ioi_prompts, logit_differences, rank_correlation
 from interp.metrics import logit_diff
-from interp.models import load_model
+from interp.model import load_model
 from interp.patching import activation_patching, attribution_patching
 from interp.plots import screenshot
 

@@ -30,7 +30,7 @@ from interp.capture import capture_activations
 from interp.data import PromptSet, tokenize_prompts
 from interp.directions import chat_format, read_instructions
 from interp.io import atomic_write_figure, atomic_write_json
-from interp.models import load_model
+from interp.model import load_model
 from interp.probes import HOLDOUT, auroc, train_probes
 from interp.provenance import weights_hash
 from interp.plots import screenshot

@@ -24,7 +24,7 @@ from interp.data import PromptSet
 from interp.directions import chat_format, read_instructions, refusal_token_ids, split_instructions
 from interp.io import atomic_write_figure, atomic_write_json
 from interp.lens import logit_lens
-from interp.models import load_model
+from interp.model import load_model
 from interp.plots import screenshot
 
 MODEL = "qwen2.5-coder-0.5b-instruct"

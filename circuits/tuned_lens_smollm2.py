@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from interp.data import PromptSet
-from interp.models import load_model
+from interp.model import load_model
 from interp.tuned_lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
 from interp.plots import screenshot
 

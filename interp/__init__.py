@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 from interp.errors import InterpError  # noqa: E402
 
 _LAZY = {
-    "load_model": "interp.models",
+    "load_model": "interp.model",
     "PromptSet": "interp.data",
     "ActivationStore": "interp.store",
     "cache_activations": "interp.store",

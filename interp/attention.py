@@ -91,7 +91,7 @@ def attention_pattern(source, prompt: str | int, layer: int, head: int) -> Atten
         raise InterpError(f"attention_pattern(model, prompt, ...) takes the prompt's text, got {type(prompt).__name__}; an index needs a store.")
     from interp.capture import capture_activations
     from interp.data import PromptSet, tokenize_prompts
-    from interp.models import model_id
+    from interp.model import model_id
     from interp.provenance import weights_hash
 
     name = site_name("pattern", layer)

@@ -120,7 +120,7 @@ class Experiment:
         return {"analysis": self.ANALYSIS, **json.loads(json.dumps(dataclasses.asdict(self), default=list))}
 
     def load_model(self, model=None):
-        from interp.models import load_model
+        from interp.model import load_model
 
         return model if model is not None else load_model(self.model, device=self.device, dtype=self.dtype)
 

@@ -283,7 +283,7 @@ def logit_lens(
 
 
 def _from_model(model, prompts, sites, positions, batch_size):
-    from interp.models import model_id
+    from interp.model import model_id
     from interp.provenance import weights_hash
     from interp.capture import capture_activations
 

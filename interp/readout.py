@@ -101,7 +101,7 @@ class Readout:
     @classmethod
     def from_model(cls, model) -> "Readout":
         """Read the final norm and unembedding off a TransformerBridge and verify them on a probe input."""
-        from interp.models import materialized
+        from interp.model import materialized
 
         norm_module = getattr(model.ln_final, "original_component", model.ln_final)
         unembed_module = getattr(model.unembed, "original_component", model.unembed)

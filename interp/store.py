@@ -49,7 +49,7 @@ from interp.checks import check_numbers
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.io import atomic_write_bytes, atomic_write_json, atomic_write_safetensors, exclusive_lock
-from interp.models import model_id
+from interp.model import model_id
 from interp.provenance import Provenance, library_versions, tensor_bytes, warn_if_other_versions, weights_hash
 from interp.readout import Readout
 from interp.sites import expand_sites, parse_site

@@ -56,7 +56,7 @@ def test_components_and_heads_sum_to_the_models_logit_difference(arch, load_tiny
 
 
 def test_the_organism_obeys_the_identity():
-    from interp.models import load_model
+    from interp.model import load_model
     from interp.organisms import available_organisms
 
     if "default" not in available_organisms():
@@ -72,7 +72,7 @@ def test_the_organism_obeys_the_identity():
 
 def test_biases_and_a_layernorm_are_attributed(tiny_model_dirs):
     """GPT-2 with every bias and norm parameter perturbed: b_O goes to head_bias, ln_f's bias and b_U to the bias component."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     model = load_model(tiny_model_dirs["gpt2"], device="cpu")  # a private copy: its weights change below
     generator = torch.Generator().manual_seed(0)

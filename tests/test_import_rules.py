@@ -54,7 +54,7 @@ def imported_paths(path: str, source: str, files: set[str]) -> set[str]:
             if node.level:
                 parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 base = f"{parent}.{base}" if base else parent
-            # `from interp import compat` imports the module interp.compat; `from interp.x import name` imports interp.x
+            # `from interp import defaults` imports the module interp.defaults; `from interp.x import name` imports interp.x
             modules = [f"{base}.{alias.name}" if _module_path(f"{base}.{alias.name}", files) else base for alias in node.names]
         else:
             continue

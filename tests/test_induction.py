@@ -39,7 +39,7 @@ def _reference_scores(directory, tokens: torch.Tensor, length: int) -> torch.Ten
 @pytest.fixture(scope="module")
 def llama(tiny_model_dirs):
     """A tiny random Llama of its own (these tests change its weights, restoring them)."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model(tiny_model_dirs["llama"], device="cpu")
 
@@ -161,7 +161,7 @@ def test_the_result_computes_its_numbers_draws_its_figure_and_round_trips(tmp_pa
 
 def test_the_method_finds_the_organisms_planted_induction_head():
     """The organism's README: induction head L3H0 scores 0.94 (its own held-out sequences)."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     organism = load_model("organism", device="cpu")
     result = induction_heads(organism, n_sequences=16, length=20, top_k=1, n_random=1)

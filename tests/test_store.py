@@ -241,7 +241,7 @@ def test_killed_process_resumes_from_the_cli(tiny_model_dirs, tmp_path):
 
 
 def store_model(tiny_model_dirs):
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model(tiny_model_dirs["llama"], device="cpu")
 

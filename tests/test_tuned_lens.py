@@ -93,7 +93,7 @@ def test_save_and_load_round_trip(load_tiny, tmp_path):
 
 def test_a_lens_of_another_model_is_refused_naming_both(load_tiny, tmp_path):
     llama, qwen2 = load_tiny("llama"), load_tiny("qwen2")
-    from interp.models import model_id
+    from interp.model import model_id
 
     lens = _random_lens(llama)
     lens.save(tmp_path / "lens")

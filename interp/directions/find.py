@@ -36,7 +36,7 @@ from interp.errors import InterpError
 from interp.directions.interventions import ablated, added
 from interp.directions.prompts import chat_format, check_suffix, post_instruction_tokens, split_instructions
 from interp.directions.result import DirectionResult
-from interp.models import model_id
+from interp.model import model_id
 from interp.provenance import Provenance, hash_json, weights_hash
 from interp.readout import Readout
 from interp.sites import layer_sites

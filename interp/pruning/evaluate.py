@@ -24,7 +24,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from interp import compat, defaults
+from interp import defaults
+from interp.model import compat
 from interp.data import PromptSet, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.pruning.pairs import Records, iter_response_batches, response_nll, response_pairs, tokenize_pairs

@@ -34,7 +34,7 @@ from interp.capture import capture_activations
 from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result, write_result
-from interp.models import model_id
+from interp.model import model_id
 from interp.probes import HOLDOUT, ProbeResult, auroc, train_probes
 from interp.probes import load as load_probe
 from interp.provenance import Provenance, hash_json, weights_hash

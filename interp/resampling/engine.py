@@ -28,9 +28,10 @@ import numpy as np
 from jaxtyping import Int
 from torch import Tensor
 
-from interp import compat, defaults
+from interp import defaults
+from interp.model import compat
 from interp.errors import InterpError
-from interp.plain_view import PlainViewCache, accepts
+from interp.model.plain_view import PlainViewCache, accepts
 from interp.provenance import library_versions, warn_if_other_versions
 from interp.resampling.io import append_jsonl, check_rollout_records, read_jsonl, read_run_manifest
 from interp.resampling.text import ExtractorSpec, Sentence, extract_boxed, grade, make_extractor, sentence_spans, split_sentences
@@ -155,7 +156,7 @@ class LocalBackend:
 
     The context is run through the model once; its KV cache is repeated for the ``n``
     samples, and one batched ``generate`` call draws them all. A ``TransformerBridge`` generates
-    through a plain Hugging Face model that shares its weight tensors (``interp.plain_view``), unless
+    through a plain Hugging Face model that shares its weight tensors (``interp.model.plain_view``), unless
     hooks are attached or the view is refused; then it goes through the bridge and warns once
     per reason. ``last_path`` says which ran: ``"plain-view"``, ``"bridge"`` or ``"hf"`` (a
     bare Hugging Face model). New keys and values are written in place into spare room of the

@@ -14,7 +14,7 @@ from interp.directions import (
 )  # fmt: skip
 from interp.directions.find import MAX_KL, MAX_LAYER_FRACTION, REFUSAL_STARTS, select
 from interp.errors import InterpError
-from interp.models import load_model, model_id
+from interp.model import load_model, model_id
 from interp.data import PromptSet
 
 HOOK_VS_WEIGHTS_TOL = 1e-4  # max |logit difference| between hook ablation and orthogonalised weights (float32)

@@ -10,7 +10,7 @@ from conftest import ADVBENCH
 from interp.capture import capture_activations
 from interp.data import PromptSet
 from interp.directions import ablated, chat_format, orthogonalized, read_instructions, save_orthogonalized
-from interp.models import load_model
+from interp.model import load_model
 from interp.probes import train_probes
 
 BENIGN = "assets/prompts/benign_instructions.jsonl"

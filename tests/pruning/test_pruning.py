@@ -11,7 +11,7 @@ from torch import nn
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.models import load_model
+from interp.model import load_model
 from interp.provenance import tensor_bytes
 from interp.pruning import (
     ImportanceScores,
