@@ -30,8 +30,8 @@ from interp.directions import DirectionResult, ablated, added, chat_format, find
 from interp.directions.find import last_log_probs
 from interp.io import atomic_write_json
 from interp.model import load_model
-from interp.pruning.evaluate import generate_responses, has_refusal_string
 from interp.plots import screenshot
+from interp.pruning.evaluate import generate_responses, has_refusal_string
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "refusal_direction"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from interp.data import PromptSet
 from interp.model import load_model
-from interp.tuned_lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
 from interp.plots import screenshot
+from interp.tuned_lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
 
 HERE = Path(__file__).resolve().parent / "tuned_lens_smollm2"
 PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lens_prompts.jsonl"

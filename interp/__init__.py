@@ -13,7 +13,7 @@ _LAZY = {
     "PromptSet": "interp.data",
     "ActivationStore": "interp.store",
     "cache_activations": "interp.store",
-    "capture_activations": "interp.capture",
+    "capture_activations": "interp.store.capture",
     "logit_lens": "interp.lens",
     "TunedLens": "interp.tuned_lens",
     "train_tuned_lens": "interp.tuned_lens",

@@ -518,6 +518,6 @@ def _absolute_paths(config: Any, base: Path) -> Any:
 
 
 # analyses in their own modules: they build on Experiment above and register themselves in ANALYSES
-from interp.experiments_pruning import EvaluationConfig, HarmPruningConfig  # noqa: E402, F401
 import interp.experiments_directions  # noqa: E402, F401
 import interp.experiments_recognition  # noqa: E402, F401
+from interp.experiments_pruning import EvaluationConfig, HarmPruningConfig  # noqa: E402, F401

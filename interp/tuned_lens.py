@@ -33,14 +33,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp import defaults, plots
-from interp.model import compat
-from interp.capture import Capturer, check_model_has
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, atomic_write_json, read_result, write_result
+from interp.model import compat
 from interp.provenance import Provenance
-from interp.readout import Readout
 from interp.sites import layer_sites, parse_site, site_name
+from interp.store.capture import Capturer, check_model_has
+from interp.store.readout import Readout
 
 Init = Literal["least_squares", "identity"]
 FORMAT = RESULT_FORMATS["tuned_lens"]

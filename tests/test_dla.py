@@ -7,8 +7,8 @@ import torch
 from conftest import PROMPTS
 from interp.dla import BIAS, DLAResult, direct_logit_attribution
 from interp.errors import InterpError
-from interp.readout import Readout
 from interp.store import cache_activations
+from interp.store.readout import Readout
 
 # The components' sum equals the model's logit difference up to float32 rounding of the sum
 # (measured: <= 6e-8 on the tiny models, 1e-6 on SmolLM2 at a difference of 5.3); this is 100x that.

@@ -101,7 +101,9 @@ def test_the_package_keeps_the_import_rules():
          "interp/patching/synthetic.py (Analyses) imports interp/commands/common.py (Face): the library knows no command line"),
         ("interp/synthetic_core.py", "import torch\n", "interp/synthetic_core.py belongs to no part"),
         ("interp/lens.py", "from interp import demo\n", "interp/lens.py (Analyses) imports interp/demo/__init__.py (Face)"),
-        ("interp/store.py", "from . import plots\n", "interp/store.py (Store) imports interp/plots.py (Plots): storage draws nothing"),
+        ("interp/store/activations.py", "from interp import plots\n",
+         "interp/store/activations.py (Store) imports interp/plots.py (Plots): storage draws nothing"),
+        ("interp/store/synthetic.py", "from .. import plots\n", "interp/store/synthetic.py (Store) imports interp/plots.py (Plots): storage draws nothing"),
     ],
 )
 def test_a_forbidden_import_is_caught(path, source, expected):

@@ -6,8 +6,8 @@ import warnings
 import pytest
 import torch
 
-from interp.model import pretrained
 from interp.errors import InterpError
+from interp.model import pretrained
 from interp.model.pretrained import SMOLLM2_135M_INSTRUCT, cache_problem, ensure_pretrained
 
 LOGIT_TOLERANCE = 5e-5  # bridge vs plain Hugging Face logits (REAL_MODELS.md)

@@ -29,8 +29,8 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp import defaults
-from interp.model import compat
 from interp.errors import InterpError
+from interp.model import compat
 from interp.model.plain_view import PlainViewCache, accepts
 from interp.provenance import library_versions, warn_if_other_versions
 from interp.resampling.io import append_jsonl, check_rollout_records, read_jsonl, read_run_manifest

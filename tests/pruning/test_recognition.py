@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from interp.capture import capture_activations
 from interp.cli import main
 from interp.errors import InterpError
 from interp.experiments import load_config, run_experiment
@@ -19,6 +18,7 @@ from interp.probes import HOLDOUT
 from interp.provenance import weights_hash
 from interp.pruning import PruningMask, decoder_weights, pruned, random_mask
 from interp.pruning.recognition import RecognitionResult, recognition_after_pruning
+from interp.store import capture_activations
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

@@ -10,8 +10,8 @@ import warnings
 import pytest
 import torch
 
-from interp.resampling import LocalBackend
 from interp.model.plain_view import _disagreement, build_plain_view, hooked_modules
+from interp.resampling import LocalBackend
 from interp.testing import ARCHITECTURES
 
 CONTEXT = "the quick brown fox jumps over the lazy dog . a cat sat on the mat and"

@@ -193,7 +193,7 @@ def _describe_norm(module) -> tuple[NormKind, Tensor | None, Tensor | None, floa
         return "none", None, None, 0.0, 0.0
     raise InterpError(
         f"cannot read the final norm of type {name}: interp knows LayerNorm and RMSNorm variants. "
-        "Cache without a readout, or add the norm to interp.readout._describe_norm."
+        "Cache without a readout, or add the norm to interp.store.readout._describe_norm."
     )
 
 
