@@ -5,11 +5,11 @@
 1. The model continues the prompts of ``assets/prompts/lens_prompts.jsonl`` (sampled at T = 0.8,
    top-p 0.95, seed 0, 64 new tokens); the texts are kept in ``circuits/tuned_lens_smollm2/texts.jsonl``
    and reused on a rerun with the same model and settings.
-2. A tuned lens is trained on the texts of the "train" prompts (``interp.tuned_lens.train_tuned_lens``
+2. A tuned lens is trained on the texts of the "train" prompts (``interp.lens.train_tuned_lens``
    with its defaults) and saved to ``--out/lens``.
 3. On the texts of the "heldout" prompts (other prompts, other generations), the mean KL(final ‖ lens)
    over every position, per layer, for the logit lens and the tuned lens
-   (``interp.tuned_lens.lens_kl``): written to ``circuits/tuned_lens_smollm2/heldout_kl`` (JSON,
+   (``interp.lens.lens_kl``): written to ``circuits/tuned_lens_smollm2/heldout_kl`` (JSON,
    safetensors, a Markdown table and the figure as HTML) and printed.
 
 The same with the command line: ``interp lens train --model smollm2-135m-instruct
@@ -20,9 +20,9 @@ import argparse
 from pathlib import Path
 
 from interp.data import PromptSet
+from interp.lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
 from interp.model import load_model
 from interp.plots import screenshot
-from interp.tuned_lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
 
 HERE = Path(__file__).resolve().parent / "tuned_lens_smollm2"
 PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lens_prompts.jsonl"

@@ -100,7 +100,7 @@ def test_the_package_keeps_the_import_rules():
         ("interp/patching/synthetic.py", "def f():\n    from interp.commands.common import add_subcommand\n",
          "interp/patching/synthetic.py (Analyses) imports interp/commands/common.py (Face): the library knows no command line"),
         ("interp/synthetic_core.py", "import torch\n", "interp/synthetic_core.py belongs to no part"),
-        ("interp/lens.py", "from interp import demo\n", "interp/lens.py (Analyses) imports interp/demo/__init__.py (Face)"),
+        ("interp/lens/logit.py", "from interp import demo\n", "interp/lens/logit.py (Analyses) imports interp/demo/__init__.py (Face)"),
         ("interp/store/activations.py", "from interp import plots\n",
          "interp/store/activations.py (Store) imports interp/plots.py (Plots): storage draws nothing"),
         ("interp/store/synthetic.py", "from .. import plots\n", "interp/store/synthetic.py (Store) imports interp/plots.py (Plots): storage draws nothing"),
@@ -114,7 +114,7 @@ def test_a_forbidden_import_is_caught(path, source, expected):
 
 
 def test_allowed_imports_are_not_reported():
-    sources = {"interp/commands/x.py": "from interp.lens import logit_lens\nimport interp\n", "interp/lens.py": "from interp.sites import parse_site\n",
+    sources = {"interp/commands/x.py": "from interp.lens import logit_lens\nimport interp\n", "interp/lens/__init__.py": "from interp.sites import parse_site\n",
                "interp/sites.py": "", "interp/commands/__init__.py": ""}
     assert violations(sources) == []
 

@@ -216,7 +216,7 @@ def logit_lens(
         positions: "last", "all" or explicit positions (model source; a store read what it stored).
         top_k: how many top tokens to keep per cell.
         translator: ``translator(site, resid) -> resid`` applied before the readout (a tuned lens:
-            ``interp.tuned_lens.TunedLens``). One with a ``check_provenance(provenance)`` method is
+            ``interp.lens.TunedLens``). One with a ``check_provenance(provenance)`` method is
             first shown the activations' provenance (model, weights hash) and may refuse them.
     """
     from interp.store import ActivationStore
