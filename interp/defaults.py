@@ -16,7 +16,7 @@ LENS_TOP_K = 5  # top tokens kept per cell
 LENS_METRICS = ("prob", "logprob", "rank", "kl")  # what a lens figure can show (interp.lens.Metric)
 LENS_METRIC = "prob"  # what the figure shows
 
-# ---- direct logit attribution (interp.dla.direct_logit_attribution, DLAResult.top; interp dla) ---
+# ---- direct logit attribution (interp.mechanisms.dla.direct_logit_attribution, DLAResult.top; interp dla) ---
 DLA_POSITIONS = "last"  # token positions attributed
 DLA_TOP_K = 10  # heads / components listed by DLAResult.top and `interp dla`
 

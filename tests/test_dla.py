@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import PROMPTS
-from interp.dla import BIAS, DLAResult, direct_logit_attribution
 from interp.errors import InterpError
+from interp.mechanisms.dla import BIAS, DLAResult, direct_logit_attribution
 from interp.store import cache_activations
 from interp.store.readout import Readout
 
@@ -276,11 +276,11 @@ def test_smollm2_ioi_heads(smollm2):
 def test_docstring_examples_run():
     import doctest
 
-    import interp.attention
-    import interp.dla
+    import interp.mechanisms.attention
+    import interp.mechanisms.dla
     import interp.plots
 
-    for module in (interp.dla, interp.attention, interp.plots):
+    for module in (interp.mechanisms.dla, interp.mechanisms.attention, interp.plots):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
@@ -289,7 +289,7 @@ def test_annotated_shapes_hold(load_tiny):
     beartype = pytest.importorskip("beartype")
     import jaxtyping
 
-    from interp.dla import _head_outputs, _norm_scale
+    from interp.mechanisms.dla import _head_outputs, _norm_scale
 
     model = load_tiny("gemma2")  # with a post-attention norm
     heads = jaxtyping.jaxtyped(typechecker=beartype.beartype)(_head_outputs)

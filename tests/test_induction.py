@@ -1,4 +1,4 @@
-"""Induction heads (``interp.induction``): the pieces against independent references on a tiny Llama,
+"""Induction heads (``interp.mechanisms.induction``): the pieces against independent references on a tiny Llama,
 the organism's planted head, and the finding on SmolLM2-135M-Instruct (``circuits/induction_smollm2/``)."""
 
 import time
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from interp.errors import InterpError
-from interp.induction import (
+from interp.mechanisms.induction import (
     FAST_PATH_TOLERANCE,
     InductionResult,
     _clean_pass,
@@ -193,9 +193,9 @@ def test_smollm2_copies_with_induction_heads_whose_ablation_breaks_copying(smoll
 def test_docstring_examples_run():
     import doctest
 
-    import interp.induction
+    import interp.mechanisms.induction
 
-    assert doctest.testmod(interp.induction).failed == 0
+    assert doctest.testmod(interp.mechanisms.induction).failed == 0
 
 
 def test_the_annotated_shapes_hold_at_runtime(llama):

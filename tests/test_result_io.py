@@ -13,14 +13,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from interp import provenance as provenance_module
-from interp.attention import AttentionPattern
 from interp.directions import DirectionResult, RefusalDirection
-from interp.dla import DLAResult
 from interp.errors import InterpError
-from interp.induction import InductionResult
 from interp.io import RESULT_FORMATS, read_result
 from interp.lens import LensResult
 from interp.lens import LensKL, TrainingRecord, TunedLens
+from interp.mechanisms.attention import AttentionPattern
+from interp.mechanisms.dla import DLAResult
+from interp.mechanisms.induction import InductionResult
 from interp.patching import PatchingResult
 from interp.probes import ProbeEval, ProbeResult, train_probes
 from interp.probes.synthetic import synthetic_activations
