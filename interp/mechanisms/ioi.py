@@ -100,11 +100,11 @@ class IOIPrompts:
 
     def clean(self) -> PromptSet:
         """The clean texts as a PromptSet (records carry order, io, s and the corruption)."""
-        return PromptSet.from_records(list(self.records), text_field="text", label_field="order", source="interp.ioi")
+        return PromptSet.from_records(list(self.records), text_field="text", label_field="order", source="interp.mechanisms.ioi")
 
     def corrupt(self) -> PromptSet:
         """The ABC-corrupted texts as a PromptSet, in the same order."""
-        return PromptSet.from_records(list(self.records), text_field="corrupt", label_field="order", source="interp.ioi (ABC)")
+        return PromptSet.from_records(list(self.records), text_field="corrupt", label_field="order", source="interp.mechanisms.ioi (ABC)")
 
     def select(self, indices: Sequence[int]) -> "IOIPrompts":
         """The prompts at ``indices``, in that order."""
