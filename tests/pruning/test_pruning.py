@@ -669,7 +669,8 @@ def test_docstring_examples_run():
 
     attempted = 0
     for name in ("interp.pruning", "interp.pruning.pairs", "interp.pruning.scores", "interp.pruning.masks", "interp.pruning.apply",
-                 "interp.pruning.evaluate", "interp.pruning.result", "interp.pruning.weights", "interp.experiments"):
+                 "interp.pruning.evaluate", "interp.pruning.result", "interp.pruning.weights", "interp.experiments", "interp.experiments.base",
+                 "interp.experiments.table", "interp.experiments.pruning", "interp.experiments.registry"):
         failures, tried = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         assert failures == 0, f"{name}: {failures} docstring example(s) failed"
         attempted += tried
