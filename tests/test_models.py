@@ -117,7 +117,8 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("module", ["model/__init__", "model/loading", "model/registry", "model/pretrained", "model/compat", "model/plain_view",
-                                    "model/shortcuts", "data", "sites", "provenance", "errors", "io", "store/readout", "testing", "defaults"])
+                                    "model/shortcuts", "data", "sites", "provenance", "errors", "io", "store/readout", "testing", "defaults",
+                                    "checks", "distributed", "lazy"])
 def test_the_core_imports_no_organism(module):
     """Not even inside a function: the organism reaches the core only through the registry."""
     imported = _imported_modules(REPOSITORY / "interp" / f"{module}.py")
