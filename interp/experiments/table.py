@@ -7,7 +7,8 @@ its result to DIR (``.save(DIR)``) and the config beside it (``DIR/config.json``
 cache shards, pruning scores and points, and resampling rollouts resume (another config there is
 refused); lens, patching, probes, directions and recognition are skipped when DIR holds their result of the same
 config and data, and recomputed otherwise. A new analysis is one config class (``ANALYSIS``, ``run``) in its
-own module of ``interp.experiments`` and one entry in ``ANALYSES`` here. E.g. ``analysis = "lens"``, ``targets = " sure"``, ``[prompts] path = "p.jsonl"``.
+own module of ``interp.experiments`` and one entry in ``ANALYSES`` here. E.g. ``analysis = "lens"``,
+``targets = " sure"``, ``[prompts] path = "p.jsonl"``.
 
 >>> config = load_config("circuits/harm_pruning.toml", overrides=["q=[0.01]"])   # doctest: +SKIP
 >>> result = run_experiment(config, "runs/harm_pruning")                          # doctest: +SKIP
