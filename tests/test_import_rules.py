@@ -94,6 +94,46 @@ def test_the_package_keeps_the_import_rules():
     assert not problems, "\n".join(problems)
 
 
+def import_cycles(sources: dict[str, str]) -> list[list[str]]:
+    """The modules that import each other, directly or around a loop (any import, also one inside a function)."""
+    files = set(sources)
+    graph = {path: sorted(imported_paths(path, source, files)) for path, source in sources.items()}
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(path: str) -> None:  # Tarjan's strongly connected components
+        order[path] = low[path] = len(order)
+        stack.append(path)
+        for target in graph[path]:
+            if target not in order:
+                visit(target)
+                low[path] = min(low[path], low[target])
+            elif target in stack:
+                low[path] = min(low[path], order[target])
+        if low[path] == order[path]:
+            component = stack[stack.index(path):]
+            del stack[stack.index(path):]
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for path in sorted(graph):
+        if path not in order:
+            visit(path)
+    return cycles
+
+
+def test_the_package_has_no_import_cycles():
+    cycles = import_cycles(package_sources())
+    assert not cycles, "modules that import each other: " + "; ".join(" <-> ".join(cycle) for cycle in cycles)
+
+
+def test_an_import_cycle_is_caught():
+    sources = {"interp/a.py": "from interp import b\n", "interp/b.py": "def f():\n    from interp.a import x\n", "interp/c.py": "import interp.a\n"}
+    assert import_cycles(sources) == [["interp/a.py", "interp/b.py"]]
+
+
 @pytest.mark.parametrize(
     "path, source, expected",
     [
