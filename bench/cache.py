@@ -18,7 +18,7 @@ layer's linears and attention products, no unembedding, at the fp32 matmul rate 
 process) and how far each run is from it, at each of ``--sizes``, and the memory growth:
   peak-RSS increase caching 10N prompts / caching N prompts      target < 1.10
 Each memory measurement runs in a fresh child process so peaks do not mix. interp must cache through the
-plain view of the bridge (``interp.capture.Capturer``): the bench stops if it ran through the bridge.
+plain view of the bridge (``interp.store.capture.Capturer``): the bench stops if it ran through the bridge.
 Caching stops each forward right after the last hook it reads, so with resid_post it skips the
 final norm and the unembedding, which the bare forward computes: a ratio above 1 is possible.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
-from interp.models import load_model, resolve_model
+from interp.model import load_model, resolve_model
 from interp.store import ActivationStore, cache_activations
 from interp.testing import build_tiny_model
 

@@ -174,7 +174,7 @@ def main(argv=None) -> int:
         print("bench/gpu.py needs a CUDA GPU and torch.cuda.is_available() is False here; run it on a machine with one "
               "(bench/cache.py, bench/patching.py and bench/resampling.py measure the same on the CPU).", file=sys.stderr)  # fmt: skip
         return 2
-    from interp.models import load_model
+    from interp.model import load_model
 
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = sorted(set(names) - {"real", "1b"})

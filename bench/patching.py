@@ -7,7 +7,7 @@ one block of sweeps per size, then how the speed-ups grow with the work.
 Random pairs (default): 16 tokens, two corruptions: one token swapped mid-prompt (the usual
 IOI-style pair) and every token after the first swapped (nothing can be skipped; ``--corruptions
 one`` runs only the first); sweeps resid_pre and attn_head_out by position, denoising.
-``--ioi``: IOI prompts (``interp.ioi``, ABC corruption; default model smollm2-135m-instruct) and
+``--ioi``: IOI prompts (``interp.mechanisms.ioi``, ABC corruption; default model smollm2-135m-instruct) and
 the finding's head sweep: attn_head_out per head over every position, noising, logit difference.
 
 Three ways to get the same values:
@@ -48,9 +48,9 @@ import torch
 import transformer_lens.patching as tl_patching
 from torch.utils.flop_counter import FlopCounterMode
 
-from interp.ioi import ioi_prompts
+from interp.mechanisms.ioi import ioi_prompts
 from interp.metrics import logit_diff, reduce_metric
-from interp.models import load_model
+from interp.model import load_model
 from interp.patching import activation_patching
 from interp.sites import site_name
 

@@ -91,7 +91,7 @@ def model_shape(name: str) -> tuple[int, int]:
     """(layers, d_model) of a registered model or a Hugging Face directory, from its config alone."""
     import json
 
-    from interp.models import resolve_model
+    from interp.model import resolve_model
 
     directory = Path(name) if Path(name).exists() else Path(resolve_model(name)[0])
     config = json.loads((directory / "config.json").read_text())

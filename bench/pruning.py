@@ -211,7 +211,7 @@ def main(argv=None) -> int:
 
     from transformers import AutoModelForCausalLM
 
-    from interp.models import load_model
+    from interp.model import load_model
 
     root = Path(tempfile.gettempdir()) / "interp-bench"
     directory = model_directory(args.model, root)

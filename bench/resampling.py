@@ -43,8 +43,7 @@ from pathlib import Path
 
 import torch
 
-from interp import compat
-from interp.models import load_model, resolve_model
+from interp.model import compat, load_model, resolve_model
 from interp.resampling import LocalBackend
 from interp.testing import build_tiny_model
 

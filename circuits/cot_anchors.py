@@ -27,10 +27,11 @@ import numpy as np
 import torch
 
 from interp.io import atomic_write_json
-from interp.models import load_model
+from interp.model import load_model
 from interp.organisms.datasets import arithmetic_problems
 from interp.resampling import Chain, run_rollouts
-from interp.resampling.engine import LocalBackend, SamplingConfig
+from interp.resampling.config import SamplingConfig
+from interp.resampling.engine import LocalBackend
 from interp.resampling.metrics import accuracy, resampling_importance_accuracy
 
 ANSWER = r"the answer is (\d+)"

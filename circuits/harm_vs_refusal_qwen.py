@@ -29,13 +29,13 @@ from pathlib import Path
 import plotly.graph_objects as go
 import torch
 
-from interp.capture import capture_activations
 from interp.data import PromptSet, tokenize_prompts
 from interp.directions import DirectionResult, RefusalDirection, chat_format, orthogonalized, read_instructions, split_instructions
 from interp.io import atomic_write_figure, atomic_write_json
-from interp.models import load_model
-from interp.probes import auroc, train_probes
+from interp.model import load_model
 from interp.plots import screenshot
+from interp.probes import auroc, train_probes
+from interp.store import capture_activations
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
 ROOT = Path(__file__).resolve().parents[1]

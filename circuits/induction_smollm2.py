@@ -3,7 +3,7 @@
     python circuits/induction_smollm2.py [--out runs/induction_smollm2] [--n-sequences 32] [--length 50] [--n-random 10]
 
 On ``n_sequences`` rows of ``[BOS, r_1 .. r_L, r_1 .. r_L]`` (``L = length`` tokens drawn uniformly
-from the vocabulary without its special tokens, seed 0), ``interp.induction.induction_heads``
+from the vocabulary without its special tokens, seed 0), ``interp.mechanisms.induction.induction_heads``
 measures the loss on the first occurrence and on the repeat, every head's induction score
 (attention from each repeat token to the token after its previous occurrence), and the repeat's
 loss with the top-5 heads mean-ablated (``hook_z`` set to its mean over these sequences and
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from interp.induction import InductionResult, induction_heads
 from interp.io import atomic_write_json, atomic_write_text, saved_result, write_record
-from interp.models import load_model
+from interp.mechanisms.induction import InductionResult, induction_heads
+from interp.model import load_model
 
 MODEL = "smollm2-135m-instruct"
 TARGETS = {"loss_ratio_max": 0.30, "ablation_ratio_min": 2.0}

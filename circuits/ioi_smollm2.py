@@ -2,7 +2,7 @@
 
     python circuits/ioi_smollm2.py [--out runs/ioi_smollm2] [--n-prompts 120] [--n-patch 16] [--n-position 2]
 
-1. ``interp.ioi.ioi_prompts``: ``--n-prompts`` prompts from the project's templates (one-token
+1. ``interp.mechanisms.ioi.ioi_prompts``: ``--n-prompts`` prompts from the project's templates (one-token
    names, places and objects; ABBA and BABA alternating; BOS ``<|im_start|>`` first, as
    ``model.to_tokens`` does), each with its ABC corruption (IO, S1, S2 -> three fresh names).
 2. Baseline: ``logit(IO) - logit(S)`` at the last token, clean and corrupt.
@@ -13,7 +13,7 @@
 4. The top ``--top-k`` heads (largest drop under activation patching) are mean-ablated together
    (``hook_z`` set to its per-position mean over the ABC prompts) against ``--n-random`` draws of
    as many other heads from the same layers: the fraction of the mean logit difference removed.
-5. Name movers: attention from the last token to IO and to S (``interp.attention.attention_to``)
+5. Name movers: attention from the last token to IO and to S (``interp.mechanisms.attention.attention_to``)
    for the top heads in the later half of the layers.
 
 Writes ``--findings`` (default ``circuits/ioi_smollm2``): ``results.json`` and PNG figures
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from interp.attention import attention_pattern, attention_to
-from interp.induction import head_position_means, ranked_heads, same_layer_draws
 from interp.io import atomic_write_json
-from interp.ioi import IOIPrompts, ablation_removed, ioi_prompts, logit_differences, rank_correlation
+from interp.mechanisms.attention import attention_pattern, attention_to
+from interp.mechanisms.induction import head_position_means, ranked_heads, same_layer_draws
+from interp.mechanisms.ioi import IOIPrompts, ablation_removed, ioi_prompts, logit_differences, rank_correlation
 from interp.metrics import logit_diff
-from interp.models import load_model
+from interp.model import load_model
 from interp.patching import activation_patching, attribution_patching
 from interp.plots import screenshot
 

@@ -24,7 +24,7 @@ import torch
 
 from interp.data import PromptSet
 from interp.io import atomic_write_json
-from interp.models import load_model
+from interp.model import load_model
 from interp.organisms import datasets, grammar
 from interp.organisms.evaluate import generate
 from interp.probes import ablate, steer, train_probes

@@ -26,14 +26,14 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from interp.capture import capture_activations
 from interp.data import PromptSet, tokenize_prompts
 from interp.directions import chat_format, read_instructions
 from interp.io import atomic_write_figure, atomic_write_json
-from interp.models import load_model
+from interp.model import load_model
+from interp.plots import screenshot
 from interp.probes import HOLDOUT, auroc, train_probes
 from interp.provenance import weights_hash
-from interp.plots import screenshot
+from interp.store import capture_activations
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "real_harm_probes"

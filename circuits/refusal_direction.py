@@ -29,9 +29,9 @@ from interp.data import PromptSet, tokenize_prompts
 from interp.directions import DirectionResult, ablated, added, chat_format, find_directions, merge_scores, orthogonalized, read_instructions, split_instructions
 from interp.directions.find import last_log_probs
 from interp.io import atomic_write_json
-from interp.models import load_model
-from interp.pruning.evaluate import generate_responses, has_refusal_string
+from interp.model import load_model
 from interp.plots import screenshot
+from interp.pruning.evaluate import generate_responses, has_refusal_string
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "circuits" / "refusal_direction"

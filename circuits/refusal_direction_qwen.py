@@ -44,7 +44,7 @@ from interp.directions import (
 from interp.directions.find import last_log_probs
 from interp.io import atomic_write_json
 from interp.judges import refusal
-from interp.models import load_model
+from interp.model import load_model
 from interp.plots import screenshot
 from interp.pruning.evaluate import generate_responses
 

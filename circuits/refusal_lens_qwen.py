@@ -26,10 +26,9 @@ from interp.data import PromptSet
 from interp.demo.alignment import prompt_sets
 from interp.directions import chat_format, refusal_token_ids
 from interp.io import atomic_write_figure, atomic_write_json
-from interp.lens import logit_lens
-from interp.models import load_model
+from interp.lens import TunedLens, logit_lens
+from interp.model import load_model
 from interp.plots import screenshot
-from interp.tuned_lens import TunedLens
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ from interp.directions import chat_format, refusal_token_ids
 from interp.directions.find import last_log_probs, refusal_scores
 from interp.directions.prompts import PLACEHOLDER, post_instruction_tokens
 from interp.io import atomic_write_figure, atomic_write_json
-from interp.models import load_model
+from interp.model import load_model
 from interp.patching import RESULT_FILES, PatchingResult, activation_patching
 from interp.plots import screenshot
 

@@ -8,11 +8,11 @@ findings are in ``circuits/tuned_lens_smollm2/``, Qwen2.5-Coder-0.5B-Instruct's 
 1. The model continues the prompts of ``assets/prompts/lens_prompts.jsonl`` (sampled at T = 0.8,
    top-p 0.95, seed 0, 64 new tokens); the texts are kept in the model's folder (``texts.jsonl``)
    and reused on a rerun with the same model and settings.
-2. A tuned lens is trained on the texts of the "train" prompts (``interp.tuned_lens.train_tuned_lens``
+2. A tuned lens is trained on the texts of the "train" prompts (``interp.lens.train_tuned_lens``
    with its defaults) and saved to ``--out/lens``.
 3. On the texts of the "heldout" prompts (other prompts, other generations), the mean KL(final ‖ lens)
    over every position, per layer, for the logit lens and the tuned lens
-   (``interp.tuned_lens.lens_kl``): written to the folder's ``heldout_kl`` (JSON,
+   (``interp.lens.lens_kl``): written to the folder's ``heldout_kl`` (JSON,
    safetensors, a Markdown table and the figure as HTML) and printed.
 
 The same with the command line: ``interp lens train --model smollm2-135m-instruct
@@ -23,8 +23,8 @@ import argparse
 from pathlib import Path
 
 from interp.data import PromptSet
-from interp.models import load_model
-from interp.tuned_lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
+from interp.lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
+from interp.model import load_model
 from interp.plots import screenshot
 
 CIRCUITS = Path(__file__).resolve().parent

@@ -16,17 +16,17 @@ LENS_TOP_K = 5  # top tokens kept per cell
 LENS_METRICS = ("prob", "logprob", "rank", "kl")  # what a lens figure can show (interp.lens.Metric)
 LENS_METRIC = "prob"  # what the figure shows
 
-# ---- direct logit attribution (interp.dla.direct_logit_attribution, DLAResult.top; interp dla) ---
+# ---- direct logit attribution (interp.mechanisms.dla.direct_logit_attribution, DLAResult.top; interp dla) ---
 DLA_POSITIONS = "last"  # token positions attributed
 DLA_TOP_K = 10  # heads / components listed by DLAResult.top and `interp dla`
 
-# ---- tuned lens (interp.tuned_lens: generate_texts, train_tuned_lens, lens_kl; interp lens train) --
+# ---- tuned lens (interp.lens.tuned: generate_texts, train_tuned_lens, lens_kl; interp lens train) --
 TUNED_LENS_PROMPTS = "assets/prompts/lens_prompts.jsonl"  # prompts the model continues to make its training text
 TUNED_LENS_NEW_TOKENS = 64  # tokens generated per prompt
 TUNED_LENS_TEMPERATURE = 0.8  # sampling temperature of the generated text (0: greedy)
 TUNED_LENS_TOP_P = 0.95  # nucleus sampling threshold of the generated text
 TUNED_LENS_GENERATE_BATCH_SIZE = 64  # prompts generated at once (a step costs little more for more rows)
-TUNED_LENS_INITS = ("least_squares", "identity")  # where training starts (interp.tuned_lens.Init)
+TUNED_LENS_INITS = ("least_squares", "identity")  # where training starts (interp.lens.Init)
 TUNED_LENS_INIT = "least_squares"  # closed-form weighted least-squares fit, then Adam on the KL
 TUNED_LENS_RIDGE = 1e-3  # least-squares ridge towards the identity, relative to the mean input variance
 TUNED_LENS_STEPS = 30  # Adam steps on the KL

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 import interp
-from interp import compat
 from interp.errors import InterpError
 
 VERSIONED_PACKAGES = ("interp", "torch", "transformers", "transformer_lens")
 _WARNED_VERSION_DIFFERENCES: set[str] = set()
+_ACTIVE_WORKAROUNDS: list[str] = []  # names of the dependency workarounds installed in this process (interp.model.compat)
 _WEIGHTS_HASH_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
 
 
@@ -40,7 +40,7 @@ class Provenance:
     interp_version: str = interp.__version__
     extra: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=lambda: library_versions())
-    workarounds: tuple[str, ...] = field(default_factory=lambda: tuple(compat.active_workarounds()))
+    workarounds: tuple[str, ...] = field(default_factory=lambda: tuple(active_workarounds()))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -61,6 +61,17 @@ class Provenance:
         warn_if_other_versions(versions, what=f"result of {data.get('model_id', 'an unknown model')}")
         return cls(hooks=tuple(data.get("hooks", ())), extra=dict(data.get("extra", {})), versions=versions,
                    workarounds=tuple(data.get("workarounds", ())), **known)
+
+
+def active_workarounds() -> list[str]:
+    """The names of the dependency workarounds installed in this process (``interp.model.compat.install``)."""
+    return list(_ACTIVE_WORKAROUNDS)
+
+
+def record_workaround(name: str) -> None:
+    """Note that the workaround ``name`` is installed: every provenance made from now on lists it."""
+    if name not in _ACTIVE_WORKAROUNDS:
+        _ACTIVE_WORKAROUNDS.append(name)
 
 
 @functools.cache

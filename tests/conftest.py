@@ -31,7 +31,7 @@ _MODELS: dict[str, object] = {}
 @pytest.fixture(scope="session")
 def load_tiny(tiny_model_dirs):
     """load_tiny("llama") -> TransformerBridge (cached: do not modify its weights in place)."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     def load(arch: str):
         if arch not in _MODELS:
@@ -89,7 +89,7 @@ def blackmail_matches(metric: str, compute) -> tuple[dict[str, tuple[int, int]],
 def _real_model(name: str):
     """A packaged real model (converted once per machine into $INTERP_HOME; skipped if it cannot be obtained)."""
     from interp.errors import InterpError
-    from interp.models import load_model
+    from interp.model import load_model
 
     try:
         return load_model(name, device="cpu")
@@ -129,7 +129,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def real_model_cpu():
     """SmolLM2-135M-Instruct in float32 on the CPU: the reference the CUDA runs are compared with."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model("smollm2-135m-instruct", device="cpu")
 
@@ -137,7 +137,7 @@ def real_model_cpu():
 @pytest.fixture(scope="session")
 def real_model_cuda():
     """SmolLM2-135M-Instruct in float32 on cuda:0 (do not modify its weights in place)."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model("smollm2-135m-instruct", device="cuda")
 
@@ -145,7 +145,7 @@ def real_model_cuda():
 @pytest.fixture(scope="session")
 def real_model_cuda_bf16():
     """SmolLM2-135M-Instruct in bfloat16 on cuda:0."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model("smollm2-135m-instruct", device="cuda", dtype="bfloat16")
 

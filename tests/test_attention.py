@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import PROMPTS
-from interp.attention import AttentionPattern, attention_pattern
 from interp.errors import InterpError
+from interp.mechanisms.attention import AttentionPattern, attention_pattern
 from interp.store import cache_activations
 
 PATTERN_TOL = 1e-5  # against transformers' own eager attention weights (measured <= 3e-8)

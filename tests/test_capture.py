@@ -1,4 +1,4 @@
-"""Caching residual-stream sites through a plain Hugging Face view of the bridge (``interp.capture.Capturer``).
+"""Caching residual-stream sites through a plain Hugging Face view of the bridge (``interp.store.capture.Capturer``).
 
 The reference is the bridge itself (``fast=False``). Each test asserts which path ran, so a fast path
 that silently falls back fails here, and each fallback says why.
@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from conftest import PROMPTS
-from interp.capture import Capturer, capture_activations
+from interp.store import capture_activations
 from interp.store import cache_activations
+from interp.store.capture import Capturer
 from interp.testing import ARCHITECTURES
 
 TOLERANCE = 1e-5  # relative to the largest value: SDPA and the bridge's eager attention round differently
@@ -95,8 +96,8 @@ def test_a_view_that_disagrees_on_the_check_is_not_used(load_tiny, monkeypatch):
 
 
 def test_the_check_sample_keeps_a_padded_prompt():
-    from interp.capture import CHECK_TOKENS, _check_sample
     from interp.data import pad_batch
+    from interp.store.capture import CHECK_TOKENS, _check_sample
 
     batch = pad_batch([torch.arange(1, 31), torch.tensor([5, 6, 7]), torch.arange(1, 21)], 0)
     sample = _check_sample(batch, "last")

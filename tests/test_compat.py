@@ -2,13 +2,13 @@
 
 The oracle is a greedy loop that runs the whole sequence through the bridge at every step (no
 cache anywhere). A release that breaks the cache inside the bridge (transformers 5.24 did: see
-``interp/compat.py``) fails here, token for token, instead of in the demo's numbers.
+``interp/model/compat.py``) fails here, token for token, instead of in the demo's numbers.
 """
 
 import pytest
 import torch
 
-from interp import compat
+from interp.model import compat
 from interp.organisms import available_organisms
 
 ARCHITECTURES = ("gpt2", "llama", "qwen2", "gemma", "gemma2")
@@ -21,7 +21,7 @@ needs_organism = pytest.mark.skipif("default" not in available_organisms(), reas
 
 @pytest.fixture(scope="module")
 def organism():
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model("organism", device="cpu")
 
@@ -152,7 +152,7 @@ def test_the_probe_reads_a_fixed_bridge_as_fixed():
 def test_the_locked_versions_still_need_the_workaround():
     """Tells when the workaround can go: once transformer_lens reads ``cache=``, this fails.
 
-    Then delete ``ATTENTION_CACHE_KWARG`` from ``interp/compat.py`` (and this test).
+    Then delete ``ATTENTION_CACHE_KWARG`` from ``interp/model/compat.py`` (and this test).
     """
     import transformers
 
@@ -160,5 +160,5 @@ def test_the_locked_versions_still_need_the_workaround():
         pytest.skip(f"transformers {transformers.__version__} still passes past_key_values: nothing to work around")
     assert not compat.bridge_reads_cache_kwarg(), (
         "transformer_lens now writes a KV cache passed as cache=: the attention-cache-kwarg workaround "
-        "in interp/compat.py can be removed"
+        "in interp/model/compat.py can be removed"
     )

@@ -64,7 +64,7 @@ def test_the_organisms_numbers_are_in_their_measured_ranges_and_every_check_pass
 
 
 def _broken_pruning(model, out, quick):
-    """The pruning stage's numbers under broken KV-cached generation (transformers 5.24 before interp.compat)."""
+    """The pruning stage's numbers under broken KV-cached generation (transformers 5.24 before interp.model.compat)."""
     from interp.report import Section
 
     baseline = {"kind": "baseline", "fraction": 0.0, "n_pruned": 0, "harm_judge_rate": 0.0, "task_accuracy": 0.0}

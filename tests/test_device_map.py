@@ -36,7 +36,7 @@ def test_the_split_model_is_the_same_model(placed):
 
 def test_lens_dla_and_the_store_agree(placed, tmp_path):
     from interp import cache_activations, logit_lens
-    from interp.dla import direct_logit_attribution
+    from interp.mechanisms.dla import direct_logit_attribution
 
     single, split = placed
     lens = [logit_lens(model, PROMPTS, positions="all") for model in placed]

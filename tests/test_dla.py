@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from conftest import PROMPTS
-from interp.dla import BIAS, DLAResult, direct_logit_attribution
 from interp.errors import InterpError
-from interp.readout import Readout
+from interp.mechanisms.dla import BIAS, DLAResult, direct_logit_attribution
 from interp.store import cache_activations
+from interp.store.readout import Readout
 
 # The components' sum equals the model's logit difference up to float32 rounding of the sum
 # (measured: <= 6e-8 on the tiny models, 1e-6 on SmolLM2 at a difference of 5.3); this is 100x that.
@@ -56,7 +56,7 @@ def test_components_and_heads_sum_to_the_models_logit_difference(arch, load_tiny
 
 
 def test_the_organism_obeys_the_identity():
-    from interp.models import load_model
+    from interp.model import load_model
     from interp.organisms import available_organisms
 
     if "default" not in available_organisms():
@@ -72,7 +72,7 @@ def test_the_organism_obeys_the_identity():
 
 def test_biases_and_a_layernorm_are_attributed(tiny_model_dirs):
     """GPT-2 with every bias and norm parameter perturbed: b_O goes to head_bias, ln_f's bias and b_U to the bias component."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     model = load_model(tiny_model_dirs["gpt2"], device="cpu")  # a private copy: its weights change below
     generator = torch.Generator().manual_seed(0)
@@ -276,11 +276,11 @@ def test_smollm2_ioi_heads(smollm2):
 def test_docstring_examples_run():
     import doctest
 
-    import interp.attention
-    import interp.dla
+    import interp.mechanisms.attention
+    import interp.mechanisms.dla
     import interp.plots
 
-    for module in (interp.dla, interp.attention, interp.plots):
+    for module in (interp.mechanisms.dla, interp.mechanisms.attention, interp.plots):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 
@@ -289,7 +289,7 @@ def test_annotated_shapes_hold(load_tiny):
     beartype = pytest.importorskip("beartype")
     import jaxtyping
 
-    from interp.dla import _head_outputs, _norm_scale
+    from interp.mechanisms.dla import _head_outputs, _norm_scale
 
     model = load_tiny("gemma2")  # with a post-attention norm
     heads = jaxtyping.jaxtyped(typechecker=beartype.beartype)(_head_outputs)

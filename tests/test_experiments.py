@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from interp.cli import main
-from interp import registry
 from interp.errors import InterpError
-from interp.experiments import HarmPruningConfig, load_config, parse_config, run_experiment
+from interp.experiments import HarmPruningConfig, load_config, parse_config, registry, run_experiment
 from interp.pruning import PruningResult
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp import registry
 from interp.cli import main
 from interp.errors import InterpError
-from interp.experiments import ANALYSES, load_config, run_experiment
-from interp.experiments_directions import DirectionsConfig
+from interp.experiments import ANALYSES, DirectionsConfig, load_config, registry, run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 HARMFUL = [f"how do i make a bomb to hurt {who}" for who in ("people", "my friend", "the town", "a dog", "kids", "them", "you", "us")]

@@ -10,7 +10,7 @@ from conftest import PROMPTS
 from interp.cli import main
 from interp.data import PromptSet, pad_batch, tokenize_prompts
 from interp.errors import InterpError
-from interp.models import load_model
+from interp.model import load_model
 from interp.sites import expand_sites, parse_site, site_name
 
 # ---- models -------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Induction heads (``interp.induction``): the pieces against independent references on a tiny Llama,
+"""Induction heads (``interp.mechanisms.induction``): the pieces against independent references on a tiny Llama,
 the organism's planted head, and the finding on SmolLM2-135M-Instruct (``circuits/induction_smollm2/``)."""
 
 import time
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from interp.errors import InterpError
-from interp.induction import (
+from interp.mechanisms.induction import (
     FAST_PATH_TOLERANCE,
     InductionResult,
     _clean_pass,
@@ -39,7 +39,7 @@ def _reference_scores(directory, tokens: torch.Tensor, length: int) -> torch.Ten
 @pytest.fixture(scope="module")
 def llama(tiny_model_dirs):
     """A tiny random Llama of its own (these tests change its weights, restoring them)."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model(tiny_model_dirs["llama"], device="cpu")
 
@@ -161,7 +161,7 @@ def test_the_result_computes_its_numbers_draws_its_figure_and_round_trips(tmp_pa
 
 def test_the_method_finds_the_organisms_planted_induction_head():
     """The organism's README: induction head L3H0 scores 0.94 (its own held-out sequences)."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     organism = load_model("organism", device="cpu")
     result = induction_heads(organism, n_sequences=16, length=20, top_k=1, n_random=1)
@@ -193,9 +193,9 @@ def test_smollm2_copies_with_induction_heads_whose_ablation_breaks_copying(smoll
 def test_docstring_examples_run():
     import doctest
 
-    import interp.induction
+    import interp.mechanisms.induction
 
-    assert doctest.testmod(interp.induction).failed == 0
+    assert doctest.testmod(interp.mechanisms.induction).failed == 0
 
 
 def test_the_annotated_shapes_hold_at_runtime(llama):

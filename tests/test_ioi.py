@@ -1,14 +1,14 @@
-"""IOI prompt sets (``interp.ioi``) on the tiny models' tokenizer, and the finding of ``circuits/ioi_smollm2/`` on SmolLM2-135M-Instruct."""
+"""IOI prompt sets (``interp.mechanisms.ioi``) on the tiny models' tokenizer, and the finding of ``circuits/ioi_smollm2/`` on SmolLM2-135M-Instruct."""
 
 import time
 
 import pytest
 import torch
 
-from interp.attention import attention_to
 from interp.errors import InterpError
-from interp.induction import head_position_means, mean_ablated, ranked_heads, same_layer_draws
-from interp.ioi import ablation_removed, ioi_prompts, logit_differences, rank_correlation, single_token_words
+from interp.mechanisms.attention import attention_to
+from interp.mechanisms.induction import head_position_means, mean_ablated, ranked_heads, same_layer_draws
+from interp.mechanisms.ioi import ablation_removed, ioi_prompts, logit_differences, rank_correlation, single_token_words
 from interp.metrics import logit_diff
 from interp.patching import activation_patching, attribution_patching
 
@@ -165,6 +165,6 @@ def _check_the_ioi_finding(smollm2, n_prompts: int, n_patch: int) -> None:
 def test_docstring_examples_run():
     import doctest
 
-    import interp.ioi
+    import interp.mechanisms.ioi
 
-    assert doctest.testmod(interp.ioi).failed == 0
+    assert doctest.testmod(interp.mechanisms.ioi).failed == 0

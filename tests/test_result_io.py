@@ -13,13 +13,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from interp import provenance as provenance_module
-from interp.attention import AttentionPattern
 from interp.directions import DirectionResult, RefusalDirection
-from interp.dla import DLAResult
 from interp.errors import InterpError
-from interp.induction import InductionResult
 from interp.io import RESULT_FORMATS, read_result
 from interp.lens import LensResult
+from interp.lens import LensKL, TrainingRecord, TunedLens
+from interp.mechanisms.attention import AttentionPattern
+from interp.mechanisms.dla import DLAResult
+from interp.mechanisms.induction import InductionResult
 from interp.patching import PatchingResult
 from interp.probes import ProbeEval, ProbeResult, train_probes
 from interp.probes.synthetic import synthetic_activations
@@ -27,7 +28,6 @@ from interp.provenance import Provenance, library_versions
 from interp.pruning import ImportanceScores, PruningMask, PruningPoint, PruningResult
 from interp.pruning.recognition import RecognitionResult
 from interp.resampling import ResamplingResult
-from interp.tuned_lens import LensKL, TrainingRecord, TunedLens
 
 REPOSITORY = next(parent for parent in Path(__file__).resolve().parents if (parent / "pyproject.toml").is_file())
 PROVENANCE = Provenance(model_id="tiny", weights_hash="abc123", dataset_hash="d0", hooks=("blocks.0.hook_resid_post",), seed=1, extra={"k": "v"})

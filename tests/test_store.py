@@ -92,7 +92,7 @@ def test_stored_readout_reproduces_the_logits(arch, load_tiny, tmp_path):
 
 def test_readout_of_an_untied_head_reproduces_the_logits(load_tiny):
     """Qwen2's lm_head is its own matrix: the readout copies it (not the embedding) and reproduces every position's logits."""
-    from interp.readout import Readout
+    from interp.store.readout import Readout
 
     model = load_tiny("qwen2")
     embed, head = model.embed.original_component.weight, model.unembed.original_component.weight
@@ -142,7 +142,7 @@ def test_reads_are_memory_mapped(load_tiny, tmp_path):
 
 
 def test_interrupted_run_keeps_finished_shards_and_resumes_to_the_same_values(load_tiny, tmp_path, monkeypatch):
-    import interp.capture as capture_module
+    import interp.store.capture as capture_module
 
     model = load_tiny("gpt2")
     prompts = PROMPTS * 3  # 21 prompts, shards of 4
@@ -180,8 +180,8 @@ def test_interrupted_run_keeps_finished_shards_and_resumes_to_the_same_values(lo
 
 
 def test_readout_written_beside_the_first_batches_is_recorded_or_its_failure_raised(load_tiny, tmp_path, monkeypatch):
-    from interp.readout import Readout
-    from interp.store_manifest import file_record
+    from interp.store.manifest import file_record
+    from interp.store.readout import Readout
 
     model = load_tiny("llama")
     store = cache_activations(model, PROMPTS, hooks=["resid_post"], out=tmp_path / "ok", batch_size=2, progress=False)
@@ -241,7 +241,7 @@ def test_killed_process_resumes_from_the_cli(tiny_model_dirs, tmp_path):
 
 
 def store_model(tiny_model_dirs):
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model(tiny_model_dirs["llama"], device="cpu")
 
@@ -333,7 +333,7 @@ def test_a_readout_missing_a_metadata_field_is_a_clear_error(load_tiny, tmp_path
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from interp.readout import Readout
+    from interp.store.readout import Readout
 
     store = cache_activations(load_tiny("gpt2"), PROMPTS[:4], hooks=["resid_post"], out=tmp_path / "s", batch_size=2, progress=False)
     path = tmp_path / "s" / "readout.safetensors"

@@ -42,8 +42,9 @@ def test_norms_of_a_kind_not_cached_name_the_cached_kinds(load_tiny, tmp_path):
         SiteNorms("resid_post", (0, 1), ("a", "b"), store.norms().values[:, :1], "last", "m")
 
 
-def test_the_store_draws_nothing():
-    source = (Path(__file__).resolve().parents[1] / "interp" / "store.py").read_text()
+@pytest.mark.parametrize("module", sorted(path.name for path in (Path(__file__).resolve().parents[1] / "interp" / "store").glob("*.py")))
+def test_the_store_draws_nothing(module):
+    source = (Path(__file__).resolve().parents[1] / "interp" / "store" / module).read_text()
     imported = {alias.name for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
     imported |= {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"plots", "report", "interp.plots", "interp.report", "plotly"}, imported

@@ -10,8 +10,7 @@ import torch
 from conftest import PROMPTS
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.lens import logit_lens
-from interp.tuned_lens import LensKL, TunedLens, generate_texts, lens_kl, lens_sites, split_heldout, train_tuned_lens
+from interp.lens import LensKL, TunedLens, generate_texts, lens_kl, lens_sites, logit_lens, split_heldout, train_tuned_lens
 
 FINDING = Path(__file__).resolve().parents[1] / "circuits" / "tuned_lens_smollm2"
 TINY_TEXTS = PROMPTS + [
@@ -93,7 +92,7 @@ def test_save_and_load_round_trip(load_tiny, tmp_path):
 
 def test_a_lens_of_another_model_is_refused_naming_both(load_tiny, tmp_path):
     llama, qwen2 = load_tiny("llama"), load_tiny("qwen2")
-    from interp.models import model_id
+    from interp.model import model_id
 
     lens = _random_lens(llama)
     lens.save(tmp_path / "lens")
@@ -184,7 +183,7 @@ def test_shapes_are_checked_at_runtime(load_tiny):
     """jaxtyping + beartype check the annotated shapes of the least-squares fit and the translator."""
     jaxtyping = pytest.importorskip("jaxtyping")
     beartype = pytest.importorskip("beartype")
-    from interp.tuned_lens import _least_squares
+    from interp.lens.tuned import _least_squares
 
     checked = jaxtyping.jaxtyped(typechecker=beartype.beartype)(_least_squares)
     weight, bias = checked(torch.randn(50, 8), torch.randn(50, 8), 1e-3)
@@ -198,9 +197,9 @@ def test_shapes_are_checked_at_runtime(load_tiny):
 def test_docstring_examples_run():
     import doctest
 
-    import interp.tuned_lens
+    import interp.lens.tuned
 
-    assert doctest.testmod(interp.tuned_lens).failed == 0
+    assert doctest.testmod(interp.lens.tuned).failed == 0
 
 
 # ---- the real model ------------------------------------------------------------------------------

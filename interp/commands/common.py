@@ -87,7 +87,7 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace):
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model(args.model, device=args.device, dtype=args.dtype)
 

@@ -30,8 +30,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from interp.attention import attention_pattern
-    from interp.dla import direct_logit_attribution
+    from interp.mechanisms.attention import attention_pattern
+    from interp.mechanisms.dla import direct_logit_attribution
 
     answer = _one_or_many(args.answer)
     wrong = _one_or_many(args.wrong)

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     targets = None if not args.target else (args.target[0] if len(args.target) == 1 else args.target)
     translator = None
     if args.translator is not None:
-        from interp.tuned_lens import TunedLens
+        from interp.lens import TunedLens
 
         translator = TunedLens.load(args.translator)  # checked against the activations' model by logit_lens
     if args.store is not None:
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from interp.data import PromptSet
-    from interp.tuned_lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
+    from interp.lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
 
     model = load_model_from_args(args)
     if args.texts is not None:

@@ -78,7 +78,7 @@ def _fraction(part: int, whole: int) -> float | None:
 
 
 def is_organism(model_id: str) -> bool:
-    from interp.models import ORGANISM_PREFIX
+    from interp.model import ORGANISM_PREFIX
 
     return model_id.startswith(ORGANISM_PREFIX + ":")
 
@@ -156,7 +156,7 @@ def run_demo(model: str = defaults.MODEL, out: str | os.PathLike = defaults.DEMO
     ``interp.demo.alignment``'s, any other model ``interp.demo.pretrained``'s.
     Raises ``InterpError`` naming the failed checks, without writing the report, if any check fails.
     """
-    from interp.models import load_model, model_id
+    from interp.model import load_model, model_id
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

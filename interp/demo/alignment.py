@@ -115,11 +115,11 @@ def _stage_direction(model, out: Path, quick: bool, state: dict) -> tuple[Sectio
 def _stage_recognition(model, out: Path, quick: bool, state: dict) -> tuple[Section, dict]:
     import plotly.graph_objects as go
 
-    from interp.capture import capture_activations
     from interp.data import PromptSet, tokenize_prompts
     from interp.directions import ablated, chat_format, orthogonalized
     from interp.directions.find import last_log_probs
     from interp.probes import train_probes
+    from interp.store import capture_activations
 
     direction, sets = state["direction"], state["sets"]
     prompts = chat_format(model.tokenizer, PromptSet(sets["harmful"].records + sets["benign"].records))

@@ -8,7 +8,7 @@
 - **Induction heads** (Olsson et al. 2022) on repeated random tokens: the repeat's loss against the
   first occurrence's, every head's induction score, and mean-ablating the top-5 heads against random
   heads of the same layers.
-- **Indirect object identification** (Wang et al. 2022) on ``interp.ioi`` prompts (ABBA and BABA,
+- **Indirect object identification** (Wang et al. 2022) on ``interp.mechanisms.ioi`` prompts (ABBA and BABA,
   ABC-corrupted): the baseline logit difference, then activation and attribution patching of every
   head (denoising), and their agreement.
 
@@ -65,8 +65,8 @@ def _stage_lens(model, out: Path) -> tuple[Section, dict]:
 
 
 def _stage_dla(model, out: Path) -> tuple[Section, dict]:
-    from interp.attention import attention_pattern
-    from interp.dla import direct_logit_attribution
+    from interp.mechanisms.attention import attention_pattern
+    from interp.mechanisms.dla import direct_logit_attribution
 
     result = direct_logit_attribution(model, [IOI_SENTENCE], answer=" Mary", wrong=" John")
     result.save(out / "dla")
@@ -99,7 +99,7 @@ def _parse_head(label: str) -> tuple[int, int]:
 
 
 def _stage_induction(model, out: Path, quick: bool) -> tuple[Section, dict]:
-    from interp.induction import induction_heads
+    from interp.mechanisms.induction import induction_heads
 
     result = induction_heads(model, n_sequences=4 if quick else 8, length=30 if quick else 40, top_k=5, n_random=5, progress=False)
     result.save(out / "induction")
@@ -120,7 +120,7 @@ def _stage_induction(model, out: Path, quick: bool) -> tuple[Section, dict]:
 
 
 def _stage_ioi(model, out: Path, quick: bool) -> tuple[Section, dict]:
-    from interp.ioi import ioi_prompts
+    from interp.mechanisms.ioi import ioi_prompts
     from interp.metrics import logit_diff
     from interp.patching import activation_patching, attribution_patching
 

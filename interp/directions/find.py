@@ -29,17 +29,17 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.capture import capture_activations, run_and_capture
-from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp import defaults
-from interp.errors import InterpError
+from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.directions.interventions import ablated, added
 from interp.directions.prompts import chat_format, check_suffix, post_instruction_tokens, split_instructions
 from interp.directions.result import DirectionResult
-from interp.models import model_id
+from interp.errors import InterpError
+from interp.model import model_id
 from interp.provenance import Provenance, hash_json, weights_hash
-from interp.readout import Readout
 from interp.sites import layer_sites
+from interp.store import capture_activations, run_and_capture
+from interp.store.readout import Readout
 
 REFUSAL_STARTS = defaults.DIRECTION_REFUSAL_STARTS
 MAX_KL = defaults.DIRECTION_MAX_KL

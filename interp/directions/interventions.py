@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from interp.errors import InterpError
 from interp.io import atomic_write_json, atomic_write_safetensors
-from interp.models import model_id
+from interp.model import model_id
 from interp.pruning.weights import decoder_weights
 from interp.sites import GLOBAL_SITES, site_name
 

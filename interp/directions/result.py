@@ -55,7 +55,7 @@ class RefusalDirection:
 
     def check_model(self, model: Any) -> None:
         """Raise unless ``model`` has the weights this direction was found on."""
-        from interp.models import model_id
+        from interp.model import model_id
         from interp.provenance import weights_hash
 
         found = self.provenance.weights_hash if self.provenance else ""

@@ -63,7 +63,7 @@ def organism_path(name: str = "default") -> Path:
 
 def register() -> None:
     """Register the bundled organisms as the named model ``organism`` (``organism:NAME``; bare: the default)."""
-    from interp.models import ORGANISM_PREFIX, register_model
+    from interp.model import ORGANISM_PREFIX, register_model
 
     register_model(ORGANISM_PREFIX, organism_path, default_variant="default")
 

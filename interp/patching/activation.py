@@ -9,7 +9,7 @@ from interp.metrics import Metric, reduce_metric
 from interp.patching.engine import _capture, _cells, _default_max_rows, _differences, _Engine, _plan, _reads_last_position_only, _run_chunk
 from interp.patching.inputs import WRITTEN_THROUGH, Prompts, check_direction, check_hooks, check_resid_mid, extra_reads, pair_tokens
 from interp.patching.result import Direction, PatchingResult, build_result
-from interp.patching.shortcuts import metric_columns
+from interp.patching.engine import metric_columns
 from interp.sites import layer_sites, patch_site_label, resolve_patch_site
 
 

@@ -7,12 +7,11 @@ on first use, falls back where it differs, and times two forwards for the cost m
 ``_plan`` uses to merge cells into chunks.
 """
 
-import contextlib
 import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import einops
 import torch
@@ -21,8 +20,8 @@ from torch import Tensor
 
 from interp import defaults
 from interp.metrics import Metric, reduce_metric
+from interp.model.shortcuts import Counted, last_position_mlp, restricted_unembed, shadowing, skipping_blocks
 from interp.patching.inputs import TOLERANCE, model_device, write_name
-from interp.patching.shortcuts import Counted, last_position_mlp, restricted_unembed, shadowing
 from interp.sites import PATTERN_SITES, POSITION_SITES
 
 
@@ -45,18 +44,47 @@ def _capture(model, tokens: Int[Tensor, "prompt pos"], names: Sequence[str], wit
     return logits.detach(), acts, cache
 
 
-@contextlib.contextmanager
-def _skipping_blocks(model, n_skipped: int) -> Iterator[None]:
-    """Within the ``with``, blocks ``0..n_skipped-1`` return their input unchanged (``start_at_layer``
-    discards what they compute anyway); on exit, also on an exception, each block is as it was
-    (see ``shortcuts.shadowing``: an instance ``forward`` set before, as accelerate does, is put back).
+MAX_COLUMN_FRACTION = 8  # restrict the unembedding only when the metric reads at most 1/8 of the vocabulary
+
+
+def metric_columns(metric: Metric, logits: Float[Tensor, "prompt pos d_vocab"], value: float) -> Int[Tensor, " column"] | None:
+    """The vocabulary columns ``metric`` reads at the last position, or None when it reads more than
+    1/MAX_COLUMN_FRACTION of them (or the probe fails).
+
+    Candidates are the columns where the metric's gradient is non-zero; they are kept only if the
+    metric's value stays the same with every other column of the last position set to NaN and to noise.
+
+    >>> from interp.metrics import logit_diff
+    >>> metric, logits = logit_diff(answer=[3, 4], wrong=5), torch.randn(2, 3, 64)
+    >>> metric_columns(metric, logits, float(metric(logits).mean())).tolist()
+    [3, 4, 5]
     """
-
-    def identity(*args: Any, **kwargs: Any) -> Tensor:
-        return args[0] if args else kwargs["hidden_states"]
-
-    with shadowing([(block, identity) for block in list(model.blocks)[:n_skipped]]):
-        yield
+    d_vocab = logits.shape[-1]
+    last = logits[:, -1:].detach().clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            scalar = reduce_metric(metric, torch.cat([logits[:, :-1].detach(), last], dim=1))
+            (gradient,) = torch.autograd.grad(scalar, last, allow_unused=True)
+    except Exception:  # noqa: BLE001 - a metric autograd cannot follow: no shortcut
+        return None
+    if gradient is None:
+        return None
+    read = (gradient != 0).flatten(0, 1).any(dim=0)
+    n_read = int(read.sum())
+    if n_read == 0 or n_read * MAX_COLUMN_FRACTION > d_vocab:
+        return None
+    generator = torch.Generator(device=logits.device).manual_seed(0)
+    noise = torch.randn(logits[:, -1].shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    for filler in (torch.full_like(noise, math.nan), noise):
+        probe = logits.detach().clone()
+        probe[:, -1] = torch.where(read, probe[:, -1], filler)
+        try:
+            probed = float(reduce_metric(metric, probe))
+        except Exception:  # noqa: BLE001 - the metric reads a filled column
+            return None
+        if probed != value:
+            return None
+    return read.nonzero().flatten().cpu()
 
 
 # Cells of these kinds at one position change the residual after their block at that position
@@ -85,7 +113,7 @@ def _kv_tensors(kv_cache: Any, n_layers: int) -> list[tuple[Tensor, Tensor]]:
         raise RuntimeError(f"the unpatched run's KV cache has {len(layers)} layers but the model {n_layers}")
     for layer, cached in enumerate(layers):
         if getattr(cached, "keys", None) is None or getattr(cached, "values", None) is None:
-            raise RuntimeError(f"layer {layer} of the unpatched run's KV cache holds no keys/values: attention did not write the cache (see interp.compat)")
+            raise RuntimeError(f"layer {layer} of the unpatched run's KV cache holds no keys/values: attention did not write the cache (see interp.model.compat)")
     return [(cached.keys, cached.values) for cached in layers]
 
 
@@ -98,7 +126,7 @@ class _Engine:
     ``last_logits`` only the final position is unembedded (the metric reads nothing else); then
     in fast mode, where they reproduce the plain forward, only the vocabulary ``columns`` the
     metric reads are unembedded and the last block's MLP runs at the last position only
-    (``interp.patching.shortcuts``). ``fallback`` says why fast mode was refused ("" when it runs
+    (``interp.model.shortcuts``). ``fallback`` says why fast mode was refused ("" when it runs
     or was not asked for); ``ran`` names the shortcuts patched forwards used.
     """
 
@@ -149,7 +177,7 @@ class _Engine:
         cache = self._prefix_cache(pos, copies) if pos > 0 else None
         shortcuts = self._shortcuts(hooks, kwargs)
         calls = {name: fn.calls for name, (_, fn) in shortcuts.items()}
-        with _skipping_blocks(self.model, layer), shadowing(list(shortcuts.values())):
+        with skipping_blocks(self.model, layer), shadowing(list(shortcuts.values())):
             logits = self.model.run_with_hooks(resid, start_at_layer=layer, past_key_values=cache, fwd_hooks=hooks, **kwargs)
         self.ran.update(name for name, (_, fn) in shortcuts.items() if fn.calls > calls[name])
         return logits

@@ -25,7 +25,7 @@ from interp import defaults
 from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.io import atomic_write_json, exclusive_lock, read_jsonl
-from interp.models import model_id
+from interp.model import model_id
 from interp.provenance import Provenance, hash_json, weights_hash
 
 RECORDS = "completions.jsonl"

@@ -24,9 +24,10 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from interp import compat, defaults
+from interp import defaults
 from interp.data import PromptSet, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
+from interp.model import compat
 from interp.pruning.pairs import Records, iter_response_batches, response_nll, response_pairs, tokenize_pairs
 
 # The refusal strings of the reference evaluation (alignment-attribution-code, lib/eval.py).

@@ -30,11 +30,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp import defaults, plots
-from interp.capture import capture_activations
 from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result, write_result
-from interp.models import model_id
+from interp.model import model_id
 from interp.probes import HOLDOUT, ProbeResult, auroc, train_probes
 from interp.probes import load as load_probe
 from interp.provenance import Provenance, hash_json, weights_hash
@@ -42,6 +41,7 @@ from interp.pruning.apply import pruned
 from interp.pruning.masks import PruningMask
 from interp.pruning.weights import decoder_weights
 from interp.sites import layer_sites
+from interp.store import capture_activations
 
 FORMAT = RESULT_FORMATS["recognition"]
 FIGURE_FILE, PROBE_DIR = "recognition.html", "probe"

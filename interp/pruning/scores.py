@@ -15,7 +15,7 @@ rebuilt from each linear layer's input X and output gradient G as G_i^T X_i, so 
 absolute value of SNIP needs no per-example backward. Each G_i^T X_i is one matrix product over
 that example's own tokens (no padding) into a reused buffer, taken in place to its absolute value
 and added: the matrix stays in cache, so this step runs at the machine's matmul rate. The forward
-stops after the last block: the final norm and unembedding (``interp.readout.Readout``, checked
+stops after the last block: the final norm and unembedding (``interp.store.readout.Readout``, checked
 against the model's logits) run at the response positions only, where the loss is (the provenance
 records which ran as ``loss_logits``).
 Everything accumulates in float32.
@@ -41,12 +41,12 @@ from interp import defaults
 from interp.checks import check_number
 from interp.errors import InterpError
 from interp.io import LazyTensors, RESULT_FORMATS, read_result, write_result
-from interp.models import model_id
+from interp.model import model_id
 from interp.provenance import Provenance, weights_hash
 from interp.pruning.pairs import Records, ResponseBatch, batch_bounds, iter_response_batches, pairs_hash, response_nll, response_nll_at_targets, response_pairs, tokenize_pairs
 from interp.pruning.weights import DecoderWeight, decoder_weights
-from interp.readout import Readout, largest_magnitude
 from interp.sites import site_name
+from interp.store.readout import Readout, largest_magnitude
 
 METHODS = defaults.PRUNE_METHODS
 FORMAT = RESULT_FORMATS["importance_scores"]

@@ -88,7 +88,7 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     from interp.io import atomic_write_json, claim_directory, safe_name
-    from interp.models import model_id
+    from interp.model import model_id
     from interp.provenance import Provenance, weights_hash
     from interp.pruning.apply import pruned
     from interp.pruning.masks import check_fraction, random_mask, set_difference, top_k_mask

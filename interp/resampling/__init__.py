@@ -18,16 +18,8 @@ Typical use (a loaded model; see ``interp resample --help`` for the command line
     result.figure().show(); result.save("runs/p1/analysis")
 """
 
-from interp.resampling.engine import (
-    Chain,
-    LocalBackend,
-    ResilienceResult,
-    RolloutRun,
-    SamplingConfig,
-    resilience,
-    run_rollouts,
-)
-from interp.resampling.vllm_backend import VLLMBackend
+from interp.resampling.config import SamplingConfig
+from interp.resampling.engine import Chain, LocalBackend, ResilienceResult, RolloutRun, resilience, run_rollouts
 from interp.resampling.metrics import (
     accuracy,
     answer_kl,
@@ -60,6 +52,7 @@ from interp.resampling.text import (
     sentence_spans,
     split_sentences,
 )
+from interp.resampling.vllm_backend import VLLMBackend
 
 # forced-answer importance uses the same formulas on forced-answer rollouts
 forced_importance_accuracy = resampling_importance_accuracy

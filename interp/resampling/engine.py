@@ -28,62 +28,16 @@ import numpy as np
 from jaxtyping import Int
 from torch import Tensor
 
-from interp import compat, defaults
 from interp.errors import InterpError
-from interp.plain_view import PlainViewCache, accepts
+from interp.model import compat
+from interp.model.plain_view import PlainViewCache, accepts
 from interp.provenance import library_versions, warn_if_other_versions
+from interp.resampling.config import SamplingConfig
 from interp.resampling.io import append_jsonl, check_rollout_records, read_jsonl, read_run_manifest
 from interp.resampling.text import ExtractorSpec, Sentence, extract_boxed, grade, make_extractor, sentence_spans, split_sentences
 
 FORMAT_VERSION = 1
-DEFAULT_FORCED_SUFFIX = "\n</think>\n\nTherefore, the final answer is \\boxed{"
 KINDS = ("resample", "forced")
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How rollouts are sampled.
-
-    Attributes:
-        n: rollouts per prefix (the paper uses 100).
-        temperature, top_p: sampling settings (paper: 0.6, 0.95).
-        max_new_tokens: tokens per rollout (clamped to the model's context).
-        seed: base seed; each (kind, prefix, batch) derives its own, so a resumed run draws
-            the same samples as an uninterrupted one.
-        batch_size: rollouts per generate call (all share one prefix computation).
-        forced: also sample answers forced right after each prefix.
-        n_forced: forced-answer rollouts per prefix (default: ``n``).
-        forced_max_new_tokens: tokens per forced-answer rollout.
-        forced_suffix: text appended to the prefix to force an answer.
-    """
-
-    n: int = defaults.RESAMPLE_N
-    temperature: float = defaults.RESAMPLE_TEMPERATURE
-    top_p: float = defaults.RESAMPLE_TOP_P
-    max_new_tokens: int = defaults.RESAMPLE_MAX_NEW_TOKENS
-    seed: int = defaults.RESAMPLE_SEED
-    batch_size: int = 50
-    forced: bool = True
-    n_forced: Optional[int] = None
-    forced_max_new_tokens: int = defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS
-    forced_suffix: str = DEFAULT_FORCED_SUFFIX
-
-    def __post_init__(self):
-        checks = [
-            (self.n >= 1, f"n={self.n}: need at least one rollout per prefix"),
-            (self.batch_size >= 1, f"batch_size={self.batch_size}: must be >= 1"),
-            (self.temperature > 0, f"temperature={self.temperature}: must be > 0 (sampling)"),
-            (0 < self.top_p <= 1, f"top_p={self.top_p}: must be in (0, 1]"),
-            (self.max_new_tokens >= 1, f"max_new_tokens={self.max_new_tokens}: must be >= 1"),
-            (self.n_forced is None or self.n_forced >= 1, "n_forced must be >= 1 or None"),
-            (self.forced_max_new_tokens >= 1, f"forced_max_new_tokens={self.forced_max_new_tokens}: must be >= 1 (the forced answer's tokens)"),
-        ]
-        for ok, why in checks:
-            if not ok:
-                raise InterpError(f"bad sampling setting {why}")
-
-    def count(self, kind: str) -> int:
-        return self.n if kind == "resample" else (self.n_forced or self.n)
 
 
 @dataclass(frozen=True)
@@ -155,7 +109,7 @@ class LocalBackend:
 
     The context is run through the model once; its KV cache is repeated for the ``n``
     samples, and one batched ``generate`` call draws them all. A ``TransformerBridge`` generates
-    through a plain Hugging Face model that shares its weight tensors (``interp.plain_view``), unless
+    through a plain Hugging Face model that shares its weight tensors (``interp.model.plain_view``), unless
     hooks are attached or the view is refused; then it goes through the bridge and warns once
     per reason. ``last_path`` says which ran: ``"plain-view"``, ``"bridge"`` or ``"hf"`` (a
     bare Hugging Face model). New keys and values are written in place into spare room of the

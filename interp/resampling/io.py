@@ -2,11 +2,13 @@
 
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Iterable
 
 from interp.errors import InterpError
 from interp.io import read_jsonl as _read_jsonl
+from interp.resampling.config import SamplingConfig
 
 
 def repair_jsonl(path: Path) -> int:
@@ -82,10 +84,6 @@ def read_run_manifest(path: Path) -> dict:
 
 
 def _check_sampling_config(config: dict, path: Path) -> None:
-    from dataclasses import fields
-
-    from interp.resampling.engine import SamplingConfig
-
     known = {item.name: item for item in fields(SamplingConfig)}
     unknown = sorted(set(config) - set(known))
     if unknown:

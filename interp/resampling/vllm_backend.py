@@ -84,7 +84,7 @@ class VLLMBackend:
 
 def _vllm_source(name: str) -> tuple[str, str]:
     """(the model id recorded, what vLLM loads): registered names resolve to their local directory."""
-    from interp.models import registered_models, resolve_model
+    from interp.model import registered_models, resolve_model
 
     if name.partition(":")[0] in registered_models():
         source, label = resolve_model(name)

@@ -126,7 +126,7 @@ def test_probe_activations_that_are_not_finite_are_refused(bad):
 
 
 def test_sampling_config_refuses_zero_forced_max_new_tokens():
-    from interp.resampling.engine import SamplingConfig
+    from interp.resampling.config import SamplingConfig
 
     with pytest.raises(InterpError, match="forced_max_new_tokens"):
         SamplingConfig(forced_max_new_tokens=0)

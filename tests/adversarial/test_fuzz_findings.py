@@ -188,7 +188,7 @@ def test_a_manifest_whose_file_records_are_not_tables_is_refused(store_dir, file
 
 def test_a_lone_surrogate_in_the_stores_prompts_is_refused(store_dir):
     from interp.store import ActivationStore
-    from interp.store_manifest import file_record
+    from interp.store.manifest import file_record
 
     lines = (store_dir / "prompts.jsonl").read_text().splitlines()
     lines[0] = json.dumps({"text": "one \ud800 prompt"})

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save
 
 from interp.errors import InterpError
-from interp.store_manifest import read_header
+from interp.store.manifest import read_header
 
 
 def _rewrite_header(path: Path, edit) -> None:

@@ -89,7 +89,7 @@ def test_an_import_path_in_a_file_runs_nothing_without_the_flag(tmp_path, tiny_m
 
 
 def test_resolve_never_imports_without_the_opt_in():
-    from interp import registry
+    from interp.experiments import registry
 
     for kind in registry.KINDS:
         with pytest.raises(InterpError, match="--allow-imports"):
@@ -101,7 +101,7 @@ def test_resolve_never_imports_without_the_opt_in():
 
 
 def test_registered_names_resolve_without_the_flag():
-    from interp import registry
+    from interp.experiments import registry
     from interp.organisms import datasets
 
     assert registry.resolve("data", "organism-harmful-requests") is datasets.harmful_requests

@@ -110,7 +110,8 @@ def default_of(function, name: str):
 
 
 def test_lens_flags_default_to_the_library():
-    from interp.lens import _METRIC_TITLES, LensResult, logit_lens
+    from interp.lens import LensResult, logit_lens
+    from interp.lens.logit import _METRIC_TITLES
 
     args = parse("lens", "--out", "x")
     assert tuple(args.sites.split(",")) == default_of(logit_lens, "sites") == defaults.LENS_SITES

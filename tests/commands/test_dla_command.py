@@ -4,10 +4,10 @@ import inspect
 
 from conftest import PROMPTS
 from interp import defaults
-from interp.attention import AttentionPattern
 from interp.cli import main
 from interp.commands import build_parser
-from interp.dla import DLAResult, direct_logit_attribution
+from interp.mechanisms.attention import AttentionPattern
+from interp.mechanisms.dla import DLAResult, direct_logit_attribution
 
 IOI = "when mary and john went to the store , john gave a drink to"
 

@@ -8,14 +8,14 @@ import torch
 
 from interp.cli import main
 from interp.commands import build_parser
+from interp.data import PromptSet
 from interp.directions import (
     DirectionResult, RefusalDirection, ablated, added, find_directions, orthogonalize, orthogonalized, read_instructions,
     save_orthogonalized, split_by_label,
 )  # fmt: skip
 from interp.directions.find import MAX_KL, MAX_LAYER_FRACTION, REFUSAL_STARTS, select
 from interp.errors import InterpError
-from interp.models import load_model, model_id
-from interp.data import PromptSet
+from interp.model import load_model, model_id
 
 HOOK_VS_WEIGHTS_TOL = 1e-4  # max |logit difference| between hook ablation and orthogonalised weights (float32)
 ORTHOGONAL_TOL = 1e-10  # the same in float64, where the two agree to rounding (measured: 0 on the tiny qwen2)

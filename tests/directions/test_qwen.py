@@ -12,7 +12,7 @@ from interp.data import PromptSet, tokenize_prompts
 from interp.demo.alignment import prompt_sets
 from interp.directions import ablated, added, chat_format, find_directions, orthogonalized
 from interp.directions.find import last_log_probs
-from interp.models import load_model
+from interp.model import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 FINDING = json.loads((ROOT / "circuits" / "refusal_direction_qwen" / "results.json").read_text())

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import ADVBENCH
-from interp.capture import capture_activations
 from interp.data import PromptSet
 from interp.directions import ablated, chat_format, orthogonalized, read_instructions, save_orthogonalized
-from interp.models import load_model
+from interp.model import load_model
 from interp.probes import train_probes
+from interp.store import capture_activations
 
 BENIGN = "assets/prompts/benign_instructions.jsonl"
 HOOK_VS_WEIGHTS_TOL = 1e-4  # max |logit difference|

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from interp.data import PromptSet
 from interp.store import ActivationStore, cache_activations
-from interp.store_manifest import file_record
+from interp.store.manifest import file_record
 
 from conftest import PROMPTS
 from fuzzing import FUZZ, any_text, damaged_bytes, damaged_json, json_values, only_interp_errors

@@ -240,7 +240,7 @@ def test_shipped_organism_meets_thresholds(shipped):
 
 
 def test_shipped_organism_through_the_bridge(shipped):
-    from interp.models import load_model
+    from interp.model import load_model
 
     path, model, tokenizer = shipped
     bridge = load_model("organism", device="cpu")

@@ -174,7 +174,7 @@ def test_the_shortcuts_run_where_they_should_and_change_no_value(arch, load_tiny
 
 
 def test_metric_columns_are_the_columns_a_metric_reads_and_nothing_else():
-    from interp.patching.shortcuts import metric_columns
+    from interp.patching.engine import metric_columns
 
     logits = torch.randn(2, 5, 64)
     logits[:, -1, 4] = torch.tensor([1.0, 2.0])  # a positive column for the gate below
@@ -199,7 +199,7 @@ def test_metric_columns_are_the_columns_a_metric_reads_and_nothing_else():
 
 
 def _capture_without_keys(capture):
-    """``_capture`` whose KV cache was not written (keys None: what transformers 5.24 did before interp.compat)."""
+    """``_capture`` whose KV cache was not written (keys None: what transformers 5.24 did before interp.model.compat)."""
 
     def captured(*args, **kwargs):
         logits, acts, cache = capture(*args, **kwargs)
@@ -255,11 +255,11 @@ def test_a_failing_fast_path_is_recorded_and_warned_about_once(breakage, reason,
 
 
 def test_skipped_blocks_are_restored_on_exit_also_after_an_error():
-    """Inside ``_skipping_blocks`` the first blocks return their input; after it (also when the body
+    """Inside ``skipping_blocks`` the first blocks return their input; after it (also when the body
     raises) every block runs its own forward again, and an instance forward it had before is kept."""
     from types import SimpleNamespace
 
-    from interp.patching.engine import _skipping_blocks
+    from interp.model.shortcuts import skipping_blocks
 
     blocks = [torch.nn.Linear(3, 3) for _ in range(3)]
     wrapped = blocks[1].forward  # an instance forward set before, as accelerate's add_hook_to_module does
@@ -267,7 +267,7 @@ def test_skipped_blocks_are_restored_on_exit_also_after_an_error():
     model, x = SimpleNamespace(blocks=torch.nn.ModuleList(blocks)), torch.randn(2, 3)
     before = [block(x) for block in blocks]
     with pytest.raises(RuntimeError, match="inside"):
-        with _skipping_blocks(model, 2):
+        with skipping_blocks(model, 2):
             assert torch.equal(blocks[0](x), x) and torch.equal(blocks[1](x), x), "skipped blocks must return their input"
             assert torch.equal(blocks[2](x), before[2]), "blocks from n_skipped on must run"
             raise RuntimeError("inside")
@@ -328,7 +328,7 @@ _HOOKS = {"resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid", "attn_ou
 
 def test_attribution_equals_the_finite_difference_of_each_cell(tiny_model_dirs):
     """values - baseline = d/d eps metric(target + eps * (source - target) in the cell) at eps = 0 (central differences, float64)."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     # GPT-2: its norms and attention run in float64 throughout (Llama's RMSNorm and rotary compute in float32)
     model = load_model(tiny_model_dirs["gpt2"], device="cpu", dtype=torch.float64)
@@ -390,7 +390,7 @@ def test_attribution_of_several_sites_at_once_equals_one_site_at_a_time(load_tin
 
 def test_planted_head_is_the_only_head_that_matters(tiny_model_dirs):
     """Zero every head's output projection but L1H2's: only L1H2 moves information between positions."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     model = load_model(tiny_model_dirs["llama"], device="cpu")
     d_head = model.cfg.d_head
@@ -423,7 +423,7 @@ def organism():
 
     if "default" not in available_organisms():
         pytest.skip("the bundled organism (assets/organisms/default) is not trained yet")
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model("organism", device="cpu")
 

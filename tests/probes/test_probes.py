@@ -59,7 +59,7 @@ def llama_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def llama(llama_dir):
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model(llama_dir, device="cpu")
 
@@ -734,7 +734,7 @@ def organism():
 
     if "default" not in available_organisms():
         pytest.skip("the bundled organism (assets/organisms/default) is not trained yet")
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model("organism", device="cpu")
 

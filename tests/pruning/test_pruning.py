@@ -11,7 +11,7 @@ from torch import nn
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.models import load_model
+from interp.model import load_model
 from interp.provenance import tensor_bytes
 from interp.pruning import (
     ImportanceScores,
@@ -669,7 +669,8 @@ def test_docstring_examples_run():
 
     attempted = 0
     for name in ("interp.pruning", "interp.pruning.pairs", "interp.pruning.scores", "interp.pruning.masks", "interp.pruning.apply",
-                 "interp.pruning.evaluate", "interp.pruning.result", "interp.pruning.weights", "interp.experiments"):
+                 "interp.pruning.evaluate", "interp.pruning.result", "interp.pruning.weights", "interp.experiments", "interp.experiments.base",
+                 "interp.experiments.table", "interp.experiments.pruning", "interp.experiments.registry"):
         failures, tried = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         assert failures == 0, f"{name}: {failures} docstring example(s) failed"
         attempted += tried

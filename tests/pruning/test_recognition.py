@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from interp.capture import capture_activations
 from interp.cli import main
 from interp.errors import InterpError
 from interp.experiments import load_config, run_experiment
-from interp.models import model_id
+from interp.model import model_id
 from interp.probes import HOLDOUT
 from interp.provenance import weights_hash
 from interp.pruning import PruningMask, decoder_weights, pruned, random_mask
 from interp.pruning.recognition import RecognitionResult, recognition_after_pruning
+from interp.store import capture_activations
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -31,7 +31,7 @@ AUROC_TOLERANCE = 1e-12  # float64 logits on both sides; AUROC is a ratio of ran
 @pytest.fixture(scope="module")
 def model(tiny_model_dirs):
     """A tiny llama of its own (the tests prune it; the shared one must not change)."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     return load_model(tiny_model_dirs["llama"], device="cpu")
 

@@ -10,8 +10,8 @@ import warnings
 import pytest
 import torch
 
+from interp.model.plain_view import _disagreement, build_plain_view, hooked_modules
 from interp.resampling import LocalBackend
-from interp.plain_view import _disagreement, build_plain_view, hooked_modules
 from interp.testing import ARCHITECTURES
 
 CONTEXT = "the quick brown fox jumps over the lazy dog . a cat sat on the mat and"
@@ -21,7 +21,7 @@ NEW_TOKENS = 10
 @pytest.fixture(scope="module")
 def own_llama(tmp_path_factory):
     """A tiny Llama of this module's own: tests here edit its weights (and restore them)."""
-    from interp.models import load_model
+    from interp.model import load_model
     from interp.testing import build_tiny_model
 
     return load_model(build_tiny_model("llama", tmp_path_factory.mktemp("plain_view") / "llama"), device="cpu")
@@ -175,7 +175,7 @@ def test_the_real_model_generates_through_the_view_like_hugging_face(smollm2):
     """SmolLM2-135M-Instruct: the fast path runs, and its greedy rollouts equal plain Hugging Face generate."""
     from transformers import AutoModelForCausalLM
 
-    from interp.models import resolve_model
+    from interp.model import resolve_model
 
     backend = LocalBackend(smollm2)
     context = "The capital of France is Paris. The capital of Germany is"

@@ -397,7 +397,7 @@ def test_resilience_counts_reappearances():
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
-    from interp.models import load_model
+    from interp.model import load_model
     from interp.testing import build_tiny_model
 
     path = build_tiny_model("llama", tmp_path_factory.mktemp("resampling") / "llama")
@@ -565,7 +565,7 @@ def test_organism_compute_sentences_matter_more_than_filler(tmp_path):
     estimate. ``circuits/cot_anchors.py`` (48 problems, 256 rollouts) measures 0.215 vs 0.068:
     3.15x (bootstrap 2.4-4.2x); findings in circuits/cot_anchors/README.md.
     """
-    from interp.models import load_model
+    from interp.model import load_model
     from interp.organisms.datasets import arithmetic_problems
 
     backend = LocalBackend(load_model("organism", device="cpu"))
@@ -597,7 +597,7 @@ def test_organism_compute_sentences_matter_more_than_filler(tmp_path):
 def test_word_level_continuations_keep_their_joining_space():
     """Decoded alone, a word-level tokenizer's first new token loses its space ("is" + "19" -> "is19")
     and forced answers go unfound; continuations are decoded after the context's last token."""
-    from interp.models import load_model
+    from interp.model import load_model
 
     backend = LocalBackend(load_model("organism", device="cpu"))
     context = "<user> ben has 3 cards . how many cards does ben have now ? <assistant> <think> ben starts with 3 cards . </think> the answer is"

@@ -61,7 +61,7 @@ def fake_vllm(monkeypatch):
 
 
 def test_named_models_resolve_to_their_directory_with_the_weights_hash(fake_vllm):
-    from interp.models import resolve_model
+    from interp.model import resolve_model
     from interp.provenance import directory_weights_hash
     from interp.resampling import VLLMBackend
 

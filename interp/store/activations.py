@@ -44,18 +44,18 @@ from tqdm.auto import tqdm
 
 import interp
 from interp import defaults, distributed
-from interp.capture import DTYPE_NAMES, Capturer, Positions, check_model_has, normalize_positions, resolve_storage_dtype
 from interp.checks import check_numbers
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.io import atomic_write_bytes, atomic_write_json, atomic_write_safetensors, exclusive_lock
-from interp.models import model_id
+from interp.model import model_id
 from interp.provenance import Provenance, library_versions, tensor_bytes, warn_if_other_versions, weights_hash
-from interp.readout import Readout
 from interp.sites import expand_sites, parse_site
-from interp.store_manifest import (FORMAT, FORMAT_VERSION, MANIFEST, PROMPTS, SAFETENSORS_DTYPES, TOKENS, PendingFile, check_files,
+from interp.store.capture import DTYPE_NAMES, Capturer, Positions, check_model_has, normalize_positions, resolve_storage_dtype
+from interp.store.manifest import (FORMAT, FORMAT_VERSION, MANIFEST, PROMPTS, SAFETENSORS_DTYPES, TOKENS, PendingFile, check_files,
                                    check_prompts, check_shard, check_tokens, file_hash, file_record, read_manifest, settle_files,
                                    verify_shard, wait_for_files)  # fmt: skip
+from interp.store.readout import Readout
 
 LOCK = ".interp.lock"  # held by the process writing a store (rank 0 of a torchrun run)
 RANK_PROGRESS = ".interp.rank{rank}.json"  # under torchrun: the shards one rank finished, until rank 0 merges them
@@ -97,7 +97,7 @@ def cache_activations(
             by N torchrun ranks resumes with N ranks.
         seed: recorded in the manifest (caching itself is deterministic).
         fast: read residual-stream sites from a plain Hugging Face model sharing the bridge's tensors
-            where it gives the bridge's values (``interp.capture.Capturer``; False: always the bridge).
+            where it gives the bridge's values (``interp.store.capture.Capturer``; False: always the bridge).
             ``store.manifest["capture"]`` says which ran and why.
     """
     out = Path(out)

@@ -287,7 +287,7 @@ def _clean_pass(model, tokens: Int[Tensor, "seq pos"], batch_size: int, progress
 def _repeat_loss(model, tokens: Int[Tensor, "seq pos"], clean: _CleanPass, start: int | None, batch_size: int, desc: str, progress: bool) -> Float[Tensor, "seq half"]:
     """The repeat's per-token loss under whatever hooks are active; from layer ``start`` on (clean resid_pre fed in) when given."""
     # within it, blocks before ``start`` return their input (start_at_layer discards what they compute anyway)
-    from interp.patching.engine import _skipping_blocks
+    from interp.model.shortcuts import skipping_blocks
 
     length = _length_of(tokens)
     device = model.cfg.device
@@ -297,7 +297,7 @@ def _repeat_loss(model, tokens: Int[Tensor, "seq pos"], clean: _CleanPass, start
         if start is None:
             logits = model(batch, return_type="logits")
         else:
-            with _skipping_blocks(model, start):
+            with skipping_blocks(model, start):
                 logits = model(clean.resid[start][begin:begin + batch_size].to(device), start_at_layer=start, return_type="logits", logits_to_keep=length + 1)
         losses.append(_token_loss(logits[:, -(length + 1):-1], batch[:, length + 1:]).cpu())
     return torch.cat(losses)
@@ -479,7 +479,7 @@ def induction_heads(
 
 def _provenance(model, tokens: Tensor, seed: int, top_k: int, n_random: int) -> Provenance:
     # lazily: transformer_lens loads only when there is a model
-    from interp.models import model_id
+    from interp.model import model_id
 
     n_layers = int(model.cfg.n_layers)
     hooks = tuple(site_name(kind, layer) for layer in range(n_layers) for kind in ("pattern", "z"))

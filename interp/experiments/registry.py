@@ -49,7 +49,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "organism-induction-sequences": "interp.organisms.datasets:induction_sequences",
     },
     "judge": {
-        "organism-harm": "interp.registry:organism_harm", "organism-helpful": "interp.registry:organism_helpful",
+        "organism-harm": "interp.experiments.registry:organism_harm", "organism-helpful": "interp.experiments.registry:organism_helpful",
         "harm-compliance": "interp.pruning.evaluate:harmful_compliance",
     },
     "extract": {"last-integer": "interp.pruning.evaluate:last_integer", "organism-answer": "interp.organisms.grammar:extract_answer"},

@@ -5,7 +5,7 @@ repeated per query head) and its wrappers and hook points around every module. W
 that is read, the plain model computes the same numbers faster: sampling rollouts
 (``interp.resampling.LocalBackend``; on the CPU cached rollouts through the bridge were 1.4-2x
 slower for Llama-shaped models, SmolLM2-135M included) and caching residual-stream sites
-(``interp.capture``, with forward hooks on the plain decoder layers). :func:`build_plain_view`
+(``interp.store.capture``, with forward hooks on the plain decoder layers). :func:`build_plain_view`
 builds the plain model on the ``meta`` device and puts the bridge's own tensors in it (no copy:
 in-place edits such as ``interp.pruning.pruned`` show in both), with the architecture's default
 attention (SDPA).
@@ -99,7 +99,7 @@ def build_plain_view(
     Args:
         hf: a bridged Hugging Face causal LM (``TransformerBridge.original_model``).
         check_ids: ``[1, pos]`` token ids; both models' logits on them must agree (None: the caller checks
-            what it reads itself, as ``interp.capture.Capturer`` does).
+            what it reads itself, as ``interp.store.capture.Capturer`` does).
         tensors: hf's tensors under their plain names, where the caller has them already (``_tensors(hf)``).
     """
     from transformers import AutoModelForCausalLM

@@ -1,8 +1,9 @@
-"""Work a patched forward can leave out when the metric reads only the last position: the engine's shortcuts.
+"""Forwards replaced for the length of a ``with``: the shortcuts of the patching and induction engines.
 
-- ``metric_columns``: the unembedding computes only the vocabulary columns the metric reads (a
+- ``skipping_blocks``: the first blocks return their input (a run that starts at a later layer).
+- ``restricted_unembed``: the unembedding computes only the vocabulary columns a metric reads (a
   logit difference reads two per prompt; the rest of the logits row is left at zero).
-- ``last_block_mlp``: the last block's MLP runs at the last position only (its output at earlier
+- ``last_position_mlp``: the last block's MLP runs at the last position only (its output at earlier
   positions reaches nothing the metric reads: no later block, no unembedded position).
 
 Each replaces one module's ``forward`` for the length of a ``with`` (``shadowing``) and counts its
@@ -10,18 +11,14 @@ calls, so the engine can check against a plain forward that it ran and changed n
 """
 
 import contextlib
-import math
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor, nn
 
-from interp.metrics import Metric, reduce_metric
-
 _NO_FORWARD = object()  # a module without an instance-level forward of its own
-MAX_COLUMN_FRACTION = 8  # restrict the unembedding only when the metric reads at most 1/8 of the vocabulary
 
 
 @contextlib.contextmanager
@@ -90,41 +87,15 @@ def last_position_mlp(mlp: nn.Module) -> Counted:
     return Counted(forward)
 
 
-def metric_columns(metric: Metric, logits: Float[Tensor, "prompt pos d_vocab"], value: float) -> Int[Tensor, " column"] | None:
-    """The vocabulary columns ``metric`` reads at the last position, or None when it reads more than
-    1/MAX_COLUMN_FRACTION of them (or the probe fails).
-
-    Candidates are the columns where the metric's gradient is non-zero; they are kept only if the
-    metric's value stays the same with every other column of the last position set to NaN and to noise.
-
-    >>> from interp.metrics import logit_diff
-    >>> metric, logits = logit_diff(answer=[3, 4], wrong=5), torch.randn(2, 3, 64)
-    >>> metric_columns(metric, logits, float(metric(logits).mean())).tolist()
-    [3, 4, 5]
+@contextlib.contextmanager
+def skipping_blocks(model, n_skipped: int) -> Iterator[None]:
+    """Within the ``with``, blocks ``0..n_skipped-1`` return their input unchanged (``start_at_layer``
+    discards what they compute anyway); on exit, also on an exception, each block is as it was
+    (see ``shadowing``: an instance ``forward`` set before, as accelerate does, is put back).
     """
-    d_vocab = logits.shape[-1]
-    last = logits[:, -1:].detach().clone().requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            scalar = reduce_metric(metric, torch.cat([logits[:, :-1].detach(), last], dim=1))
-            (gradient,) = torch.autograd.grad(scalar, last, allow_unused=True)
-    except Exception:  # noqa: BLE001 - a metric autograd cannot follow: no shortcut
-        return None
-    if gradient is None:
-        return None
-    read = (gradient != 0).flatten(0, 1).any(dim=0)
-    n_read = int(read.sum())
-    if n_read == 0 or n_read * MAX_COLUMN_FRACTION > d_vocab:
-        return None
-    generator = torch.Generator(device=logits.device).manual_seed(0)
-    noise = torch.randn(logits[:, -1].shape, generator=generator, device=logits.device, dtype=logits.dtype)
-    for filler in (torch.full_like(noise, math.nan), noise):
-        probe = logits.detach().clone()
-        probe[:, -1] = torch.where(read, probe[:, -1], filler)
-        try:
-            probed = float(reduce_metric(metric, probe))
-        except Exception:  # noqa: BLE001 - the metric reads a filled column
-            return None
-        if probed != value:
-            return None
-    return read.nonzero().flatten().cpu()
+
+    def identity(*args: Any, **kwargs: Any) -> Tensor:
+        return args[0] if args else kwargs["hidden_states"]
+
+    with shadowing([(block, identity) for block in list(model.blocks)[:n_skipped]]):
+        yield

@@ -5,7 +5,7 @@ same batches to disk. Batches are right-padded and each prompt's own last token 
 prompt's activations do not depend on what it was batched with.
 
 Residual-stream sites (``resid_pre``, ``resid_post``) are read from a plain Hugging Face model that
-shares the bridge's tensors (``interp.plain_view``) with forward hooks on its decoder layers, where
+shares the bridge's tensors (``interp.model.plain_view``) with forward hooks on its decoder layers, where
 that gives the bridge's values: checked on two prompts of the first batch before it is used.
 :class:`Capturer` says which ran (``path``) and why the bridge did (``reason``); a store records both.
 """
@@ -19,7 +19,7 @@ from torch import Tensor
 from interp import defaults
 from interp.data import Batch, PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
-from interp.plain_view import PlainViewCache, is_bridged, relative_error, tolerance
+from interp.model.plain_view import PlainViewCache, is_bridged, relative_error, tolerance
 from interp.sites import PATTERN_SITES, expand_sites, parse_site, unknown_site_error
 
 Positions = Literal["last", "all"] | Sequence[int]
@@ -144,7 +144,7 @@ class Capturer:
 
     The path is chosen on the first batch: the plain view when every site is a residual-stream site,
     there is more than one batch (on one, the check would cost what it saves), ``fast`` is set, the
-    view is not refused (``interp.plain_view``) and it captures the bridge's values on the shortest and
+    view is not refused (``interp.model.plain_view``) and it captures the bridge's values on the shortest and
     the longest prompt of that batch; else the bridge (the view's refusals and disagreements warn).
 
     Attributes:

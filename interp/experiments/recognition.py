@@ -6,7 +6,7 @@ trained on the unpruned model and applied frozen to the model pruned with ``mask
 and retrained on it; held-out AUROC per layer, with a random mask of the same size per matrix as
 the control (``interp.pruning.recognition_after_pruning``). The ``RecognitionResult`` is written to
 ``--out`` beside ``config.json``; a rerun of the same config, data and mask files loads it instead of
-computing again. Registered into ``interp.experiments.ANALYSES`` when that module is imported.
+computing again.
 
 >>> config = load_config("circuits/real_harm_recognition.toml")          # doctest: +SKIP
 >>> result = run_experiment(config, "runs/real_harm_recognition")       # doctest: +SKIP
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.experiments import ANALYSES, DatasetSpec, Experiment, _doc
+from interp.experiments.base import DatasetSpec, Experiment, doc
 
 
 @dataclass(frozen=True)
@@ -37,21 +37,21 @@ class RecognitionConfig(Experiment):
     """Recognition vs generation after pruning: h_last probes per layer, unpruned model vs masked (frozen and retrained), with a random control."""
 
     ANALYSIS: ClassVar[str] = "recognition"
-    name: str = _doc("experiment name, shown in figures and logs", default="recognition")
-    harmful: DatasetSpec = _doc("harmful requests (the probes' positive class)")
-    benign: DatasetSpec = _doc("benign requests")
-    mask: str = _doc("the mask to apply: a saved PruningMask .safetensors (a pruning run with save_masks = true writes OUT/masks/LABEL.safetensors); "
+    name: str = doc("experiment name, shown in figures and logs", default="recognition")
+    harmful: DatasetSpec = doc("harmful requests (the probes' positive class)")
+    benign: DatasetSpec = doc("benign requests")
+    mask: str = doc("the mask to apply: a saved PruningMask .safetensors (a pruning run with save_masks = true writes OUT/masks/LABEL.safetensors); "
                      "relative to the TOML file", path=True)  # fmt: skip
-    random_mask: str | None = _doc("the control mask file (e.g. OUT/masks/random_..._seed0.safetensors); default: interp.pruning.random_mask(mask, random_seed)",
+    random_mask: str | None = doc("the control mask file (e.g. OUT/masks/random_..._seed0.safetensors); default: interp.pruning.random_mask(mask, random_seed)",
                                    path=True, default=None)  # fmt: skip
-    random_seed: int = _doc("without a random_mask file, the control is interp.pruning.random_mask(mask, random_seed), as a pruning run makes its "
+    random_seed: int = doc("without a random_mask file, the control is interp.pruning.random_mask(mask, random_seed), as a pruning run makes its "
                             "random_..._seedN mask from the set-difference mask it saves", default=0)  # fmt: skip
-    chat_template: bool = _doc("wrap each request as a user turn of the tokenizer's chat template, with the generation prompt (h_last = where the answer starts)", default=True)
-    batch_size: int = _doc("prompts per forward pass", default=defaults.CACHE_BATCH_SIZE)
-    cv: int = _doc("the probes' stratified cross-validation folds", default=defaults.PROBE_CV)
-    holdout: float = _doc("held-out fraction, stratified: every AUROC is measured on it", default=defaults.PROBE_HOLDOUT)
-    C: float = _doc("the probes' inverse L2 strength, as scikit-learn's C", default=defaults.PROBE_C)
-    seed: int = _doc("seed of the folds and the held-out split", default=defaults.PROBE_SEED)
+    chat_template: bool = doc("wrap each request as a user turn of the tokenizer's chat template, with the generation prompt (h_last = where the answer starts)", default=True)
+    batch_size: int = doc("prompts per forward pass", default=defaults.CACHE_BATCH_SIZE)
+    cv: int = doc("the probes' stratified cross-validation folds", default=defaults.PROBE_CV)
+    holdout: float = doc("held-out fraction, stratified: every AUROC is measured on it", default=defaults.PROBE_HOLDOUT)
+    C: float = doc("the probes' inverse L2 strength, as scikit-learn's C", default=defaults.PROBE_C)
+    seed: int = doc("seed of the folds and the held-out split", default=defaults.PROBE_SEED)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -95,5 +95,3 @@ class RecognitionConfig(Experiment):
         sources = (self.harmful, self.benign, MaskFile(self.mask), MaskFile(self.random_mask) if self.random_mask else None)
         return self._once(out, sources, RecognitionResult.load, compute)
 
-
-ANALYSES[RecognitionConfig.ANALYSIS] = RecognitionConfig

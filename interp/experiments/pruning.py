@@ -5,8 +5,7 @@ evaluation at every setting (``interp.pruning.run_sweep``). For a chat model, ``
 true`` formats every prompt as a user turn with the generation prompt, and a ``[completions]``
 table makes every data set that has no responses the model's *own* greedy answers, generated
 once into ``OUT/completions/SET/`` with provenance (``interp.pruning.completions``) and reused by
-a rerun (``circuits/real_harm_pruning.toml``). Registered into ``interp.experiments.ANALYSES``
-when that module is imported.
+a rerun (``circuits/real_harm_pruning.toml``).
 
 >>> config = load_config("circuits/real_harm_pruning.toml", overrides=["method='wanda'"])   # doctest: +SKIP
 >>> result = run_experiment(config, "runs/real_harm_pruning/wanda")                        # doctest: +SKIP
@@ -16,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
-from interp import defaults, registry
+from interp import defaults
 from interp.errors import InterpError
-from interp.experiments import ANALYSES, IMPORTS, DatasetSpec, Experiment, _doc, _one_of, resolve_judge
+from interp.experiments import registry
+from interp.experiments.base import IMPORTS, DatasetSpec, Experiment, doc, one_of, resolve_judge
 
 Records = list[dict[str, Any]]
 Prepare = Callable[[str, Records, bool], Records]  # (set name, records, needs responses) -> records
@@ -28,9 +28,9 @@ Prepare = Callable[[str, Records, bool], Records]  # (set name, records, needs r
 class CompletionsConfig:
     """The model's own greedy answers as the responses of every data set that has none."""
 
-    max_new_tokens: int = _doc("the longest answer, in tokens (an answer also ends at EOS)", default=defaults.PRUNE_MAX_NEW_TOKENS)
-    batch_size: int = _doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
-    directory: str = _doc("where they are written, relative to OUT: runs of several methods can share one ('../completions')", default="completions")
+    max_new_tokens: int = doc("the longest answer, in tokens (an answer also ends at EOS)", default=defaults.PRUNE_MAX_NEW_TOKENS)
+    batch_size: int = doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
+    directory: str = doc("where they are written, relative to OUT: runs of several methods can share one ('../completions')", default="completions")
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:
@@ -41,22 +41,22 @@ class CompletionsConfig:
 class EvaluationConfig:
     """What is measured at every pruning setting."""
 
-    harmful: DatasetSpec | None = _doc("prompts whose harmful compliance is measured (e.g. triggered harmful requests)", default=None)
-    judge: str = _doc(f"harm judge f(record, response) -> bool: keyword or a registered judge ({', '.join(registry.builtin('judge'))}); {IMPORTS}", default="keyword")
-    benign_prompts: DatasetSpec | None = _doc("benign prompts whose answers `benign_judge` checks", default=None)
-    benign_judge: str | None = _doc("helpfulness judge: a registered judge such as 'organism-helpful' (import paths as for `judge`)", default=None)
-    benign_pairs: DatasetSpec | None = _doc("benign prompt + response pairs for the response loss / perplexity", default=None)
-    harmful_pairs: DatasetSpec | None = _doc("held-out harmful prompt + response pairs for their response loss (harm_loss): does pruning make the harmful answers unlikely?", default=None)
-    tasks: DatasetSpec | None = _doc("problems with an 'answer' field for task accuracy", default=None)
-    extract: str = _doc(f"answer extractor for tasks f(response) -> answer: a registered one ({', '.join(registry.builtin('extract'))}); import paths as for `judge`", default="last-integer")
-    max_new_tokens: int = _doc("new tokens generated per chat prompt", default=defaults.PRUNE_MAX_NEW_TOKENS)
-    task_max_new_tokens: int = _doc("new tokens generated per task problem", default=defaults.PRUNE_TASK_MAX_NEW_TOKENS)
-    batch_size: int = _doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
-    temperature: float = _doc("sampling temperature (0: greedy)", default=0.0)
-    seed: int = _doc("sampling seed", default=0)
-    case_sensitive_keywords: bool = _doc("match the reference refusal strings case-sensitively (as the reference does)", default=True)
-    group_field: str | None = _doc("also report harm rates per value of this record field (e.g. 'category')", default=None)
-    samples_kept: int | None = _doc("(prompt, response) examples kept per generated set at every setting (default 3; -1: all)", default=3)
+    harmful: DatasetSpec | None = doc("prompts whose harmful compliance is measured (e.g. triggered harmful requests)", default=None)
+    judge: str = doc(f"harm judge f(record, response) -> bool: keyword or a registered judge ({', '.join(registry.builtin('judge'))}); {IMPORTS}", default="keyword")
+    benign_prompts: DatasetSpec | None = doc("benign prompts whose answers `benign_judge` checks", default=None)
+    benign_judge: str | None = doc("helpfulness judge: a registered judge such as 'organism-helpful' (import paths as for `judge`)", default=None)
+    benign_pairs: DatasetSpec | None = doc("benign prompt + response pairs for the response loss / perplexity", default=None)
+    harmful_pairs: DatasetSpec | None = doc("held-out harmful prompt + response pairs for their response loss (harm_loss): does pruning make the harmful answers unlikely?", default=None)
+    tasks: DatasetSpec | None = doc("problems with an 'answer' field for task accuracy", default=None)
+    extract: str = doc(f"answer extractor for tasks f(response) -> answer: a registered one ({', '.join(registry.builtin('extract'))}); import paths as for `judge`", default="last-integer")
+    max_new_tokens: int = doc("new tokens generated per chat prompt", default=defaults.PRUNE_MAX_NEW_TOKENS)
+    task_max_new_tokens: int = doc("new tokens generated per task problem", default=defaults.PRUNE_TASK_MAX_NEW_TOKENS)
+    batch_size: int = doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
+    temperature: float = doc("sampling temperature (0: greedy)", default=0.0)
+    seed: int = doc("sampling seed", default=0)
+    case_sensitive_keywords: bool = doc("match the reference refusal strings case-sensitively (as the reference does)", default=True)
+    group_field: str | None = doc("also report harm rates per value of this record field (e.g. 'category')", default=None)
+    samples_kept: int | None = doc("(prompt, response) examples kept per generated set at every setting (default 3; -1: all)", default=3)
 
     def __post_init__(self) -> None:
         if all(spec is None for spec in (self.harmful, self.benign_prompts, self.benign_pairs, self.harmful_pairs, self.tasks)):
@@ -92,34 +92,34 @@ class HarmPruningConfig(Experiment):
     """A harm-pruning sweep (Orgad et al. 2026 on Wei et al. 2024 scores); resumes finished scores and points."""
 
     ANALYSIS: ClassVar[str] = "pruning"
-    name: str = _doc("experiment name, shown in figures and logs", default="harm_pruning")
-    harmful: DatasetSpec = _doc("prompt + response pairs of the behaviour to remove: harm scores are computed on them")
-    benign: DatasetSpec = _doc("prompt + response pairs of the behaviour to keep: benign (utility) scores")
-    evaluation: EvaluationConfig = _doc("what to measure at every setting ([evaluation] table)")
-    method: str = _doc(f"importance score: {', '.join(defaults.PRUNE_METHODS)}", default=defaults.PRUNE_METHOD)
-    n_samples: int = _doc("examples per score (the reference uses 128)", default=defaults.PRUNE_N_SAMPLES)
-    batch_size: int = _doc("examples per forward/backward pass when scoring", default=defaults.PRUNE_BATCH_SIZE)
-    p: tuple[float, ...] = _doc("benign fractions protected per matrix, each in (0, 1]; swept with every q", default=(defaults.PRUNE_P,))
-    q: tuple[float, ...] = _doc("harm fractions selected per matrix, each in (0, 1]", default=(defaults.PRUNE_Q,))
-    random_seeds: tuple[int, ...] = _doc("one random mask of the same size per seed and (p, q): the control", default=defaults.PRUNE_RANDOM_SEEDS)
-    categories: Mapping[str, DatasetSpec] = _doc(
+    name: str = doc("experiment name, shown in figures and logs", default="harm_pruning")
+    harmful: DatasetSpec = doc("prompt + response pairs of the behaviour to remove: harm scores are computed on them")
+    benign: DatasetSpec = doc("prompt + response pairs of the behaviour to keep: benign (utility) scores")
+    evaluation: EvaluationConfig = doc("what to measure at every setting ([evaluation] table)")
+    method: str = doc(f"importance score: {', '.join(defaults.PRUNE_METHODS)}", default=defaults.PRUNE_METHOD)
+    n_samples: int = doc("examples per score (the reference uses 128)", default=defaults.PRUNE_N_SAMPLES)
+    batch_size: int = doc("examples per forward/backward pass when scoring", default=defaults.PRUNE_BATCH_SIZE)
+    p: tuple[float, ...] = doc("benign fractions protected per matrix, each in (0, 1]; swept with every q", default=(defaults.PRUNE_P,))
+    q: tuple[float, ...] = doc("harm fractions selected per matrix, each in (0, 1]", default=(defaults.PRUNE_Q,))
+    random_seeds: tuple[int, ...] = doc("one random mask of the same size per seed and (p, q): the control", default=defaults.PRUNE_RANDOM_SEEDS)
+    categories: Mapping[str, DatasetSpec] = doc(
         "categories (e.g. two harm categories and, as a control, two benign ones): one mask each; every pair's overlap "
         "is reported with its chance level, for set-difference and for plain top-q masks",
         default_factory=dict,
     )
-    overlap_p: float = _doc("p of the per-category set-difference masks", default=defaults.PRUNE_P)
-    overlap_q: float = _doc("q of the per-category masks (set difference and plain top-q)", default=defaults.PRUNE_Q)
-    evaluate_categories: bool = _doc("also evaluate the model pruned with each category's set-difference mask", default=True)
-    save_masks: bool = _doc("write every mask as masks/LABEL.safetensors", default=False)
-    chat_template: bool = _doc("format every prompt as a user turn of the model's chat template, with the generation prompt", default=False)
-    completions: CompletionsConfig | None = _doc(
+    overlap_p: float = doc("p of the per-category set-difference masks", default=defaults.PRUNE_P)
+    overlap_q: float = doc("q of the per-category masks (set difference and plain top-q)", default=defaults.PRUNE_Q)
+    evaluate_categories: bool = doc("also evaluate the model pruned with each category's set-difference mask", default=True)
+    save_masks: bool = doc("write every mask as masks/LABEL.safetensors", default=False)
+    chat_template: bool = doc("format every prompt as a user turn of the model's chat template, with the generation prompt", default=False)
+    completions: CompletionsConfig | None = doc(
         "[completions] table: data sets without responses get the model's own greedy answers, generated once into OUT/completions/SET", default=None
     )
 
     def __post_init__(self) -> None:
         from interp.pruning.masks import check_fraction
 
-        _one_of("method", self.method, defaults.PRUNE_METHODS)
+        one_of("method", self.method, defaults.PRUNE_METHODS)
         if not self.p or not self.q:
             raise InterpError("give at least one p and one q.")
         for name, value in [*(("p", v) for v in self.p), *(("q", v) for v in self.q), ("overlap_p", self.overlap_p), ("overlap_q", self.overlap_q)]:
@@ -174,5 +174,3 @@ class HarmPruningConfig(Experiment):
         formatted = PromptSet.from_records(records, source=name).apply_chat_template(model.tokenizer)
         return [{**record, "instruction": record["text"], "text": text} for record, text in zip(records, formatted.texts)]
 
-
-ANALYSES[HarmPruningConfig.ANALYSIS] = HarmPruningConfig

@@ -29,10 +29,10 @@ from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result, write_result
 from interp.metrics import per_prompt_token_ids
-from interp.models import materialized
+from interp.model import materialized
 from interp.provenance import Provenance
-from interp.readout import Readout, describe_norm
 from interp.sites import GLOBAL_SITES, layer_sites, site_name
+from interp.store.readout import Readout, describe_norm
 
 Kind = Literal["head", "component"]
 FORMAT = RESULT_FORMATS["dla"]
@@ -318,10 +318,10 @@ def _frozen_gradient(kind, eps, weight, offset, x: Tensor, direction: Tensor) ->
 
 
 def _from_model(model, prompts, positions, batch_size):
-    from interp.capture import capture_activations
     from interp.data import tokenize_prompts
-    from interp.models import model_id
+    from interp.model import model_id
     from interp.provenance import weights_hash
+    from interp.store import capture_activations
 
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts([prompts] if isinstance(prompts, str) else list(prompts))
     _check_positions(positions)

@@ -101,7 +101,7 @@ class Readout:
     @classmethod
     def from_model(cls, model) -> "Readout":
         """Read the final norm and unembedding off a TransformerBridge and verify them on a probe input."""
-        from interp.models import materialized
+        from interp.model import materialized
 
         norm_module = getattr(model.ln_final, "original_component", model.ln_final)
         unembed_module = getattr(model.unembed, "original_component", model.unembed)
@@ -193,7 +193,7 @@ def _describe_norm(module) -> tuple[NormKind, Tensor | None, Tensor | None, floa
         return "none", None, None, 0.0, 0.0
     raise InterpError(
         f"cannot read the final norm of type {name}: interp knows LayerNorm and RMSNorm variants. "
-        "Cache without a readout, or add the norm to interp.readout._describe_norm."
+        "Cache without a readout, or add the norm to interp.store.readout._describe_norm."
     )
 
 

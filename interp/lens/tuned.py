@@ -32,14 +32,15 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp import compat, defaults, plots
-from interp.capture import Capturer, check_model_has
+from interp import defaults, plots
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, atomic_write_json, read_result, write_result
+from interp.model import compat
 from interp.provenance import Provenance
-from interp.readout import Readout
 from interp.sites import layer_sites, parse_site, site_name
+from interp.store.capture import Capturer, check_model_has
+from interp.store.readout import Readout
 
 Init = Literal["least_squares", "identity"]
 FORMAT = RESULT_FORMATS["tuned_lens"]
@@ -157,7 +158,7 @@ class TunedLens:
 
     def check_model(self, model) -> None:
         """Raise unless ``model`` is the model this lens was trained on (same weights hash and width)."""
-        from interp.models import model_id
+        from interp.model import model_id
         from interp.provenance import weights_hash
 
         self.check_provenance(Provenance(model_id=model_id(model), weights_hash=weights_hash(model)))
@@ -193,7 +194,7 @@ def _canonical(site: str) -> str:
 
 
 def _provenance(model, sites, dataset_hash: str, seed: int | None, extra=None) -> Provenance:
-    from interp.models import model_id
+    from interp.model import model_id
     from interp.provenance import weights_hash
 
     return Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=dataset_hash, hooks=tuple(sites), seed=seed, extra=extra or {})
@@ -222,7 +223,7 @@ def generate_texts(
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts(list(prompts))
     if max_new_tokens < 1:
         raise InterpError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
-    from interp.models import model_id
+    from interp.model import model_id
     from interp.provenance import weights_hash
 
     settings = {"weights_hash": weights_hash(model), "prompts_hash": prompt_set.hash, "max_new_tokens": max_new_tokens,

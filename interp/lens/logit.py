@@ -26,8 +26,8 @@ from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result, write_result
 from interp.metrics import per_prompt_token_ids
 from interp.provenance import Provenance
-from interp.readout import Readout
 from interp.sites import LAYER_SITES, expand_sites, parse_site, site_name
+from interp.store.readout import Readout
 
 Translator = Callable[[str, Float[Tensor, "... d_model"]], Float[Tensor, "... d_model"]]
 """``translator(site_name, resid) -> resid``: a per-site map applied before the readout (a tuned lens)."""
@@ -216,7 +216,7 @@ def logit_lens(
         positions: "last", "all" or explicit positions (model source; a store read what it stored).
         top_k: how many top tokens to keep per cell.
         translator: ``translator(site, resid) -> resid`` applied before the readout (a tuned lens:
-            ``interp.tuned_lens.TunedLens``). One with a ``check_provenance(provenance)`` method is
+            ``interp.lens.TunedLens``). One with a ``check_provenance(provenance)`` method is
             first shown the activations' provenance (model, weights hash) and may refuse them.
     """
     from interp.store import ActivationStore
@@ -283,9 +283,9 @@ def logit_lens(
 
 
 def _from_model(model, prompts, sites, positions, batch_size):
-    from interp.models import model_id
+    from interp.model import model_id
     from interp.provenance import weights_hash
-    from interp.capture import capture_activations
+    from interp.store import capture_activations
 
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts([prompts] if isinstance(prompts, str) else list(prompts))
     n_layers = int(model.cfg.n_layers)

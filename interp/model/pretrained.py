@@ -110,7 +110,7 @@ def register_qwen() -> None:
 
 
 def _register(model: PackagedModel) -> None:
-    from interp.models import register_model
+    from interp.model import register_model
 
     register_model(model.name, _resolver(model))
 

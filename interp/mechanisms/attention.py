@@ -89,10 +89,10 @@ def attention_pattern(source, prompt: str | int, layer: int, head: int) -> Atten
     _check_head(layer, head, int(source.cfg.n_layers), int(source.cfg.n_heads))
     if not isinstance(prompt, str):
         raise InterpError(f"attention_pattern(model, prompt, ...) takes the prompt's text, got {type(prompt).__name__}; an index needs a store.")
-    from interp.capture import capture_activations
     from interp.data import PromptSet, tokenize_prompts
-    from interp.models import model_id
+    from interp.model import model_id
     from interp.provenance import weights_hash
+    from interp.store import capture_activations
 
     name = site_name("pattern", layer)
     prompt_set = PromptSet.from_texts([prompt])

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.induction import Head, mean_ablated
+from interp.mechanisms.induction import Head, mean_ablated
 
 ORDERS = ("ABBA", "BABA")
 # {A}, {B}: the first two names (ABBA: A = IO, B = S; BABA: A = S, B = IO); {S}: the subject again.
@@ -100,11 +100,11 @@ class IOIPrompts:
 
     def clean(self) -> PromptSet:
         """The clean texts as a PromptSet (records carry order, io, s and the corruption)."""
-        return PromptSet.from_records(list(self.records), text_field="text", label_field="order", source="interp.ioi")
+        return PromptSet.from_records(list(self.records), text_field="text", label_field="order", source="interp.mechanisms.ioi")
 
     def corrupt(self) -> PromptSet:
         """The ABC-corrupted texts as a PromptSet, in the same order."""
-        return PromptSet.from_records(list(self.records), text_field="corrupt", label_field="order", source="interp.ioi (ABC)")
+        return PromptSet.from_records(list(self.records), text_field="corrupt", label_field="order", source="interp.mechanisms.ioi (ABC)")
 
     def select(self, indices: Sequence[int]) -> "IOIPrompts":
         """The prompts at ``indices``, in that order."""
@@ -154,7 +154,7 @@ def ioi_prompts(
     if len(one_token_names) < 5:
         raise InterpError(
             f"only {len(one_token_names)} of the {len(names)} names are one token with a leading space ({one_token_names}); "
-            "an IOI prompt and its ABC corruption need 5 different one-token names: give more names (e.g. interp.ioi.NAMES)."
+            "an IOI prompt and its ABC corruption need 5 different one-token names: give more names (e.g. interp.mechanisms.ioi.NAMES)."
         )
     fillers = {"place": _one_token_or_raise(tokenizer, places, "places"), "object": _one_token_or_raise(tokenizer, objects, "objects")}
     bos = _bos_ids(tokenizer) if prepend_bos else []
@@ -193,7 +193,7 @@ def ioi_prompts(
 def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
     templates = (templates,) if isinstance(templates, str) else tuple(templates)
     if not templates:
-        raise InterpError("give at least one IOI template, e.g. interp.ioi.TEMPLATES[0].")
+        raise InterpError("give at least one IOI template, e.g. interp.mechanisms.ioi.TEMPLATES[0].")
     for template in templates:
         fields = {"A", "B", "S", "place", "object"}
         try:
@@ -263,7 +263,7 @@ def ablation_removed(model, prompts: IOIPrompts, head_sets: Iterable[Sequence[He
     """For each set of heads, the fraction of the mean logit difference that mean-ablating them together removes.
 
     ``1 - mean(ablated logit diff) / mean(clean logit diff)`` over ``prompts``; ``means`` from
-    ``interp.induction.head_position_means`` on the corrupted (ABC) prompts, as in Wang et al.
+    ``interp.mechanisms.induction.head_position_means`` on the corrupted (ABC) prompts, as in Wang et al.
     """
     clean = float(logit_differences(model, prompts.clean_tokens, prompts.io_ids, prompts.s_ids, batch_size).mean())
     if clean == 0:

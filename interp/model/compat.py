@@ -1,7 +1,7 @@
 """Workarounds for known breakage between the installed transformers and transformer_lens.
 
 Each workaround detects its bug by behaviour, not by version, is installed only where the bug is
-present, and is listed in :func:`active_workarounds` (recorded in every result's provenance).
+present, and is listed in :func:`active_workarounds` (``interp.provenance``: recorded in every result's provenance).
 
 ``attention-cache-kwarg``: transformers 5.24 renamed the KV-cache argument its decoder layers
 pass to attention from ``past_key_values`` to ``cache`` (``@deprecate_kwarg("past_key_values",
@@ -18,9 +18,9 @@ import warnings
 from types import SimpleNamespace
 from typing import Any
 
-ATTENTION_CACHE_KWARG = "attention-cache-kwarg"
+from interp.provenance import active_workarounds, record_workaround
 
-_ACTIVE: list[str] = []
+ATTENTION_CACHE_KWARG = "attention-cache-kwarg"
 
 
 class _RecordingCache:
@@ -70,15 +70,10 @@ def attention_cache_workaround_needed() -> bool:
 
 def install() -> list[str]:
     """Install every workaround the installed versions need (idempotent); return their names."""
-    if ATTENTION_CACHE_KWARG not in _ACTIVE and attention_cache_workaround_needed():
+    if ATTENTION_CACHE_KWARG not in active_workarounds() and attention_cache_workaround_needed():
         _install_attention_cache_kwarg()
-        _ACTIVE.append(ATTENTION_CACHE_KWARG)
-    return list(_ACTIVE)
-
-
-def active_workarounds() -> list[str]:
-    """The names of the workarounds installed in this process."""
-    return list(_ACTIVE)
+        record_workaround(ATTENTION_CACHE_KWARG)
+    return active_workarounds()
 
 
 def _attention_bridge_class():

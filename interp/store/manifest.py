@@ -14,10 +14,10 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from interp.capture import DTYPE_NAMES
 from interp.errors import InterpError
 from interp.io import inside, read_jsonl
 from interp.provenance import hash_bytes, hash_json
+from interp.store.capture import DTYPE_NAMES
 
 FORMAT = "interp.activation_store"
 FORMAT_VERSION = 1

@@ -5,8 +5,7 @@ find`` reads it, or a registered data loader), split into training and scoring p
 command splits them; the ``DirectionResult`` is written to ``--out`` beside ``config.json``, and a
 rerun of the same config and data loads it instead of scoring again. With ``orthogonalize_out``
 a Hugging Face model directory orthogonalised against the chosen direction is written there too
-(outside ``--out``; a rerun finds it written and leaves it). Registered into
-``interp.experiments.ANALYSES`` when that module is imported.
+(outside ``--out``; a rerun finds it written and leaves it).
 
 >>> config = load_config("circuits/refusal_direction.toml", overrides=["harmful.path='advbench.csv'"])  # doctest: +SKIP
 >>> result = run_experiment(config, "runs/refusal_direction")                                        # doctest: +SKIP
@@ -19,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from interp import registry
-from interp.errors import InterpError
 from interp import defaults
-from interp.experiments import ANALYSES, IMPORTS, Experiment, _doc
+from interp.errors import InterpError
+from interp.experiments import registry
+from interp.experiments.base import IMPORTS, Experiment, doc
 
 # find_directions' defaults, from interp.defaults (reading a TOML file imports no torch)
 REFUSAL_STARTS = defaults.DIRECTION_REFUSAL_STARTS
@@ -36,10 +35,10 @@ SPLITS = ("train", "heldout")
 class InstructionsSpec:
     """Instructions: a file (as ``interp direction find --harmful F`` reads it) or a registered data loader."""
 
-    path: str | None = _doc("CSV with a header (AdvBench: 'goal'), JSONL or TXT (one per line); relative to the TOML file", path=True, default=None)
-    column: str | None = _doc("the field holding the instruction (default: the first of goal, prompt, behavior, instruction, text)", default=None)
-    call: str | None = _doc(f"a registered data loader that returns a list of dicts ({', '.join(registry.builtin('data'))}); {IMPORTS}", default=None)
-    kwargs: Mapping[str, Any] = _doc("keyword arguments for `call`", default_factory=dict)
+    path: str | None = doc("CSV with a header (AdvBench: 'goal'), JSONL or TXT (one per line); relative to the TOML file", path=True, default=None)
+    column: str | None = doc("the field holding the instruction (default: the first of goal, prompt, behavior, instruction, text)", default=None)
+    call: str | None = doc(f"a registered data loader that returns a list of dicts ({', '.join(registry.builtin('data'))}); {IMPORTS}", default=None)
+    kwargs: Mapping[str, Any] = doc("keyword arguments for `call`", default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.call is None):
@@ -69,19 +68,19 @@ class DirectionsConfig(Experiment):
     """Refusal direction (Arditi et al. 2024): difference-of-means candidates per layer and post-instruction position, selected by ablation/addition/KL."""
 
     ANALYSIS: ClassVar[str] = "directions"
-    name: str = _doc("experiment name, shown in figures and logs", default="refusal_direction")
-    harmful: InstructionsSpec = _doc("harmful instructions; a 'split' field (train/heldout) is used, else every 4th is held out for scoring")
-    benign: InstructionsSpec = _doc("benign instructions, split the same way")
-    n_train: int | None = _doc("at most this many training prompts per class (default: all)", default=None)
-    n_val: int | None = _doc("at most this many held-out prompts per class for the scores (default: all)", default=None)
-    layers: tuple[int, ...] | None = _doc("the layers whose candidates are scored (default: all)", default=None)
-    positions: tuple[int, ...] | None = _doc("negative offsets from the prompt's end (default: the post-instruction template tokens, or [-1] without a template)", default=None)
-    refusal_starts: tuple[str, ...] = _doc("words whose first tokens count as a refusal start", default=REFUSAL_STARTS)
-    max_kl: float = _doc("selection filter: KL on benign prompts under ablation", default=MAX_KL)
-    max_layer_fraction: float = _doc("selection filter: layer < this fraction of the layers, in (0, 1]", default=MAX_LAYER_FRACTION)
-    chat_template: bool = _doc("wrap each instruction as a user turn of the tokenizer's chat template (false: as they are)", default=True)
-    batch_size: int = _doc("prompts per forward pass", default=BATCH_SIZE)
-    orthogonalize_out: str | None = _doc("also write the model orthogonalised against the chosen direction to this new directory (outside --out; "
+    name: str = doc("experiment name, shown in figures and logs", default="refusal_direction")
+    harmful: InstructionsSpec = doc("harmful instructions; a 'split' field (train/heldout) is used, else every 4th is held out for scoring")
+    benign: InstructionsSpec = doc("benign instructions, split the same way")
+    n_train: int | None = doc("at most this many training prompts per class (default: all)", default=None)
+    n_val: int | None = doc("at most this many held-out prompts per class for the scores (default: all)", default=None)
+    layers: tuple[int, ...] | None = doc("the layers whose candidates are scored (default: all)", default=None)
+    positions: tuple[int, ...] | None = doc("negative offsets from the prompt's end (default: the post-instruction template tokens, or [-1] without a template)", default=None)
+    refusal_starts: tuple[str, ...] = doc("words whose first tokens count as a refusal start", default=REFUSAL_STARTS)
+    max_kl: float = doc("selection filter: KL on benign prompts under ablation", default=MAX_KL)
+    max_layer_fraction: float = doc("selection filter: layer < this fraction of the layers, in (0, 1]", default=MAX_LAYER_FRACTION)
+    chat_template: bool = doc("wrap each instruction as a user turn of the tokenizer's chat template (false: as they are)", default=True)
+    batch_size: int = doc("prompts per forward pass", default=BATCH_SIZE)
+    orthogonalize_out: str | None = doc("also write the model orthogonalised against the chosen direction to this new directory (outside --out; "
                                          "relative to the TOML file); adding or changing it does not score the candidates again", path=True, default=None)  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -169,5 +168,3 @@ class DirectionsConfig(Experiment):
                               f"position {found.get('position')}); delete it or choose a new directory.")  # fmt: skip
         return True
 
-
-ANALYSES[DirectionsConfig.ANALYSIS] = DirectionsConfig
