@@ -10,14 +10,12 @@ import hashlib
 import json
 import subprocess
 import warnings
-import weakref
 from importlib import metadata
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
 import torch
-from torch import nn
 
 import interp
 from interp.errors import InterpError
@@ -25,7 +23,6 @@ from interp.errors import InterpError
 VERSIONED_PACKAGES = ("interp", "torch", "transformers", "transformer_lens")
 _WARNED_VERSION_DIFFERENCES: set[str] = set()
 _ACTIVE_WORKAROUNDS: list[str] = []  # names of the dependency workarounds installed in this process (interp.model.compat)
-_WEIGHTS_HASH_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -141,27 +138,6 @@ def tensor_bytes(tensor: torch.Tensor) -> bytes:
     return flat.view(torch.uint8).numpy().tobytes()
 
 
-def weights_hash(model: nn.Module) -> str:
-    """Content hash of every parameter and buffer of ``model`` (names, shapes, dtypes, values).
-
-    Cached per model and recomputed only when a parameter changes in place (pruning, training).
-    """
-    tensors = sorted(_named_tensors(model).items())
-    key = tuple((name, t.data_ptr(), _version(t)) for name, t in tensors)
-    cached = _WEIGHTS_HASH_CACHE.get(model)
-    if cached is not None and cached[0] == key and None not in (version for _, _, version in key):
-        return cached[1]
-
-    def chunks() -> Iterable[bytes]:
-        for name, tensor in tensors:
-            yield f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode()
-            yield tensor_bytes(tensor)
-
-    result = hash_bytes(chunks())
-    _WEIGHTS_HASH_CACHE[model] = (key, result)
-    return result
-
-
 def directory_weights_hash(directory: str | Path) -> str:
     """Content hash of a Hugging Face directory's weights as stored (every tensor of its safetensors files:
     name, shape, dtype, values), for backends that load the weights themselves (vLLM).
@@ -184,34 +160,3 @@ def directory_weights_hash(directory: str | Path) -> str:
             yield tensor_bytes(tensor)
 
     return hash_bytes(chunks())
-
-
-def _named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    # Hash the underlying Hugging Face module when there is one: its names are stable,
-    # while a TransformerBridge exposes the same tensor under several aliases. A parameter that a
-    # device map offloaded (to the CPU or disk; on the meta device between forwards) is read from
-    # its accelerate hook's weights map, so an offloaded model hashes like the same one in memory.
-    module = getattr(model, "original_model", model)
-    seen: set[int] = set()
-    named: dict[str, torch.Tensor] = {}
-    for module_name, child in module.named_modules():
-        offloaded = getattr(getattr(child, "_hf_hook", None), "weights_map", None)
-        own = list(child.named_parameters(recurse=False)) + [
-            (n, b) for n, b in child.named_buffers(recurse=False) if "rotary" not in module_name and "inv_freq" not in n
-        ]
-        for local, tensor in own:
-            if id(tensor) in seen:
-                continue
-            seen.add(id(tensor))
-            if tensor.device.type == "meta" and offloaded is not None and local in offloaded:
-                tensor = offloaded[local]
-            named[f"{module_name}.{local}".removeprefix(".").replace("._original_component", "")] = tensor
-    return named
-
-
-def _version(tensor: torch.Tensor) -> int | None:
-    """The in-place version counter (None for inference tensors, which have none)."""
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None

@@ -26,7 +26,7 @@ API: `interp.pruning` (`importance_scores`, `set_difference`, `random_mask`, `pr
 '''),
     code(SETUP + '''\
 from interp.organisms import grammar
-from interp.provenance import weights_hash
+from interp.model.weights import weights_hash
 from interp.pruning import PruningEvaluator, importance_scores, pruned, random_mask, set_difference
 
 OUT = Path("out/03_harm_pruning")

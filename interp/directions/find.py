@@ -36,7 +36,8 @@ from interp.directions.prompts import chat_format, check_suffix, post_instructio
 from interp.directions.result import DirectionResult
 from interp.errors import InterpError
 from interp.model import model_id
-from interp.provenance import Provenance, hash_json, weights_hash
+from interp.provenance import Provenance, hash_json
+from interp.model.weights import weights_hash
 from interp.sites import layer_sites
 from interp.store import capture_activations, run_and_capture
 from interp.store.readout import Readout

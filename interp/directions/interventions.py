@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from interp.errors import InterpError
 from interp.io import atomic_write_json, atomic_write_safetensors
 from interp.model import model_id
+from interp.model.internals import hf_name, wrapped_module
 from interp.pruning.weights import decoder_weights
 from interp.sites import GLOBAL_SITES, site_name
 
@@ -149,7 +150,7 @@ class OrthogonalizedWeights:
 
 def _module(model: Any, name: str) -> nn.Module | None:
     bridge = getattr(model, name, None)
-    inner = getattr(bridge, "original_component", None) or getattr(bridge, "_original_component", None)
+    inner = wrapped_module(bridge)
     return inner if isinstance(getattr(inner, "weight", None), Tensor) else None
 
 
@@ -221,7 +222,7 @@ def hf_state_dict(model: Any) -> dict[str, Tensor]:
     wanted = set(fresh.state_dict())
     state: dict[str, Tensor] = {}
     for key, tensor in hf.state_dict().items():
-        clean = key.replace("._original_component", "")
+        clean = hf_name(key)
         if clean in wanted and clean not in state:
             state[clean] = tensor
     missing = sorted(wanted - set(state))

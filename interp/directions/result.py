@@ -56,7 +56,7 @@ class RefusalDirection:
     def check_model(self, model: Any) -> None:
         """Raise unless ``model`` has the weights this direction was found on."""
         from interp.model import model_id
-        from interp.provenance import weights_hash
+        from interp.model.weights import weights_hash
 
         found = self.provenance.weights_hash if self.provenance else ""
         here = weights_hash(model) if found else ""

@@ -284,7 +284,7 @@ def logit_lens(
 
 def _from_model(model, prompts, sites, positions, batch_size):
     from interp.model import model_id
-    from interp.provenance import weights_hash
+    from interp.model.weights import weights_hash
     from interp.store import capture_activations
 
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts([prompts] if isinstance(prompts, str) else list(prompts))

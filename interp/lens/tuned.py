@@ -159,7 +159,7 @@ class TunedLens:
     def check_model(self, model) -> None:
         """Raise unless ``model`` is the model this lens was trained on (same weights hash and width)."""
         from interp.model import model_id
-        from interp.provenance import weights_hash
+        from interp.model.weights import weights_hash
 
         self.check_provenance(Provenance(model_id=model_id(model), weights_hash=weights_hash(model)))
         if int(model.cfg.d_model) != self.d_model or len(self.sites) != len(lens_sites(int(model.cfg.n_layers))):
@@ -195,7 +195,7 @@ def _canonical(site: str) -> str:
 
 def _provenance(model, sites, dataset_hash: str, seed: int | None, extra=None) -> Provenance:
     from interp.model import model_id
-    from interp.provenance import weights_hash
+    from interp.model.weights import weights_hash
 
     return Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=dataset_hash, hooks=tuple(sites), seed=seed, extra=extra or {})
 
@@ -224,7 +224,7 @@ def generate_texts(
     if max_new_tokens < 1:
         raise InterpError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
     from interp.model import model_id
-    from interp.provenance import weights_hash
+    from interp.model.weights import weights_hash
 
     settings = {"weights_hash": weights_hash(model), "prompts_hash": prompt_set.hash, "max_new_tokens": max_new_tokens,
                 "temperature": temperature, "top_p": top_p, "seed": seed, "batch_size": batch_size}  # fmt: skip

@@ -91,7 +91,7 @@ def attention_pattern(source, prompt: str | int, layer: int, head: int) -> Atten
         raise InterpError(f"attention_pattern(model, prompt, ...) takes the prompt's text, got {type(prompt).__name__}; an index needs a store.")
     from interp.data import PromptSet, tokenize_prompts
     from interp.model import model_id
-    from interp.provenance import weights_hash
+    from interp.model.weights import weights_hash
     from interp.store import capture_activations
 
     name = site_name("pattern", layer)

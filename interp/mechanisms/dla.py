@@ -320,7 +320,7 @@ def _frozen_gradient(kind, eps, weight, offset, x: Tensor, direction: Tensor) ->
 def _from_model(model, prompts, positions, batch_size):
     from interp.data import tokenize_prompts
     from interp.model import model_id
-    from interp.provenance import weights_hash
+    from interp.model.weights import weights_hash
     from interp.store import capture_activations
 
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts([prompts] if isinstance(prompts, str) else list(prompts))

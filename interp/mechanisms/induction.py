@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from interp import plots
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result, write_result
-from interp.provenance import Provenance, hash_bytes, tensor_bytes, weights_hash
+from interp.provenance import Provenance, hash_bytes, tensor_bytes
+from interp.model.weights import weights_hash
 from interp.sites import site_name
 
 FORMAT = RESULT_FORMATS["induction"]

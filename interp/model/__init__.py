@@ -9,6 +9,9 @@ The one part of interp that knows transformer_lens' and transformers' internals.
 - ``compat``: workarounds for known breakage between the installed transformers and transformer_lens.
 - ``plain_view``: a plain Hugging Face model sharing the bridge's tensors (fast captures and rollouts).
 - ``shortcuts``: forward shadowing, block skipping and the patching engine's shortcuts.
+- ``internals``: every private name of transformer_lens, transformers and accelerate that interp reads
+  (``tests/test_private_names.py`` fails if any module outside this package names one).
+- ``weights``: ``weights_hash``, the content hash of a model's parameters under their Hugging Face names.
 
 Names are imported on first use (``interp.lazy``): ``interp.model.registry`` alone loads no transformer_lens.
 """
@@ -30,6 +33,7 @@ _EXPORTS = {
     "registered_model": "interp.model.registry",
     "registered_models": "interp.model.registry",
     "resolve_model": "interp.model.registry",
+    "weights_hash": "interp.model.weights",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
         registered_models,
         resolve_model,
     )
+    from interp.model.weights import weights_hash
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -59,4 +64,5 @@ __all__ = [
     "registered_model",
     "registered_models",
     "resolve_model",
+    "weights_hash",
 ]

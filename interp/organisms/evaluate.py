@@ -25,6 +25,7 @@ import torch
 
 from interp.checks import check_numbers
 from interp.errors import InterpError
+from interp.model.internals import attention_implementation
 from interp.organisms import datasets, grammar
 
 THRESHOLDS = {
@@ -104,7 +105,7 @@ def induction_metrics(model, n: int = 100, length: int = 40, seed: int = 0, batc
     rows = datasets.induction_sequences("eval", n=n, length=length, seed=seed)
     ids = torch.tensor([row["input_ids"] for row in rows], device=hf_model.device)
     first, second, scores = [], [], None
-    previous = getattr(hf_model.config, "_attn_implementation", None)
+    previous = attention_implementation(hf_model)
     if previous != "eager":
         hf_model.set_attn_implementation("eager")
     try:

@@ -84,9 +84,8 @@ def build_model(config: TrainConfig):
         num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
         num_key_value_heads=config.n_heads, max_position_embeddings=max(config.context, 256),
         rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True, initializer_range=0.02,
-        bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD],
+        bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD], attn_implementation="sdpa",
     )
-    model_config._attn_implementation = "sdpa"
     return LlamaForCausalLM(model_config)
 
 

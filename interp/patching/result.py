@@ -19,7 +19,8 @@ from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result, write_result
 from interp.metrics import Metric, metric_name
 from interp.patching.inputs import str_tokens
-from interp.provenance import Provenance, hash_json, weights_hash
+from interp.provenance import Provenance, hash_json
+from interp.model.weights import weights_hash
 from interp.sites import POSITION_SITES, patch_site_label
 
 Direction = Literal["denoising", "noising"]

@@ -26,7 +26,8 @@ from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.io import atomic_write_json, exclusive_lock, read_jsonl
 from interp.model import model_id
-from interp.provenance import Provenance, hash_json, weights_hash
+from interp.provenance import Provenance, hash_json
+from interp.model.weights import weights_hash
 
 RECORDS = "completions.jsonl"
 PROVENANCE = "provenance.json"

@@ -36,7 +36,8 @@ from interp.io import RESULT_FORMATS, read_result, write_result
 from interp.model import model_id
 from interp.probes import HOLDOUT, ProbeResult, auroc, train_probes
 from interp.probes import load as load_probe
-from interp.provenance import Provenance, hash_json, weights_hash
+from interp.provenance import Provenance, hash_json
+from interp.model.weights import weights_hash
 from interp.pruning.apply import pruned
 from interp.pruning.masks import PruningMask
 from interp.pruning.weights import decoder_weights

@@ -42,7 +42,8 @@ from interp.checks import check_number
 from interp.errors import InterpError
 from interp.io import LazyTensors, RESULT_FORMATS, read_result, write_result
 from interp.model import model_id
-from interp.provenance import Provenance, weights_hash
+from interp.provenance import Provenance
+from interp.model.weights import weights_hash
 from interp.pruning.pairs import Records, ResponseBatch, batch_bounds, iter_response_batches, pairs_hash, response_nll, response_nll_at_targets, response_pairs, tokenize_pairs
 from interp.pruning.weights import DecoderWeight, decoder_weights
 from interp.sites import site_name

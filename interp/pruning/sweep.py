@@ -89,7 +89,8 @@ def run_sweep(
 
     from interp.io import atomic_write_json, claim_directory, safe_name
     from interp.model import model_id
-    from interp.provenance import Provenance, weights_hash
+    from interp.provenance import Provenance
+    from interp.model.weights import weights_hash
     from interp.pruning.apply import pruned
     from interp.pruning.masks import check_fraction, random_mask, set_difference, top_k_mask
     from interp.pruning.result import OverlapEntry, PruningPoint, PruningResult, point_from_mask
@@ -173,7 +174,7 @@ def run_sweep(
 
 def _scores(model, key: str, records: Records, source: str, method: str, n_samples: int, batch_size: int, out: Path, progress: bool):
     """The scores of data set ``key``: read from ``out/scores`` when they match (method, data, weights), else computed and saved."""
-    from interp.provenance import weights_hash
+    from interp.model.weights import weights_hash
     from interp.pruning import scores as scores_module  # looked up per call: the tests count calls
     from interp.pruning.pairs import pairs_hash, response_pairs
 

@@ -23,6 +23,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from interp.errors import InterpError
+from interp.model.internals import hf_name, unwrapped
 
 # Order of the known weights inside a block; "qkv" is skipped when q, k and v exist (it shares
 # their memory and the bridge's forward does not use it).
@@ -101,11 +102,6 @@ def decoder_weights(model: nn.Module) -> tuple[DecoderWeight, ...]:
     return tuple(found)
 
 
-def _inner(module: nn.Module) -> nn.Module:
-    """The module a bridge component wraps (itself when it wraps nothing)."""
-    return getattr(module, "_original_component", None) or module
-
-
 def _block_weights(block: nn.Module, layer: int) -> list[DecoderWeight]:
     weights: list[DecoderWeight] = []
     seen_modules: set[int] = set()
@@ -121,18 +117,18 @@ def _block_weights(block: nn.Module, layer: int) -> list[DecoderWeight]:
         bridge = getattr(block, component, None)
         submodules = getattr(bridge, "submodules", None) or {}
         for name in names:
-            if name in submodules and _is_linear(_inner(submodules[name])):
-                add(f"blocks.{layer}.{component}.{name}", component, name, _inner(submodules[name]))
+            if name in submodules and _is_linear(unwrapped(submodules[name])):
+                add(f"blocks.{layer}.{component}.{name}", component, name, unwrapped(submodules[name]))
         fused = submodules.get("qkv")
         if fused is not None and all(n in submodules for n in ("q", "k", "v")):
-            seen_modules.add(id(_inner(fused)))
+            seen_modules.add(id(unwrapped(fused)))
     # 2. any other linear layer in the block (architectures the bridge names differently)
     for path, module in block.named_modules():
         if not _is_linear(module) or id(module) in seen_modules:
             continue
         if module.weight.untyped_storage().data_ptr() in seen_storage:
             continue  # shares memory with a weight already listed (a fused qkv beside its split q/k/v)
-        clean = path.replace("._original_component", "").replace("_original_component.", "")
+        clean = hf_name(path)
         component, _, name = clean.partition(".")
         add(f"blocks.{layer}.{clean}", component, name or component, module)
     return weights

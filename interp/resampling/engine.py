@@ -30,6 +30,7 @@ from torch import Tensor
 
 from interp.errors import InterpError
 from interp.model import compat
+from interp.model.internals import source_name
 from interp.model.plain_view import PlainViewCache, accepts
 from interp.provenance import library_versions, warn_if_other_versions
 from interp.resampling.config import SamplingConfig
@@ -138,7 +139,7 @@ class LocalBackend:
             )
         self.model = hf
         self.tokenizer = tok
-        self.model_id = str(getattr(getattr(hf, "config", None), "_name_or_path", "") or type(hf).__name__)
+        self.model_id = source_name(hf)
         self.fast = fast
         self.last_path = ""
         self._views = PlainViewCache(hf, model)
@@ -152,7 +153,7 @@ class LocalBackend:
         return int(m) if m and m < 10**9 else None
 
     def describe(self) -> dict:
-        from interp.provenance import weights_hash
+        from interp.model.weights import weights_hash
 
         return {
             "backend": "local",

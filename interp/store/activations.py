@@ -49,7 +49,8 @@ from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.io import atomic_write_bytes, atomic_write_json, atomic_write_safetensors, exclusive_lock
 from interp.model import model_id
-from interp.provenance import Provenance, library_versions, tensor_bytes, warn_if_other_versions, weights_hash
+from interp.provenance import Provenance, library_versions, tensor_bytes, warn_if_other_versions
+from interp.model.weights import weights_hash
 from interp.sites import expand_sites, parse_site
 from interp.store.capture import DTYPE_NAMES, Capturer, Positions, check_model_has, normalize_positions, resolve_storage_dtype
 from interp.store.manifest import (FORMAT, FORMAT_VERSION, MANIFEST, PROMPTS, SAFETENSORS_DTYPES, TOKENS, PendingFile, check_files,

@@ -19,6 +19,7 @@ from torch import Tensor
 from interp import defaults
 from interp.data import Batch, PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
+from interp.model.internals import hook_aliases
 from interp.model.plain_view import PlainViewCache, is_bridged, relative_error, tolerance
 from interp.sites import PATTERN_SITES, expand_sites, parse_site, unknown_site_error
 
@@ -61,7 +62,7 @@ def capture_activations(
 
 
 def check_model_has(model, hook_names: Sequence[str]) -> None:
-    valid = set(model.hook_dict) | set(getattr(model, "_hook_alias_registry", {}) or {})
+    valid = set(model.hook_dict) | set(hook_aliases(model))
     for name in hook_names:
         if model.get_hook_point(name) is None:
             raise unknown_site_error(name, sorted(valid))
