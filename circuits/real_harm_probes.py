@@ -32,7 +32,7 @@ from interp.io import atomic_write_figure, atomic_write_json
 from interp.model import load_model
 from interp.plots import screenshot
 from interp.probes import HOLDOUT, auroc, train_probes
-from interp.provenance import weights_hash
+from interp.model.weights import weights_hash
 from interp.store import capture_activations
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,7 +38,7 @@ from interp.directions import read_instructions
 from interp.experiments import load_config, run_experiment
 from interp.io import atomic_write_figure, atomic_write_json, read_jsonl
 from interp.plots import screenshot
-from interp.provenance import weights_hash
+from interp.model.weights import weights_hash
 from interp.pruning import PruningMask, PruningResult, harmful_compliance, recognition_after_pruning
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import torch
 
 from interp import load_model
 from interp.errors import InterpError
-from interp.provenance import weights_hash
+from interp.model.weights import weights_hash
 
 PROMPTS = ["the quick brown fox jumps over", "a lazy dog sat on the mat and"]
 TOLERANCE = 1e-5  # the bound on CPU; the values are in fact equal

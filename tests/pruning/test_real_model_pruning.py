@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from interp.experiments import load_config, run_experiment
-from interp.provenance import weights_hash
+from interp.model.weights import weights_hash
 from interp.pruning import PruningResult
 from interp.pruning.completions import Completions
 

@@ -15,7 +15,7 @@ from interp.errors import InterpError
 from interp.experiments import load_config, run_experiment
 from interp.model import model_id
 from interp.probes import HOLDOUT
-from interp.provenance import weights_hash
+from interp.model.weights import weights_hash
 from interp.pruning import PruningMask, decoder_weights, pruned, random_mask
 from interp.pruning.recognition import RecognitionResult, recognition_after_pruning
 from interp.store import capture_activations
