@@ -478,16 +478,20 @@ def read_result(source: str | os.PathLike, fmt: ResultFormat) -> SavedResult:
         except Exception as error:  # noqa: BLE001 - safetensors raises its own types
             raise InterpError(f"{path} is not a readable safetensors file ({error}); it is not a saved {fmt.name}.") from error
         meta, version = _current(path, meta, fmt)
-        provenance = json.loads(meta["provenance"]) if meta.get("provenance") else None
-        return SavedResult(path, meta, LazyTensors(path), Provenance.from_dict(provenance) if provenance else None, version)
+        try:
+            provenance = json.loads(meta["provenance"]) if meta.get("provenance") else None
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise InterpError(f"{path} holds a provenance that is not valid JSON; the saved {fmt.name} is damaged. Create it again with {fmt.create}.") from error
+        return SavedResult(path, meta, LazyTensors(path), _provenance(path, provenance, fmt), version)
     directory = Path(source)
     meta_path = directory / fmt.meta_file
     if not meta_path.is_file():
         raise InterpError(_missing(directory, fmt, [fmt.meta_file]))
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InterpError(f"{meta_path} is not valid JSON ({error}); the saved {fmt.name} is damaged. Create it again with {fmt.create}.") from error
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        reason = "nested too deeply to read" if isinstance(error, RecursionError) else error
+        raise InterpError(f"{meta_path} is not valid JSON ({reason}); the saved {fmt.name} is damaged. Create it again with {fmt.create}.") from error
     if not isinstance(meta, dict):
         raise InterpError(f"{meta_path} holds a JSON {type(meta).__name__}, not the meta of a saved {fmt.name}.")
     meta, version = _current(meta_path, meta, fmt)
@@ -496,8 +500,39 @@ def read_result(source: str | os.PathLike, fmt: ResultFormat) -> SavedResult:
         if not (directory / fmt.tensors_file).is_file():
             raise InterpError(_missing(directory, fmt, [fmt.tensors_file]))
         tensors = LazyTensors(directory / fmt.tensors_file)
-    provenance = Provenance.from_dict(meta["provenance"]) if meta.get("provenance") else None
+    provenance = _provenance(meta_path, meta.get("provenance"), fmt)
     return SavedResult(meta_path, meta, tensors, provenance, version)
+
+
+_PROVENANCE_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "model_id": ("a string", lambda v: isinstance(v, str)),
+    "weights_hash": ("a string", lambda v: isinstance(v, str)),
+    "dataset_hash": ("a string", lambda v: isinstance(v, str)),
+    "interp_version": ("a string", lambda v: isinstance(v, str)),
+    "seed": ("an integer or null", lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))),
+    "hooks": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "workarounds": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "extra": ("an object", lambda v: isinstance(v, dict)),
+    "versions": ("an object", lambda v: isinstance(v, dict)),
+}
+
+
+def _provenance(where: Path, data: Any, fmt: ResultFormat) -> Provenance | None:
+    """The saved provenance, each field checked before it is trusted (None when the result saved none)."""
+    if not data:
+        return None
+    problem = ""
+    if not isinstance(data, dict):
+        problem = f"holds a provenance that is not an object ({type(data).__name__})"
+    elif "model_id" not in data or "weights_hash" not in data:
+        problem = f"holds a provenance without {'model_id' if 'model_id' not in data else 'weights_hash'}"
+    else:
+        wrong = next((key for key, (_, ok) in _PROVENANCE_FIELDS.items() if key in data and not ok(data[key])), None)
+        if wrong is not None:
+            problem = f"field 'provenance.{wrong}' should be {_PROVENANCE_FIELDS[wrong][0]}"
+    if problem:
+        raise InterpError(f"{where} {problem}; the saved {fmt.name} is damaged or was edited by hand. Create it again with {fmt.create}.")
+    return Provenance.from_dict(data)
 
 
 def _current(where: Path, meta: dict[str, Any], fmt: ResultFormat) -> tuple[dict[str, Any], int]:

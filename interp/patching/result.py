@@ -16,10 +16,11 @@ from torch import Tensor
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import RESULT_FORMATS
 from interp.metrics import Metric, metric_name
 from interp.patching.inputs import str_tokens
 from interp.provenance import Provenance, hash_json
+from interp.results import Result
 from interp.model.weights import weights_hash
 from interp.sites import POSITION_SITES, patch_site_label
 
@@ -50,7 +51,7 @@ class Cell:
 
 
 @dataclass(frozen=True, eq=False)
-class PatchingResult:
+class PatchingResult(Result):
     """Patching values over labelled axes, with both runs' baselines and provenance.
 
     Attributes:
@@ -70,6 +71,8 @@ class PatchingResult:
             position unembedded, only the vocabulary columns the metric reads, the last block's MLP at
             the last position only, late start (a cell's block at its one position, then the rest).
     """
+
+    FORMAT = FORMAT
 
     values: Float[Tensor, "..."]
     axes: tuple[str, ...]
@@ -183,30 +186,15 @@ class PatchingResult:
         same = " (same)" if clean == corrupt else ""
         return f"pos {pos}: clean {clean!r} / corrupt {corrupt!r}{same}"
 
-    # ---- disk -------------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """Everything but the values, as JSON-ready data."""
-        return {
-            "format": FORMAT.tag,
-            "format_version": FORMAT.version,
-            "axes": list(self.axes),
-            "shape": list(self.values.shape),
-            "labels": {axis: list(labels) for axis, labels in self.labels.items()},
-            "site": self.site,
-            "hook_names": list(self.hook_names),
-            "method": self.method,
-            "direction": self.direction,
-            "metric_name": self.metric_name,
-            "clean_metric": self.clean_metric,
-            "corrupt_metric": self.corrupt_metric,
-            "clean_tokens": list(self.clean_tokens),
-            "corrupt_tokens": list(self.corrupt_tokens),
-            "n_prompts": self.n_prompts,
-            "provenance": self.provenance.to_dict(),
-            "fast_path": self.fast_path,
-            "fallback_reason": self.fallback_reason,
-            "shortcuts": list(self.shortcuts),
-        }
+    # ---- disk (the result contract: interp.results.Result) -----------------------------------------
+    def meta_extra(self) -> dict[str, Any]:
+        return {"shape": list(self.values.shape)}
+
+    def tensor_metadata(self) -> dict[str, str]:
+        return {"axes": ",".join(self.axes)}
+
+    def files(self) -> dict[str, str]:
+        return {"cells.csv": self.cells_csv()}
 
     def cells_csv(self) -> str:
         """One row per cell: axis indices and labels, value, effect."""
@@ -220,43 +208,6 @@ class PatchingResult:
             labels = [self.labels[axis][i] for axis, i in zip(self.axes, index)]
             writer.writerow([*index, *labels, self.cell_label(index), repr(value), repr(value - self.baseline)])
         return buffer.getvalue()
-
-    def save(self, directory: str | Path) -> Path:
-        """Write ``values.safetensors``, ``result.json``, ``cells.csv`` and ``figure.html`` (each atomically)."""
-        meta = {key: value for key, value in self.to_dict().items() if key not in ("format", "format_version", "provenance")}
-        return write_result(
-            directory, FORMAT, meta, provenance=self.provenance,
-            tensors={"values": self.values.detach().cpu()}, tensor_metadata={"axes": ",".join(self.axes)},
-            files={"cells.csv": self.cells_csv()}, figures={"figure.html": self.figure()},
-        )  # fmt: skip
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "PatchingResult":
-        """Read a result written by ``save`` (also by an earlier interp)."""
-        saved = read_result(directory, FORMAT)
-        meta = saved.meta
-        values = saved.tensors.require(("values",), FORMAT.name)["values"]
-        if list(values.shape) != meta["shape"]:
-            raise InterpError(f"{saved.tensors.path} holds values of shape {list(values.shape)} but result.json says {meta['shape']}; the directory is inconsistent.")
-        return cls(
-            values=values,
-            axes=tuple(meta["axes"]),
-            labels={axis: tuple(labels) for axis, labels in meta["labels"].items()},
-            site=meta["site"],
-            hook_names=tuple(meta["hook_names"]),
-            method=meta["method"],
-            direction=meta["direction"],
-            metric_name=meta["metric_name"],
-            clean_metric=float(meta["clean_metric"]),
-            corrupt_metric=float(meta["corrupt_metric"]),
-            clean_tokens=tuple(meta["clean_tokens"]),
-            corrupt_tokens=tuple(meta["corrupt_tokens"]),
-            n_prompts=int(meta["n_prompts"]),
-            provenance=saved.provenance,
-            fast_path=meta.get("fast_path"),  # absent from results saved before it was recorded
-            fallback_reason=str(meta.get("fallback_reason", "")),
-            shortcuts=tuple(meta.get("shortcuts", ())),  # absent from results saved before it was recorded
-        )
 
 
 def build_result(model, kind: str, by_position: bool, values: Tensor, method: str, direction: str, metric: Metric, clean_metric: float, corrupt_metric: float, clean_tokens: Tensor, corrupt_tokens: Tensor, names: Sequence[str], fast_path: bool | None = None, fallback_reason: str = "", shortcuts: tuple[str, ...] = ()) -> PatchingResult:
