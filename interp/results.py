@@ -97,6 +97,8 @@ class Result:
                 if name in tensor_names:
                     tensor = saved.tensors[name]  # type: ignore[index]
                     values[name] = tensor.bool() if _is_bool_tensor_hint(hint) else tensor
+                elif _is_optional(hint):
+                    values[name] = None
                 elif not _has_default(spec):
                     where = saved.tensors.path if saved.tensors is not None else saved.path
                     raise damaged(cls.FORMAT, where, f"lacks the tensor {name!r}")
@@ -276,6 +278,10 @@ def _tensor_type(hint: Any) -> Any:
     if hint is Tensor or getattr(hint, "array_type", None) is Tensor:
         return hint
     return None
+
+
+def _is_optional(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and _NoneType in typing.get_args(hint)
 
 
 def _is_tensor_hint(hint: Any) -> bool:

@@ -18,16 +18,20 @@ from torch import Tensor
 
 from interp import plots
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import RESULT_FORMATS
 from interp.provenance import Provenance
+from interp.results import Result
 from interp.sites import site_name
 
 FORMAT = RESULT_FORMATS["attention_pattern"]
 
 
 @dataclass(frozen=True)
-class AttentionPattern:
+class AttentionPattern(Result):
     """``pattern[query, key]``: head ``head`` of layer ``layer`` over ``prompt``'s tokens (``tokens``)."""
+
+    FORMAT = FORMAT
+    FIGURE_FILE = "pattern.html"
 
     prompt: str
     tokens: tuple[str, ...]
@@ -58,19 +62,6 @@ class AttentionPattern:
         """Query x key heatmap over the prompt's tokens; hover reads ``query 'tok' -> key 'tok': weight``."""
         title = f"Attention pattern {self.label} — {plots.short(self.prompt, 60)} — {self.provenance.model_id}"
         return plots.attention_pattern_figure(self.pattern.numpy(), self.tokens, title)
-
-    def save(self, directory: str | Path) -> Path:
-        """Write the pattern (safetensors), tokens and provenance (JSON) and the figure (HTML)."""
-        meta = {"prompt": self.prompt, "tokens": list(self.tokens), "layer": self.layer, "head": self.head}
-        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors={"pattern": self.pattern}, figures={"pattern.html": self.figure()})
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "AttentionPattern":
-        """Read a pattern written by ``save``."""
-        saved = read_result(directory, FORMAT)
-        meta = saved.meta
-        pattern = saved.tensors.require(("pattern",), FORMAT.name)["pattern"]
-        return cls(prompt=meta["prompt"], tokens=tuple(meta["tokens"]), layer=int(meta["layer"]), head=int(meta["head"]), pattern=pattern, provenance=saved.provenance)
 
 
 def attention_pattern(source, prompt: str | int, layer: int, head: int) -> AttentionPattern:

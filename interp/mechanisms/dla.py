@@ -27,10 +27,11 @@ from torch import Tensor
 from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import RESULT_FORMATS
 from interp.metrics import per_prompt_token_ids
 from interp.model import materialized
 from interp.provenance import Provenance
+from interp.results import Result
 from interp.sites import GLOBAL_SITES, layer_sites, site_name
 from interp.store.readout import Readout, describe_norm
 
@@ -38,11 +39,10 @@ Kind = Literal["head", "component"]
 FORMAT = RESULT_FORMATS["dla"]
 READS = "attribution reads one token's logit"
 BIAS = "bias"  # the component holding the readout's constant terms: final-norm bias and unembedding bias
-_TENSORS = ("positions", "answer_ids", "component_values", "logit_diff")
 
 
 @dataclass(frozen=True)
-class DLAResult:
+class DLAResult(Result):
     """Direct logit attribution at every (prompt, position read) to each component and each head.
 
     Axes: ``prompt``, ``pos`` (the positions read; ``positions`` holds them, ``position_tokens``
@@ -53,6 +53,9 @@ class DLAResult:
     ``head_values.sum(-1) + head_bias == component_values[..., "L{l} attn"]``.
     ``head_values`` / ``head_bias`` are None when computed from a store (it keeps no W_O).
     """
+
+    FORMAT = FORMAT
+    FIGURE_FILE = "dla.html"
 
     prompts: tuple[str, ...]
     positions: Int[Tensor, "prompt pos"]
@@ -160,21 +163,8 @@ class DLAResult:
         title = f"Direct logit attribution to {self.metric} = {total:.3g} ({where}) — {self.provenance.model_id}"
         return plots.dla_figure(self.components, components.numpy(), None if heads is None else heads.numpy(), component_hover, head_hover, title, "direct effect (logits)")
 
-    def save(self, directory: str | Path) -> Path:
-        """Write tensors (safetensors), labels and provenance (JSON), a long-format CSV and the figure (HTML)."""
-        tensors = {name: getattr(self, name) for name in _TENSORS}
-        for name in ("wrong_ids", "head_values", "head_bias"):
-            if getattr(self, name) is not None:
-                tensors[name] = getattr(self, name)
-        meta = {
-            "prompts": list(self.prompts),
-            "position_tokens": [list(row) for row in self.position_tokens],
-            "answer_tokens": list(self.answer_tokens),
-            "wrong_tokens": None if self.wrong_tokens is None else list(self.wrong_tokens),
-            "components": list(self.components),
-            "softcap": self.softcap,
-        }
-        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors=tensors, files={"dla.csv": self._csv()}, figures={"dla.html": self.figure()})
+    def files(self) -> dict[str, str]:
+        return {"dla.csv": self._csv()}
 
     def _csv(self) -> str:
         """One row per (prompt, position, component or head)."""
@@ -186,29 +176,6 @@ class DLAResult:
                 if self.head_values is not None:
                     rows += [f"{start},head,{label},{float(value):.6g}" for label, value in zip(self.head_labels, self.head_values[p, q].flatten())]
         return "\n".join(rows) + "\n"
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "DLAResult":
-        """Read a result written by ``save``."""
-        saved = read_result(directory, FORMAT)
-        meta = saved.meta
-        tensors = saved.tensors.require((*_TENSORS, *(name for name in ("wrong_ids", "head_values", "head_bias") if name in saved.tensors)), FORMAT.name)
-        return cls(
-            prompts=tuple(meta["prompts"]),
-            positions=tensors["positions"],
-            position_tokens=tuple(tuple(row) for row in meta["position_tokens"]),
-            answer_ids=tensors["answer_ids"],
-            answer_tokens=tuple(meta["answer_tokens"]),
-            wrong_ids=tensors.get("wrong_ids"),
-            wrong_tokens=None if meta["wrong_tokens"] is None else tuple(meta["wrong_tokens"]),
-            components=tuple(meta["components"]),
-            component_values=tensors["component_values"],
-            head_values=tensors.get("head_values"),
-            head_bias=tensors.get("head_bias"),
-            logit_diff=tensors["logit_diff"],
-            provenance=saved.provenance,
-            softcap=meta.get("softcap"),
-        )
 
 
 def direct_logit_attribution(

@@ -28,18 +28,18 @@ from tqdm.auto import tqdm
 
 from interp import plots
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import RESULT_FORMATS
 from interp.provenance import Provenance, hash_bytes, tensor_bytes
+from interp.results import Result
 from interp.model.weights import weights_hash
 from interp.sites import site_name
 
 FORMAT = RESULT_FORMATS["induction"]
 Head = tuple[int, int]  # (layer, head)
-_TENSORS = ("scores", "tokens", "first_loss", "repeat_loss", "ablated_repeat_loss")
 
 
 @dataclass(frozen=True)
-class InductionResult:
+class InductionResult(Result):
     """Copying loss, per-head induction scores and the head mean-ablation on repeated random tokens.
 
     Axes: ``layer``, ``head``; ``seq`` (the sequences), ``half`` (the ``length`` positions of one
@@ -47,6 +47,9 @@ class InductionResult:
     ``repeat_loss[s, i]`` that of its repeat); ``ablation``: ``ablations[0]`` are the ``top_k``
     induction heads, the others random heads drawn from the same layers, one draw each.
     """
+
+    FORMAT = FORMAT
+    FIGURE_FILE = "induction.html"
 
     scores: Float[Tensor, "layer head"]
     tokens: Int[Tensor, "seq pos"]  # [BOS, r_1 .. r_L, r_1 .. r_L]
@@ -156,24 +159,16 @@ class InductionResult:
                     if len(self.ablations) > 1 else ""))  # fmt: skip
         return plots.head_score_heatmap(self.scores.numpy(), hover=hover, cell_text=text, title=title, colorbar_title="induction score")
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the tensors (safetensors), heads and summary (JSON), a per-head CSV and the figure (HTML)."""
-        meta = {"ablations": [[list(head) for head in heads] for heads in self.ablations], "summary": self.summary()}
-        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors={name: getattr(self, name) for name in _TENSORS},
-                            files={"heads.csv": self._csv()}, figures={"induction.html": self.figure()})  # fmt: skip
+    def meta_extra(self) -> dict:
+        return {"summary": self.summary()}
+
+    def files(self) -> dict[str, str]:
+        return {"heads.csv": self._csv()}
 
     def _csv(self) -> str:
         rows = ["rank,layer,head,induction_score"]
         rows += [f"{r},{layer},{head},{float(self.scores[layer, head]):.6g}" for r, (layer, head) in enumerate(ranked_heads(self.scores), start=1)]
         return "\n".join(rows) + "\n"
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "InductionResult":
-        """Read a result written by ``save``."""
-        saved = read_result(directory, FORMAT)
-        tensors = saved.tensors.require(_TENSORS, FORMAT.name)
-        ablations = tuple(tuple((int(layer), int(head)) for layer, head in heads) for heads in saved.meta["ablations"])
-        return cls(ablations=ablations, provenance=saved.provenance, **tensors)
 
 
 # ---- data ----------------------------------------------------------------------------------------
