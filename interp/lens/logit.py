@@ -16,16 +16,17 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 import plotly.graph_objects as go
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import RESULT_FORMATS
 from interp.metrics import per_prompt_token_ids
 from interp.provenance import Provenance
+from interp.results import Result
 from interp.sites import LAYER_SITES, expand_sites, parse_site, site_name
 from interp.store.readout import Readout
 
@@ -40,23 +41,25 @@ _METRIC_TITLES = {
     "kl": "KL(final ‖ layer) in nats",
 }
 _SITE_ORDER = {kind: order for order, kind in enumerate(LAYER_SITES)}
-_TENSORS = ("positions", "target_ids", "target_prob", "target_logprob", "target_rank", "kl_to_final", "top_ids", "top_probs")
 FORMAT = RESULT_FORMATS["lens"]
 
 
 @dataclass(frozen=True)
-class LensResult:
+class LensResult(Result):
     """The decoded distribution at every (site, prompt, position).
 
     Axes: ``site`` (in depth order), ``prompt``, ``pos`` (the positions read; ``position_tokens``
     names them), ``k`` (top-k). Positions past a prompt's end (``valid`` False) hold NaN.
     """
 
+    FORMAT = FORMAT
+    FIGURE_FILE = "lens.html"
+
     sites: tuple[str, ...]
     prompts: tuple[str, ...]
     positions: Int[Tensor, "prompt pos"]
     position_tokens: tuple[tuple[str, ...], ...]
-    valid: Tensor  # bool [prompt, pos]
+    valid: Bool[Tensor, "prompt pos"]
     target_ids: Int[Tensor, "prompt"]
     target_tokens: tuple[str, ...]
     target_prob: Float[Tensor, "site prompt pos"]
@@ -137,20 +140,8 @@ class LensResult:
         ]
         return plots.lens_heatmap(grid.numpy(), rows=list(self.site_labels), columns=columns, cell_text=top1, hover=hover, title=title, x_title=x_title, colorbar_title=metric, reverse_scale=metric in ("rank", "kl"))
 
-    def save(self, directory: str | Path) -> Path:
-        """Write tensors (safetensors), labels and provenance (JSON), a long-format CSV and the figure (HTML)."""
-        tensors = {name: getattr(self, name) for name in _TENSORS}
-        tensors["valid"] = self.valid.to(torch.uint8)
-        meta = {
-            "sites": list(self.sites),
-            "prompts": list(self.prompts),
-            "position_tokens": [list(row) for row in self.position_tokens],
-            "target_tokens": list(self.target_tokens),
-            "top_tokens": self.top_tokens,
-            "translator": self.translator,
-        }
-        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors=tensors,
-                            files={"lens.csv": self._csv()}, figures={"lens.html": self.figure()})  # fmt: skip
+    def files(self) -> dict[str, str]:
+        return {"lens.csv": self._csv()}
 
     def _csv(self) -> str:
         """One row per valid (site, prompt, position)."""
@@ -168,30 +159,6 @@ class LensResult:
                         )
                     )
         return "\n".join(rows) + "\n"
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "LensResult":
-        """Read a result written by ``save`` (also by an earlier interp)."""
-        saved = read_result(directory, FORMAT)
-        meta, tensors = saved.meta, saved.tensors.require((*_TENSORS, "valid"), FORMAT.name)
-        return cls(
-            sites=tuple(meta["sites"]),
-            prompts=tuple(meta["prompts"]),
-            positions=tensors["positions"],
-            position_tokens=tuple(tuple(row) for row in meta["position_tokens"]),
-            valid=tensors["valid"].bool(),
-            target_ids=tensors["target_ids"],
-            target_tokens=tuple(meta["target_tokens"]),
-            target_prob=tensors["target_prob"],
-            target_logprob=tensors["target_logprob"],
-            target_rank=tensors["target_rank"],
-            kl_to_final=tensors["kl_to_final"],
-            top_ids=tensors["top_ids"],
-            top_probs=tensors["top_probs"],
-            top_tokens=_tupleize(meta["top_tokens"]),
-            provenance=saved.provenance,
-            translator=meta.get("translator", ""),
-        )
 
 
 def logit_lens(
@@ -395,10 +362,6 @@ class _Vocab:
         if token_id not in self.cache:
             self.cache[token_id] = self.tokenizer.decode([token_id]) if self.tokenizer is not None else str(token_id)
         return self.cache[token_id]
-
-
-def _tupleize(value: Any) -> Any:
-    return tuple(_tupleize(v) for v in value) if isinstance(value, list) else value
 
 
 def _csv(text: str) -> str:
