@@ -51,6 +51,10 @@ class Result:
         """Text files written beside the meta (name -> text), e.g. a CSV table."""
         return {}
 
+    def figures(self) -> dict[str, Any]:
+        """The figures ``save`` writes as offline HTML (name -> figure): ``figure()`` as ``FIGURE_FILE``."""
+        return {self.FIGURE_FILE: self.figure()} if self.FIGURE_FILE else {}
+
     def meta_extra(self) -> dict[str, Any]:
         """Keys written into the meta beside the fields, for other readers; ignored on load."""
         return {}
@@ -73,9 +77,8 @@ class Result:
                     tensors[spec.name] = value.to(torch.uint8) if value.dtype == torch.bool else value
             else:
                 meta[spec.name] = to_json(value)
-        figures = {self.FIGURE_FILE: self.figure()} if self.FIGURE_FILE else None
         return write_result(directory, self.FORMAT, meta, provenance=self.provenance, tensors=tensors if self.FORMAT.tensors_file else None,
-                            tensor_metadata=self.tensor_metadata(), files=self.files(), figures=figures)  # fmt: skip
+                            tensor_metadata=self.tensor_metadata(), files=self.files(), figures=self.figures())  # fmt: skip
 
     @classmethod
     def load(cls: type[R], directory: str | Path) -> R:
@@ -91,8 +94,8 @@ class Result:
         tensor_names = set(saved.tensors or ())
         for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
             name, hint = spec.name, hints[spec.name]
-            if name == "provenance":
-                values[name] = saved.provenance
+            if name == "provenance":  # a result saved without one reads as "unknown" where the class needs one
+                values[name] = saved.provenance if saved.provenance is not None or _is_optional(hint) else Provenance("", "", versions={}, workarounds=())
             elif _is_tensor_hint(hint):
                 if name in tensor_names:
                     tensor = saved.tensors[name]  # type: ignore[index]

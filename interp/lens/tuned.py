@@ -22,7 +22,7 @@ result is in ``circuits/tuned_lens_smollm2/README.md``.
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -35,9 +35,10 @@ from tqdm.auto import tqdm
 from interp import defaults, plots
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, atomic_write_json, read_result, write_result
+from interp.io import RESULT_FORMATS, atomic_write_json
 from interp.model import compat
 from interp.provenance import Provenance
+from interp.results import Result
 from interp.sites import layer_sites, parse_site, site_name
 from interp.store.capture import Capturer, check_model_has
 from interp.store.readout import Readout
@@ -84,13 +85,15 @@ class TrainingRecord:
 
 
 @dataclass(frozen=True, eq=False)
-class TunedLens:
+class TunedLens(Result):
     """Per-site affine translators ``h -> h + h @ weight[s].T + bias[s]`` (float32), for ``logit_lens(..., translator=lens)``.
 
     Axes: ``site`` (``sites``, in depth order, from ``lens_sites``); the last site's translator
     is the identity. ``blocks.{l}.hook_resid_pre`` (l >= 1) reads the translator of
     ``blocks.{l-1}.hook_resid_post``: the same residual stream.
     """
+
+    FORMAT = FORMAT
 
     sites: tuple[str, ...]
     weight: Float[Tensor, "site d_model d_model"]
@@ -166,21 +169,19 @@ class TunedLens:
             raise InterpError(f"this tuned lens ({len(self.sites)} sites, d_model {self.d_model}) does not fit {model_id(model)!r} "
                               f"({model.cfg.n_layers} layers, d_model {model.cfg.d_model}); it was trained on {self.model_label}.")  # fmt: skip
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``tuned_lens.safetensors`` (weight, bias), ``tuned_lens.json`` (sites, training, provenance) and, if trained, ``training.html``."""
-        meta = {"sites": list(self.sites), "training": asdict(self.training) if self.training else None}
-        figures = {"training.html": self.training.figure()} if self.training and self.training.loss else {}
-        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors={"weight": self.weight, "bias": self.bias}, figures=figures)
+    def figure(self) -> go.Figure:
+        """The training loss curve (per site and mean); InterpError for a lens that was not trained."""
+        if self.training is None or not self.training.loss:
+            raise InterpError("this tuned lens records no training (an identity lens, or one saved without it), so there is no loss curve to draw.")
+        return self.training.figure()
+
+    def figures(self) -> dict[str, go.Figure]:
+        return {"training.html": self.figure()} if self.training and self.training.loss else {}
 
     @classmethod
     def load(cls, directory: str | Path, model=None) -> "TunedLens":
         """Read a lens written by ``save``; with ``model``, refuse it unless it was trained on that model."""
-        saved = read_result(directory, FORMAT)
-        tensors = saved.tensors.require(("weight", "bias"), FORMAT.name)
-        record = saved.meta.get("training")
-        if record is not None:
-            record = TrainingRecord(**{**record, "loss": tuple(record["loss"]), "site_loss": tuple(tuple(row) for row in record["site_loss"])})
-        lens = cls(tuple(saved.meta["sites"]), tensors["weight"], tensors["bias"], saved.provenance or Provenance(model_id="", weights_hash=""), record)
+        lens = super().load(directory)
         if model is not None:
             lens.check_model(model)
         return lens
@@ -411,11 +412,14 @@ def _adam(residuals, readout, weight, bias, steps, lr, batch_tokens, seed, devic
 
 
 @dataclass(frozen=True)
-class LensKL:
+class LensKL(Result):
     """Mean KL(final ‖ lens) per site over every position of some texts, for the logit lens and each translator.
 
     Axes: ``lens`` (``lenses``: "logit lens", then the translators), ``site`` (``sites``, depth order).
     """
+
+    FORMAT = KL_FORMAT
+    FIGURE_FILE = "lens_kl.html"
 
     lenses: tuple[str, ...]
     sites: tuple[str, ...]
@@ -449,19 +453,8 @@ class LensKL:
         return plots.lens_kl_figure(list(self.site_labels), {name: self.kl[i].tolist() for i, name in enumerate(self.lenses)},
                                     {name: self.kl_sem[i].tolist() for i, name in enumerate(self.lenses)}, title=title, log_y=log_y)  # fmt: skip
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``lens_kl.safetensors``, ``lens_kl.json``, ``lens_kl.md`` (the table) and ``lens_kl.html`` (the figure)."""
-        meta = {"lenses": list(self.lenses), "sites": list(self.sites), "n_texts": self.n_texts, "n_tokens": self.n_tokens}
-        return write_result(directory, KL_FORMAT, meta, provenance=self.provenance, tensors={"kl": self.kl, "kl_sem": self.kl_sem},
-                            files={"lens_kl.md": self.table() + "\n"}, figures={"lens_kl.html": self.figure()})  # fmt: skip
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "LensKL":
-        saved = read_result(directory, KL_FORMAT)
-        tensors = saved.tensors.require(("kl", "kl_sem"), KL_FORMAT.name)
-        meta = saved.meta
-        return cls(tuple(meta["lenses"]), tuple(meta["sites"]), tensors["kl"], tensors["kl_sem"], int(meta["n_texts"]), int(meta["n_tokens"]),
-                   saved.provenance or Provenance(model_id="", weights_hash=""))  # fmt: skip
+    def files(self) -> dict[str, str]:
+        return {"lens_kl.md": self.table() + "\n"}
 
 
 def lens_kl(
