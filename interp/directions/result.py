@@ -23,11 +23,11 @@ from torch import Tensor
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result, write_result
 from interp.provenance import Provenance
+from interp.results import Result
 
 FORMAT = RESULT_FORMATS["directions"]
 DIRECTION_FORMAT = RESULT_FORMATS["refusal_direction"]
 FIGURE_FILE = "directions.html"
-TENSORS = ("directions", "ablation_score", "addition_score", "kl")
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,11 @@ class RefusalDirection:
 
 
 @dataclass(frozen=True)
-class DirectionResult:
+class DirectionResult(Result):
     """Candidates ``directions[pos, layer]`` with their scores (NaN: not scored) and the chosen one; see ``find_directions``."""
+
+    FORMAT = FORMAT
+    FIGURE_FILE = FIGURE_FILE
 
     directions: Float[Tensor, "pos layer d_model"]
     positions: tuple[int, ...]
@@ -172,26 +175,12 @@ class DirectionResult:
                              height=300 * 3 + 140, margin=dict(t=110), width=max(900, 34 * self.n_layers + 320))  # fmt: skip
         return figure
 
+    def meta_extra(self) -> dict:
+        return {"chosen_scores": self.scores(),
+                "refusal_score": "log(p / (1 - p)), p = probability of the refusal tokens at the first generated position"}  # fmt: skip
+
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``directions.safetensors``, ``directions.json``, ``directions.html`` and the chosen ``direction.safetensors``."""
-        meta = {
-            "positions": list(self.positions), "position_labels": list(self.position_labels), "baseline_harmful": self.baseline_harmful,
-            "baseline_benign": self.baseline_benign, "refusal_tokens": list(self.refusal_tokens), "chosen_position": self.chosen_position,
-            "chosen_layer": self.chosen_layer, "selection": self.selection, "max_kl": self.max_kl, "max_layer": self.max_layer,
-            "counts": dict(self.counts), "chosen_scores": self.scores(),
-            "refusal_score": "log(p / (1 - p)), p = probability of the refusal tokens at the first generated position",
-        }  # fmt: skip
-        tensors = {name: getattr(self, name).detach().cpu().float() for name in TENSORS}
-        directory = write_result(directory, FORMAT, meta, provenance=self.provenance, tensors=tensors, figures={FIGURE_FILE: self.figure()})
+        directory = super().save(directory)
         self.direction.save(Path(directory) / DIRECTION_FORMAT.tensors_file)
         return directory
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> "DirectionResult":
-        saved = read_result(directory, FORMAT)
-        tensors = saved.tensors.require(list(TENSORS), FORMAT.name)
-        m = saved.meta
-        return cls(**tensors, positions=tuple(m["positions"]), position_labels=tuple(m["position_labels"]), baseline_harmful=m["baseline_harmful"],
-                   baseline_benign=m["baseline_benign"], refusal_tokens=tuple(m["refusal_tokens"]), chosen_position=m["chosen_position"],
-                   chosen_layer=m["chosen_layer"], selection=m["selection"], max_kl=m["max_kl"], max_layer=m["max_layer"],
-                   counts=m.get("counts", {}), provenance=saved.provenance)  # fmt: skip
