@@ -71,7 +71,9 @@ class Result:
             if spec.name == "provenance":
                 continue
             value = getattr(self, spec.name)
-            if _is_tensor_hint(_hints(type(self))[spec.name]):
+            if _is_tensor_hint(_hints(type(self))[spec.name]) and not self.FORMAT.tensors_file:
+                meta[spec.name] = None if value is None else value.detach().cpu().tolist()  # a format without a tensors file keeps them in the JSON
+            elif _is_tensor_hint(_hints(type(self))[spec.name]):
                 if value is not None:
                     value = value.detach().cpu().contiguous()
                     tensors[spec.name] = value.to(torch.uint8) if value.dtype == torch.bool else value
@@ -96,6 +98,11 @@ class Result:
             name, hint = spec.name, hints[spec.name]
             if name == "provenance":  # a result saved without one reads as "unknown" where the class needs one
                 values[name] = saved.provenance if saved.provenance is not None or _is_optional(hint) else Provenance("", "", versions={}, workarounds=())
+            elif _is_tensor_hint(hint) and not cls.FORMAT.tensors_file:
+                if name in saved.meta:
+                    values[name] = _tensor_from_json(saved.meta[name], hint, name, lambda problem: damaged(cls.FORMAT, saved.path, problem))
+                elif not _has_default(spec) and not _is_optional(hint):
+                    raise damaged(cls.FORMAT, saved.path, f"lacks the field {name!r}")
             elif _is_tensor_hint(hint):
                 if name in tensor_names:
                     tensor = saved.tensors[name]  # type: ignore[index]
@@ -221,6 +228,19 @@ def from_json(value: Any, hint: Any, name: str, error, depth: int = 0) -> Any:
     else:
         return value  # an annotation this reader does not know (a TypeVar, a Protocol): the class checks it
     raise error(f"field '{name}' should be {_describe(hint)}, got {_kind(value)}")
+
+
+def _tensor_from_json(value: Any, hint: Any, name: str, error) -> Tensor | None:
+    """A tensor kept in the JSON meta as nested lists of numbers."""
+    if value is None and _is_optional(hint):
+        return None
+    dtypes = tuple(getattr(_tensor_type(hint), "dtypes", ()))
+    dtype = torch.bool if dtypes == ("bool", "bool_") else torch.int64 if "int64" in dtypes and "float32" not in dtypes else torch.float32
+    try:
+        tensor = torch.tensor(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise error(f"field '{name}' should be a list of numbers, got {_kind(value)}") from None
+    return tensor
 
 
 class _Mismatch(Exception):

@@ -20,10 +20,11 @@ from torch import Tensor
 
 from interp import defaults, plots
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import RESULT_FORMATS
 from interp.probes.inputs import check_same_model, hook_layer, is_resid_post, labels_for, layer_label, read_hook
 from interp.probes.metrics import HOLDOUT, METRICS, binary_metrics, t_quantile_975
 from interp.provenance import Provenance
+from interp.results import Result
 
 FORMAT = RESULT_FORMATS["probe"]
 EVAL_FORMAT = RESULT_FORMATS["probe_eval"]
@@ -62,7 +63,7 @@ class Direction:
 
 
 @dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(Result):
     """Per-layer probes with cross-validated and held-out metrics; see ``train_probes``.
 
     Axes: ``layer`` indexes ``hooks`` (depth order); ``fold`` the cross-validation folds;
@@ -70,6 +71,9 @@ class ProbeResult:
     reads ``(h - mean[l]) / scale[l]`` and outputs the logit ``that @ coef[l] + intercept[l]``
     of ``label_names[1]``; it is fitted on every prompt that is not held out.
     """
+
+    FORMAT = FORMAT
+    FIGURE_FILE = FIGURE_FILE
 
     hooks: tuple[str, ...]
     label_names: tuple[str, str]
@@ -310,62 +314,27 @@ class ProbeResult:
                              legend=dict(orientation="h", x=0, xanchor="left", y=-0.3, yanchor="top"))  # fmt: skip
         return figure
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``probe.safetensors`` (tensors), ``probe.json`` (metadata) and ``probe.html`` (figure)."""
-        meta = {
-            "hooks": list(self.hooks),
-            "layers": list(self.layers),
-            "best_index": self.best_index,
-            "best_layer": self.best_layer,
-            "best_hook": self.best_hook,
-            "label_names": list(self.label_names),
-            "positive_label": self.label_names[1],
-            "one_vs_rest": self.one_vs_rest,
-            "C": self.C,
-            "cv": self.cv,
-            "seed": self.seed,
-            "n_iter": self.n_iter,
+    def meta_extra(self) -> dict[str, Any]:
+        return {
+            "layers": list(self.layers), "best_index": self.best_index, "best_layer": self.best_layer, "best_hook": self.best_hook,
+            "positive_label": self.label_names[1], "cv": self.cv,
             "standardisation": "per layer: (h - mean) / scale, population std over the non-held-out prompts "
             "(tensors 'mean', 'scale'); logit = standardised @ coef + intercept",
             "objective": "sum_i logloss_i + ||coef||^2 / (2 C), intercept unpenalised (scikit-learn LogisticRegression)",
-            "texts": list(self.texts),
-        }
-        tensors = {name: getattr(self, name).detach().cpu() for name in TENSOR_FIELDS}
-        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors=tensors, figures={FIGURE_FILE: self.figure()})
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> "ProbeResult":
-        """Read a result written by ``save``."""
-        return load(directory)
-
-
-TENSOR_FIELDS = (
-    "y", "fold", "cv_accuracy", "cv_auroc", "cv_log_loss", "holdout_accuracy", "holdout_auroc",
-    "holdout_log_loss", "diff_means_cv_auroc", "diff_means_holdout_auroc", "coef", "intercept", "mean",
-    "scale", "diff_means", "projection", "oof_logits", "converged",
-)  # fmt: skip
+        }  # fmt: skip
 
 
 def load(directory: str | os.PathLike) -> ProbeResult:
-    """Load a ``ProbeResult`` saved with ``.save(directory)`` (also by an earlier interp)."""
-    saved = read_result(directory, FORMAT)
-    meta = saved.meta
-    return ProbeResult(
-        hooks=tuple(meta["hooks"]),
-        label_names=tuple(meta["label_names"]),
-        texts=tuple(meta["texts"]),
-        C=float(meta["C"]),
-        seed=int(meta["seed"]),
-        n_iter=int(meta["n_iter"]),
-        provenance=saved.provenance,
-        one_vs_rest=bool(meta.get("one_vs_rest", False)),
-        **saved.tensors.require(TENSOR_FIELDS, FORMAT.name),
-    )
+    """Load a ``ProbeResult`` saved with ``.save(directory)`` (also by an earlier interp): ``ProbeResult.load``."""
+    return ProbeResult.load(directory)
 
 
 @dataclass(frozen=True)
-class ProbeEval:
+class ProbeEval(Result):
     """Saved probes applied to a new store: one value per probed hook."""
+
+    FORMAT = EVAL_FORMAT
+    FIGURE_FILE = "probe_eval.html"
 
     hooks: tuple[str, ...]
     label_names: tuple[str, str]
@@ -407,22 +376,3 @@ class ProbeEval:
         series = {metric: getattr(self, metric).tolist() for metric in METRICS}
         title = f"Probes on {self.n_prompts} new prompts: {self.label_names[1]!r} vs {self.label_names[0]!r}"
         return plots.line_plot(labels, series, hover, title, "layer", "metric value", reference_lines={"chance AUROC": 0.5})
-
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``probe_eval.json`` and ``probe_eval.html``."""
-        meta = {key: value for key, value in self.to_dict().items() if key != "provenance"}
-        return write_result(directory, EVAL_FORMAT, meta, provenance=self.provenance, figures={"probe_eval.html": self.figure()})
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> "ProbeEval":
-        """Read an evaluation written by ``save``."""
-        saved = read_result(directory, EVAL_FORMAT)
-        meta = saved.meta
-        return cls(
-            hooks=tuple(meta["hooks"]),
-            label_names=tuple(meta["label_names"]),
-            **{metric: torch.tensor(meta[metric], dtype=torch.float32) for metric in METRICS},
-            n_prompts=int(meta["n_prompts"]),
-            n_positive=int(meta["n_positive"]),
-            provenance=saved.provenance,
-        )

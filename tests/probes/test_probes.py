@@ -2,6 +2,7 @@
 bad input, steering / ablation hooks on a tiny random Llama, and the CLI."""
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -15,7 +16,6 @@ from interp.commands import probe as probe_cli
 from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.probes import ProbeResult, ablate, auroc, steer, stratified_folds, synthetic_activations, train_probes
-from interp.probes import result as probe_result
 from interp.probes import solver
 from interp.provenance import Provenance
 from interp.sites import site_name
@@ -400,7 +400,7 @@ def test_save_load_roundtrip(tmp_path, planted_result):
     assert "standardisation" in meta and meta["provenance"]["extra"]["source"] == "tensor"
     assert meta["provenance"]["hooks"] == list(r.hooks) and meta["provenance"]["dataset_hash"]
     again = probes.load(out)
-    for name in probe_result.TENSOR_FIELDS:
+    for name in [field.name for field in dataclasses.fields(r) if isinstance(getattr(r, field.name), torch.Tensor)]:
         assert torch.equal(getattr(again, name), getattr(r, name)), name
     assert again.hooks == r.hooks and again.texts == r.texts and again.label_names == r.label_names
     assert again.best_layer == r.best_layer and again.provenance == r.provenance
