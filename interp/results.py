@@ -6,6 +6,7 @@ tag, version, file names, how to make and load one). Saving and loading are deri
 - a ``Tensor`` field (``Float[Tensor, ...]`` too) goes to the format's safetensors file under its own name
   (bool tensors as uint8, read back as bool);
 - ``provenance`` goes to the meta's ``"provenance"`` (``Provenance.to_dict``);
+- a field that is itself a ``Result`` is saved to (and loaded from) the subdirectory named after the field;
 - every other field goes to the JSON meta under its own name, and is checked against its annotation on load:
   ``int``, ``float``, ``str``, ``bool``, ``None``, ``Literal``, unions, ``tuple[X, ...]``, ``tuple[X, Y]``,
   ``list[X]``, ``dict[str, X]`` / ``Mapping[str, X]`` and nested dataclasses. A field missing from the file takes its
@@ -71,6 +72,9 @@ class Result:
             if spec.name == "provenance":
                 continue
             value = getattr(self, spec.name)
+            if isinstance(value, Result):  # a result inside a result: its own directory, named after the field
+                value.save(Path(directory) / spec.name)
+                continue
             if _is_tensor_hint(_hints(type(self))[spec.name]) and not self.FORMAT.tensors_file:
                 meta[spec.name] = None if value is None else value.detach().cpu().tolist()  # a format without a tensors file keeps them in the JSON
             elif _is_tensor_hint(_hints(type(self))[spec.name]):
@@ -98,6 +102,8 @@ class Result:
             name, hint = spec.name, hints[spec.name]
             if name == "provenance":  # a result saved without one reads as "unknown" where the class needs one
                 values[name] = saved.provenance if saved.provenance is not None or _is_optional(hint) else Provenance("", "", versions={}, workarounds=())
+            elif isinstance(hint, type) and issubclass(hint, Result):
+                values[name] = hint.load(saved.path.parent / name)
             elif _is_tensor_hint(hint) and not cls.FORMAT.tensors_file:
                 if name in saved.meta:
                     values[name] = _tensor_from_json(saved.meta[name], hint, name, lambda problem: damaged(cls.FORMAT, saved.path, problem))

@@ -32,11 +32,11 @@ from torch import Tensor
 from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import RESULT_FORMATS
 from interp.model import model_id
 from interp.probes import HOLDOUT, ProbeResult, auroc, train_probes
-from interp.probes import load as load_probe
 from interp.provenance import Provenance, hash_json
+from interp.results import Result
 from interp.model.weights import weights_hash
 from interp.pruning.apply import pruned
 from interp.pruning.masks import PruningMask
@@ -46,16 +46,18 @@ from interp.store import capture_activations
 
 FORMAT = RESULT_FORMATS["recognition"]
 FIGURE_FILE, PROBE_DIR = "recognition.html", "probe"
-TENSORS = ("unpruned_auroc", "frozen_auroc", "retrained_auroc")
 LABELS = ("benign", "harmful")  # (negative, positive) class of the probes
 MASK_TITLES = {"mask": "pruning mask", "random": "random control"}
 
 
 @dataclass(frozen=True)
-class RecognitionResult:
+class RecognitionResult(Result):
     """Held-out AUROC per layer of h_last probes on the unpruned model, and after each mask (frozen and retrained)."""
 
-    probe: ProbeResult  # trained on the unpruned model; its held-out split is every AUROC's
+    FORMAT = FORMAT
+    FIGURE_FILE = FIGURE_FILE
+
+    probe: ProbeResult  # trained on the unpruned model, saved in PROBE_DIR; its held-out split is every AUROC's
     masks: tuple[str, ...]  # "mask", then "random" when a control was given
     mask_descriptions: tuple[str, ...]
     mask_counts: tuple[int, ...]  # weights zeroed
@@ -130,26 +132,12 @@ class RecognitionResult:
         figure.update_layout(yaxis=dict(range=[0, 1.02]), height=600, margin=dict(b=170), legend=dict(orientation="h", x=0, y=-0.25, yanchor="top"))
         return figure
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``probe/``, ``recognition.safetensors``, ``recognition.html`` and (last) ``recognition.json``."""
-        self.probe.save(Path(directory) / PROBE_DIR)
-        meta = {
-            "masks": list(self.masks), "mask_descriptions": list(self.mask_descriptions), "mask_counts": list(self.mask_counts),
-            "mask_fractions": list(self.mask_fractions), "hooks": list(self.hooks), "n_heldout": self.n_heldout, "counts": self.counts,
-            "auroc": self.table(), "frozen": "the probes trained on the unpruned model, applied to the pruned model's h_last",
+    def meta_extra(self) -> dict:
+        return {
+            "hooks": list(self.hooks), "n_heldout": self.n_heldout, "counts": self.counts, "auroc": self.table(),
+            "frozen": "the probes trained on the unpruned model, applied to the pruned model's h_last",
             "retrained": "probes trained on the pruned model's h_last (the same held-out split)",
         }  # fmt: skip
-        tensors = {name: getattr(self, name).detach().cpu().double() for name in TENSORS}
-        return write_result(directory, FORMAT, meta, provenance=self.provenance, tensors=tensors, figures={FIGURE_FILE: self.figure()})
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> "RecognitionResult":
-        """Read a result written by ``save``."""
-        saved = read_result(directory, FORMAT)
-        m = saved.meta
-        return cls(probe=load_probe(Path(directory) / PROBE_DIR), masks=tuple(m["masks"]), mask_descriptions=tuple(m["mask_descriptions"]),
-                   mask_counts=tuple(int(n) for n in m["mask_counts"]), mask_fractions=tuple(float(f) for f in m["mask_fractions"]),
-                   provenance=saved.provenance, **saved.tensors.require(list(TENSORS), FORMAT.name))  # fmt: skip
 
 
 def check_mask(model, mask: PruningMask, what: str = "the mask") -> None:
