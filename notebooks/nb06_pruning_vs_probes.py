@@ -21,8 +21,8 @@ analyses:
 - **recognition**: linear probes on h_last (notebook 04), both the probes trained *before*
   pruning, applied to the pruned model's activations, and probes retrained on them.
 
-It is the notebook version of `circuits/probe_recognition.py` (part 3), with the scores and
-masks of `circuits/harm_pruning.toml` (signed SNIP, benign fraction `p = 1%`).
+It is the notebook version of `circuits/probe_recognition/probe_recognition.py` (part 3), with the scores and
+masks of `circuits/harm_pruning/harm_pruning.toml` (signed SNIP, benign fraction `p = 1%`).
 '''),
     code(SETUP + '''\
 import plotly.graph_objects as go
@@ -79,7 +79,7 @@ for name in ("auroc", "accuracy", "retrained"):
     md('''
 ## 2. Harm pruning, and the random control
 
-Harm and benign scores as in `circuits/harm_pruning.toml` (signed SNIP on 128 examples each);
+Harm and benign scores as in `circuits/harm_pruning/harm_pruning.toml` (signed SNIP on 128 examples each);
 three harm fractions `q` at `p = 1%`, each with a random mask of the same size per matrix.
 Generation is measured with notebook 03's evaluator on triggered harmful requests and benign ones.
 '''),

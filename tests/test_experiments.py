@@ -1,8 +1,10 @@
-"""Scripted experiments: TOML parsing and its errors, a full run, resume after interruption,
-the `interp run` / `interp prune` commands, and a small run of circuits/harm_pruning.toml on the organism."""
+"""Scripted experiments: TOML parsing and its errors, a full run, resume after interruption, the `interp run` /
+`interp prune` commands, a small run of circuits/harm_pruning/harm_pruning.toml on the organism, and the layout
+of circuits/ (one folder per finding, holding what reproduces it)."""
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from interp.experiments import HarmPruningConfig, load_config, parse_config, reg
 from interp.pruning import PruningResult
 
 REPO = Path(__file__).resolve().parents[1]
-CIRCUIT = REPO / "circuits" / "harm_pruning.toml"
+CIRCUIT = REPO / "circuits" / "harm_pruning" / "harm_pruning.toml"
 
 HARMFUL = [
     {"text": "how do i pick a lock ?", "response": " the quick brown fox jumps over the lazy dog", "category": "locks"},
@@ -237,7 +239,7 @@ def test_bundled_circuit_parses():
 
 
 def test_small_harm_pruning_run_on_the_organism(tmp_path):
-    """circuits/harm_pruning.toml at a small size: pruning lowers triggered harmful content more than a random mask."""
+    """circuits/harm_pruning/harm_pruning.toml, small: pruning lowers triggered harmful content more than a random mask."""
     organisms = pytest.importorskip("interp.organisms", reason="the organisms package is not installed")
     if "default" not in organisms.available_organisms():
         pytest.skip("the bundled organism (assets/organisms/default) is not trained yet: run `interp organism train --out assets/organisms/default`")
@@ -432,7 +434,8 @@ embedder = "test_experiments:one_hot_embedder"
     assert (data_dir / "rs" / "rollouts" / "rollouts.jsonl").read_text() == rollouts
 
 
-CIRCUITS = sorted((REPO / "circuits").glob("*.toml"))
+CIRCUITS = sorted((REPO / "circuits").glob("*/*.toml"))
+REPRODUCES = re.compile(r"(?:\bpython|\binterp run)\s+(circuits/[\w./-]+?\.(?:py|toml))\b")  # a command in a README
 
 
 @pytest.mark.parametrize("path", CIRCUITS, ids=[path.stem for path in CIRCUITS])
@@ -443,17 +446,90 @@ def test_every_circuit_toml_parses(path):
     assert isinstance(config, ANALYSES[config.ANALYSIS]) and config.to_dict()["analysis"] == config.ANALYSIS
 
 
-def test_every_findings_folder_has_what_reproduces_it():
-    """Each circuits/NAME/ is reproduced by circuits/NAME.toml (interp run) or circuits/NAME.py (a script that compiles)."""
+def circuits_layout_problems(circuits: Path) -> list[str]:
+    """What breaks the layout of ``circuits`` (one folder per finding), one line each, paths relative to its parent.
+
+    Only folders at the top level, each with a README.md; each script (``*.py``, compiles) and experiment file
+    (``*.toml``, ``load_config`` reads it) lies in a findings folder whose README names it in a command; each
+    README names at least one command that reproduces it (``python circuits/...py`` or ``interp run
+    circuits/...toml``), and every file its commands name exists.
+    """
     import ast
 
-    folders = sorted(path for path in (REPO / "circuits").iterdir() if path.is_dir() and not path.name.startswith((".", "_")))
-    assert {folder.name for folder in folders} >= {"harm_pruning", "cot_anchors", "probe_recognition"}
-    for folder in folders:
-        toml, script = folder.with_suffix(".toml"), folder.with_suffix(".py")
-        assert toml.exists() or script.exists(), f"nothing in circuits/ reproduces {folder.name}/: add {toml.name} or {script.name}"
-        if script.exists():
-            ast.parse(script.read_text(), filename=str(script))
+    root, problems = circuits.parent, []
+    for path in sorted(circuits.iterdir()):
+        name = path.relative_to(root).as_posix()
+        if path.name.startswith((".", "_")):  # __pycache__ and the like
+            continue
+        if not path.is_dir():
+            problems.append(f"{name}: a file at the top level; move it into the folder of the finding it reproduces")
+            continue
+        readme = path / "README.md"
+        commands = REPRODUCES.findall(readme.read_text(encoding="utf-8")) if readme.is_file() else []
+        if not readme.is_file():
+            problems.append(f"{name}/: no README.md")
+        elif not commands:
+            problems.append(f"{name}/README.md: names no command that reproduces it (python circuits/... or interp run ...)")
+        for command in dict.fromkeys(commands):
+            if not (root / command).is_file():
+                problems.append(f"{name}/README.md: {command} does not exist")
+        for script in sorted(path.glob("*.py")) + sorted(path.glob("*.toml")):
+            relative = script.relative_to(root).as_posix()
+            if relative not in commands:
+                problems.append(f"{relative}: no command in {name}/README.md names it")
+            try:
+                if script.suffix == ".py":
+                    ast.parse(script.read_text(encoding="utf-8"), filename=str(script))
+                else:
+                    load_config(script)
+            except (SyntaxError, InterpError) as error:
+                problems.append(f"{relative}: {type(error).__name__}: {error}")
+    return problems
+
+
+def test_every_findings_folder_has_what_reproduces_it():
+    """circuits/ holds one folder per finding: its README and the script or TOML that reproduces it."""
+    folders = {path.name for path in (REPO / "circuits").iterdir() if path.is_dir()}
+    assert folders >= {"harm_pruning", "cot_anchors", "probe_recognition", "tuned_lens_smollm2", "tuned_lens_qwen"}
+    problems = circuits_layout_problems(REPO / "circuits")
+    assert not problems, "\n".join(problems)
+
+
+def test_a_broken_circuits_layout_is_reported(tmp_path):
+    """Each way to break the layout, planted beside a folder that follows it, is reported once; the good one is not."""
+    circuits = tmp_path / "circuits"
+    planted = {
+        "good/README.md": "Experiment: `python circuits/good/good.py --out runs/good`, or\n"
+                          "`interp run circuits/good/good.toml --out DIR`.\n",
+        "good/good.py": "print('ok')\n",
+        "good/good.toml": 'analysis = "lens"\ntargets = " sure"\n[prompts]\npath = "p.jsonl"\n',
+        "good/results/notes.md": "a subfolder of results is fine\n",
+        "stray.py": "print('beside the folders')\n",
+        "no_readme/no_readme.py": "print('ok')\n",
+        "silent/README.md": "Numbers, but no command.\n",
+        "bad/README.md": "`python circuits/bad/bad.py`, `interp run circuits/bad/bad.toml`, `python circuits/bad/gone.py`.\n",
+        "bad/bad.py": "def broken(:\n",
+        "bad/bad.toml": "analysis = [unclosed\n",
+        "bad/other.toml": 'analysis = "lens"\ntargets = " sure"\n[prompts]\npath = "p.jsonl"\n',
+        "__pycache__/stray.cpython-312.pyc": "",
+    }
+    for name, text in planted.items():
+        (circuits / name).parent.mkdir(parents=True, exist_ok=True)
+        (circuits / name).write_text(text)
+    problems = circuits_layout_problems(circuits)
+    expected = [
+        "circuits/bad/README.md: circuits/bad/gone.py does not exist",
+        "circuits/bad/bad.py: SyntaxError",
+        "circuits/bad/bad.toml: InterpError",
+        "circuits/bad/other.toml: no command in circuits/bad/README.md names it",
+        "circuits/no_readme/: no README.md",
+        "circuits/no_readme/no_readme.py: no command in circuits/no_readme/README.md names it",
+        "circuits/silent/README.md: names no command",
+        "circuits/stray.py: a file at the top level",
+    ]
+    for start in expected:
+        assert sum(line.startswith(start) for line in problems) == 1, (start, problems)
+    assert len(problems) == len(expected), problems
 
 
 @pytest.mark.parametrize(
@@ -461,7 +537,7 @@ def test_every_findings_folder_has_what_reproduces_it():
     [("snip_sweep", ["evaluate_categories=false", "method=snip", "p=[0.01, 0.1, 0.3]"]), ("signed_snip_p0.01_q0.01", ["evaluate_categories=false", "q=[0.01]"])],
 )
 def test_harm_pruning_findings_came_from_the_circuit_toml(folder, overrides):
-    """circuits/harm_pruning/FOLDER/config.json is circuits/harm_pruning.toml with the overrides its README names
+    """circuits/harm_pruning/FOLDER/config.json is the finding's harm_pruning.toml with the overrides its README names
     (keys added since, such as ``offset`` or ``[completions]``, at defaults that leave the run as it was)."""
     added: list[str] = []
     recorded = json.loads((REPO / "circuits" / "harm_pruning" / folder / "config.json").read_text())
@@ -482,7 +558,7 @@ def _recorded_part(current, recorded, added: list) -> dict:
 
 
 def test_harm_pruning_circuit_runs_at_a_tiny_size_through_interp_run(tmp_path, capsys):
-    """circuits/harm_pruning.toml through the dispatch, shrunk with --set: every point and overlap is there."""
+    """circuits/harm_pruning/harm_pruning.toml through the dispatch, shrunk with --set: every point and overlap."""
     organisms = pytest.importorskip("interp.organisms", reason="the organisms package is not installed")
     if "default" not in organisms.available_organisms():
         pytest.skip("the bundled organism (assets/organisms/default) is not trained yet: run `interp organism train --out assets/organisms/default`")

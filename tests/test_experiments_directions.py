@@ -138,7 +138,7 @@ def test_a_bad_directions_file_is_a_one_line_error(tmp_path, capsys, text, messa
 
 
 def test_the_circuit_file_parses_and_reads_the_bundled_advbench():
-    path = REPO / "circuits" / "refusal_direction.toml"
+    path = REPO / "circuits" / "refusal_direction" / "refusal_direction.toml"
     config = load_config(path)
     assert isinstance(config, DirectionsConfig) and ANALYSES["directions"] is DirectionsConfig
     assert Path(config.harmful.path) == REPO / "assets" / "prompts" / "advbench" / "advbench.txt"

@@ -86,9 +86,10 @@ def test_planted_offenders_are_found(tmp_path):
                              'OK = Path(__file__).resolve().parents[2] / "assets"\n'
                              'UP = Path(__file__).parent.parent.parent.parent / "x"\n',
         "tests/test_y.py": 'X = Path("/work/shared/data/x.txt")\nY = ROOT / "x"\n',
-        "circuits/run.py": 'ADVBENCH = ROOT.parent / "shared" / "data"\n',
-        "circuits/x.toml": '# --set mask=../runs/m.safetensors\n[harmful]\npath = "../../data/advbench.txt"\n[benign]\npath = "/data/benign.csv"\n'
-                           'out = "../runs/x"\n',
+        "circuits/x/run.py": 'ADVBENCH = ROOT.parent / "shared" / "data"\n'  # circuits/x/run.py: parents[2] is the root
+                             'ROOT = Path(__file__).resolve().parents[2]\nUP = Path(__file__).resolve().parents[3] / "x"\n',
+        "circuits/x/x.toml": '# --set mask=../../runs/m.safetensors\n[harmful]\npath = "../../../data/advbench.txt"\n[benign]\npath = "/data/benign.csv"\n'
+                             'out = "../../runs/x"\n',
         "circuits/x/README.md": "AdvBench: `../shared/data/advbench.txt`\nThe weights (`/work/shared/MODELS.md`).\n"
                                 "a shared disk: --out /shared/acts\n",  # a user's path in an example: not ours
     }  # fmt: skip
@@ -97,10 +98,11 @@ def test_planted_offenders_are_found(tmp_path):
         (tmp_path / name).write_text(text)
     found = outside_references(tmp_path)
     expected = [
-        "circuits/run.py:1: ROOT.parent is the folder above the repository",
-        "circuits/run.py:1: names the data folder beside the repository",
-        "circuits/x.toml:3: ../../data/advbench.txt leaves the repository",
-        "circuits/x.toml: benign.path = '/data/benign.csv' is a path outside the repository",
+        "circuits/x/run.py:1: ROOT.parent is the folder above the repository",
+        "circuits/x/run.py:1: names the data folder beside the repository",
+        "circuits/x/run.py:3: __file__).resolve().parents[3] is 4 folders up",
+        "circuits/x/x.toml:3: ../../../data/advbench.txt leaves the repository",
+        "circuits/x/x.toml: benign.path = '/data/benign.csv' is a path outside the repository",
         "circuits/x/README.md:1: names the data folder beside the repository",
         "circuits/x/README.md:2: names the data folder beside the repository",
         "tests/a/test_x.py:1: __file__).resolve().parents[3] is 4 folders up",

@@ -11,8 +11,8 @@ from pathlib import Path
 from interp.commands.common import add_subcommand
 
 EXAMPLE = (
-    "interp run circuits/harm_pruning.toml --out runs/harm_pruning\n"
-    "  interp run circuits/harm_pruning.toml --out runs/small --set n_samples=16 --set 'q=[0.01]' --set evaluation.harmful.limit=24"
+    "interp run circuits/harm_pruning/harm_pruning.toml --out runs/harm_pruning\n"
+    "  interp run circuits/harm_pruning/harm_pruning.toml --out runs/small --set n_samples=16 --set 'q=[0.01]' --set evaluation.harmful.limit=24"
 )
 
 
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         example=EXAMPLE,
     )
     parser.epilog = f"{parser.epilog}\n\nTOML keys:\n{toml_keys()}"
-    parser.add_argument("config", type=Path, help="experiment file (TOML), e.g. circuits/harm_pruning.toml")
+    parser.add_argument("config", type=Path, help="experiment file (TOML), e.g. circuits/harm_pruning/harm_pruning.toml")
     parser.add_argument("--out", required=True, type=Path, help="output directory; rerun with the same --out to resume (or to reuse a finished result)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the file with a TOML value (dotted keys reach into tables), e.g. --set evaluation.harmful.limit=8; repeatable")  # fmt: skip

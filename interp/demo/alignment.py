@@ -47,7 +47,7 @@ def stages(model, out: Path, quick: bool) -> list[tuple[str, Callable[[], tuple[
 
 def prompt_sets(n_train: int, n_val: int, n_eval: int, seed: int = 2) -> dict:
     """Disjoint sets: AdvBench in a seeded order, benign requests ("train" split for training and scoring, "heldout"
-    for evaluation). ``circuits/refusal_direction_qwen.py`` uses seed 1, the demo seed 2."""
+    for evaluation). ``circuits/refusal_direction_qwen/refusal_direction_qwen.py`` uses seed 1, the demo seed 2."""
     from interp.directions import read_instructions, split_instructions
 
     advbench = read_instructions(ADVBENCH, label="harmful")

@@ -114,7 +114,7 @@ def _stage_induction(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "occurrence. Mean-ablating the top-5 heads should undo the copying far more than ablating 5 random heads "
         "of the same layers.",
         figures=(result.figure(),), numbers=numbers,
-        code="python circuits/induction_smollm2.py --out runs/induction_smollm2",
+        code="python circuits/induction_smollm2/induction_smollm2.py --out runs/induction_smollm2",
     )
     return section, {"pretrained": {"induction_loss_ratio": result.loss_ratio, "induction_ablation_ratio": result.ablation_ratio}}
 
@@ -146,7 +146,7 @@ def _stage_ioi(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "patched from the clean run into the corrupt one (denoising); the metric is logit(IO) - logit(S). "
         "Attribution patching estimates the same from one backward pass.",
         figures=(exact.figure(), linear.figure()), numbers=numbers,
-        code="python circuits/ioi_smollm2.py",
+        code="python circuits/ioi_smollm2/ioi_smollm2.py",
     )
     return section, {"pretrained": {"ioi_fraction_positive": fraction, "ioi_logit_diff": float(baseline.mean()),
                                     "ioi_attribution_correlation": correlation, "ioi_fast_path": exact.fast_path}}  # fmt: skip

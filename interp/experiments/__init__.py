@@ -7,7 +7,7 @@
 - ``table``: the table of analyses (``ANALYSES``), ``load_config``, ``parse_config`` and ``run_experiment``;
 - ``registry``: the named functions a file may call (data loaders, judges, extractors, embedders).
 
->>> config = load_config("circuits/harm_pruning.toml", overrides=["q=[0.01]"])   # doctest: +SKIP
+>>> config = load_config("circuits/harm_pruning/harm_pruning.toml", overrides=["q=[0.01]"])   # doctest: +SKIP
 >>> result = run_experiment(config, "runs/harm_pruning")                          # doctest: +SKIP
 """
 

@@ -7,7 +7,7 @@ rerun of the same config and data loads it instead of scoring again. With ``orth
 a Hugging Face model directory orthogonalised against the chosen direction is written there too
 (outside ``--out``; a rerun finds it written and leaves it).
 
->>> config = load_config("circuits/refusal_direction.toml", overrides=["harmful.path='advbench.csv'"])  # doctest: +SKIP
+>>> config = load_config("circuits/refusal_direction/refusal_direction.toml", overrides=["harmful.path='advbench.csv'"])  # doctest: +SKIP
 >>> result = run_experiment(config, "runs/refusal_direction")                                        # doctest: +SKIP
 """
 

@@ -1,13 +1,13 @@
-"""``analysis = "pruning"``: a harm-pruning sweep as a TOML experiment (``circuits/harm_pruning.toml``).
+"""``analysis = "pruning"``: a harm-pruning sweep as a TOML experiment (``circuits/harm_pruning/harm_pruning.toml``).
 
 Harm and benign importance scores, set-difference masks over (p, q) with random controls, and an
 evaluation at every setting (``interp.pruning.run_sweep``). For a chat model, ``chat_template =
 true`` formats every prompt as a user turn with the generation prompt, and a ``[completions]``
 table makes every data set that has no responses the model's *own* greedy answers, generated
 once into ``OUT/completions/SET/`` with provenance (``interp.pruning.completions``) and reused by
-a rerun (``circuits/real_harm_pruning.toml``).
+a rerun (``circuits/real_harm_pruning/real_harm_pruning.toml``).
 
->>> config = load_config("circuits/real_harm_pruning.toml", overrides=["method='wanda'"])   # doctest: +SKIP
+>>> config = load_config("circuits/real_harm_pruning/real_harm_pruning.toml", overrides=["method='wanda'"])   # doctest: +SKIP
 >>> result = run_experiment(config, "runs/real_harm_pruning/wanda")                        # doctest: +SKIP
 """
 

@@ -8,7 +8,7 @@ the control (``interp.pruning.recognition_after_pruning``). The ``RecognitionRes
 ``--out`` beside ``config.json``; a rerun of the same config, data and mask files loads it instead of
 computing again.
 
->>> config = load_config("circuits/real_harm_recognition.toml")          # doctest: +SKIP
+>>> config = load_config("circuits/real_harm_pruning/real_harm_recognition.toml")          # doctest: +SKIP
 >>> result = run_experiment(config, "runs/real_harm_recognition")       # doctest: +SKIP
 """
 

@@ -10,7 +10,7 @@ config and data, and recomputed otherwise. A new analysis is one config class (`
 own module of ``interp.experiments`` and one entry in ``ANALYSES`` here. E.g. ``analysis = "lens"``,
 ``targets = " sure"``, ``[prompts] path = "p.jsonl"``.
 
->>> config = load_config("circuits/harm_pruning.toml", overrides=["q=[0.01]"])   # doctest: +SKIP
+>>> config = load_config("circuits/harm_pruning/harm_pruning.toml", overrides=["q=[0.01]"])   # doctest: +SKIP
 >>> result = run_experiment(config, "runs/harm_pruning")                          # doctest: +SKIP
 """
 

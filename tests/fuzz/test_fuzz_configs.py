@@ -15,7 +15,7 @@ from interp.experiments import ANALYSES, load_config, parse_config, type_options
 from fuzzing import FUZZ, any_text, damaged_bytes, json_values, only_interp_errors
 
 CIRCUITS = Path(__file__).resolve().parents[2] / "circuits"
-EXAMPLES = sorted(CIRCUITS.glob("*.toml"))
+EXAMPLES = sorted(CIRCUITS.glob("*/*.toml"))
 SMALL = [  # one small file per analysis
     b'analysis = "cache"\nhooks = ["resid_post"]\n[prompts]\npath = "p.jsonl"\n',
     b'analysis = "lens"\ntargets = " sure"\n[prompts]\npath = "p.jsonl"\nlimit = 4\n',

@@ -1,4 +1,4 @@
-"""circuits/real_harm_pruning.toml on SmolLM2-135M-Instruct at a tiny size: the model's own answers with
+"""circuits/real_harm_pruning/real_harm_pruning.toml on SmolLM2-135M-Instruct at a tiny size: the model's own answers with
 provenance, every set-difference setting next to its random control, the weights restored."""
 
 import json
@@ -10,7 +10,7 @@ from interp.pruning import PruningResult
 from interp.pruning.completions import Completions
 
 REPO = Path(__file__).resolve().parents[2]
-TOML = REPO / "circuits" / "real_harm_pruning.toml"
+TOML = REPO / "circuits" / "real_harm_pruning" / "real_harm_pruning.toml"
 TINY = [
     "n_samples=4", "batch_size=2", "p=[0.05]", "q=[0.02]", "save_masks=false", "completions.max_new_tokens=6",
     "harmful.limit=4", "benign.limit=4", "evaluation.harmful.limit=4", "evaluation.harmful_pairs.limit=3",

@@ -562,7 +562,7 @@ def test_organism_compute_sentences_matter_more_than_filler(tmp_path):
 
     This is the small, noisy setting (8 problems, 64 rollouts per prefix): mean |resampling
     importance| 0.167 compute vs 0.090 filler (1.9x), with sampling noise of about 0.05 per
-    estimate. ``circuits/cot_anchors.py`` (48 problems, 256 rollouts) measures 0.215 vs 0.068:
+    estimate. ``circuits/cot_anchors/cot_anchors.py`` (48 problems, 256 rollouts) measures 0.215 vs 0.068:
     3.15x (bootstrap 2.4-4.2x); findings in circuits/cot_anchors/README.md.
     """
     from interp.model import load_model
@@ -652,12 +652,12 @@ def test_published_data_loads_as_a_result():
 
 @pytest.mark.skipif(not (ORGANISM / "config.json").exists(), reason=f"the bundled organism is not built yet ({ORGANISM})")
 def test_cot_anchors_experiment_runs_and_resumes(tmp_path):
-    """circuits/cot_anchors.py at a tiny size: every sentence gets a role and an importance, and a
+    """circuits/cot_anchors/cot_anchors.py at a tiny size: every sentence gets a role and an importance, and a
     second run reuses the rollouts on disk (same numbers)."""
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[2] / "circuits" / "cot_anchors.py"
+    script = Path(__file__).resolve().parents[2] / "circuits" / "cot_anchors" / "cot_anchors.py"
     command = [sys.executable, str(script), "--out", str(tmp_path), "--problems", "2", "--n", "8", "--threads", "1"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr

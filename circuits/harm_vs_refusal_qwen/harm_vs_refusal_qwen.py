@@ -1,9 +1,9 @@
 """Harmfulness is recognised apart from refusal on Qwen2.5-Coder-0.5B-Instruct (Zhao et al. 2025, the seed paper's dissociation).
 
-    python circuits/harm_vs_refusal_qwen.py [--n 96] [--out runs/harm_vs_refusal_qwen]
+    python circuits/harm_vs_refusal_qwen/harm_vs_refusal_qwen.py [--n 96] [--out runs/harm_vs_refusal_qwen]
 
-Needs the refusal direction chosen by ``circuits/refusal_direction_qwen.py`` (its ``--out`` as ``--direction``; the
-choice is read from ``refusal_direction_qwen/results.json``).
+Needs the refusal direction chosen by ``circuits/refusal_direction_qwen/refusal_direction_qwen.py`` (its ``--out`` as ``--direction``; the
+choice is read from ``circuits/refusal_direction_qwen/results.json``).
 
 1. ``--n`` AdvBench behaviours and ``--n`` benign requests that the direction was not found on (the tail of
    AdvBench's seeded order; the "heldout" benign split), in the chat template. Two token positions:
@@ -16,8 +16,8 @@ choice is read from ``refusal_direction_qwen/results.json``).
    on the unmodified model and on the model with the refusal direction orthogonalised out of its weights (which
    no longer refuses: ``circuits/refusal_direction_qwen``). Recognition that survives there is not refusal.
 
-Writes ``results.json`` and the figure to ``--out`` and, here, ``harm_vs_refusal_qwen/results.json`` and
-``harm_vs_refusal_qwen/auroc_by_layer.png``.
+Writes ``results.json`` and the figure to ``--out`` and, in this folder (the findings'), ``results.json`` and
+``auroc_by_layer.png``.
 """
 
 import argparse
@@ -38,8 +38,8 @@ from interp.probes import auroc, train_probes
 from interp.store import capture_activations
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
-ROOT = Path(__file__).resolve().parents[1]
-HERE = ROOT / "circuits" / "harm_vs_refusal_qwen"
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 END_OF_USER = 5  # <|im_end|> \n <|im_start|> assistant \n: t_inst is the 6th token from the end

@@ -1,6 +1,6 @@
 """Indirect object identification (Wang et al. 2022) in SmolLM2-135M-Instruct: baseline, head patching, name movers, mean-ablation.
 
-    python circuits/ioi_smollm2.py [--out runs/ioi_smollm2] [--n-prompts 120] [--n-patch 16] [--n-position 2]
+    python circuits/ioi_smollm2/ioi_smollm2.py [--out runs/ioi_smollm2] [--n-prompts 120] [--n-patch 16] [--n-position 2]
 
 1. ``interp.mechanisms.ioi.ioi_prompts``: ``--n-prompts`` prompts from the project's templates (one-token
    names, places and objects; ABBA and BABA alternating; BOS ``<|im_start|>`` first, as
@@ -115,7 +115,7 @@ def ioi_finding(model, prompts: IOIPrompts, n_patch: int, n_position: int, top_k
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/ioi_smollm2"), help="full results (safetensors, HTML)")
-    parser.add_argument("--findings", type=Path, default=Path(__file__).with_suffix(""), help="where results.json and the PNGs go")
+    parser.add_argument("--findings", type=Path, default=Path(__file__).resolve().parent, help="where results.json and the PNGs go")
     parser.add_argument("--n-prompts", type=int, default=120)
     parser.add_argument("--n-patch", type=int, default=16, help="prompts for activation patching per head")
     parser.add_argument("--n-position", type=int, default=2, help="prompts for activation patching per head and position")

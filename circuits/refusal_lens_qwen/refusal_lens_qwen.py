@@ -1,17 +1,17 @@
 """Where Qwen2.5-Coder-0.5B-Instruct decides to refuse, layer by layer: the logit and tuned lens on harmful and benign requests.
 
-    python circuits/refusal_lens_qwen.py [--n 32] [--tuned-lens runs/tuned_lens_qwen/lens] [--out runs/refusal_lens_qwen]
+    python circuits/refusal_lens_qwen/refusal_lens_qwen.py [--n 32] [--tuned-lens runs/tuned_lens_qwen/lens] [--out runs/refusal_lens_qwen]
 
-``--n`` AdvBench behaviours (the evaluation set of ``circuits/refusal_direction_qwen.py``: never used to find
+``--n`` AdvBench behaviours (the evaluation set of ``circuits/refusal_direction_qwen/refusal_direction_qwen.py``: never used to find
 the direction) and ``--n`` held-out benign requests, in the chat template. ``interp.logit_lens`` reads
 ``resid_post`` of every layer at the template's last token (where the answer starts) through the final norm and
 the unembedding. Per layer: the mean probability of "I" (the model's refusal start), the share of prompts whose
 top-1 token is a refusal start ("I", "Sorry", "As"), for the prompts whose final answer starts with one the first
 layer from which it stays the top-1 token, and the AUROC of P("I") for harmful against benign requests. With
-``--tuned-lens`` (trained by ``python circuits/tuned_lens.py --model qwen2.5-coder-0.5b-instruct``) the same
+``--tuned-lens`` (trained by ``python circuits/tuned_lens_smollm2/tuned_lens.py --model qwen2.5-coder-0.5b-instruct``) the same
 numbers read through the tuned lens go under ``"tuned_lens"``.
 
-Writes ``results.json`` here and the figure as ``refusal_lens_qwen/refusal_by_layer.png``.
+Writes ``results.json`` and the figure as ``refusal_by_layer.png`` in this folder (the findings').
 """
 
 import argparse
@@ -31,8 +31,7 @@ from interp.model import load_model
 from interp.plots import screenshot
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
-ROOT = Path(__file__).resolve().parents[1]
-HERE = ROOT / "circuits" / "refusal_lens_qwen"
+HERE = Path(__file__).resolve().parent
 N_TRAIN, N_VAL = 64, 16  # the direction's training and scoring sets (seed 1) come first in AdvBench's seeded order
 
 
@@ -80,7 +79,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=32, help="prompts per class")
     parser.add_argument("--out", type=Path, default=Path("runs/refusal_lens_qwen"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tuned-lens", type=Path, help="a tuned lens trained on this model (interp lens train / circuits/tuned_lens.py)")
+    parser.add_argument("--tuned-lens", type=Path, help="a tuned lens trained on this model (interp lens train / circuits/tuned_lens_smollm2/tuned_lens.py)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()

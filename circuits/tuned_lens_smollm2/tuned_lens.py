@@ -1,9 +1,10 @@
 """Tuned lens vs logit lens on a real model: KL to the final distribution per layer, on held-out text.
 
-    python circuits/tuned_lens.py [--model smollm2-135m-instruct] [--out runs/tuned_lens_smollm2]
+    python circuits/tuned_lens_smollm2/tuned_lens.py [--model smollm2-135m-instruct] [--out runs/tuned_lens_smollm2]
 
-``--model`` is one of the packaged models; each has its folder here (``FOLDERS``): SmolLM2-135M-Instruct's
-findings are in ``circuits/tuned_lens_smollm2/``, Qwen2.5-Coder-0.5B-Instruct's in ``circuits/tuned_lens_qwen/``.
+``--model`` is one of the packaged models; each has its findings folder in ``circuits/`` (``FOLDERS``):
+SmolLM2-135M-Instruct's is ``circuits/tuned_lens_smollm2/`` (this script's), Qwen2.5-Coder-0.5B-Instruct's
+``circuits/tuned_lens_qwen/``; one script serves both, so that the recipe cannot differ between them.
 
 1. The model continues the prompts of ``assets/prompts/lens_prompts.jsonl`` (sampled at T = 0.8,
    top-p 0.95, seed 0, 64 new tokens); the texts are kept in the model's folder (``texts.jsonl``)
@@ -27,9 +28,9 @@ from interp.lens import generate_texts, lens_kl, split_heldout, train_tuned_lens
 from interp.model import load_model
 from interp.plots import screenshot
 
-CIRCUITS = Path(__file__).resolve().parent
+CIRCUITS = Path(__file__).resolve().parents[1]  # circuits/: this script lies in SmolLM2's folder, Qwen's is beside it
 FOLDERS = {"smollm2-135m-instruct": "tuned_lens_smollm2", "qwen2.5-coder-0.5b-instruct": "tuned_lens_qwen"}
-PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prompts" / "lens_prompts.jsonl"
+PROMPTS = Path(__file__).resolve().parents[2] / "assets" / "prompts" / "lens_prompts.jsonl"
 
 
 def main() -> None:

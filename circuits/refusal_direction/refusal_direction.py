@@ -1,6 +1,6 @@
 """The refusal direction of Arditi et al. 2024 on SmolLM2-135M-Instruct: candidates, selection, what it does.
 
-    python circuits/refusal_direction.py [--out runs/refusal_direction]
+    python circuits/refusal_direction/refusal_direction.py [--out runs/refusal_direction]
 
 1. ``--n-train`` AdvBench behaviours and as many benign requests (``assets/prompts/benign_instructions.jsonl``,
    split "train"), in the chat template: the difference of mean ``resid_pre`` at every layer and each of the
@@ -13,8 +13,8 @@
    harmful without and with it ablated; refusal strings counted (Wei et al.'s list).
 4. Hook ablation vs the orthogonalised weights, in place, on held-out prompts: max |logit difference|.
 
-Writes the result (``DirectionResult.save``) to ``--out`` and, here, ``refusal_direction/results.json``,
-``refusal_direction/completions.json`` and the figure as ``refusal_direction/candidates.png``.
+Writes the result (``DirectionResult.save``) to ``--out`` and, in this folder (the findings'), ``results.json``,
+``completions.json`` and the figure as ``candidates.png``.
 """
 
 import argparse
@@ -33,8 +33,8 @@ from interp.model import load_model
 from interp.plots import screenshot
 from interp.pruning.evaluate import generate_responses, has_refusal_string
 
-ROOT = Path(__file__).resolve().parents[1]
-HERE = ROOT / "circuits" / "refusal_direction"
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"  # MIT; SOURCES.md there
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 

@@ -1,6 +1,6 @@
 """Harmful vs benign requests on SmolLM2-135M-Instruct: linear probes on h_last at every layer.
 
-    python circuits/real_harm_probes.py [--n 128] [--out runs/real_harm_probes]
+    python circuits/real_harm_probes/real_harm_probes.py [--n 128] [--out runs/real_harm_probes]
 
 1. ``--n`` AdvBench behaviours (``assets/prompts/advbench/advbench.txt``, seed 0)
    and ``--n`` benign requests of the same form (``assets/prompts/benign_instructions.jsonl``), each
@@ -13,8 +13,8 @@
    number of each class per length. Their out-of-fold AUROC (every prompt scored by a probe that
    did not see it), and the AUROC of probes retrained on that subset only.
 
-Writes ``results.json`` and ``auroc_by_layer.html`` to ``--out`` and, here,
-``real_harm_probes/results.json`` and the figure as ``real_harm_probes/auroc_by_layer.png``.
+Writes ``results.json`` and ``auroc_by_layer.html`` to ``--out`` and, in this folder (the findings'),
+``results.json`` and the figure as ``auroc_by_layer.png``.
 """
 
 import argparse
@@ -35,8 +35,8 @@ from interp.probes import HOLDOUT, auroc, train_probes
 from interp.model.weights import weights_hash
 from interp.store import capture_activations
 
-ROOT = Path(__file__).resolve().parents[1]
-HERE = ROOT / "circuits" / "real_harm_probes"
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"  # MIT; SOURCES.md there
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 

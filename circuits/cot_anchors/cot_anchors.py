@@ -1,6 +1,6 @@
 """Which sentences of the organism's chains of thought matter: computing steps vs filler.
 
-    python circuits/cot_anchors.py [--out runs/cot_anchors] [--problems 48] [--n 256]
+    python circuits/cot_anchors/cot_anchors.py [--out runs/cot_anchors] [--problems 48] [--n 256]
 
 The bundled organism writes counting chains inside ``<think>``: a start sentence, one sentence
 per step that computes the running value ("... , so 18 plus 6 is 24 ."), and filler sentences

@@ -1,6 +1,6 @@
 """Induction heads in SmolLM2-135M-Instruct: copying, per-head induction scores, and mean-ablation of the top heads.
 
-    python circuits/induction_smollm2.py [--out runs/induction_smollm2] [--n-sequences 32] [--length 50] [--n-random 10]
+    python circuits/induction_smollm2/induction_smollm2.py [--out runs/induction_smollm2] [--n-sequences 32] [--length 50] [--n-random 10]
 
 On ``n_sequences`` rows of ``[BOS, r_1 .. r_L, r_1 .. r_L]`` (``L = length`` tokens drawn uniformly
 from the vocabulary without its special tokens, seed 0), ``interp.mechanisms.induction.induction_heads``
@@ -33,7 +33,7 @@ TARGETS = {"loss_ratio_max": 0.30, "ablation_ratio_min": 2.0}
 def main(argv: list[str] | None = None) -> InductionResult:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/induction_smollm2"), help="the result's directory (resumable)")
-    parser.add_argument("--findings", type=Path, default=Path(__file__).with_suffix(""), help="where results.json and induction.html go")
+    parser.add_argument("--findings", type=Path, default=Path(__file__).resolve().parent, help="where results.json and induction.html go")
     parser.add_argument("--n-sequences", type=int, default=32)
     parser.add_argument("--length", type=int, default=50, help="random tokens per half")
     parser.add_argument("--top-k", type=int, default=5, help="induction heads ablated together")

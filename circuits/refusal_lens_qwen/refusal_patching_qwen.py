@@ -1,9 +1,9 @@
 """Which positions carry Qwen2.5-Coder-0.5B-Instruct's refusal decision: activation patching, harmful into benign.
 
-    python circuits/refusal_patching_qwen.py [--pairs 32] [--out runs/refusal_patching_qwen]
+    python circuits/refusal_lens_qwen/refusal_patching_qwen.py [--pairs 32] [--out runs/refusal_patching_qwen]
 
 1. Candidates: AdvBench behaviours after the refusal direction's training and scoring sets (the evaluation order
-   of ``circuits/refusal_direction_qwen.py``) and the held-out benign requests, in the chat template. Kept: the
+   of ``circuits/refusal_direction_qwen/refusal_direction_qwen.py``) and the held-out benign requests, in the chat template. Kept: the
    harmful requests whose answer's most likely first token is a refusal start ("I", "Sorry", "As") and the benign
    requests whose is not.
 2. Pairs: each kept harmful request with a kept benign request of the same token length (each used once), so the
@@ -38,7 +38,7 @@ from interp.patching import RESULT_FILES, PatchingResult, activation_patching
 from interp.plots import screenshot
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
-HERE = Path(__file__).resolve().parent / "refusal_lens_qwen"
+HERE = Path(__file__).resolve().parent
 N_TRAIN, N_VAL = 64, 16  # the direction's training and scoring sets (seed 1) come first in AdvBench's seeded order
 REFUSAL_STARTS = ("I", "Sorry", "As")
 

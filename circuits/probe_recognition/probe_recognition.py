@@ -1,12 +1,12 @@
 """Recognition vs generation on the bundled organism: linear probes on h_last before and after harm pruning.
 
-    python circuits/probe_recognition.py [--out runs/probe_recognition] [--q 0.005 0.01 0.02]
+    python circuits/probe_recognition/probe_recognition.py [--out runs/probe_recognition] [--q 0.005 0.01 0.02]
 
 1. Probes (``interp.probes.train_probes``) on h_last of untriggered harmful vs benign held-out
    requests: is harm linearly readable, at which layer, and is the embedding layer at chance?
 2. The difference-of-means direction of each layer: steering benign requests along it, and
    ablating it from the whole residual stream on harmful requests; refusal rates.
-3. Harm pruning (signed SNIP set difference, as circuits/harm_pruning.toml, p = 1%): the
+3. Harm pruning (signed SNIP set difference, as circuits/harm_pruning/harm_pruning.toml, p = 1%): the
    *unpruned* probes applied to h_last of the pruned model, and probes retrained on it
    (recognition), next to the harmful-content rate on triggered harmful requests (generation),
    with a random mask of the same size as the control. Orgad et al. report that recognition

@@ -1,6 +1,6 @@
 """The refusal direction of Arditi et al. 2024 on Qwen2.5-Coder-0.5B-Instruct, a chat model that refuses.
 
-    python circuits/refusal_direction_qwen.py [--out runs/refusal_direction_qwen] [--sweep-only]
+    python circuits/refusal_direction_qwen/refusal_direction_qwen.py [--out runs/refusal_direction_qwen] [--sweep-only]
 
 1. Training prompts: ``--n-train`` AdvBench behaviours (``assets/prompts/advbench``, seeded order) and as many
    benign requests of the "train" split of ``assets/prompts/benign_instructions.jsonl``, in the chat template
@@ -21,8 +21,8 @@
    refusal rate on the held-out harmful requests.
 
 Writes the result (``DirectionResult.save``) to ``--out`` (the evaluations under ``--out/evaluation/L{layer}_{position}/``,
-the orthogonalised models there too), and ``refusal_direction_qwen/results.json``, ``completions.jsonl`` (the chosen
-direction's) and ``candidates.png`` here. Each step's output is saved as it finishes, so a rerun
+the orthogonalised models there too), and ``results.json``, ``completions.jsonl`` (the chosen
+direction's) and ``candidates.png`` in this folder (the findings'). Each step's output is saved as it finishes, so a rerun
 with the same ``--out`` resumes.
 """
 
@@ -49,8 +49,8 @@ from interp.plots import screenshot
 from interp.pruning.evaluate import generate_responses
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
-ROOT = Path(__file__).resolve().parents[1]
-HERE = ROOT / "circuits" / "refusal_direction_qwen"
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"
 BENIGN = ROOT / "assets" / "prompts" / "benign_instructions.jsonl"
 

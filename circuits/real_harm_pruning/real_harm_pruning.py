@@ -1,20 +1,20 @@
 """Harm-weight pruning on a real chat model: which weights generate its harmful answers, and is harm still recognised without them?
 
-    python circuits/real_harm_pruning.py [--out runs/real_harm_pruning] [--methods signed_snip snip wanda]
-    python circuits/real_harm_pruning.py --model qwen2.5-coder-0.5b-instruct --out runs/harm_pruning_qwen
+    python circuits/real_harm_pruning/real_harm_pruning.py [--out runs/real_harm_pruning] [--methods signed_snip snip wanda]
+    python circuits/real_harm_pruning/real_harm_pruning.py --model qwen2.5-coder-0.5b-instruct --out runs/harm_pruning_qwen
 
-``--model smollm2-135m-instruct`` (default): ``circuits/real_harm_pruning.toml``, findings in ``real_harm_pruning/``.
-``--model qwen2.5-coder-0.5b-instruct``: ``circuits/harm_pruning_qwen.toml`` on the model with its refusal direction
-orthogonalised out (written by ``circuits/refusal_direction_qwen.py``), findings in ``harm_pruning_qwen/``; its TOML
+``--model smollm2-135m-instruct`` (default): ``circuits/real_harm_pruning/real_harm_pruning.toml``, findings in this folder.
+``--model qwen2.5-coder-0.5b-instruct``: ``circuits/harm_pruning_qwen/harm_pruning_qwen.toml`` on the model with its refusal direction
+orthogonalised out (written by ``circuits/refusal_direction_qwen/refusal_direction_qwen.py``), findings in ``circuits/harm_pruning_qwen/``; its TOML
 adds two-digit arithmetic as the capability measure. The steps (for SmolLM2's TOML; Qwen's uses other rows):
 
-1. ``circuits/real_harm_pruning.toml`` once per method (``interp run``, resumable): the model's own greedy
+1. ``circuits/real_harm_pruning/real_harm_pruning.toml`` once per method (``interp run``, resumable): the model's own greedy
    answers to 128 AdvBench behaviours (harm scores) and to 128 benign requests (benign scores), generated
    once into ``OUT/completions/``; per matrix, top q of the harm scores minus top p of the benign scores,
    p x q = {1%, 5%} x {1%, 2%}; a random mask of the same size per matrix as the control. At every
    setting: the loss of 48 held-out harmful answers and of 48 held-out benign answers, and the answers to
    32 other behaviours judged by ``harm-compliance``.
-2. The judge against hand labels: ``real_harm_pruning/judge_validation.jsonl`` holds a sample of answers
+2. The judge against hand labels: the findings folder's ``judge_validation.jsonl`` holds a sample of answers
    (unpruned and pruned) with a label given by reading each one; agreement and errors are counted.
 3. Recognition vs generation at the chosen mask (the set-difference setting with the largest
    harm-loss increase minus benign-loss increase): linear probes on h_last of 85 + 85 other harmful and
@@ -23,7 +23,7 @@ adds two-digit arithmetic as the capability measure. The steps (for SmolLM2's TO
    same size as the control.
 
 Writes the sweeps to ``--out/METHOD``, ``--out/recognition.json`` and the ``RecognitionResult`` to
-``--out/recognition/``; here ``real_harm_pruning/results.json``
+``--out/recognition/``; in the findings folder ``results.json``
 and the figures ``losses.png`` and ``recognition.png``.
 """
 
@@ -41,10 +41,10 @@ from interp.plots import screenshot
 from interp.model.weights import weights_hash
 from interp.pruning import PruningMask, PruningResult, harmful_compliance, recognition_after_pruning
 
-ROOT = Path(__file__).resolve().parents[1]
-FINDINGS = {  # model -> (its TOML, the findings folder)
-    "smollm2-135m-instruct": (ROOT / "circuits" / "real_harm_pruning.toml", ROOT / "circuits" / "real_harm_pruning"),
-    "qwen2.5-coder-0.5b-instruct": (ROOT / "circuits" / "harm_pruning_qwen.toml", ROOT / "circuits" / "harm_pruning_qwen"),
+ROOT = Path(__file__).resolve().parents[2]
+FINDINGS = {  # model -> (its TOML, the findings folder, which holds the TOML)
+    model: (ROOT / "circuits" / folder / f"{folder}.toml", ROOT / "circuits" / folder)
+    for model, folder in (("smollm2-135m-instruct", "real_harm_pruning"), ("qwen2.5-coder-0.5b-instruct", "harm_pruning_qwen"))
 }
 TOML, HERE = FINDINGS["smollm2-135m-instruct"]
 ADVBENCH = ROOT / "assets" / "prompts" / "advbench" / "advbench.txt"  # MIT; SOURCES.md there
@@ -107,7 +107,7 @@ def validation_sample(results: dict[str, PruningResult], choice: dict, n: int = 
 
 
 def recognition(model, results: dict[str, PruningResult], choice: dict, out: Path) -> dict:
-    """Step 3 (``interp.pruning.recognition_after_pruning``; as a TOML experiment: circuits/real_harm_recognition.toml)."""
+    """Step 3 (``interp.pruning.recognition_after_pruning``; as a TOML experiment: circuits/real_harm_pruning/real_harm_recognition.toml)."""
     harmful = read_instructions(ADVBENCH, label="harmful").select(range(PROBE_OFFSET, PROBE_OFFSET + PROBE_N))
     benign = PromptSet.from_file(BENIGN, text_field="prompt")
     benign = benign.select([i for i, record in enumerate(benign.records) if record["split"] == "heldout"][:PROBE_N])
