@@ -314,101 +314,20 @@ class ResultFormat:
     untagged: int | None = None
     migrations: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        RESULT_FORMATS[self.kind] = self
+
     @property
     def tag(self) -> str:
         return f"interp.{self.kind}"
 
 
-# ---- older layouts, converted on read ----
+RESULT_FORMATS: dict[str, ResultFormat] = {}  # kind -> format; each result module declares its own (ResultFormat registers itself)
 
 
-def _scores_v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
-    """Importance scores, version 1 (tag "interp-importance-scores"): a few provenance fields as separate strings."""
-    fields = {key: meta.pop(key, "") for key in ("model_id", "weights_hash", "dataset_hash", "interp_version")}
-    fields["versions"] = json.loads(meta.pop("versions", "{}"))
-    return meta | {"provenance": json.dumps(fields)}
-
-
-def _resampling_v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
-    """Resampling results, version 1 (untagged): provenance was a plain dict of settings."""
-    return meta | {"provenance": provenance_dict_from_settings(meta.get("provenance") or {})}
-
-
-def provenance_dict_from_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """A flat dict of settings (a resampling result's provenance before ``Provenance``) as ``Provenance.to_dict`` data.
-
-    ``model_id`` (or ``model``, or ``backend.model``), ``weights_hash`` (or ``backend.weights_hash``),
-    ``dataset_hash`` (or ``problem_hash``), ``seed`` (or ``config.seed``) and the versions become
-    provenance fields; every other entry goes to ``extra``.
-    """
-    settings = dict(settings)
-    backend = settings.get("backend") if isinstance(settings.get("backend"), Mapping) else {}
-    config = settings.get("config") if isinstance(settings.get("config"), Mapping) else {}
-    data: dict[str, Any] = {
-        "model_id": settings.pop("model_id", None) or settings.get("model") or backend.get("model") or "",
-        "weights_hash": settings.pop("weights_hash", None) or backend.get("weights_hash") or "",
-        "dataset_hash": settings.pop("dataset_hash", None) or settings.get("problem_hash") or "",
-        "seed": settings.pop("seed") if "seed" in settings else config.get("seed"),
-    }
-    settings.pop("model", None)
-    data |= {key: settings.pop(key) for key in ("hooks", "interp_version", "versions", "workarounds") if key in settings}
-    return data | {"extra": {**dict(settings.pop("extra", None) or {}), **settings}}
-
-
-# Every kind of saved result, in one table: its tag and version, its files, how to make and to load one,
-# the tags earlier interps wrote and how older versions are converted. Each result module saves and
-# loads with its entry; a loader given another kind's file names the right loader from here.
-RESULT_FORMATS: dict[str, ResultFormat] = {fmt.kind: fmt for fmt in (
-    ResultFormat(kind="lens", version=1, name="logit-lens result", meta_file="lens.json", tensors_file="lens.safetensors",
-                 create="logit_lens(model, prompts).save(DIR) or `interp lens --model M --prompts FILE --out DIR`",
-                 load="LensResult.load(DIR)", untagged=1),  # before tags: the same fields, marked "kind": "logit_lens"
-    ResultFormat(kind="tuned_lens", version=1, name="tuned lens", meta_file="tuned_lens.json", tensors_file="tuned_lens.safetensors",
-                 create="train_tuned_lens(model, texts).save(DIR) or `interp lens train --model M --out DIR`",
-                 load="TunedLens.load(DIR, model=model)"),
-    ResultFormat(kind="lens_kl", version=1, name="lens KL evaluation", meta_file="lens_kl.json", tensors_file="lens_kl.safetensors",
-                 create="lens_kl(model, texts, translator=lens).save(DIR) (`interp lens train ... --out DIR` writes DIR/heldout_kl)",
-                 load="LensKL.load(DIR)"),
-    ResultFormat(kind="patching", version=1, name="patching result", meta_file="result.json", tensors_file="values.safetensors",
-                 create="activation_patching(...).save(DIR) or `interp patch ... --out DIR` (one subdirectory per method and site)",
-                 load="PatchingResult.load(DIR)", aliases={"interp.patching_result": 1}),
-    ResultFormat(kind="pruning", version=1, name="pruning result", meta_file="result.json",
-                 create="`interp prune ... --out DIR`, `interp run circuits/harm_pruning/harm_pruning.toml --out DIR` or PruningResult.save(DIR)",
-                 load="PruningResult.load(DIR)", aliases={"interp-pruning-result": 1}),
-    ResultFormat(kind="importance_scores", version=2, name="importance-scores file", meta_file="", tensors_file="scores.safetensors",
-                 create="importance_scores(model, pairs).save(PATH) (`interp prune ... --out DIR` writes DIR/scores/)",
-                 load="ImportanceScores.load(PATH)", aliases={"interp-importance-scores": 1}, migrations={1: _scores_v1_to_v2}),
-    ResultFormat(kind="pruning_mask", version=1, name="pruning-mask file", meta_file="", tensors_file="mask.safetensors",
-                 create="set_difference(harm, benign, p, q).save(PATH) (`interp prune ... --out DIR` writes DIR/masks/)",
-                 load="PruningMask.load(PATH)", aliases={"interp-pruning-mask": 1}),
-    ResultFormat(kind="probe", version=1, name="probe", meta_file="probe.json", tensors_file="probe.safetensors",
-                 create="`interp probe train --store STORE --out DIR` or ProbeResult.save(DIR)",
-                 load="interp.probes.load(DIR)", aliases={"interp.probe/1": 1}),
-    ResultFormat(kind="probe_eval", version=1, name="probe evaluation", meta_file="probe_eval.json",
-                 create="`interp probe eval --probe DIR --store STORE --out OUT` or ProbeEval.save(OUT)",
-                 load="ProbeEval.load(OUT)", untagged=1),  # before tags: the same fields
-    ResultFormat(kind="resampling", version=2, name="resampling result", meta_file="result.json",
-                 create="`interp resample analyze RUN_DIR` (writes RUN_DIR/analysis) or analyze(run).save(DIR)",
-                 load="ResamplingResult.load(DIR)", untagged=1, migrations={1: _resampling_v1_to_v2}),
-    ResultFormat(kind="dla", version=1, name="direct-logit-attribution result", meta_file="dla.json", tensors_file="dla.safetensors",
-                 create="direct_logit_attribution(model, prompts, answer, wrong).save(DIR) or `interp dla --model M --prompt TEXT --answer A --out DIR`",
-                 load="DLAResult.load(DIR)"),
-    ResultFormat(kind="attention_pattern", version=1, name="attention-pattern result", meta_file="pattern.json", tensors_file="pattern.safetensors",
-                 create="attention_pattern(model, prompt, layer, head).save(DIR) or `interp dla ... --pattern LAYER.HEAD --out DIR`",
-                 load="AttentionPattern.load(DIR)"),
-    ResultFormat(kind="induction", version=1, name="induction-heads result", meta_file="induction.json", tensors_file="induction.safetensors",
-                 create="induction_heads(model).save(DIR) or `python circuits/induction_smollm2/induction_smollm2.py --out DIR`",
-                 load="InductionResult.load(DIR)"),
-    ResultFormat(kind="directions", version=1, name="refusal-direction result", meta_file="directions.json", tensors_file="directions.safetensors",
-                 create="find_directions(model, harmful, benign).save(DIR) or `interp direction find --model M --harmful F --benign F --out DIR`",
-                 load="DirectionResult.load(DIR)"),
-    ResultFormat(kind="recognition", version=1, name="recognition-after-pruning result", meta_file="recognition.json", tensors_file="recognition.safetensors",
-                 create="recognition_after_pruning(model, mask, harmful, benign).save(DIR) or `interp run circuits/real_harm_pruning/real_harm_recognition.toml --out DIR`",
-                 load="RecognitionResult.load(DIR)"),
-    ResultFormat(kind="refusal_direction", version=1, name="refusal direction", meta_file="", tensors_file="direction.safetensors",
-                 create="DirectionResult.direction.save(PATH) (`interp direction find ... --out DIR` writes DIR/direction.safetensors)",
-                 load="RefusalDirection.load(PATH)"),
-)}  # fmt: skip
-_BY_TAG = {tag: fmt for fmt in RESULT_FORMATS.values() for tag in (fmt.tag, *fmt.aliases)}
+def _by_tag(tag: str) -> ResultFormat | None:
+    """The format a tag (or an earlier interp's alias of it) names, among the kinds imported so far."""
+    return next((fmt for fmt in RESULT_FORMATS.values() if tag == fmt.tag or tag in fmt.aliases), None)
 
 
 @dataclass(frozen=True)
@@ -549,7 +468,7 @@ def _current(where: Path, meta: dict[str, Any], fmt: ResultFormat) -> tuple[dict
         version = fmt.untagged
     else:
         if tag is not None:
-            other = _BY_TAG.get(str(tag))
+            other = _by_tag(str(tag))
         else:  # an untagged meta of the same file name: a result of a kind that wrote no tag
             other = next((f for f in RESULT_FORMATS.values() if f.kind != fmt.kind and f.meta_file == where.name and f.untagged is not None), None)
         if other is not None:
@@ -595,7 +514,7 @@ def _identify(path: Path) -> ResultFormat | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return None
     if tag is not None:
-        return _BY_TAG.get(str(tag))
+        return _by_tag(str(tag))
     return next((fmt for fmt in RESULT_FORMATS.values() if fmt.meta_file == path.name and fmt.untagged is not None), None)
 
 

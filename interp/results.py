@@ -290,13 +290,15 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    cached = cls.__dict__.get("_interp_field_hints")
-    if cached is None:
+    """The class's field annotations, resolved (cached per class)."""
+    if cls not in _HINTS:
         module = __import__(cls.__module__, fromlist=["_"])
-        cached = typing.get_type_hints(cls, globalns=vars(module), include_extras=False)
-        setattr(cls, "_interp_field_hints", cached)
-    return cached
+        _HINTS[cls] = typing.get_type_hints(cls, globalns=vars(module), include_extras=False)
+    return _HINTS[cls]
 
 
 def _tensor_type(hint: Any) -> Any:

@@ -21,12 +21,16 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import ResultFormat, read_result, write_result
 from interp.provenance import Provenance
 from interp.results import Result
 
-FORMAT = RESULT_FORMATS["directions"]
-DIRECTION_FORMAT = RESULT_FORMATS["refusal_direction"]
+FORMAT = ResultFormat(kind="directions", version=1, name="refusal-direction result", meta_file="directions.json", tensors_file="directions.safetensors",
+    create="find_directions(model, harmful, benign).save(DIR) or `interp direction find --model M --harmful F --benign F --out DIR`",
+    load="DirectionResult.load(DIR)")
+DIRECTION_FORMAT = ResultFormat(kind="refusal_direction", version=1, name="refusal direction", meta_file="", tensors_file="direction.safetensors",
+    create="DirectionResult.direction.save(PATH) (`interp direction find ... --out DIR` writes DIR/direction.safetensors)",
+    load="RefusalDirection.load(PATH)")
 FIGURE_FILE = "directions.html"
 
 

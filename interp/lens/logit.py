@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS
+from interp.io import ResultFormat
 from interp.metrics import per_prompt_token_ids
 from interp.provenance import Provenance
 from interp.results import Result
@@ -41,7 +41,9 @@ _METRIC_TITLES = {
     "kl": "KL(final ‖ layer) in nats",
 }
 _SITE_ORDER = {kind: order for order, kind in enumerate(LAYER_SITES)}
-FORMAT = RESULT_FORMATS["lens"]
+FORMAT = ResultFormat(kind="lens", version=1, name="logit-lens result", meta_file="lens.json", tensors_file="lens.safetensors",
+    create="logit_lens(model, prompts).save(DIR) or `interp lens --model M --prompts FILE --out DIR`",
+    load="LensResult.load(DIR)", untagged=1)  # before tags: the same fields, marked "kind": "logit_lens"
 
 
 @dataclass(frozen=True)

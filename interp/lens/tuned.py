@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from interp import defaults, plots
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, atomic_write_json
+from interp.io import ResultFormat, atomic_write_json
 from interp.model import compat
 from interp.provenance import Provenance
 from interp.results import Result
@@ -44,8 +44,12 @@ from interp.store.capture import Capturer, check_model_has
 from interp.store.readout import Readout
 
 Init = Literal["least_squares", "identity"]
-FORMAT = RESULT_FORMATS["tuned_lens"]
-KL_FORMAT = RESULT_FORMATS["lens_kl"]
+FORMAT = ResultFormat(kind="tuned_lens", version=1, name="tuned lens", meta_file="tuned_lens.json", tensors_file="tuned_lens.safetensors",
+    create="train_tuned_lens(model, texts).save(DIR) or `interp lens train --model M --out DIR`",
+    load="TunedLens.load(DIR, model=model)")
+KL_FORMAT = ResultFormat(kind="lens_kl", version=1, name="lens KL evaluation", meta_file="lens_kl.json", tensors_file="lens_kl.safetensors",
+    create="lens_kl(model, texts, translator=lens).save(DIR) (`interp lens train ... --out DIR` writes DIR/heldout_kl)",
+    load="LensKL.load(DIR)")
 TEXTS_FILE, TEXTS_SETTINGS_FILE = "texts.jsonl", "texts.json"
 _CHUNK_TOKENS = 256  # tokens decoded at once (a [chunk, d_vocab] float32 block per site)
 

@@ -18,12 +18,14 @@ from torch import Tensor
 
 from interp import plots
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS
+from interp.io import ResultFormat
 from interp.provenance import Provenance
 from interp.results import Result
 from interp.sites import site_name
 
-FORMAT = RESULT_FORMATS["attention_pattern"]
+FORMAT = ResultFormat(kind="attention_pattern", version=1, name="attention-pattern result", meta_file="pattern.json", tensors_file="pattern.safetensors",
+    create="attention_pattern(model, prompt, layer, head).save(DIR) or `interp dla ... --pattern LAYER.HEAD --out DIR`",
+    load="AttentionPattern.load(DIR)")
 
 
 @dataclass(frozen=True)

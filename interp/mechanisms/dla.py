@@ -27,7 +27,7 @@ from torch import Tensor
 from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS
+from interp.io import ResultFormat
 from interp.metrics import per_prompt_token_ids
 from interp.model import materialized
 from interp.provenance import Provenance
@@ -36,7 +36,9 @@ from interp.sites import GLOBAL_SITES, layer_sites, site_name
 from interp.store.readout import Readout, describe_norm
 
 Kind = Literal["head", "component"]
-FORMAT = RESULT_FORMATS["dla"]
+FORMAT = ResultFormat(kind="dla", version=1, name="direct-logit-attribution result", meta_file="dla.json", tensors_file="dla.safetensors",
+    create="direct_logit_attribution(model, prompts, answer, wrong).save(DIR) or `interp dla --model M --prompt TEXT --answer A --out DIR`",
+    load="DLAResult.load(DIR)")
 READS = "attribution reads one token's logit"
 BIAS = "bias"  # the component holding the readout's constant terms: final-norm bias and unembedding bias
 

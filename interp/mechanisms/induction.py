@@ -28,13 +28,15 @@ from tqdm.auto import tqdm
 
 from interp import plots
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS
+from interp.io import ResultFormat
 from interp.provenance import Provenance, hash_bytes, tensor_bytes
 from interp.results import Result
 from interp.model.weights import weights_hash
 from interp.sites import site_name
 
-FORMAT = RESULT_FORMATS["induction"]
+FORMAT = ResultFormat(kind="induction", version=1, name="induction-heads result", meta_file="induction.json", tensors_file="induction.safetensors",
+    create="induction_heads(model).save(DIR) or `python circuits/induction_smollm2/induction_smollm2.py --out DIR`",
+    load="InductionResult.load(DIR)")
 Head = tuple[int, int]  # (layer, head)
 
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS
+from interp.io import ResultFormat
 from interp.metrics import Metric, metric_name
 from interp.patching.inputs import str_tokens
 from interp.provenance import Provenance, hash_json
@@ -28,7 +28,9 @@ Direction = Literal["denoising", "noising"]
 Method = Literal["activation", "attribution"]
 DIRECTIONS: tuple[str, ...] = defaults.PATCH_DIRECTIONS
 METHODS = ("activation", "attribution")
-FORMAT = RESULT_FORMATS["patching"]
+FORMAT = ResultFormat(kind="patching", version=1, name="patching result", meta_file="result.json", tensors_file="values.safetensors",
+    create="activation_patching(...).save(DIR) or `interp patch ... --out DIR` (one subdirectory per method and site)",
+    load="PatchingResult.load(DIR)", aliases={"interp.patching_result": 1})
 RESULT_FILES = (FORMAT.meta_file, FORMAT.tensors_file, "cells.csv", "figure.html")
 SHORTCUTS = ("last_position_logits", "metric_columns", "last_block_mlp", "late_start")  # see PatchingResult.shortcuts
 

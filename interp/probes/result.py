@@ -20,14 +20,18 @@ from torch import Tensor
 
 from interp import defaults, plots
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS
+from interp.io import ResultFormat
 from interp.probes.inputs import check_same_model, hook_layer, is_resid_post, labels_for, layer_label, read_hook
 from interp.probes.metrics import HOLDOUT, METRICS, binary_metrics, t_quantile_975
 from interp.provenance import Provenance
 from interp.results import Result
 
-FORMAT = RESULT_FORMATS["probe"]
-EVAL_FORMAT = RESULT_FORMATS["probe_eval"]
+FORMAT = ResultFormat(kind="probe", version=1, name="probe", meta_file="probe.json", tensors_file="probe.safetensors",
+    create="`interp probe train --store STORE --out DIR` or ProbeResult.save(DIR)",
+    load="interp.probes.load(DIR)", aliases={"interp.probe/1": 1})
+EVAL_FORMAT = ResultFormat(kind="probe_eval", version=1, name="probe evaluation", meta_file="probe_eval.json",
+    create="`interp probe eval --probe DIR --store STORE --out OUT` or ProbeEval.save(OUT)",
+    load="ProbeEval.load(OUT)", untagged=1)  # before tags: the same fields
 WEIGHTS_FILE, META_FILE, FIGURE_FILE = FORMAT.tensors_file, FORMAT.meta_file, "probe.html"
 DIRECTION_KINDS = ("diff_means", "probe")
 

@@ -24,10 +24,12 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import ResultFormat, read_result, write_result
 from interp.pruning.scores import ImportanceScores, layer_module_grid, tensor_shape
 
-FORMAT = RESULT_FORMATS["pruning_mask"]
+FORMAT = ResultFormat(kind="pruning_mask", version=1, name="pruning-mask file", meta_file="", tensors_file="mask.safetensors",
+    create="set_difference(harm, benign, p, q).save(PATH) (`interp prune ... --out DIR` writes DIR/masks/)",
+    load="PruningMask.load(PATH)", aliases={"interp-pruning-mask": 1})
 SCOPES = ("row", "matrix", "global")
 
 Scores = ImportanceScores | Mapping[str, Float[Tensor, "d_out d_in"]]

@@ -32,7 +32,7 @@ from torch import Tensor
 from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS
+from interp.io import ResultFormat
 from interp.model import model_id
 from interp.probes import HOLDOUT, ProbeResult, auroc, train_probes
 from interp.provenance import Provenance, hash_json
@@ -44,7 +44,9 @@ from interp.pruning.weights import decoder_weights
 from interp.sites import layer_sites
 from interp.store import capture_activations
 
-FORMAT = RESULT_FORMATS["recognition"]
+FORMAT = ResultFormat(kind="recognition", version=1, name="recognition-after-pruning result", meta_file="recognition.json", tensors_file="recognition.safetensors",
+    create="recognition_after_pruning(model, mask, harmful, benign).save(DIR) or `interp run circuits/real_harm_pruning/real_harm_recognition.toml --out DIR`",
+    load="RecognitionResult.load(DIR)")
 FIGURE_FILE, PROBE_DIR = "recognition.html", "probe"
 LABELS = ("benign", "harmful")  # (negative, positive) class of the probes
 MASK_TITLES = {"mask": "pruning mask", "random": "random control"}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, read_result, write_result
+from interp.io import ResultFormat, read_result, write_result
 from interp.provenance import Provenance
 from interp.pruning.masks import MaskOverlap, PruningMask
 from interp.pruning.scores import layer_module_grid
@@ -22,7 +22,9 @@ from interp.pruning.scores import layer_module_grid
 KINDS = ("baseline", "set_difference", "top_k", "random")
 HARM_METRICS = ("harm_judge_rate", "harm_keyword_rate")
 UTILITY_METRICS = ("task_accuracy", "benign_judge_rate", "benign_loss", "benign_perplexity")
-FORMAT = RESULT_FORMATS["pruning"]
+FORMAT = ResultFormat(kind="pruning", version=1, name="pruning result", meta_file="result.json",
+    create="`interp prune ... --out DIR`, `interp run circuits/harm_pruning/harm_pruning.toml --out DIR` or PruningResult.save(DIR)",
+    load="PruningResult.load(DIR)", aliases={"interp-pruning-result": 1})
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,12 @@ Everything accumulates in float32.
 >>> scores.save("harm.safetensors"); ImportanceScores.load("harm.safetensors")  # doctest: +SKIP
 """
 
+import json
 import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ from tqdm.auto import tqdm
 from interp import defaults
 from interp.checks import check_number
 from interp.errors import InterpError
-from interp.io import LazyTensors, RESULT_FORMATS, read_result, write_result
+from interp.io import LazyTensors, ResultFormat, read_result, write_result
 from interp.model import model_id
 from interp.provenance import Provenance
 from interp.model.weights import weights_hash
@@ -50,7 +51,16 @@ from interp.sites import site_name
 from interp.store.readout import Readout, largest_magnitude
 
 METHODS = defaults.PRUNE_METHODS
-FORMAT = RESULT_FORMATS["importance_scores"]
+def _scores_v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
+    """Importance scores, version 1 (tag "interp-importance-scores"): a few provenance fields as separate strings."""
+    fields = {key: meta.pop(key, "") for key in ("model_id", "weights_hash", "dataset_hash", "interp_version")}
+    fields["versions"] = json.loads(meta.pop("versions", "{}"))
+    return meta | {"provenance": json.dumps(fields)}
+
+
+FORMAT = ResultFormat(kind="importance_scores", version=2, name="importance-scores file", meta_file="", tensors_file="scores.safetensors",
+    create="importance_scores(model, pairs).save(PATH) (`interp prune ... --out DIR` writes DIR/scores/)",
+    load="ImportanceScores.load(PATH)", aliases={"interp-importance-scores": 1}, migrations={1: _scores_v1_to_v2})
 
 
 def tensor_shape(tensors: Mapping[str, Tensor], key: str) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ from jaxtyping import Float
 
 from interp import defaults, plots
 from interp.errors import InterpError
-from interp.io import RESULT_FORMATS, provenance_dict_from_settings, read_result, write_result
+from interp.io import ResultFormat, read_result, write_result
 from interp.provenance import Provenance, hash_json
 from interp.resampling import metrics as M
 from interp.resampling.engine import RolloutRun
@@ -101,7 +101,35 @@ Embedder = Callable[[list], np.ndarray]
 # --------------------------------------------------------------------------- result
 
 
-FORMAT = RESULT_FORMATS["resampling"]
+def provenance_dict_from_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat dict of settings (a resampling result's provenance before ``Provenance``) as ``Provenance.to_dict`` data.
+
+    ``model_id`` (or ``model``, or ``backend.model``), ``weights_hash`` (or ``backend.weights_hash``),
+    ``dataset_hash`` (or ``problem_hash``), ``seed`` (or ``config.seed``) and the versions become
+    provenance fields; every other entry goes to ``extra``.
+    """
+    settings = dict(settings)
+    backend = settings.get("backend") if isinstance(settings.get("backend"), Mapping) else {}
+    config = settings.get("config") if isinstance(settings.get("config"), Mapping) else {}
+    data: dict[str, Any] = {
+        "model_id": settings.pop("model_id", None) or settings.get("model") or backend.get("model") or "",
+        "weights_hash": settings.pop("weights_hash", None) or backend.get("weights_hash") or "",
+        "dataset_hash": settings.pop("dataset_hash", None) or settings.get("problem_hash") or "",
+        "seed": settings.pop("seed") if "seed" in settings else config.get("seed"),
+    }
+    settings.pop("model", None)
+    data |= {key: settings.pop(key) for key in ("hooks", "interp_version", "versions", "workarounds") if key in settings}
+    return data | {"extra": {**dict(settings.pop("extra", None) or {}), **settings}}
+
+
+def _resampling_v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
+    """Resampling results, version 1 (untagged): provenance was a plain dict of settings."""
+    return meta | {"provenance": provenance_dict_from_settings(meta.get("provenance") or {})}
+
+
+FORMAT = ResultFormat(kind="resampling", version=2, name="resampling result", meta_file="result.json",
+    create="`interp resample analyze RUN_DIR` (writes RUN_DIR/analysis) or analyze(run).save(DIR)",
+    load="ResamplingResult.load(DIR)", untagged=1, migrations={1: _resampling_v1_to_v2})
 
 
 def provenance_from_settings(settings: Mapping[str, Any]) -> Provenance:
