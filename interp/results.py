@@ -16,6 +16,9 @@ Whatever is wrong with a saved file (a missing or retyped field, a tensor of the
 contradict each other, JSON nested too deeply) is one ``InterpError`` line naming the file and the field; the class's
 own ``__post_init__`` checks (lengths that must agree, shapes) run on load like on construction.
 
+A nested record saved in a layout of its own declares ``saved_layout()`` and the classmethod
+``fields_from_saved_layout(data)`` (its fields, as JSON, from that layout); the fields are then checked as usual.
+
 A class adds what is not a field with ``meta_extra()`` (derived keys written for other readers, e.g. a CSV's shape)
 and ``files()`` (text files such as a CSV table); ``FIGURE_FILE`` names where ``save`` writes ``figure()``.
 """
@@ -65,6 +68,15 @@ class Result:
         return {}
 
     # ---- derived ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The meta ``save`` writes, as JSON-ready data (format tag, fields but the tensors, provenance)."""
+        meta: dict[str, Any] = {"format": self.FORMAT.tag, "format_version": self.FORMAT.version}
+        for spec in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, spec.name)
+            if spec.name != "provenance" and not isinstance(value, (Tensor, Result)):
+                meta[spec.name] = to_json(value)
+        return meta | {"provenance": self.provenance.to_dict() if self.provenance is not None else None}
+
     def save(self, directory: str | Path) -> Path:
         """Write the tensors, the text files, the figure and, last, the meta (each atomically); returns the directory."""
         tensors, meta = {}, dict(self.meta_extra())
@@ -144,6 +156,8 @@ def to_json(value: Any) -> Any:
     if isinstance(value, Provenance):
         return value.to_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "saved_layout"):  # a record saved in a layout of its own (kept for files written before the contract)
+            return to_json(value.saved_layout())
         return {spec.name: to_json(getattr(value, spec.name)) for spec in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {str(key): to_json(item) for key, item in value.items()}
@@ -213,6 +227,11 @@ def from_json(value: Any, hint: Any, name: str, error, depth: int = 0) -> Any:
             except (TypeError, ValueError, KeyError, AttributeError) as problem:
                 raise error(f"field '{name}' is not a provenance record ({problem})") from problem
     elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if isinstance(value, dict) and hasattr(hint, "fields_from_saved_layout"):
+            try:
+                value = hint.fields_from_saved_layout(value)
+            except (KeyError, TypeError, AttributeError) as problem:
+                raise error(f"field '{name}' is not a saved {hint.__name__} ({type(problem).__name__}: {problem})") from problem
         if isinstance(value, dict):
             nested = _hints(hint)
             unknown = set(value) - {spec.name for spec in dataclasses.fields(hint)}

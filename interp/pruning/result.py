@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from interp.errors import InterpError
-from interp.io import ResultFormat, read_result, write_result
+from interp.io import ResultFormat
 from interp.provenance import Provenance
+from interp.results import Result
 from interp.pruning.masks import MaskOverlap, PruningMask
 from interp.pruning.scores import layer_module_grid
 
@@ -71,19 +72,25 @@ class OverlapEntry:
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "mask": self.mask, **self.overlap.to_dict()}
 
+    def saved_layout(self) -> dict[str, Any]:
+        """Saved flat: the overlap's counts beside the dataset names."""
+        return self.to_dict()
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "OverlapEntry":
-        overlap = MaskOverlap(n_a=data["n_a"], n_b=data["n_b"], n_both=data["n_both"], n_total=data["n_total"], chance_n_both=data["chance_n_both"])
-        return cls(a=data["a"], b=data["b"], overlap=overlap, mask=data.get("mask", "set_difference"))
+    def fields_from_saved_layout(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        fields = {key: data[key] for key in ("a", "b", "mask") if key in data}
+        return fields | {"overlap": {key: data[key] for key in ("n_a", "n_b", "n_both", "n_total", "chance_n_both") if key in data}}
 
 
 @dataclass(frozen=True)
-class PruningResult:
+class PruningResult(Result):
     """A pruning experiment: one ``PruningPoint`` per setting, pruned-weight counts per matrix, overlaps.
 
     ``weight_sizes`` maps every decoder weight key to its number of weights; ``pruned_counts[label]``
     maps the keys of that point's mask to how many of their weights were pruned.
     """
+
+    FORMAT = FORMAT
 
     points: tuple[PruningPoint, ...]
     weight_sizes: Mapping[str, int]
@@ -242,45 +249,19 @@ class PruningResult:
             raise InterpError("this result has no pruned-weight counts.")
         return max(candidates, key=lambda point: point.fraction).label
 
-    # ---- disk ---------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT.tag,
-            "format_version": FORMAT.version,
-            "method": self.method,
-            "provenance": self.provenance.to_dict() if self.provenance else None,
-            "points": [point.to_dict() for point in self.points],
-            "weight_sizes": dict(self.weight_sizes),
-            "pruned_counts": {label: dict(counts) for label, counts in self.pruned_counts.items()},
-            "overlaps": [entry.to_dict() for entry in self.overlaps],
-        }
-
-    def save(self, directory: str | Path) -> Path:
-        """Write result.json, points.csv, overlaps.csv and the figures as HTML into ``directory``."""
-        meta = {key: value for key, value in self.to_dict().items() if key not in ("format", "format_version", "provenance")}
+    # ---- disk (the result contract: interp.results.Result) ---------------------------------------
+    def files(self) -> dict[str, str]:
         files = {"points.csv": _csv(self.table())}
-        figures = {}
         if self.overlaps:
             files["overlaps.csv"] = _csv([entry.to_dict() for entry in self.overlaps])
-            figures["overlap.html"] = self.overlap_figure()
+        return files
+
+    def figures(self) -> dict[str, Any]:
+        figures = {"overlap.html": self.overlap_figure()} if self.overlaps else {}
         figures["harm_utility.html"] = self.figure()
         if self.pruned_counts:
             figures["distribution.html"] = self.distribution_figure()
-        return write_result(directory, FORMAT, meta, provenance=self.provenance, files=files, figures=figures)
-
-    @classmethod
-    def load(cls, directory: str | Path) -> "PruningResult":
-        saved = read_result(directory, FORMAT)
-        data = saved.meta
-        return cls(
-            points=tuple(PruningPoint.from_dict(point) for point in data["points"]),
-            weight_sizes=data["weight_sizes"],
-            pruned_counts=data.get("pruned_counts", {}),
-            overlaps=tuple(OverlapEntry.from_dict(entry) for entry in data.get("overlaps", [])),
-            method=data.get("method", ""),
-            provenance=saved.provenance,
-        )
-
+        return figures
 
 def point_from_mask(label: str, kind: str, mask: PruningMask | None, metrics: Mapping[str, float], **fields: Any) -> PruningPoint:
     """A ``PruningPoint`` whose fraction and count come from ``mask`` (None: the unpruned baseline)."""
