@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 OUT ?= out
 
-.PHONY: demo demo-smollm2 demo-qwen test setup clean bench browser lock test-latest models
+.PHONY: test-fast demo demo-smollm2 demo-qwen test setup clean bench browser lock test-latest models
 
 setup: $(STAMP)
 
@@ -78,6 +78,11 @@ models: $(STAMP)
 
 test: $(STAMP) browser models
 	OMP_NUM_THREADS=2 INTERP_REQUIRE_REAL_MODEL=1 $(BIN)/python -m pytest -q
+
+# The fast lane: tiny random models and the organism only (no packaged real model, nothing marked slow);
+# about 100 s on 2 cores. CI runs the full `make test`.
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -m "not slow and not real_model"
 
 # The report's browser test needs Chromium; without root or a package mirror it is skipped (with the reason).
 browser:

@@ -114,10 +114,17 @@ def qwen():
 # ---- tests/gpu: CUDA caching, patching and pruning scores on the real model, the real vLLM backend ----
 
 
+REAL_MODEL_FIXTURES = {"smollm2", "qwen", "real_model_cpu", "real_model_cuda"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Every test in tests/gpu is skipped with the reason "no CUDA device" without CUDA, before its fixtures load a model."""
+    """Tests that load a packaged real model are marked ``real_model`` (``make test-fast`` leaves them out); every test in
+    tests/gpu is skipped with the reason "no CUDA device" without CUDA, before its fixtures load a model."""
     import torch
 
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_model)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skipif(True, reason="no CUDA device")  # a skipif, placed first: it wins over the tests' own skipifs
