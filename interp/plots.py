@@ -1,9 +1,12 @@
 """Plotly figure builders shared by the analyses: readable axes, token/prompt strings in hover text."""
 
+import logging
 from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+
+logger = logging.getLogger(__name__)
 
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
 
@@ -499,9 +502,12 @@ def screenshot(html, png, size: str = "1100,560", timeout: int = 180) -> bool:
     html, png = Path(html), Path(png)
     browser = shutil.which("chromium") or shutil.which("google-chrome")
     if browser is None:
-        print(f"no chromium: {html} is only in HTML")
+        logger.warning("no chromium: %s is only in HTML", html)
         return False
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={size}",
                     f"--screenshot={png.resolve()}", html.resolve().as_uri()], check=False, capture_output=True, timeout=timeout)  # fmt: skip
-    print(f"figure: {png}" if png.exists() else f"chromium wrote no screenshot of {html}")
+    if png.exists():
+        logger.info("figure: %s", png)
+    else:
+        logger.warning("chromium wrote no screenshot of %s", html)
     return png.exists()

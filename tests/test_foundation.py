@@ -190,11 +190,11 @@ def test_every_subcommand_help_has_an_example(capsys):
         assert re.search(r"^examples?:\n  interp ", sub.format_help(), flags=re.M), f"`interp {name} --help` shows no example"
 
 
-def test_screenshot_says_when_there_is_no_browser(tmp_path, monkeypatch, capsys):
+def test_screenshot_says_when_there_is_no_browser(tmp_path, monkeypatch, caplog):
     import shutil
 
     from interp.plots import screenshot
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert screenshot(tmp_path / "f.html", tmp_path / "f.png") is False
-    assert "no chromium" in capsys.readouterr().out and not (tmp_path / "f.png").exists()
+    assert "no chromium" in caplog.text and not (tmp_path / "f.png").exists()

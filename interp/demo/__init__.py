@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import defaults
 from interp.demo import alignment, organism, pretrained

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import defaults
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts

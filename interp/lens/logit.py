@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import defaults, plots
 from interp.data import PromptSet

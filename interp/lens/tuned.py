@@ -30,7 +30,7 @@ import plotly.graph_objects as go
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import defaults, plots
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts

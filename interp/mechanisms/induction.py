@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import plots
 from interp.errors import InterpError

@@ -14,6 +14,7 @@ order and the joined file is checked again before it is converted.
 >>> path = ensure_pretrained("smollm2-135m-instruct")   # doctest: +SKIP
 """
 
+import logging
 import hashlib
 import json
 import os
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from interp.errors import InterpError
+
+logger = logging.getLogger(__name__)
 
 CACHE_RECORD = "interp_pretrained.json"
 
@@ -238,7 +241,7 @@ def _convert(model: PackagedModel, gguf: Path, target: Path, progress: bool) -> 
     import transformers
 
     if progress:
-        print(f"interp: converting {model.name} from {gguf.name} once (about {model.minutes} minute{'s' * (model.minutes > 1)} on 2 cores) into {target}", file=sys.stderr)
+        logger.warning("interp: converting %s from %s once (about %d minute%s on 2 cores) into %s", model.name, gguf.name, model.minutes, "s" * (model.minutes > 1), target)
     transformers.utils.logging.disable_progress_bar()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{model.name}."))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp.checks import check_numbers
 from interp.errors import InterpError

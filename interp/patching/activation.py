@@ -1,7 +1,7 @@
 """Activation patching: the metric with each cell of a site patched from the source run into the target run."""
 
 import torch
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import defaults
 from interp.errors import InterpError

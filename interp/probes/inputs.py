@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp.data import PromptSet
 from interp.errors import InterpError

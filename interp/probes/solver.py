@@ -24,7 +24,7 @@ import numpy
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 FLOAT64_MAX_ELEMENTS = 2**24  # inputs up to this size are fitted in float64, larger ones in float32
 GRAM_ROWS = 4096  # rows of the covariance estimate behind the preconditioner and the projection

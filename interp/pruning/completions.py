@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import defaults
 from interp.data import PromptSet

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 from interp import defaults
 from interp.data import PromptSet, pad_token_id, tokenize_prompts

@@ -85,7 +85,7 @@ def run_sweep(
         sources: ``{data set name: description}`` for error messages (names: harmful, benign, category_NAME).
         record: what ``config.json`` records (default: these settings); another record in ``out`` is refused.
     """
-    from tqdm.auto import tqdm
+    from interp.progress import tqdm
 
     from interp.io import atomic_write_json, claim_directory, safe_name
     from interp.model import model_id

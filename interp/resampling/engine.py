@@ -339,7 +339,7 @@ def run_rollouts(
     Returns:
         The run, with every record on disk.
     """
-    from tqdm.auto import tqdm
+    from interp.progress import tqdm
 
     from interp.io import atomic_write_json
 

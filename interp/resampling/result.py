@@ -300,7 +300,7 @@ def analyze(
         match_threshold: cosine at which a rollout sentence counts as sentence ``j``.
         matrix: compute the sentence-to-sentence matrix (embeds every rollout sentence).
     """
-    from tqdm.auto import tqdm
+    from interp.progress import tqdm
 
     if not isinstance(run, RolloutRun):
         run = RolloutRun.load(run)

@@ -22,13 +22,13 @@ lock and writes the manifest, each rank lists the shards it finished in its own 
 final manifest are those a single process writes.
 """
 
+import logging
 import contextlib
 import difflib
 import json
 import math
 import os
 import struct
-import sys
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -40,7 +40,7 @@ import torch
 from jaxtyping import Float, Int
 from safetensors.torch import load_file
 from torch import Tensor
-from tqdm.auto import tqdm
+from interp.progress import tqdm
 
 import interp
 from interp import defaults, distributed
@@ -57,6 +57,8 @@ from interp.store.manifest import (FORMAT, FORMAT_VERSION, MANIFEST, PROMPTS, SA
                                    check_prompts, check_shard, check_tokens, file_hash, file_record, read_manifest, settle_files,
                                    verify_shard, wait_for_files)  # fmt: skip
 from interp.store.readout import Readout
+
+logger = logging.getLogger(__name__)
 
 LOCK = ".interp.lock"  # held by the process writing a store (rank 0 of a torchrun run)
 RANK_PROGRESS = ".interp.rank{rank}.json"  # under torchrun: the shards one rank finished, until rank 0 merges them
@@ -222,7 +224,7 @@ def _merge_rank_progress(out: Path, manifest: dict[str, Any], world_size: int) -
             progress = json.loads(path.read_text(encoding="utf-8"))
             entries = [entry for entry in progress["shards"] if isinstance(entry, dict) and isinstance(entry.get("index"), int)]
         except (OSError, ValueError, TypeError, KeyError) as error:
-            print(f"interp: cannot read the progress file {path} ({error}); its shards are computed again.", file=sys.stderr)
+            logger.warning("interp: cannot read the progress file %s (%s); its shards are computed again.", path, error)
             continue
         if not manifest.get("shapes") and isinstance(progress.get("shapes"), dict):
             manifest["shapes"] = progress["shapes"]
@@ -248,7 +250,7 @@ def _prepare_directory(out: Path, config: dict[str, Any], resume: bool, world_si
         if found and found <= _START_FILES and (not (out / "shards").exists() or (out / "shards").is_dir()):
             if not resume:
                 raise InterpError(f"{out} holds the start of a store that stopped before its manifest was written; pass --resume (resume=True) to start it afresh, or choose a new --out.")
-            print(f"interp: {out} holds an interrupted start of a store (no {MANIFEST} yet); starting it afresh.", file=sys.stderr)
+            logger.warning("interp: %s holds an interrupted start of a store (no %s yet); starting it afresh.", out, MANIFEST)
             return None
         if found:
             raise InterpError(f"{out} is not empty and holds no activation store; choose a new --out directory.")
@@ -278,7 +280,7 @@ def _prepare_directory(out: Path, config: dict[str, Any], resume: bool, world_si
             verify_shard(out, manifest, shard)
             kept.append(shard)
         except InterpError as error:
-            print(f"interp: {error} It is computed again now.", file=sys.stderr)
+            logger.warning("interp: %s It is computed again now.", error)
     if len(kept) != len(manifest["shards"]):
         manifest = {**manifest, "status": "in_progress", "shards": kept}
         atomic_write_json(out / MANIFEST, manifest)
