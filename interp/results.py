@@ -29,6 +29,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -167,7 +168,31 @@ def to_json(value: Any) -> Any:
         return str(value)
     if isinstance(value, Tensor):
         return value.tolist()
+    if isinstance(value, np.ndarray):  # NumPy arrays are saved as nested lists, NaN and infinities as null
+        return _finite_or_null(np.asarray(value, dtype=np.float64).tolist())
     return value
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_finite_or_null(item) for item in value]
+    return value if np.isfinite(value) else None
+
+
+def _array_from_json(value: Any, name: str, error) -> np.ndarray:
+    """A float64 array from nested lists of numbers, null read as NaN."""
+    def numbers(item: Any, depth: int) -> Any:
+        if isinstance(item, list) and depth < 8:
+            return [numbers(x, depth + 1) for x in item]
+        if item is None:
+            return np.nan
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            return item
+        raise error(f"field '{name}' should hold numbers (null for NaN), got {_kind(item)}")
+    try:
+        return np.array(numbers(value, 0), dtype=np.float64)
+    except ValueError as problem:  # ragged nesting
+        raise error(f"field '{name}' is not a rectangular array of numbers ({problem})") from problem
 
 
 def from_json(value: Any, hint: Any, name: str, error, depth: int = 0) -> Any:
@@ -177,6 +202,8 @@ def from_json(value: Any, hint: Any, name: str, error, depth: int = 0) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
         return value
+    if hint is np.ndarray or getattr(hint, "array_type", None) is np.ndarray:
+        return _array_from_json(value, name, error)
     if hint is _NoneType:
         if value is None:
             return None

@@ -12,8 +12,9 @@ from jaxtyping import Float
 
 from interp import defaults, plots
 from interp.errors import InterpError
-from interp.io import ResultFormat, read_result, write_result
+from interp.io import ResultFormat
 from interp.provenance import Provenance, hash_json
+from interp.results import Result
 from interp.resampling import metrics as M
 from interp.resampling.engine import RolloutRun
 from interp.resampling.text import split_sentences
@@ -146,7 +147,7 @@ def _no_provenance() -> Provenance:
 
 
 @dataclass(frozen=True)
-class ResamplingResult:
+class ResamplingResult(Result):
     """Per-sentence importance of a chain of thought.
 
     Attributes:
@@ -158,6 +159,8 @@ class ResamplingResult:
             (backend, sampling config, embedder, thresholds, answer, run directory, ...). A plain
             mapping (the form before ``Provenance``) is converted with ``provenance_from_settings``.
     """
+
+    FORMAT = FORMAT
 
     sentences: tuple[str, ...]
     metrics: Mapping[str, Float[np.ndarray, " sentence"]]
@@ -205,21 +208,17 @@ class ResamplingResult:
 
     # ---------------------------------------------------------------- disk
 
-    def save(self, directory) -> Path:
-        """Write ``result.json``, ``metrics.csv``, ``importance.html`` and ``graph.html``."""
-        meta = {
-            "sentences": list(self.sentences),
-            "metrics": {k: _json_floats(v) for k, v in self.metrics.items()},
-            "importance_matrix": [_json_floats(row) for row in np.asarray(self.importance_matrix)],
-        }
+    def files(self) -> dict[str, str]:
         buf = io.StringIO()
         writer = csv.writer(buf)
         names = list(self.metrics)
         writer.writerow(["sentence_index", "sentence", *names])
         for i, s in enumerate(self.sentences):
             writer.writerow([i, s, *(float(self.metrics[k][i]) for k in names)])
-        return write_result(directory, FORMAT, meta, provenance=self.provenance, files={"metrics.csv": buf.getvalue()},
-                            figures={"importance.html": self.figure(), "graph.html": self.graph_figure()})  # fmt: skip
+        return {"metrics.csv": buf.getvalue()}
+
+    def figures(self) -> dict[str, Any]:
+        return {"importance.html": self.figure(), "graph.html": self.graph_figure()}
 
     @classmethod
     def from_thought_anchors(cls, directory) -> "ResamplingResult":
@@ -251,28 +250,6 @@ class ResamplingResult:
                         matrix[i, j] = impact["importance_score"]
         provenance = Provenance(model_id="", weights_hash="", dataset_hash=hash_json(chunks), extra={"source": str(directory)})
         return cls(tuple(c["chunk"] for c in chunks), metrics, matrix, provenance)
-
-    @classmethod
-    def load(cls, directory) -> "ResamplingResult":
-        """Read a result written by ``save`` (also by an earlier interp, whose provenance was a plain dict)."""
-        saved = read_result(directory, FORMAT)
-        data = saved.meta
-        return cls(
-            sentences=tuple(data["sentences"]),
-            metrics={k: _from_json(v) for k, v in data["metrics"].items()},
-            importance_matrix=np.array([_from_json(r) for r in data["importance_matrix"]]).reshape(
-                len(data["sentences"]), len(data["sentences"])
-            ),
-            provenance=saved.provenance or _no_provenance(),
-        )
-
-
-def _json_floats(values) -> list:
-    return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64)]
-
-
-def _from_json(values) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- analysis
