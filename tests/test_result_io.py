@@ -27,7 +27,7 @@ from interp.probes.synthetic import synthetic_activations
 from interp.provenance import Provenance, library_versions
 from interp.pruning import ImportanceScores, PruningMask, PruningPoint, PruningResult
 from interp.pruning.recognition import RecognitionResult
-from interp.resampling import ResamplingResult
+from interp.resampling import ResamplingResult, ResilienceResult
 
 REPOSITORY = next(parent for parent in Path(__file__).resolve().parents if (parent / "pyproject.toml").is_file())
 PROVENANCE = Provenance(model_id="tiny", weights_hash="abc123", dataset_hash="d0", hooks=("blocks.0.hook_resid_post",), seed=1, extra={"k": "v"})
@@ -143,12 +143,18 @@ def _recognition(probe: ProbeResult) -> RecognitionResult:
 
 
 # kind -> (save into a directory, load it back, what must survive the round trip); the probe uses its fixture
+def _resilience() -> ResilienceResult:
+    steps = ({"iteration": 0, "replacement": "Try again.", "reappeared": True, "sentence": "So 42."},
+             {"iteration": 1, "replacement": "Base case.", "reappeared": False, "sentence": None})  # fmt: skip
+    return ResilienceResult("It is 42.", 1, True, steps, provenance=PROVENANCE)
+
+
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
               "dla": _dla, "attention_pattern": _attention_pattern, "induction": _induction,
               "tuned_lens": _tuned_lens, "lens_kl": _lens_kl, "directions": _directions, "refusal_direction": _refusal_direction,
-              "recognition": lambda: _recognition(probe)}[kind]()  # fmt: skip
+              "recognition": lambda: _recognition(probe), "resilience": _resilience}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -160,7 +166,7 @@ LOADERS = {
     "pruning_mask": PruningMask.load, "probe": ProbeResult.load, "probe_eval": ProbeEval.load, "resampling": ResamplingResult.load,
     "dla": DLAResult.load, "attention_pattern": AttentionPattern.load, "induction": InductionResult.load,
     "tuned_lens": TunedLens.load, "lens_kl": LensKL.load, "directions": DirectionResult.load, "refusal_direction": RefusalDirection.load,
-    "recognition": RecognitionResult.load,
+    "recognition": RecognitionResult.load, "resilience": ResilienceResult.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 
