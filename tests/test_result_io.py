@@ -21,6 +21,7 @@ from interp.lens import LensKL, TrainingRecord, TunedLens
 from interp.mechanisms.attention import AttentionPattern
 from interp.mechanisms.dla import DLAResult
 from interp.mechanisms.induction import InductionResult
+from interp.mechanisms.norms import SiteNorms
 from interp.patching import PatchingResult
 from interp.probes import ProbeEval, ProbeResult, train_probes
 from interp.probes.synthetic import synthetic_activations
@@ -149,12 +150,17 @@ def _resilience() -> ResilienceResult:
     return ResilienceResult("It is 42.", 1, True, steps, provenance=PROVENANCE)
 
 
+def _site_norms() -> SiteNorms:
+    return SiteNorms("resid_post", (0, 1), ("a", "b"), np.array([[1.0, 2.0], [3.0, np.nan]]), "last", "m", provenance=PROVENANCE)
+
+
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
               "dla": _dla, "attention_pattern": _attention_pattern, "induction": _induction,
               "tuned_lens": _tuned_lens, "lens_kl": _lens_kl, "directions": _directions, "refusal_direction": _refusal_direction,
-              "recognition": lambda: _recognition(probe), "resilience": _resilience}[kind]()  # fmt: skip
+              "recognition": lambda: _recognition(probe), "resilience": _resilience,
+              "site_norms": _site_norms}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -166,7 +172,7 @@ LOADERS = {
     "pruning_mask": PruningMask.load, "probe": ProbeResult.load, "probe_eval": ProbeEval.load, "resampling": ResamplingResult.load,
     "dla": DLAResult.load, "attention_pattern": AttentionPattern.load, "induction": InductionResult.load,
     "tuned_lens": TunedLens.load, "lens_kl": LensKL.load, "directions": DirectionResult.load, "refusal_direction": RefusalDirection.load,
-    "recognition": RecognitionResult.load, "resilience": ResilienceResult.load,
+    "recognition": RecognitionResult.load, "resilience": ResilienceResult.load, "site_norms": SiteNorms.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

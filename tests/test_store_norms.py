@@ -1,4 +1,4 @@
-"""The store's overview: ``ActivationStore.norms()`` gives plain data, ``interp.plots`` draws it."""
+"""The store's overview: ``interp.mechanisms.norms.site_norms(store)``, a result drawn by ``interp.plots`` (the store draws nothing)."""
 
 import ast
 from dataclasses import asdict
@@ -10,7 +10,8 @@ import torch
 from conftest import PROMPTS
 from interp.errors import InterpError
 from interp.plots import activation_norms_figure
-from interp.store import SiteNorms, cache_activations
+from interp.mechanisms.norms import SiteNorms, site_norms
+from interp.store import cache_activations
 
 NORM_TOLERANCE = 1e-5  # float32 norms of the same stored tensors
 
@@ -18,14 +19,15 @@ NORM_TOLERANCE = 1e-5  # float32 norms of the same stored tensors
 def test_norms_are_the_stored_activations_norms_and_the_figure_shows_them(load_tiny, tmp_path):
     model = load_tiny("llama")
     store = cache_activations(model, PROMPTS[:3], hooks=["embed", "resid_post"], out=tmp_path / "acts", progress=False)
-    norms = store.norms()
+    norms = site_norms(store)
     assert norms.kind == "resid_post" and norms.layers == tuple(range(model.cfg.n_layers)), (norms.kind, norms.layers)
     assert norms.prompts == tuple(PROMPTS[:3]) and norms.values.shape == (3, model.cfg.n_layers)
     for j, layer in enumerate(norms.layers):
         expected = store[f"blocks.{layer}.hook_resid_post"].float().norm(dim=-1).numpy()
         assert abs(norms.values[:, j] - expected).max() <= NORM_TOLERANCE, f"layer {layer}"
 
-    figure = activation_norms_figure(**asdict(norms))
+    figure = norms.figure()
+    assert figure.to_json() == activation_norms_figure(**{key: value for key, value in asdict(norms).items() if key != 'provenance'}).to_json()
     heatmap = figure.data[0]
     assert torch.allclose(torch.tensor(heatmap.z), torch.tensor(norms.values))
     assert list(heatmap.x) == [str(layer) for layer in norms.layers]
@@ -37,9 +39,9 @@ def test_norms_are_the_stored_activations_norms_and_the_figure_shows_them(load_t
 def test_norms_of_a_kind_not_cached_name_the_cached_kinds(load_tiny, tmp_path):
     store = cache_activations(load_tiny("llama"), PROMPTS[:2], hooks=["resid_post"], out=tmp_path / "acts", progress=False)
     with pytest.raises(InterpError, match=r"holds no per-layer mlp_out activations \(per-layer kinds cached: resid_post\)"):
-        store.norms("mlp_out")
+        site_norms(store, "mlp_out")
     with pytest.raises(InterpError, match=r"SiteNorms.values has shape \(2, 1\); expected \(prompt, layer\) = \(2, 2\)"):
-        SiteNorms("resid_post", (0, 1), ("a", "b"), store.norms().values[:, :1], "last", "m")
+        SiteNorms("resid_post", (0, 1), ("a", "b"), site_norms(store).values[:, :1], "last", "m")
 
 
 @pytest.mark.parametrize("module", sorted(path.name for path in (Path(__file__).resolve().parents[1] / "interp" / "store").glob("*.py")))

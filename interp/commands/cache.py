@@ -33,11 +33,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
 
     from interp.distributed import current_world, leave_process_group
     from interp.io import atomic_write_figure
-    from interp.plots import activation_norms_figure
+    from interp.mechanisms.norms import site_norms
     from interp.store import cache_activations
 
     positions = parse_positions(args.positions)
@@ -62,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
     if not world.is_main:
         return 0
     figure_path = args.out / "overview.html"
-    atomic_write_figure(figure_path, activation_norms_figure(**asdict(store.norms())))
+    atomic_write_figure(figure_path, site_norms(store).figure())
     print(f"cached {store.n_prompts} prompts x {len(store.hooks)} hooks to {args.out} (figure: {figure_path})")
     return 0

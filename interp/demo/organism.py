@@ -8,7 +8,6 @@ organism's numbers to the thresholds below.
 """
 
 import math
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,7 +56,7 @@ def demo_prompts(n_per_label: int = 48, seed: int = 0):
 
 
 def _stage_cache(model, out: Path, quick: bool) -> tuple[Section, dict, Any]:
-    from interp.plots import activation_norms_figure
+    from interp.mechanisms.norms import site_norms
     from interp.store import cache_activations
 
     prompts = demo_prompts(24 if quick else 48)
@@ -68,7 +67,7 @@ def _stage_cache(model, out: Path, quick: bool) -> tuple[Section, dict, Any]:
         "Activation store",
         "The last-token residual stream of every layer for held-out harmful and benign requests, cached once "
         "to sharded safetensors (memory-mapped on read). The probes below train from this store without the model.",
-        figures=(activation_norms_figure(**asdict(store.norms())),), numbers=numbers,
+        figures=(site_norms(store).figure(),), numbers=numbers,
         code=f"interp cache --model organism --prompts assets/prompts/demo.jsonl --hooks embed,resid_post --out {out / 'store'}",
     )
     return section, numbers, store

@@ -1,6 +1,5 @@
 """``analysis = "cache"``: cache activations of a prompt set to a store in OUT/store."""
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -25,7 +24,7 @@ class CacheConfig(Experiment):
 
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.io import atomic_write_figure, claim_directory
-        from interp.plots import activation_norms_figure
+        from interp.mechanisms.norms import site_norms
         from interp.store import cache_activations
 
         claim_directory(out, self.to_dict())
@@ -33,5 +32,5 @@ class CacheConfig(Experiment):
         store = cache_activations(model, self.prompts.prompts(model, self.chat_template), hooks=list(self.hooks), positions=self.positions if isinstance(self.positions, str) else list(self.positions),
                                   out=out / "store", batch_size=self.batch_size, dtype=self.store_dtype, shard_size=self.shard_size,
                                   resume=True, progress=progress)  # fmt: skip
-        atomic_write_figure(out / "overview.html", activation_norms_figure(**dataclasses.asdict(store.norms())))
+        atomic_write_figure(out / "overview.html", site_norms(store).figure())
         return store

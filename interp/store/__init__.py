@@ -19,7 +19,6 @@ _EXPORTS = {
     "ActivationStore": "interp.store.activations",
     "LOCK": "interp.store.activations",
     "RANK_PROGRESS": "interp.store.activations",
-    "SiteNorms": "interp.store.activations",
     "cache_activations": "interp.store.activations",
     "capture_activations": "interp.store.capture",
     "run_and_capture": "interp.store.capture",
@@ -28,8 +27,8 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
-    from interp.store.activations import LOCK, RANK_PROGRESS, ActivationStore, SiteNorms, cache_activations
+    from interp.store.activations import LOCK, RANK_PROGRESS, ActivationStore, cache_activations
     from interp.store.capture import capture_activations, run_and_capture
     from interp.store.readout import Readout
 
-__all__ = ["ActivationStore", "LOCK", "RANK_PROGRESS", "Readout", "SiteNorms", "cache_activations", "capture_activations", "run_and_capture"]
+__all__ = ["ActivationStore", "LOCK", "RANK_PROGRESS", "Readout", "cache_activations", "capture_activations", "run_and_capture"]

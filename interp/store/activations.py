@@ -576,33 +576,3 @@ class ActivationStore:
 
     def __repr__(self) -> str:
         return f"ActivationStore({str(self.root)!r}, model={self.model_id!r}, prompts={self.n_prompts}, hooks={len(self.hooks)}, positions={self.positions!r})"
-
-    # ---- summary ----
-    def norms(self, kind: str | None = None) -> "SiteNorms":
-        """L2 norm of every prompt's activation at each cached layer of ``kind`` (default: the first cached kind)."""
-        sites = [(name, parse_site(name)) for name in self.hooks if parse_site(name).layer is not None]
-        kind = kind or (sites[0][1].kind if sites else None)
-        names = [name for name, site in sites if site.kind == kind]
-        if not names:
-            cached = ", ".join(sorted({site.kind for _, site in sites})) or "none"
-            raise InterpError(f"the store at {self.root} holds no per-layer {kind or 'site'} activations (per-layer kinds cached: {cached}).")
-        values = torch.stack([self[name].float().flatten(1).norm(dim=1) for name in names], dim=1)
-        return SiteNorms(kind, tuple(parse_site(name).layer for name in names), tuple(self.prompts.texts),
-                         values.numpy(), self.positions, self.model_id)
-
-
-@dataclass(frozen=True)
-class SiteNorms:
-    """``values[prompt, layer]``: the L2 norm of each prompt's activation at one site kind; draw it with
-    ``interp.plots.activation_norms_figure(**dataclasses.asdict(norms))``."""
-
-    kind: str
-    layers: tuple[int, ...]
-    prompts: tuple[str, ...]
-    values: Float[np.ndarray, "prompt layer"]
-    positions: str | list[int]
-    model_id: str
-
-    def __post_init__(self):
-        if self.values.shape != (len(self.prompts), len(self.layers)):
-            raise InterpError(f"SiteNorms.values has shape {self.values.shape}; expected (prompt, layer) = {(len(self.prompts), len(self.layers))}.")

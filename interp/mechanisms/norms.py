@@ -1,0 +1,59 @@
+"""An activation store's overview: the L2 norm of every prompt's activation at each cached layer of one site kind.
+
+>>> norms = site_norms(store)          # doctest: +SKIP
+>>> norms.figure(); norms.save("out")  # doctest: +SKIP
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+
+from interp import plots
+from interp.errors import InterpError
+from interp.io import ResultFormat
+from interp.provenance import Provenance
+from interp.results import Result
+from interp.sites import parse_site
+
+FORMAT = ResultFormat(kind="site_norms", version=1, name="activation-norms overview", meta_file="norms.json",
+                      create="site_norms(store).save(DIR) or `interp cache ... --out DIR` (writes DIR/overview.html)",
+                      load="SiteNorms.load(DIR)")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SiteNorms(Result):
+    """``values[prompt, layer]``: the L2 norm of each prompt's activation at one site kind (``kind``), per cached layer."""
+
+    FORMAT = FORMAT
+    FIGURE_FILE = "norms.html"
+
+    kind: str
+    layers: tuple[int, ...]
+    prompts: tuple[str, ...]
+    values: Float[np.ndarray, "prompt layer"]
+    positions: str | list[int]
+    model_id: str
+    provenance: Provenance | None = None
+
+    def __post_init__(self) -> None:
+        if self.values.shape != (len(self.prompts), len(self.layers)):
+            raise InterpError(f"SiteNorms.values has shape {self.values.shape}; expected (prompt, layer) = {(len(self.prompts), len(self.layers))}.")
+
+    def figure(self):
+        """Prompt x layer heatmap of the norms; hover shows the prompt."""
+        return plots.activation_norms_figure(self.kind, self.layers, self.prompts, self.values, self.positions, self.model_id)
+
+
+def site_norms(store, kind: str | None = None) -> SiteNorms:
+    """L2 norm of every prompt's activation at each cached layer of ``kind`` in ``store`` (default: the first cached kind)."""
+    sites = [(name, parse_site(name)) for name in store.hooks if parse_site(name).layer is not None]
+    kind = kind or (sites[0][1].kind if sites else None)
+    names = [name for name, site in sites if site.kind == kind]
+    if not names:
+        cached = ", ".join(sorted({site.kind for _, site in sites})) or "none"
+        raise InterpError(f"the store at {store.root} holds no per-layer {kind or 'site'} activations (per-layer kinds cached: {cached}).")
+    values = torch.stack([store[name].float().flatten(1).norm(dim=1) for name in names], dim=1)
+    return SiteNorms(kind, tuple(parse_site(name).layer for name in names), tuple(store.prompts.texts), values.numpy(), store.positions,
+                     store.model_id, provenance=store.provenance)  # fmt: skip
