@@ -39,6 +39,7 @@ TUNED_LENS_HELDOUT = 0.2  # fraction of texts held out for the evaluation when t
 PATCH_SITE = "resid_pre"  # the site patched
 PATCH_DIRECTIONS = ("denoising", "noising")  # clean into the corrupt run / corrupt into the clean run
 PATCH_DIRECTION = "denoising"  # which run is patched from which
+PATCH_BY_POSITION = True  # one cell per position (False: each cell patches every position)
 PATCH_MEMORY_BUDGET_BYTES = 1 << 30  # the default rows per forward (cells x prompts) fit in this much
 
 # ---- probes (interp.probes.train_probes, ProbeResult.evaluate; interp probe) ---------------------

@@ -11,7 +11,7 @@ from interp.sites import PATCH_SITES, resolve_patch_site
 
 EXAMPLE = (
     "interp patch --model organism --clean clean.jsonl --corrupt corrupt.jsonl "
-    "--answer ' mary' --wrong ' john' --site resid_pre,attn_head_out --by-position --out patch_out"
+    "--answer ' mary' --wrong ' john' --site resid_pre,attn_head_out --out patch_out"
 )
 
 
@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument("--answer-field", default=None, help="read each prompt's answer token from this field of the --clean records instead of --answer")
     parser.add_argument("--wrong-field", default=None, help="read each prompt's wrong token from this field of the --clean records instead of --wrong")
     parser.add_argument("--site", default=defaults.PATCH_SITE, help=f"comma-separated sites: {', '.join(PATCH_SITES)}, or 'all'")
-    parser.add_argument("--by-position", action="store_true", help="one cell per position (default: each cell patches every position)")
+    parser.add_argument("--by-position", action=argparse.BooleanOptionalAction, default=defaults.PATCH_BY_POSITION,
+                        help="one cell per position (the default, as in activation_patching and a TOML run); --no-by-position: each cell patches every position")
     parser.add_argument("--direction", default=defaults.PATCH_DIRECTION, choices=defaults.PATCH_DIRECTIONS, help="denoising: clean activations into the corrupt run; noising: corrupt into clean")
     parser.add_argument("--method", default="activation", choices=("activation", "attribution", "both"), help="activation patching (exact), attribution patching (gradient estimate) or both")
     parser.add_argument("--normalize", action="store_true", help="report (value - corrupt) / (clean - corrupt): 0 = corrupt run, 1 = clean run")

@@ -24,7 +24,7 @@ class PatchingConfig(Experiment):
     wrong_field: str | None = doc("read each prompt's wrong token from this field of the clean records", default=None)
     site: str = doc("resid_pre, resid_mid, resid_post, attn_out, mlp_out, attn_head_out, attn_head_value, attn_head_pattern, ...", default=defaults.PATCH_SITE)
     method: str = doc("activation (exact) or attribution (the gradient estimate)", default="activation")
-    by_position: bool = doc("one cell per position; false: each cell patches every position", default=True)
+    by_position: bool = doc("one cell per position; false: each cell patches every position", default=defaults.PATCH_BY_POSITION)
     direction: str = doc("denoising: clean into the corrupt run; noising: corrupt into the clean run", default=defaults.PATCH_DIRECTION)
     normalize: bool = doc("report (value - corrupt) / (clean - corrupt): 0 = the corrupt run, 1 = the clean run", default=False)
     batch_size: int | None = doc("most rows (cells x prompts) per forward (default: from a memory budget)", default=None)

@@ -19,7 +19,7 @@ def activation_patching(
     corrupt: Prompts,
     metric: Metric,
     site: str = defaults.PATCH_SITE,
-    by_position: bool = True,
+    by_position: bool = defaults.PATCH_BY_POSITION,
     direction: Direction = defaults.PATCH_DIRECTION,
     batch_size: int | None = None,
     progress: bool = True,

@@ -32,7 +32,7 @@ def attribution_patching_sites(
     corrupt: Prompts,
     metric: Metric,
     sites: Sequence[str] = ALL_SITES,
-    by_position: bool = True,
+    by_position: bool = defaults.PATCH_BY_POSITION,
     direction: Direction = defaults.PATCH_DIRECTION,
 ) -> dict[str, PatchingResult]:
     """Attribution patching of many sites at once: two forwards and one backward.
@@ -113,7 +113,7 @@ def attribution_patching(
     corrupt: Prompts,
     metric: Metric,
     site: str = defaults.PATCH_SITE,
-    by_position: bool = True,
+    by_position: bool = defaults.PATCH_BY_POSITION,
     direction: Direction = defaults.PATCH_DIRECTION,
 ) -> PatchingResult:
     """Attribution patching of one site (see ``attribution_patching_sites`` for several at once).

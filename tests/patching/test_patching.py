@@ -599,8 +599,11 @@ def test_cli_patch_writes_one_directory_per_method_and_site(tiny_model_dirs, tmp
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["activation_attn_head_out", "activation_resid_pre", "attribution_attn_head_out", "attribution_resid_pre"]
     loaded = PatchingResult.load(tmp_path / "out" / "activation_attn_head_out")
-    assert loaded.axes == ("layer", "head") and loaded.metric_name == "logit_diff"
+    assert loaded.axes == ("layer", "pos", "head") and loaded.metric_name == "logit_diff"  # one cell per position by default
     assert "top: L" in capsys.readouterr().out
+    assert main([*argv[:-1], str(tmp_path / "whole"), "--method", "activation", "--site", "attn_head_out", "--no-by-position"]) == 0
+    assert PatchingResult.load(tmp_path / "whole" / "activation_attn_head_out").axes == ("layer", "head")
+    capsys.readouterr()
 
     (tmp_path / "short.txt").write_text("when mary and john went\n")
     assert main([*argv[:8], str(tmp_path / "short.txt"), *argv[9:]]) == 2
@@ -608,3 +611,16 @@ def test_cli_patch_writes_one_directory_per_method_and_site(tiny_model_dirs, tmp
     assert error.startswith("interp: error: clean prompts are") and "\n" not in error
     assert main([*argv[:-6], "--site", "heads", "--out", str(tmp_path / "bad")]) == 2
     assert "unknown patching site 'heads'" in capsys.readouterr().err
+
+
+def test_by_position_has_one_default_in_the_function_the_toml_and_the_cli():
+    """The default that once differed: ``interp patch`` patched every position while the function and TOML went by position."""
+    import inspect
+
+    from interp.commands import build_parser
+    from interp.experiments.patching import PatchingConfig
+
+    function = inspect.signature(activation_patching).parameters["by_position"].default
+    toml = PatchingConfig.__dataclass_fields__["by_position"].default
+    cli = build_parser().parse_args(["patch", "--clean", "c.txt", "--corrupt", "d.txt", "--answer", "a", "--out", "o"]).by_position
+    assert function is toml is cli is True
