@@ -71,33 +71,39 @@ class Result:
     # ---- derived ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The meta ``save`` writes, as JSON-ready data (format tag, fields but the tensors, provenance)."""
-        meta: dict[str, Any] = {"format": self.FORMAT.tag, "format_version": self.FORMAT.version}
-        for spec in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, spec.name)
-            if spec.name != "provenance" and not isinstance(value, (Tensor, Result)):
-                meta[spec.name] = to_json(value)
+        meta: dict[str, Any] = {"format": self.FORMAT.tag, "format_version": self.FORMAT.version, **self._split()[1]}
         return meta | {"provenance": self.provenance.to_dict() if self.provenance is not None else None}
 
     def save(self, directory: str | Path) -> Path:
-        """Write the tensors, the text files, the figure and, last, the meta (each atomically); returns the directory."""
-        tensors, meta = {}, dict(self.meta_extra())
+        """Write the nested results, the tensors, the text files, the figure and, last, the meta (each atomically); returns the directory."""
+        tensors, meta, nested = self._split()
+        for name, result in nested.items():  # a result inside a result: its own directory, named after the field
+            result.save(Path(directory) / name)
+        return write_result(directory, self.FORMAT, dict(self.meta_extra()) | meta, provenance=self.provenance,
+                            tensors=tensors if self.FORMAT.tensors_file else None, tensor_metadata=self.tensor_metadata(),
+                            files=self.files(), figures=self.figures())  # fmt: skip
+
+    def _split(self) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, "Result"]]:
+        """The fields but provenance, as they are saved: tensors (for the tensors file), JSON meta, nested results."""
+        tensors: dict[str, Tensor] = {}
+        meta: dict[str, Any] = {}
+        nested: dict[str, Result] = {}
+        hints = _hints(type(self))
         for spec in dataclasses.fields(self):  # type: ignore[arg-type]
-            if spec.name == "provenance":
+            name, value = spec.name, getattr(self, spec.name)
+            if name == "provenance":
                 continue
-            value = getattr(self, spec.name)
-            if isinstance(value, Result):  # a result inside a result: its own directory, named after the field
-                value.save(Path(directory) / spec.name)
-                continue
-            if _is_tensor_hint(_hints(type(self))[spec.name]) and not self.FORMAT.tensors_file:
-                meta[spec.name] = None if value is None else value.detach().cpu().tolist()  # a format without a tensors file keeps them in the JSON
-            elif _is_tensor_hint(_hints(type(self))[spec.name]):
+            if isinstance(value, Result):
+                nested[name] = value
+            elif _is_tensor_hint(hints[name]) and not self.FORMAT.tensors_file:  # a format without a tensors file keeps them in the JSON
+                meta[name] = None if value is None else value.detach().cpu().tolist()
+            elif _is_tensor_hint(hints[name]):
                 if value is not None:
                     value = value.detach().cpu().contiguous()
-                    tensors[spec.name] = value.to(torch.uint8) if value.dtype == torch.bool else value
+                    tensors[name] = value.to(torch.uint8) if value.dtype == torch.bool else value
             else:
-                meta[spec.name] = to_json(value)
-        return write_result(directory, self.FORMAT, meta, provenance=self.provenance, tensors=tensors if self.FORMAT.tensors_file else None,
-                            tensor_metadata=self.tensor_metadata(), files=self.files(), figures=self.figures())  # fmt: skip
+                meta[name] = to_json(value)
+        return tensors, meta, nested
 
     @classmethod
     def load(cls: type[R], directory: str | Path) -> R:
@@ -211,12 +217,11 @@ def from_json(value: Any, hint: Any, name: str, error, depth: int = 0) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and _NoneType in args:
             return None
-        problems = []
         for option in (arg for arg in args if arg is not _NoneType):
             try:
                 return from_json(value, option, name, _Mismatch, depth + 1)
-            except _Mismatch as mismatch:
-                problems.append(str(mismatch))
+            except _Mismatch:
+                continue
         raise error(f"field '{name}' should be {_describe(hint)}, got {_kind(value)}")
     if origin is Literal:
         if any(value == arg and type(value) is type(arg) for arg in args):
@@ -243,7 +248,7 @@ def from_json(value: Any, hint: Any, name: str, error, depth: int = 0) -> Any:
             item_hint = args[0] if args else Any
             items = [from_json(item, item_hint, f"{name}[{i}]", error, depth + 1) for i, item in enumerate(value)]
             return tuple(items) if origin is tuple or hint is tuple else items
-    elif origin in (dict, Mapping, typing.Mapping) or hint in (dict, Mapping) or (origin is not None and _is_mapping(origin)):
+    elif hint in (dict, Mapping) or (origin is not None and _is_mapping(origin)):
         if isinstance(value, dict):
             value_hint = args[1] if len(args) == 2 else Any
             return {key: from_json(item, value_hint, f"{name}[{key!r}]", error, depth + 1) for key, item in value.items()}
