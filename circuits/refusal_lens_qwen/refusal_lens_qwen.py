@@ -33,11 +33,18 @@ from interp.plots import screenshot
 MODEL = "qwen2.5-coder-0.5b-instruct"
 HERE = Path(__file__).resolve().parent
 N_TRAIN, N_VAL = 64, 16  # the direction's training and scoring sets (seed 1) come first in AdvBench's seeded order
+REFUSAL_STARTS = ("I", "Sorry", "As")  # the tokens a refusal of this model starts with
+
+
+def evaluation_sets(n: int) -> tuple[PromptSet, PromptSet]:
+    """The first ``n`` AdvBench behaviours not used to find the refusal direction, and the first ``n`` held-out benign requests."""
+    sets = prompt_sets(N_TRAIN, N_VAL, n, seed=1)
+    return sets["eval_harmful"], sets["eval_benign"]
 
 
 def prompts(n: int) -> PromptSet:
-    sets = prompt_sets(N_TRAIN, N_VAL, n, seed=1)
-    return PromptSet(sets["eval_harmful"].records + sets["eval_benign"].records, "advbench eval + benign heldout")
+    harmful, benign = evaluation_sets(n)
+    return PromptSet(harmful.records + benign.records, "advbench eval + benign heldout")
 
 
 def first_stable_layer(is_refusal_top: torch.Tensor) -> int | None:
@@ -85,7 +92,7 @@ def main() -> None:
     start = time.time()
     model = load_model(MODEL, device="cpu")
     formatted = chat_format(model.tokenizer, prompts(args.n))
-    ids, token_strings = refusal_token_ids(model.tokenizer, ("I", "Sorry", "As"))
+    ids, token_strings = refusal_token_ids(model.tokenizer, REFUSAL_STARTS)
     sites = [f"blocks.{layer}.hook_resid_post" for layer in range(model.cfg.n_layers)]
     layers = list(range(model.cfg.n_layers))
     summary = {"model": MODEL, "n_per_class": args.n, "refusal_tokens": list(token_strings), "layers": layers}

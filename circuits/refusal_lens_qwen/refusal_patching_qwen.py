@@ -28,7 +28,6 @@ import plotly.graph_objects as go
 import torch
 
 from interp.data import PromptSet, tokenize_prompts
-from interp.demo.alignment import prompt_sets
 from interp.directions import chat_format, refusal_token_ids
 from interp.directions.find import last_log_probs, refusal_scores
 from interp.directions.prompts import PLACEHOLDER, post_instruction_tokens
@@ -36,17 +35,15 @@ from interp.io import atomic_write_figure, atomic_write_json
 from interp.model import load_model
 from interp.patching import RESULT_FILES, PatchingResult, activation_patching
 from interp.plots import screenshot
+from refusal_lens_qwen import REFUSAL_STARTS, evaluation_sets  # this folder's logit-lens script: the same prompts
 
 MODEL = "qwen2.5-coder-0.5b-instruct"
 HERE = Path(__file__).resolve().parent
-N_TRAIN, N_VAL = 64, 16  # the direction's training and scoring sets (seed 1) come first in AdvBench's seeded order
-REFUSAL_STARTS = ("I", "Sorry", "As")
 
 
 def candidates() -> tuple[PromptSet, PromptSet]:
     """Every AdvBench behaviour not used to find the refusal direction, and every held-out benign request."""
-    sets = prompt_sets(N_TRAIN, N_VAL, 10_000, seed=1)
-    return sets["eval_harmful"], sets["eval_benign"]
+    return evaluation_sets(10_000)
 
 
 def pair_by_length(harmful: list[torch.Tensor], benign: list[torch.Tensor], n_pairs: int) -> dict[int, list[tuple[int, int]]]:
