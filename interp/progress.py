@@ -13,12 +13,23 @@ from tqdm.auto import tqdm as _tqdm
 LOG_INTERVAL_SECONDS = 30.0
 
 
+class _LogBar(_tqdm):
+    """A bar writing to a log: a new postfix waits for the next redraw instead of forcing one (tqdm's default)."""
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        super().set_postfix_str(s, refresh=False)
+
+
 def tqdm(*args: Any, **kwargs: Any) -> Any:
     """``tqdm.auto.tqdm(*args, **kwargs)``, redrawn every ``LOG_INTERVAL_SECONDS`` at most when not writing to a terminal."""
-    if not _live(kwargs.get("file") or sys.stderr):
-        kwargs.setdefault("mininterval", LOG_INTERVAL_SECONDS)
-        kwargs.setdefault("maxinterval", LOG_INTERVAL_SECONDS)
-    return _tqdm(*args, **kwargs)
+    if _live(kwargs.get("file") or sys.stderr):
+        return _tqdm(*args, **kwargs)
+    kwargs.setdefault("mininterval", LOG_INTERVAL_SECONDS)
+    kwargs.setdefault("maxinterval", LOG_INTERVAL_SECONDS)
+    return _LogBar(*args, **kwargs)
 
 
 def _live(stream: Any) -> bool:
