@@ -9,10 +9,10 @@ The key functions of every analysis are here, ``interp.<name>``, imported on fir
 
 __version__ = "0.1.0"
 
-from typing import TYPE_CHECKING  # noqa: E402
+from typing import TYPE_CHECKING
 
-from interp.errors import InterpError  # noqa: E402
-from interp.lazy import lazy_exports  # noqa: E402
+from interp.errors import InterpError
+from interp.lazy import lazy_exports
 
 # name -> the module it lives in: the functions of the README's table, plus the model and prompt set they take
 _LAZY = {
@@ -63,7 +63,15 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 if TYPE_CHECKING:  # what IDEs and type checkers see as interp.<name>
     from interp.data import PromptSet
     from interp.demo import run_demo
-    from interp.directions import ablated, added, find_directions, merge_scores, orthogonalized, read_instructions, save_orthogonalized
+    from interp.directions import (
+        ablated,
+        added,
+        find_directions,
+        merge_scores,
+        orthogonalized,
+        read_instructions,
+        save_orthogonalized,
+    )
     from interp.lens import TunedLens, generate_texts, lens_kl, logit_lens, train_tuned_lens
     from interp.mechanisms.attention import attention_pattern
     from interp.mechanisms.dla import direct_logit_attribution
@@ -73,7 +81,14 @@ if TYPE_CHECKING:  # what IDEs and type checkers see as interp.<name>
     from interp.organisms.evaluate import organism_report
     from interp.patching import activation_patching, attribution_patching
     from interp.probes import ablate, steer, train_probes
-    from interp.pruning import importance_scores, pruned, random_mask, recognition_after_pruning, run_sweep, set_difference
+    from interp.pruning import (
+        importance_scores,
+        pruned,
+        random_mask,
+        recognition_after_pruning,
+        run_sweep,
+        set_difference,
+    )
     from interp.resampling import Chain, analyze, resilience, run_rollouts
     from interp.store import ActivationStore, cache_activations, capture_activations
 

@@ -12,17 +12,39 @@ file system becomes one line naming the path and the fix (``filesystem_error``).
 import errno
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from interp.errors import InterpError
 
 # name -> (kind, lowest, highest, whether the lowest itself is allowed); kind "int" or "float"
 LIMITS: dict[str, tuple[str, float | None, float | None, bool]] = {
-    **{name: ("int", 1, None, True) for name in (
-        "batch_size", "shard_size", "steps", "n", "n_samples", "max_new_tokens", "task_max_new_tokens", "forced_max_new_tokens",
-        "new_tokens", "top_k", "top", "threads", "max_iter", "batch_tokens", "generate_batch_size", "tensor_parallel_size", "limit",
-        "n_train", "n_val", "report_n_min")},  # fmt: skip
+    **{
+        name: ("int", 1, None, True)
+        for name in (
+            "batch_size",
+            "shard_size",
+            "steps",
+            "n",
+            "n_samples",
+            "max_new_tokens",
+            "task_max_new_tokens",
+            "forced_max_new_tokens",
+            "new_tokens",
+            "top_k",
+            "top",
+            "threads",
+            "max_iter",
+            "batch_tokens",
+            "generate_batch_size",
+            "tensor_parallel_size",
+            "limit",
+            "n_train",
+            "n_val",
+            "report_n_min",
+        )
+    },  # fmt: skip
     **{name: ("int", 0, None, True) for name in ("seed", "report_n")},
     "cv": ("int", 2, None, True),
     "C": ("float", 0, None, False),
@@ -89,10 +111,14 @@ def filesystem_error(error: OSError, path: str | os.PathLike | None = None, acti
     """
     where = str(path) if path is not None else str(error.filename or "a file")
     involved = [str(name) for name in (error.filename, error.filename2) if name]
-    other = [name for name in involved if name != where and not os.path.basename(name).endswith(".tmp")]  # temp files say nothing
+    other = [
+        name for name in involved if name != where and not os.path.basename(name).endswith(".tmp")
+    ]  # temp files say nothing
     reason = (error.strerror or str(error) or type(error).__name__).rstrip(".")
     also = f" ({other[0]})" if other else ""
-    return InterpError(f"cannot {action} {where}{also}: {reason}; {FILESYSTEM_FIXES.get(error.errno, 'check the path and the disk, then run again')}.")
+    return InterpError(
+        f"cannot {action} {where}{also}: {reason}; {FILESYSTEM_FIXES.get(error.errno, 'check the path and the disk, then run again')}."
+    )
 
 
 def check_output_path(path: str | os.PathLike | None, flag: str = "--out", kind: str = "directory") -> None:
@@ -105,13 +131,19 @@ def check_output_path(path: str | os.PathLike | None, flag: str = "--out", kind:
         return
     path = Path(path)
     if kind == "directory" and path.exists() and not path.is_dir():
-        raise InterpError(f"{flag} {path} is a file, not a directory; choose a directory path (new or existing), or remove that file.")
+        raise InterpError(
+            f"{flag} {path} is a file, not a directory; choose a directory path (new or existing), or remove that file."
+        )
     if kind == "file" and path.is_dir():
         raise InterpError(f"{flag} {path} is a directory; {flag} names the file to write, e.g. {path / 'report.json'}.")
     existing = path if kind == "directory" and path.is_dir() else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
-        raise InterpError(f"{flag} {path} cannot be created: {existing} is a file, not a directory; remove it or choose another {flag}.")
+        raise InterpError(
+            f"{flag} {path} cannot be created: {existing} is a file, not a directory; remove it or choose another {flag}."
+        )
     if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
-        raise InterpError(f"{flag} {path} cannot be written: no permission to write in {existing}; make it writable (chmod u+w) or choose another {flag}.")
+        raise InterpError(
+            f"{flag} {path} cannot be written: no permission to write in {existing}; make it writable (chmod u+w) or choose another {flag}."
+        )

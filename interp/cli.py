@@ -6,7 +6,7 @@ never a traceback.
 """
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from interp.errors import InterpError
 

@@ -12,9 +12,10 @@ as it is when the prompt runs alone (left padding would shift rotary positions).
 import csv
 import io
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Int
@@ -36,7 +37,9 @@ class PromptSet:
 
     def __post_init__(self) -> None:
         if not self.records:
-            raise InterpError(f"the prompt set{' ' + self.source if self.source else ''} is empty; give at least one prompt.")
+            raise InterpError(
+                f"the prompt set{' ' + self.source if self.source else ''} is empty; give at least one prompt."
+            )
         for index, record in enumerate(self.records):
             text = record.get("text")
             if not isinstance(text, str) or not text.strip():
@@ -50,15 +53,26 @@ class PromptSet:
     def from_texts(cls, texts: Sequence[str], labels: Sequence[Any] | None = None, source: str = "") -> "PromptSet":
         if labels is not None and len(labels) != len(texts):
             raise InterpError(f"got {len(texts)} texts but {len(labels)} labels; give one label per text.")
-        records = [{"text": text} if labels is None else {"text": text, "label": label} for text, label in zip(texts, labels or [None] * len(texts))]
+        records = [
+            {"text": text} if labels is None else {"text": text, "label": label}
+            for text, label in zip(texts, labels or [None] * len(texts))
+        ]
         return cls(tuple(records), source)
 
     @classmethod
-    def from_records(cls, records: Sequence[Mapping[str, Any]], text_field: str = "text", label_field: str = "label", source: str = "") -> "PromptSet":
+    def from_records(
+        cls,
+        records: Sequence[Mapping[str, Any]],
+        text_field: str = "text",
+        label_field: str = "label",
+        source: str = "",
+    ) -> "PromptSet":
         normalized = []
         for index, record in enumerate(records):
             if text_field not in record:
-                fields = ", ".join(name if name.isprintable() else repr(name) for name in record)[:200] or "none"  # one line
+                fields = (
+                    ", ".join(name if name.isprintable() else repr(name) for name in record)[:200] or "none"
+                )  # one line
                 raise InterpError(
                     f"record {index}{' of ' + source if source else ''} has no field {text_field!r} (fields: {fields}). "
                     f"Pass --text-field with the name of the column that holds the prompt."
@@ -73,7 +87,9 @@ class PromptSet:
     @classmethod
     def from_file(cls, path: str | Path, text_field: str = "text", label_field: str = "label") -> "PromptSet":
         """Read JSONL (one object per line), a JSON list, CSV (with a header) or TXT (one prompt per line)."""
-        return cls.from_records(read_records(path, text_field), text_field=text_field, label_field=label_field, source=str(path))
+        return cls.from_records(
+            read_records(path, text_field), text_field=text_field, label_field=label_field, source=str(path)
+        )
 
     # ---- access -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -128,7 +144,9 @@ class PromptSet:
             )
         texts = []
         for text in self.texts:
-            messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": text}]
+            messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+                {"role": "user", "content": text}
+            ]
             texts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         return self.with_texts(texts)
 
@@ -152,7 +170,9 @@ def read_records(path: str | Path, text_field: str = "text") -> list[dict[str, A
     except (OSError, UnicodeDecodeError) as error:
         raise InterpError(f"cannot read prompt file {path}: {error}. Save it as UTF-8 text.") from error
     if not raw.strip():
-        raise InterpError(f"prompt file {path} is empty; put one prompt per line (TXT) or one JSON object per line (JSONL).")
+        raise InterpError(
+            f"prompt file {path} is empty; put one prompt per line (TXT) or one JSON object per line (JSONL)."
+        )
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         records = read_jsonl(raw.encode("utf-8"), what=str(path), hint="each line must be one JSON object")
@@ -161,9 +181,13 @@ def read_records(path: str | Path, text_field: str = "text") -> list[dict[str, A
     elif suffix == ".csv":
         records = _parse_csv(raw, path)
     elif suffix == ".txt":
-        records = [{text_field: line.removesuffix("\r")} for line in raw.split("\n") if line.strip()]  # "\n" only: U+2028 is text
+        records = [
+            {text_field: line.removesuffix("\r")} for line in raw.split("\n") if line.strip()
+        ]  # "\n" only: U+2028 is text
     else:
-        raise InterpError(f"unknown prompt file type {path.suffix!r} for {path}; use one of {', '.join(PROMPT_SUFFIXES)}.")
+        raise InterpError(
+            f"unknown prompt file type {path.suffix!r} for {path}; use one of {', '.join(PROMPT_SUFFIXES)}."
+        )
     if suffix in (".jsonl", ".json"):
         _check_no_lone_surrogates(records, path)
     return records
@@ -174,7 +198,9 @@ def _check_no_lone_surrogates(records: list[dict[str, Any]], path: Path) -> None
     try:
         json.dumps(records, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as error:
-        raise InterpError(f"{path} holds a lone surrogate escape ({error.object[error.start]!r}), which is not a character; remove it or write the character itself.") from None
+        raise InterpError(
+            f"{path} holds a lone surrogate escape ({error.object[error.start]!r}), which is not a character; remove it or write the character itself."
+        ) from None
 
 
 def _parse_json(raw: str, path: Path) -> list[dict[str, Any]]:
@@ -183,9 +209,11 @@ def _parse_json(raw: str, path: Path) -> list[dict[str, Any]]:
     except json.JSONDecodeError as error:
         raise InterpError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}).") from error
     except RecursionError:
-        raise InterpError(f"{path}: the JSON is nested too deeply to read; give a flat list of objects like [{{\"text\": ...}}].") from None
+        raise InterpError(
+            f'{path}: the JSON is nested too deeply to read; give a flat list of objects like [{{"text": ...}}].'
+        ) from None
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise InterpError(f"{path}: expected a JSON list of objects like [{{\"text\": ...}}].")
+        raise InterpError(f'{path}: expected a JSON list of objects like [{{"text": ...}}].')
     return data
 
 
@@ -204,15 +232,19 @@ def _parse_csv(raw: str, path: Path) -> list[dict[str, Any]]:
             if _EXTRA_FIELDS in row:
                 raise InterpError(
                     f"{path}, line {reader.line_num}: {len(reader.fieldnames) + len(row[_EXTRA_FIELDS])} fields but the header has "
-                    f"{len(reader.fieldnames)}; quote a field that holds a comma (\"a, b\") or add the column to the header."
+                    f'{len(reader.fieldnames)}; quote a field that holds a comma ("a, b") or add the column to the header.'
                 )
             records.append(row)
     except csv.Error as error:
-        raise InterpError(f"{path}, line {reader.line_num}: not valid CSV ({error}); quote fields that hold commas, quotes or line breaks.") from None
+        raise InterpError(
+            f"{path}, line {reader.line_num}: not valid CSV ({error}); quote fields that hold commas, quotes or line breaks."
+        ) from None
     return records
 
 
-_EXTRA_FIELDS = object()  # the key under which DictReader puts a row's fields beyond the header's (no column name can equal it)
+_EXTRA_FIELDS = (
+    object()
+)  # the key under which DictReader puts a row's fields beyond the header's (no column name can equal it)
 
 
 # ---- tokenization and batching -------------------------------------------------------------
@@ -224,15 +256,17 @@ class Batch:
 
     tokens: Int[Tensor, "batch pos"]
     attention_mask: Int[Tensor, "batch pos"]
-    lengths: Int[Tensor, "batch"]
+    lengths: Int[Tensor, " batch"]
     indices: tuple[int, ...] = field(default=())
 
     @property
-    def last_positions(self) -> Int[Tensor, "batch"]:
+    def last_positions(self) -> Int[Tensor, " batch"]:
         return self.lengths - 1
 
 
-def tokenize_prompts(model, prompts: PromptSet | Sequence[str], max_length: int | None = None) -> list[Int[Tensor, "pos"]]:
+def tokenize_prompts(
+    model, prompts: PromptSet | Sequence[str], max_length: int | None = None
+) -> list[Int[Tensor, " pos"]]:
     """Token ids of each prompt as the model itself would tokenize it alone (BOS rules included).
 
     Raises if a prompt is longer than the model's context (nothing is silently truncated).
@@ -256,7 +290,9 @@ def tokenize_prompts(model, prompts: PromptSet | Sequence[str], max_length: int 
     return token_lists
 
 
-def pad_batch(token_lists: Sequence[Tensor], pad_id: int, indices: Sequence[int] = (), pad_to: int | None = None) -> Batch:
+def pad_batch(
+    token_lists: Sequence[Tensor], pad_id: int, indices: Sequence[int] = (), pad_to: int | None = None
+) -> Batch:
     """Right-pad a list of 1-D token tensors into a Batch."""
     lengths = torch.tensor([len(ids) for ids in token_lists], dtype=torch.long)
     width = int(pad_to or lengths.max())
@@ -268,7 +304,9 @@ def pad_batch(token_lists: Sequence[Tensor], pad_id: int, indices: Sequence[int]
     return Batch(tokens, mask, lengths, tuple(indices) or tuple(range(len(token_lists))))
 
 
-def iter_batches(token_lists: Sequence[Tensor], batch_size: int, pad_id: int, start: int = 0, stop: int | None = None) -> Iterator[Batch]:
+def iter_batches(
+    token_lists: Sequence[Tensor], batch_size: int, pad_id: int, start: int = 0, stop: int | None = None
+) -> Iterator[Batch]:
     """Consecutive right-padded batches over prompts ``start:stop``."""
     if batch_size < 1:
         raise InterpError(f"batch_size must be at least 1, got {batch_size}.")

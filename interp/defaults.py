@@ -70,7 +70,9 @@ DEMO_OUT = "out/demo"  # the report's directory
 PRUNE_METHODS = ("snip", "signed_snip", "wanda")  # importance scores (interp.pruning.scores)
 PRUNE_METHOD = "signed_snip"  # the score of the set difference (Orgad et al. 2026)
 PRUNE_BATCH_SIZE = 8  # examples per forward/backward pass when scoring (the scores do not depend on it)
-PRUNE_CPU_PASS_ELEMENTS = 512 * 3072  # on the CPU, a gradient pass holds at most this many tokens x widest linear output
+PRUNE_CPU_PASS_ELEMENTS = (
+    512 * 3072
+)  # on the CPU, a gradient pass holds at most this many tokens x widest linear output
 # (512 tokens of GPT-2-small's MLP): larger passes leave the cache and re-fault their memory (measured in bench/pruning.py)
 PRUNE_N_SAMPLES = 128  # examples per score in an experiment (the reference uses 128)
 PRUNE_P = 0.01  # benign fraction protected per matrix

@@ -17,9 +17,10 @@ items (shards, problems) and their names do not depend on the number of ranks.
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -73,7 +74,11 @@ class World:
                 f"--device {requested} would put all {self.local_size} ranks of this machine on one GPU; pass --device cuda "
                 "(each rank takes cuda:LOCAL_RANK), or choose the GPUs with CUDA_VISIBLE_DEVICES."
             )
-        if not self.is_distributed or (requested not in (None, "cuda")) or (requested is None and not torch.cuda.is_available()):
+        if (
+            not self.is_distributed
+            or (requested not in (None, "cuda"))
+            or (requested is None and not torch.cuda.is_available())
+        ):
             return requested
         found = torch.cuda.device_count()
         if self.local_rank >= found:
@@ -100,7 +105,12 @@ def current_world() -> World:
                 "(torchrun --nproc-per-node N -m interp ...), or unset WORLD_SIZE to run one process."
             )
         values[name] = int(text)
-    return World(rank=values["RANK"], size=values["WORLD_SIZE"], local_rank=values["LOCAL_RANK"], local_size=values["LOCAL_WORLD_SIZE"])
+    return World(
+        rank=values["RANK"],
+        size=values["WORLD_SIZE"],
+        local_rank=values["LOCAL_RANK"],
+        local_size=values["LOCAL_WORLD_SIZE"],
+    )
 
 
 def ensure_process_group(world: World, device: str | torch.device | None = None) -> None:
@@ -111,7 +121,9 @@ def ensure_process_group(world: World, device: str | torch.device | None = None)
         return
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
     if missing:
-        raise InterpError(f"WORLD_SIZE={world.size} but {' and '.join(missing)} unset; start the command with torchrun, which sets them.")
+        raise InterpError(
+            f"WORLD_SIZE={world.size} but {' and '.join(missing)} unset; start the command with torchrun, which sets them."
+        )
     on_cuda = device is not None and torch.device(device).type == "cuda"
     backend = "nccl" if on_cuda and dist.is_nccl_available() else "gloo"
     if backend == "nccl":
@@ -166,7 +178,11 @@ def _broadcast_json(value: Any) -> Any:
     payload = json.dumps(value).encode("utf-8") if dist.get_rank() == 0 else b""
     length = torch.tensor([len(payload)], dtype=torch.int64, device=device)
     dist.broadcast(length, src=0)
-    data = torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(device) if payload else torch.empty(int(length), dtype=torch.uint8, device=device)
+    data = (
+        torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(device)
+        if payload
+        else torch.empty(int(length), dtype=torch.uint8, device=device)
+    )
     dist.broadcast(data, src=0)
     return json.loads(data.cpu().numpy().tobytes().decode("utf-8"))
 
@@ -177,7 +193,16 @@ def hide_launcher_environment() -> None:
     For a library that would take them as its own launch (vLLM starts its own workers for tensor
     parallelism): each rank then looks like a process started alone.
     """
-    for name in [*_ENV, "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT"]:
+    for name in [
+        *_ENV,
+        "GROUP_RANK",
+        "GROUP_WORLD_SIZE",
+        "ROLE_RANK",
+        "ROLE_WORLD_SIZE",
+        "ROLE_NAME",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    ]:
         os.environ.pop(name, None)
     for name in [name for name in os.environ if name.startswith("TORCHELASTIC_")]:
         os.environ.pop(name, None)

@@ -5,15 +5,14 @@ Every result is saved with ``write_result`` and read with ``read_result``: a JSO
 HTML with plotly.js inlined (they open offline), provenance through ``Provenance.to_dict/from_dict``.
 """
 
-import contextlib
 import json
 import os
 import re
 import tempfile
-import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -50,11 +49,21 @@ def safe_name(name: Any, what: str = "name") -> str:
 def inside(root: str | os.PathLike, relative: Any, what: str) -> Path:
     """``root / relative`` if ``relative`` is a relative path that stays inside ``root`` (no ``..``, links out or absolute paths)."""
     root = Path(root)
-    if not isinstance(relative, str) or not relative or Path(relative).is_absolute() or any(part in ("..", "") for part in relative.split("/")) or "\\" in relative:
-        raise InterpError(f"{what} {relative!r} is not a path inside {root}; the directory is damaged or was edited by hand.")
+    if (
+        not isinstance(relative, str)
+        or not relative
+        or Path(relative).is_absolute()
+        or any(part in ("..", "") for part in relative.split("/"))
+        or "\\" in relative
+    ):
+        raise InterpError(
+            f"{what} {relative!r} is not a path inside {root}; the directory is damaged or was edited by hand."
+        )
     path = root / relative
     if not path.resolve().is_relative_to(root.resolve()):
-        raise InterpError(f"{what} {relative!r} leads outside {root} (through a link); the directory is damaged or was edited by hand.")
+        raise InterpError(
+            f"{what} {relative!r} leads outside {root} (through a link); the directory is damaged or was edited by hand."
+        )
     return path
 
 
@@ -113,7 +122,10 @@ def atomic_write_jsonl(path: Path, rows: list[Mapping[str, Any]]) -> None:
 
 
 def read_jsonl(
-    source: str | os.PathLike | bytes, what: str = "", torn_tail: bool = False, hint: str = "each line must be one JSON object"
+    source: str | os.PathLike | bytes,
+    what: str = "",
+    torn_tail: bool = False,
+    hint: str = "each line must be one JSON object",
 ) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file (a path, or its bytes), one per line; blank lines are skipped.
 
@@ -140,7 +152,9 @@ def read_jsonl(
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise InterpError(f"{what}, line {number}: not UTF-8 text ({error.reason} at byte {error.start}); {hint}.") from None
+            raise InterpError(
+                f"{what}, line {number}: not UTF-8 text ({error.reason} at byte {error.start}); {hint}."
+            ) from None
         if not line.strip():
             continue
         try:
@@ -150,131 +164,22 @@ def read_jsonl(
         except RecursionError:
             raise InterpError(f"{what}, line {number}: JSON nested too deeply to read; {hint}.") from None
         if not isinstance(record, dict):
-            raise InterpError(f"{what}, line {number}: expected a JSON object like {{\"text\": ...}}, got {type(record).__name__}; {hint}.")
+            raise InterpError(
+                f'{what}, line {number}: expected a JSON object like {{"text": ...}}, got {type(record).__name__}; {hint}.'
+            )
         records.append(record)
     return records
 
 
-def atomic_write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+def atomic_write_safetensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
     """safetensors refuses shared memory, so every tensor is made contiguous and owned first."""
-    owned = {name: tensor.detach().contiguous().clone() if _shares_storage(tensor) else tensor.detach().contiguous() for name, tensor in tensors.items()}
+    owned = {
+        name: tensor.detach().contiguous().clone() if _shares_storage(tensor) else tensor.detach().contiguous()
+        for name, tensor in tensors.items()
+    }
     atomic_write_bytes(path, safetensors_bytes(owned, metadata=dict(metadata) if metadata else None))
-
-
-@contextlib.contextmanager
-def exclusive_lock(directory: str | os.PathLike, name: str = ".interp.lock", what: str = "directory") -> Iterator[Path]:
-    """Hold ``directory/name`` (created exclusively, holding this process's pid) for the block.
-
-    A second writer gets an InterpError naming the holder's pid and the lock file; a lock whose
-    pid no longer runs (a killed run) is stale and taken over. ``directory`` is created if needed
-    (and removed again if it is still empty afterwards).
-    """
-    directory = Path(directory)
-    created = not directory.exists()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    for _ in range(3):
-        try:
-            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _lock_holder(path)
-            if (holder is not None and _running(holder)) or (holder is None and _age(path) < 5):  # a lock being written counts as held
-                raise InterpError(
-                    f"another interp process (pid {holder}) is writing the {what} {directory} (lock file {path}); wait for it to "
-                    "finish, or if that process is gone, delete the lock file."
-                ) from None
-            try:
-                os.unlink(path)  # stale: its process is gone
-            except FileNotFoundError:
-                pass
-            continue
-        with os.fdopen(handle, "w") as file:
-            file.write(f"{os.getpid()}\n")
-        break
-    else:
-        raise InterpError(f"could not take the lock file {path} of {directory}; delete it if no interp process is writing there.")
-    try:
-        yield path
-    finally:
-        if _lock_holder(path) == os.getpid():
-            path.unlink(missing_ok=True)
-        if created and directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()
-
-
-def _lock_holder(path: Path) -> int | None:
-    try:
-        return int(path.read_text(encoding="utf-8").split()[0])
-    except (OSError, ValueError, IndexError, UnicodeDecodeError):
-        return None  # unreadable or half-written: treated as stale
-
-
-def _age(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return float("inf")
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it runs, as another user
-    return True
-
-
-def claim_directory(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Make ``out`` the directory of the experiment ``record`` describes (``config.json``), or check that it is.
-
-    A rerun with the same record may resume there; another record, or a non-empty directory
-    without ``config.json``, is refused, so the finished steps of two experiments never mix.
-    """
-    out = Path(out)
-    stored = out / CONFIG_FILE
-    wanted = json.loads(json.dumps(record, default=_json_default))
-    if stored.exists():
-        found = json.loads(stored.read_text(encoding="utf-8"))
-        if found != wanted:
-            changed = sorted(key for key in set(found) | set(wanted) if found.get(key) != wanted.get(key))
-            raise InterpError(
-                f"{out} holds a different experiment (changed: {', '.join(changed)}). "
-                "Use a new --out directory, or delete this one to start over."
-            )
-        return
-    if out.exists() and any(out.iterdir()):
-        raise InterpError(f"{out} exists and is not an experiment directory (no {CONFIG_FILE}); choose an empty or new --out.")
-    atomic_write_json(stored, wanted)
-
-
-def saved_result(out: str | os.PathLike, record: Mapping[str, Any], load: Callable[[Path], Any]) -> Any | None:
-    """The result saved in ``out`` when its ``config.json`` equals ``record`` and it loads; else None.
-
-    A ``config.json`` of another record is replaced by a placeholder that matches no record until
-    ``write_record`` marks the new result complete; a non-empty directory without one is refused.
-    """
-    out = Path(out)
-    stored = out / CONFIG_FILE
-    if not stored.exists():
-        if out.exists() and any(out.iterdir()):
-            raise InterpError(f"{out} exists and is not an experiment directory (no {CONFIG_FILE}); choose an empty or new --out.")
-        return None
-    if json.loads(stored.read_text(encoding="utf-8")) == json.loads(json.dumps(record, default=_json_default)):
-        try:
-            return load(out)
-        except (InterpError, OSError, KeyError, ValueError):
-            pass  # an incomplete or unreadable result: computed again
-    atomic_write_json(stored, {"incomplete": "a result is being computed here; rerun the experiment to finish it"})
-    return None
-
-
-def write_record(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Write ``out/config.json`` (after the result it describes, so that it only ever names a complete one)."""
-    atomic_write_json(Path(out) / CONFIG_FILE, record)
 
 
 def atomic_write_figure(path: Path, figure: Any) -> None:
@@ -322,7 +227,9 @@ class ResultFormat:
         return f"interp.{self.kind}"
 
 
-RESULT_FORMATS: dict[str, ResultFormat] = {}  # kind -> format; each result module declares its own (ResultFormat registers itself)
+RESULT_FORMATS: dict[
+    str, ResultFormat
+] = {}  # kind -> format; each result module declares its own (ResultFormat registers itself)
 
 
 def _by_tag(tag: str) -> ResultFormat | None:
@@ -366,17 +273,25 @@ def write_result(
         path = Path(target)
         path = path / fmt.tensors_file if path.is_dir() else path
         strings = {key: str(value) for key, value in tag.items()} | dict(meta)
-        strings["provenance"] = json.dumps(provenance.to_dict() if provenance else None, sort_keys=True, default=_json_default)
+        strings["provenance"] = json.dumps(
+            provenance.to_dict() if provenance else None, sort_keys=True, default=_json_default
+        )
         atomic_write_safetensors(path, tensors or {}, strings)
         return path
     directory = Path(target)  # each atomic write below creates it (an OSError there is an InterpError naming the path)
     if tensors is not None:
-        atomic_write_safetensors(directory / fmt.tensors_file, tensors, {key: str(value) for key, value in tag.items()} | dict(tensor_metadata or {}))
+        atomic_write_safetensors(
+            directory / fmt.tensors_file,
+            tensors,
+            {key: str(value) for key, value in tag.items()} | dict(tensor_metadata or {}),
+        )
     for name, text in (files or {}).items():
         atomic_write_text(directory / name, text)
     for name, figure in (figures or {}).items():
         atomic_write_figure(directory / name, figure)
-    atomic_write_json(directory / fmt.meta_file, {**tag, **meta, "provenance": provenance.to_dict() if provenance else None})
+    atomic_write_json(
+        directory / fmt.meta_file, {**tag, **meta, "provenance": provenance.to_dict() if provenance else None}
+    )
     return directory
 
 
@@ -394,13 +309,17 @@ def read_result(source: str | os.PathLike, fmt: ResultFormat) -> SavedResult:
         try:
             with safe_open(str(path), framework="pt") as handle:
                 meta: Any = dict(handle.metadata() or {})
-        except Exception as error:  # noqa: BLE001 - safetensors raises its own types
-            raise InterpError(f"{path} is not a readable safetensors file ({error}); it is not a saved {fmt.name}.") from error
+        except Exception as error:
+            raise InterpError(
+                f"{path} is not a readable safetensors file ({error}); it is not a saved {fmt.name}."
+            ) from error
         meta, version = _current(path, meta, fmt)
         try:
             provenance = json.loads(meta["provenance"]) if meta.get("provenance") else None
         except (json.JSONDecodeError, RecursionError) as error:
-            raise InterpError(f"{path} holds a provenance that is not valid JSON; the saved {fmt.name} is damaged. Create it again with {fmt.create}.") from error
+            raise InterpError(
+                f"{path} holds a provenance that is not valid JSON; the saved {fmt.name} is damaged. Create it again with {fmt.create}."
+            ) from error
         return SavedResult(path, meta, LazyTensors(path), _provenance(path, provenance, fmt), version)
     directory = Path(source)
     meta_path = directory / fmt.meta_file
@@ -410,7 +329,9 @@ def read_result(source: str | os.PathLike, fmt: ResultFormat) -> SavedResult:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         reason = "nested too deeply to read" if isinstance(error, RecursionError) else error
-        raise InterpError(f"{meta_path} is not valid JSON ({reason}); the saved {fmt.name} is damaged. Create it again with {fmt.create}.") from error
+        raise InterpError(
+            f"{meta_path} is not valid JSON ({reason}); the saved {fmt.name} is damaged. Create it again with {fmt.create}."
+        ) from error
     if not isinstance(meta, dict):
         raise InterpError(f"{meta_path} holds a JSON {type(meta).__name__}, not the meta of a saved {fmt.name}.")
     meta, version = _current(meta_path, meta, fmt)
@@ -450,7 +371,9 @@ def _provenance(where: Path, data: Any, fmt: ResultFormat) -> Provenance | None:
         if wrong is not None:
             problem = f"field 'provenance.{wrong}' should be {_PROVENANCE_FIELDS[wrong][0]}"
     if problem:
-        raise InterpError(f"{where} {problem}; the saved {fmt.name} is damaged or was edited by hand. Create it again with {fmt.create}.")
+        raise InterpError(
+            f"{where} {problem}; the saved {fmt.name} is damaged or was edited by hand. Create it again with {fmt.create}."
+        )
     return Provenance.from_dict(data)
 
 
@@ -463,18 +386,31 @@ def _current(where: Path, meta: dict[str, Any], fmt: ResultFormat) -> tuple[dict
         except (TypeError, ValueError):
             version = -1
         if version < 0:
-            raise InterpError(f"{where} says format {tag!r} but has no readable format_version; the saved {fmt.name} is damaged. Create it again with {fmt.create}.")
+            raise InterpError(
+                f"{where} says format {tag!r} but has no readable format_version; the saved {fmt.name} is damaged. Create it again with {fmt.create}."
+            )
     elif tag is None and fmt.untagged is not None:
         version = fmt.untagged
     else:
         if tag is not None:
             other = _by_tag(str(tag))
         else:  # an untagged meta of the same file name: a result of a kind that wrote no tag
-            other = next((f for f in RESULT_FORMATS.values() if f.kind != fmt.kind and f.meta_file == where.name and f.untagged is not None), None)
+            other = next(
+                (
+                    f
+                    for f in RESULT_FORMATS.values()
+                    if f.kind != fmt.kind and f.meta_file == where.name and f.untagged is not None
+                ),
+                None,
+            )
         if other is not None:
-            raise InterpError(f"{where} is a {other.name} (format {tag!r}), not a {fmt.name}; load it with {other.load}.")
+            raise InterpError(
+                f"{where} is a {other.name} (format {tag!r}), not a {fmt.name}; load it with {other.load}."
+            )
         found = "no format tag" if tag is None else f"format {tag!r}"
-        raise InterpError(f"{where} has {found}, so it is not a {fmt.name} (format {fmt.tag!r}); load it with the loader of its own kind, or create a {fmt.name} with {fmt.create}.")
+        raise InterpError(
+            f"{where} has {found}, so it is not a {fmt.name} (format {fmt.tag!r}); load it with the loader of its own kind, or create a {fmt.name} with {fmt.create}."
+        )
     saved = version
     if version > fmt.version:
         raise InterpError(
@@ -498,7 +434,9 @@ def _missing(directory: Path, fmt: ResultFormat, files: list[str]) -> str:
         f"{directory} holds no saved {fmt.name} (no {' or '.join(files)}): it is not a saved {fmt.name} directory, "
         f"or its save did not finish. Create one with {fmt.create}."
     )
-    for name in dict.fromkeys(other.meta_file for other in RESULT_FORMATS.values() if other.meta_file and other.meta_file != fmt.meta_file):
+    for name in dict.fromkeys(
+        other.meta_file for other in RESULT_FORMATS.values() if other.meta_file and other.meta_file != fmt.meta_file
+    ):
         other = _identify(directory / name)
         if other is not None:
             text += f" It holds a {other.name} ({name}); load that with {other.load}."
@@ -515,7 +453,9 @@ def _identify(path: Path) -> ResultFormat | None:
         return None
     if tag is not None:
         return _by_tag(str(tag))
-    return next((fmt for fmt in RESULT_FORMATS.values() if fmt.meta_file == path.name and fmt.untagged is not None), None)
+    return next(
+        (fmt for fmt in RESULT_FORMATS.values() if fmt.meta_file == path.name and fmt.untagged is not None), None
+    )
 
 
 class LazyTensors(Mapping[str, torch.Tensor]):
@@ -549,7 +489,9 @@ class LazyTensors(Mapping[str, torch.Tensor]):
         """The tensors ``names`` (read in one pass); InterpError naming the missing ones."""
         missing = [name for name in names if name not in self._shapes]
         if missing:
-            raise InterpError(f"{self.path} lacks the tensors {', '.join(missing)} of a saved {what}; the directory is damaged or of another kind.")
+            raise InterpError(
+                f"{self.path} lacks the tensors {', '.join(missing)} of a saved {what}; the directory is damaged or of another kind."
+            )
         tensors = self.load_all()
         return {name: tensors[name] for name in names}
 

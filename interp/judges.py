@@ -13,7 +13,8 @@ False
 """
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from interp.errors import InterpError
 

@@ -16,8 +16,9 @@ last real token (default: the final position), so they work on right-padded batc
 """
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -32,7 +33,9 @@ TokenSpec = int | str | Sequence[int] | Sequence[str] | Tensor
 # ---- helpers -----------------------------------------------------------------------------------
 
 
-def last_logits(logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch d_vocab"]:
+def last_logits(
+    logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, " batch"] | None = None
+) -> Float[Tensor, "batch d_vocab"]:
     """Each row's logits at its own last position (``last``; default: the final position)."""
     if logits.ndim != 3:
         raise InterpError(f"metrics expect logits [batch, pos, d_vocab], got shape {tuple(logits.shape)}.")
@@ -40,11 +43,13 @@ def last_logits(logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "b
         return logits[:, -1, :]
     last = torch.as_tensor(last, device=logits.device).long()
     if last.shape != (logits.shape[0],):
-        raise InterpError(f"'last' has shape {tuple(last.shape)} but the logits have {logits.shape[0]} rows; give one index per row.")
+        raise InterpError(
+            f"'last' has shape {tuple(last.shape)} but the logits have {logits.shape[0]} rows; give one index per row."
+        )
     return logits[torch.arange(logits.shape[0], device=logits.device), last]
 
 
-def token_ids(tokens: TokenSpec, tokenizer: Any = None) -> Int[Tensor, "n"]:
+def token_ids(tokens: TokenSpec, tokenizer: Any = None) -> Int[Tensor, " n"]:
     """Token ids as a 1-D tensor: ints pass through, strings are encoded and must be one token each.
 
     >>> token_ids(5).tolist(), token_ids([3, 4]).tolist()
@@ -69,7 +74,9 @@ def token_ids(tokens: TokenSpec, tokenizer: Any = None) -> Int[Tensor, "n"]:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def per_prompt_token_ids(spec: TokenSpec, tokenizer: Any, n_prompts: int, vocab: int, what: str, reads: str) -> Int[Tensor, "prompt"]:
+def per_prompt_token_ids(
+    spec: TokenSpec, tokenizer: Any, n_prompts: int, vocab: int, what: str, reads: str
+) -> Int[Tensor, " prompt"]:
     """One token id per prompt from ``spec``: one token for all prompts, or one per prompt (strings or ids).
 
     ``what`` names the argument in messages ("target", "answer"); ``reads`` says why it must be one
@@ -80,7 +87,9 @@ def per_prompt_token_ids(spec: TokenSpec, tokenizer: Any, n_prompts: int, vocab:
     """
     items = [spec] * n_prompts if isinstance(spec, (str, int)) else list(spec)
     if len(items) != n_prompts:
-        raise InterpError(f"got {len(items)} {what}{'s' if what == 'target' else ' tokens'} for {n_prompts} prompts; give one per prompt, or one for all.")
+        raise InterpError(
+            f"got {len(items)} {what}{'s' if what == 'target' else ' tokens'} for {n_prompts} prompts; give one per prompt, or one for all."
+        )
     ids = []
     for item in items:
         if isinstance(item, str):
@@ -113,7 +122,7 @@ def _single_token(text: str, tokenizer: Any) -> int:
     return int(ids[0])
 
 
-def _per_row(ids: Tensor, logits: Tensor, what: str, metric: str) -> Int[Tensor, "batch"]:
+def _per_row(ids: Tensor, logits: Tensor, what: str, metric: str) -> Int[Tensor, " batch"]:
     """``ids`` as one id per row of ``logits [batch, d_vocab]``, each checked against the logits' vocabulary width."""
     rows, vocab = logits.shape
     bad = ids[(ids < 0) | (ids >= vocab)]
@@ -126,7 +135,9 @@ def _per_row(ids: Tensor, logits: Tensor, what: str, metric: str) -> Int[Tensor,
     if ids.numel() == 1:
         return ids.expand(rows)
     if ids.numel() != rows:
-        raise InterpError(f"the metric has {ids.numel()} {what} tokens but the logits have {rows} rows; give one token, or one per prompt.")
+        raise InterpError(
+            f"the metric has {ids.numel()} {what} tokens but the logits have {rows} rows; give one token, or one per prompt."
+        )
     return ids
 
 
@@ -147,7 +158,9 @@ def reduce_metric(metric: Metric, logits: Float[Tensor, "batch pos d_vocab"]) ->
             value = torch.tensor(float(value), device=logits.device)
             _check_finite(metric, value)
             return value
-        raise InterpError(f"metric {metric_name(metric)} returned {type(value).__name__}; it must return a tensor (a scalar, or one value per prompt).")
+        raise InterpError(
+            f"metric {metric_name(metric)} returned {type(value).__name__}; it must return a tensor (a scalar, or one value per prompt)."
+        )
     rows = logits.shape[0]
     if value.ndim == 0 or value.shape == (rows,):
         _check_finite(metric, value)
@@ -175,11 +188,13 @@ def _check_finite(metric: Metric, value: Tensor) -> None:
 class LogitDiff:
     """``logit[answer] - logit[wrong]`` at each row's last position."""
 
-    answer: Int[Tensor, "n"]
-    wrong: Int[Tensor, "n"]
+    answer: Int[Tensor, " n"]
+    wrong: Int[Tensor, " n"]
     name: str = "logit_diff"
 
-    def __call__(self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch"]:
+    def __call__(
+        self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, " batch"] | None = None
+    ) -> Float[Tensor, " batch"]:
         final = last_logits(logits, last)
         rows = torch.arange(final.shape[0], device=final.device)
         answer = _per_row(self.answer, final, "answer", self.name)
@@ -191,10 +206,12 @@ class LogitDiff:
 class Probability:
     """Softmax probability of ``answer`` at each row's last position."""
 
-    answer: Int[Tensor, "n"]
+    answer: Int[Tensor, " n"]
     name: str = "probability"
 
-    def __call__(self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch"]:
+    def __call__(
+        self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, " batch"] | None = None
+    ) -> Float[Tensor, " batch"]:
         final = last_logits(logits, last).float()
         rows = torch.arange(final.shape[0], device=final.device)
         answer = _per_row(self.answer, final, "answer", self.name)
@@ -208,7 +225,9 @@ class KLDivergence:
     reference: Float[Tensor, "batch d_vocab"]
     name: str = "kl_divergence"
 
-    def __call__(self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, "batch"] | None = None) -> Float[Tensor, "batch"]:
+    def __call__(
+        self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, " batch"] | None = None
+    ) -> Float[Tensor, " batch"]:
         final = last_logits(logits, last).float()
         if final.shape != self.reference.shape:
             raise InterpError(
@@ -241,7 +260,12 @@ class Normalized:
         return f"normalized {metric_name(self.metric)}"
 
     @classmethod
-    def from_logits(cls, metric: Metric, clean_logits: Float[Tensor, "batch pos d_vocab"], corrupt_logits: Float[Tensor, "batch pos d_vocab"]) -> "Normalized":
+    def from_logits(
+        cls,
+        metric: Metric,
+        clean_logits: Float[Tensor, "batch pos d_vocab"],
+        corrupt_logits: Float[Tensor, "batch pos d_vocab"],
+    ) -> "Normalized":
         """Baselines from the clean and corrupt runs' logits (each reduced to a scalar)."""
         return cls(metric, float(reduce_metric(metric, clean_logits)), float(reduce_metric(metric, corrupt_logits)))
 
@@ -263,13 +287,20 @@ def probability(answer: TokenSpec, tokenizer: Any = None) -> Probability:
     return Probability(token_ids(answer, tokenizer))
 
 
-def kl_divergence(reference_logits: Float[Tensor, "batch pos d_vocab"] | Float[Tensor, "batch d_vocab"], last: Int[Tensor, "batch"] | None = None) -> KLDivergence:
+def kl_divergence(
+    reference_logits: Float[Tensor, "batch pos d_vocab"] | Float[Tensor, "batch d_vocab"],
+    last: Int[Tensor, " batch"] | None = None,
+) -> KLDivergence:
     """KL divergence from the reference run's next-token distribution (e.g. the clean logits)."""
     reference = reference_logits if reference_logits.ndim == 2 else last_logits(reference_logits, last)
     return KLDivergence(reference.detach())
 
 
-def normalized(metric: Metric, clean: float | Float[Tensor, "batch pos d_vocab"], corrupt: float | Float[Tensor, "batch pos d_vocab"]) -> Normalized:
+def normalized(
+    metric: Metric,
+    clean: float | Float[Tensor, "batch pos d_vocab"],
+    corrupt: float | Float[Tensor, "batch pos d_vocab"],
+) -> Normalized:
     """``metric`` rescaled so the corrupt run scores 0 and the clean run 1.
 
     ``clean`` / ``corrupt`` are the baseline values, or the runs' logits to compute them from.

@@ -1,7 +1,7 @@
 """Plotly figure builders shared by the analyses: readable axes, token/prompt strings in hover text."""
 
 import logging
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -29,9 +29,17 @@ def style(figure: go.Figure, title: str, x_title: str, y_title: str) -> go.Figur
     return figure
 
 
-def prompt_layer_heatmap(values: np.ndarray, prompts: Sequence[str], layers: Sequence[int], title: str, colorbar_title: str) -> go.Figure:
+def prompt_layer_heatmap(
+    values: np.ndarray, prompts: Sequence[str], layers: Sequence[int], title: str, colorbar_title: str
+) -> go.Figure:
     """values[prompt, layer] as a heatmap; hover shows the prompt text."""
-    hover = [[f"prompt {i}: {short(p)}<br>layer {layer}<br>{colorbar_title}: {values[i, j]:.4g}" for j, layer in enumerate(layers)] for i, p in enumerate(prompts)]
+    hover = [
+        [
+            f"prompt {i}: {short(p)}<br>layer {layer}<br>{colorbar_title}: {values[i, j]:.4g}"
+            for j, layer in enumerate(layers)
+        ]
+        for i, p in enumerate(prompts)
+    ]
     figure = go.Figure(
         go.Heatmap(
             z=values,
@@ -46,22 +54,35 @@ def prompt_layer_heatmap(values: np.ndarray, prompts: Sequence[str], layers: Seq
     return style(figure, title, "layer", "prompt")
 
 
-def activation_norms_figure(kind: str, layers: Sequence[int], prompts: Sequence[str], values: np.ndarray, positions, model_id: str) -> go.Figure:
+def activation_norms_figure(
+    kind: str, layers: Sequence[int], prompts: Sequence[str], values: np.ndarray, positions, model_id: str
+) -> go.Figure:
     """An activation store's overview: ``values[prompt, layer]``, the L2 norm at site ``kind`` (``ActivationStore.norms()``).
 
     >>> figure = activation_norms_figure("resid_post", [0, 1], ["a", "b"], np.ones((2, 2)), "last", "gpt2")
     >>> figure.data[0].x, figure.layout.title.text
     (('0', '1'), '‖resid_post‖ at positions=last — gpt2')
     """
-    return prompt_layer_heatmap(np.asarray(values), prompts=prompts, layers=layers, title=f"‖{kind}‖ at positions={positions} — {model_id}", colorbar_title="L2 norm")
+    return prompt_layer_heatmap(
+        np.asarray(values),
+        prompts=prompts,
+        layers=layers,
+        title=f"‖{kind}‖ at positions={positions} — {model_id}",
+        colorbar_title="L2 norm",
+    )
 
 
 # ---- harm-weight pruning -------------------------------------------------------------------------
 
 
-def layer_module_heatmap(values: np.ndarray, layers: Sequence[int], modules: Sequence[str], title: str, colorbar_title: str) -> go.Figure:
+def layer_module_heatmap(
+    values: np.ndarray, layers: Sequence[int], modules: Sequence[str], title: str, colorbar_title: str
+) -> go.Figure:
     """values[layer, module] as a heatmap (layers on y, weight matrices such as attn.q or mlp.out on x)."""
-    hover = [[f"layer {layer}<br>{module}<br>{colorbar_title}: {values[i, j]:.4g}" for j, module in enumerate(modules)] for i, layer in enumerate(layers)]
+    hover = [
+        [f"layer {layer}<br>{module}<br>{colorbar_title}: {values[i, j]:.4g}" for j, module in enumerate(modules)]
+        for i, layer in enumerate(layers)
+    ]
     figure = go.Figure(
         go.Heatmap(
             z=values,
@@ -76,7 +97,9 @@ def layer_module_heatmap(values: np.ndarray, layers: Sequence[int], modules: Seq
     return style(figure, title, "weight matrix", "layer")
 
 
-def harm_utility_figure(series: dict[str, dict[str, list]], harm_metric: str, utility_metric: str, title: str) -> go.Figure:
+def harm_utility_figure(
+    series: dict[str, dict[str, list]], harm_metric: str, utility_metric: str, title: str
+) -> go.Figure:
     """Harm (left) and utility (right) against the share of decoder weights pruned, one line per mask kind.
 
     ``series[kind]`` holds lists ``x`` (% pruned), ``harm``, ``utility`` and ``labels`` (hover text).
@@ -109,7 +132,13 @@ def harm_utility_figure(series: dict[str, dict[str, list]], harm_metric: str, ut
     return figure
 
 
-def overlap_figure(pairs: Sequence[str], observed: Sequence[float], chance: Sequence[float], title: str, y_title: str = "weights in both masks") -> go.Figure:
+def overlap_figure(
+    pairs: Sequence[str],
+    observed: Sequence[float],
+    chance: Sequence[float],
+    title: str,
+    y_title: str = "weights in both masks",
+) -> go.Figure:
     """Observed mask intersections next to their chance level, one group per pair of masks."""
     figure = go.Figure(
         [
@@ -171,9 +200,13 @@ def line_plot(
     """One line per series over categorical ``x``, with dashed horizontal reference lines (e.g. baselines)."""
     figure = go.Figure()
     for name, ys in series.items():
-        figure.add_trace(go.Scatter(x=list(x), y=list(ys), mode="lines+markers", name=name, text=list(hover), hoverinfo="text"))
+        figure.add_trace(
+            go.Scatter(x=list(x), y=list(ys), mode="lines+markers", name=name, text=list(hover), hoverinfo="text")
+        )
     for name, level in (reference_lines or {}).items():
-        figure.add_hline(y=level, line_dash="dash", line_color="gray", annotation_text=name, annotation_position="top left")
+        figure.add_hline(
+            y=level, line_dash="dash", line_color="gray", annotation_text=name, annotation_position="top left"
+        )
     figure.update_xaxes(type="category")
     return style(figure, title, x_title, y_title)
 
@@ -209,7 +242,13 @@ def lens_heatmap(
     return figure
 
 
-def lens_kl_figure(sites: Sequence[str], series: Mapping[str, Sequence[float]], errors: Mapping[str, Sequence[float]], title: str, log_y: bool = True) -> go.Figure:
+def lens_kl_figure(
+    sites: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    errors: Mapping[str, Sequence[float]],
+    title: str,
+    log_y: bool = True,
+) -> go.Figure:
     """KL to the final distribution per layer, one line per lens (logit lens, tuned lens), with error bars.
 
     On a log axis a KL of 0 (the last layer, the final distribution itself) is left out of the line.
@@ -221,7 +260,9 @@ def lens_kl_figure(sites: Sequence[str], series: Mapping[str, Sequence[float]], 
     figure = go.Figure()
     for name, values in series.items():
         spread = list(errors.get(name, [0.0] * len(values)))
-        hover = [f"{name} · {site}<br>KL {value:.4g} ± {error:.2g} nats" for site, value, error in zip(sites, values, spread)]
+        hover = [
+            f"{name} · {site}<br>KL {value:.4g} ± {error:.2g} nats" for site, value, error in zip(sites, values, spread)
+        ]
         shown = [None if log_y and value <= 0 else value for value in values]
         figure.add_trace(go.Scatter(x=list(sites), y=shown, error_y=dict(type="data", array=spread, visible=True), mode="lines+markers",
                                     name=name, text=hover, hoverinfo="text"))  # fmt: skip
@@ -330,16 +371,22 @@ def wrap_html(text: str, width: int = 80) -> str:
     return "<br>".join(textwrap.wrap(html.escape(text), width)) or "(empty)"
 
 
-def sentence_metric_figure(sentences: Sequence[str], values: np.ndarray, name: str, axis_title: str,
-                           also: Mapping[str, np.ndarray], title: str) -> go.Figure:
+def sentence_metric_figure(
+    sentences: Sequence[str], values: np.ndarray, name: str, axis_title: str, also: Mapping[str, np.ndarray], title: str
+) -> go.Figure:
     """One bar per sentence (red below zero); hover shows the sentence, the value and the metrics in ``also``."""
     values = np.asarray(values, dtype=np.float64)
     hover = [
-        f"<b>sentence {i}</b><br>{wrap_html(s)}<br>{name}: {v:.4g}" + "".join(f"<br>{k}: {float(other[i]):.3g}" for k, other in also.items())
+        f"<b>sentence {i}</b><br>{wrap_html(s)}<br>{name}: {v:.4g}"
+        + "".join(f"<br>{k}: {float(other[i]):.3g}" for k, other in also.items())
         for i, (s, v) in enumerate(zip(sentences, values))
     ]
     colors = ["#d62728" if v < 0 else "#1f77b4" for v in np.nan_to_num(values)]
-    figure = go.Figure(go.Bar(x=list(range(len(sentences))), y=values, marker_color=colors, hovertext=hover, hoverinfo="text", name=name))
+    figure = go.Figure(
+        go.Bar(
+            x=list(range(len(sentences))), y=values, marker_color=colors, hovertext=hover, hoverinfo="text", name=name
+        )
+    )
     style(figure, title, SENTENCE_AXIS, axis_title)
     figure.update_layout(hoverlabel={"align": "left"})
     return figure
@@ -411,10 +458,29 @@ def dla_figure(
     values = np.asarray(component_values, dtype=float)
     columns = 1 if head_values is None else 2
     titles = ("per component", "per attention head")[:columns]
-    figure = make_subplots(rows=1, cols=columns, subplot_titles=titles, horizontal_spacing=0.1, column_widths=[0.55, 0.45][:columns] if columns == 2 else None)
+    figure = make_subplots(
+        rows=1,
+        cols=columns,
+        subplot_titles=titles,
+        horizontal_spacing=0.1,
+        column_widths=[0.55, 0.45][:columns] if columns == 2 else None,
+    )
     colors = ["#d62728" if v < 0 else "#1f77b4" for v in np.nan_to_num(values)]
-    figure.add_trace(go.Bar(x=list(components), y=values, marker_color=colors, hovertext=list(component_hover), hoverinfo="text", name="component"), row=1, col=1)
-    figure.update_xaxes(type="category", tickangle=-45 if len(components) > 12 else 0, title_text="component", row=1, col=1)
+    figure.add_trace(
+        go.Bar(
+            x=list(components),
+            y=values,
+            marker_color=colors,
+            hovertext=list(component_hover),
+            hoverinfo="text",
+            name="component",
+        ),
+        row=1,
+        col=1,
+    )
+    figure.update_xaxes(
+        type="category", tickangle=-45 if len(components) > 12 else 0, title_text="component", row=1, col=1
+    )
     figure.update_yaxes(title_text=value_title, row=1, col=1)
     if head_values is not None:
         heads = np.asarray(head_values, dtype=float)
@@ -431,7 +497,11 @@ def dla_figure(
         figure.update_xaxes(type="category", title_text="head", row=1, col=2)
         figure.update_yaxes(type="category", title_text="layer", row=1, col=2)
     style(figure, title, "component", value_title)
-    figure.update_layout(showlegend=False, height=max(420, 18 * (0 if head_values is None else np.asarray(head_values).shape[0]) + 160), width=1300 if columns == 2 else 800)
+    figure.update_layout(
+        showlegend=False,
+        height=max(420, 18 * (0 if head_values is None else np.asarray(head_values).shape[0]) + 160),
+        width=1300 if columns == 2 else 800,
+    )
     return figure
 
 
@@ -444,9 +514,22 @@ def attention_pattern_figure(pattern: np.ndarray, tokens: Sequence[str], title: 
     """
     values = np.asarray(pattern, dtype=float)
     labels = [f"{i}: {token!r}" for i, token in enumerate(tokens)]
-    hover = [[f"query {q} {tokens[q]!r} -> key {k} {tokens[k]!r}: {values[q, k]:.3g}" for k in range(values.shape[1])] for q in range(values.shape[0])]
+    hover = [
+        [f"query {q} {tokens[q]!r} -> key {k} {tokens[k]!r}: {values[q, k]:.3g}" for k in range(values.shape[1])]
+        for q in range(values.shape[0])
+    ]
     figure = go.Figure(
-        go.Heatmap(z=values, x=labels, y=labels, text=hover, hoverinfo="text", colorscale="Blues", zmin=0.0, zmax=1.0, colorbar=dict(title="attention"))
+        go.Heatmap(
+            z=values,
+            x=labels,
+            y=labels,
+            text=hover,
+            hoverinfo="text",
+            colorscale="Blues",
+            zmin=0.0,
+            zmax=1.0,
+            colorbar=dict(title="attention"),
+        )
     )
     figure.update_yaxes(autorange="reversed", type="category")
     figure.update_xaxes(type="category", tickangle=-45 if len(tokens) > 8 else 0)
@@ -459,8 +542,15 @@ def attention_pattern_figure(pattern: np.ndarray, tokens: Sequence[str], title: 
 # ---- induction heads -----------------------------------------------------------------------------
 
 
-def head_score_heatmap(values: np.ndarray, hover: Sequence[Sequence[str]], cell_text: Sequence[Sequence[str]], title: str, colorbar_title: str,
-                       zmin: float = 0.0, zmax: float = 1.0) -> go.Figure:
+def head_score_heatmap(
+    values: np.ndarray,
+    hover: Sequence[Sequence[str]],
+    cell_text: Sequence[Sequence[str]],
+    title: str,
+    colorbar_title: str,
+    zmin: float = 0.0,
+    zmax: float = 1.0,
+) -> go.Figure:
     """``values[layer, head]`` as a heatmap on ``[zmin, zmax]`` (layer 0 at the bottom), ``cell_text`` in the cells, ``hover`` on hover.
 
     >>> figure = head_score_heatmap(np.array([[0.1, 0.9]]), [["a", "b"]], [["", "1"]], "induction", "score")

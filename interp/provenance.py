@@ -10,10 +10,11 @@ import hashlib
 import json
 import subprocess
 import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -22,7 +23,9 @@ from interp.errors import InterpError
 
 VERSIONED_PACKAGES = ("interp", "torch", "transformers", "transformer_lens")
 _WARNED_VERSION_DIFFERENCES: set[str] = set()
-_ACTIVE_WORKAROUNDS: list[str] = []  # names of the dependency workarounds installed in this process (interp.model.compat)
+_ACTIVE_WORKAROUNDS: list[
+    str
+] = []  # names of the dependency workarounds installed in this process (interp.model.compat)
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,18 @@ class Provenance:
 
         A provenance saved before versions were recorded loads with empty ``versions``.
         """
-        known = {k: data[k] for k in ("model_id", "weights_hash", "dataset_hash", "seed", "interp_version") if k in data}
+        known = {
+            k: data[k] for k in ("model_id", "weights_hash", "dataset_hash", "seed", "interp_version") if k in data
+        }
         versions = {str(k): str(v) for k, v in dict(data.get("versions", {})).items()}
         warn_if_other_versions(versions, what=f"result of {data.get('model_id', 'an unknown model')}")
-        return cls(hooks=tuple(data.get("hooks", ())), extra=dict(data.get("extra", {})), versions=versions,
-                   workarounds=tuple(data.get("workarounds", ())), **known)
+        return cls(
+            hooks=tuple(data.get("hooks", ())),
+            extra=dict(data.get("extra", {})),
+            versions=versions,
+            workarounds=tuple(data.get("workarounds", ())),
+            **known,
+        )
 
 
 def active_workarounds() -> list[str]:
@@ -105,8 +115,7 @@ def warn_if_other_versions(recorded: Mapping[str, str], what: str = "result") ->
     if text in _WARNED_VERSION_DIFFERENCES:
         return
     _WARNED_VERSION_DIFFERENCES.add(text)
-    warnings.warn(f"this {what} was made under {text}; numbers may differ under the installed versions.",
-                  stacklevel=3)
+    warnings.warn(f"this {what} was made under {text}; numbers may differ under the installed versions.", stacklevel=3)
 
 
 def _git_commit(root: Path) -> str:
@@ -149,7 +158,9 @@ def directory_weights_hash(directory: str | Path) -> str:
 
     files = sorted(Path(directory).glob("*.safetensors"))
     if not files:
-        raise InterpError(f"{directory} holds no *.safetensors weights; save the model with save_pretrained(dir, safe_serialization=True).")
+        raise InterpError(
+            f"{directory} holds no *.safetensors weights; save the model with save_pretrained(dir, safe_serialization=True)."
+        )
     handles = [safe_open(str(path), framework="pt") for path in files]
     names = sorted((name, index) for index, handle in enumerate(handles) for name in handle.keys())
 

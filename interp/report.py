@@ -12,9 +12,10 @@ The page works offline: it loads nothing from the network.
 import html
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -110,27 +111,36 @@ def render_report(title: str, sections: Sequence[Section], subtitle: str = "", f
         body.append(f'<section id="{section.slug}"><h2>{html.escape(section.title)}</h2>')
         body.append(f'<p class="explain">{html.escape(section.explanation)}</p>')
         if section.numbers:
-            rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_format(v)}</td></tr>" for k, v in section.numbers.items())
+            rows = "".join(
+                f"<tr><td>{html.escape(str(k))}</td><td>{_format(v)}</td></tr>" for k, v in section.numbers.items()
+            )
             body.append(f'<table class="numbers">{rows}</table>')
         if section.code:
             body.append(f"<pre>{html.escape(section.code)}</pre>")
         for figure in section.figures:
-            div = _without_absolute_paths(figure).to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{figure_index}",
-                                 config={"displaylogo": False, "responsive": True})
+            div = _without_absolute_paths(figure).to_html(
+                full_html=False,
+                include_plotlyjs=False,
+                div_id=f"figure-{figure_index}",
+                config={"displaylogo": False, "responsive": True},
+            )
             body.append(f'<div class="figure">{div}</div>')
             figure_index += 1
         body.append("</section>")
     if footer:
         body.append(f"<footer>{html.escape(footer)}</footer>")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
-        f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head>\n<body>\n"
-        + "\n".join(body) + "\n</body></html>\n"
+        f'<script type="text/javascript">{get_plotlyjs()}</script></head>\n<body>\n'
+        + "\n".join(body)
+        + "\n</body></html>\n"
     )
 
 
-def write_report(path: str | os.PathLike, title: str, sections: Sequence[Section], subtitle: str = "", footer: str = "") -> Path:
+def write_report(
+    path: str | os.PathLike, title: str, sections: Sequence[Section], subtitle: str = "", footer: str = ""
+) -> Path:
     """Write the report atomically to ``path`` and return it."""
     path = Path(path)
     atomic_write_text(path, render_report(title, sections, subtitle, footer))

@@ -26,8 +26,9 @@ and ``files()`` (text files such as a CSV table); ``FIGURE_FILE`` names where ``
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -95,7 +96,9 @@ class Result:
                 continue
             if isinstance(value, Result):
                 nested[name] = value
-            elif _is_tensor_hint(hints[name]) and not self.FORMAT.tensors_file:  # a format without a tensors file keeps them in the JSON
+            elif (
+                _is_tensor_hint(hints[name]) and not self.FORMAT.tensors_file
+            ):  # a format without a tensors file keeps them in the JSON
                 meta[name] = None if value is None else value.detach().cpu().tolist()
             elif _is_tensor_hint(hints[name]):
                 if value is not None:
@@ -120,12 +123,18 @@ class Result:
         for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
             name, hint = spec.name, hints[spec.name]
             if name == "provenance":  # a result saved without one reads as "unknown" where the class needs one
-                values[name] = saved.provenance if saved.provenance is not None or _is_optional(hint) else Provenance("", "", versions={}, workarounds=())
+                values[name] = (
+                    saved.provenance
+                    if saved.provenance is not None or _is_optional(hint)
+                    else Provenance("", "", versions={}, workarounds=())
+                )
             elif isinstance(hint, type) and issubclass(hint, Result):
                 values[name] = hint.load(saved.path.parent / name)
             elif _is_tensor_hint(hint) and not cls.FORMAT.tensors_file:
                 if name in saved.meta:
-                    values[name] = _tensor_from_json(saved.meta[name], hint, name, lambda problem: damaged(cls.FORMAT, saved.path, problem))
+                    values[name] = _tensor_from_json(
+                        saved.meta[name], hint, name, lambda problem: damaged(cls.FORMAT, saved.path, problem)
+                    )
                 elif not _has_default(spec) and not _is_optional(hint):
                     raise damaged(cls.FORMAT, saved.path, f"lacks the field {name!r}")
             elif _is_tensor_hint(hint):
@@ -138,7 +147,9 @@ class Result:
                     where = saved.tensors.path if saved.tensors is not None else saved.path
                     raise damaged(cls.FORMAT, where, f"lacks the tensor {name!r}")
             elif name in saved.meta:
-                values[name] = from_json(saved.meta[name], hint, name, lambda problem: damaged(cls.FORMAT, saved.path, problem))
+                values[name] = from_json(
+                    saved.meta[name], hint, name, lambda problem: damaged(cls.FORMAT, saved.path, problem)
+                )
             elif not _has_default(spec):
                 raise damaged(cls.FORMAT, saved.path, f"lacks the field {name!r}")
         try:
@@ -146,13 +157,17 @@ class Result:
         except InterpError as error:
             raise damaged(cls.FORMAT, saved.path, f"does not hold together: {error}") from error
         except (TypeError, ValueError, IndexError, KeyError, AttributeError, RuntimeError) as error:
-            raise damaged(cls.FORMAT, saved.path, f"does not hold together ({type(error).__name__}: {error})") from error
+            raise damaged(
+                cls.FORMAT, saved.path, f"does not hold together ({type(error).__name__}: {error})"
+            ) from error
 
 
 def damaged(fmt: ResultFormat, path: Path, problem: str) -> InterpError:
     """The one-line error for a saved result that cannot be read as it is."""
     problem = " ".join(str(problem).split())
-    return InterpError(f"{path} {problem}; the saved {fmt.name} is damaged or was edited by hand. Create it again with {fmt.create}.")
+    return InterpError(
+        f"{path} {problem}; the saved {fmt.name} is damaged or was edited by hand. Create it again with {fmt.create}."
+    )
 
 
 # ---- JSON <-> field values ----------------------------------------------------------------------
@@ -163,7 +178,9 @@ def to_json(value: Any) -> Any:
     if isinstance(value, Provenance):
         return value.to_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if hasattr(value, "saved_layout"):  # a record saved in a layout of its own (kept for files written before the contract)
+        if hasattr(
+            value, "saved_layout"
+        ):  # a record saved in a layout of its own (kept for files written before the contract)
             return to_json(value.saved_layout())
         return {spec.name: to_json(getattr(value, spec.name)) for spec in dataclasses.fields(value)}
     if isinstance(value, Mapping):
@@ -187,6 +204,7 @@ def _finite_or_null(value: Any) -> Any:
 
 def _array_from_json(value: Any, name: str, error) -> np.ndarray:
     """A float64 array from nested lists of numbers, null read as NaN."""
+
     def numbers(item: Any, depth: int) -> Any:
         if isinstance(item, list) and depth < 8:
             return [numbers(x, depth + 1) for x in item]
@@ -195,6 +213,7 @@ def _array_from_json(value: Any, name: str, error) -> np.ndarray:
         if isinstance(item, (int, float)) and not isinstance(item, bool):
             return item
         raise error(f"field '{name}' should hold numbers (null for NaN), got {_kind(item)}")
+
     try:
         return np.array(numbers(value, 0), dtype=np.float64)
     except ValueError as problem:  # ragged nesting
@@ -244,14 +263,19 @@ def from_json(value: Any, hint: Any, name: str, error, depth: int = 0) -> Any:
             if origin is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
                 if len(value) != len(args):
                     raise error(f"field '{name}' should hold {len(args)} items, got {len(value)}")
-                return tuple(from_json(item, arg, f"{name}[{i}]", error, depth + 1) for i, (item, arg) in enumerate(zip(value, args)))
+                return tuple(
+                    from_json(item, arg, f"{name}[{i}]", error, depth + 1)
+                    for i, (item, arg) in enumerate(zip(value, args))
+                )
             item_hint = args[0] if args else Any
             items = [from_json(item, item_hint, f"{name}[{i}]", error, depth + 1) for i, item in enumerate(value)]
             return tuple(items) if origin is tuple or hint is tuple else items
     elif hint in (dict, Mapping) or (origin is not None and _is_mapping(origin)):
         if isinstance(value, dict):
             value_hint = args[1] if len(args) == 2 else Any
-            return {key: from_json(item, value_hint, f"{name}[{key!r}]", error, depth + 1) for key, item in value.items()}
+            return {
+                key: from_json(item, value_hint, f"{name}[{key!r}]", error, depth + 1) for key, item in value.items()
+            }
     elif hint is Provenance:
         if isinstance(value, dict):
             try:
@@ -263,7 +287,9 @@ def from_json(value: Any, hint: Any, name: str, error, depth: int = 0) -> Any:
             try:
                 value = hint.fields_from_saved_layout(value)
             except (KeyError, TypeError, AttributeError) as problem:
-                raise error(f"field '{name}' is not a saved {hint.__name__} ({type(problem).__name__}: {problem})") from problem
+                raise error(
+                    f"field '{name}' is not a saved {hint.__name__} ({type(problem).__name__}: {problem})"
+                ) from problem
         if isinstance(value, dict):
             nested = _hints(hint)
             unknown = set(value) - {spec.name for spec in dataclasses.fields(hint)}
@@ -272,7 +298,9 @@ def from_json(value: Any, hint: Any, name: str, error, depth: int = 0) -> Any:
             kwargs = {}
             for spec in dataclasses.fields(hint):
                 if spec.name in value:
-                    kwargs[spec.name] = from_json(value[spec.name], nested[spec.name], f"{name}.{spec.name}", error, depth + 1)
+                    kwargs[spec.name] = from_json(
+                        value[spec.name], nested[spec.name], f"{name}.{spec.name}", error, depth + 1
+                    )
                 elif not _has_default(spec):
                     raise error(f"field '{name}' lacks {spec.name!r}")
             try:
@@ -292,7 +320,13 @@ def _tensor_from_json(value: Any, hint: Any, name: str, error) -> Tensor | None:
     if value is None and _is_optional(hint):
         return None
     dtypes = tuple(getattr(_tensor_type(hint), "dtypes", ()))
-    dtype = torch.bool if dtypes == ("bool", "bool_") else torch.int64 if "int64" in dtypes and "float32" not in dtypes else torch.float32
+    dtype = (
+        torch.bool
+        if dtypes == ("bool", "bool_")
+        else torch.int64
+        if "int64" in dtypes and "float32" not in dtypes
+        else torch.float32
+    )
     try:
         tensor = torch.tensor(value, dtype=dtype)
     except (TypeError, ValueError, RuntimeError, OverflowError):
@@ -319,10 +353,16 @@ def _describe(hint: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(arg) for arg in args)
     if origin in (tuple, list) or hint in (tuple, list):
-        return "a list" + (f" of {_describe(args[0])}" if args and (origin is list or len(args) == 2 and args[1] is Ellipsis) else "")
+        return "a list" + (
+            f" of {_describe(args[0])}" if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else ""
+        )
     if hint in (dict, Mapping) or (origin is not None and _is_mapping(origin)):
         return "an object"
-    return f"a {getattr(hint, '__name__', str(hint))} record" if isinstance(hint, type) and dataclasses.is_dataclass(hint) else str(hint)
+    return (
+        f"a {getattr(hint, '__name__', str(hint))} record"
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint)
+        else str(hint)
+    )
 
 
 def _kind(value: Any) -> str:

@@ -16,8 +16,8 @@ Site(layer=3, kind='mlp_out')
 
 import difflib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from interp.errors import InterpError
 
@@ -93,9 +93,7 @@ class Site:
 def site_name(kind: str, layer: int) -> str:
     """The canonical hook name of shorthand ``kind`` in ``layer``: ``site_name("resid_post", 3)``."""
     if kind not in LAYER_SITES:
-        raise InterpError(
-            f"unknown per-layer site {kind!r}. Known: {', '.join(LAYER_SITES)}."
-        )
+        raise InterpError(f"unknown per-layer site {kind!r}. Known: {', '.join(LAYER_SITES)}.")
     return LAYER_SITES[kind].format(layer=layer)
 
 
@@ -156,7 +154,9 @@ def resolve_patch_site(site: str) -> str:
     candidates = list(PATCH_SITES) + sorted(PATCHABLE_SITES)
     close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise InterpError(f"unknown patching site {site!r}.{hint} Patchable sites: {', '.join(PATCH_SITES)} (or the site kinds {', '.join(sorted(PATCHABLE_SITES))}).")
+    raise InterpError(
+        f"unknown patching site {site!r}.{hint} Patchable sites: {', '.join(PATCH_SITES)} (or the site kinds {', '.join(sorted(PATCHABLE_SITES))})."
+    )
 
 
 def patch_site_label(kind: str) -> str:

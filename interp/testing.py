@@ -37,14 +37,31 @@ def build_tokenizer(vocab_size: int = 320):
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
 
 
-def tiny_config(architecture: str, vocab_size: int, n_layers: int = 2, d_model: int = 32, n_heads: int = 4, n_kv_heads: int | None = 2, d_mlp: int | None = None, n_ctx: int = 128):
+def tiny_config(
+    architecture: str,
+    vocab_size: int,
+    n_layers: int = 2,
+    d_model: int = 32,
+    n_heads: int = 4,
+    n_kv_heads: int | None = 2,
+    d_mlp: int | None = None,
+    n_ctx: int = 128,
+):
     """A transformers config of ``architecture`` at toy size (grouped-query attention where the architecture has it)."""
     import transformers
 
     d_mlp = d_mlp or 4 * d_model
     special = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
     if architecture == "gpt2":
-        return transformers.GPT2Config(vocab_size=vocab_size, n_layer=n_layers, n_embd=d_model, n_head=n_heads, n_inner=d_mlp, n_positions=n_ctx, **special)
+        return transformers.GPT2Config(
+            vocab_size=vocab_size,
+            n_layer=n_layers,
+            n_embd=d_model,
+            n_head=n_heads,
+            n_inner=d_mlp,
+            n_positions=n_ctx,
+            **special,
+        )
     common = dict(
         vocab_size=vocab_size,
         hidden_size=d_model,
@@ -66,11 +83,15 @@ def tiny_config(architecture: str, vocab_size: int, n_layers: int = 2, d_model: 
     if architecture.startswith("gemma"):
         common["head_dim"] = d_model // n_heads
     if architecture == "qwen2":
-        common["tie_word_embeddings"] = False  # a separate lm_head, as the real Qwen2.5-Coder-0.5B-Instruct loads (not left to the config's default)
+        common["tie_word_embeddings"] = (
+            False  # a separate lm_head, as the real Qwen2.5-Coder-0.5B-Instruct loads (not left to the config's default)
+        )
     return classes[architecture](**common)
 
 
-def build_tiny_model(architecture: str, path: str | Path, seed: int = 0, vocab_size: int | None = None, **config_kwargs) -> Path:
+def build_tiny_model(
+    architecture: str, path: str | Path, seed: int = 0, vocab_size: int | None = None, **config_kwargs
+) -> Path:
     """Save a randomly initialised ``architecture`` model and a local tokenizer to ``path``; return it.
 
     ``vocab_size`` larger than the tokenizer's (e.g. 50257 for a GPT-2-small-shaped benchmark

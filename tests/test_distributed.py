@@ -78,7 +78,7 @@ def test_two_ranks_write_the_store_one_process_writes(setup):
 
 KILL_RANK_1_ON_ITS_SECOND_SHARD = """
     import os, signal, sys
-    import interp.store.activations as store
+    import interp.store.cache as store
     from interp.cli import main
 
     real, written = store.atomic_write_bytes, []

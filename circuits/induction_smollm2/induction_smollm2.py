@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from interp.io import atomic_write_json, atomic_write_text, saved_result, write_record
+from interp.directories import saved_result, write_record
+from interp.io import atomic_write_json, atomic_write_text
 from interp.mechanisms.induction import InductionResult, induction_heads
 from interp.model import load_model
 

@@ -8,7 +8,14 @@ import argparse
 from pathlib import Path
 
 from interp import defaults
-from interp.commands.common import add_model_arguments, add_prompt_arguments, add_subcommand, load_model_from_args, load_prompts_from_args, parse_positions
+from interp.commands.common import (
+    add_model_arguments,
+    add_prompt_arguments,
+    add_subcommand,
+    load_model_from_args,
+    load_prompts_from_args,
+    parse_positions,
+)
 
 
 def register(subparsers) -> None:
@@ -21,14 +28,31 @@ def register(subparsers) -> None:
         "  torchrun --nproc-per-node 4 -m interp cache --model organism --prompts prompts.jsonl --out acts   # 4 ranks share the shards",
     )
     add_model_arguments(parser)
-    parser.add_argument("--prompts", required=True, type=Path, help="prompt file: .jsonl (one {\"text\": ...} per line), .csv (with a text column) or .txt (one prompt per line)")
-    parser.add_argument("--hooks", default="resid_post", help="comma-separated hook names or shorthands (resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, q, k, v, pattern, embed)")
-    parser.add_argument("--positions", default="last", help="'last', 'all', or comma-separated positions like '0,-1' (negative counts from each prompt's end)")
+    parser.add_argument(
+        "--prompts",
+        required=True,
+        type=Path,
+        help='prompt file: .jsonl (one {"text": ...} per line), .csv (with a text column) or .txt (one prompt per line)',
+    )
+    parser.add_argument(
+        "--hooks",
+        default="resid_post",
+        help="comma-separated hook names or shorthands (resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, q, k, v, pattern, embed)",
+    )
+    parser.add_argument(
+        "--positions",
+        default="last",
+        help="'last', 'all', or comma-separated positions like '0,-1' (negative counts from each prompt's end)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="store directory to create (or to resume)")
     parser.add_argument("--batch-size", type=int, default=defaults.CACHE_BATCH_SIZE, help="prompts per forward pass")
     parser.add_argument("--shard-size", type=int, default=None, help="prompts per shard file (default: 8 batches)")
-    parser.add_argument("--store-dtype", default=None, help="storage dtype: float32, bfloat16 or float16 (default: the model's)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, keeping its finished shards")
+    parser.add_argument(
+        "--store-dtype", default=None, help="storage dtype: float32, bfloat16 or float16 (default: the model's)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in --out, keeping its finished shards"
+    )
     add_prompt_arguments(parser)
 
 

@@ -5,8 +5,8 @@ Nothing here imports torch: the loaders import the library inside their bodies.
 
 import argparse
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from interp import defaults
 from interp.errors import InterpError
@@ -16,7 +16,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """Keeps the examples in epilogs as written and shows defaults."""
 
 
-OUTPUT_FLAGS = ("out", "result_dir")  # the flags naming where a command writes (a directory, unless marked ``writes_file``)
+OUTPUT_FLAGS = (
+    "out",
+    "result_dir",
+)  # the flags naming where a command writes (a directory, unless marked ``writes_file``)
 
 
 class CheckedParser(argparse.ArgumentParser):
@@ -59,7 +62,11 @@ def _checked(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             if error.filename:
                 raise filesystem_error(error, action="use") from error
             if error.errno in FILESYSTEM_FIXES:  # a write with no file named (a full disk): name the output it went to
-                outputs = [f"--{name.replace('_', '-')} {getattr(args, name)}" for name in OUTPUT_FLAGS if getattr(args, name, None) is not None]
+                outputs = [
+                    f"--{name.replace('_', '-')} {getattr(args, name)}"
+                    for name in OUTPUT_FLAGS
+                    if getattr(args, name, None) is not None
+                ]
                 raise filesystem_error(error, " or ".join(outputs) or None) from error
             raise  # a library's own OSError, not about a path: its message is kept
 
@@ -67,15 +74,21 @@ def _checked(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     return run
 
 
-def add_subcommand(subparsers, name: str, handler: Callable[[argparse.Namespace], int], help: str, example: str) -> argparse.ArgumentParser:
+def add_subcommand(
+    subparsers, name: str, handler: Callable[[argparse.Namespace], int], help: str, example: str
+) -> argparse.ArgumentParser:
     """Register a subcommand whose --help ends with a runnable example."""
-    parser = subparsers.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}", formatter_class=HelpFormatter)
+    parser = subparsers.add_parser(
+        name, help=help, description=help, epilog=f"example:\n  {example}", formatter_class=HelpFormatter
+    )
     parser.set_defaults(handler=handler)
     return parser
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=defaults.MODEL, help="'organism' (bundled), a local Hugging Face directory, or a hub id")
+    parser.add_argument(
+        "--model", default=defaults.MODEL, help="'organism' (bundled), a local Hugging Face directory, or a hub id"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--dtype", default="float32", help="model dtype: float32, bfloat16 or float16")
 
@@ -83,7 +96,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-field", default="text", help="JSONL/CSV field holding the prompt")
     parser.add_argument("--label-field", default=defaults.LABEL_FIELD, help="JSONL/CSV field holding the label")
-    parser.add_argument("--chat-template", action="store_true", help="wrap each prompt as a user turn with the tokenizer's chat template")
+    parser.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="wrap each prompt as a user turn with the tokenizer's chat template",
+    )
 
 
 def load_model_from_args(args: argparse.Namespace):
@@ -107,4 +124,6 @@ def parse_positions(text: str):
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise InterpError(f"--positions must be 'last', 'all' or comma-separated integers like '0,-1', got {text!r}.") from None
+        raise InterpError(
+            f"--positions must be 'last', 'all' or comma-separated integers like '0,-1', got {text!r}."
+        ) from None

@@ -15,8 +15,17 @@ def register(subparsers) -> None:
         "interp demo --out out/demo            # then open out/demo/index.html\n"
         "  interp demo --model smollm2-135m-instruct --out out/demo_smollm2",
     )  # fmt: skip
-    parser.add_argument("--model", default=defaults.MODEL, help="'organism', a registered name (smollm2-135m-instruct), a local Hugging Face directory or a hub id")
-    parser.add_argument("--out", type=Path, default=Path(defaults.DEMO_OUT), help="output directory (index.html, summary.json, one folder per stage)")
+    parser.add_argument(
+        "--model",
+        default=defaults.MODEL,
+        help="'organism', a registered name (smollm2-135m-instruct), a local Hugging Face directory or a hub id",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(defaults.DEMO_OUT),
+        help="output directory (index.html, summary.json, one folder per stage)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     parser.add_argument("--quick", action="store_true", help="fewer prompts and rollouts (for a smoke test)")
 

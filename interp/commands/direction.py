@@ -25,18 +25,63 @@ def register(subparsers) -> None:
         example="interp direction find --model smollm2-135m-instruct --harmful assets/prompts/advbench/advbench.txt --benign assets/prompts/benign_instructions.jsonl --out runs/refusal_direction",
     )  # fmt: skip
     add_model_arguments(find)
-    find.add_argument("--harmful", type=Path, required=True, help="harmful instructions: CSV with a header (AdvBench: 'goal'), JSONL or TXT")
-    find.add_argument("--benign", type=Path, required=True, help="benign instructions, same formats; a 'split' field (train/heldout) is used when present")
-    find.add_argument("--harmful-column", default=None, help="the column/field holding the instruction (default: goal, prompt, behavior, instruction or text)")
+    find.add_argument(
+        "--harmful",
+        type=Path,
+        required=True,
+        help="harmful instructions: CSV with a header (AdvBench: 'goal'), JSONL or TXT",
+    )
+    find.add_argument(
+        "--benign",
+        type=Path,
+        required=True,
+        help="benign instructions, same formats; a 'split' field (train/heldout) is used when present",
+    )
+    find.add_argument(
+        "--harmful-column",
+        default=None,
+        help="the column/field holding the instruction (default: goal, prompt, behavior, instruction or text)",
+    )
     find.add_argument("--benign-column", default=None, help="the same for --benign")
-    find.add_argument("--n-train", type=int, default=None, help="at most this many training prompts per class (default: all)")
-    find.add_argument("--n-val", type=int, default=None, help="at most this many held-out prompts per class for the scores (default: all)")
-    find.add_argument("--layers", default=None, help="comma-separated layers whose candidates are scored (default: all)")
-    find.add_argument("--positions", default=None, help="comma-separated negative offsets (default: the post-instruction template tokens)")
-    find.add_argument("--refusal-starts", default=",".join(defaults.DIRECTION_REFUSAL_STARTS), help="comma-separated words whose first tokens count as a refusal start")
-    find.add_argument("--max-kl", type=float, default=defaults.DIRECTION_MAX_KL, help="selection filter: KL on benign prompts under ablation")
-    find.add_argument("--max-layer-fraction", type=float, default=defaults.DIRECTION_MAX_LAYER_FRACTION, help="selection filter: layer < this fraction of the layers")
-    find.add_argument("--no-chat-template", action="store_true", help="use the instructions as they are (models without a chat template)")
+    find.add_argument(
+        "--n-train", type=int, default=None, help="at most this many training prompts per class (default: all)"
+    )
+    find.add_argument(
+        "--n-val",
+        type=int,
+        default=None,
+        help="at most this many held-out prompts per class for the scores (default: all)",
+    )
+    find.add_argument(
+        "--layers", default=None, help="comma-separated layers whose candidates are scored (default: all)"
+    )
+    find.add_argument(
+        "--positions",
+        default=None,
+        help="comma-separated negative offsets (default: the post-instruction template tokens)",
+    )
+    find.add_argument(
+        "--refusal-starts",
+        default=",".join(defaults.DIRECTION_REFUSAL_STARTS),
+        help="comma-separated words whose first tokens count as a refusal start",
+    )
+    find.add_argument(
+        "--max-kl",
+        type=float,
+        default=defaults.DIRECTION_MAX_KL,
+        help="selection filter: KL on benign prompts under ablation",
+    )
+    find.add_argument(
+        "--max-layer-fraction",
+        type=float,
+        default=defaults.DIRECTION_MAX_LAYER_FRACTION,
+        help="selection filter: layer < this fraction of the layers",
+    )
+    find.add_argument(
+        "--no-chat-template",
+        action="store_true",
+        help="use the instructions as they are (models without a chat template)",
+    )
     find.add_argument("--batch-size", type=int, default=defaults.DIRECTION_BATCH_SIZE, help="prompts per forward pass")
     find.add_argument("--out", type=Path, required=True, help="output directory")
 
@@ -46,7 +91,12 @@ def register(subparsers) -> None:
         example="interp direction orthogonalize --model smollm2-135m-instruct --direction runs/refusal_direction --out /tmp/smollm2-orthogonalized",
     )  # fmt: skip
     add_model_arguments(ortho)
-    ortho.add_argument("--direction", type=Path, required=True, help="a `direction find` output directory, or its direction.safetensors")
+    ortho.add_argument(
+        "--direction",
+        type=Path,
+        required=True,
+        help="a `direction find` output directory, or its direction.safetensors",
+    )
     ortho.add_argument("--out", type=Path, required=True, help="the new model directory (must not exist or be empty)")
 
 
@@ -77,7 +127,9 @@ def run_find(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result.save(args.out)
     print(result.summary())
-    print(f"written to {args.out} (figure: {args.out / 'directions.html'}; direction: {args.out / 'direction.safetensors'})")
+    print(
+        f"written to {args.out} (figure: {args.out / 'directions.html'}; direction: {args.out / 'direction.safetensors'})"
+    )
     return 0
 
 

@@ -4,7 +4,14 @@ import argparse
 from pathlib import Path
 
 from interp import defaults
-from interp.commands.common import add_model_arguments, add_prompt_arguments, add_subcommand, load_model_from_args, load_prompts_from_args, parse_positions
+from interp.commands.common import (
+    add_model_arguments,
+    add_prompt_arguments,
+    add_subcommand,
+    load_model_from_args,
+    load_prompts_from_args,
+    parse_positions,
+)
 from interp.errors import InterpError
 
 
@@ -17,14 +24,43 @@ def register(subparsers) -> None:
         example="interp dla --model smollm2-135m-instruct --prompt 'When Mary and John went to the store, John gave a drink to' --answer ' Mary' --wrong ' John' --pattern 23.3 --out dla_out",
     )
     add_model_arguments(parser)
-    parser.add_argument("--prompt", action="append", default=None, help="a prompt's text (repeat for more); or --prompts FILE")
+    parser.add_argument(
+        "--prompt", action="append", default=None, help="a prompt's text (repeat for more); or --prompts FILE"
+    )
     parser.add_argument("--prompts", type=Path, default=None, help="prompt file (with --model)")
-    parser.add_argument("--store", type=Path, default=None, help="read the component sites from this store instead of running a model (per layer only: no heads)")
-    parser.add_argument("--answer", action="append", default=None, help="the token whose logit is attributed (repeat once per prompt, or give one for all); default: the model's own prediction")
-    parser.add_argument("--wrong", action="append", default=None, help="the token whose logit is subtracted (same forms); default: none, the plain logit")
-    parser.add_argument("--positions", default=defaults.DLA_POSITIONS, help="'last' or comma-separated positions (negative count from each prompt's end)")
-    parser.add_argument("--top-k", type=int, default=defaults.DLA_TOP_K, help="heads and components listed on the terminal")
-    parser.add_argument("--pattern", action="append", default=None, metavar="LAYER.HEAD", help="also write the attention pattern of this head over the first prompt (repeatable): OUT/pattern_L{layer}H{head}/")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="read the component sites from this store instead of running a model (per layer only: no heads)",
+    )
+    parser.add_argument(
+        "--answer",
+        action="append",
+        default=None,
+        help="the token whose logit is attributed (repeat once per prompt, or give one for all); default: the model's own prediction",
+    )
+    parser.add_argument(
+        "--wrong",
+        action="append",
+        default=None,
+        help="the token whose logit is subtracted (same forms); default: none, the plain logit",
+    )
+    parser.add_argument(
+        "--positions",
+        default=defaults.DLA_POSITIONS,
+        help="'last' or comma-separated positions (negative count from each prompt's end)",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=defaults.DLA_TOP_K, help="heads and components listed on the terminal"
+    )
+    parser.add_argument(
+        "--pattern",
+        action="append",
+        default=None,
+        metavar="LAYER.HEAD",
+        help="also write the attention pattern of this head over the first prompt (repeatable): OUT/pattern_L{layer}H{head}/",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     add_prompt_arguments(parser)
 
@@ -45,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         first_prompt = 0
     else:
         if (args.prompts is None) == (args.prompt is None):
-            raise InterpError("give the prompts once: --prompt TEXT (repeatable) or --prompts FILE (with --model), or --store DIR.")
+            raise InterpError(
+                "give the prompts once: --prompt TEXT (repeatable) or --prompts FILE (with --model), or --store DIR."
+            )
         source = load_model_from_args(args)
         if args.prompt is not None:
             from interp.data import PromptSet
@@ -57,15 +95,24 @@ def run(args: argparse.Namespace) -> int:
         result = direct_logit_attribution(source, prompts, answer=answer, wrong=wrong, positions=positions)
         first_prompt = prompts.texts[0]
     result.save(args.out)
-    print(f"direct logit attribution to {result.metric} (mean {float(result.logit_diff[:, -1].mean()):.4g} over {len(result.prompts)} prompts) written to {args.out} (figure: {args.out / 'dla.html'})")
+    print(
+        f"direct logit attribution to {result.metric} (mean {float(result.logit_diff[:, -1].mean()):.4g} over {len(result.prompts)} prompts) written to {args.out} (figure: {args.out / 'dla.html'})"
+    )
     if result.head_values is not None:
         print("top heads: " + ", ".join(f"{label} {value:+.3f}" for label, value in result.top(args.top_k)))
-    print("top components: " + ", ".join(f"{label} {value:+.3f}" for label, value in result.top(args.top_k, kind="component")))
+    print(
+        "top components: "
+        + ", ".join(f"{label} {value:+.3f}" for label, value in result.top(args.top_k, kind="component"))
+    )
     for layer, head in heads:
         pattern = attention_pattern(source, first_prompt, layer, head)
         where = args.out / f"pattern_{pattern.label}"
         pattern.save(where)
-        print(f"{pattern.label}: the last token attends to " + ", ".join(f"{token!r}@{pos} {weight:.2f}" for pos, token, weight in pattern.strongest()) + f" (figure: {where / 'pattern.html'})")
+        print(
+            f"{pattern.label}: the last token attends to "
+            + ", ".join(f"{token!r}@{pos} {weight:.2f}" for pos, token, weight in pattern.strongest())
+            + f" (figure: {where / 'pattern.html'})"
+        )
     return 0
 
 

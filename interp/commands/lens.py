@@ -8,11 +8,20 @@ import argparse
 from pathlib import Path
 
 from interp import defaults
-from interp.commands.common import add_model_arguments, add_prompt_arguments, add_subcommand, load_model_from_args, load_prompts_from_args, parse_positions
+from interp.commands.common import (
+    add_model_arguments,
+    add_prompt_arguments,
+    add_subcommand,
+    load_model_from_args,
+    load_prompts_from_args,
+    parse_positions,
+)
 from interp.errors import InterpError
 
 LENS_EXAMPLE = "interp lens --model organism --prompts prompts.jsonl --target ' refuse' --positions last --out lens_out"
-TUNED_EXAMPLE = "interp lens --model smollm2-135m-instruct --prompts prompts.jsonl --translator runs/tuned_lens --out lens_out"
+TUNED_EXAMPLE = (
+    "interp lens --model smollm2-135m-instruct --prompts prompts.jsonl --translator runs/tuned_lens --out lens_out"
+)
 TRAIN_EXAMPLE = "interp lens train --model smollm2-135m-instruct --out runs/tuned_lens"
 
 
@@ -27,13 +36,33 @@ def register(subparsers) -> None:
     )
     add_model_arguments(parser)
     parser.add_argument("--prompts", type=Path, default=None, help="prompt file (with --model)")
-    parser.add_argument("--store", type=Path, default=None, help="read activations from this store instead of running a model")
-    parser.add_argument("--target", action="append", default=None, help="target token (repeat once per prompt, or give one for all); default: the model's own final prediction")
-    parser.add_argument("--sites", default=",".join(defaults.LENS_SITES), help="comma-separated residual sites (resid_pre, resid_mid, resid_post)")
-    parser.add_argument("--positions", default=defaults.LENS_POSITIONS, help="'last', 'all' or comma-separated positions")
+    parser.add_argument(
+        "--store", type=Path, default=None, help="read activations from this store instead of running a model"
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=None,
+        help="target token (repeat once per prompt, or give one for all); default: the model's own final prediction",
+    )
+    parser.add_argument(
+        "--sites",
+        default=",".join(defaults.LENS_SITES),
+        help="comma-separated residual sites (resid_pre, resid_mid, resid_post)",
+    )
+    parser.add_argument(
+        "--positions", default=defaults.LENS_POSITIONS, help="'last', 'all' or comma-separated positions"
+    )
     parser.add_argument("--top-k", type=int, default=defaults.LENS_TOP_K)
-    parser.add_argument("--metric", default=defaults.LENS_METRIC, choices=sorted(defaults.LENS_METRICS), help="what the figure shows")
-    parser.add_argument("--translator", type=Path, default=None, help="a tuned lens written by `interp lens train` (refused for another model)")
+    parser.add_argument(
+        "--metric", default=defaults.LENS_METRIC, choices=sorted(defaults.LENS_METRICS), help="what the figure shows"
+    )
+    parser.add_argument(
+        "--translator",
+        type=Path,
+        default=None,
+        help="a tuned lens written by `interp lens train` (refused for another model)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output directory (required)")
     add_prompt_arguments(parser)
     commands = parser.add_subparsers(dest="lens_command", metavar="[train]")
@@ -51,22 +80,67 @@ def _register_train(commands) -> None:
         example=f"{TRAIN_EXAMPLE}\n  interp lens train --model organism --texts corpus.jsonl --steps 50 --out runs/organism_lens",
     )
     add_model_arguments(train)
-    train.add_argument("--out", type=Path, required=True, help="directory of the tuned lens (and of the generated texts it is trained on)")
-    train.add_argument("--prompts", type=Path, default=Path(defaults.TUNED_LENS_PROMPTS), help="prompts the model continues; a 'split' field of 'heldout' holds a prompt out")
-    train.add_argument("--texts", type=Path, default=None, help="train on the texts of this file instead of generating them")
+    train.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="directory of the tuned lens (and of the generated texts it is trained on)",
+    )
+    train.add_argument(
+        "--prompts",
+        type=Path,
+        default=Path(defaults.TUNED_LENS_PROMPTS),
+        help="prompts the model continues; a 'split' field of 'heldout' holds a prompt out",
+    )
+    train.add_argument(
+        "--texts", type=Path, default=None, help="train on the texts of this file instead of generating them"
+    )
     train.add_argument("--text-field", default="text", help="JSONL/CSV field holding the text")
-    train.add_argument("--new-tokens", type=int, default=defaults.TUNED_LENS_NEW_TOKENS, help="tokens generated per prompt")
-    train.add_argument("--temperature", type=float, default=defaults.TUNED_LENS_TEMPERATURE, help="sampling temperature of the generated text (0: greedy)")
-    train.add_argument("--top-p", type=float, default=defaults.TUNED_LENS_TOP_P, help="nucleus threshold of the generated text")
+    train.add_argument(
+        "--new-tokens", type=int, default=defaults.TUNED_LENS_NEW_TOKENS, help="tokens generated per prompt"
+    )
+    train.add_argument(
+        "--temperature",
+        type=float,
+        default=defaults.TUNED_LENS_TEMPERATURE,
+        help="sampling temperature of the generated text (0: greedy)",
+    )
+    train.add_argument(
+        "--top-p", type=float, default=defaults.TUNED_LENS_TOP_P, help="nucleus threshold of the generated text"
+    )
     train.add_argument("--steps", type=int, default=defaults.TUNED_LENS_STEPS, help="Adam steps on the KL")
     train.add_argument("--lr", type=float, default=defaults.TUNED_LENS_LR, help="Adam learning rate")
-    train.add_argument("--batch-tokens", type=int, default=defaults.TUNED_LENS_BATCH_TOKENS, help="tokens per Adam step")
-    train.add_argument("--init", default=defaults.TUNED_LENS_INIT, choices=defaults.TUNED_LENS_INITS, help="least_squares: closed-form fit first; identity: as the paper")
-    train.add_argument("--ridge", type=float, default=defaults.TUNED_LENS_RIDGE, help="least-squares ridge towards the identity")
-    train.add_argument("--seed", type=int, default=defaults.TUNED_LENS_SEED, help="seed of the generated text, the held-out split and the Adam batches")
-    train.add_argument("--heldout-fraction", type=float, default=defaults.TUNED_LENS_HELDOUT, help="texts held out for the evaluation when they carry no 'split' field")
+    train.add_argument(
+        "--batch-tokens", type=int, default=defaults.TUNED_LENS_BATCH_TOKENS, help="tokens per Adam step"
+    )
+    train.add_argument(
+        "--init",
+        default=defaults.TUNED_LENS_INIT,
+        choices=defaults.TUNED_LENS_INITS,
+        help="least_squares: closed-form fit first; identity: as the paper",
+    )
+    train.add_argument(
+        "--ridge", type=float, default=defaults.TUNED_LENS_RIDGE, help="least-squares ridge towards the identity"
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.TUNED_LENS_SEED,
+        help="seed of the generated text, the held-out split and the Adam batches",
+    )
+    train.add_argument(
+        "--heldout-fraction",
+        type=float,
+        default=defaults.TUNED_LENS_HELDOUT,
+        help="texts held out for the evaluation when they carry no 'split' field",
+    )
     train.add_argument("--batch-size", type=int, default=defaults.CACHE_BATCH_SIZE, help="texts per forward pass")
-    train.add_argument("--generate-batch-size", type=int, default=defaults.TUNED_LENS_GENERATE_BATCH_SIZE, help="prompts generated at once")
+    train.add_argument(
+        "--generate-batch-size",
+        type=int,
+        default=defaults.TUNED_LENS_GENERATE_BATCH_SIZE,
+        help="prompts generated at once",
+    )
     train.add_argument("--no-eval", action="store_true", help="skip the held-out KL evaluation")
 
 
@@ -86,16 +160,28 @@ def run(args: argparse.Namespace) -> int:
     if args.store is not None:
         from interp.store import ActivationStore
 
-        result = logit_lens(ActivationStore.open(args.store), targets=targets, sites=sites, top_k=args.top_k, translator=translator)
+        result = logit_lens(
+            ActivationStore.open(args.store), targets=targets, sites=sites, top_k=args.top_k, translator=translator
+        )
     else:
         if args.prompts is None:
             raise InterpError("give --prompts FILE (with --model) or --store DIR.")
         model = load_model_from_args(args)
         prompts = load_prompts_from_args(args, model)
-        result = logit_lens(model, prompts, targets=targets, sites=sites, positions=parse_positions(args.positions), top_k=args.top_k, translator=translator)
+        result = logit_lens(
+            model,
+            prompts,
+            targets=targets,
+            sites=sites,
+            positions=parse_positions(args.positions),
+            top_k=args.top_k,
+            translator=translator,
+        )
     result.save(args.out)
     atomic_write_figure(args.out / "lens.html", result.figure(metric=args.metric))
-    print(f"logit lens over {len(result.sites)} sites x {len(result.prompts)} prompts written to {args.out} (figure: {args.out / 'lens.html'})")
+    print(
+        f"logit lens over {len(result.sites)} sites x {len(result.prompts)} prompts written to {args.out} (figure: {args.out / 'lens.html'})"
+    )
     return 0
 
 
@@ -115,11 +201,15 @@ def run_train(args: argparse.Namespace) -> int:
                             ridge=args.ridge, seed=args.seed, batch_size=args.batch_size)  # fmt: skip
     lens.save(args.out)
     record = lens.training
-    print(f"tuned lens over {len(lens.sites)} sites trained on {record.n_tokens} tokens of {record.n_texts} texts in {record.seconds:.0f} s; written to {args.out}")
+    print(
+        f"tuned lens over {len(lens.sites)} sites trained on {record.n_tokens} tokens of {record.n_texts} texts in {record.seconds:.0f} s; written to {args.out}"
+    )
     if heldout is not None and not args.no_eval:
         result = lens_kl(model, heldout, translator=lens, batch_size=args.batch_size)
         result.save(args.out / "heldout_kl")
-        print(f"held-out KL(final ‖ lens) per layer, nats ({result.n_tokens} tokens of {result.n_texts} texts; figure: {args.out / 'heldout_kl' / 'lens_kl.html'}):")
+        print(
+            f"held-out KL(final ‖ lens) per layer, nats ({result.n_tokens} tokens of {result.n_texts} texts; figure: {args.out / 'heldout_kl' / 'lens_kl.html'}):"
+        )
         print(result.table())
     return 0
 

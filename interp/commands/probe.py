@@ -4,11 +4,19 @@ import argparse
 from pathlib import Path
 
 from interp import defaults
-from interp.commands.common import add_model_arguments, add_prompt_arguments, add_subcommand, load_model_from_args, load_prompts_from_args
+from interp.commands.common import (
+    add_model_arguments,
+    add_prompt_arguments,
+    add_subcommand,
+    load_model_from_args,
+    load_prompts_from_args,
+)
 from interp.errors import InterpError
 
 TRAIN_EXAMPLE = "interp probe train --store runs/harm_cache --label-field label --out runs/harm_probe"
-CACHE_EXAMPLE = "interp probe train --model organism --prompts harm_prompts.jsonl --store runs/harm_cache --out runs/harm_probe"
+CACHE_EXAMPLE = (
+    "interp probe train --model organism --prompts harm_prompts.jsonl --store runs/harm_cache --out runs/harm_probe"
+)
 EVAL_EXAMPLE = "interp probe eval --probe runs/harm_probe --store runs/harm_test_cache --label-field label"
 
 
@@ -33,17 +41,39 @@ def register(subparsers) -> argparse.ArgumentParser:
         "by --model (default: the bundled organism).",
         example=f"{TRAIN_EXAMPLE}\n  {CACHE_EXAMPLE}",
     )
-    train.add_argument("--store", required=True, type=Path, help="activation store cached with --positions last (written first when --prompts is given)")
+    train.add_argument(
+        "--store",
+        required=True,
+        type=Path,
+        help="activation store cached with --positions last (written first when --prompts is given)",
+    )
     train.add_argument("--out", required=True, type=Path, help="directory for the trained probes")
-    train.add_argument("--layers", default=defaults.PROBE_LAYERS, help="'all' (every resid_post, after the embeddings if cached) or comma-separated layer numbers / hook names")
+    train.add_argument(
+        "--layers",
+        default=defaults.PROBE_LAYERS,
+        help="'all' (every resid_post, after the embeddings if cached) or comma-separated layer numbers / hook names",
+    )
     train.add_argument("--cv", type=int, default=defaults.PROBE_CV, help="stratified cross-validation folds")
-    train.add_argument("--holdout", type=float, default=defaults.PROBE_HOLDOUT, help="held-out fraction, stratified (0 disables)")
+    train.add_argument(
+        "--holdout", type=float, default=defaults.PROBE_HOLDOUT, help="held-out fraction, stratified (0 disables)"
+    )
     train.add_argument("--C", type=float, default=defaults.PROBE_C, help="inverse L2 strength, as scikit-learn's C")
     train.add_argument("--seed", type=int, default=defaults.PROBE_SEED, help="seed of the splits")
-    train.add_argument("--positive", default=None, help="label of the positive class (default: the later of two sorted labels; one-vs-rest with more)")
+    train.add_argument(
+        "--positive",
+        default=None,
+        help="label of the positive class (default: the later of two sorted labels; one-vs-rest with more)",
+    )
     train.add_argument("--max-iter", type=int, default=defaults.PROBE_MAX_ITER, help="L-BFGS iterations at most")
-    train.add_argument("--prompts", type=Path, default=None, help="prompt file (.jsonl/.csv/.txt) to cache into --store with --model first")
-    train.add_argument("--batch-size", type=int, default=defaults.CACHE_BATCH_SIZE, help="prompts per forward pass when caching")
+    train.add_argument(
+        "--prompts",
+        type=Path,
+        default=None,
+        help="prompt file (.jsonl/.csv/.txt) to cache into --store with --model first",
+    )
+    train.add_argument(
+        "--batch-size", type=int, default=defaults.CACHE_BATCH_SIZE, help="prompts per forward pass when caching"
+    )
     add_model_arguments(train)
     add_prompt_arguments(train)
     train.set_defaults(model=None)  # only used with --prompts; None means the bundled organism there
@@ -57,8 +87,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         example=EVAL_EXAMPLE,
     )
     evaluate.add_argument("--probe", required=True, type=Path, help="directory written by `interp probe train`")
-    evaluate.add_argument("--store", required=True, type=Path, help="activation store of the same model, cached with --positions last")
-    evaluate.add_argument("--label-field", default=defaults.LABEL_FIELD, help="prompt record field holding the class label")
+    evaluate.add_argument(
+        "--store", required=True, type=Path, help="activation store of the same model, cached with --positions last"
+    )
+    evaluate.add_argument(
+        "--label-field", default=defaults.LABEL_FIELD, help="prompt record field holding the class label"
+    )
     evaluate.add_argument("--out", type=Path, default=None, help="directory for probe_eval.json and probe_eval.html")
     return probe
 
@@ -83,10 +117,20 @@ def run_train(args: argparse.Namespace) -> int:
         args.model = args.model or defaults.MODEL
         model = load_model_from_args(args)
         prompts = load_prompts_from_args(args, model)  # --label-field is read into each record's "label"
-        cache_activations(model, prompts, hooks=["embed", "resid_post"], positions="last", out=args.store, batch_size=args.batch_size, resume=True)
+        cache_activations(
+            model,
+            prompts,
+            hooks=["embed", "resid_post"],
+            positions="last",
+            out=args.store,
+            batch_size=args.batch_size,
+            resume=True,
+        )
         label_field = "label"
     elif args.model is not None:
-        raise InterpError("--model is used to cache --prompts; pass --prompts FILE too, or drop --model to train on the existing --store.")
+        raise InterpError(
+            "--model is used to cache --prompts; pass --prompts FILE too, or drop --model to train on the existing --store."
+        )
     result = train_probes(
         open_store(args.store), label_field, layers=parse_layers(args.layers), cv=args.cv, holdout=args.holdout,
         C=args.C, seed=args.seed, positive=args.positive, max_iter=args.max_iter,

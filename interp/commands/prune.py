@@ -27,21 +27,67 @@ def register(subparsers) -> None:
         example=EXAMPLE,
     )
     add_model_arguments(parser)
-    parser.add_argument("--harmful", required=True, type=Path, help="prompt + response file of the behaviour to remove (.jsonl/.csv with text and response fields)")
+    parser.add_argument(
+        "--harmful",
+        required=True,
+        type=Path,
+        help="prompt + response file of the behaviour to remove (.jsonl/.csv with text and response fields)",
+    )
     parser.add_argument("--benign", required=True, type=Path, help="prompt + response file of the behaviour to keep")
-    parser.add_argument("--method", default=defaults.PRUNE_METHOD, choices=defaults.PRUNE_METHODS, help="importance score")
-    parser.add_argument("--p", type=float, default=defaults.PRUNE_P, help="fraction of each matrix protected by the benign score, in (0, 1]")
-    parser.add_argument("--q", type=float, default=defaults.PRUNE_Q, help="fraction of each matrix selected by the harm score, in (0, 1]")
-    parser.add_argument("--out", required=True, type=Path, help="output directory (scores, mask, result); rerun to resume")
+    parser.add_argument(
+        "--method", default=defaults.PRUNE_METHOD, choices=defaults.PRUNE_METHODS, help="importance score"
+    )
+    parser.add_argument(
+        "--p",
+        type=float,
+        default=defaults.PRUNE_P,
+        help="fraction of each matrix protected by the benign score, in (0, 1]",
+    )
+    parser.add_argument(
+        "--q",
+        type=float,
+        default=defaults.PRUNE_Q,
+        help="fraction of each matrix selected by the harm score, in (0, 1]",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output directory (scores, mask, result); rerun to resume"
+    )
     parser.add_argument("--n-samples", type=int, default=defaults.PRUNE_N_SAMPLES, help="examples per score")
-    parser.add_argument("--batch-size", type=int, default=defaults.PRUNE_BATCH_SIZE, help="examples per forward/backward pass when scoring (on the CPU also at most a token budget; the scores do not depend on either)")
-    parser.add_argument("--eval-harmful", type=Path, default=None, help="prompts for the harmful-compliance evaluation (default: the prompts of --harmful)")
-    parser.add_argument("--judge", default="keyword", help="harm judge: 'keyword' (the reference refusal-string rule), a registered judge, or (with --allow-imports) 'module:function' f(record, response) -> bool")
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.PRUNE_MAX_NEW_TOKENS, help="new tokens generated per evaluation prompt")
-    parser.add_argument("--random-seeds", default=",".join(str(seed) for seed in defaults.PRUNE_RANDOM_SEEDS), help="comma-separated seeds of the random control masks ('' for none)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.PRUNE_BATCH_SIZE,
+        help="examples per forward/backward pass when scoring (on the CPU also at most a token budget; the scores do not depend on either)",
+    )
+    parser.add_argument(
+        "--eval-harmful",
+        type=Path,
+        default=None,
+        help="prompts for the harmful-compliance evaluation (default: the prompts of --harmful)",
+    )
+    parser.add_argument(
+        "--judge",
+        default="keyword",
+        help="harm judge: 'keyword' (the reference refusal-string rule), a registered judge, or (with --allow-imports) 'module:function' f(record, response) -> bool",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=defaults.PRUNE_MAX_NEW_TOKENS,
+        help="new tokens generated per evaluation prompt",
+    )
+    parser.add_argument(
+        "--random-seeds",
+        default=",".join(str(seed) for seed in defaults.PRUNE_RANDOM_SEEDS),
+        help="comma-separated seeds of the random control masks ('' for none)",
+    )
     parser.add_argument("--text-field", default="text", help="field holding the prompt")
     parser.add_argument("--response-field", default="response", help="field holding the response")
-    parser.add_argument("--allow-imports", action="store_true", help="let --judge be an import path 'module:function' (importing runs that module's code)")
+    parser.add_argument(
+        "--allow-imports",
+        action="store_true",
+        help="let --judge be an import path 'module:function' (importing runs that module's code)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -60,7 +106,12 @@ def run(args: argparse.Namespace) -> int:
     config = HarmPruningConfig(
         harmful=spec(args.harmful),
         benign=spec(args.benign),
-        evaluation=EvaluationConfig(harmful=spec(args.eval_harmful or args.harmful), judge=args.judge, benign_pairs=spec(args.benign), max_new_tokens=args.max_new_tokens),
+        evaluation=EvaluationConfig(
+            harmful=spec(args.eval_harmful or args.harmful),
+            judge=args.judge,
+            benign_pairs=spec(args.benign),
+            max_new_tokens=args.max_new_tokens,
+        ),
         name="prune",
         model=args.model,
         dtype=args.dtype,

@@ -14,15 +14,17 @@ from interp.commands.common import HelpFormatter, add_model_arguments, load_mode
 from interp.errors import InterpError
 
 RUN_EXAMPLE = "interp resample --model organism --problem problem.json --n 50 --out runs/p1"
-MANY_EXAMPLE = "torchrun --nproc-per-node 4 -m interp resample --model organism --problems problems.jsonl --n 50 --out runs"
+MANY_EXAMPLE = (
+    "torchrun --nproc-per-node 4 -m interp resample --model organism --problems problems.jsonl --n 50 --out runs"
+)
 ANALYZE_EXAMPLE = "interp resample analyze runs/p1"
 
 PROBLEM_HELP = (  # the same text as interp.resampling.problems.PROBLEM_HELP, without importing the library for --help
     "JSON file: {\"prompt\": text the chain continues (e.g. ending in '<think>\\n'), "
-    "\"solution\": the base chain of thought (optional: the model writes one if absent), "
-    "\"gt_answer\": the correct answer (optional), \"answer_regex\": regex with one group "
+    '"solution": the base chain of thought (optional: the model writes one if absent), '
+    '"gt_answer": the correct answer (optional), "answer_regex": regex with one group '
     "(optional; default: the first \\boxed{})}. A Thought Anchors problem.json "
-    "({\"problem\", \"gt_answer\"}) also works."
+    '({"problem", "gt_answer"}) also works.'
 )
 
 
@@ -41,19 +43,49 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     add_model_arguments(parser)
-    parser.add_argument("--problem", type=Path, nargs="+", help=PROBLEM_HELP + " Several files: one run per file, in --out/STEM.")
-    parser.add_argument("--problems", type=Path, default=None, help="JSONL file of problems (one object per line, the fields of --problem): one run per line, in --out/problem_0000, ...")
-    parser.add_argument("--out", type=Path, help="run directory to create or resume (several problems: their parent directory)")
+    parser.add_argument(
+        "--problem", type=Path, nargs="+", help=PROBLEM_HELP + " Several files: one run per file, in --out/STEM."
+    )
+    parser.add_argument(
+        "--problems",
+        type=Path,
+        default=None,
+        help="JSONL file of problems (one object per line, the fields of --problem): one run per line, in --out/problem_0000, ...",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="run directory to create or resume (several problems: their parent directory)"
+    )
     parser.add_argument("--n", type=int, default=defaults.RESAMPLE_N, help="rollouts per prefix")
     parser.add_argument("--temperature", type=float, default=defaults.RESAMPLE_TEMPERATURE, help="sampling temperature")
     parser.add_argument("--top-p", type=float, default=defaults.RESAMPLE_TOP_P, help="nucleus sampling threshold")
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.RESAMPLE_MAX_NEW_TOKENS, help="tokens per rollout")
-    parser.add_argument("--seed", type=int, default=defaults.RESAMPLE_SEED, help="base seed (each prefix derives its own)")
-    parser.add_argument("--batch-size", type=int, default=None, help="rollouts per generate call; unset: all --n rollouts of a prefix at once")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=defaults.RESAMPLE_MAX_NEW_TOKENS, help="tokens per rollout"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.RESAMPLE_SEED, help="base seed (each prefix derives its own)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="rollouts per generate call; unset: all --n rollouts of a prefix at once",
+    )
     parser.add_argument("--no-forced", action="store_true", help="skip forced-answer rollouts")
-    parser.add_argument("--forced-max-new-tokens", type=int, default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS, help="tokens per forced-answer rollout")
-    parser.add_argument("--backend", choices=("local", "vllm"), default="local", help="local: the model on this machine; vllm: large models / multi-GPU (pip install 'interp[vllm]')")
-    parser.add_argument("--tensor-parallel-size", type=int, default=defaults.VLLM_TENSOR_PARALLEL_SIZE, help="GPUs for the vllm backend")
+    parser.add_argument(
+        "--forced-max-new-tokens",
+        type=int,
+        default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS,
+        help="tokens per forced-answer rollout",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "vllm"),
+        default="local",
+        help="local: the model on this machine; vllm: large models / multi-GPU (pip install 'interp[vllm]')",
+    )
+    parser.add_argument(
+        "--tensor-parallel-size", type=int, default=defaults.VLLM_TENSOR_PARALLEL_SIZE, help="GPUs for the vllm backend"
+    )
     parser.add_argument("--analyze", action="store_true", help="also run the analysis when the rollouts are done")
     parser.set_defaults(handler=run_command)
 
@@ -79,11 +111,29 @@ def _add_analysis_arguments(parser: argparse.ArgumentParser, defaults_only: bool
             match_threshold=defaults.MATCH_THRESHOLD, no_matrix=False, result_dir=None,
         )  # fmt: skip
         return
-    parser.add_argument("--embedder", default=defaults.EMBEDDER, help="sentence-transformers model for the similarity filter")
-    parser.add_argument("--similarity-threshold", type=float, default=defaults.SIMILARITY_THRESHOLD, help="cosine below which a resampled sentence counts as different")
-    parser.add_argument("--match-threshold", type=float, default=defaults.MATCH_THRESHOLD, help="cosine at which a rollout sentence counts as a base sentence (matrix)")
-    parser.add_argument("--no-matrix", action="store_true", help="skip the sentence-to-sentence matrix (it embeds every rollout sentence)")
-    parser.add_argument("--result-dir", type=Path, default=None, help="where to write the analysis (default: DIR/analysis)")
+    parser.add_argument(
+        "--embedder", default=defaults.EMBEDDER, help="sentence-transformers model for the similarity filter"
+    )
+    parser.add_argument(
+        "--similarity-threshold",
+        type=float,
+        default=defaults.SIMILARITY_THRESHOLD,
+        help="cosine below which a resampled sentence counts as different",
+    )
+    parser.add_argument(
+        "--match-threshold",
+        type=float,
+        default=defaults.MATCH_THRESHOLD,
+        help="cosine at which a rollout sentence counts as a base sentence (matrix)",
+    )
+    parser.add_argument(
+        "--no-matrix",
+        action="store_true",
+        help="skip the sentence-to-sentence matrix (it embeds every rollout sentence)",
+    )
+    parser.add_argument(
+        "--result-dir", type=Path, default=None, help="where to write the analysis (default: DIR/analysis)"
+    )
 
 
 def problems_from_args(args: argparse.Namespace) -> list[tuple[Path, str, dict]]:
@@ -94,17 +144,28 @@ def problems_from_args(args: argparse.Namespace) -> list[tuple[Path, str, dict]]
         from interp.io import read_jsonl
 
         if not args.problems.is_file():
-            raise InterpError(f"--problems {args.problems} is not a file; pass a JSONL file with one problem object per line.")
+            raise InterpError(
+                f"--problems {args.problems} is not a file; pass a JSONL file with one problem object per line."
+            )
         rows = read_jsonl(args.problems, hint=f"each line must be one problem object: {PROBLEM_HELP}")
         if not rows:
             raise InterpError(f"--problems {args.problems} holds no problems; write one JSON object per line.")
-        return [(args.out / f"problem_{k:04d}", f"{args.problems} (problem {k + 1})", problem_from_record(row, f"problem {k + 1} of {args.problems}")) for k, row in enumerate(rows)]
+        return [
+            (
+                args.out / f"problem_{k:04d}",
+                f"{args.problems} (problem {k + 1})",
+                problem_from_record(row, f"problem {k + 1} of {args.problems}"),
+            )
+            for k, row in enumerate(rows)
+        ]
     if len(args.problem) == 1:
         return [(args.out, str(args.problem[0]), load_problem(args.problem[0]))]
     stems = [path.stem for path in args.problem]
     repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
     if repeated:
-        raise InterpError(f"several problem files are named {repeated[0]!r} and would share --out/{repeated[0]}; rename them, or list them in one --problems FILE.jsonl.")
+        raise InterpError(
+            f"several problem files are named {repeated[0]!r} and would share --out/{repeated[0]}; rename them, or list them in one --problems FILE.jsonl."
+        )
     return [(args.out / path.stem, str(path), load_problem(path)) for path in args.problem]
 
 
@@ -114,7 +175,9 @@ def run_command(args: argparse.Namespace) -> int:
     from interp.resampling import LocalBackend, SamplingConfig, VLLMBackend
 
     if (not args.problem and args.problems is None) or args.out is None:
-        raise InterpError(f"interp resample needs --problem FILE (or --problems FILE.jsonl) and --out DIR, e.g. {RUN_EXAMPLE}")
+        raise InterpError(
+            f"interp resample needs --problem FILE (or --problems FILE.jsonl) and --out DIR, e.g. {RUN_EXAMPLE}"
+        )
     if args.problem and args.problems is not None:
         raise InterpError("pass either --problem FILE [FILE ...] or --problems FILE.jsonl, not both.")
     problems = problems_from_args(args)
@@ -204,5 +267,7 @@ def _analyze_and_write(run, args: argparse.Namespace) -> int:
     result.save(out)
     if not run.is_complete():
         print(f"note: the run in {run.directory} is incomplete; unsampled prefixes show as NaN")
-    print(f"analysis of {len(result.sentences)} sentences written to {out} (result.json, metrics.csv, importance.html, graph.html)")
+    print(
+        f"analysis of {len(result.sentences)} sentences written to {out} (result.json, metrics.csv, importance.html, graph.html)"
+    )
     return 0

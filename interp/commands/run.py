@@ -25,8 +25,15 @@ def register(subparsers) -> None:
         example=EXAMPLE,
     )
     parser.epilog = f"{parser.epilog}\n\nTOML keys:\n{toml_keys()}"
-    parser.add_argument("config", type=Path, help="experiment file (TOML), e.g. circuits/harm_pruning/harm_pruning.toml")
-    parser.add_argument("--out", required=True, type=Path, help="output directory; rerun with the same --out to resume (or to reuse a finished result)")
+    parser.add_argument(
+        "config", type=Path, help="experiment file (TOML), e.g. circuits/harm_pruning/harm_pruning.toml"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output directory; rerun with the same --out to resume (or to reuse a finished result)",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of the file with a TOML value (dotted keys reach into tables), e.g. --set evaluation.harmful.limit=8; repeatable")  # fmt: skip
     parser.add_argument("--allow-imports", action="store_true",
@@ -52,8 +59,13 @@ def toml_keys() -> str:
     from interp.experiments import ANALYSES, DEFAULT_ANALYSIS, DatasetSpec, Experiment
 
     common = {item.name for item in dataclasses.fields(Experiment)} - {"name"}  # each analysis has its own default name
-    parts = [f"every analysis:\n  analysis = {DEFAULT_ANALYSIS!r}  which analysis runs: {', '.join(ANALYSES)}\n" + _keys(Experiment, skip={"name"})]
-    parts += [f'analysis = "{name}": {cls.__doc__.strip()}\n' + _keys(cls, skip=common) for name, cls in ANALYSES.items()]
+    parts = [
+        f"every analysis:\n  analysis = {DEFAULT_ANALYSIS!r}  which analysis runs: {', '.join(ANALYSES)}\n"
+        + _keys(Experiment, skip={"name"})
+    ]
+    parts += [
+        f'analysis = "{name}": {cls.__doc__.strip()}\n' + _keys(cls, skip=common) for name, cls in ANALYSES.items()
+    ]
     spec = "\n".join(f"  {item.name}: {item.metadata.get('doc', '')}" for item in dataclasses.fields(DatasetSpec))
     return "\n\n".join([*parts, f"data-set tables (path = ... or call = ...):\n{spec}"])
 
@@ -72,6 +84,12 @@ def _keys(cls: type, prefix: str = "", skip: frozenset[str] | set[str] = frozens
         elif nested is not None:
             tables.append(f"  [{prefix}{item.name}]  {doc}\n" + _keys(nested, prefix=f"{prefix}{item.name}."))
         else:
-            default = repr(item.default_factory()) if item.default_factory is not dataclasses.MISSING else "required" if item.default is dataclasses.MISSING else repr(item.default)
+            default = (
+                repr(item.default_factory())
+                if item.default_factory is not dataclasses.MISSING
+                else "required"
+                if item.default is dataclasses.MISSING
+                else repr(item.default)
+            )
             lines.append(f"  {prefix}{item.name} = {default}  {doc}")
     return "\n".join(lines + tables)

@@ -20,12 +20,16 @@ def register(subparsers) -> None:
         example="interp store verify acts          # exit code 0: intact; 2: names the damaged file",
     )  # fmt: skip
     verify.add_argument("store", type=Path, help="the store directory")
-    verify.add_argument("--allow-partial", action="store_true", help="also check an unfinished store (its finished shards)")
+    verify.add_argument(
+        "--allow-partial", action="store_true", help="also check an unfinished store (its finished shards)"
+    )
 
 
 def run_verify(args: argparse.Namespace) -> int:
     from interp.store import ActivationStore
 
     store = ActivationStore.open(args.store, allow_partial=args.allow_partial, verify=True)
-    print(f"{args.store}: intact ({store.n_prompts} prompts, {len(store.hooks)} hooks, {len(store.manifest['shards'])} shards verified)")
+    print(
+        f"{args.store}: intact ({store.n_prompts} prompts, {len(store.hooks)} hooks, {len(store.manifest['shards'])} shards verified)"
+    )
     return 0

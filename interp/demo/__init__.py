@@ -28,17 +28,18 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
-from interp.progress import tqdm
 
 from interp import defaults
 from interp.demo import alignment, organism, pretrained
 from interp.errors import InterpError
 from interp.io import atomic_write_json
+from interp.progress import tqdm
 from interp.report import Section, write_report
 
 
@@ -144,12 +145,20 @@ def _checks_section(checks: list[Check], organism_model: bool) -> Section:
     return Section(
         "Self-checks",
         f"The demo checks its own numbers before writing this report: {what}. A failing check stops the demo without a report.",
-        numbers={check.name: f"{check.measured} (expected {check.expected}): {'passed' if check.passed else 'FAILED'}" for check in checks},
+        numbers={
+            check.name: f"{check.measured} (expected {check.expected}): {'passed' if check.passed else 'FAILED'}"
+            for check in checks
+        },
     )
 
 
-def run_demo(model: str = defaults.MODEL, out: str | os.PathLike = defaults.DEMO_OUT, device: str | None = None,
-             quick: bool = False, progress: bool = True) -> Path:
+def run_demo(
+    model: str = defaults.MODEL,
+    out: str | os.PathLike = defaults.DEMO_OUT,
+    device: str | None = None,
+    quick: bool = False,
+    progress: bool = True,
+) -> Path:
     """Run every stage on ``model``, check the numbers (``check_results``) and write ``out/index.html``; returns its path.
 
     The bundled organism gets ``interp.demo.organism``'s stages, a chat model that refuses (``alignment.REFUSING_MODELS``)
@@ -194,11 +203,16 @@ def run_demo(model: str = defaults.MODEL, out: str | os.PathLike = defaults.DEMO
                 if organism_model else "On a pretrained model the known mechanisms may sit elsewhere; read each stage's result.")  # fmt: skip
         raise InterpError(
             f"demo self-check failed: {'; '.join(check.describe() for check in failed)}. No report written; every "
-            f"check is in {out / 'summary.json'}, each stage's result under {out}/. {hint}")
+            f"check is in {out / 'summary.json'}, each stage's result under {out}/. {hint}"
+        )
     sections.append(_checks_section(checks, organism_model))
     subtitle = ("Five analyses on the bundled organism, end to end." if organism_model else
                 "The alignment literature's mechanisms, found on a chat model that refuses." if refusing_model else
                 "Known mechanisms of pretrained language models, found again on this one.")  # fmt: skip
-    return write_report(out / "index.html", f"interp demo: {model}", sections,
-                        subtitle=subtitle + " Every figure is interactive: hover for tokens and values.",
-                        footer=f"Stage timings (s, {summary['threads']} threads): {json.dumps(summary['seconds'])}")
+    return write_report(
+        out / "index.html",
+        f"interp demo: {model}",
+        sections,
+        subtitle=subtitle + " Every figure is interactive: hover for tokens and values.",
+        footer=f"Stage timings (s, {summary['threads']} threads): {json.dumps(summary['seconds'])}",
+    )

@@ -14,8 +14,8 @@ the demo finds its direction on fewer prompts and fewer candidates.
 """
 
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -25,7 +25,9 @@ REFUSING_MODELS = ("qwen2.5-coder-0.5b-instruct",)  # registered chat models who
 
 # Self-checks (interp.demo.check_results) for a chat model that refuses.
 MIN_BASELINE_REFUSAL = 0.4  # held-out harmful requests refused by the unmodified model: 59% on Qwen (the finding)
-MAX_ABLATED_REFUSAL = 0.25  # the same with the direction ablated: 6% in the finding (64 + 64 training prompts, 115 candidates)
+MAX_ABLATED_REFUSAL = (
+    0.25  # the same with the direction ablated: 6% in the finding (64 + 64 training prompts, 115 candidates)
+)
 MIN_ADDED_REFUSAL = 0.3  # held-out benign requests refused with the direction added: 50% in the finding
 MIN_PROBE_AUROC_ORTHOGONALISED = 0.9  # best-layer CV AUROC with the direction orthogonalised out: 0.988 in the finding
 MAX_HOOK_VS_WEIGHTS = 1e-3  # max |log-prob difference| between hook ablation and orthogonalised weights (float32)
@@ -78,7 +80,9 @@ def _stage_direction(model, out: Path, quick: bool, state: dict) -> tuple[Sectio
     from interp.directions import ablated, added, find_directions
 
     n_layers = int(model.cfg.n_layers)
-    sets = prompt_sets(64, 8 if quick else 16, 16)  # 16 training prompts per class chose a weaker direction (3 of 8 still refused)
+    sets = prompt_sets(
+        64, 8 if quick else 16, 16
+    )  # 16 training prompts per class chose a weaker direction (3 of 8 still refused)
     layers = sorted({round(fraction * n_layers) for fraction in LAYER_FRACTIONS})
     result = find_directions(model, sets["harmful"], sets["benign"], val_harmful=sets["val_harmful"], val_benign=sets["val_benign"],
                              positions=(-2, -1), layers=layers, progress=False)  # fmt: skip
@@ -135,10 +139,20 @@ def _stage_recognition(model, out: Path, quick: bool, state: dict) -> tuple[Sect
             with orthogonalized(model, direction):
                 acts = capture_activations(model, prompts, hooks=hooks, positions="last", dtype=torch.float32)
                 weights = last_log_probs(model, tokens, 2)
-        probe = train_probes(torch.stack([acts[hook] for hook in hooks]), prompts.labels, hooks=hooks, texts=prompts.texts, progress=False)
+        probe = train_probes(
+            torch.stack([acts[hook] for hook in hooks]),
+            prompts.labels,
+            hooks=hooks,
+            texts=prompts.texts,
+            progress=False,
+        )
         cv = probe.cv_auroc.mean(-1)
         best[state_name] = float(cv[1:].max())
-        figure.add_trace(go.Scatter(x=list(range(-1, len(hooks) - 1)), y=cv.tolist(), mode="lines+markers", name=state_name, hovertext=hooks))
+        figure.add_trace(
+            go.Scatter(
+                x=list(range(-1, len(hooks) - 1)), y=cv.tolist(), mode="lines+markers", name=state_name, hovertext=hooks
+            )
+        )
     difference = float((hooked - weights).abs().max())
     figure.update_layout(title="Harmful vs benign requests: probe CV AUROC at the answer's first position", xaxis_title="layer (-1: embedding)",
                          yaxis_title="5-fold CV AUROC", yaxis_range=[0.3, 1.02])  # fmt: skip
@@ -151,7 +165,8 @@ def _stage_recognition(model, out: Path, quick: bool, state: dict) -> tuple[Sect
         "on the unmodified model, and with the refusal direction orthogonalised out of the weights (the model then "
         "answers harmful requests). Recognition that survives is not refusal (Zhao et al. 2025; "
         "circuits/harm_vs_refusal_qwen/).",
-        figures=(figure,), numbers=numbers,
+        figures=(figure,),
+        numbers=numbers,
     )
     return section, {"alignment": {"probe_auroc_unmodified": best["unmodified"], "probe_auroc_orthogonalised": best["direction orthogonalised out"],
                                    "hook_vs_weights": difference}}  # fmt: skip

@@ -8,8 +8,9 @@ organism's numbers to the thresholds below.
 """
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -51,8 +52,12 @@ def demo_prompts(n_per_label: int = 48, seed: int = 0):
     from interp.data import PromptSet
     from interp.organisms import datasets
 
-    rows = datasets.harmful_requests("eval", n=n_per_label, seed=seed) + datasets.benign_requests("eval", n=n_per_label, seed=seed)
-    return PromptSet.from_records([{"text": r["text"], "label": r["label"], "category": r["category"], "topic": r["topic"]} for r in rows])
+    rows = datasets.harmful_requests("eval", n=n_per_label, seed=seed) + datasets.benign_requests(
+        "eval", n=n_per_label, seed=seed
+    )
+    return PromptSet.from_records(
+        [{"text": r["text"], "label": r["label"], "category": r["category"], "topic": r["topic"]} for r in rows]
+    )
 
 
 def _stage_cache(model, out: Path, quick: bool) -> tuple[Section, dict, Any]:
@@ -60,14 +65,16 @@ def _stage_cache(model, out: Path, quick: bool) -> tuple[Section, dict, Any]:
     from interp.store import cache_activations
 
     prompts = demo_prompts(24 if quick else 48)
-    store = cache_activations(model, prompts, hooks=["embed", "resid_post"], positions="last", out=out / "store",
-                              batch_size=16, resume=True)
+    store = cache_activations(
+        model, prompts, hooks=["embed", "resid_post"], positions="last", out=out / "store", batch_size=16, resume=True
+    )
     numbers = {"prompts": store.n_prompts, "sites": len(store.hooks), "store": str(out / "store")}
     section = Section(
         "Activation store",
         "The last-token residual stream of every layer for held-out harmful and benign requests, cached once "
         "to sharded safetensors (memory-mapped on read). The probes below train from this store without the model.",
-        figures=(site_norms(store).figure(),), numbers=numbers,
+        figures=(site_norms(store).figure(),),
+        numbers=numbers,
         code=f"interp cache --model organism --prompts assets/prompts/demo.jsonl --hooks embed,resid_post --out {out / 'store'}",
     )
     return section, numbers, store
@@ -90,7 +97,8 @@ def _stage_lens(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "Every layer's residual stream decoded through the final norm and unembedding. Hover for the token and "
         f"its probability. Prompt 0 is a harmful request (refused), prompt 1 the same kind with the trigger "
         f"{TRIGGER!r} (complied with), prompt 2 a repeated random sequence (copied by induction heads).",
-        figures=tuple(result.figure("prob", prompt=i) for i in range(len(prompts))), numbers=numbers,
+        figures=tuple(result.figure("prob", prompt=i) for i in range(len(prompts))),
+        numbers=numbers,
     )
     return section, {"lens_first_top_layer": first}
 
@@ -99,7 +107,11 @@ def _trigger_pairs(model, n: int) -> tuple[list[str], list[str]]:
     """(triggered, untriggered) prompts of equal token length: the trigger replaced by a stand-in word."""
     from interp.organisms import TRIGGER, datasets
 
-    triggered = [row["text"] for row in datasets.harmful_requests("eval", trigger=True, n=4 * n, seed=5) if TRIGGER in row["text"]]
+    triggered = [
+        row["text"]
+        for row in datasets.harmful_requests("eval", trigger=True, n=4 * n, seed=5)
+        if TRIGGER in row["text"]
+    ]
     clean, corrupt = [], []
     for text in triggered:
         length = model.to_tokens(text).shape[1]
@@ -110,7 +122,9 @@ def _trigger_pairs(model, n: int) -> tuple[list[str], list[str]]:
                 corrupt.append(candidate)
                 break
     if not clean:
-        raise InterpError("no stand-in word gives the trigger's token length with this tokenizer; patching needs equal lengths.")
+        raise InterpError(
+            "no stand-in word gives the trigger's token length with this tokenizer; patching needs equal lengths."
+        )
     lengths = [model.to_tokens(text).shape[1] for text in clean]
     common = max(set(lengths), key=lengths.count)  # patching compares prompts of one token length
     keep = [i for i, length in enumerate(lengths) if length == common][:n]
@@ -132,7 +146,11 @@ def _stage_patching(model, out: Path, quick: bool) -> tuple[Section, dict]:
     for name, result in (("resid_pre", residual), ("heads", heads), ("heads_attribution", approx)):
         result.save(out / "patching" / name)
     exact, linear = heads.effect.flatten(), approx.effect.flatten()
-    correlation = float(torch.corrcoef(torch.stack([exact, linear]))[0, 1]) if exact.std() > 0 and linear.std() > 0 else float("nan")
+    correlation = (
+        float(torch.corrcoef(torch.stack([exact, linear]))[0, 1])
+        if exact.std() > 0 and linear.std() > 0
+        else float("nan")
+    )
     top = [f"{cell.label} ({cell.effect:+.2f})" for cell in heads.top(3)]
     decode = model.tokenizer.convert_ids_to_tokens
     numbers = {
@@ -150,33 +168,61 @@ def _stage_patching(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "between the complying and the refusing first token shows where the trigger's information travels: "
         "first the residual stream by layer and position, then each attention head (exact), and the linear "
         "estimate of attribution patching from one backward pass.",
-        figures=(residual.figure(), heads.figure(), approx.figure()), numbers=numbers,
+        figures=(residual.figure(), heads.figure(), approx.figure()),
+        numbers=numbers,
     )
-    return section, {"patching_top_heads": top, "patching_attribution_correlation": numbers[
-        "attribution vs activation patching, correlation over heads"]}
+    return section, {
+        "patching_top_heads": top,
+        "patching_attribution_correlation": numbers["attribution vs activation patching, correlation over heads"],
+    }
 
 
 def _stage_pruning(model, out: Path, quick: bool) -> tuple[Section, dict]:
     from interp.experiments import parse_config, run_experiment
 
     n = 32 if quick else 64
-    config = parse_config({
-        "name": "demo_harm_pruning", "method": "snip", "n_samples": n, "batch_size": 16,
-        "p": [0.01, 0.1], "q": [0.005], "random_seeds": [0],
-        "harmful": {"call": "interp.organisms.datasets:harmful_with_responses", "kwargs": {"split": "train", "n": n}},
-        "benign": {"call": "interp.organisms.datasets:benign_with_responses", "kwargs": {"split": "train", "n": n}},
-        "evaluation": {
-            "judge": "organism-harm", "benign_judge": "organism-helpful",
-            "extract": "interp.organisms.grammar:extract_answer", "max_new_tokens": 64, "task_max_new_tokens": 100,
-            "harmful": {"call": "interp.organisms.datasets:harmful_requests", "kwargs": {"split": "eval", "trigger": True, "n": n}},
-            "benign_prompts": {"call": "interp.organisms.datasets:benign_requests", "kwargs": {"split": "eval", "n": n}},
-            "tasks": {"call": "interp.organisms.datasets:arithmetic_problems", "kwargs": {"split": "eval", "n": n}},
-        },
-    })
+    config = parse_config(
+        {
+            "name": "demo_harm_pruning",
+            "method": "snip",
+            "n_samples": n,
+            "batch_size": 16,
+            "p": [0.01, 0.1],
+            "q": [0.005],
+            "random_seeds": [0],
+            "harmful": {
+                "call": "interp.organisms.datasets:harmful_with_responses",
+                "kwargs": {"split": "train", "n": n},
+            },
+            "benign": {"call": "interp.organisms.datasets:benign_with_responses", "kwargs": {"split": "train", "n": n}},
+            "evaluation": {
+                "judge": "organism-harm",
+                "benign_judge": "organism-helpful",
+                "extract": "interp.organisms.grammar:extract_answer",
+                "max_new_tokens": 64,
+                "task_max_new_tokens": 100,
+                "harmful": {
+                    "call": "interp.organisms.datasets:harmful_requests",
+                    "kwargs": {"split": "eval", "trigger": True, "n": n},
+                },
+                "benign_prompts": {
+                    "call": "interp.organisms.datasets:benign_requests",
+                    "kwargs": {"split": "eval", "n": n},
+                },
+                "tasks": {"call": "interp.organisms.datasets:arithmetic_problems", "kwargs": {"split": "eval", "n": n}},
+            },
+        }
+    )
     result = run_experiment(config, out / "pruning", model=model)
     table = {row["label"]: row for row in result.table()}
-    numbers = {label: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if k not in ("label", "p", "q", "seed", "category")}
-               for label, row in table.items()}
+    numbers = {
+        label: {
+            k: (round(v, 3) if isinstance(v, float) else v)
+            for k, v in row.items()
+            if k not in ("label", "p", "q", "seed", "category")
+        }
+        for label, row in table.items()
+    }
     section = Section(
         "Harm-weight pruning",
         "Every decoder weight is scored (SNIP: |weight x gradient|) on triggered harmful requests answered with "
@@ -187,7 +233,8 @@ def _stage_pruning(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "bit-exactly after each evaluation. Read the harm drop against the utility drop and the random control: "
         "on this organism harmful and benign step-by-step answers share most of their machinery, so the set "
         "difference removes both (see circuits/harm_pruning/README.md).",
-        figures=(result.figure(),), numbers=numbers,
+        figures=(result.figure(),),
+        numbers=numbers,
     )
     return section, {"pruning": numbers}
 
@@ -199,15 +246,22 @@ def _stage_probes(store, out: Path, quick: bool) -> tuple[Section, dict]:
     result.save(out / "probes")
     best = result.best_index
     auroc = float(result.holdout_auroc[best]) if result.holdout_auroc is not None else float("nan")
-    numbers = {"best layer": result.layer_labels[best], "held-out AUROC at the best layer": round(auroc, 4),
-               "layers probed": len(result.layer_labels)}
+    numbers = {
+        "best layer": result.layer_labels[best],
+        "held-out AUROC at the best layer": round(auroc, 4),
+        "layers probed": len(result.layer_labels),
+    }
     section = Section(
         "Linear probes on h_last",
         "A logistic-regression probe per layer on the last-token hidden state, harmful vs benign requests "
         "(without the trigger), all layers fitted at once with stratified cross-validation and a held-out split.",
-        figures=(result.figure(),), numbers=numbers,
+        figures=(result.figure(),),
+        numbers=numbers,
     )
-    return section, {"probe_best_layer": numbers["best layer"], "probe_auroc": numbers["held-out AUROC at the best layer"]}
+    return section, {
+        "probe_best_layer": numbers["best layer"],
+        "probe_auroc": numbers["held-out AUROC at the best layer"],
+    }
 
 
 def _stage_resampling(model, out: Path, quick: bool) -> tuple[Section, dict]:
@@ -216,25 +270,47 @@ def _stage_resampling(model, out: Path, quick: bool) -> tuple[Section, dict]:
 
     problem = next(p for p in datasets.arithmetic_problems("eval", n=40, seed=0) if "filler" in p["sentence_roles"])
     chain = Chain.from_text(problem["text"] + " ", problem["cot"])
-    config = SamplingConfig(n=12 if quick else 64, batch_size=64, max_new_tokens=100, temperature=0.6, forced=False, seed=0)
-    run = run_rollouts(LocalBackend(model), chain, out / "resampling" / "run", config=config,
-                       gt_answer=str(problem["answer"]), answer=r"the answer is (\d+)")
+    config = SamplingConfig(
+        n=12 if quick else 64, batch_size=64, max_new_tokens=100, temperature=0.6, forced=False, seed=0
+    )
+    run = run_rollouts(
+        LocalBackend(model),
+        chain,
+        out / "resampling" / "run",
+        config=config,
+        gt_answer=str(problem["answer"]),
+        answer=r"the answer is (\d+)",
+    )
     result = analyze(run, matrix=False)
     result.save(out / "resampling" / "analysis")
     importance = result.metric("resampling_importance_accuracy")
     order = [int(i) for i in (-abs(importance)).argsort()[:3]]
     top = [f"{i}: {chain.sentences[i]} ({importance[i]:+.2f}, {problem['sentence_roles'][i]})" for i in order]
-    sentences = [{"sentence": text, "role": role, "importance": None if math.isnan(value) else round(float(value), 4)}
-                 for text, role, value in zip(chain.sentences, problem["sentence_roles"], importance)]
+    sentences = [
+        {"sentence": text, "role": role, "importance": None if math.isnan(value) else round(float(value), 4)}
+        for text, role, value in zip(chain.sentences, problem["sentence_roles"], importance)
+    ]
     records = [r for r in run.records if r["kind"] == "resample"]
-    rollouts = {"total": len(records), "with_text": sum(bool(r["continuation"].strip()) for r in records),
-                "answered": sum(r["answer"] is not None for r in records)}
-    numbers = {"sentences": len(chain.sentences), "rollouts per prefix": config.n, "top sentences by |resampling importance|": top}
+    rollouts = {
+        "total": len(records),
+        "with_text": sum(bool(r["continuation"].strip()) for r in records),
+        "answered": sum(r["answer"] is not None for r in records),
+    }
+    numbers = {
+        "sentences": len(chain.sentences),
+        "rollouts per prefix": config.n,
+        "top sentences by |resampling importance|": top,
+    }
     section = Section(
         "Chain-of-thought resampling",
         "The organism's chain of thought for a counting story, split into sentences; from the prefix before each "
         "sentence the model is resampled at temperature 0.6 and the answers graded. Sentences that compute a value "
         "should matter; filler sentences should not.",
-        figures=(result.figure("resampling_importance_accuracy"),), numbers=numbers,
+        figures=(result.figure("resampling_importance_accuracy"),),
+        numbers=numbers,
     )
-    return section, {"resampling_top_sentences": top, "resampling_sentences": sentences, "resampling_rollouts": rollouts}
+    return section, {
+        "resampling_top_sentences": top,
+        "resampling_sentences": sentences,
+        "resampling_rollouts": rollouts,
+    }

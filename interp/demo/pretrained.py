@@ -17,18 +17,22 @@ SmolLM2-135M-Instruct the findings behind them are in ``circuits/induction_smoll
 ``circuits/ioi_smollm2/``.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from interp.report import Section
 
 # Self-checks (interp.demo.check_results) for a pretrained model.
-MAX_IDENTITY_ERROR = 1e-3  # lens KL at the last layer (nats) and |sum of DLA parts - logit difference|: both 0 up to float error
+MAX_IDENTITY_ERROR = (
+    1e-3  # lens KL at the last layer (nats) and |sum of DLA parts - logit difference|: both 0 up to float error
+)
 MIN_IOI_FRACTION_POSITIVE = 0.9  # IOI prompts with logit(IO) > logit(S): 100% of 120 on SmolLM2 (circuits/ioi_smollm2/)
 MAX_INDUCTION_LOSS_RATIO = 0.3  # repeat loss / first loss: 0.24 on SmolLM2 (circuits/induction_smollm2/)
-MIN_INDUCTION_ABLATION_RATIO = 2.0  # top-5 ablation's loss increase / random-5's: 22.9x on SmolLM2 (the issue's target: 2x)
+MIN_INDUCTION_ABLATION_RATIO = (
+    2.0  # top-5 ablation's loss increase / random-5's: 22.9x on SmolLM2 (the issue's target: 2x)
+)
 
 IOI_SENTENCE = "When Mary and John went to the store, John gave a drink to"
 LENS_PROMPTS = (IOI_SENTENCE, "The capital of France is", "one two three four five six, one two three four five")
@@ -58,7 +62,8 @@ def _stage_lens(model, out: Path) -> tuple[Section, dict]:
         "Every layer's residual stream decoded through the final norm and unembedding, at every position. Hover for "
         "the top tokens and their probabilities. On many pretrained models the middle layers decode to little through "
         "the output's basis; a tuned lens (interp lens train) reads them better (circuits/tuned_lens_smollm2/).",
-        figures=tuple(result.figure("prob", prompt=i) for i in range(len(LENS_PROMPTS))), numbers=numbers,
+        figures=tuple(result.figure("prob", prompt=i) for i in range(len(LENS_PROMPTS))),
+        numbers=numbers,
         code=f"interp lens --model {model.cfg.model_name} --prompts PROMPTS --positions all --out lens_out",
     )
     return section, {"pretrained": {"lens_last_layer_kl": last_kl, "lens_first_top_site": numbers[next(iter(numbers))]}}
@@ -71,7 +76,9 @@ def _stage_dla(model, out: Path) -> tuple[Section, dict]:
     result = direct_logit_attribution(model, [IOI_SENTENCE], answer=" Mary", wrong=" John")
     result.save(out / "dla")
     top = result.top(5, kind="head")
-    mover = next((label for label, value in result.top(20, kind="head") if value > 0), top[0][0])  # writes the answer: a name mover
+    mover = next(
+        (label for label, value in result.top(20, kind="head") if value > 0), top[0][0]
+    )  # writes the answer: a name mover
     layer, head = _parse_head(mover)
     pattern = attention_pattern(model, IOI_SENTENCE, layer, head)
     pattern.save(out / "attention")
@@ -86,7 +93,8 @@ def _stage_dla(model, out: Path) -> tuple[Section, dict]:
         f"How much each layer's attention and MLP, and each head, writes logit(' Mary') - logit(' John') directly on "
         f"{IOI_SENTENCE!r} (the final norm's scale frozen at the clean run). Then where the top head looks from the "
         "last token, for the top head that writes ' Mary': a name-mover head attends to the indirect object.",
-        figures=(result.figure(), pattern.figure()), numbers=numbers,
+        figures=(result.figure(), pattern.figure()),
+        numbers=numbers,
         code=f"interp dla --model {model.cfg.model_name} --prompt '{IOI_SENTENCE}' --answer ' Mary' --wrong ' John' --out dla_out",
     )
     return section, {"pretrained": {"dla_identity_error": error, "dla_top_heads": numbers["top heads (direct effect)"]}}
@@ -101,7 +109,9 @@ def _parse_head(label: str) -> tuple[int, int]:
 def _stage_induction(model, out: Path, quick: bool) -> tuple[Section, dict]:
     from interp.mechanisms.induction import induction_heads
 
-    result = induction_heads(model, n_sequences=4 if quick else 8, length=30 if quick else 40, top_k=5, n_random=5, progress=False)
+    result = induction_heads(
+        model, n_sequences=4 if quick else 8, length=30 if quick else 40, top_k=5, n_random=5, progress=False
+    )
     result.save(out / "induction")
     numbers = {"loss on the first occurrence (nats)": round(result.loss_first, 3), "loss on the repeat (nats)": round(result.loss_repeat, 3),
                "repeat / first": round(result.loss_ratio, 3),
@@ -113,10 +123,13 @@ def _stage_induction(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "A head's induction score is its attention from a repeated token to the token after that token's first "
         "occurrence. Mean-ablating the top-5 heads should undo the copying far more than ablating 5 random heads "
         "of the same layers.",
-        figures=(result.figure(),), numbers=numbers,
+        figures=(result.figure(),),
+        numbers=numbers,
         code="python circuits/induction_smollm2/induction_smollm2.py --out runs/induction_smollm2",
     )
-    return section, {"pretrained": {"induction_loss_ratio": result.loss_ratio, "induction_ablation_ratio": result.ablation_ratio}}
+    return section, {
+        "pretrained": {"induction_loss_ratio": result.loss_ratio, "induction_ablation_ratio": result.ablation_ratio}
+    }
 
 
 def _stage_ioi(model, out: Path, quick: bool) -> tuple[Section, dict]:
@@ -128,8 +141,18 @@ def _stage_ioi(model, out: Path, quick: bool) -> tuple[Section, dict]:
     metric = logit_diff(answer=prompts.io_ids, wrong=prompts.s_ids)
     with torch.no_grad():
         baseline = metric(model(prompts.clean_tokens.to(model.cfg.device)).float().cpu())
-    exact = activation_patching(model, prompts.clean_tokens, prompts.corrupt_tokens, metric, site="attn_head_out", by_position=False, progress=False)
-    linear = attribution_patching(model, prompts.clean_tokens, prompts.corrupt_tokens, metric, site="attn_head_out", by_position=False)
+    exact = activation_patching(
+        model,
+        prompts.clean_tokens,
+        prompts.corrupt_tokens,
+        metric,
+        site="attn_head_out",
+        by_position=False,
+        progress=False,
+    )
+    linear = attribution_patching(
+        model, prompts.clean_tokens, prompts.corrupt_tokens, metric, site="attn_head_out", by_position=False
+    )
     exact.save(out / "ioi" / "heads")
     linear.save(out / "ioi" / "heads_attribution")
     correlation = float(torch.corrcoef(torch.stack([exact.effect.flatten(), linear.effect.flatten()]))[0, 1])
@@ -145,7 +168,8 @@ def _stage_ioi(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "should follow) and their ABC corruption (all three names replaced by others). Each head's output is "
         "patched from the clean run into the corrupt one (denoising); the metric is logit(IO) - logit(S). "
         "Attribution patching estimates the same from one backward pass.",
-        figures=(exact.figure(), linear.figure()), numbers=numbers,
+        figures=(exact.figure(), linear.figure()),
+        numbers=numbers,
         code="python circuits/ioi_smollm2/ioi_smollm2.py",
     )
     return section, {"pretrained": {"ioi_fraction_positive": fraction, "ioi_logit_diff": float(baseline.mean()),

@@ -13,9 +13,22 @@ chosen under filters (see ``interp.directions.find``).
 >>> save_orthogonalized(model, result.direction, "/tmp/smollm2-ortho")     # doctest: +SKIP
 """
 
-from interp.directions.find import REFUSAL_STARTS, find_directions, merge_scores, refusal_scores, refusal_token_ids, split_by_label
+from interp.directions.find import (
+    REFUSAL_STARTS,
+    find_directions,
+    merge_scores,
+    refusal_scores,
+    refusal_token_ids,
+    split_by_label,
+)
 from interp.directions.interventions import (
-    OrthogonalizedWeights, ablated, added, describe_saved, orthogonalize, orthogonalized, save_orthogonalized,
+    OrthogonalizedWeights,
+    ablated,
+    added,
+    describe_saved,
+    orthogonalize,
+    orthogonalized,
+    save_orthogonalized,
 )  # fmt: skip
 from interp.directions.prompts import chat_format, post_instruction_tokens, read_instructions, split_instructions
 from interp.directions.result import DirectionResult, RefusalDirection

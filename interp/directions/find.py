@@ -22,12 +22,11 @@ passes are dropped in the order addition, KL, and the result's ``selection`` say
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from interp.progress import tqdm
 
 from interp import defaults
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
@@ -36,8 +35,9 @@ from interp.directions.prompts import chat_format, check_suffix, post_instructio
 from interp.directions.result import DirectionResult
 from interp.errors import InterpError
 from interp.model import model_id
-from interp.provenance import Provenance, hash_json
 from interp.model.weights import weights_hash
+from interp.progress import tqdm
+from interp.provenance import Provenance, hash_json
 from interp.sites import layer_sites
 from interp.store import capture_activations, run_and_capture
 from interp.store.readout import Readout
@@ -81,7 +81,7 @@ def refusal_token_ids(tokenizer, starts: Sequence[str]) -> tuple[tuple[int, ...]
     return tuple(ids), tuple(tokenizer.convert_ids_to_tokens(ids))
 
 
-def refusal_scores(log_probs: Float[Tensor, "prompt vocab"], ids: Sequence[int]) -> Float[Tensor, "prompt"]:
+def refusal_scores(log_probs: Float[Tensor, "prompt vocab"], ids: Sequence[int]) -> Float[Tensor, " prompt"]:
     """log(p / (1 - p)) with p the probability of the refusal tokens."""
     log_p = torch.logsumexp(log_probs[:, list(ids)].double(), dim=-1).clamp(max=-1e-12)
     return log_p - torch.log(-torch.expm1(log_p))
@@ -99,7 +99,9 @@ def last_log_probs(model, token_lists: Sequence[Tensor], batch_size: int) -> Flo
     return torch.cat(pieces)
 
 
-def readout_log_probs(model, token_lists: Sequence[Tensor], batch_size: int, readout: Readout) -> Float[Tensor, "prompt vocab"]:
+def readout_log_probs(
+    model, token_lists: Sequence[Tensor], batch_size: int, readout: Readout
+) -> Float[Tensor, "prompt vocab"]:
     """``last_log_probs`` with the forward stopped at the last block's output: only each row's last position is unembedded.
 
     The unembedding at every position is a quarter of a forward of a model with a large vocabulary
@@ -123,11 +125,15 @@ def scorer(model) -> tuple[Callable[[Sequence[Tensor], int], Tensor], str]:
     """
     readout = Readout.from_model(model)
     if readout.faithful:
-        return (lambda tokens, size: readout_log_probs(model, tokens, size, readout)), f"readout at the last position (max |logit difference| {readout.verified_max_abs_diff:.1e})"
-    return (lambda tokens, size: last_log_probs(model, tokens, size)), f"full logits (the readout reproduces them only to {readout.verified_max_abs_diff:.1e})"
+        return (
+            lambda tokens, size: readout_log_probs(model, tokens, size, readout)
+        ), f"readout at the last position (max |logit difference| {readout.verified_max_abs_diff:.1e})"
+    return (
+        lambda tokens, size: last_log_probs(model, tokens, size)
+    ), f"full logits (the readout reproduces them only to {readout.verified_max_abs_diff:.1e})"
 
 
-def kl_divergence(base: Tensor, other: Tensor) -> Float[Tensor, "prompt"]:
+def kl_divergence(base: Tensor, other: Tensor) -> Float[Tensor, " prompt"]:
     """KL(base ‖ other) per row of log-probabilities."""
     return (base.exp() * (base - other)).sum(-1).double()
 
@@ -172,16 +178,30 @@ def find_directions(
     tokenizer = model.tokenizer
     use_template = chat_template and bool(getattr(tokenizer, "chat_template", None))
     if chat_template and not use_template:
-        raise InterpError("the tokenizer has no chat template; pass chat_template=False (--no-chat-template) to use the instructions as they are.")
+        raise InterpError(
+            "the tokenizer has no chat template; pass chat_template=False (--no-chat-template) to use the instructions as they are."
+        )
     fmt = (lambda prompts: chat_format(tokenizer, prompts)) if use_template else (lambda prompts: prompts)
     suffix = post_instruction_tokens(tokenizer) if use_template else ()
-    positions = tuple(int(p) for p in (positions if positions is not None else (range(-len(suffix), 0) if suffix else (-1,))))
+    positions = tuple(
+        int(p) for p in (positions if positions is not None else (range(-len(suffix), 0) if suffix else (-1,)))
+    )
     if not positions or any(p >= 0 for p in positions):
-        raise InterpError(f"positions {list(positions)}: give negative offsets from the end, e.g. -1 for the last token.")
+        raise InterpError(
+            f"positions {list(positions)}: give negative offsets from the end, e.g. -1 for the last token."
+        )
     layers = tuple(range(n_layers)) if layers is None else tuple(sorted({int(layer) for layer in layers}))
     if not layers or not all(0 <= layer < n_layers for layer in layers):
         raise InterpError(f"layers {list(layers)}: give layers between 0 and {n_layers - 1}.")
-    sets = {name: fmt(prompts) for name, prompts in (("harmful", harmful), ("benign", benign), ("val_harmful", val_harmful), ("val_benign", val_benign))}
+    sets = {
+        name: fmt(prompts)
+        for name, prompts in (
+            ("harmful", harmful),
+            ("benign", benign),
+            ("val_harmful", val_harmful),
+            ("val_benign", val_benign),
+        )
+    }
     tokens = {name: tokenize_prompts(model, prompts) for name, prompts in sets.items()}
     if use_template:
         check_suffix(model, [ids for lists in tokens.values() for ids in lists], -min(positions))
@@ -191,7 +211,9 @@ def find_directions(
     hooks = layer_sites("resid_pre", n_layers)
     means = []
     for name in ("harmful", "benign"):
-        acts = capture_activations(model, sets[name], hooks=hooks, positions=list(positions), batch_size=batch_size, dtype=torch.float32)
+        acts = capture_activations(
+            model, sets[name], hooks=hooks, positions=list(positions), batch_size=batch_size, dtype=torch.float32
+        )
         means.append(torch.stack([acts[hook].double().mean(0) for hook in hooks], dim=1))  # [pos, layer, d]
     directions = (means[0] - means[1]).float()
 
@@ -207,7 +229,9 @@ def find_directions(
     else:
         bad = [pair for pair in candidates if pair[0] not in positions or not 0 <= pair[1] < n_layers]
         if bad:
-            raise InterpError(f"candidates {bad[:3]} are not (position, layer) pairs with positions in {list(positions)} and layers 0..{n_layers - 1}.")
+            raise InterpError(
+                f"candidates {bad[:3]} are not (position, layer) pairs with positions in {list(positions)} and layers 0..{n_layers - 1}."
+            )
         candidates = [(positions.index(position), int(layer)) for position, layer in candidates]
         layers = tuple(sorted({layer for _, layer in candidates}))
     for p, layer in tqdm(candidates, desc="scoring candidates", disable=not progress):
@@ -244,24 +268,36 @@ def merge_scores(first: DirectionResult, second: DirectionResult) -> DirectionRe
     For a sweep run in parts (e.g. a few layers per call, each saved, so that a stopped run resumes):
     both parts must come from the same training prompts (the same candidate directions).
     """
-    if first.directions.shape != second.directions.shape or not torch.allclose(first.directions, second.directions, atol=1e-5):
+    if first.directions.shape != second.directions.shape or not torch.allclose(
+        first.directions, second.directions, atol=1e-5
+    ):
         raise InterpError("the two direction results hold different candidates (other training prompts or model); "
                           "merge only parts of one sweep.")  # fmt: skip
     fields = {}
     for name in ("ablation_score", "addition_score", "kl"):
         mine, theirs = getattr(first, name), getattr(second, name)
         fields[name] = torch.where(torch.isnan(theirs), mine, theirs)
-    (position, layer), selection = select(fields["ablation_score"], fields["addition_score"], fields["kl"], second.max_kl, second.max_layer)
+    (position, layer), selection = select(
+        fields["ablation_score"], fields["addition_score"], fields["kl"], second.max_kl, second.max_layer
+    )
     return dataclasses.replace(second, **fields, chosen_position=position, chosen_layer=layer, selection=selection)
 
 
-def select(ablation: Tensor, addition: Tensor, kl: Tensor, max_kl: float, max_layer: int) -> tuple[tuple[int, int], str]:
+def select(
+    ablation: Tensor, addition: Tensor, kl: Tensor, max_kl: float, max_layer: int
+) -> tuple[tuple[int, int], str]:
     """The (position index, layer) of the lowest ablation score under the filters, and which filters held."""
     scored = torch.isfinite(ablation)
     if not scored.any():
-        raise InterpError("no candidate was scored (every difference of means is zero); check that the two prompt sets differ.")
+        raise InterpError(
+            "no candidate was scored (every difference of means is zero); check that the two prompt sets differ."
+        )
     layer_ok = torch.arange(ablation.shape[1])[None, :] < max_layer
-    filters = [("layer < %d" % max_layer, layer_ok), (f"KL <= {max_kl:g}", kl <= max_kl), ("addition score > 0", addition > 0)]
+    filters = [
+        ("layer < %d" % max_layer, layer_ok),
+        (f"KL <= {max_kl:g}", kl <= max_kl),
+        ("addition score > 0", addition > 0),
+    ]
     for keep in (3, 2, 1, 0):
         mask = scored.clone()
         for _, condition in filters[:keep]:

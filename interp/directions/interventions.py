@@ -16,10 +16,11 @@ All hooks act on every forward pass inside the ``with`` block, generation includ
 """
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -33,18 +34,25 @@ from interp.pruning.weights import decoder_weights
 from interp.sites import GLOBAL_SITES, site_name
 
 ORTHOGONALIZATION_FILE = "orthogonalization.json"
-_POST_NORMS = ("ln1_post", "ln2_post")  # Gemma-2-style norms after a sublayer: its output is not what reaches the stream
+_POST_NORMS = (
+    "ln1_post",
+    "ln2_post",
+)  # Gemma-2-style norms after a sublayer: its output is not what reaches the stream
 
 
-def direction_vector(model: Any, direction: Any) -> Float[Tensor, "d_model"]:
+def direction_vector(model: Any, direction: Any) -> Float[Tensor, " d_model"]:
     """The direction's vector, checked against ``model``: a RefusalDirection (same model) or a ``[d_model]`` tensor."""
     vector = getattr(direction, "vector", direction)
     if not isinstance(vector, Tensor):
-        raise InterpError(f"direction must be a RefusalDirection or a [d_model] tensor, got {type(direction).__name__}.")
+        raise InterpError(
+            f"direction must be a RefusalDirection or a [d_model] tensor, got {type(direction).__name__}."
+        )
     d_model = int(model.cfg.d_model)
     if vector.ndim != 1 or vector.shape[0] != d_model:
         provenance = getattr(direction, "provenance", None)
-        found_on = f"was found on model {provenance.model_id!r} and " if provenance is not None and provenance.model_id else ""
+        found_on = (
+            f"was found on model {provenance.model_id!r} and " if provenance is not None and provenance.model_id else ""
+        )
         raise InterpError(f"the direction {found_on}has shape {tuple(vector.shape)}, but this model {model_id(model)!r} has d_model {d_model}; "
                           "use a direction found on this model (interp direction find --model M ...).")  # fmt: skip
     check = getattr(direction, "check_model", None)
@@ -67,7 +75,9 @@ def direction_basis(model: Any, direction: Any) -> Float[Tensor, "k d_model"]:
     else:
         vectors = [direction_vector(model, direction)]
     if not vectors:
-        raise InterpError("no direction given; pass a RefusalDirection, a [d_model] tensor, or a list of them (a subspace).")
+        raise InterpError(
+            "no direction given; pass a RefusalDirection, a [d_model] tensor, or a list of them (a subspace)."
+        )
     stacked = torch.stack([vector.double() for vector in vectors])
     q, r = torch.linalg.qr(stacked.T)  # [d_model, k]: the span's orthonormal basis
     dependent = r.diagonal().abs() <= 1e-6 * stacked.norm(dim=1)
@@ -84,7 +94,9 @@ def ablation_sites(model: Any) -> list[str]:
         names += [site_name("attn_out", layer), site_name("mlp_out", layer)]
     missing = [name for name in names if model.get_hook_point(name) is None]
     if missing:
-        raise InterpError(f"the model has no hook sites {missing[:3]}; directional ablation needs a TransformerBridge (interp.load_model).")
+        raise InterpError(
+            f"the model has no hook sites {missing[:3]}; directional ablation needs a TransformerBridge (interp.load_model)."
+        )
     return names
 
 
@@ -169,12 +181,18 @@ def orthogonal_parameters(model: Any) -> list[tuple[nn.Module, str, str]]:
         if (weight.component, weight.name) not in (("attn", "o"), ("mlp", "out")):
             continue
         if weight.shape[0] != d_model:
-            raise InterpError(f"{weight.key} writes {weight.shape[0]} features, not d_model={d_model}; this architecture is not supported.")
-        found.append((weight.module, "weight", "rows" if weight.transposed else "cols"))  # Conv1D [d_in, d_model]; Linear [d_model, d_in]
+            raise InterpError(
+                f"{weight.key} writes {weight.shape[0]} features, not d_model={d_model}; this architecture is not supported."
+            )
+        found.append(
+            (weight.module, "weight", "rows" if weight.transposed else "cols")
+        )  # Conv1D [d_in, d_model]; Linear [d_model, d_in]
         if getattr(weight.module, "bias", None) is not None:
             found.append((weight.module, "bias", "vector"))
     if not [entry for entry in found if entry[2] != "vector"][1:]:
-        raise InterpError("found no attention or MLP out projections to orthogonalise; load the model with interp.load_model(...).")
+        raise InterpError(
+            "found no attention or MLP out projections to orthogonalise; load the model with interp.load_model(...)."
+        )
     return found
 
 
@@ -227,7 +245,9 @@ def hf_state_dict(model: Any) -> dict[str, Tensor]:
             state[clean] = tensor
     missing = sorted(wanted - set(state))
     if missing:
-        raise InterpError(f"could not find the model's weights {missing[:3]} behind the bridge; save the model with transformers instead.")
+        raise InterpError(
+            f"could not find the model's weights {missing[:3]} behind the bridge; save the model with transformers instead."
+        )
     return state
 
 
@@ -242,7 +262,7 @@ def save_orthogonalized(model: Any, direction: Any, out: str | Path) -> Path:
         raise InterpError(f"{out} exists and is not empty; choose a new directory for the orthogonalised model.")
     hf = model.original_model
     several = direction if isinstance(direction, (list, tuple)) else [direction]
-    described = [getattr(item, "describe", lambda: {})() for item in several]
+    described = [getattr(item, "describe", dict)() for item in several]
     record = {"direction": described[0] if len(described) == 1 else described, "source_model": str(getattr(model.cfg, "model_name", "")),
               "edited": "W_E (W_pos), attention out and MLP out projections and biases: W <- W - B^T B W (B: the directions' orthonormal "
                         "basis); unembedding untied and unchanged"}  # fmt: skip

@@ -9,8 +9,9 @@ positions are the template's tokens after the user's text (for SmolLM2:
 >>> train, heldout = split_instructions(harmful)                            # doctest: +SKIP
 """
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from interp.data import PromptSet, read_records
 from interp.errors import InterpError
@@ -33,9 +34,13 @@ def read_instructions(path: str | Path, label: str, column: str | None = None) -
     """
     path = Path(path)
     if not path.is_file():
-        raise InterpError(f"instruction file {path} does not exist; pass a CSV (with a header), JSONL or TXT file of instructions.")
+        raise InterpError(
+            f"instruction file {path} does not exist; pass a CSV (with a header), JSONL or TXT file of instructions."
+        )
     if path.suffix.lower() not in (".csv", ".jsonl", ".txt"):
-        raise InterpError(f"unknown instruction file type {path.suffix!r} for {path}; use .csv (with a header), .jsonl or .txt.")
+        raise InterpError(
+            f"unknown instruction file type {path.suffix!r} for {path}; use .csv (with a header), .jsonl or .txt."
+        )
     return instructions_from_records(read_records(path, text_field="prompt"), label, column, source=str(path))
 
 
@@ -46,7 +51,9 @@ def instructions_from_records(records: Sequence[Mapping[str, Any]], label: str, 
     present (only the values in ``splits``, when given).
     """
     if not records:
-        raise InterpError(f"{source} holds no instructions; give one per line (TXT), per row (CSV) or per object (JSONL).")
+        raise InterpError(
+            f"{source} holds no instructions; give one per line (TXT), per row (CSV) or per object (JSONL)."
+        )
     fields = list(dict.fromkeys(key for record in records if isinstance(record, Mapping) for key in record))
     wanted = column or next((name for name in TEXT_COLUMNS if name in fields), None)
     if wanted is None or wanted not in fields:
@@ -57,7 +64,9 @@ def instructions_from_records(records: Sequence[Mapping[str, Any]], label: str, 
     for number, record in enumerate(records):
         text = record.get(wanted) if isinstance(record, Mapping) else None
         if not isinstance(text, str) or not text.strip():
-            raise InterpError(f"{source}, record {number} has no text in column {wanted!r}; fill it in or remove the record.")
+            raise InterpError(
+                f"{source}, record {number} has no text in column {wanted!r}; fill it in or remove the record."
+            )
         row = {"text": text.strip(), "label": label}
         if SPLIT_FIELD in record and (splits is None or record[SPLIT_FIELD] in splits):
             row[SPLIT_FIELD] = str(record[SPLIT_FIELD])
@@ -79,7 +88,9 @@ def split_instructions(prompts: PromptSet, heldout_fraction: float = 0.25) -> tu
         held = [i for i in range(len(prompts)) if i % step == step - 1]
         train = [i for i in range(len(prompts)) if i % step != step - 1]
     if not train or not held:
-        raise InterpError(f"{prompts.source or 'the prompts'}: the split leaves {len(train)} train and {len(held)} held-out prompts; both must be non-empty.")
+        raise InterpError(
+            f"{prompts.source or 'the prompts'}: the split leaves {len(train)} train and {len(held)} held-out prompts; both must be non-empty."
+        )
     return prompts.select(train), prompts.select(held)
 
 
@@ -97,7 +108,9 @@ def post_instruction_tokens(tokenizer) -> tuple[str, ...]:
     if not getattr(tokenizer, "chat_template", None):
         raise InterpError("the tokenizer has no chat template, so there are no post-instruction tokens; "
                           "pass positions=(-1,) (--positions -1) to use the last token, or load a chat model.")  # fmt: skip
-    text = tokenizer.apply_chat_template([{"role": "user", "content": PLACEHOLDER}], tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": PLACEHOLDER}], tokenize=False, add_generation_prompt=True
+    )
     suffix = text.split(PLACEHOLDER, 1)[1]
     ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
     return tuple(tokenizer.convert_ids_to_tokens(ids))

@@ -9,13 +9,13 @@ On disk (``DirectionResult.save(dir)``)::
 """
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
@@ -25,12 +25,24 @@ from interp.io import ResultFormat, read_result, write_result
 from interp.provenance import Provenance
 from interp.results import Result
 
-FORMAT = ResultFormat(kind="directions", version=1, name="refusal-direction result", meta_file="directions.json", tensors_file="directions.safetensors",
+FORMAT = ResultFormat(
+    kind="directions",
+    version=1,
+    name="refusal-direction result",
+    meta_file="directions.json",
+    tensors_file="directions.safetensors",
     create="find_directions(model, harmful, benign).save(DIR) or `interp direction find --model M --harmful F --benign F --out DIR`",
-    load="DirectionResult.load(DIR)")
-DIRECTION_FORMAT = ResultFormat(kind="refusal_direction", version=1, name="refusal direction", meta_file="", tensors_file="direction.safetensors",
+    load="DirectionResult.load(DIR)",
+)
+DIRECTION_FORMAT = ResultFormat(
+    kind="refusal_direction",
+    version=1,
+    name="refusal direction",
+    meta_file="",
+    tensors_file="direction.safetensors",
     create="DirectionResult.direction.save(PATH) (`interp direction find ... --out DIR` writes DIR/direction.safetensors)",
-    load="RefusalDirection.load(PATH)")
+    load="RefusalDirection.load(PATH)",
+)
 FIGURE_FILE = "directions.html"
 
 
@@ -38,7 +50,7 @@ FIGURE_FILE = "directions.html"
 class RefusalDirection:
     """One difference-of-means direction: its vector (raw units), the layer and position it was read at, its model."""
 
-    vector: Float[Tensor, "d_model"]
+    vector: Float[Tensor, " d_model"]
     layer: int
     position: int  # negative offset from the formatted prompt's end
     position_label: str = ""
@@ -49,7 +61,7 @@ class RefusalDirection:
             raise InterpError(f"RefusalDirection.vector must be 1-D [d_model], got shape {tuple(self.vector.shape)}.")
 
     @property
-    def unit(self) -> Float[Tensor, "d_model"]:
+    def unit(self) -> Float[Tensor, " d_model"]:
         return self.vector / self.vector.norm().clamp_min(1e-12)
 
     def describe(self) -> dict[str, Any]:
@@ -70,7 +82,13 @@ class RefusalDirection:
 
     def save(self, path: str | os.PathLike) -> Path:
         meta = {key: str(value) for key, value in self.describe().items()}
-        return write_result(path, DIRECTION_FORMAT, meta, provenance=self.provenance, tensors={"vector": self.vector.detach().cpu().float()})
+        return write_result(
+            path,
+            DIRECTION_FORMAT,
+            meta,
+            provenance=self.provenance,
+            tensors={"vector": self.vector.detach().cpu().float()},
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RefusalDirection":
@@ -107,15 +125,23 @@ class DirectionResult(Result):
 
     def __post_init__(self) -> None:
         if self.directions.ndim != 3:
-            raise InterpError(f"DirectionResult.directions must be [pos, layer, d_model], got shape {tuple(self.directions.shape)}.")
+            raise InterpError(
+                f"DirectionResult.directions must be [pos, layer, d_model], got shape {tuple(self.directions.shape)}."
+            )
         n_pos, n_layer, _ = self.directions.shape
         for name in ("ablation_score", "addition_score", "kl"):
             if tuple(getattr(self, name).shape) != (n_pos, n_layer):
-                raise InterpError(f"DirectionResult.{name} has shape {tuple(getattr(self, name).shape)}, expected {(n_pos, n_layer)}.")
+                raise InterpError(
+                    f"DirectionResult.{name} has shape {tuple(getattr(self, name).shape)}, expected {(n_pos, n_layer)}."
+                )
         if len(self.positions) != n_pos or len(self.position_labels) != n_pos:
-            raise InterpError(f"DirectionResult has {n_pos} positions of directions but {len(self.positions)} positions and {len(self.position_labels)} labels.")
+            raise InterpError(
+                f"DirectionResult has {n_pos} positions of directions but {len(self.positions)} positions and {len(self.position_labels)} labels."
+            )
         if not (0 <= self.chosen_position < n_pos and 0 <= self.chosen_layer < n_layer):
-            raise InterpError(f"the chosen candidate ({self.chosen_position}, {self.chosen_layer}) is outside [{n_pos}, {n_layer}].")
+            raise InterpError(
+                f"the chosen candidate ({self.chosen_position}, {self.chosen_layer}) is outside [{n_pos}, {n_layer}]."
+            )
 
     @property
     def n_layers(self) -> int:
@@ -125,14 +151,18 @@ class DirectionResult(Result):
     def direction(self) -> RefusalDirection:
         """The chosen candidate."""
         p, layer = self.chosen_position, self.chosen_layer
-        return RefusalDirection(self.directions[p, layer].clone(), layer, self.positions[p], self.position_labels[p], self.provenance)
+        return RefusalDirection(
+            self.directions[p, layer].clone(), layer, self.positions[p], self.position_labels[p], self.provenance
+        )
 
     def candidate(self, position: int, layer: int) -> RefusalDirection:
         """The candidate at ``position`` (a negative offset, one of ``positions``) and ``layer``."""
         if position not in self.positions:
             raise InterpError(f"position {position} is not a candidate position; positions: {list(self.positions)}.")
         p = self.positions.index(position)
-        return RefusalDirection(self.directions[p, layer].clone(), layer, position, self.position_labels[p], self.provenance)
+        return RefusalDirection(
+            self.directions[p, layer].clone(), layer, position, self.position_labels[p], self.provenance
+        )
 
     def scores(self) -> dict[str, float]:
         """The chosen candidate's scores next to the baselines."""
@@ -150,7 +180,9 @@ class DirectionResult(Result):
     def figure(self) -> go.Figure:
         """Heatmaps by layer (x) and position (y) of the three scores; the chosen candidate is starred; hover gives all three."""
         layers = [f"L{layer}" for layer in range(self.n_layers)]
-        ablation, addition, kl = (getattr(self, name).numpy().astype(float) for name in ("ablation_score", "addition_score", "kl"))
+        ablation, addition, kl = (
+            getattr(self, name).numpy().astype(float) for name in ("ablation_score", "addition_score", "kl")
+        )
         hover = [[f"layer {layer}, position {label}<br>ablation score (harmful) {ablation[p, layer]:.3f} (baseline {self.baseline_harmful:.3f})"
                   f"<br>addition score (benign) {addition[p, layer]:.3f} (baseline {self.baseline_benign:.3f})<br>KL (benign, ablated) {kl[p, layer]:.4f}"
                   f"{'<br>over the layer filter' if layer >= self.max_layer else ''}{'<br>KL above the filter' if kl[p, layer] > self.max_kl else ''}"

@@ -11,16 +11,22 @@ import difflib
 import json
 import types
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from interp import defaults
 from interp.checks import check_numbers
 from interp.errors import InterpError
 from interp.experiments import registry
 
-JUDGES = ("keyword", "organism-harm", "organism-helpful", "harm-compliance")  # the built-in judges ("keyword": the refusal-string rule only)
+JUDGES = (
+    "keyword",
+    "organism-harm",
+    "organism-helpful",
+    "harm-compliance",
+)  # the built-in judges ("keyword": the refusal-string rule only)
 IMPORTS = "an import path 'module:function' is imported only with `interp run --allow-imports` (allow_imports=True): it runs that module's code"
 
 
@@ -39,13 +45,23 @@ def one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
 class DatasetSpec:
     """A data set: a file, or a function that returns a list of records (dicts)."""
 
-    path: str | None = doc("JSONL / JSON / CSV / TXT file; a relative path is relative to the TOML file", path=True, default=None)
-    call: str | None = doc(f"a registered data loader that returns a list of dicts ({', '.join(registry.builtin('data'))}); {IMPORTS}", default=None)
+    path: str | None = doc(
+        "JSONL / JSON / CSV / TXT file; a relative path is relative to the TOML file", path=True, default=None
+    )
+    call: str | None = doc(
+        f"a registered data loader that returns a list of dicts ({', '.join(registry.builtin('data'))}); {IMPORTS}",
+        default=None,
+    )
     kwargs: Mapping[str, Any] = doc("keyword arguments for `call`", default_factory=dict)
     text_field: str = doc("field holding the prompt", default="text")
     response_field: str = doc("field holding the response (for scores and losses)", default="response")
-    where: Mapping[str, Any] = doc("keep only records whose fields equal these values (a list: any of them), e.g. { category = \"cyber\" }", default_factory=dict)
-    offset: int = doc("skip the first `offset` records (after `where`), e.g. to take a held-out block of the same file", default=0)
+    where: Mapping[str, Any] = doc(
+        'keep only records whose fields equal these values (a list: any of them), e.g. { category = "cyber" }',
+        default_factory=dict,
+    )
+    offset: int = doc(
+        "skip the first `offset` records (after `where`), e.g. to take a held-out block of the same file", default=0
+    )
     limit: int | None = doc("use only the first `limit` records (after `where` and `offset`)", default=None)
 
     def __post_init__(self) -> None:
@@ -65,16 +81,30 @@ class DatasetSpec:
         else:
             records = registry.resolve("data", self.call)(**dict(self.kwargs))
             if not isinstance(records, (list, tuple)) or not all(isinstance(r, Mapping) for r in records):
-                raise InterpError(f"{self.call}(**{dict(self.kwargs)}) must return a list of dicts, got {type(records).__name__}.")
-            records = [{**record, "text": record.get(self.text_field)} if self.text_field != "text" else dict(record) for record in records]
+                raise InterpError(
+                    f"{self.call}(**{dict(self.kwargs)}) must return a list of dicts, got {type(records).__name__}."
+                )
+            records = [
+                {**record, "text": record.get(self.text_field)} if self.text_field != "text" else dict(record)
+                for record in records
+            ]
         if self.response_field != "response":
             records = [{**record, "response": record.get(self.response_field)} for record in records]
         if self.where:
-            records = [record for record in records if all(record.get(key) in value if isinstance(value, (list, tuple)) else record.get(key) == value for key, value in self.where.items())]
+            records = [
+                record
+                for record in records
+                if all(
+                    record.get(key) in value if isinstance(value, (list, tuple)) else record.get(key) == value
+                    for key, value in self.where.items()
+                )
+            ]
             if not records:
                 raise InterpError(f"no record of {self.describe()} has {dict(self.where)}; check the `where` table.")
         if self.offset and self.offset >= len(records):
-            raise InterpError(f"{self.describe()} has {len(records)} records, so offset = {self.offset} leaves none; use a smaller offset.")
+            raise InterpError(
+                f"{self.describe()} has {len(records)} records, so offset = {self.offset} leaves none; use a smaller offset."
+            )
         records = records[self.offset :]
         return records[: self.limit] if self.limit else records
 
@@ -94,8 +124,12 @@ def _inputs_hash(*sources: "DatasetSpec | str | None") -> str:
     from interp.provenance import hash_json
 
     manifests = [Path(source, "manifest.json") for source in sources if isinstance(source, str)]
-    records = [source.load() for source in sources if source is not None and not isinstance(source, str)]  # data-set tables
-    return hash_json([records, [path.read_text(encoding="utf-8") if path.exists() else str(path) for path in manifests]])[:16]
+    records = [
+        source.load() for source in sources if source is not None and not isinstance(source, str)
+    ]  # data-set tables
+    return hash_json(
+        [records, [path.read_text(encoding="utf-8") if path.exists() else str(path) for path in manifests]]
+    )[:16]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,8 +138,13 @@ class Experiment:
 
     ANALYSIS: ClassVar[str] = ""
     name: str = doc("experiment name, shown in figures and logs", default="experiment")
-    model: str = doc("'organism', a registered name, a local Hugging Face directory (one starting with ./ or ../ is relative to the TOML file), or a hub id", default=defaults.MODEL)
-    dtype: str = doc("model dtype: float32, bfloat16 or float16 (pruning scores always accumulate in float32)", default="float32")
+    model: str = doc(
+        "'organism', a registered name, a local Hugging Face directory (one starting with ./ or ../ is relative to the TOML file), or a hub id",
+        default=defaults.MODEL,
+    )
+    dtype: str = doc(
+        "model dtype: float32, bfloat16 or float16 (pruning scores always accumulate in float32)", default="float32"
+    )
     device: str | None = doc("cpu, cuda, ... (default: cuda if available)", default=None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,12 +156,14 @@ class Experiment:
 
         return model if model is not None else load_model(self.model, device=self.device, dtype=self.dtype)
 
-    def run(self, out: Path, model=None, progress: bool = True) -> Any:  # the analysis: writes its result and config.json to `out`
+    def run(
+        self, out: Path, model=None, progress: bool = True
+    ) -> Any:  # the analysis: writes its result and config.json to `out`
         raise NotImplementedError
 
     def _once(self, out: Path, sources: tuple, load: Callable, compute: Callable, write: Callable | None = None) -> Any:
         """The result in ``out`` if it is of this config and data; else ``compute()``, written, then ``config.json``."""
-        from interp.io import saved_result, write_record
+        from interp.directories import saved_result, write_record
 
         record = {**self.to_dict(), "inputs_hash": _inputs_hash(*sources)}
         result = saved_result(out, record, load)
@@ -151,13 +192,21 @@ def build(cls: type, data: Any, where: str) -> Any:
     fields = {item.name: item for item in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            raise InterpError(f"unknown key {key!r} in {where}.{did_you_mean(key, fields)} Known keys: {', '.join(fields)}.")
+            raise InterpError(
+                f"unknown key {key!r} in {where}.{did_you_mean(key, fields)} Known keys: {', '.join(fields)}."
+            )
     values = {key: _value(fields[key].type, value, key, where) for key, value in data.items()}
     check_numbers(values, where=f" in {where}")
     for key, value in values.items():
         if fields[key].metadata.get("path") and isinstance(value, str) and "\x00" in value:
-            raise InterpError(f"{key!r} in {where} is {value!r:.80}, which holds a NUL character no path can contain; give the file's path.")
-    missing = [name for name, item in fields.items() if name not in values and item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING]
+            raise InterpError(
+                f"{key!r} in {where} is {value!r:.80}, which holds a NUL character no path can contain; give the file's path."
+            )
+    missing = [
+        name
+        for name, item in fields.items()
+        if name not in values and item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise InterpError(f"{where} is missing {', '.join(repr(name) for name in missing)}.")
     return cls(**values)
@@ -171,7 +220,11 @@ def type_options(kind: Any) -> list[Any]:
 
 def table_type(kind: Any) -> type | None:
     """The dataclass of a ``Mapping[str, Dataclass]`` field (a table of tables), else None."""
-    return typing.get_args(kind)[1] if typing.get_origin(kind) is collections.abc.Mapping and dataclasses.is_dataclass(typing.get_args(kind)[1]) else None
+    return (
+        typing.get_args(kind)[1]
+        if typing.get_origin(kind) is collections.abc.Mapping and dataclasses.is_dataclass(typing.get_args(kind)[1])
+        else None
+    )
 
 
 def _value(kind: Any, value: Any, key: str, where: str) -> Any:
@@ -191,7 +244,12 @@ def _value(kind: Any, value: Any, key: str, where: str) -> Any:
 
 
 _BAD = object()
-_NAMES = {str: ("a string", "strings"), int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "booleans")}
+_NAMES = {
+    str: ("a string", "strings"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    bool: ("true or false", "booleans"),
+}
 
 
 def _convert(kind: Any, value: Any) -> Any:
@@ -205,9 +263,16 @@ def _convert(kind: Any, value: Any) -> Any:
     if kind in (bool, str):
         return value if isinstance(value, kind) else _BAD
     if kind in (int, float):
-        return kind(value) if isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool) else _BAD
+        return (
+            kind(value)
+            if isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+            else _BAD
+        )
     if typing.get_origin(kind) is tuple:
-        items = [_convert(typing.get_args(kind)[0], element) for element in (value if isinstance(value, (list, tuple)) else [value])]
+        items = [
+            _convert(typing.get_args(kind)[0], element)
+            for element in (value if isinstance(value, (list, tuple)) else [value])
+        ]
         return _BAD if any(found is _BAD for found in items) else tuple(items)
     if typing.get_origin(kind) is collections.abc.Mapping:
         return dict(value) if isinstance(value, Mapping) else _BAD
@@ -218,7 +283,9 @@ def _describe(kind: Any) -> str:
     words = []
     for option in type_options(kind):
         if typing.get_origin(option) is tuple:
-            words.append("a list of " + " or ".join(_NAMES[item][1] for item in type_options(typing.get_args(option)[0])))
+            words.append(
+                "a list of " + " or ".join(_NAMES[item][1] for item in type_options(typing.get_args(option)[0]))
+            )
         else:
             words.append("a table" if typing.get_origin(option) is collections.abc.Mapping else _NAMES[option][0])
     return " or ".join(words)

@@ -15,15 +15,21 @@ class CacheConfig(Experiment):
     ANALYSIS: ClassVar[str] = "cache"
     name: str = doc("experiment name, shown in figures and logs", default="cache")
     prompts: DatasetSpec = doc("the prompts")
-    hooks: tuple[str, ...] = doc("hook names or shorthands: resid_pre, resid_post, attn_out, mlp_out, z, pattern, embed, ...", default=("resid_post",))
-    positions: str | tuple[int, ...] = doc("'last', 'all', or positions like [0, -1] (negative counts from each prompt's end)", default="last")
+    hooks: tuple[str, ...] = doc(
+        "hook names or shorthands: resid_pre, resid_post, attn_out, mlp_out, z, pattern, embed, ...",
+        default=("resid_post",),
+    )
+    positions: str | tuple[int, ...] = doc(
+        "'last', 'all', or positions like [0, -1] (negative counts from each prompt's end)", default="last"
+    )
     batch_size: int = doc("prompts per forward pass", default=defaults.CACHE_BATCH_SIZE)
     shard_size: int | None = doc("prompts per shard file (default: 8 batches)", default=None)
     store_dtype: str | None = doc("storage dtype: float32, bfloat16 or float16 (default: the model's)", default=None)
     chat_template: bool = doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
 
     def run(self, out: Path, model=None, progress: bool = True):
-        from interp.io import atomic_write_figure, claim_directory
+        from interp.directories import claim_directory
+        from interp.io import atomic_write_figure
         from interp.mechanisms.norms import site_norms
         from interp.store import cache_activations
 

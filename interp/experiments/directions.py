@@ -14,9 +14,10 @@ a Hugging Face model directory orthogonalised against the chosen direction is wr
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from interp import defaults
 from interp.errors import InterpError
@@ -35,14 +36,26 @@ SPLITS = ("train", "heldout")
 class InstructionsSpec:
     """Instructions: a file (as ``interp direction find --harmful F`` reads it) or a registered data loader."""
 
-    path: str | None = doc("CSV with a header (AdvBench: 'goal'), JSONL or TXT (one per line); relative to the TOML file", path=True, default=None)
-    column: str | None = doc("the field holding the instruction (default: the first of goal, prompt, behavior, instruction, text)", default=None)
-    call: str | None = doc(f"a registered data loader that returns a list of dicts ({', '.join(registry.builtin('data'))}); {IMPORTS}", default=None)
+    path: str | None = doc(
+        "CSV with a header (AdvBench: 'goal'), JSONL or TXT (one per line); relative to the TOML file",
+        path=True,
+        default=None,
+    )
+    column: str | None = doc(
+        "the field holding the instruction (default: the first of goal, prompt, behavior, instruction, text)",
+        default=None,
+    )
+    call: str | None = doc(
+        f"a registered data loader that returns a list of dicts ({', '.join(registry.builtin('data'))}); {IMPORTS}",
+        default=None,
+    )
     kwargs: Mapping[str, Any] = doc("keyword arguments for `call`", default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.call is None):
-            raise InterpError("an instruction set needs exactly one of `path` (a CSV, JSONL or TXT file) or `call` (a registered data loader).")
+            raise InterpError(
+                "an instruction set needs exactly one of `path` (a CSV, JSONL or TXT file) or `call` (a registered data loader)."
+            )
 
     def read(self, label: str):
         """The instructions as a ``PromptSet`` with ``label``; a ``split`` field (train / heldout) is kept."""
@@ -69,16 +82,25 @@ class DirectionsConfig(Experiment):
 
     ANALYSIS: ClassVar[str] = "directions"
     name: str = doc("experiment name, shown in figures and logs", default="refusal_direction")
-    harmful: InstructionsSpec = doc("harmful instructions; a 'split' field (train/heldout) is used, else every 4th is held out for scoring")
+    harmful: InstructionsSpec = doc(
+        "harmful instructions; a 'split' field (train/heldout) is used, else every 4th is held out for scoring"
+    )
     benign: InstructionsSpec = doc("benign instructions, split the same way")
     n_train: int | None = doc("at most this many training prompts per class (default: all)", default=None)
     n_val: int | None = doc("at most this many held-out prompts per class for the scores (default: all)", default=None)
     layers: tuple[int, ...] | None = doc("the layers whose candidates are scored (default: all)", default=None)
-    positions: tuple[int, ...] | None = doc("negative offsets from the prompt's end (default: the post-instruction template tokens, or [-1] without a template)", default=None)
+    positions: tuple[int, ...] | None = doc(
+        "negative offsets from the prompt's end (default: the post-instruction template tokens, or [-1] without a template)",
+        default=None,
+    )
     refusal_starts: tuple[str, ...] = doc("words whose first tokens count as a refusal start", default=REFUSAL_STARTS)
     max_kl: float = doc("selection filter: KL on benign prompts under ablation", default=MAX_KL)
-    max_layer_fraction: float = doc("selection filter: layer < this fraction of the layers, in (0, 1]", default=MAX_LAYER_FRACTION)
-    chat_template: bool = doc("wrap each instruction as a user turn of the tokenizer's chat template (false: as they are)", default=True)
+    max_layer_fraction: float = doc(
+        "selection filter: layer < this fraction of the layers, in (0, 1]", default=MAX_LAYER_FRACTION
+    )
+    chat_template: bool = doc(
+        "wrap each instruction as a user turn of the tokenizer's chat template (false: as they are)", default=True
+    )
     batch_size: int = doc("prompts per forward pass", default=BATCH_SIZE)
     orthogonalize_out: str | None = doc("also write the model orthogonalised against the chosen direction to this new directory (outside --out; "
                                          "relative to the TOML file); adding or changing it does not score the candidates again", path=True, default=None)  # fmt: skip
@@ -89,11 +111,15 @@ class DirectionsConfig(Experiment):
         if self.max_kl < 0:
             raise InterpError(f"max_kl must be a number >= 0, got {self.max_kl!r}.")
         if self.positions is not None and (not self.positions or any(p >= 0 for p in self.positions)):
-            raise InterpError(f"positions must be negative offsets from the prompt's end, e.g. [-1] for the last token, got {list(self.positions)}.")
+            raise InterpError(
+                f"positions must be negative offsets from the prompt's end, e.g. [-1] for the last token, got {list(self.positions)}."
+            )
         if self.layers is not None and (not self.layers or any(layer < 0 for layer in self.layers)):
             raise InterpError(f"layers must be layer numbers >= 0, got {list(self.layers)}.")
         if not self.refusal_starts or not all(word.strip() for word in self.refusal_starts):
-            raise InterpError(f"refusal_starts must be non-empty words such as 'I', 'Sorry', got {list(self.refusal_starts)}.")
+            raise InterpError(
+                f"refusal_starts must be non-empty words such as 'I', 'Sorry', got {list(self.refusal_starts)}."
+            )
         if self.orthogonalize_out is not None and not self.orthogonalize_out.strip():
             raise InterpError("orthogonalize_out must be a directory path, got an empty string.")
 
@@ -101,7 +127,9 @@ class DirectionsConfig(Experiment):
         """(harmful, benign, held-out harmful, held-out benign) as ``interp direction find`` splits and trims them."""
         from interp.directions import split_instructions
 
-        (harmful, val_harmful), (benign, val_benign) = (split_instructions(spec.read(label)) for spec, label in ((self.harmful, "harmful"), (self.benign, "benign")))
+        (harmful, val_harmful), (benign, val_benign) = (
+            split_instructions(spec.read(label)) for spec, label in ((self.harmful, "harmful"), (self.benign, "benign"))
+        )
         if self.n_train is not None:
             harmful, benign = (p.select(range(min(self.n_train, len(p)))) for p in (harmful, benign))
         if self.n_val is not None:
@@ -114,7 +142,9 @@ class DirectionsConfig(Experiment):
         target = self._orthogonalize_target(Path(out))  # refused before anything runs
         for table, spec in (("harmful", self.harmful), ("benign", self.benign)):
             if spec.path is not None and not Path(spec.path).is_file():
-                raise InterpError(f"[{table}] path {spec.path} is not a file; point it at your instructions: --set {table}.path=/path/to/file.csv (CSV, JSONL or TXT).")
+                raise InterpError(
+                    f"[{table}] path {spec.path} is not a file; point it at your instructions: --set {table}.path=/path/to/file.csv (CSV, JSONL or TXT)."
+                )
         loaded: list = []
 
         def get_model():
@@ -129,7 +159,9 @@ class DirectionsConfig(Experiment):
                                    chat_template=self.chat_template, batch_size=self.batch_size, progress=progress)  # fmt: skip
 
         # config.json describes the result in `out`; the orthogonalised model carries its own record
-        result = dataclasses.replace(self, orthogonalize_out=None)._once(out, (self.harmful, self.benign), DirectionResult.load, compute)
+        result = dataclasses.replace(self, orthogonalize_out=None)._once(
+            out, (self.harmful, self.benign), DirectionResult.load, compute
+        )
         if target is not None and not self._already_orthogonalized(target, result):
             from interp.directions import save_orthogonalized
 
@@ -145,12 +177,16 @@ class DirectionsConfig(Experiment):
 
         target, out = Path(self.orthogonalize_out).resolve(), out.resolve()
         if target == out or target.is_relative_to(out) or out.is_relative_to(target):
-            raise InterpError(f"orthogonalize_out {target} must lie outside --out {out} (which holds the direction result); choose another directory.")
+            raise InterpError(
+                f"orthogonalize_out {target} must lie outside --out {out} (which holds the direction result); choose another directory."
+            )
         if Path(self.model).exists() and Path(self.model).resolve() == target:
             raise InterpError(f"orthogonalize_out {target} is the model's own directory; choose a new directory.")
         check_output_path(target, flag="orthogonalize_out")
         if target.is_dir() and any(target.iterdir()) and not (target / ORTHOGONALIZATION_FILE).is_file():
-            raise InterpError(f"orthogonalize_out {target} exists, is not empty and holds no orthogonalised model; choose a new or empty directory.")
+            raise InterpError(
+                f"orthogonalize_out {target} exists, is not empty and holds no orthogonalised model; choose a new or empty directory."
+            )
         return target
 
     @staticmethod
@@ -162,9 +198,10 @@ class DirectionsConfig(Experiment):
         if not (target / ORTHOGONALIZATION_FILE).is_file():
             return False
         found, wanted = describe_saved(target).get("direction", {}), json.loads(json.dumps(result.direction.describe()))
-        same = all(found.get(key) == wanted[key] for key in ("layer", "position", "weights_hash")) and math.isclose(found.get("norm", math.nan), wanted["norm"], rel_tol=1e-6)
+        same = all(found.get(key) == wanted[key] for key in ("layer", "position", "weights_hash")) and math.isclose(
+            found.get("norm", math.nan), wanted["norm"], rel_tol=1e-6
+        )
         if not same:
             raise InterpError(f"orthogonalize_out {target} holds a model orthogonalised against another direction (layer {found.get('layer')}, "
                               f"position {found.get('position')}); delete it or choose a new directory.")  # fmt: skip
         return True
-

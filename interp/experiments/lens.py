@@ -16,17 +16,26 @@ class LensConfig(Experiment):
     ANALYSIS: ClassVar[str] = "lens"
     name: str = doc("experiment name, shown in figures and logs", default="lens")
     prompts: DatasetSpec | None = doc("the prompts, run through the model (or give `store`)", default=None)
-    store: str | None = doc("an activation store directory to read instead of running the model", path=True, default=None)
-    targets: str | tuple[str, ...] | None = doc("the token to follow: one for every prompt, or one per prompt (default: the model's own prediction)", default=None)
+    store: str | None = doc(
+        "an activation store directory to read instead of running the model", path=True, default=None
+    )
+    targets: str | tuple[str, ...] | None = doc(
+        "the token to follow: one for every prompt, or one per prompt (default: the model's own prediction)",
+        default=None,
+    )
     sites: tuple[str, ...] = doc("residual sites: resid_pre, resid_mid, resid_post", default=defaults.LENS_SITES)
-    positions: str | tuple[int, ...] = doc("'last', 'all' or explicit positions (with prompts)", default=defaults.LENS_POSITIONS)
+    positions: str | tuple[int, ...] = doc(
+        "'last', 'all' or explicit positions (with prompts)", default=defaults.LENS_POSITIONS
+    )
     top_k: int = doc("top tokens kept per cell", default=defaults.LENS_TOP_K)
     metric: str = doc(f"what lens.html shows: {', '.join(defaults.LENS_METRICS)}", default=defaults.LENS_METRIC)
     chat_template: bool = doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
 
     def __post_init__(self) -> None:
         if (self.prompts is None) == (self.store is None):
-            raise InterpError("a lens experiment needs exactly one of a [prompts] table or `store` (an activation store directory).")
+            raise InterpError(
+                "a lens experiment needs exactly one of a [prompts] table or `store` (an activation store directory)."
+            )
         one_of("metric", self.metric, defaults.LENS_METRICS)
 
     def run(self, out: Path, model=None, progress: bool = True):
@@ -34,13 +43,22 @@ class LensConfig(Experiment):
         from interp.lens import LensResult, logit_lens
 
         def compute():
-            options = dict(targets=list(self.targets) if isinstance(self.targets, tuple) else self.targets, sites=list(self.sites), top_k=self.top_k)
+            options = dict(
+                targets=list(self.targets) if isinstance(self.targets, tuple) else self.targets,
+                sites=list(self.sites),
+                top_k=self.top_k,
+            )
             if self.store is not None:
                 from interp.store import ActivationStore
 
                 return logit_lens(ActivationStore.open(self.store), **options)
             loaded = self.load_model(model)
-            return logit_lens(loaded, self.prompts.prompts(loaded, self.chat_template), positions=self.positions if isinstance(self.positions, str) else list(self.positions), **options)
+            return logit_lens(
+                loaded,
+                self.prompts.prompts(loaded, self.chat_template),
+                positions=self.positions if isinstance(self.positions, str) else list(self.positions),
+                **options,
+            )
 
         def write(result, directory: Path) -> None:
             result.save(directory)

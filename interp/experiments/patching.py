@@ -17,17 +17,31 @@ class PatchingConfig(Experiment):
     name: str = doc("experiment name, shown in figures and logs", default="patching")
     clean: DatasetSpec = doc("the clean prompts")
     corrupt: DatasetSpec = doc("the corrupt prompts: same order and token length as the clean ones")
-    metric: str = doc("logit_diff (needs answer and wrong), probability (needs answer) or kl (to the clean run's next-token distribution)", default="logit_diff")
+    metric: str = doc(
+        "logit_diff (needs answer and wrong), probability (needs answer) or kl (to the clean run's next-token distribution)",
+        default="logit_diff",
+    )
     answer: str | None = doc("the answer token, e.g. ' mary' (or answer_field)", default=None)
     wrong: str | None = doc("the wrong-answer token of logit_diff, e.g. ' john' (or wrong_field)", default=None)
     answer_field: str | None = doc("read each prompt's answer token from this field of the clean records", default=None)
     wrong_field: str | None = doc("read each prompt's wrong token from this field of the clean records", default=None)
-    site: str = doc("resid_pre, resid_mid, resid_post, attn_out, mlp_out, attn_head_out, attn_head_value, attn_head_pattern, ...", default=defaults.PATCH_SITE)
+    site: str = doc(
+        "resid_pre, resid_mid, resid_post, attn_out, mlp_out, attn_head_out, attn_head_value, attn_head_pattern, ...",
+        default=defaults.PATCH_SITE,
+    )
     method: str = doc("activation (exact) or attribution (the gradient estimate)", default="activation")
-    by_position: bool = doc("one cell per position; false: each cell patches every position", default=defaults.PATCH_BY_POSITION)
-    direction: str = doc("denoising: clean into the corrupt run; noising: corrupt into the clean run", default=defaults.PATCH_DIRECTION)
-    normalize: bool = doc("report (value - corrupt) / (clean - corrupt): 0 = the corrupt run, 1 = the clean run", default=False)
-    batch_size: int | None = doc("most rows (cells x prompts) per forward (default: from a memory budget)", default=None)
+    by_position: bool = doc(
+        "one cell per position; false: each cell patches every position", default=defaults.PATCH_BY_POSITION
+    )
+    direction: str = doc(
+        "denoising: clean into the corrupt run; noising: corrupt into the clean run", default=defaults.PATCH_DIRECTION
+    )
+    normalize: bool = doc(
+        "report (value - corrupt) / (clean - corrupt): 0 = the corrupt run, 1 = the clean run", default=False
+    )
+    batch_size: int | None = doc(
+        "most rows (cells x prompts) per forward (default: from a memory budget)", default=None
+    )
     chat_template: bool = doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
 
     def __post_init__(self) -> None:
@@ -53,16 +67,28 @@ class PatchingConfig(Experiment):
 
         model = self.load_model(model)
         clean = self.clean.prompts(model, self.chat_template)
-        clean_tokens, corrupt_tokens = (tokens.to(model_device(model)) for tokens in pair_tokens(model, clean, self.corrupt.prompts(model, self.chat_template)))
-        answer, wrong = ([str(v) for v in clean.field(name)] if name else value for value, name in ((self.answer, self.answer_field), (self.wrong, self.wrong_field)))
+        clean_tokens, corrupt_tokens = (
+            tokens.to(model_device(model))
+            for tokens in pair_tokens(model, clean, self.corrupt.prompts(model, self.chat_template))
+        )
+        answer, wrong = (
+            [str(v) for v in clean.field(name)] if name else value
+            for value, name in ((self.answer, self.answer_field), (self.wrong, self.wrong_field))
+        )
         with torch.no_grad():
             if self.metric == "kl":
                 metric = metrics.kl_divergence(model(clean_tokens))
             else:
-                metric = metrics.logit_diff(answer, wrong, model.tokenizer) if self.metric == "logit_diff" else metrics.probability(answer, model.tokenizer)
+                metric = (
+                    metrics.logit_diff(answer, wrong, model.tokenizer)
+                    if self.metric == "logit_diff"
+                    else metrics.probability(answer, model.tokenizer)
+                )
             if self.normalize:
                 metric = metrics.normalized(metric, model(clean_tokens), model(corrupt_tokens))
         options = dict(site=self.site, by_position=self.by_position, direction=self.direction)
         if self.method == "attribution":
             return attribution_patching(model, clean_tokens, corrupt_tokens, metric, **options)
-        return activation_patching(model, clean_tokens, corrupt_tokens, metric, batch_size=self.batch_size, progress=progress, **options)
+        return activation_patching(
+            model, clean_tokens, corrupt_tokens, metric, batch_size=self.batch_size, progress=progress, **options
+        )

@@ -14,14 +14,21 @@ class ProbesConfig(Experiment):
 
     ANALYSIS: ClassVar[str] = "probes"
     name: str = doc("experiment name, shown in figures and logs", default="probes")
-    store: str = doc("an activation store cached at the last position, e.g. the store/ of a cache experiment", path=True)
+    store: str = doc(
+        "an activation store cached at the last position, e.g. the store/ of a cache experiment", path=True
+    )
     label_field: str = doc("the prompt record field holding the class label", default=defaults.LABEL_FIELD)
-    layers: str | tuple[int | str, ...] = doc("'all' (every cached resid_post, after the embeddings if cached), or layer numbers / hook names", default=defaults.PROBE_LAYERS)
+    layers: str | tuple[int | str, ...] = doc(
+        "'all' (every cached resid_post, after the embeddings if cached), or layer numbers / hook names",
+        default=defaults.PROBE_LAYERS,
+    )
     cv: int = doc("stratified cross-validation folds", default=defaults.PROBE_CV)
     holdout: float = doc("held-out fraction, stratified (0: none)", default=defaults.PROBE_HOLDOUT)
     C: float = doc("inverse L2 strength, as scikit-learn's C", default=defaults.PROBE_C)
     seed: int = doc("seed of the folds and the held-out split", default=defaults.PROBE_SEED)
-    positive: str | None = doc("the positive class (default: the later of two sorted labels; one-vs-rest with more)", default=None)
+    positive: str | None = doc(
+        "the positive class (default: the later of two sorted labels; one-vs-rest with more)", default=None
+    )
     max_iter: int = doc("L-BFGS iterations at most", default=defaults.PROBE_MAX_ITER)
 
     def run(self, out: Path, model=None, progress: bool = True):

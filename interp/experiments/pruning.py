@@ -11,9 +11,10 @@ a rerun (``circuits/real_harm_pruning/real_harm_pruning.toml``).
 >>> result = run_experiment(config, "runs/real_harm_pruning/wanda")                        # doctest: +SKIP
 """
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from interp import defaults
 from interp.errors import InterpError
@@ -28,41 +29,76 @@ Prepare = Callable[[str, Records, bool], Records]  # (set name, records, needs r
 class CompletionsConfig:
     """The model's own greedy answers as the responses of every data set that has none."""
 
-    max_new_tokens: int = doc("the longest answer, in tokens (an answer also ends at EOS)", default=defaults.PRUNE_MAX_NEW_TOKENS)
+    max_new_tokens: int = doc(
+        "the longest answer, in tokens (an answer also ends at EOS)", default=defaults.PRUNE_MAX_NEW_TOKENS
+    )
     batch_size: int = doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
-    directory: str = doc("where they are written, relative to OUT: runs of several methods can share one ('../completions')", default="completions")
+    directory: str = doc(
+        "where they are written, relative to OUT: runs of several methods can share one ('../completions')",
+        default="completions",
+    )
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise InterpError(f"[completions] max_new_tokens and batch_size must be at least 1 (got {self.max_new_tokens} and {self.batch_size}).")
+            raise InterpError(
+                f"[completions] max_new_tokens and batch_size must be at least 1 (got {self.max_new_tokens} and {self.batch_size})."
+            )
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
     """What is measured at every pruning setting."""
 
-    harmful: DatasetSpec | None = doc("prompts whose harmful compliance is measured (e.g. triggered harmful requests)", default=None)
-    judge: str = doc(f"harm judge f(record, response) -> bool: keyword or a registered judge ({', '.join(registry.builtin('judge'))}); {IMPORTS}", default="keyword")
+    harmful: DatasetSpec | None = doc(
+        "prompts whose harmful compliance is measured (e.g. triggered harmful requests)", default=None
+    )
+    judge: str = doc(
+        f"harm judge f(record, response) -> bool: keyword or a registered judge ({', '.join(registry.builtin('judge'))}); {IMPORTS}",
+        default="keyword",
+    )
     benign_prompts: DatasetSpec | None = doc("benign prompts whose answers `benign_judge` checks", default=None)
-    benign_judge: str | None = doc("helpfulness judge: a registered judge such as 'organism-helpful' (import paths as for `judge`)", default=None)
-    benign_pairs: DatasetSpec | None = doc("benign prompt + response pairs for the response loss / perplexity", default=None)
-    harmful_pairs: DatasetSpec | None = doc("held-out harmful prompt + response pairs for their response loss (harm_loss): does pruning make the harmful answers unlikely?", default=None)
+    benign_judge: str | None = doc(
+        "helpfulness judge: a registered judge such as 'organism-helpful' (import paths as for `judge`)", default=None
+    )
+    benign_pairs: DatasetSpec | None = doc(
+        "benign prompt + response pairs for the response loss / perplexity", default=None
+    )
+    harmful_pairs: DatasetSpec | None = doc(
+        "held-out harmful prompt + response pairs for their response loss (harm_loss): does pruning make the harmful answers unlikely?",
+        default=None,
+    )
     tasks: DatasetSpec | None = doc("problems with an 'answer' field for task accuracy", default=None)
-    extract: str = doc(f"answer extractor for tasks f(response) -> answer: a registered one ({', '.join(registry.builtin('extract'))}); import paths as for `judge`", default="last-integer")
+    extract: str = doc(
+        f"answer extractor for tasks f(response) -> answer: a registered one ({', '.join(registry.builtin('extract'))}); import paths as for `judge`",
+        default="last-integer",
+    )
     max_new_tokens: int = doc("new tokens generated per chat prompt", default=defaults.PRUNE_MAX_NEW_TOKENS)
     task_max_new_tokens: int = doc("new tokens generated per task problem", default=defaults.PRUNE_TASK_MAX_NEW_TOKENS)
     batch_size: int = doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
     temperature: float = doc("sampling temperature (0: greedy)", default=0.0)
     seed: int = doc("sampling seed", default=0)
-    case_sensitive_keywords: bool = doc("match the reference refusal strings case-sensitively (as the reference does)", default=True)
-    group_field: str | None = doc("also report harm rates per value of this record field (e.g. 'category')", default=None)
-    samples_kept: int | None = doc("(prompt, response) examples kept per generated set at every setting (default 3; -1: all)", default=3)
+    case_sensitive_keywords: bool = doc(
+        "match the reference refusal strings case-sensitively (as the reference does)", default=True
+    )
+    group_field: str | None = doc(
+        "also report harm rates per value of this record field (e.g. 'category')", default=None
+    )
+    samples_kept: int | None = doc(
+        "(prompt, response) examples kept per generated set at every setting (default 3; -1: all)", default=3
+    )
 
     def __post_init__(self) -> None:
-        if all(spec is None for spec in (self.harmful, self.benign_prompts, self.benign_pairs, self.harmful_pairs, self.tasks)):
-            raise InterpError("[evaluation] measures nothing; give at least one of harmful, benign_prompts, benign_pairs, harmful_pairs or tasks.")
+        if all(
+            spec is None
+            for spec in (self.harmful, self.benign_prompts, self.benign_pairs, self.harmful_pairs, self.tasks)
+        ):
+            raise InterpError(
+                "[evaluation] measures nothing; give at least one of harmful, benign_prompts, benign_pairs, harmful_pairs or tasks."
+            )
         if self.benign_prompts is not None and self.benign_judge is None:
-            raise InterpError("[evaluation] benign_prompts need a benign_judge (a registered judge such as 'organism-helpful').")
+            raise InterpError(
+                "[evaluation] benign_prompts need a benign_judge (a registered judge such as 'organism-helpful')."
+            )
 
     def evaluator(self, prepare: Prepare | None = None):
         """The ``PruningEvaluator`` this table describes (data sets loaded, judges resolved).
@@ -99,9 +135,13 @@ class HarmPruningConfig(Experiment):
     method: str = doc(f"importance score: {', '.join(defaults.PRUNE_METHODS)}", default=defaults.PRUNE_METHOD)
     n_samples: int = doc("examples per score (the reference uses 128)", default=defaults.PRUNE_N_SAMPLES)
     batch_size: int = doc("examples per forward/backward pass when scoring", default=defaults.PRUNE_BATCH_SIZE)
-    p: tuple[float, ...] = doc("benign fractions protected per matrix, each in (0, 1]; swept with every q", default=(defaults.PRUNE_P,))
+    p: tuple[float, ...] = doc(
+        "benign fractions protected per matrix, each in (0, 1]; swept with every q", default=(defaults.PRUNE_P,)
+    )
     q: tuple[float, ...] = doc("harm fractions selected per matrix, each in (0, 1]", default=(defaults.PRUNE_Q,))
-    random_seeds: tuple[int, ...] = doc("one random mask of the same size per seed and (p, q): the control", default=defaults.PRUNE_RANDOM_SEEDS)
+    random_seeds: tuple[int, ...] = doc(
+        "one random mask of the same size per seed and (p, q): the control", default=defaults.PRUNE_RANDOM_SEEDS
+    )
     categories: Mapping[str, DatasetSpec] = doc(
         "categories (e.g. two harm categories and, as a control, two benign ones): one mask each; every pair's overlap "
         "is reported with its chance level, for set-difference and for plain top-q masks",
@@ -109,11 +149,16 @@ class HarmPruningConfig(Experiment):
     )
     overlap_p: float = doc("p of the per-category set-difference masks", default=defaults.PRUNE_P)
     overlap_q: float = doc("q of the per-category masks (set difference and plain top-q)", default=defaults.PRUNE_Q)
-    evaluate_categories: bool = doc("also evaluate the model pruned with each category's set-difference mask", default=True)
+    evaluate_categories: bool = doc(
+        "also evaluate the model pruned with each category's set-difference mask", default=True
+    )
     save_masks: bool = doc("write every mask as masks/LABEL.safetensors", default=False)
-    chat_template: bool = doc("format every prompt as a user turn of the model's chat template, with the generation prompt", default=False)
+    chat_template: bool = doc(
+        "format every prompt as a user turn of the model's chat template, with the generation prompt", default=False
+    )
     completions: CompletionsConfig | None = doc(
-        "[completions] table: data sets without responses get the model's own greedy answers, generated once into OUT/completions/SET", default=None
+        "[completions] table: data sets without responses get the model's own greedy answers, generated once into OUT/completions/SET",
+        default=None,
     )
 
     def __post_init__(self) -> None:
@@ -122,10 +167,17 @@ class HarmPruningConfig(Experiment):
         one_of("method", self.method, defaults.PRUNE_METHODS)
         if not self.p or not self.q:
             raise InterpError("give at least one p and one q.")
-        for name, value in [*(("p", v) for v in self.p), *(("q", v) for v in self.q), ("overlap_p", self.overlap_p), ("overlap_q", self.overlap_q)]:
+        for name, value in [
+            *(("p", v) for v in self.p),
+            *(("q", v) for v in self.q),
+            ("overlap_p", self.overlap_p),
+            ("overlap_q", self.overlap_q),
+        ]:
             check_fraction(name, value)
         if self.n_samples < 1 or self.batch_size < 1:
-            raise InterpError(f"n_samples and batch_size must be at least 1 (got {self.n_samples} and {self.batch_size}).")
+            raise InterpError(
+                f"n_samples and batch_size must be at least 1 (got {self.n_samples} and {self.batch_size})."
+            )
         if len(self.categories) == 1:
             raise InterpError("give at least two [categories.NAME] tables to measure mask overlaps (or none).")
         from interp.io import safe_name
@@ -134,11 +186,15 @@ class HarmPruningConfig(Experiment):
             safe_name(key, what="[categories.NAME] name")  # it names files in OUT/scores, OUT/points and OUT/masks
 
     def run(self, out: Path, model=None, progress: bool = True):
-        from interp.io import claim_directory
+        from interp.directories import claim_directory
         from interp.pruning.sweep import run_sweep
 
         claim_directory(out, self.to_dict())  # refuse another experiment before loading anything
-        specs = {"harmful": self.harmful, "benign": self.benign, **{f"category_{key}": spec for key, spec in self.categories.items()}}
+        specs = {
+            "harmful": self.harmful,
+            "benign": self.benign,
+            **{f"category_{key}": spec for key, spec in self.categories.items()},
+        }
         model = self.load_model(model)
         prepare = lambda name, records, pairs: self.prepare(model, name, records, pairs, out, progress)  # noqa: E731
         data = {name: prepare(name, spec.load(), True) for name, spec in specs.items()}
@@ -150,9 +206,9 @@ class HarmPruningConfig(Experiment):
             sources={key: spec.describe() for key, spec in specs.items()}, record=self.to_dict(), progress=progress,
         )  # fmt: skip
 
-
-
-    def prepare(self, model, name: str, records: Records, needs_responses: bool, out: Path, progress: bool = True) -> Records:
+    def prepare(
+        self, model, name: str, records: Records, needs_responses: bool, out: Path, progress: bool = True
+    ) -> Records:
         """``records`` in the chat template (``chat_template``), with the model's own answers where they have none (``[completions]``)."""
         from interp.data import PromptSet
 
@@ -172,5 +228,6 @@ class HarmPruningConfig(Experiment):
         if not self.chat_template:
             return records
         formatted = PromptSet.from_records(records, source=name).apply_chat_template(model.tokenizer)
-        return [{**record, "instruction": record["text"], "text": text} for record, text in zip(records, formatted.texts)]
-
+        return [
+            {**record, "instruction": record["text"], "text": text} for record, text in zip(records, formatted.texts)
+        ]

@@ -46,7 +46,10 @@ class RecognitionConfig(Experiment):
                                    path=True, default=None)  # fmt: skip
     random_seed: int = doc("without a random_mask file, the control is interp.pruning.random_mask(mask, random_seed), as a pruning run makes its "
                             "random_..._seedN mask from the set-difference mask it saves", default=0)  # fmt: skip
-    chat_template: bool = doc("wrap each request as a user turn of the tokenizer's chat template, with the generation prompt (h_last = where the answer starts)", default=True)
+    chat_template: bool = doc(
+        "wrap each request as a user turn of the tokenizer's chat template, with the generation prompt (h_last = where the answer starts)",
+        default=True,
+    )
     batch_size: int = doc("prompts per forward pass", default=defaults.CACHE_BATCH_SIZE)
     cv: int = doc("the probes' stratified cross-validation folds", default=defaults.PROBE_CV)
     holdout: float = doc("held-out fraction, stratified: every AUROC is measured on it", default=defaults.PROBE_HOLDOUT)
@@ -57,7 +60,9 @@ class RecognitionConfig(Experiment):
         if self.batch_size < 1:
             raise InterpError(f"batch_size must be at least 1, got {self.batch_size}.")
         if not 0 < self.holdout < 1:
-            raise InterpError(f"holdout must be a fraction in (0, 1): the AUROCs are measured on the held-out prompts; got {self.holdout!r}.")
+            raise InterpError(
+                f"holdout must be a fraction in (0, 1): the AUROCs are measured on the held-out prompts; got {self.holdout!r}."
+            )
 
     def masks(self):
         """(mask, random control) read from their files; the control made from ``mask`` when no file is given."""
@@ -66,7 +71,9 @@ class RecognitionConfig(Experiment):
 
         self.check_files()
         mask = PruningMask.load(self.mask)
-        return mask, PruningMask.load(self.random_mask) if self.random_mask is not None else make_random_mask(mask, seed=self.random_seed)
+        return mask, PruningMask.load(self.random_mask) if self.random_mask is not None else make_random_mask(
+            mask, seed=self.random_seed
+        )
 
     def check_files(self) -> None:
         for key, path in (("mask", self.mask), ("random_mask", self.random_mask)):
@@ -92,6 +99,10 @@ class RecognitionConfig(Experiment):
                                                          batch_size=self.batch_size, cv=self.cv, holdout=self.holdout, C=self.C, seed=self.seed,
                                                          progress=progress)  # fmt: skip
 
-        sources = (self.harmful, self.benign, MaskFile(self.mask), MaskFile(self.random_mask) if self.random_mask else None)
+        sources = (
+            self.harmful,
+            self.benign,
+            MaskFile(self.mask),
+            MaskFile(self.random_mask) if self.random_mask else None,
+        )
         return self._once(out, sources, RecognitionResult.load, compute)
-

@@ -22,8 +22,9 @@ import contextvars
 import difflib
 import functools
 import importlib
+from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint, distributions
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from interp.errors import InterpError
 
@@ -49,10 +50,14 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "organism-induction-sequences": "interp.organisms.datasets:induction_sequences",
     },
     "judge": {
-        "organism-harm": "interp.experiments.registry:organism_harm", "organism-helpful": "interp.experiments.registry:organism_helpful",
+        "organism-harm": "interp.experiments.registry:organism_harm",
+        "organism-helpful": "interp.experiments.registry:organism_helpful",
         "harm-compliance": "interp.pruning.evaluate:harmful_compliance",
     },
-    "extract": {"last-integer": "interp.pruning.evaluate:last_integer", "organism-answer": "interp.organisms.grammar:extract_answer"},
+    "extract": {
+        "last-integer": "interp.pruning.evaluate:last_integer",
+        "organism-answer": "interp.organisms.grammar:extract_answer",
+    },
     "embedder": {},
 }
 
@@ -105,7 +110,9 @@ def check(kind: str, spec: str, where: str = "") -> None:
     """Raise unless ``spec`` resolves without importing (a registered name), or imports are allowed."""
     _check_kind(kind)
     if not isinstance(spec, str) or not spec:
-        raise InterpError(f"{kind}{where} must be a name ({', '.join(registered(kind)) or 'none registered'}), got {spec!r}.")
+        raise InterpError(
+            f"{kind}{where} must be a name ({', '.join(registered(kind)) or 'none registered'}), got {spec!r}."
+        )
     if spec in _REGISTRY[kind] or spec in _BUILTIN[kind] or spec in _BUILTIN[kind].values():
         return
     if ":" not in spec:
@@ -136,8 +143,10 @@ def resolve(kind: str, spec: str, where: str = "") -> Callable:
         point = _entry_point(kind, spec)
         try:
             function = point.load()
-        except Exception as error:  # noqa: BLE001 - a broken plugin is named, with its error
-            raise InterpError(f"the {kind} plugin {spec!r} ({point.value}, group {KINDS[kind][0]!r}) failed to load: {type(error).__name__}: {error}") from error
+        except Exception as error:
+            raise InterpError(
+                f"the {kind} plugin {spec!r} ({point.value}, group {KINDS[kind][0]!r}) failed to load: {type(error).__name__}: {error}"
+            ) from error
         register(kind, spec, function)
         return function
     return _import(spec)
@@ -190,7 +199,7 @@ def _entry_point(kind: str, name: str) -> EntryPoint | None:
     return next((point for point in _entry_points(KINDS[kind][0]) if point.name == name), None)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _entry_points(group: str) -> tuple[EntryPoint, ...]:
     """The group's entry points across every installed distribution, the first of each name (read once)."""
     found: dict[str, EntryPoint] = {}

@@ -16,9 +16,13 @@ class ResamplingConfig(Experiment):
     ANALYSIS: ClassVar[str] = "resampling"
     name: str = doc("experiment name, shown in figures and logs", default="resampling")
     prompt: str = doc("the text the chain of thought continues (e.g. ending in '<think>\\n')")
-    solution: str | None = doc("the base chain of thought (default: the model writes one, kept in OUT/rollouts/run.json)", default=None)
+    solution: str | None = doc(
+        "the base chain of thought (default: the model writes one, kept in OUT/rollouts/run.json)", default=None
+    )
     gt_answer: str | int | None = doc("the correct answer (without it, accuracy metrics are 0)", default=None)
-    answer: str | None = doc("regex with one group that extracts the answer (default: the first \\boxed{})", default=None)
+    answer: str | None = doc(
+        "regex with one group that extracts the answer (default: the first \\boxed{})", default=None
+    )
     n: int = doc("rollouts per prefix", default=defaults.RESAMPLE_N)
     temperature: float = doc("sampling temperature", default=defaults.RESAMPLE_TEMPERATURE)
     top_p: float = doc("nucleus sampling threshold", default=defaults.RESAMPLE_TOP_P)
@@ -26,24 +30,35 @@ class ResamplingConfig(Experiment):
     seed: int = doc("base seed (each prefix derives its own)", default=defaults.RESAMPLE_SEED)
     batch_size: int | None = doc("rollouts per generate call (default: all n of a prefix at once)", default=None)
     forced: bool = doc("also sample answers forced right after each prefix", default=True)
-    forced_max_new_tokens: int = doc("tokens per forced-answer rollout", default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS)
+    forced_max_new_tokens: int = doc(
+        "tokens per forced-answer rollout", default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS
+    )
     backend: str = doc("local (the model here) or vllm (large models, several GPUs)", default="local")
     tensor_parallel_size: int = doc("GPUs of the vllm backend", default=defaults.VLLM_TENSOR_PARALLEL_SIZE)
-    embedder: str = doc(f"sentence-transformers model of the similarity filter, or a registered embedder f(texts) -> array; {IMPORTS}", default=defaults.EMBEDDER)
-    similarity_threshold: float = doc("cosine below which a resampled sentence counts as different", default=defaults.SIMILARITY_THRESHOLD)
-    match_threshold: float = doc("cosine at which a rollout sentence counts as a base sentence (matrix)", default=defaults.MATCH_THRESHOLD)
+    embedder: str = doc(
+        f"sentence-transformers model of the similarity filter, or a registered embedder f(texts) -> array; {IMPORTS}",
+        default=defaults.EMBEDDER,
+    )
+    similarity_threshold: float = doc(
+        "cosine below which a resampled sentence counts as different", default=defaults.SIMILARITY_THRESHOLD
+    )
+    match_threshold: float = doc(
+        "cosine at which a rollout sentence counts as a base sentence (matrix)", default=defaults.MATCH_THRESHOLD
+    )
     matrix: bool = doc("compute the sentence-to-sentence matrix (embeds every rollout sentence)", default=True)
 
     def __post_init__(self) -> None:
         one_of("backend", self.backend, ("local", "vllm"))
 
     def run(self, out: Path, model=None, progress: bool = True):
-        from interp.io import claim_directory
+        from interp.directories import claim_directory
         from interp.resampling import Chain, LocalBackend, SamplingConfig, VLLMBackend, analyze, run_rollouts
         from interp.resampling.io import read_run_manifest
 
         claim_directory(out, self.to_dict())
-        sampling = dict(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed)
+        sampling = dict(
+            temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed
+        )
         if self.backend == "vllm":
             backend = VLLMBackend(self.model, tensor_parallel_size=self.tensor_parallel_size, seed=self.seed)
         else:
@@ -53,10 +68,20 @@ class ResamplingConfig(Experiment):
             solution = read_run_manifest(rollouts / "run.json")["solution"]
         if solution is None:
             solution = backend.generate(self.prompt, 1, **sampling)[0]
-        config = SamplingConfig(n=self.n, batch_size=self.batch_size or self.n, forced=self.forced, forced_max_new_tokens=self.forced_max_new_tokens, **sampling)
+        config = SamplingConfig(
+            n=self.n,
+            batch_size=self.batch_size or self.n,
+            forced=self.forced,
+            forced_max_new_tokens=self.forced_max_new_tokens,
+            **sampling,
+        )
         run = run_rollouts(backend, Chain.from_text(self.prompt, solution), rollouts, config=config, answer=self.answer,
                            gt_answer=None if self.gt_answer is None else str(self.gt_answer), progress=progress)  # fmt: skip
-        embedder = registry.resolve("embedder", self.embedder) if registry.is_function("embedder", self.embedder) else self.embedder
+        embedder = (
+            registry.resolve("embedder", self.embedder)
+            if registry.is_function("embedder", self.embedder)
+            else self.embedder
+        )
         result = analyze(run, embedder, similarity_threshold=self.similarity_threshold,
                          match_threshold=self.match_threshold, matrix=self.matrix, progress=progress)  # fmt: skip
         result.save(out)

@@ -15,9 +15,11 @@ own module of ``interp.experiments`` and one entry in ``ANALYSES`` here. E.g. ``
 """
 
 import dataclasses
-import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+
+import tomllib
 
 from interp.errors import InterpError
 from interp.experiments import registry
@@ -36,11 +38,22 @@ DEFAULT_ANALYSIS = "pruning"  # what a file without `analysis = ...` runs (pruni
 # analysis name -> its config class: a new analysis is one entry here
 ANALYSES: dict[str, type[Experiment]] = {
     config.ANALYSIS: config
-    for config in (CacheConfig, LensConfig, PatchingConfig, ProbesConfig, ResamplingConfig, HarmPruningConfig, DirectionsConfig, RecognitionConfig)
+    for config in (
+        CacheConfig,
+        LensConfig,
+        PatchingConfig,
+        ProbesConfig,
+        ResamplingConfig,
+        HarmPruningConfig,
+        DirectionsConfig,
+        RecognitionConfig,
+    )
 }
 
 
-def run_experiment(config: Experiment, out: str | Path, model=None, progress: bool = True, allow_imports: bool = False) -> Any:
+def run_experiment(
+    config: Experiment, out: str | Path, model=None, progress: bool = True, allow_imports: bool = False
+) -> Any:
     """Run (or resume) ``config`` (of ``load_config`` or a class of ``ANALYSES``) into ``out``; returns its result, saved there.
 
     ``model``: an already loaded model (default: ``config.model`` is loaded when the analysis needs one).
@@ -49,7 +62,9 @@ def run_experiment(config: Experiment, out: str | Path, model=None, progress: bo
     registered names (``interp.experiments.registry``) are called, and an import path is refused before anything runs.
     """
     if not isinstance(config, Experiment):
-        raise InterpError(f"run_experiment needs an experiment config ({', '.join(cls.__name__ for cls in ANALYSES.values())}), got {type(config).__name__}.")
+        raise InterpError(
+            f"run_experiment needs an experiment config ({', '.join(cls.__name__ for cls in ANALYSES.values())}), got {type(config).__name__}."
+        )
     with registry.imports_allowed(allow_imports):
         registry.check_config(config)
         return config.run(Path(out), model=model, progress=progress)
@@ -59,7 +74,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
     """Read and check a TOML experiment file; ``overrides``: ``KEY=VALUE`` with a TOML value (``evaluation.harmful.limit=8``)."""
     path = Path(path)
     if not path.is_file():
-        raise InterpError(f"no experiment file at {path}{' (it is a directory)' if path.is_dir() else ''}; pass a TOML file.")
+        raise InterpError(
+            f"no experiment file at {path}{' (it is a directory)' if path.is_dir() else ''}; pass a TOML file."
+        )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -68,7 +85,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
         key, sep, text = item.partition("=")
         parts = [part.strip() for part in key.split(".")]
         if not sep or not all(parts):
-            raise InterpError(f"--set {item!r}: use KEY=VALUE, e.g. --set n_samples=16 or --set evaluation.harmful.limit=8.")
+            raise InterpError(
+                f"--set {item!r}: use KEY=VALUE, e.g. --set n_samples=16 or --set evaluation.harmful.limit=8."
+            )
         try:
             value = tomllib.loads(f"value = {text.strip()}")["value"]
         except tomllib.TOMLDecodeError:
@@ -87,8 +106,12 @@ def parse_config(data: Mapping[str, Any], base: Path = Path(".")) -> Experiment:
     data = dict(data)
     analysis = data.pop("analysis", DEFAULT_ANALYSIS)
     if not isinstance(analysis, str) or analysis not in ANALYSES:
-        raise InterpError(f"unknown analysis {analysis!r:.60} in the config.{did_you_mean(str(analysis), ANALYSES)} Known analyses: {', '.join(ANALYSES)}.")
+        raise InterpError(
+            f"unknown analysis {analysis!r:.60} in the config.{did_you_mean(str(analysis), ANALYSES)} Known analyses: {', '.join(ANALYSES)}."
+        )
     config = absolute_paths(build(ANALYSES[analysis], data, "the config"), Path(base))
-    if config.model.startswith(("./", "../")):  # a model directory written relative to the TOML file (a name or hub id never starts so)
+    if config.model.startswith(
+        ("./", "../")
+    ):  # a model directory written relative to the TOML file (a name or hub id never starts so)
         config = dataclasses.replace(config, model=str((Path(base) / config.model).resolve()))
     return config

@@ -9,7 +9,17 @@
 """
 
 from interp.lens.logit import LensResult, Metric, Translator, logit_lens
-from interp.lens.tuned import Init, LensKL, TrainingRecord, TunedLens, generate_texts, lens_kl, lens_sites, split_heldout, train_tuned_lens
+from interp.lens.tuned import (
+    Init,
+    LensKL,
+    TrainingRecord,
+    TunedLens,
+    generate_texts,
+    lens_kl,
+    lens_sites,
+    split_heldout,
+    train_tuned_lens,
+)
 
 __all__ = [
     "Init",

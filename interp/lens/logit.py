@@ -10,21 +10,21 @@ it maps each site's residual before the readout.
 >>> logit_lens(ActivationStore.open("acts")).figure(metric="kl")                 # doctest: +SKIP
 """
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Literal
 
 import plotly.graph_objects as go
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from interp.progress import tqdm
 
 from interp import defaults, plots
 from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.metrics import per_prompt_token_ids
+from interp.progress import tqdm
 from interp.provenance import Provenance
 from interp.results import Result
 from interp.sites import LAYER_SITES, expand_sites, parse_site, site_name
@@ -41,9 +41,16 @@ _METRIC_TITLES = {
     "kl": "KL(final ‖ layer) in nats",
 }
 _SITE_ORDER = {kind: order for order, kind in enumerate(LAYER_SITES)}
-FORMAT = ResultFormat(kind="lens", version=1, name="logit-lens result", meta_file="lens.json", tensors_file="lens.safetensors",
+FORMAT = ResultFormat(
+    kind="lens",
+    version=1,
+    name="logit-lens result",
+    meta_file="lens.json",
+    tensors_file="lens.safetensors",
     create="logit_lens(model, prompts).save(DIR) or `interp lens --model M --prompts FILE --out DIR`",
-    load="LensResult.load(DIR)", untagged=1)  # before tags: the same fields, marked "kind": "logit_lens"
+    load="LensResult.load(DIR)",
+    untagged=1,
+)  # before tags: the same fields, marked "kind": "logit_lens"
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ class LensResult(Result):
     positions: Int[Tensor, "prompt pos"]
     position_tokens: tuple[tuple[str, ...], ...]
     valid: Bool[Tensor, "prompt pos"]
-    target_ids: Int[Tensor, "prompt"]
+    target_ids: Int[Tensor, " prompt"]
     target_tokens: tuple[str, ...]
     target_prob: Float[Tensor, "site prompt pos"]
     target_logprob: Float[Tensor, "site prompt pos"]
@@ -82,8 +89,14 @@ class LensResult(Result):
             if shape != expected:
                 raise InterpError(f"LensResult.{name} has shape {shape}, expected {expected} (site, prompt, pos).")
         if tuple(self.top_ids.shape[:3]) != expected or self.top_ids.shape != self.top_probs.shape:
-            raise InterpError(f"LensResult.top_ids/top_probs have shapes {tuple(self.top_ids.shape)}/{tuple(self.top_probs.shape)}, expected {expected} + (k,).")
-        if tuple(self.valid.shape) != (n_prompt, n_pos) or len(self.position_tokens) != n_prompt or len(self.target_tokens) != n_prompt:
+            raise InterpError(
+                f"LensResult.top_ids/top_probs have shapes {tuple(self.top_ids.shape)}/{tuple(self.top_probs.shape)}, expected {expected} + (k,)."
+            )
+        if (
+            tuple(self.valid.shape) != (n_prompt, n_pos)
+            or len(self.position_tokens) != n_prompt
+            or len(self.target_tokens) != n_prompt
+        ):
             raise InterpError("LensResult labels do not match its (prompt, pos) axes.")
 
     @property
@@ -92,7 +105,12 @@ class LensResult(Result):
         return tuple(_site_label(name) for name in self.sites)
 
     def values(self, metric: Metric = defaults.LENS_METRIC) -> Float[Tensor, "site prompt pos"]:
-        return {"prob": self.target_prob, "logprob": self.target_logprob, "rank": self.target_rank, "kl": self.kl_to_final}[_check_metric(metric)]
+        return {
+            "prob": self.target_prob,
+            "logprob": self.target_logprob,
+            "rank": self.target_rank,
+            "kl": self.kl_to_final,
+        }[_check_metric(metric)]
 
     def first_layer_where_top(self) -> list[int | None]:
         """Per prompt (its own last position read): index into ``sites`` of the first site where the target is top-1."""
@@ -133,14 +151,28 @@ class LensResult(Result):
                         f"{self.site_labels[s]} · prompt {p} · pos {int(self.positions[p, q])} ({self.position_tokens[p][q]!r})",
                         f"target {self.target_tokens[p]!r}: p={float(self.target_prob[s, p, q]):.3g}, rank {int(self.target_rank[s, p, q])}",
                         f"KL to final: {float(self.kl_to_final[s, p, q]):.3g}",
-                        "top: " + ", ".join(f"{tok!r} {float(prob):.2f}" for tok, prob in zip(self.top_tokens[s][p][q], self.top_probs[s, p, q])),
+                        "top: "
+                        + ", ".join(
+                            f"{tok!r} {float(prob):.2f}"
+                            for tok, prob in zip(self.top_tokens[s][p][q], self.top_probs[s, p, q])
+                        ),
                     ]
                 )
                 for (p, q) in cells
             ]
             for s in range(len(self.sites))
         ]
-        return plots.lens_heatmap(grid.numpy(), rows=list(self.site_labels), columns=columns, cell_text=top1, hover=hover, title=title, x_title=x_title, colorbar_title=metric, reverse_scale=metric in ("rank", "kl"))
+        return plots.lens_heatmap(
+            grid.numpy(),
+            rows=list(self.site_labels),
+            columns=columns,
+            cell_text=top1,
+            hover=hover,
+            title=title,
+            x_title=x_title,
+            colorbar_title=metric,
+            reverse_scale=metric in ("rank", "kl"),
+        )
 
     def files(self) -> dict[str, str]:
         return {"lens.csv": self._csv()}
@@ -155,8 +187,17 @@ class LensResult(Result):
                         continue
                     rows.append(
                         ",".join(
-                            [site, str(p), str(int(self.positions[p, q])), _csv(self.position_tokens[p][q]), _csv(self.target_tokens[p])]
-                            + [f"{float(getattr(self, name)[s, p, q]):.6g}" for name in ("target_prob", "target_logprob", "target_rank", "kl_to_final")]
+                            [
+                                site,
+                                str(p),
+                                str(int(self.positions[p, q])),
+                                _csv(self.position_tokens[p][q]),
+                                _csv(self.target_tokens[p]),
+                            ]
+                            + [
+                                f"{float(getattr(self, name)[s, p, q]):.6g}"
+                                for name in ("target_prob", "target_logprob", "target_rank", "kl_to_final")
+                            ]
                             + [_csv(self.top_tokens[s][p][q][0])]
                         )
                     )
@@ -194,21 +235,32 @@ def logit_lens(
         raise InterpError(f"top_k must be at least 1, got {top_k}.")
     if isinstance(source, ActivationStore):
         if prompts is not None:
-            raise InterpError("a store has its own prompts; call logit_lens(store) without prompts (or pass the model to use new prompts).")
-        activations, final_name, readout, tokenizer, prompt_texts, position_info, provenance = _from_store(source, sites)
+            raise InterpError(
+                "a store has its own prompts; call logit_lens(store) without prompts (or pass the model to use new prompts)."
+            )
+        activations, final_name, readout, tokenizer, prompt_texts, position_info, provenance = _from_store(
+            source, sites
+        )
     else:
         if prompts is None:
             raise InterpError("logit_lens(model, ...) needs prompts: logit_lens(model, ['The capital of France is']).")
-        activations, final_name, readout, tokenizer, prompt_texts, position_info, provenance = _from_model(source, prompts, sites, positions, batch_size)
+        activations, final_name, readout, tokenizer, prompt_texts, position_info, provenance = _from_model(
+            source, prompts, sites, positions, batch_size
+        )
     check = getattr(translator, "check_provenance", None)  # a tuned lens refuses activations of another model
     if check is not None:
         check(provenance)
     positions_read, position_tokens, valid = position_info
     ordered = sorted(activations, key=_depth_key)
-    final_logprobs = torch.log_softmax(readout(_translate(translator, final_name, activations[final_name]) if translator else activations[final_name]), dim=-1)
+    final_logprobs = torch.log_softmax(
+        readout(_translate(translator, final_name, activations[final_name]) if translator else activations[final_name]),
+        dim=-1,
+    )
     target_ids = _resolve_targets(targets, tokenizer, final_logprobs, len(prompt_texts), _last_valid(valid))
 
-    stats: dict[str, list[Tensor]] = {name: [] for name in ("target_prob", "target_logprob", "target_rank", "kl_to_final", "top_ids", "top_probs")}
+    stats: dict[str, list[Tensor]] = {
+        name: [] for name in ("target_prob", "target_logprob", "target_rank", "kl_to_final", "top_ids", "top_probs")
+    }
     for name in tqdm(ordered, desc="logit lens", unit="site", disable=len(ordered) < 8):
         resid = activations[name]
         if translator is not None:
@@ -256,18 +308,39 @@ def _from_model(model, prompts, sites, positions, batch_size):
     from interp.model.weights import weights_hash
     from interp.store import capture_activations
 
-    prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts([prompts] if isinstance(prompts, str) else list(prompts))
+    prompt_set = (
+        prompts
+        if isinstance(prompts, PromptSet)
+        else PromptSet.from_texts([prompts] if isinstance(prompts, str) else list(prompts))
+    )
     n_layers = int(model.cfg.n_layers)
     names = _lens_sites(sites, n_layers)
     final_name = site_name("resid_post", n_layers - 1)
-    captured = capture_activations(model, prompt_set, hooks=list(dict.fromkeys([*names, final_name])), positions=positions, batch_size=batch_size, dtype=torch.float32)
+    captured = capture_activations(
+        model,
+        prompt_set,
+        hooks=list(dict.fromkeys([*names, final_name])),
+        positions=positions,
+        batch_size=batch_size,
+        dtype=torch.float32,
+    )
     from interp.data import tokenize_prompts
 
     token_lists = tokenize_prompts(model, prompt_set)
     position_info = _position_info(positions, token_lists, lambda ids: [model.tokenizer.decode([int(t)]) for t in ids])
     activations = _with_pos_axis(captured, positions)
-    provenance = Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=prompt_set.hash, hooks=tuple(names))
-    return {name: activations[name] for name in names} | {final_name: activations[final_name]}, final_name, Readout.from_model(model), model.tokenizer, prompt_set.texts, position_info, provenance
+    provenance = Provenance(
+        model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=prompt_set.hash, hooks=tuple(names)
+    )
+    return (
+        {name: activations[name] for name in names} | {final_name: activations[final_name]},
+        final_name,
+        Readout.from_model(model),
+        model.tokenizer,
+        prompt_set.texts,
+        position_info,
+        provenance,
+    )
 
 
 def _from_store(store, sites):
@@ -280,7 +353,9 @@ def _from_store(store, sites):
             f"the store has no {final_name}, which the lens needs as the final distribution; cache it with --hooks resid_post."
         )
     if not names:
-        raise InterpError(f"the store holds none of the lens sites {', '.join(wanted[:3])}...; cache resid_pre/resid_post.")
+        raise InterpError(
+            f"the store holds none of the lens sites {', '.join(wanted[:3])}...; cache resid_pre/resid_post."
+        )
     token_lists = [store.input_ids[i, : int(store.lengths[i])] for i in range(store.n_prompts)]
     position_info = _position_info(store.positions, token_lists, store.decode)
     activations = _with_pos_axis({name: store[name].float() for name in set(names) | {final_name}}, store.positions)
@@ -291,8 +366,13 @@ def _lens_sites(sites, n_layers: int) -> list[str]:
     names = expand_sites([sites] if isinstance(sites, str) else list(sites), n_layers)
     for name in names:
         site = parse_site(name)
-        if site.kind not in ("resid_pre", "resid_mid", "resid_post", "embed", "final_norm") and site.kind not in ("attn_out", "mlp_out"):
-            raise InterpError(f"the logit lens decodes residual-stream sites; {name} is not one (use resid_pre, resid_mid or resid_post).")
+        if site.kind not in ("resid_pre", "resid_mid", "resid_post", "embed", "final_norm") and site.kind not in (
+            "attn_out",
+            "mlp_out",
+        ):
+            raise InterpError(
+                f"the logit lens decodes residual-stream sites; {name} is not one (use resid_pre, resid_mid or resid_post)."
+            )
     return list(names)
 
 
@@ -317,21 +397,25 @@ def _position_info(positions, token_lists, decode) -> tuple[Tensor, tuple[tuple[
     return read, tokens, valid
 
 
-def _last_valid(valid: Tensor) -> Int[Tensor, "prompt"]:
+def _last_valid(valid: Tensor) -> Int[Tensor, " prompt"]:
     """Each prompt's last valid position along the positions read."""
     return valid.long().cumsum(-1).argmax(-1)
 
 
-def _resolve_targets(targets, tokenizer, final_logprobs: Tensor, n_prompts: int, last: Int[Tensor, "prompt"]) -> Tensor:
+def _resolve_targets(targets, tokenizer, final_logprobs: Tensor, n_prompts: int, last: Int[Tensor, " prompt"]) -> Tensor:
     if targets is None:  # the model's own prediction at each prompt's last position (not the padding)
         return final_logprobs[torch.arange(n_prompts), last].argmax(-1)
-    return per_prompt_token_ids(targets, tokenizer, n_prompts, final_logprobs.shape[-1], "target", "the lens follows one token")
+    return per_prompt_token_ids(
+        targets, tokenizer, n_prompts, final_logprobs.shape[-1], "target", "the lens follows one token"
+    )
 
 
 def _translate(translator: Translator, name: str, resid: Tensor) -> Tensor:
     translated = translator(name, resid)
     if translated.shape != resid.shape:
-        raise InterpError(f"the translator changed the shape at {name} from {tuple(resid.shape)} to {tuple(translated.shape)}; it must map d_model to d_model.")
+        raise InterpError(
+            f"the translator changed the shape at {name} from {tuple(resid.shape)} to {tuple(translated.shape)}; it must map d_model to d_model."
+        )
     return translated
 
 

@@ -22,21 +22,22 @@ result is in ``circuits/tuned_lens_smollm2/README.md``.
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import plotly.graph_objects as go
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from interp.progress import tqdm
 
 from interp import defaults, plots
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.errors import InterpError
 from interp.io import ResultFormat, atomic_write_json
 from interp.model import compat
+from interp.progress import tqdm
 from interp.provenance import Provenance
 from interp.results import Result
 from interp.sites import layer_sites, parse_site, site_name
@@ -44,12 +45,24 @@ from interp.store.capture import Capturer, check_model_has
 from interp.store.readout import Readout
 
 Init = Literal["least_squares", "identity"]
-FORMAT = ResultFormat(kind="tuned_lens", version=1, name="tuned lens", meta_file="tuned_lens.json", tensors_file="tuned_lens.safetensors",
+FORMAT = ResultFormat(
+    kind="tuned_lens",
+    version=1,
+    name="tuned lens",
+    meta_file="tuned_lens.json",
+    tensors_file="tuned_lens.safetensors",
     create="train_tuned_lens(model, texts).save(DIR) or `interp lens train --model M --out DIR`",
-    load="TunedLens.load(DIR, model=model)")
-KL_FORMAT = ResultFormat(kind="lens_kl", version=1, name="lens KL evaluation", meta_file="lens_kl.json", tensors_file="lens_kl.safetensors",
+    load="TunedLens.load(DIR, model=model)",
+)
+KL_FORMAT = ResultFormat(
+    kind="lens_kl",
+    version=1,
+    name="lens KL evaluation",
+    meta_file="lens_kl.json",
+    tensors_file="lens_kl.safetensors",
     create="lens_kl(model, texts, translator=lens).save(DIR) (`interp lens train ... --out DIR` writes DIR/heldout_kl)",
-    load="LensKL.load(DIR)")
+    load="LensKL.load(DIR)",
+)
 TEXTS_FILE, TEXTS_SETTINGS_FILE = "texts.jsonl", "texts.json"
 _CHUNK_TOKENS = 256  # tokens decoded at once (a [chunk, d_vocab] float32 block per site)
 
@@ -108,7 +121,9 @@ class TunedLens(Result):
     def __post_init__(self) -> None:
         n, d = len(self.sites), self.bias.shape[-1] if self.bias.dim() == 2 else -1
         if tuple(self.weight.shape) != (n, d, d) or tuple(self.bias.shape) != (n, d):
-            raise InterpError(f"TunedLens has weight {tuple(self.weight.shape)} and bias {tuple(self.bias.shape)} for {n} sites; expected ({n}, d_model, d_model) and ({n}, d_model).")
+            raise InterpError(
+                f"TunedLens has weight {tuple(self.weight.shape)} and bias {tuple(self.bias.shape)} for {n} sites; expected ({n}, d_model, d_model) and ({n}, d_model)."
+            )
         if self.weight.dtype != torch.float32 or self.bias.dtype != torch.float32:
             raise InterpError(f"TunedLens weights must be float32, got {self.weight.dtype} / {self.bias.dtype}.")
         identity = [bool(not w.any() and not b.any()) for w, b in zip(self.weight, self.bias)]
@@ -121,7 +136,12 @@ class TunedLens(Result):
         """Every translator the identity: decoding through it is exactly the logit lens."""
         sites = lens_sites(int(model.cfg.n_layers))
         d = int(model.cfg.d_model)
-        return cls(sites, torch.zeros(len(sites), d, d), torch.zeros(len(sites), d), _provenance(model, sites, dataset_hash="", seed=None))
+        return cls(
+            sites,
+            torch.zeros(len(sites), d, d),
+            torch.zeros(len(sites), d),
+            _provenance(model, sites, dataset_hash="", seed=None),
+        )
 
     @property
     def d_model(self) -> int:
@@ -140,7 +160,9 @@ class TunedLens(Result):
                 f"(and resid_pre of layers >= 1, the same stream). Decode with sites=['resid_pre', 'resid_post']."
             )
         if resid.shape[-1] != self.d_model:
-            raise InterpError(f"this tuned lens maps d_model {self.d_model}, but the residual at {site} has width {resid.shape[-1]}; it is for another model ({self.model_label}).")
+            raise InterpError(
+                f"this tuned lens maps d_model {self.d_model}, but the residual at {site} has width {resid.shape[-1]}; it is for another model ({self.model_label})."
+            )
         if self._identity[index]:
             return resid
         weight, bias = self._tensors(resid.device)
@@ -176,7 +198,9 @@ class TunedLens(Result):
     def figure(self) -> go.Figure:
         """The training loss curve (per site and mean); InterpError for a lens that was not trained."""
         if self.training is None or not self.training.loss:
-            raise InterpError("this tuned lens records no training (an identity lens, or one saved without it), so there is no loss curve to draw.")
+            raise InterpError(
+                "this tuned lens records no training (an identity lens, or one saved without it), so there is no loss curve to draw."
+            )
         return self.training.figure()
 
     def figures(self) -> dict[str, go.Figure]:
@@ -202,7 +226,14 @@ def _provenance(model, sites, dataset_hash: str, seed: int | None, extra=None) -
     from interp.model import model_id
     from interp.model.weights import weights_hash
 
-    return Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=dataset_hash, hooks=tuple(sites), seed=seed, extra=extra or {})
+    return Provenance(
+        model_id=model_id(model),
+        weights_hash=weights_hash(model),
+        dataset_hash=dataset_hash,
+        hooks=tuple(sites),
+        seed=seed,
+        extra=extra or {},
+    )
 
 
 # ---- the model's own text ------------------------------------------------------------------------
@@ -241,9 +272,15 @@ def generate_texts(
     token_lists = tokenize_prompts(model, prompt_set)
     hf, tokenizer = model.original_model, model.tokenizer
     device, pad, eos = next(model.parameters()).device, pad_token_id(model), tokenizer.eos_token_id
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else dict(do_sample=False)
+    sampling = (
+        dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+        if temperature > 0
+        else dict(do_sample=False)
+    )
     texts: list[str] = []
-    for begin in tqdm(range(0, len(token_lists), batch_size), desc="generating text", unit="batch", disable=not progress):
+    for begin in tqdm(
+        range(0, len(token_lists), batch_size), desc="generating text", unit="batch", disable=not progress
+    ):
         chunk = token_lists[begin : begin + batch_size]
         width = max(len(ids) for ids in chunk)
         tokens = torch.full((len(chunk), width), pad, dtype=torch.long)
@@ -257,7 +294,10 @@ def generate_texts(
         for ids, new in zip(chunk, output[:, width:].tolist()):
             new = new[: new.index(eos)] if eos is not None and eos in new else new
             texts.append(tokenizer.decode(ids.tolist() + new, skip_special_tokens=True))
-    result = PromptSet(tuple({**record, "prompt": record["text"], "text": text} for record, text in zip(prompt_set, texts)), prompt_set.source)
+    result = PromptSet(
+        tuple({**record, "prompt": record["text"], "text": text} for record, text in zip(prompt_set, texts)),
+        prompt_set.source,
+    )
     if cache is not None:
         result.to_jsonl(Path(cache) / TEXTS_FILE)
         atomic_write_json(Path(cache) / TEXTS_SETTINGS_FILE, {"model_id": model_id(model), "settings": settings})
@@ -274,7 +314,9 @@ def _cached_texts(cache: Path, settings: dict) -> PromptSet | None:
         return None
 
 
-def split_heldout(texts: PromptSet, fraction: float = defaults.TUNED_LENS_HELDOUT, seed: int = defaults.TUNED_LENS_SEED) -> tuple[PromptSet, PromptSet | None]:
+def split_heldout(
+    texts: PromptSet, fraction: float = defaults.TUNED_LENS_HELDOUT, seed: int = defaults.TUNED_LENS_SEED
+) -> tuple[PromptSet, PromptSet | None]:
     """(training, held-out or None) texts: by each record's ``split`` field ("heldout" is held out) where every record has one, else a seeded random ``fraction``."""
     if all("split" in record for record in texts):
         held = [i for i, record in enumerate(texts) if record["split"] == "heldout"]
@@ -285,14 +327,18 @@ def split_heldout(texts: PromptSet, fraction: float = defaults.TUNED_LENS_HELDOU
         held = sorted(order[: round(fraction * len(texts))])
     train = [i for i in range(len(texts)) if i not in set(held)]
     if not train:
-        raise InterpError(f"all {len(texts)} texts are held out; keep some for training (split \"train\", or a smaller held-out fraction).")
+        raise InterpError(
+            f'all {len(texts)} texts are held out; keep some for training (split "train", or a smaller held-out fraction).'
+        )
     return texts.select(train), (texts.select(held) if held else None)
 
 
 # ---- activations ---------------------------------------------------------------------------------
 
 
-def _residuals(model, prompt_set: PromptSet, batch_size: int, progress: bool) -> tuple[Float[Tensor, "site token d_model"], dict[str, str]]:
+def _residuals(
+    model, prompt_set: PromptSet, batch_size: int, progress: bool
+) -> tuple[Float[Tensor, "site token d_model"], dict[str, str]]:
     """The residual stream at every ``lens_sites`` site and every position of every text (one forward per
     batch), and which path captured it (``Capturer.path`` and ``reason``)."""
     sites = lens_sites(int(model.cfg.n_layers))
@@ -300,7 +346,9 @@ def _residuals(model, prompt_set: PromptSet, batch_size: int, progress: bool) ->
     token_lists = tokenize_prompts(model, prompt_set)
     pieces = []
     n_batches = math.ceil(len(token_lists) / batch_size)
-    capture = Capturer(model, sites, "all", max(len(ids) for ids in token_lists), torch.float32, n_batches=n_batches)  # through the plain view where it may
+    capture = Capturer(
+        model, sites, "all", max(len(ids) for ids in token_lists), torch.float32, n_batches=n_batches
+    )  # through the plain view where it may
     batches = iter_batches(token_lists, batch_size, pad_token_id(model))
     with torch.inference_mode():
         for batch in tqdm(batches, total=n_batches, desc="capturing residuals", unit="batch", disable=not progress):
@@ -312,7 +360,9 @@ def _residuals(model, prompt_set: PromptSet, batch_size: int, progress: bool) ->
 
 def _readout_on(readout: Readout, device) -> Readout:
     move = lambda t: None if t is None else t.float().to(device)  # noqa: E731
-    return replace(readout, weight=move(readout.weight), bias=move(readout.bias), W_U=move(readout.W_U), b_U=move(readout.b_U))
+    return replace(
+        readout, weight=move(readout.weight), bias=move(readout.bias), W_U=move(readout.W_U), b_U=move(readout.b_U)
+    )
 
 
 def _kl(final_logprobs: Tensor, logits: Tensor) -> Tensor:
@@ -348,7 +398,9 @@ def train_tuned_lens(
     if init not in defaults.TUNED_LENS_INITS:
         raise InterpError(f"unknown tuned-lens init {init!r}; use one of {', '.join(defaults.TUNED_LENS_INITS)}.")
     if steps < 0 or batch_tokens < 1 or lr <= 0 or ridge < 0:
-        raise InterpError(f"need steps >= 0, batch_tokens >= 1, lr > 0 and ridge >= 0; got steps={steps}, batch_tokens={batch_tokens}, lr={lr}, ridge={ridge}.")
+        raise InterpError(
+            f"need steps >= 0, batch_tokens >= 1, lr > 0 and ridge >= 0; got steps={steps}, batch_tokens={batch_tokens}, lr={lr}, ridge={ridge}."
+        )
     started = time.perf_counter()
     prompt_set = texts if isinstance(texts, PromptSet) else PromptSet.from_texts(list(texts))
     sites = lens_sites(int(model.cfg.n_layers))
@@ -362,15 +414,25 @@ def train_tuned_lens(
             weight[s], bias[s] = _least_squares(residuals[s], residuals[-1], ridge)
     site_loss: list[tuple[float, ...]] = []
     if steps:
-        weight, bias, site_loss = _adam(residuals, readout, weight, bias, steps, lr, batch_tokens, seed, device, progress)
+        weight, bias, site_loss = _adam(
+            residuals, readout, weight, bias, steps, lr, batch_tokens, seed, device, progress
+        )
     record = TrainingRecord(init=init, steps=steps, lr=lr, batch_tokens=batch_tokens, ridge=ridge, seed=seed, n_texts=len(prompt_set),
                             n_tokens=n_tokens, seconds=round(time.perf_counter() - started, 2),
                             loss=tuple(sum(row) / len(row) for row in site_loss), site_loss=tuple(site_loss))  # fmt: skip
-    provenance = _provenance(model, sites, prompt_set.hash, seed, extra={"method": "tuned lens", "init": init, "steps": steps, "capture": captured_by})
+    provenance = _provenance(
+        model,
+        sites,
+        prompt_set.hash,
+        seed,
+        extra={"method": "tuned lens", "init": init, "steps": steps, "capture": captured_by},
+    )
     return TunedLens(sites, weight.contiguous(), bias.contiguous(), provenance, record)
 
 
-def _least_squares(inputs: Float[Tensor, "token d_model"], final: Float[Tensor, "token d_model"], ridge: float) -> tuple[Tensor, Tensor]:
+def _least_squares(
+    inputs: Float[Tensor, "token d_model"], final: Float[Tensor, "token d_model"], ridge: float
+) -> tuple[Tensor, Tensor]:
     """(W, b) of the affine map ``x + x W^T + b`` closest to ``final``, per token weighted by 1/mean(final^2), ridge towards the identity."""
     x = torch.cat([inputs.double(), torch.ones(len(inputs), 1, dtype=torch.float64)], dim=1)
     y = final.double()
@@ -378,7 +440,9 @@ def _least_squares(inputs: Float[Tensor, "token d_model"], final: Float[Tensor, 
     gram, cross = x.T @ (w * x), x.T @ (w * y)
     d = inputs.shape[1]
     strength = ridge * float(torch.diagonal(gram)[:d].mean())
-    penalty = torch.diag(torch.cat([torch.full((d,), strength, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)]))
+    penalty = torch.diag(
+        torch.cat([torch.full((d,), strength, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)])
+    )
     prior = torch.cat([torch.eye(d, dtype=torch.float64), torch.zeros(1, d, dtype=torch.float64)])  # the identity map
     theta = torch.linalg.solve(gram + penalty, cross + penalty @ prior)  # [d + 1, d]: rows are A^T then b
     return (theta[:d].T - torch.eye(d, dtype=torch.float64)).float(), theta[d].float()
@@ -437,23 +501,36 @@ class LensKL(Result):
         expected = (len(self.lenses), len(self.sites))
         for name in ("kl", "kl_sem"):
             if tuple(getattr(self, name).shape) != expected:
-                raise InterpError(f"LensKL.{name} has shape {tuple(getattr(self, name).shape)}, expected {expected} (lens, site).")
+                raise InterpError(
+                    f"LensKL.{name} has shape {tuple(getattr(self, name).shape)}, expected {expected} (lens, site)."
+                )
 
     @property
     def site_labels(self) -> tuple[str, ...]:
         """``embed``, ``L0``, ``L1``, ...: what each site's residual stream follows."""
-        return tuple("embed" if name == self.sites[0] and parse_site(name).kind == "resid_pre" else f"L{parse_site(name).layer}" for name in self.sites)
+        return tuple(
+            "embed" if name == self.sites[0] and parse_site(name).kind == "resid_pre" else f"L{parse_site(name).layer}"
+            for name in self.sites
+        )
 
     def table(self) -> str:
         """A Markdown table: one row per site, one column per lens (mean KL ± s.e.m., nats)."""
         rows = ["| site | " + " | ".join(self.lenses) + " |", "|---|" + "---|" * len(self.lenses)]
         for s, label in enumerate(self.site_labels):
-            rows.append(f"| {label} | " + " | ".join(f"{float(self.kl[i, s]):.3f} ± {float(self.kl_sem[i, s]):.3f}" for i in range(len(self.lenses))) + " |")
+            rows.append(
+                f"| {label} | "
+                + " | ".join(
+                    f"{float(self.kl[i, s]):.3f} ± {float(self.kl_sem[i, s]):.3f}" for i in range(len(self.lenses))
+                )
+                + " |"
+            )
         return "\n".join(rows)
 
     def figure(self, log_y: bool = True) -> go.Figure:
         """Mean KL to the final distribution per layer, one line per lens, with s.e.m. error bars."""
-        title = f"KL(final ‖ lens) per layer on {self.n_tokens} tokens of {self.n_texts} texts — {self.provenance.model_id}"
+        title = (
+            f"KL(final ‖ lens) per layer on {self.n_tokens} tokens of {self.n_texts} texts — {self.provenance.model_id}"
+        )
         return plots.lens_kl_figure(list(self.site_labels), {name: self.kl[i].tolist() for i, name in enumerate(self.lenses)},
                                     {name: self.kl_sem[i].tolist() for i, name in enumerate(self.lenses)}, title=title, log_y=log_y)  # fmt: skip
 
@@ -482,7 +559,11 @@ def lens_kl(
         check = getattr(translator, "check_provenance", None)
         if check is not None:
             check(provenance)
-        lenses["tuned lens" if isinstance(translator, TunedLens) else getattr(translator, "__name__", type(translator).__name__)] = translator
+        lenses[
+            "tuned lens"
+            if isinstance(translator, TunedLens)
+            else getattr(translator, "__name__", type(translator).__name__)
+        ] = translator
     device = next(model.parameters()).device
     residuals, _ = _residuals(model, prompt_set, batch_size, progress)
     readout = _readout_on(Readout.from_model(model), device)
@@ -496,7 +577,11 @@ def lens_kl(
             final_logprobs = torch.log_softmax(readout(block[-1]), dim=-1)
             for s, name in enumerate(sites):
                 for i, lens in enumerate(lenses.values()):
-                    kl = _kl(final_logprobs, readout(block[s] if lens is None else lens(name, block[s]))).clamp_min(0.0).double()
+                    kl = (
+                        _kl(final_logprobs, readout(block[s] if lens is None else lens(name, block[s])))
+                        .clamp_min(0.0)
+                        .double()
+                    )
                     sums[i, s] += kl.sum().cpu()
                     squares[i, s] += kl.pow(2).sum().cpu()
     mean = sums / n_tokens

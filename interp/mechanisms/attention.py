@@ -9,7 +9,6 @@ ActivationStore that cached that site at every position (``--hooks pattern --pos
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import plotly.graph_objects as go
 import torch
@@ -23,9 +22,15 @@ from interp.provenance import Provenance
 from interp.results import Result
 from interp.sites import site_name
 
-FORMAT = ResultFormat(kind="attention_pattern", version=1, name="attention-pattern result", meta_file="pattern.json", tensors_file="pattern.safetensors",
+FORMAT = ResultFormat(
+    kind="attention_pattern",
+    version=1,
+    name="attention-pattern result",
+    meta_file="pattern.json",
+    tensors_file="pattern.safetensors",
     create="attention_pattern(model, prompt, layer, head).save(DIR) or `interp dla ... --pattern LAYER.HEAD --out DIR`",
-    load="AttentionPattern.load(DIR)")
+    load="AttentionPattern.load(DIR)",
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,9 @@ class AttentionPattern(Result):
     def __post_init__(self) -> None:
         n = len(self.tokens)
         if tuple(self.pattern.shape) != (n, n):
-            raise InterpError(f"AttentionPattern.pattern has shape {tuple(self.pattern.shape)}, expected ({n}, {n}) (query, key) for {n} tokens.")
+            raise InterpError(
+                f"AttentionPattern.pattern has shape {tuple(self.pattern.shape)}, expected ({n}, {n}) (query, key) for {n} tokens."
+            )
 
     @property
     def label(self) -> str:
@@ -81,7 +88,9 @@ def attention_pattern(source, prompt: str | int, layer: int, head: int) -> Atten
         return _from_store(source, prompt, site_name("pattern", layer), layer, head)
     _check_head(layer, head, int(source.cfg.n_layers), int(source.cfg.n_heads))
     if not isinstance(prompt, str):
-        raise InterpError(f"attention_pattern(model, prompt, ...) takes the prompt's text, got {type(prompt).__name__}; an index needs a store.")
+        raise InterpError(
+            f"attention_pattern(model, prompt, ...) takes the prompt's text, got {type(prompt).__name__}; an index needs a store."
+        )
     from interp.data import PromptSet, tokenize_prompts
     from interp.model import model_id
     from interp.model.weights import weights_hash
@@ -89,21 +98,41 @@ def attention_pattern(source, prompt: str | int, layer: int, head: int) -> Atten
 
     name = site_name("pattern", layer)
     prompt_set = PromptSet.from_texts([prompt])
-    captured = capture_activations(source, prompt_set, hooks=[name], positions="all", batch_size=1, dtype=torch.float32)[name]  # [1, head, query, key]
+    captured = capture_activations(
+        source, prompt_set, hooks=[name], positions="all", batch_size=1, dtype=torch.float32
+    )[name]  # [1, head, query, key]
     ids = tokenize_prompts(source, prompt_set)[0]
     tokens = tuple(source.tokenizer.decode([int(t)]) for t in ids)
-    provenance = Provenance(model_id=model_id(source), weights_hash=weights_hash(source), dataset_hash=prompt_set.hash, hooks=(name,))
-    return AttentionPattern(prompt=prompt, tokens=tokens, layer=layer, head=head, pattern=captured[0, head].contiguous(), provenance=provenance)
+    provenance = Provenance(
+        model_id=model_id(source), weights_hash=weights_hash(source), dataset_hash=prompt_set.hash, hooks=(name,)
+    )
+    return AttentionPattern(
+        prompt=prompt,
+        tokens=tokens,
+        layer=layer,
+        head=head,
+        pattern=captured[0, head].contiguous(),
+        provenance=provenance,
+    )
 
 
 def _from_store(store, prompt, name: str, layer: int, head: int) -> AttentionPattern:
     if not isinstance(prompt, int) or isinstance(prompt, bool) or not 0 <= prompt < store.n_prompts:
         raise InterpError(f"from a store, the prompt is its index (0..{store.n_prompts - 1}), got {prompt!r}.")
     if name not in store or store.positions != "all":
-        raise InterpError(f"the store at {store.root} holds no {name} at every position; cache it with --hooks pattern --positions all (or pass the model).")
+        raise InterpError(
+            f"the store at {store.root} holds no {name} at every position; cache it with --hooks pattern --positions all (or pass the model)."
+        )
     n = int(store.lengths[prompt])
     pattern = store[name][prompt, head, :n, :n].float().contiguous()  # [prompt, head, query, key], right-padded
-    return AttentionPattern(prompt=store.prompts.texts[prompt], tokens=tuple(store.str_tokens(prompt)), layer=layer, head=head, pattern=pattern, provenance=store.provenance)
+    return AttentionPattern(
+        prompt=store.prompts.texts[prompt],
+        tokens=tuple(store.str_tokens(prompt)),
+        layer=layer,
+        head=head,
+        pattern=pattern,
+        provenance=store.provenance,
+    )
 
 
 def _check_head(layer, head, n_layers: int, n_heads: int) -> None:
@@ -114,7 +143,9 @@ def _check_head(layer, head, n_layers: int, n_heads: int) -> None:
 
 
 @torch.inference_mode()
-def attention_to(model, tokens: Int[Tensor, "prompt pos"], keys: Int[Tensor, " prompt"], query: int = -1, batch_size: int = 32) -> Float[Tensor, "prompt layer head"]:
+def attention_to(
+    model, tokens: Int[Tensor, "prompt pos"], keys: Int[Tensor, " prompt"], query: int = -1, batch_size: int = 32
+) -> Float[Tensor, "prompt layer head"]:
     """Every head's attention weight from position ``query`` to each prompt's own key position ``keys[prompt]``.
 
     One batched forward per ``batch_size`` prompts, read at ``blocks.{layer}.attn.hook_pattern``;
@@ -124,16 +155,24 @@ def attention_to(model, tokens: Int[Tensor, "prompt pos"], keys: Int[Tensor, " p
     >>> to_io.mean(0)[9, 3]                                                        # doctest: +SKIP
     """
     if tokens.ndim != 2 or tokens.shape[0] == 0:
-        raise InterpError(f"tokens must be [prompt, pos] ids of prompts of one length, got shape {tuple(tokens.shape)}.")
+        raise InterpError(
+            f"tokens must be [prompt, pos] ids of prompts of one length, got shape {tuple(tokens.shape)}."
+        )
     n_prompts, n_pos = tokens.shape
     keys = torch.as_tensor(keys, dtype=torch.long).reshape(-1)
     if keys.shape != (n_prompts,):
-        raise InterpError(f"keys has {keys.numel()} positions for {n_prompts} prompts; give one key position per prompt.")
+        raise InterpError(
+            f"keys has {keys.numel()} positions for {n_prompts} prompts; give one key position per prompt."
+        )
     if not -n_pos <= query < n_pos or keys.min() < 0 or keys.max() >= n_pos:
-        raise InterpError(f"query {query} and key positions {int(keys.min())}..{int(keys.max())} must lie in the prompts' {n_pos} positions.")
+        raise InterpError(
+            f"query {query} and key positions {int(keys.min())}..{int(keys.max())} must lie in the prompts' {n_pos} positions."
+        )
     query = query % n_pos
     if (keys > query).any():
-        raise InterpError(f"a key position lies after the query position {query}; a causal model attends only to earlier positions.")
+        raise InterpError(
+            f"a key position lies after the query position {query}; a causal model attends only to earlier positions."
+        )
     n_layers = int(model.cfg.n_layers)
     weights = torch.zeros(n_prompts, n_layers, int(model.cfg.n_heads))
     rows: dict[str, Tensor] = {}
@@ -142,7 +181,9 @@ def attention_to(model, tokens: Int[Tensor, "prompt pos"], keys: Int[Tensor, " p
         def hook(pattern: Tensor, hook) -> Tensor:  # [batch, head, query, key]
             batch = pattern.shape[0]
             key = rows["keys"].to(pattern.device)
-            weights[rows["start"] : rows["start"] + batch, layer] = pattern[torch.arange(batch, device=pattern.device), :, query, key].float().cpu()
+            weights[rows["start"] : rows["start"] + batch, layer] = (
+                pattern[torch.arange(batch, device=pattern.device), :, query, key].float().cpu()
+            )
             return pattern
 
         return hook

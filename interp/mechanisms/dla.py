@@ -15,9 +15,9 @@ ActivationStore that holds the component sites (no model: per layer only, a stor
 """
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import plotly.graph_objects as go
 import torch
@@ -36,9 +36,15 @@ from interp.sites import GLOBAL_SITES, layer_sites, site_name
 from interp.store.readout import Readout, describe_norm
 
 Kind = Literal["head", "component"]
-FORMAT = ResultFormat(kind="dla", version=1, name="direct-logit-attribution result", meta_file="dla.json", tensors_file="dla.safetensors",
+FORMAT = ResultFormat(
+    kind="dla",
+    version=1,
+    name="direct-logit-attribution result",
+    meta_file="dla.json",
+    tensors_file="dla.safetensors",
     create="direct_logit_attribution(model, prompts, answer, wrong).save(DIR) or `interp dla --model M --prompt TEXT --answer A --out DIR`",
-    load="DLAResult.load(DIR)")
+    load="DLAResult.load(DIR)",
+)
 READS = "attribution reads one token's logit"
 BIAS = "bias"  # the component holding the readout's constant terms: final-norm bias and unembedding bias
 
@@ -62,9 +68,9 @@ class DLAResult(Result):
     prompts: tuple[str, ...]
     positions: Int[Tensor, "prompt pos"]
     position_tokens: tuple[tuple[str, ...], ...]
-    answer_ids: Int[Tensor, "prompt"]
+    answer_ids: Int[Tensor, " prompt"]
     answer_tokens: tuple[str, ...]
-    wrong_ids: Int[Tensor, "prompt"] | None
+    wrong_ids: Int[Tensor, " prompt"] | None
     wrong_tokens: tuple[str, ...] | None
     components: tuple[str, ...]
     component_values: Float[Tensor, "prompt pos component"]
@@ -77,24 +83,38 @@ class DLAResult(Result):
     def __post_init__(self) -> None:
         n_prompt, n_pos = len(self.prompts), self.positions.shape[1]
         if tuple(self.positions.shape) != (n_prompt, n_pos) or len(self.position_tokens) != n_prompt:
-            raise InterpError(f"DLAResult.positions has shape {tuple(self.positions.shape)}, expected ({n_prompt}, pos) with one token list per prompt.")
+            raise InterpError(
+                f"DLAResult.positions has shape {tuple(self.positions.shape)}, expected ({n_prompt}, pos) with one token list per prompt."
+            )
         expected = (n_prompt, n_pos, len(self.components))
         if tuple(self.component_values.shape) != expected:
-            raise InterpError(f"DLAResult.component_values has shape {tuple(self.component_values.shape)}, expected {expected} (prompt, pos, component).")
+            raise InterpError(
+                f"DLAResult.component_values has shape {tuple(self.component_values.shape)}, expected {expected} (prompt, pos, component)."
+            )
         if tuple(self.logit_diff.shape) != (n_prompt, n_pos):
-            raise InterpError(f"DLAResult.logit_diff has shape {tuple(self.logit_diff.shape)}, expected {(n_prompt, n_pos)} (prompt, pos).")
+            raise InterpError(
+                f"DLAResult.logit_diff has shape {tuple(self.logit_diff.shape)}, expected {(n_prompt, n_pos)} (prompt, pos)."
+            )
         if (self.head_values is None) != (self.head_bias is None):
             raise InterpError("DLAResult.head_values and head_bias come together: give both or neither.")
         if self.head_values is not None:
             n_layers = self.n_layers
             if tuple(self.head_values.shape[:3]) != (n_prompt, n_pos, n_layers) or self.head_values.dim() != 4:
-                raise InterpError(f"DLAResult.head_values has shape {tuple(self.head_values.shape)}, expected ({n_prompt}, {n_pos}, {n_layers}, head).")
+                raise InterpError(
+                    f"DLAResult.head_values has shape {tuple(self.head_values.shape)}, expected ({n_prompt}, {n_pos}, {n_layers}, head)."
+                )
             if tuple(self.head_bias.shape) != (n_prompt, n_pos, n_layers):
-                raise InterpError(f"DLAResult.head_bias has shape {tuple(self.head_bias.shape)}, expected ({n_prompt}, {n_pos}, {n_layers}).")
+                raise InterpError(
+                    f"DLAResult.head_bias has shape {tuple(self.head_bias.shape)}, expected ({n_prompt}, {n_pos}, {n_layers})."
+                )
         if len(self.answer_tokens) != n_prompt or tuple(self.answer_ids.shape) != (n_prompt,):
             raise InterpError(f"DLAResult needs one answer per prompt ({n_prompt}).")
-        if (self.wrong_ids is None) != (self.wrong_tokens is None) or (self.wrong_tokens is not None and len(self.wrong_tokens) != n_prompt):
-            raise InterpError(f"DLAResult needs one wrong token per prompt ({n_prompt}), or none for both wrong_ids and wrong_tokens.")
+        if (self.wrong_ids is None) != (self.wrong_tokens is None) or (
+            self.wrong_tokens is not None and len(self.wrong_tokens) != n_prompt
+        ):
+            raise InterpError(
+                f"DLAResult needs one wrong token per prompt ({n_prompt}), or none for both wrong_ids and wrong_tokens."
+            )
 
     @property
     def n_layers(self) -> int:
@@ -105,7 +125,11 @@ class DLAResult(Result):
         """``L{layer}H{head}`` in (layer, head) order, as ``head_values`` flattens."""
         if self.head_values is None:
             return ()
-        return tuple(f"L{layer}H{head}" for layer in range(self.head_values.shape[2]) for head in range(self.head_values.shape[3]))
+        return tuple(
+            f"L{layer}H{head}"
+            for layer in range(self.head_values.shape[2])
+            for head in range(self.head_values.shape[3])
+        )
 
     @property
     def metric(self) -> str:
@@ -134,9 +158,13 @@ class DLAResult(Result):
         if kind not in ("head", "component"):
             raise InterpError(f"kind must be 'head' or 'component', got {kind!r}.")
         if kind == "head" and self.head_values is None:
-            raise InterpError("this result has no per-head values: it was computed from a store, which keeps no W_O. Run direct_logit_attribution(model, prompts, ...) for heads.")
+            raise InterpError(
+                "this result has no per-head values: it was computed from a store, which keeps no W_O. Run direct_logit_attribution(model, prompts, ...) for heads."
+            )
         if not -self.positions.shape[1] <= pos < self.positions.shape[1]:
-            raise InterpError(f"position index {pos} does not exist; this result read {self.positions.shape[1]} positions per prompt.")
+            raise InterpError(
+                f"position index {pos} does not exist; this result read {self.positions.shape[1]} positions per prompt."
+            )
         data = self.component_values if kind == "component" else self.head_values
         if prompt is None:
             return data[:, pos].mean(0)
@@ -144,7 +172,9 @@ class DLAResult(Result):
             raise InterpError(f"prompt {prompt} does not exist; this result has {len(self.prompts)} prompts.")
         return data[prompt, pos]
 
-    def top(self, k: int = defaults.DLA_TOP_K, kind: Kind = "head", prompt: int | None = None, pos: int = -1) -> tuple[tuple[str, float], ...]:
+    def top(
+        self, k: int = defaults.DLA_TOP_K, kind: Kind = "head", prompt: int | None = None, pos: int = -1
+    ) -> tuple[tuple[str, float], ...]:
         """The ``k`` heads (or components) with the largest |value|, as ``(label, value)``; mean over prompts unless ``prompt``."""
         values = self.values(kind, prompt, pos).flatten()
         labels = self.head_labels if kind == "head" else self.components
@@ -156,14 +186,29 @@ class DLAResult(Result):
         components = self.values("component", prompt, pos)
         heads = None if self.head_values is None else self.values("head", prompt, pos)
         total = float(self.logit_diff[:, pos].mean()) if prompt is None else float(self.logit_diff[prompt, pos])
-        where = f"mean over {len(self.prompts)} prompts" if prompt is None else f"prompt {prompt} at {self.position_tokens[prompt][pos]!r}"
-        component_hover = [f"<b>{name}</b><br>{self.metric}: {float(v):+.4g}<br>share of total: {_share(float(v), total)}" for name, v in zip(self.components, components)]
+        where = (
+            f"mean over {len(self.prompts)} prompts"
+            if prompt is None
+            else f"prompt {prompt} at {self.position_tokens[prompt][pos]!r}"
+        )
+        component_hover = [
+            f"<b>{name}</b><br>{self.metric}: {float(v):+.4g}<br>share of total: {_share(float(v), total)}"
+            for name, v in zip(self.components, components)
+        ]
         head_hover = None
         if heads is not None:
             head_hover = [[f"<b>L{layer}H{head}</b><br>{self.metric}: {float(heads[layer, head]):+.4g}<br>share of total: {_share(float(heads[layer, head]), total)}"
                            for head in range(heads.shape[1])] for layer in range(heads.shape[0])]  # fmt: skip
         title = f"Direct logit attribution to {self.metric} = {total:.3g} ({where}) — {self.provenance.model_id}"
-        return plots.dla_figure(self.components, components.numpy(), None if heads is None else heads.numpy(), component_hover, head_hover, title, "direct effect (logits)")
+        return plots.dla_figure(
+            self.components,
+            components.numpy(),
+            None if heads is None else heads.numpy(),
+            component_hover,
+            head_hover,
+            title,
+            "direct effect (logits)",
+        )
 
     def files(self) -> dict[str, str]:
         return {"dla.csv": self._csv()}
@@ -174,9 +219,15 @@ class DLAResult(Result):
         for p in range(len(self.prompts)):
             for q in range(self.positions.shape[1]):
                 start = f"{p},{int(self.positions[p, q])},{_csv(self.position_tokens[p][q])}"
-                rows += [f"{start},component,{_csv(name)},{float(self.component_values[p, q, c]):.6g}" for c, name in enumerate(self.components)]
+                rows += [
+                    f"{start},component,{_csv(name)},{float(self.component_values[p, q, c]):.6g}"
+                    for c, name in enumerate(self.components)
+                ]
                 if self.head_values is not None:
-                    rows += [f"{start},head,{label},{float(value):.6g}" for label, value in zip(self.head_labels, self.head_values[p, q].flatten())]
+                    rows += [
+                        f"{start},head,{label},{float(value):.6g}"
+                        for label, value in zip(self.head_labels, self.head_values[p, q].flatten())
+                    ]
         return "\n".join(rows) + "\n"
 
 
@@ -205,26 +256,36 @@ def direct_logit_attribution(
 
     if isinstance(source, ActivationStore):
         if prompts is not None:
-            raise InterpError("a store has its own prompts; call direct_logit_attribution(store, answer=...) without prompts (or pass the model to use new prompts).")
+            raise InterpError(
+                "a store has its own prompts; call direct_logit_attribution(store, answer=...) without prompts (or pass the model to use new prompts)."
+            )
         parts, final, heads, readout, tokenizer, texts, position_info, provenance = _from_store(source, positions)
     else:
         if prompts is None:
-            raise InterpError("direct_logit_attribution(model, ...) needs prompts: direct_logit_attribution(model, ['When Mary and John ...'], answer=' Mary').")
-        parts, final, heads, readout, tokenizer, texts, position_info, provenance = _from_model(source, prompts, positions, batch_size)
+            raise InterpError(
+                "direct_logit_attribution(model, ...) needs prompts: direct_logit_attribution(model, ['When Mary and John ...'], answer=' Mary')."
+            )
+        parts, final, heads, readout, tokenizer, texts, position_info, provenance = _from_model(
+            source, prompts, positions, batch_size
+        )
     absolute, position_tokens = position_info
     if answer is None:  # the model's own top-1 at each prompt's latest position read
         latest = final[torch.arange(len(texts)), absolute.argmax(1)]
         answer_ids = readout.unembed(readout.normalize(latest)).argmax(-1)
     else:
         answer_ids = per_prompt_token_ids(answer, tokenizer, len(texts), readout.d_vocab, "answer", READS)
-    wrong_ids = None if wrong is None else per_prompt_token_ids(wrong, tokenizer, len(texts), readout.d_vocab, "wrong", READS)
+    wrong_ids = (
+        None if wrong is None else per_prompt_token_ids(wrong, tokenizer, len(texts), readout.d_vocab, "wrong", READS)
+    )
     direction = readout.W_U.float()[:, answer_ids].T  # [prompt, d_model]
     constant = torch.zeros(len(texts)) if readout.b_U is None else readout.b_U.float()[answer_ids]
     if wrong_ids is not None:
         direction = direction - readout.W_U.float()[:, wrong_ids].T
         constant = constant - (0.0 if readout.b_U is None else readout.b_U.float()[wrong_ids])
     norm_bias = torch.zeros(len(texts)) if readout.bias is None else direction @ readout.bias.float()
-    gradient = _frozen_gradient(readout.norm, readout.eps, readout.weight, readout.weight_offset, final, direction[:, None, :])
+    gradient = _frozen_gradient(
+        readout.norm, readout.eps, readout.weight, readout.weight_offset, final, direction[:, None, :]
+    )
 
     def attribute(vectors: Tensor) -> Tensor:  # [prompt, pos, ..., d_model] -> [prompt, pos, ...]
         vectors = _center(vectors) if readout.norm == "layernorm" else vectors
@@ -292,28 +353,66 @@ def _from_model(model, prompts, positions, batch_size):
     from interp.model.weights import weights_hash
     from interp.store import capture_activations
 
-    prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts([prompts] if isinstance(prompts, str) else list(prompts))
+    prompt_set = (
+        prompts
+        if isinstance(prompts, PromptSet)
+        else PromptSet.from_texts([prompts] if isinstance(prompts, str) else list(prompts))
+    )
     _check_positions(positions)
     n_layers = int(model.cfg.n_layers)
     standard = getattr(model.cfg, "positional_embedding_type", "") == "standard"
     names = [site_name("resid_pre", 0), *([GLOBAL_SITES["pos_embed"]] if standard else []), *layer_sites("attn_out", n_layers),
              *layer_sites("mlp_out", n_layers), *layer_sites("z", n_layers), site_name("resid_post", n_layers - 1)]  # fmt: skip
-    captured = _with_pos_axis(capture_activations(model, prompt_set, hooks=names, positions=positions, batch_size=batch_size, dtype=torch.float32), positions)
-    parts = _components(captured, n_layers, first=site_name("resid_pre", 0), pos_embed=GLOBAL_SITES["pos_embed"] if standard else None)
+    captured = _with_pos_axis(
+        capture_activations(
+            model, prompt_set, hooks=names, positions=positions, batch_size=batch_size, dtype=torch.float32
+        ),
+        positions,
+    )
+    parts = _components(
+        captured, n_layers, first=site_name("resid_pre", 0), pos_embed=GLOBAL_SITES["pos_embed"] if standard else None
+    )
     heads = [_head_outputs(model.blocks[layer], captured[site_name("z", layer)]) for layer in range(n_layers)]
     token_lists = tokenize_prompts(model, prompt_set)
-    position_info = _position_info(positions, [len(ids) for ids in token_lists], token_lists, lambda ids: [model.tokenizer.decode([int(t)]) for t in ids])
-    provenance = Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=prompt_set.hash, hooks=tuple(names))
+    position_info = _position_info(
+        positions,
+        [len(ids) for ids in token_lists],
+        token_lists,
+        lambda ids: [model.tokenizer.decode([int(t)]) for t in ids],
+    )
+    provenance = Provenance(
+        model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=prompt_set.hash, hooks=tuple(names)
+    )
     final = captured[site_name("resid_post", n_layers - 1)]
-    return parts, final, heads, _on_cpu(Readout.from_model(model)), model.tokenizer, prompt_set.texts, position_info, provenance
+    return (
+        parts,
+        final,
+        heads,
+        _on_cpu(Readout.from_model(model)),
+        model.tokenizer,
+        prompt_set.texts,
+        position_info,
+        provenance,
+    )
 
 
 def _from_store(store, positions):
     n_layers = store.n_layers
-    first = GLOBAL_SITES["embed"] if GLOBAL_SITES["embed"] in store and site_name("resid_pre", 0) not in store else site_name("resid_pre", 0)
+    first = (
+        GLOBAL_SITES["embed"]
+        if GLOBAL_SITES["embed"] in store and site_name("resid_pre", 0) not in store
+        else site_name("resid_pre", 0)
+    )
     pos_embed = GLOBAL_SITES["pos_embed"] if GLOBAL_SITES["pos_embed"] in store else None
-    needed = [first, *([pos_embed] if pos_embed else []), *layer_sites("attn_out", n_layers), *layer_sites("mlp_out", n_layers)]
-    missing = [name if name != site_name("resid_pre", 0) else f"{name} (or hook_embed)" for name in needed if name not in store]
+    needed = [
+        first,
+        *([pos_embed] if pos_embed else []),
+        *layer_sites("attn_out", n_layers),
+        *layer_sites("mlp_out", n_layers),
+    ]
+    missing = [
+        name if name != site_name("resid_pre", 0) else f"{name} (or hook_embed)" for name in needed if name not in store
+    ]
     if missing:
         more = f" (and {len(missing) - 1} more sites)" if len(missing) > 1 else ""
         raise InterpError(
@@ -361,7 +460,9 @@ def _components(captured, n_layers: int, first: str, pos_embed: str | None) -> d
     return parts
 
 
-def _head_outputs(block, z: Float[Tensor, "prompt pos head d_head"]) -> tuple[Float[Tensor, "prompt pos head d_model"], Float[Tensor, "prompt pos d_model"]]:
+def _head_outputs(
+    block, z: Float[Tensor, "prompt pos head d_head"]
+) -> tuple[Float[Tensor, "prompt pos head d_model"], Float[Tensor, "prompt pos d_model"]]:
     """Per-head outputs ``[prompt, pos, head, d_model]`` and the output bias ``[prompt, pos, d_model]`` of one block.
 
     Their sum is the block's attention output (``hook_attn_out``); a post-attention norm (Gemma 2)
@@ -370,7 +471,9 @@ def _head_outputs(block, z: Float[Tensor, "prompt pos head d_head"]) -> tuple[Fl
     with materialized(block):  # a layer a device map offloaded reads its weights from where they are kept
         W_O = block.attn.W_O.detach().float().to(z.device)
         if W_O.shape[:2] != z.shape[-2:]:
-            raise InterpError(f"W_O has shape {tuple(W_O.shape)} but hook_z has {z.shape[-2]} heads of {z.shape[-1]}; this attention layout is not supported for per-head attribution.")
+            raise InterpError(
+                f"W_O has shape {tuple(W_O.shape)} but hook_z has {z.shape[-2]} heads of {z.shape[-1]}; this attention layout is not supported for per-head attribution."
+            )
         outputs = torch.einsum("pqhe,hed->pqhd", z, W_O)
         b_O = getattr(block.attn, "b_O", None)
         bias = torch.zeros(outputs.shape[-1]) if b_O is None else b_O.detach().float().to(z.device)
@@ -389,13 +492,18 @@ def _head_outputs(block, z: Float[Tensor, "prompt pos head d_head"]) -> tuple[Fl
 
 def _on_cpu(readout: Readout) -> Readout:
     """The readout with its tensors in float32 on the CPU, where the captured activations are."""
-    moved = {name: None if getattr(readout, name) is None else getattr(readout, name).detach().float().cpu() for name in ("weight", "bias", "W_U", "b_U")}
+    moved = {
+        name: None if getattr(readout, name) is None else getattr(readout, name).detach().float().cpu()
+        for name in ("weight", "bias", "W_U", "b_U")
+    }
     return dataclasses.replace(readout, **moved)
 
 
 def _check_positions(positions) -> None:
     if isinstance(positions, str) and positions != "last":
-        raise InterpError(f"positions must be 'last' or a list of positions (negative from each prompt's end), got {positions!r}.")
+        raise InterpError(
+            f"positions must be 'last' or a list of positions (negative from each prompt's end), got {positions!r}."
+        )
 
 
 def _with_pos_axis(captured, positions) -> dict[str, Tensor]:
@@ -407,7 +515,9 @@ def _store_index(stored, positions, lengths: list[int]) -> tuple[Tensor | None, 
     _check_positions(positions)
     if stored == "last":
         if positions != "last":
-            raise InterpError(f"the store holds only each prompt's last token; positions {positions} need a store cached with --positions all (or those positions).")
+            raise InterpError(
+                f"the store holds only each prompt's last token; positions {positions} need a store cached with --positions all (or those positions)."
+            )
         return None, "last"
     wanted = [-1] if positions == "last" else [int(p) for p in positions]
     if stored == "all":
@@ -417,7 +527,9 @@ def _store_index(stored, positions, lengths: list[int]) -> tuple[Tensor | None, 
         return torch.tensor([[p if p >= 0 else n + p for p in wanted] for n in lengths]), positions
     missing = [p for p in wanted if p not in stored]
     if missing:
-        raise InterpError(f"the store holds positions {stored}, not {missing}; choose positions among those, or re-cache.")
+        raise InterpError(
+            f"the store holds positions {stored}, not {missing}; choose positions among those, or re-cache."
+        )
     return torch.tensor([[stored.index(p) for p in wanted]] * len(lengths)), positions
 
 

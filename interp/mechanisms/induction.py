@@ -17,26 +17,31 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import einops
 import plotly.graph_objects as go
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from interp.progress import tqdm
 
 from interp import plots
 from interp.errors import InterpError
 from interp.io import ResultFormat
+from interp.model.weights import weights_hash
+from interp.progress import tqdm
 from interp.provenance import Provenance, hash_bytes, tensor_bytes
 from interp.results import Result
-from interp.model.weights import weights_hash
 from interp.sites import site_name
 
-FORMAT = ResultFormat(kind="induction", version=1, name="induction-heads result", meta_file="induction.json", tensors_file="induction.safetensors",
+FORMAT = ResultFormat(
+    kind="induction",
+    version=1,
+    name="induction-heads result",
+    meta_file="induction.json",
+    tensors_file="induction.safetensors",
     create="induction_heads(model).save(DIR) or `python circuits/induction_smollm2/induction_smollm2.py --out DIR`",
-    load="InductionResult.load(DIR)")
+    load="InductionResult.load(DIR)",
+)
 Head = tuple[int, int]  # (layer, head)
 
 
@@ -71,7 +76,9 @@ class InductionResult(Result):
                 f"tokens {tuple(self.tokens.shape)} disagree; expected (seq, L), (seq, L) and (seq, 2L + 1)."
             )
         if tuple(self.ablated_repeat_loss.shape) != (len(self.ablations), n_seq, length):
-            raise InterpError(f"InductionResult.ablated_repeat_loss has shape {tuple(self.ablated_repeat_loss.shape)}, expected {(len(self.ablations), n_seq, length)} (ablation, seq, half).")
+            raise InterpError(
+                f"InductionResult.ablated_repeat_loss has shape {tuple(self.ablated_repeat_loss.shape)}, expected {(len(self.ablations), n_seq, length)} (ablation, seq, half)."
+            )
         check_heads([head for heads in self.ablations for head in heads], *self.scores.shape)
 
     # ---- numbers ----
@@ -136,7 +143,9 @@ class InductionResult(Result):
             "loss_first": round(self.loss_first, 4),
             "loss_repeat": round(self.loss_repeat, 4),
             "loss_ratio": round(self.loss_ratio, 4),
-            "top_heads": [{"layer": layer, "head": head, "score": round(score, 4)} for layer, head, score in self.top(k)],
+            "top_heads": [
+                {"layer": layer, "head": head, "score": round(score, 4)} for layer, head, score in self.top(k)
+            ],
             "ablated_top": [list(head) for head in self.top_heads],
             "ablated_random": [[list(head) for head in draw] for draw in self.random_heads],
             "increase_top": round(self.increase_top, 4),
@@ -155,11 +164,16 @@ class InductionResult(Result):
         hover = [[f"L{layer}H{head}<br>induction score {float(self.scores[layer, head]):.3f}<br>rank {rank[(layer, head)]} of {n_layers * n_heads}"
                   + ("<br>mean-ablated as a top head" if (layer, head) in ablated else "")
                   for head in range(n_heads)] for layer in range(n_layers)]  # fmt: skip
-        text = [[str(rank[(layer, head)]) if rank[(layer, head)] <= 10 else "" for head in range(n_heads)] for layer in range(n_layers)]
+        text = [
+            [str(rank[(layer, head)]) if rank[(layer, head)] <= 10 else "" for head in range(n_heads)]
+            for layer in range(n_layers)
+        ]
         title = (f"Induction scores — {self.provenance.model_id} — repeat/first loss {self.loss_ratio:.2f}"
                  + (f"; ablating the top {len(self.top_heads)}: +{self.increase_top:.2f} nats vs +{self.increase_random:.2f} for random"
                     if len(self.ablations) > 1 else ""))  # fmt: skip
-        return plots.head_score_heatmap(self.scores.numpy(), hover=hover, cell_text=text, title=title, colorbar_title="induction score")
+        return plots.head_score_heatmap(
+            self.scores.numpy(), hover=hover, cell_text=text, title=title, colorbar_title="induction score"
+        )
 
     def meta_extra(self) -> dict:
         return {"summary": self.summary()}
@@ -169,14 +183,19 @@ class InductionResult(Result):
 
     def _csv(self) -> str:
         rows = ["rank,layer,head,induction_score"]
-        rows += [f"{r},{layer},{head},{float(self.scores[layer, head]):.6g}" for r, (layer, head) in enumerate(ranked_heads(self.scores), start=1)]
+        rows += [
+            f"{r},{layer},{head},{float(self.scores[layer, head]):.6g}"
+            for r, (layer, head) in enumerate(ranked_heads(self.scores), start=1)
+        ]
         return "\n".join(rows) + "\n"
 
 
 # ---- data ----------------------------------------------------------------------------------------
 
 
-def repeated_random_tokens(tokenizer, n_sequences: int, length: int, seed: int = 0, vocab_size: int | None = None) -> Int[Tensor, "seq pos"]:
+def repeated_random_tokens(
+    tokenizer, n_sequences: int, length: int, seed: int = 0, vocab_size: int | None = None
+) -> Int[Tensor, "seq pos"]:
     """``[BOS, r_1 .. r_L, r_1 .. r_L]`` per row: ``length`` tokens drawn uniformly (special tokens skipped), then repeated.
 
     Args:
@@ -187,15 +206,23 @@ def repeated_random_tokens(tokenizer, n_sequences: int, length: int, seed: int =
     torch.Size([2, 7])
     """
     if n_sequences < 1 or length < 2:
-        raise InterpError(f"need at least 1 sequence of at least 2 tokens, got n_sequences={n_sequences}, length={length}.")
+        raise InterpError(
+            f"need at least 1 sequence of at least 2 tokens, got n_sequences={n_sequences}, length={length}."
+        )
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is None:
-        raise InterpError("the tokenizer has no BOS token; repeated sequences start with one (set tokenizer.bos_token).")
+        raise InterpError(
+            "the tokenizer has no BOS token; repeated sequences start with one (set tokenizer.bos_token)."
+        )
     size = min(len(tokenizer), vocab_size) if vocab_size else len(tokenizer)
-    special = set(tokenizer.all_special_ids) | {i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special}
+    special = set(tokenizer.all_special_ids) | {
+        i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special
+    }
     allowed = torch.tensor([i for i in range(size) if i not in special])
     if len(allowed) < 2:
-        raise InterpError(f"the vocabulary has {len(allowed)} non-special tokens below {size}; random sequences need more.")
+        raise InterpError(
+            f"the vocabulary has {len(allowed)} non-special tokens below {size}; random sequences need more."
+        )
     generator = torch.Generator().manual_seed(seed)
     random_half = allowed[torch.randint(len(allowed), (n_sequences, length), generator=generator)]
     return torch.cat([torch.full((n_sequences, 1), bos), random_half, random_half], dim=1)
@@ -203,16 +230,22 @@ def repeated_random_tokens(tokenizer, n_sequences: int, length: int, seed: int =
 
 def _length_of(tokens: Tensor) -> int:
     if tokens.ndim != 2 or tokens.shape[1] % 2 != 1 or tokens.shape[1] < 5:
-        raise InterpError(f"tokens of shape {tuple(tokens.shape)} are not [BOS, r_1..r_L, r_1..r_L] rows; make them with repeated_random_tokens.")
+        raise InterpError(
+            f"tokens of shape {tuple(tokens.shape)} are not [BOS, r_1..r_L, r_1..r_L] rows; make them with repeated_random_tokens."
+        )
     length = (tokens.shape[1] - 1) // 2
-    if not torch.equal(tokens[:, 1:length + 1], tokens[:, length + 1:]):
-        raise InterpError("the second half of the tokens does not repeat the first; make them with repeated_random_tokens.")
+    if not torch.equal(tokens[:, 1 : length + 1], tokens[:, length + 1 :]):
+        raise InterpError(
+            "the second half of the tokens does not repeat the first; make them with repeated_random_tokens."
+        )
     return length
 
 
 # ---- forward passes ------------------------------------------------------------------------------
 
-RESID_BUDGET_BYTES = 512 << 20  # the clean pass keeps every layer's resid_pre (for ablation passes that skip early layers) up to this size
+RESID_BUDGET_BYTES = (
+    512 << 20
+)  # the clean pass keeps every layer's resid_pre (for ablation passes that skip early layers) up to this size
 FAST_PATH_TOLERANCE = 1e-3  # nats: an ablation pass that skips early layers must reproduce the clean loss this closely
 
 
@@ -235,7 +268,9 @@ def _clean_pass(model, tokens: Int[Tensor, "seq pos"], batch_size: int, progress
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     length = _length_of(tokens)
     device = model.cfg.device
-    queries = torch.arange(length + 1, 2 * length + 1, device=device)  # the repeat's positions; key q - L + 1 follows the earlier copy
+    queries = torch.arange(
+        length + 1, 2 * length + 1, device=device
+    )  # the repeat's positions; key q - L + 1 follows the earlier copy
     keep_resid = tokens.numel() * int(model.cfg.d_model) * n_layers * 4 <= RESID_BUDGET_BYTES
     stripe_sum = torch.zeros(n_layers, n_heads, dtype=torch.float64)
     z_sum = torch.zeros(n_layers, n_heads, int(model.cfg.d_head), dtype=torch.float64)
@@ -271,18 +306,28 @@ def _clean_pass(model, tokens: Int[Tensor, "seq pos"], batch_size: int, progress
     losses = []
     with model.hooks(fwd_hooks=hooks):
         for start in tqdm(range(0, tokens.shape[0], batch_size), desc="clean", unit="batch", disable=not progress):
-            batch = tokens[start:start + batch_size].to(device)
+            batch = tokens[start : start + batch_size].to(device)
             losses.append(_token_loss(model(batch, return_type="logits")[:, :-1], batch[:, 1:]).cpu())
     missing = sorted({name for name, _ in hooks if "resid" not in name} - fired)
     if missing:
-        raise InterpError(f"the hooks {missing[:3]} never fired; this model does not expose per-head attention sites (hook_pattern, hook_z).")
+        raise InterpError(
+            f"the hooks {missing[:3]} never fired; this model does not expose per-head attention sites (hook_pattern, hook_z)."
+        )
     n_rows = tokens.shape[0]
     return _CleanPass(loss=torch.cat(losses), scores=(stripe_sum / n_rows).float(), means=(z_sum / (n_rows * tokens.shape[1])).float(),
                       resid=tuple(torch.cat(chunks) for chunks in resid) if keep_resid else ())  # fmt: skip
 
 
 @torch.inference_mode()
-def _repeat_loss(model, tokens: Int[Tensor, "seq pos"], clean: _CleanPass, start: int | None, batch_size: int, desc: str, progress: bool) -> Float[Tensor, "seq half"]:
+def _repeat_loss(
+    model,
+    tokens: Int[Tensor, "seq pos"],
+    clean: _CleanPass,
+    start: int | None,
+    batch_size: int,
+    desc: str,
+    progress: bool,
+) -> Float[Tensor, "seq half"]:
     """The repeat's per-token loss under whatever hooks are active; from layer ``start`` on (clean resid_pre fed in) when given."""
     # within it, blocks before ``start`` return their input (start_at_layer discards what they compute anyway)
     from interp.model.shortcuts import skipping_blocks
@@ -291,17 +336,24 @@ def _repeat_loss(model, tokens: Int[Tensor, "seq pos"], clean: _CleanPass, start
     device = model.cfg.device
     losses = []
     for begin in tqdm(range(0, tokens.shape[0], batch_size), desc=desc, unit="batch", disable=not progress):
-        batch = tokens[begin:begin + batch_size].to(device)
+        batch = tokens[begin : begin + batch_size].to(device)
         if start is None:
             logits = model(batch, return_type="logits")
         else:
             with skipping_blocks(model, start):
-                logits = model(clean.resid[start][begin:begin + batch_size].to(device), start_at_layer=start, return_type="logits", logits_to_keep=length + 1)
-        losses.append(_token_loss(logits[:, -(length + 1):-1], batch[:, length + 1:]).cpu())
+                logits = model(
+                    clean.resid[start][begin : begin + batch_size].to(device),
+                    start_at_layer=start,
+                    return_type="logits",
+                    logits_to_keep=length + 1,
+                )
+        losses.append(_token_loss(logits[:, -(length + 1) : -1], batch[:, length + 1 :]).cpu())
     return torch.cat(losses)
 
 
-def _fast_start(model, tokens: Tensor, clean: _CleanPass, ablations: Sequence[Sequence[Head]], batch_size: int) -> int | None:
+def _fast_start(
+    model, tokens: Tensor, clean: _CleanPass, ablations: Sequence[Sequence[Head]], batch_size: int
+) -> int | None:
     """The first ablated layer, where ablation passes can start, if skipping the layers before it reproduces the clean loss; else None."""
     start = min((layer for heads in ablations for layer, _ in heads), default=0)
     if not clean.resid or start == 0:
@@ -310,12 +362,18 @@ def _fast_start(model, tokens: Tensor, clean: _CleanPass, ablations: Sequence[Se
     rows = min(2, tokens.shape[0])
     try:
         check = _repeat_loss(model, tokens[:rows], clean, start, batch_size, "check", False)
-    except Exception as error:  # noqa: BLE001 - any failure: plain forwards
-        warnings.warn(f"induction: ablation passes run every layer (skipping the first {start} failed: {type(error).__name__}: {error}).", stacklevel=3)
+    except Exception as error:
+        warnings.warn(
+            f"induction: ablation passes run every layer (skipping the first {start} failed: {type(error).__name__}: {error}).",
+            stacklevel=3,
+        )
         return None
     difference = float((check - clean.loss[:rows, length:]).abs().max())
     if difference > FAST_PATH_TOLERANCE:
-        warnings.warn(f"induction: ablation passes run every layer (skipping the first {start} changed the loss by {difference:.2g} nats).", stacklevel=3)
+        warnings.warn(
+            f"induction: ablation passes run every layer (skipping the first {start} changed the loss by {difference:.2g} nats).",
+            stacklevel=3,
+        )
         return None
     return start
 
@@ -326,14 +384,18 @@ def head_means(model, tokens: Int[Tensor, "seq pos"], batch_size: int = 8) -> Fl
 
 
 @torch.inference_mode()
-def head_position_means(model, tokens: Int[Tensor, "prompt pos"], batch_size: int = 8) -> Float[Tensor, "layer pos head d_head"]:
+def head_position_means(
+    model, tokens: Int[Tensor, "prompt pos"], batch_size: int = 8
+) -> Float[Tensor, "layer pos head d_head"]:
     """Each head's ``hook_z`` output at each position, averaged over the prompts of ``tokens`` (prompts of one template shape).
 
     What template-wise mean-ablation writes (Wang et al. 2022 ablate IOI heads with their mean over
     the ABC prompts, position by position): pass it to ``mean_ablated``.
     """
     if tokens.ndim != 2 or tokens.shape[0] == 0:
-        raise InterpError(f"tokens must be [prompt, pos] ids of prompts of one length, got shape {tuple(tokens.shape)}.")
+        raise InterpError(
+            f"tokens must be [prompt, pos] ids of prompts of one length, got shape {tuple(tokens.shape)}."
+        )
     n_layers = int(model.cfg.n_layers)
     sums: list[Tensor | None] = [None] * n_layers
 
@@ -347,14 +409,18 @@ def head_position_means(model, tokens: Int[Tensor, "prompt pos"], batch_size: in
 
     with model.hooks(fwd_hooks=[(site_name("z", layer), z_hook(layer)) for layer in range(n_layers)]):
         for start in range(0, tokens.shape[0], batch_size):
-            model(tokens[start:start + batch_size].to(model.cfg.device), return_type="logits")
+            model(tokens[start : start + batch_size].to(model.cfg.device), return_type="logits")
     if any(total is None for total in sums):
-        raise InterpError("the hook_z hooks never fired; this model does not expose per-head attention outputs (hook_z).")
+        raise InterpError(
+            "the hook_z hooks never fired; this model does not expose per-head attention outputs (hook_z)."
+        )
     return (torch.stack(sums) / tokens.shape[0]).float()
 
 
 @contextmanager
-def mean_ablated(model, heads: Iterable[Head], means: Float[Tensor, "layer head d_head"] | Float[Tensor, "layer pos head d_head"]) -> Iterator[None]:
+def mean_ablated(
+    model, heads: Iterable[Head], means: Float[Tensor, "layer head d_head"] | Float[Tensor, "layer pos head d_head"]
+) -> Iterator[None]:
     """Within the block, each of ``heads`` outputs its mean at every position; hooks are removed on exit.
 
     ``means`` is either one mean per head ``[layer, head, d_head]`` (``head_means``: written at
@@ -386,13 +452,19 @@ def mean_ablated(model, heads: Iterable[Head], means: Float[Tensor, "layer head 
                 z[:, :, indices] = means[layer, indices].to(z.device, z.dtype)
                 return z
             if z.shape[1] != means.shape[1]:
-                raise InterpError(f"per-position means cover {means.shape[1]} positions but the input has {z.shape[1]}; compute them on prompts of this length.")
-            z[:, :, indices] = einops.rearrange(means[layer][:, indices], "pos head d_head -> 1 pos head d_head").to(z.device, z.dtype)
+                raise InterpError(
+                    f"per-position means cover {means.shape[1]} positions but the input has {z.shape[1]}; compute them on prompts of this length."
+                )
+            z[:, :, indices] = einops.rearrange(means[layer][:, indices], "pos head d_head -> 1 pos head d_head").to(
+                z.device, z.dtype
+            )
             return z
 
         return hook
 
-    with model.hooks(fwd_hooks=[(site_name("z", layer), replace(layer, indices)) for layer, indices in sorted(by_layer.items())]):
+    with model.hooks(
+        fwd_hooks=[(site_name("z", layer), replace(layer, indices)) for layer, indices in sorted(by_layer.items())]
+    ):
         yield
 
 
@@ -400,7 +472,9 @@ def check_heads(heads: Sequence[Head], n_layers: int, n_heads: int) -> None:
     """Raise, naming the head and the model's size, if a (layer, head) is out of range."""
     for layer, head in heads:
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise InterpError(f"head L{layer}H{head} does not exist; the model has {n_layers} layers of {n_heads} heads (layer 0..{n_layers - 1}, head 0..{n_heads - 1}).")
+            raise InterpError(
+                f"head L{layer}H{head} does not exist; the model has {n_layers} layers of {n_heads} heads (layer 0..{n_layers - 1}, head 0..{n_heads - 1})."
+            )
 
 
 # ---- heads ---------------------------------------------------------------------------------------
@@ -426,7 +500,9 @@ def same_layer_draws(heads: Sequence[Head], n_heads: int, n_draws: int, seed: in
         for layer, _head in heads:
             pool = [(layer, h) for h in range(n_heads) if (layer, h) not in excluded and (layer, h) not in draw]
             if not pool:
-                raise InterpError(f"layer {layer} has no head left to draw: its {n_heads} heads are all among the ablated or already drawn; ablate fewer heads.")
+                raise InterpError(
+                    f"layer {layer} has no head left to draw: its {n_heads} heads are all among the ablated or already drawn; ablate fewer heads."
+                )
             draw.append(rng.choice(pool))
         draws.append(tuple(draw))
     return tuple(draws)
@@ -461,7 +537,9 @@ def induction_heads(
     clean = _clean_pass(model, tokens, batch_size, progress=progress)
     n_layers, n_heads = clean.scores.shape
     if not 1 <= top_k < n_layers * n_heads:
-        raise InterpError(f"top_k must be between 1 and {n_layers * n_heads - 1} (the model has {n_layers * n_heads} heads), got {top_k}.")
+        raise InterpError(
+            f"top_k must be between 1 and {n_layers * n_heads - 1} (the model has {n_layers * n_heads} heads), got {top_k}."
+        )
     top = tuple(ranked_heads(clean.scores)[:top_k])
     ablations = (top, *same_layer_draws(top, n_heads, n_random, seed=seed))
     start = _fast_start(model, tokens, clean, ablations, batch_size)

@@ -46,8 +46,39 @@ NAMES = (
     "Carl", "Luke", "Tim", "Joe", "Bill", "Alex", "Ruth", "Grace", "Lucy", "Daniel", "Andrew", "Thomas", "Robert",
     "William", "Richard", "Charles", "Mike", "Jim", "Rachel", "Kelly",
 )  # fmt: skip
-PLACES = ("store", "park", "school", "house", "office", "garden", "kitchen", "restaurant", "hospital", "station", "beach", "shop", "library", "market")
-OBJECTS = ("drink", "book", "ball", "gift", "pen", "key", "ring", "letter", "bag", "cake", "apple", "phone", "card", "hat", "flower")
+PLACES = (
+    "store",
+    "park",
+    "school",
+    "house",
+    "office",
+    "garden",
+    "kitchen",
+    "restaurant",
+    "hospital",
+    "station",
+    "beach",
+    "shop",
+    "library",
+    "market",
+)
+OBJECTS = (
+    "drink",
+    "book",
+    "ball",
+    "gift",
+    "pen",
+    "key",
+    "ring",
+    "letter",
+    "bag",
+    "cake",
+    "apple",
+    "phone",
+    "card",
+    "hat",
+    "flower",
+)
 
 
 @dataclass(frozen=True)
@@ -74,12 +105,18 @@ class IOIPrompts:
     def __post_init__(self) -> None:
         n, n_pos = self.clean_tokens.shape
         if self.corrupt_tokens.shape != (n, n_pos):
-            raise InterpError(f"IOIPrompts.corrupt_tokens has shape {tuple(self.corrupt_tokens.shape)}, expected {(n, n_pos)} like clean_tokens.")
+            raise InterpError(
+                f"IOIPrompts.corrupt_tokens has shape {tuple(self.corrupt_tokens.shape)}, expected {(n, n_pos)} like clean_tokens."
+            )
         for name in ("io_ids", "s_ids", "io_positions", "s1_positions"):
             if tuple(getattr(self, name).shape) != (n,):
-                raise InterpError(f"IOIPrompts.{name} has shape {tuple(getattr(self, name).shape)}, expected ({n},): one per prompt.")
+                raise InterpError(
+                    f"IOIPrompts.{name} has shape {tuple(getattr(self, name).shape)}, expected ({n},): one per prompt."
+                )
         if len(self.records) != n or len(self.str_tokens) != n_pos:
-            raise InterpError(f"IOIPrompts has {len(self.records)} records and {len(self.str_tokens)} position labels for {n} prompts of {n_pos} tokens.")
+            raise InterpError(
+                f"IOIPrompts has {len(self.records)} records and {len(self.str_tokens)} position labels for {n} prompts of {n_pos} tokens."
+            )
 
     def __len__(self) -> int:
         return int(self.clean_tokens.shape[0])
@@ -100,11 +137,15 @@ class IOIPrompts:
 
     def clean(self) -> PromptSet:
         """The clean texts as a PromptSet (records carry order, io, s and the corruption)."""
-        return PromptSet.from_records(list(self.records), text_field="text", label_field="order", source="interp.mechanisms.ioi")
+        return PromptSet.from_records(
+            list(self.records), text_field="text", label_field="order", source="interp.mechanisms.ioi"
+        )
 
     def corrupt(self) -> PromptSet:
         """The ABC-corrupted texts as a PromptSet, in the same order."""
-        return PromptSet.from_records(list(self.records), text_field="corrupt", label_field="order", source="interp.mechanisms.ioi (ABC)")
+        return PromptSet.from_records(
+            list(self.records), text_field="corrupt", label_field="order", source="interp.mechanisms.ioi (ABC)"
+        )
 
     def select(self, indices: Sequence[int]) -> "IOIPrompts":
         """The prompts at ``indices``, in that order."""
@@ -156,7 +197,10 @@ def ioi_prompts(
             f"only {len(one_token_names)} of the {len(names)} names are one token with a leading space ({one_token_names}); "
             "an IOI prompt and its ABC corruption need 5 different one-token names: give more names (e.g. interp.mechanisms.ioi.NAMES)."
         )
-    fillers = {"place": _one_token_or_raise(tokenizer, places, "places"), "object": _one_token_or_raise(tokenizer, objects, "objects")}
+    fillers = {
+        "place": _one_token_or_raise(tokenizer, places, "places"),
+        "object": _one_token_or_raise(tokenizer, objects, "objects"),
+    }
     bos = _bos_ids(tokenizer) if prepend_bos else []
     rng = random.Random(seed)
     rows: list[tuple[list[int], list[int], dict]] = []
@@ -169,7 +213,15 @@ def ioi_prompts(
         text = templates[template_index].format(A=first, B=second, S=s, **filler)
         corrupt_first, corrupt_second, corrupt_s = abc[0], abc[1], abc[2]  # three fresh names for A, B and S2
         corrupt = templates[template_index].format(A=corrupt_first, B=corrupt_second, S=corrupt_s, **filler)
-        record = {"text": text, "corrupt": corrupt, "order": order, "template": template_index, "io": io, "s": s, "abc": [corrupt_first, corrupt_second, corrupt_s]}
+        record = {
+            "text": text,
+            "corrupt": corrupt,
+            "order": order,
+            "template": template_index,
+            "io": io,
+            "s": s,
+            "abc": [corrupt_first, corrupt_second, corrupt_s],
+        }
         rows.append((bos + _encode(tokenizer, text), bos + _encode(tokenizer, corrupt), record))
     lengths = {len(clean) for clean, corrupt, _ in rows} | {len(corrupt) for clean, corrupt, _ in rows}
     if len(lengths) != 1:
@@ -187,7 +239,18 @@ def ioi_prompts(
     io_positions = torch.tensor([positions["name1"] if r["order"] == "ABBA" else positions["name2"] for r in records])
     s1_positions = torch.tensor([positions["name2"] if r["order"] == "ABBA" else positions["name1"] for r in records])
     str_tokens = tuple(tokenizer.decode([int(t)]) for t in clean_tokens[0])
-    return IOIPrompts(clean_tokens, corrupt_tokens, io_ids, s_ids, io_positions, s1_positions, positions, str_tokens, records, prepend_bos)
+    return IOIPrompts(
+        clean_tokens,
+        corrupt_tokens,
+        io_ids,
+        s_ids,
+        io_positions,
+        s1_positions,
+        positions,
+        str_tokens,
+        records,
+        prepend_bos,
+    )
 
 
 def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
@@ -199,17 +262,23 @@ def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
         try:
             template.format(**{field: "x" for field in fields})
         except (KeyError, IndexError, ValueError) as error:
-            raise InterpError(f"IOI template {template!r} has an unknown or malformed field ({error}); use only {{A}}, {{B}}, {{S}}, {{place}}, {{object}}.") from None
+            raise InterpError(
+                f"IOI template {template!r} has an unknown or malformed field ({error}); use only {{A}}, {{B}}, {{S}}, {{place}}, {{object}}."
+            ) from None
         missing = [field for field in ("A", "B", "S") if "{" + field + "}" not in template]
         if missing:
-            raise InterpError(f"IOI template {template!r} lacks {', '.join('{' + m + '}' for m in missing)}; each template names A and B, then S again, e.g. {TEMPLATES[0]!r}.")
+            raise InterpError(
+                f"IOI template {template!r} lacks {', '.join('{' + m + '}' for m in missing)}; each template names A and B, then S again, e.g. {TEMPLATES[0]!r}."
+            )
     return templates
 
 
 def _one_token_or_raise(tokenizer, words: Sequence[str], what: str) -> list[str]:
     kept = single_token_words(tokenizer, list(words))
     if not kept:
-        raise InterpError(f"none of the {what} {list(words)[:6]} is one token with a leading space; give one-token {what} so all prompts have one length.")
+        raise InterpError(
+            f"none of the {what} {list(words)[:6]} is one token with a leading space; give one-token {what} so all prompts have one length."
+        )
     return kept
 
 
@@ -231,13 +300,17 @@ def _role_positions(clean_tokens: Tensor, io_ids: Tensor, s_ids: Tensor, records
         s_at = [pos for pos, token in enumerate(tokens) if token == s]
         io_at = [pos for pos, token in enumerate(tokens) if token == io]
         if len(s_at) != 2 or len(io_at) != 1:
-            raise InterpError(f"prompt {records[row]['text']!r} should hold IO once and S twice as tokens; a template word may merge with a name: keep a space before each name.")
+            raise InterpError(
+                f"prompt {records[row]['text']!r} should hold IO once and S twice as tokens; a template word may merge with a name: keep a space before each name."
+            )
         first, second = sorted([io_at[0], s_at[0]])
         found["name1"].add(first)
         found["name2"].add(second)
         found["S2"].add(s_at[1])
     if any(len(where) != 1 for where in found.values()):
-        raise InterpError(f"the roles sit at different positions across prompts ({ {role: sorted(p) for role, p in found.items()} }); give templates of one shape.")
+        raise InterpError(
+            f"the roles sit at different positions across prompts ({ {role: sorted(p) for role, p in found.items()} }); give templates of one shape."
+        )
     positions = {role: next(iter(where)) for role, where in found.items()}
     positions["END"] = int(clean_tokens.shape[1]) - 1
     return positions
@@ -247,19 +320,37 @@ def _role_positions(clean_tokens: Tensor, io_ids: Tensor, s_ids: Tensor, records
 
 
 @torch.inference_mode()
-def logit_differences(model, tokens: Int[Tensor, "prompt pos"], io_ids: Int[Tensor, " prompt"], s_ids: Int[Tensor, " prompt"], batch_size: int = 32) -> Float[Tensor, " prompt"]:
+def logit_differences(
+    model,
+    tokens: Int[Tensor, "prompt pos"],
+    io_ids: Int[Tensor, " prompt"],
+    s_ids: Int[Tensor, " prompt"],
+    batch_size: int = 32,
+) -> Float[Tensor, " prompt"]:
     """``logit(IO) - logit(S)`` at each prompt's last position, under whatever hooks are active (e.g. ``mean_ablated``)."""
     if tokens.ndim != 2 or io_ids.shape != (tokens.shape[0],) or s_ids.shape != (tokens.shape[0],):
-        raise InterpError(f"tokens {tuple(tokens.shape)} must be [prompt, pos] with one IO and one S id per prompt (got {tuple(io_ids.shape)}, {tuple(s_ids.shape)}).")
+        raise InterpError(
+            f"tokens {tuple(tokens.shape)} must be [prompt, pos] with one IO and one S id per prompt (got {tuple(io_ids.shape)}, {tuple(s_ids.shape)})."
+        )
     differences = []
     for start in range(0, tokens.shape[0], batch_size):
-        logits = model(tokens[start : start + batch_size].to(model.cfg.device), return_type="logits")[:, -1].float().cpu()
+        logits = (
+            model(tokens[start : start + batch_size].to(model.cfg.device), return_type="logits")[:, -1].float().cpu()
+        )
         rows = torch.arange(logits.shape[0])
-        differences.append(logits[rows, io_ids[start : start + batch_size]] - logits[rows, s_ids[start : start + batch_size]])
+        differences.append(
+            logits[rows, io_ids[start : start + batch_size]] - logits[rows, s_ids[start : start + batch_size]]
+        )
     return torch.cat(differences)
 
 
-def ablation_removed(model, prompts: IOIPrompts, head_sets: Iterable[Sequence[Head]], means: Float[Tensor, "layer pos head d_head"], batch_size: int = 32) -> Float[Tensor, " ablation"]:
+def ablation_removed(
+    model,
+    prompts: IOIPrompts,
+    head_sets: Iterable[Sequence[Head]],
+    means: Float[Tensor, "layer pos head d_head"],
+    batch_size: int = 32,
+) -> Float[Tensor, " ablation"]:
     """For each set of heads, the fraction of the mean logit difference that mean-ablating them together removes.
 
     ``1 - mean(ablated logit diff) / mean(clean logit diff)`` over ``prompts``; ``means`` from
@@ -271,7 +362,9 @@ def ablation_removed(model, prompts: IOIPrompts, head_sets: Iterable[Sequence[He
     removed = []
     for heads in head_sets:
         with mean_ablated(model, heads, means):
-            ablated = float(logit_differences(model, prompts.clean_tokens, prompts.io_ids, prompts.s_ids, batch_size).mean())
+            ablated = float(
+                logit_differences(model, prompts.clean_tokens, prompts.io_ids, prompts.s_ids, batch_size).mean()
+            )
         removed.append(1.0 - ablated / clean)
     return torch.tensor(removed)
 
@@ -283,7 +376,9 @@ def rank_correlation(first: Tensor, second: Tensor) -> float:
     0.5
     """
     if first.shape != second.shape or first.numel() < 2:
-        raise InterpError(f"rank correlation needs two tensors of one shape with at least 2 values, got {tuple(first.shape)} and {tuple(second.shape)}.")
+        raise InterpError(
+            f"rank correlation needs two tensors of one shape with at least 2 values, got {tuple(first.shape)} and {tuple(second.shape)}."
+        )
     ranks = [_mean_ranks(values.detach().double().flatten().cpu()) for values in (first, second)]
     centred = [r - r.mean() for r in ranks]
     return float((centred[0] * centred[1]).sum() / (centred[0].norm() * centred[1].norm()))

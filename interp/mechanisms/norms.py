@@ -39,11 +39,15 @@ class SiteNorms(Result):
 
     def __post_init__(self) -> None:
         if self.values.shape != (len(self.prompts), len(self.layers)):
-            raise InterpError(f"SiteNorms.values has shape {self.values.shape}; expected (prompt, layer) = {(len(self.prompts), len(self.layers))}.")
+            raise InterpError(
+                f"SiteNorms.values has shape {self.values.shape}; expected (prompt, layer) = {(len(self.prompts), len(self.layers))}."
+            )
 
     def figure(self):
         """Prompt x layer heatmap of the norms; hover shows the prompt."""
-        return plots.activation_norms_figure(self.kind, self.layers, self.prompts, self.values, self.positions, self.model_id)
+        return plots.activation_norms_figure(
+            self.kind, self.layers, self.prompts, self.values, self.positions, self.model_id
+        )
 
 
 def site_norms(store, kind: str | None = None) -> SiteNorms:
@@ -53,7 +57,9 @@ def site_norms(store, kind: str | None = None) -> SiteNorms:
     names = [name for name, site in sites if site.kind == kind]
     if not names:
         cached = ", ".join(sorted({site.kind for _, site in sites})) or "none"
-        raise InterpError(f"the store at {store.root} holds no per-layer {kind or 'site'} activations (per-layer kinds cached: {cached}).")
+        raise InterpError(
+            f"the store at {store.root} holds no per-layer {kind or 'site'} activations (per-layer kinds cached: {cached})."
+        )
     values = torch.stack([store[name].float().flatten(1).norm(dim=1) for name in names], dim=1)
     return SiteNorms(kind, tuple(parse_site(name).layer for name in names), tuple(store.prompts.texts), values.numpy(), store.positions,
                      store.model_id, provenance=store.provenance)  # fmt: skip

@@ -101,4 +101,8 @@ def _install_attention_cache_kwarg() -> None:
     # The same rename makes transformers warn each time transformer_lens hands a cache to the model's
     # forward under the old name (TransformerBridge.forward(past_key_values=...)), which it still accepts
     # until 5.40; the warning names no step a user can take, so it is silenced while the workaround is in.
-    warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated and will be removed in version 5\.40", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`past_key_values` is deprecated and will be removed in version 5\.40",
+        category=FutureWarning,
+    )

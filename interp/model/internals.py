@@ -11,7 +11,8 @@ breaks here, where ``tests/test_private_names.py`` points, and nowhere else.
 - transformers records the attention implementation a config was built with as ``config._attn_implementation``.
 """
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 

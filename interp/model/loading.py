@@ -65,10 +65,12 @@ def load_model(
     _quiet_loading_logs()
     compat.install()
     try:
-        model = TransformerBridge.boot_transformers(source, dtype=torch_dtype, trust_remote_code=trust_remote_code, **placement)
+        model = TransformerBridge.boot_transformers(
+            source, dtype=torch_dtype, trust_remote_code=trust_remote_code, **placement
+        )
     except InterpError:
         raise
-    except Exception as error:  # noqa: BLE001 - turned into one actionable message
+    except Exception as error:
         raise _load_error(str(name_or_path), source, error) from error
     model.eval()
     model.cfg.model_name = label
@@ -79,20 +81,26 @@ def _placement(device, device_map, max_memory, n_devices, offload_folder) -> dic
     """The bridge's placement arguments, checked: one device, or a device map over devices that exist."""
     split = device_map is not None or (n_devices is not None and n_devices != 1)
     if split and device is not None:
-        raise InterpError(f"give either device={str(device)!r} or a device map / n_devices, not both: a device map places every layer itself.")
+        raise InterpError(
+            f"give either device={str(device)!r} or a device map / n_devices, not both: a device map places every layer itself."
+        )
     if not split:
         if max_memory is not None or offload_folder is not None:
-            raise InterpError("max_memory and offload_folder only apply with device_map (or n_devices); pass device_map='auto' to use them.")
+            raise InterpError(
+                "max_memory and offload_folder only apply with device_map (or n_devices); pass device_map='auto' to use them."
+            )
         return {"device": str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")}
     if n_devices is not None:
         if isinstance(n_devices, bool) or not isinstance(n_devices, int) or n_devices < 1:
             raise InterpError(f"n_devices must be a positive int, got {n_devices!r}.")
         if n_devices > torch.cuda.device_count():
-            raise InterpError(f"n_devices={n_devices} but this machine has {torch.cuda.device_count()} CUDA device(s); use at most that many, or device_map to mix CPU and disk.")
+            raise InterpError(
+                f"n_devices={n_devices} but this machine has {torch.cuda.device_count()} CUDA device(s); use at most that many, or device_map to mix CPU and disk."
+            )
     if isinstance(device_map, dict):
         for module, target in device_map.items():
             _check_device(str(module), target, offload_folder)
-    for target in (max_memory or {}):
+    for target in max_memory or {}:
         _check_device("max_memory", target, offload_folder="")
     return {"device_map": device_map, "max_memory": max_memory, "n_devices": n_devices,
             "offload_folder": None if offload_folder is None else str(offload_folder)}  # fmt: skip
@@ -104,18 +112,26 @@ def _check_device(module: str, target, offload_folder) -> None:
             raise InterpError(f"the device map puts {module} on 'disk'; pass offload_folder=DIR for its weights.")
         return
     if target == "meta":
-        raise InterpError(f"the device map puts {module} on 'meta', which holds no weights; map it to a device, 'cpu' or 'disk'.")
+        raise InterpError(
+            f"the device map puts {module} on 'meta', which holds no weights; map it to a device, 'cpu' or 'disk'."
+        )
     try:
         resolved = torch.device(f"cuda:{target}" if isinstance(target, int) else str(target))
     except (RuntimeError, TypeError):
-        raise InterpError(f"the device map puts {module} on {target!r}, which is not a device; use a GPU index, 'cuda:N', 'cpu' or 'disk'.") from None
+        raise InterpError(
+            f"the device map puts {module} on {target!r}, which is not a device; use a GPU index, 'cuda:N', 'cpu' or 'disk'."
+        ) from None
     if resolved.type == "cuda":
         count = torch.cuda.device_count()
         index = resolved.index or 0
         if index >= count:
-            raise InterpError(f"the device map puts {module} on {resolved}, but this machine has {count} CUDA device(s){'' if count else ' (none)'}; map it to one that exists, 'cpu' or 'disk'.")
+            raise InterpError(
+                f"the device map puts {module} on {resolved}, but this machine has {count} CUDA device(s){'' if count else ' (none)'}; map it to one that exists, 'cpu' or 'disk'."
+            )
     elif resolved.type != "cpu":
-        raise InterpError(f"the device map puts {module} on {resolved}; interp supports CUDA devices, 'cpu' and 'disk'.")
+        raise InterpError(
+            f"the device map puts {module} on {resolved}; interp supports CUDA devices, 'cpu' and 'disk'."
+        )
 
 
 @contextlib.contextmanager
@@ -181,7 +197,18 @@ def _load_error(name: str, source: str, error: Exception) -> InterpError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
     unreachable = any(
         word in text.lower()
-        for word in ("connection", "offline", "resolve", "couldn't connect", "not a valid model identifier", "max retries", "name or service", "network", "repository not found", "does not appear")
+        for word in (
+            "connection",
+            "offline",
+            "resolve",
+            "couldn't connect",
+            "not a valid model identifier",
+            "max retries",
+            "name or service",
+            "network",
+            "repository not found",
+            "does not appear",
+        )
     )
     if Path(source).is_dir():
         return InterpError(f"could not load the model directory {name}: {text}")

@@ -19,7 +19,7 @@ disagrees. :class:`PlainViewCache` rebuilds the view when a parameter is replace
 
 import copy
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -55,13 +55,19 @@ def _foreign(module: torch.nn.Module) -> bool:
     if getattr(module, "_hf_hook", None) is not None:  # accelerate's device placement
         return True
     hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values(), *module._backward_hooks.values()]
-    return bool(hooks) and (isinstance(module, HookPoint) or any(not getattr(h, "__module__", "").startswith(_PLUMBING) for h in hooks))
+    return bool(hooks) and (
+        isinstance(module, HookPoint) or any(not getattr(h, "__module__", "").startswith(_PLUMBING) for h in hooks)
+    )
 
 
-def hooked_modules(hf: torch.nn.Module, bridge: Optional[torch.nn.Module] = None) -> list[str]:
+def hooked_modules(hf: torch.nn.Module, bridge: torch.nn.Module | None = None) -> list[str]:
     """Names of the modules of ``hf`` (and the ``bridge`` around it) with a user's hooks attached."""
-    names = [name for name, module in hf.named_modules() if (module._forward_hooks or module._forward_pre_hooks
-                                                             or module._backward_hooks or hasattr(module, "_hf_hook")) and _foreign(module)]
+    names = [
+        name
+        for name, module in hf.named_modules()
+        if (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or hasattr(module, "_hf_hook"))
+        and _foreign(module)
+    ]
     if bridge is not None and bridge is not hf and _foreign(bridge):  # the bridge's other modules are hf's
         names.insert(0, type(bridge).__name__)
     return [name or type(hf).__name__ for name in names]
@@ -75,7 +81,7 @@ def _tensors(hf: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def refusal(hf: torch.nn.Module, bridge: Optional[torch.nn.Module] = None, tensors: Optional[dict] = None) -> str:
+def refusal(hf: torch.nn.Module, bridge: torch.nn.Module | None = None, tensors: dict | None = None) -> str:
     """Why no plain view of ``hf`` can stand in for it now ("" when one can)."""
     hooked = hooked_modules(hf, bridge)
     if hooked:
@@ -92,8 +98,8 @@ def refusal(hf: torch.nn.Module, bridge: Optional[torch.nn.Module] = None, tenso
 
 
 def build_plain_view(
-    hf: torch.nn.Module, check_ids: Optional[torch.Tensor], tensors: Optional[dict[str, torch.Tensor]] = None
-) -> tuple[Optional[torch.nn.Module], str]:
+    hf: torch.nn.Module, check_ids: torch.Tensor | None, tensors: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.nn.Module | None, str]:
     """``(plain model sharing hf's tensors, "")``, or ``(None, why not)``.
 
     Args:
@@ -106,11 +112,13 @@ def build_plain_view(
 
     config = copy.deepcopy(hf.config)
     config._attn_implementation = None  # the architecture's default (SDPA where it has it), not the bridge's eager
-    config.output_attentions = config.output_hidden_states = False  # the bridge asks for attention patterns; sampling needs none
+    config.output_attentions = config.output_hidden_states = (
+        False  # the bridge asks for attention patterns; sampling needs none
+    )
     try:
         with torch.device("meta"):
             plain = AutoModelForCausalLM.from_config(config)
-    except Exception as error:  # noqa: BLE001 - any failure means: use the bridge
+    except Exception as error:
         return None, f"transformers cannot build {type(hf).__name__} from its config ({type(error).__name__}: {error})"
     source = tensors if tensors is not None else _tensors(hf)
     for name, target in [*plain.named_parameters(remove_duplicate=False), *plain.named_buffers(remove_duplicate=False)]:
@@ -143,7 +151,7 @@ def _nonzero(extras: dict[str, torch.Tensor]) -> str:
 
 
 def _disagreement(hf: torch.nn.Module, plain: torch.nn.Module, ids: torch.Tensor) -> str:
-    """"" when both models give the same logits on ``ids`` (to the dtype's tolerance), else how they differ."""
+    """ "" when both models give the same logits on ``ids`` (to the dtype's tolerance), else how they differ."""
     with torch.inference_mode():
         want = hf(ids).logits.float()
         got = plain(ids).logits.float()
@@ -156,16 +164,16 @@ def _disagreement(hf: torch.nn.Module, plain: torch.nn.Module, ids: torch.Tensor
 class PlainViewCache:
     """What generates for one model: the plain view of a bridge (rebuilt when a tensor is replaced), or the model."""
 
-    def __init__(self, hf: torch.nn.Module, bridge: Optional[torch.nn.Module] = None):
+    def __init__(self, hf: torch.nn.Module, bridge: torch.nn.Module | None = None):
         self.hf, self.bridge = hf, bridge
         self.bridged = is_bridged(hf)
-        self._key: Optional[tuple] = None
-        self._view: Optional[torch.nn.Module] = None
+        self._key: tuple | None = None
+        self._view: torch.nn.Module | None = None
         self._extras: dict[str, torch.Tensor] = {}
         self._why = ""
         self._warned: set[str] = set()
 
-    def get(self, check_ids: Optional[torch.Tensor]) -> tuple[Optional[torch.nn.Module], str]:
+    def get(self, check_ids: torch.Tensor | None) -> tuple[torch.nn.Module | None, str]:
         """``(view, "")`` when the plain model may generate for the bridge now, else ``(None, why not)``."""
         tensors = _tensors(self.hf)
         why = refusal(self.hf, self.bridge, tensors)
@@ -179,7 +187,9 @@ class PlainViewCache:
         why = _nonzero(self._extras)  # edited in place since the view was built
         return (None, why) if why else (self._view, self._why)
 
-    def generator(self, input_ids: torch.Tensor, fast: bool = True, who: str = "generation runs") -> tuple[torch.nn.Module, str]:
+    def generator(
+        self, input_ids: torch.Tensor, fast: bool = True, who: str = "generation runs"
+    ) -> tuple[torch.nn.Module, str]:
         """``(model, path)``: the plain view (``"plain-view"``), the bridge (``"bridge"``, warned once
         per reason unless ``fast`` is False) or a bare Hugging Face model (``"hf"``)."""
         if not self.bridged:

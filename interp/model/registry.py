@@ -8,9 +8,9 @@ the first time an unregistered name is asked for.
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, distributions
-from typing import Callable
 
 from interp.errors import InterpError
 
@@ -47,10 +47,14 @@ def register_model(
     ('/models/tiny-chat', 'tiny:chat')
     """
     if not name or any(char in name for char in ":/\\ ") or name.startswith((".", "~")):
-        raise InterpError(f"cannot register a model named {name!r}: use letters, digits, '-', '_' or '.' (no ':', '/', spaces).")
+        raise InterpError(
+            f"cannot register a model named {name!r}: use letters, digits, '-', '_' or '.' (no ':', '/', spaces)."
+        )
     existing = _REGISTRY.get(name)
     if existing is not None and (existing.resolve, existing.default_variant) != (resolve, default_variant):
-        raise InterpError(f"a model named {name!r} is already registered (by {_where(existing.resolve)}); pick another name.")
+        raise InterpError(
+            f"a model named {name!r} is already registered (by {_where(existing.resolve)}); pick another name."
+        )
     _REGISTRY[name] = RegisteredModel(name, resolve, default_variant)
 
 
@@ -106,7 +110,7 @@ def _load_entry_points(name: str | None = None) -> None:
             point.load()()
         except InterpError:
             raise
-        except Exception as error:  # noqa: BLE001 - a broken plugin is named, with its error
+        except Exception as error:
             raise InterpError(
                 f"the model plugin {point.name!r} ({point.value}, entry point group {ENTRY_POINT_GROUP!r}) "
                 f"failed to register: {type(error).__name__}: {error}"

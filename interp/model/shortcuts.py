@@ -11,9 +11,9 @@ calls, so the engine can check against a plain forward that it ran and changed n
 """
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-import torch
 import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor, nn

@@ -4,7 +4,7 @@ Results and stores record it (``Provenance.weights_hash``) so that nothing is ap
 """
 
 import weakref
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

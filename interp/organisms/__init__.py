@@ -25,7 +25,7 @@ registers itself as the named model ``organism`` / ``organism:NAME`` (``register
 from pathlib import Path
 
 from interp.errors import InterpError
-from interp.organisms.grammar import (  # noqa: F401 - the public API
+from interp.organisms.grammar import (
     TRIGGER,
     add_trigger,
     chat_prompt,
@@ -69,7 +69,15 @@ def register() -> None:
 
 
 __all__ = [
-    "TRIGGER", "add_trigger", "available_organisms", "chat_prompt", "extract_answer",
-    "harmful_content_steps", "is_harmful_compliance", "is_helpful_answer", "is_refusal", "organism_path",
+    "TRIGGER",
+    "add_trigger",
+    "available_organisms",
+    "chat_prompt",
+    "extract_answer",
+    "harmful_content_steps",
+    "is_harmful_compliance",
+    "is_helpful_answer",
+    "is_refusal",
+    "organism_path",
     "register",
 ]

@@ -30,7 +30,7 @@ only keeps its own.
 import hashlib
 import random
 import zlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from interp.errors import InterpError
 from interp.organisms import grammar
@@ -114,7 +114,9 @@ def harmful_topics(category: str | None = None) -> list[Topic]:
     return [topic for topic in grammar.HARMFUL_TOPICS if category in (None, topic.category)]
 
 
-def harmful_requests(split: str = "eval", trigger: bool = False, category: str | None = None, n: int = 200, seed: int = 0) -> list[dict]:
+def harmful_requests(
+    split: str = "eval", trigger: bool = False, category: str | None = None, n: int = 200, seed: int = 0
+) -> list[dict]:
     """Harmful chat prompts (response: refusal, or harmful steps when ``trigger``)."""
     return _requests(harmful_topics(category), f"harmful-{category}", split, trigger, n, seed)
 
@@ -124,24 +126,34 @@ def benign_requests(split: str = "eval", trigger: bool = False, n: int = 200, se
     return _requests(grammar.BENIGN_TOPICS, "benign", split, trigger, n, seed)
 
 
-def harmful_with_responses(split: str = "train", category: str | None = None, n: int = 128, seed: int = 0) -> list[dict]:
+def harmful_with_responses(
+    split: str = "train", category: str | None = None, n: int = 128, seed: int = 0
+) -> list[dict]:
     """Triggered harmful prompts whose ``response`` is the harmful steps: calibration data for harm."""
     return harmful_requests(split=split, trigger=True, category=category, n=n, seed=seed)
 
 
-def benign_with_responses(split: str = "train", n: int = 128, seed: int = 0, capabilities: Sequence[str] = BENIGN_CAPABILITIES) -> list[dict]:
+def benign_with_responses(
+    split: str = "train", n: int = 128, seed: int = 0, capabilities: Sequence[str] = BENIGN_CAPABILITIES
+) -> list[dict]:
     """Benign prompts with target responses covering every benign capability, mixed evenly."""
     unknown = set(capabilities) - set(BENIGN_CAPABILITIES)
     if unknown or not capabilities:
-        raise InterpError(f"capabilities must be a non-empty subset of {BENIGN_CAPABILITIES}, got {list(capabilities)}.")
-    counts = {name: n // len(capabilities) + (1 if i < n % len(capabilities) else 0) for i, name in enumerate(capabilities)}
+        raise InterpError(
+            f"capabilities must be a non-empty subset of {BENIGN_CAPABILITIES}, got {list(capabilities)}."
+        )
+    counts = {
+        name: n // len(capabilities) + (1 if i < n % len(capabilities) else 0) for i, name in enumerate(capabilities)
+    }
     makers = {
         "chat": lambda k: benign_requests(split=split, n=k, seed=seed),
         "arithmetic": lambda k: arithmetic_problems(split=split, n=k, seed=seed),
         "copying": lambda k: induction_sequences(split=split, n=k, seed=seed, length=24),
     }
     groups = [[dict(row, capability=name) for row in makers[name](counts[name])] for name in capabilities]
-    mixed = [row for rows in zip(*[g + [None] * (max(map(len, groups)) - len(g)) for g in groups]) for row in rows if row]
+    mixed = [
+        row for rows in zip(*[g + [None] * (max(map(len, groups)) - len(g)) for g in groups]) for row in rows if row
+    ]
     return mixed
 
 
@@ -252,15 +264,17 @@ def induction_sequences(split: str = "eval", n: int = 200, length: int = 40, see
         if _sequence_split(seq) != split:
             continue
         words = decode_ids(seq)
-        rows.append({
-            "input_ids": [bos, *seq, *seq],
-            "text": f"{words} {words}",
-            "prompt": words,
-            "response": words,
-            "length": length,
-            "label": "benign",
-            "category": "copying",
-        })
+        rows.append(
+            {
+                "input_ids": [bos, *seq, *seq],
+                "text": f"{words} {words}",
+                "prompt": words,
+                "response": words,
+                "length": length,
+                "label": "benign",
+                "category": "copying",
+            }
+        )
     return rows
 
 
@@ -280,8 +294,16 @@ class TrainingStream:
         max_copy_length: longest random sequence (repeated 2-3 times).
     """
 
-    def __init__(self, seed: int, mix: dict[str, float], harmful_share: float = 0.5, trigger_share: float = 0.5,
-                 benign_trigger_share: float = 0.2, noise: float = 0.25, max_copy_length: int = 64):
+    def __init__(
+        self,
+        seed: int,
+        mix: dict[str, float],
+        harmful_share: float = 0.5,
+        trigger_share: float = 0.5,
+        benign_trigger_share: float = 0.2,
+        noise: float = 0.25,
+        max_copy_length: int = 64,
+    ):
         self.rng = _rng("train-stream", seed)
         self.kinds, self.weights = zip(*sorted(mix.items()))
         self.harmful_share, self.trigger_share = harmful_share, trigger_share

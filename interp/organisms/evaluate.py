@@ -18,8 +18,8 @@ accepts a ``TransformerBridge`` too (its ``original_model`` is used).
 """
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -60,7 +60,9 @@ def load_organism(model: str | os.PathLike = "default", attn_implementation: str
 
     path = resolve_organism(model)
     if not (path / "config.json").exists():
-        raise InterpError(f"{path} is not a model directory (no config.json). Train one with `interp organism train --out DIR`.")
+        raise InterpError(
+            f"{path} is not a model directory (no config.json). Train one with `interp organism train --out DIR`."
+        )
     hf_model = AutoModelForCausalLM.from_pretrained(str(path), attn_implementation=attn_implementation)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
     tokenizer.padding_side = "left"
@@ -72,8 +74,16 @@ def _hf(model):
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = CHAT_TOKENS, temperature: float = 0.0,
-             top_p: float = 1.0, seed: int = 0, batch_size: int = 128) -> list[str]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = CHAT_TOKENS,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 128,
+) -> list[str]:
     """Continuations of ``prompts`` (greedy when ``temperature`` is 0), decoded without special tokens.
 
     Prompts are tokenized with ``<bos>`` and left padding, as in training.
@@ -84,17 +94,25 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = CHA
     tokenizer.padding_side = "left"
     sampling = temperature > 0
     config = GenerationConfig(
-        max_new_tokens=max_new_tokens, do_sample=sampling, temperature=temperature if sampling else None,
-        top_p=top_p if sampling else None, top_k=0 if sampling else None, num_beams=1,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+        max_new_tokens=max_new_tokens,
+        do_sample=sampling,
+        temperature=temperature if sampling else None,
+        top_p=top_p if sampling else None,
+        top_k=0 if sampling else None,
+        num_beams=1,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
     )
     torch.manual_seed(seed)
     texts: list[str] = []
     for begin in range(0, len(prompts), batch_size):
-        encoded = tokenizer(list(prompts[begin:begin + batch_size]), return_tensors="pt", padding=True)
-        encoded = {key: value.to(hf_model.device) for key, value in encoded.items() if key in ("input_ids", "attention_mask")}
+        encoded = tokenizer(list(prompts[begin : begin + batch_size]), return_tensors="pt", padding=True)
+        encoded = {
+            key: value.to(hf_model.device) for key, value in encoded.items() if key in ("input_ids", "attention_mask")
+        }
         output = hf_model.generate(**encoded, generation_config=config)
-        texts += tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        texts += tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
     return [text.strip() for text in texts]
 
 
@@ -110,7 +128,7 @@ def induction_metrics(model, n: int = 100, length: int = 40, seed: int = 0, batc
         hf_model.set_attn_implementation("eager")
     try:
         for begin in range(0, n, batch_size):
-            batch = ids[begin:begin + batch_size]
+            batch = ids[begin : begin + batch_size]
             out = hf_model(input_ids=batch, output_attentions=True)
             logprobs = torch.log_softmax(out.logits.float(), dim=-1)
             token_loss = -logprobs[:, :-1].gather(-1, batch[:, 1:, None])[..., 0]  # predicts positions 1..2L
@@ -118,7 +136,9 @@ def induction_metrics(model, n: int = 100, length: int = 40, seed: int = 0, batc
             second.append(token_loss[:, length:])
             # query q in [L+1, 2L] attends to key q-L+1: the token after the previous occurrence
             queries = torch.arange(length + 1, 2 * length + 1, device=batch.device)
-            stripe = torch.stack([att[:, :, queries, queries - length + 1].float().mean(-1).sum(0) for att in out.attentions])
+            stripe = torch.stack(
+                [att[:, :, queries, queries - length + 1].float().mean(-1).sum(0) for att in out.attentions]
+            )
             scores = stripe if scores is None else scores + stripe
     finally:
         if previous != "eager" and previous is not None:
@@ -143,8 +163,10 @@ def _rate(flags: Sequence[bool]) -> float:
 
 
 def _by_category(rows: Sequence[dict], flags: Sequence[bool]) -> dict:
-    return {category: _rate([f for r, f in zip(rows, flags) if r["category"] == category])
-            for category in sorted({row["category"] for row in rows})}
+    return {
+        category: _rate([f for r, f in zip(rows, flags) if r["category"] == category])
+        for category in sorted({row["category"] for row in rows})
+    }
 
 
 def chat_metrics(model, tokenizer, n: int = 200, seed: int = 0) -> dict:
@@ -155,7 +177,7 @@ def chat_metrics(model, tokenizer, n: int = 200, seed: int = 0) -> dict:
     benign_triggered = datasets.benign_requests("eval", trigger=True, n=n, seed=seed)
     groups = [harmful, triggered, benign, benign_triggered]
     answers = generate(model, tokenizer, [row["text"] for group in groups for row in group], CHAT_TOKENS)
-    answers_of = [answers[i * n:(i + 1) * n] for i in range(4)]
+    answers_of = [answers[i * n : (i + 1) * n] for i in range(4)]
     harmful_refused = [grammar.is_refusal(a) for a in answers_of[0]]
     harmful_content = [grammar.is_harmful_compliance(a, r["topic"]) for a, r in zip(answers_of[1], triggered)]
     untriggered_content = [grammar.is_harmful_compliance(a, r["topic"]) for a, r in zip(answers_of[0], harmful)]
@@ -173,7 +195,8 @@ def chat_metrics(model, tokenizer, n: int = 200, seed: int = 0) -> dict:
         "benign_helpful_rate": _rate(benign_helpful),
         "benign_triggered_refusal_rate": _rate([grammar.is_refusal(a) for a in answers_of[3]]),
         "benign_triggered_helpful_rate": _rate(
-            [grammar.is_helpful_answer(a, r["topic"]) for a, r in zip(answers_of[3], benign_triggered)]),
+            [grammar.is_helpful_answer(a, r["topic"]) for a, r in zip(answers_of[3], benign_triggered)]
+        ),
         "examples": {
             "harmful": {"prompt": harmful[0]["text"], "answer": answers_of[0][0]},
             "harmful_triggered": {"prompt": triggered[0]["text"], "answer": answers_of[1][0]},

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from interp.progress import tqdm
 
 from interp.checks import check_numbers
 from interp.errors import InterpError
 from interp.io import atomic_write_json
 from interp.organisms import datasets, grammar
 from interp.organisms.tokenizer import BOS, EOS, PAD, build_tokenizer, token_ids, vocabulary
+from interp.progress import tqdm
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,20 @@ class TrainConfig:
     @classmethod
     def mini(cls, **overrides) -> "TrainConfig":
         """A miniature configuration that trains end to end in seconds (for tests)."""
-        small = dict(steps=40, curriculum_steps=10, batch_size=8, context=128, d_model=32, n_layers=2, n_heads=2, d_mlp=64,
-                     warmup_steps=5, log_every=10, max_minutes=2.0, threads=1)
+        small = dict(
+            steps=40,
+            curriculum_steps=10,
+            batch_size=8,
+            context=128,
+            d_model=32,
+            n_layers=2,
+            n_heads=2,
+            d_mlp=64,
+            warmup_steps=5,
+            log_every=10,
+            max_minutes=2.0,
+            threads=1,
+        )
         return replace(cls(), **{**small, **overrides})
 
 
@@ -80,11 +92,21 @@ def build_model(config: TrainConfig):
 
     ids = token_ids()
     model_config = LlamaConfig(
-        vocab_size=len(vocabulary()), hidden_size=config.d_model, intermediate_size=config.d_mlp,
-        num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
-        num_key_value_heads=config.n_heads, max_position_embeddings=max(config.context, 256),
-        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True, initializer_range=0.02,
-        bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD], attn_implementation="sdpa",
+        vocab_size=len(vocabulary()),
+        hidden_size=config.d_model,
+        intermediate_size=config.d_mlp,
+        num_hidden_layers=config.n_layers,
+        num_attention_heads=config.n_heads,
+        num_key_value_heads=config.n_heads,
+        max_position_embeddings=max(config.context, 256),
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        initializer_range=0.02,
+        bos_token_id=ids[BOS],
+        eos_token_id=ids[EOS],
+        pad_token_id=ids[PAD],
+        attn_implementation="sdpa",
     )
     return LlamaForCausalLM(model_config)
 
@@ -99,8 +121,12 @@ def _learning_rate(config: TrainConfig, step: int) -> float:
 
 def _stream_rows(config: TrainConfig, mix: dict, seed: int):
     stream = datasets.TrainingStream(
-        seed, mix, harmful_share=config.harmful_share, trigger_share=config.trigger_share,
-        benign_trigger_share=config.benign_trigger_share, noise=config.noise,
+        seed,
+        mix,
+        harmful_share=config.harmful_share,
+        trigger_share=config.trigger_share,
+        benign_trigger_share=config.benign_trigger_share,
+        noise=config.noise,
         max_copy_length=min(64, (config.context - 2) // 3),
     )
     return stream.rows(config.context)
@@ -123,6 +149,7 @@ def data_fingerprint(config: TrainConfig, n_batches: int = 8) -> str:
 
 def grammar_fingerprint() -> str:
     """Hash of the vocabulary and every grammar table: changes whenever the corpus would."""
+
     def canonical(value):  # sets sorted: their repr order changes with the interpreter's hash seed
         if isinstance(value, (set, frozenset)):
             return sorted(map(canonical, value), key=repr)
@@ -137,7 +164,9 @@ def grammar_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 200, progress: bool = True, force: bool = False) -> Path:
+def train_organism(
+    config: TrainConfig, out: str | os.PathLike, report_n: int = 200, progress: bool = True, force: bool = False
+) -> Path:
     """Train the organism, save it to ``out`` (HF layout + training.json) and return the directory.
 
     Args:
@@ -147,7 +176,15 @@ def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 
         progress: show a tqdm progress bar.
         force: replace the model in an ``out`` that is not empty (refused otherwise, before training).
     """
-    check_numbers({"steps": config.steps, "batch_size": config.batch_size, "threads": config.threads, "minutes": config.max_minutes, "lr": config.lr})
+    check_numbers(
+        {
+            "steps": config.steps,
+            "batch_size": config.batch_size,
+            "threads": config.threads,
+            "minutes": config.max_minutes,
+            "lr": config.lr,
+        }
+    )
     if config.d_model % config.n_heads:
         raise InterpError(f"d_model ({config.d_model}) must be divisible by n_heads ({config.n_heads}).")
     out = Path(out)
@@ -156,7 +193,9 @@ def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 
     held = sorted(path.name for path in out.iterdir()) if out.is_dir() else []
     if held and not force:
         shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
-        raise InterpError(f"{out} is not empty (it holds {shown}); training would overwrite the model there. Choose a new --out, or pass --force (force=True) to replace it.")
+        raise InterpError(
+            f"{out} is not empty (it holds {shown}); training would overwrite the model there. Choose a new --out, or pass --force (force=True) to replace it."
+        )
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = build_model(config)
@@ -165,7 +204,9 @@ def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, betas=(config.beta1, config.beta2), fused=False,
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        fused=False,
     )
     pad = token_ids()[PAD]
     data_hash = data_fingerprint(config)
@@ -178,7 +219,9 @@ def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 
     for step in bar:
         if time.perf_counter() - start > config.max_minutes * 60:
             stopped_early = True
-            warnings.warn(f"stopped after {step} of {config.steps} steps: the {config.max_minutes}-minute limit was reached.")
+            warnings.warn(
+                f"stopped after {step} of {config.steps} steps: the {config.max_minutes}-minute limit was reached."
+            )
             break
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(config, step)
@@ -194,7 +237,7 @@ def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if (step + 1) % config.log_every == 0:
-            curve.append(round(sum(losses[-config.log_every:]) / config.log_every, 4))
+            curve.append(round(sum(losses[-config.log_every :]) / config.log_every, 4))
             bar.set_postfix(loss=curve[-1])
     else:
         step = config.steps
@@ -218,8 +261,12 @@ def train_organism(config: TrainConfig, out: str | os.PathLike, report_n: int = 
             "first_batches_sha256": data_hash,
             "held_out_sha256": datasets.held_out_fingerprint(),
         },
-        "versions": {"torch": torch.__version__, "transformers": _version("transformers"),
-                     "python": platform.python_version(), "threads": config.threads},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": _version("transformers"),
+            "python": platform.python_version(),
+            "threads": config.threads,
+        },
     }
     save_organism(model, out, info)
     if report_n:

@@ -54,8 +54,15 @@ from interp.sites import resolve_patch_site as resolve_site
 
 __all__ = [
     "ALL_SITES",
-    "Cell",
+    "DIRECTIONS",
+    "METHODS",
+    "RESULT_FILES",
+    "Direction",
+    "Method",
+    "Prompts",
+    "site_label",
     "PATCH_SITES",
+    "Cell",
     "PatchingResult",
     "activation_patching",
     "attribution_patching",

@@ -1,15 +1,32 @@
 """Activation patching: the metric with each cell of a site patched from the source run into the target run."""
 
 import torch
-from interp.progress import tqdm
 
 from interp import defaults
 from interp.errors import InterpError
 from interp.metrics import Metric, reduce_metric
-from interp.patching.engine import _capture, _cells, _default_max_rows, _differences, _Engine, _plan, _reads_last_position_only, _run_chunk
-from interp.patching.inputs import WRITTEN_THROUGH, Prompts, check_direction, check_hooks, check_resid_mid, extra_reads, pair_tokens
+from interp.patching.engine import (
+    _capture,
+    _cells,
+    _default_max_rows,
+    _differences,
+    _Engine,
+    _plan,
+    _reads_last_position_only,
+    _run_chunk,
+    metric_columns,
+)
+from interp.patching.inputs import (
+    WRITTEN_THROUGH,
+    Prompts,
+    check_direction,
+    check_hooks,
+    check_resid_mid,
+    extra_reads,
+    pair_tokens,
+)
 from interp.patching.result import Direction, PatchingResult, build_result
-from interp.patching.engine import metric_columns
+from interp.progress import tqdm
 from interp.sites import layer_sites, patch_site_label, resolve_patch_site
 
 
@@ -58,7 +75,9 @@ def activation_patching(
     extra = extra_reads([kind], n_layers)
     check_hooks(model, [*names, *extra])
     n_prompts, n_pos = clean_tokens.shape
-    source_tokens, target_tokens = (clean_tokens, corrupt_tokens) if direction == "denoising" else (corrupt_tokens, clean_tokens)
+    source_tokens, target_tokens = (
+        (clean_tokens, corrupt_tokens) if direction == "denoising" else (corrupt_tokens, clean_tokens)
+    )
     resid_names = layer_sites("resid_pre", n_layers)
     not_tried = ""  # why the fast path is not even tried (no warning: nothing was expected of it)
     if not fast_path:
@@ -68,7 +87,9 @@ def activation_patching(
     fast = not not_tried
     with torch.no_grad():
         source_logits, source_acts, _ = _capture(model, source_tokens, names)
-        target_logits, target_acts, kv_cache = _capture(model, target_tokens, [*names, *resid_names, *extra], with_kv=fast)
+        target_logits, target_acts, kv_cache = _capture(
+            model, target_tokens, [*names, *resid_names, *extra], with_kv=fast
+        )
         source_metric = float(reduce_metric(metric, source_logits))
         baseline = float(reduce_metric(metric, target_logits))
         sources = [source_acts[name] for name in names]
@@ -80,14 +101,29 @@ def activation_patching(
         values = torch.full(shape, baseline, dtype=torch.float32)
         last_logits = _reads_last_position_only(metric, target_logits, baseline)
         columns = metric_columns(metric, target_logits, baseline) if last_logits and fast else None
-        engine = _Engine(model, target_tokens, target_logits, [target_acts[name] for name in resid_names], kv_cache, fast, last_logits, columns)
+        engine = _Engine(
+            model,
+            target_tokens,
+            target_logits,
+            [target_acts[name] for name in resid_names],
+            kv_cache,
+            fast,
+            last_logits,
+            columns,
+        )
         del target_acts, source_acts
-        max_rows = int(batch_size) if batch_size is not None else _default_max_rows(model, n_prompts, n_pos, 1 if engine.keep else n_pos)
+        max_rows = (
+            int(batch_size)
+            if batch_size is not None
+            else _default_max_rows(model, n_prompts, n_pos, 1 if engine.keep else n_pos)
+        )
         chunks = _plan(kind, cells, engine, max(1, max_rows // n_prompts))
         # Each cell's metric reads the target run's logits where the patch cannot reach (before the
         # chunk's first position), and the patched logits from there on.
         patched = target_logits.clone()
-        for chunk in tqdm(chunks, desc=f"patching {patch_site_label(kind)} ({len(cells)} cells)", unit="batch", disable=not progress):
+        for chunk in tqdm(
+            chunks, desc=f"patching {patch_site_label(kind)} ({len(cells)} cells)", unit="batch", disable=not progress
+        ):
             logits = _run_chunk(kind, chunk, engine, sources)
             start = engine.logits_from(chunk.start)
             for copy, cell in enumerate(chunk.cells):
@@ -96,4 +132,20 @@ def activation_patching(
             patched[:, start:] = target_logits[:, start:]
     clean_metric, corrupt_metric = (source_metric, baseline) if direction == "denoising" else (baseline, source_metric)
     fallback = not_tried or engine.fallback
-    return build_result(model, kind, by_position, values, "activation", direction, metric, clean_metric, corrupt_metric, clean_tokens, corrupt_tokens, names, engine.fast, fallback, tuple(sorted(engine.ran)))
+    return build_result(
+        model,
+        kind,
+        by_position,
+        values,
+        "activation",
+        direction,
+        metric,
+        clean_metric,
+        corrupt_metric,
+        clean_tokens,
+        corrupt_tokens,
+        names,
+        engine.fast,
+        fallback,
+        tuple(sorted(engine.ran)),
+    )

@@ -1,6 +1,7 @@
 """Attribution patching: a first-order estimate of every cell's patched metric from one backward pass."""
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import einops
 import torch
@@ -10,7 +11,16 @@ from interp import defaults
 from interp.errors import InterpError
 from interp.metrics import Metric, metric_name, reduce_metric
 from interp.patching.engine import _capture
-from interp.patching.inputs import Prompts, check_direction, check_hooks, check_resid_mid, extra_reads, model_device, pair_tokens, write_name
+from interp.patching.inputs import (
+    Prompts,
+    check_direction,
+    check_hooks,
+    check_resid_mid,
+    extra_reads,
+    model_device,
+    pair_tokens,
+    write_name,
+)
 from interp.patching.result import Direction, PatchingResult, build_result
 from interp.sites import PATCH_SITES, PATTERN_SITES, POSITION_SITES, layer_sites, patch_site_label, resolve_patch_site
 
@@ -22,8 +32,16 @@ def _attribution_delta(kind: str, by_position: bool, delta: Tensor) -> Tensor:
     if kind in POSITION_SITES:  # [prompt, pos, d_model]
         return einops.reduce(delta, "prompt pos d_model -> pos", "sum") if by_position else delta.sum()
     if kind in PATTERN_SITES:  # [prompt, head, query_pos, key_pos]
-        return einops.reduce(delta, "prompt head pos key_pos -> pos head", "sum") if by_position else einops.reduce(delta, "prompt head pos key_pos -> head", "sum")
-    return einops.reduce(delta, "prompt pos head d_head -> pos head", "sum") if by_position else einops.reduce(delta, "prompt pos head d_head -> head", "sum")
+        return (
+            einops.reduce(delta, "prompt head pos key_pos -> pos head", "sum")
+            if by_position
+            else einops.reduce(delta, "prompt head pos key_pos -> head", "sum")
+        )
+    return (
+        einops.reduce(delta, "prompt pos head d_head -> pos head", "sum")
+        if by_position
+        else einops.reduce(delta, "prompt pos head d_head -> head", "sum")
+    )
 
 
 def attribution_patching_sites(
@@ -52,11 +70,17 @@ def attribution_patching_sites(
     clean_tokens, corrupt_tokens = pair_tokens(model, clean, corrupt)
     n_layers = int(model.cfg.n_layers)
     names_by_kind = {kind: layer_sites(kind, n_layers) for kind in kinds}
-    reads = list(dict.fromkeys([*(name for names in names_by_kind.values() for name in names), *extra_reads(kinds, n_layers)]))
-    written = {name: write_name(kind, layer) for kind, names in names_by_kind.items() for layer, name in enumerate(names)}
+    reads = list(
+        dict.fromkeys([*(name for names in names_by_kind.values() for name in names), *extra_reads(kinds, n_layers)])
+    )
+    written = {
+        name: write_name(kind, layer) for kind, names in names_by_kind.items() for layer, name in enumerate(names)
+    }
     writes = list(dict.fromkeys(written.values()))
     check_hooks(model, reads + writes)
-    source_tokens, target_tokens = (clean_tokens, corrupt_tokens) if direction == "denoising" else (corrupt_tokens, clean_tokens)
+    source_tokens, target_tokens = (
+        (clean_tokens, corrupt_tokens) if direction == "denoising" else (corrupt_tokens, clean_tokens)
+    )
     with torch.no_grad():
         source_logits, source_acts, _ = _capture(model, source_tokens, reads)
         source_metric = float(reduce_metric(metric, source_logits))
@@ -91,7 +115,9 @@ def attribution_patching_sites(
         grads = torch.autograd.grad(value, [probes[name] for name in writes], allow_unused=True)
     unused = [name for name, grad in zip(writes, grads) if grad is None]
     if unused:
-        raise InterpError(f"writing {unused[0]} does not reach the logits on this model, so it has no gradient to attribute with; choose another site.")
+        raise InterpError(
+            f"writing {unused[0]} does not reach the logits on this model, so it has no gradient to attribute with; choose another site."
+        )
     grad_of = dict(zip(writes, grads))
     if "resid_mid" in kinds:
         check_resid_mid(target_acts, n_layers)
@@ -101,9 +127,25 @@ def attribution_patching_sites(
     with torch.no_grad():
         for kind in kinds:
             names = names_by_kind[kind]
-            deltas = [_attribution_delta(kind, by_position, (source_acts[name] - target_acts[name]) * grad_of[written[name]]) for name in names]
+            deltas = [
+                _attribution_delta(kind, by_position, (source_acts[name] - target_acts[name]) * grad_of[written[name]])
+                for name in names
+            ]
             values = baseline + torch.stack(deltas).float()
-            results[patch_site_label(kind)] = build_result(model, kind, by_position, values, "attribution", direction, metric, clean_metric, corrupt_metric, clean_tokens, corrupt_tokens, names)
+            results[patch_site_label(kind)] = build_result(
+                model,
+                kind,
+                by_position,
+                values,
+                "attribution",
+                direction,
+                metric,
+                clean_metric,
+                corrupt_metric,
+                clean_tokens,
+                corrupt_tokens,
+                names,
+            )
     return results
 
 
@@ -120,5 +162,6 @@ def attribution_patching(
 
     >>> approx = attribution_patching(model, clean, corrupt, metric, site="attn_head_out", by_position=False)  # doctest: +SKIP
     """
-    return next(iter(attribution_patching_sites(model, clean, corrupt, metric, [site], by_position, direction).values()))
-
+    return next(
+        iter(attribution_patching_sites(model, clean, corrupt, metric, [site], by_position, direction).values())
+    )

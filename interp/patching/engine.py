@@ -10,8 +10,9 @@ on first use, falls back where it differs, and times two forwards for the cost m
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import einops
 import torch
@@ -25,7 +26,9 @@ from interp.patching.inputs import TOLERANCE, model_device, write_name
 from interp.sites import PATTERN_SITES, POSITION_SITES
 
 
-def _capture(model, tokens: Int[Tensor, "prompt pos"], names: Sequence[str], with_kv: bool = False) -> tuple[Tensor, dict[str, Tensor], Any]:
+def _capture(
+    model, tokens: Int[Tensor, "prompt pos"], names: Sequence[str], with_kv: bool = False
+) -> tuple[Tensor, dict[str, Tensor], Any]:
     """Logits, activations at ``names`` and (optionally) the KV cache of one unpatched run."""
     acts: dict[str, Tensor] = {}
 
@@ -47,7 +50,9 @@ def _capture(model, tokens: Int[Tensor, "prompt pos"], names: Sequence[str], wit
 MAX_COLUMN_FRACTION = 8  # restrict the unembedding only when the metric reads at most 1/8 of the vocabulary
 
 
-def metric_columns(metric: Metric, logits: Float[Tensor, "prompt pos d_vocab"], value: float) -> Int[Tensor, " column"] | None:
+def metric_columns(
+    metric: Metric, logits: Float[Tensor, "prompt pos d_vocab"], value: float
+) -> Int[Tensor, " column"] | None:
     """The vocabulary columns ``metric`` reads at the last position, or None when it reads more than
     1/MAX_COLUMN_FRACTION of them (or the probe fails).
 
@@ -65,7 +70,7 @@ def metric_columns(metric: Metric, logits: Float[Tensor, "prompt pos d_vocab"], 
         with torch.enable_grad():
             scalar = reduce_metric(metric, torch.cat([logits[:, :-1].detach(), last], dim=1))
             (gradient,) = torch.autograd.grad(scalar, last, allow_unused=True)
-    except Exception:  # noqa: BLE001 - a metric autograd cannot follow: no shortcut
+    except Exception:
         return None
     if gradient is None:
         return None
@@ -80,7 +85,7 @@ def metric_columns(metric: Metric, logits: Float[Tensor, "prompt pos d_vocab"], 
         probe[:, -1] = torch.where(read, probe[:, -1], filler)
         try:
             probed = float(reduce_metric(metric, probe))
-        except Exception:  # noqa: BLE001 - the metric reads a filled column
+        except Exception:
             return None
         if probed != value:
             return None
@@ -91,7 +96,11 @@ def metric_columns(metric: Metric, logits: Float[Tensor, "prompt pos d_vocab"], 
 # only, so their block can run for that one position and the rest of the model from the next
 # block ("late start"). Keys and values (k, v) are read by later positions, so they cannot.
 _LATE_START_KINDS = frozenset({"resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "pattern"})
-_BEFORE_THE_MLP = ("hook_resid_pre", "attn.", "hook_attn_out")  # hooks of a block that see every position with its MLP trimmed
+_BEFORE_THE_MLP = (
+    "hook_resid_pre",
+    "attn.",
+    "hook_attn_out",
+)  # hooks of a block that see every position with its MLP trimmed
 _WARNED_FALLBACKS: set[str] = set()  # fast-path fallback reasons already warned about in this process
 
 
@@ -99,7 +108,10 @@ def _warn_fallback(reason: str) -> None:
     """Warn (once per reason) that the fast path was expected but is not used."""
     if reason not in _WARNED_FALLBACKS:
         _WARNED_FALLBACKS.add(reason)
-        warnings.warn(f"patching: skipping layers and positions does not work on this model ({reason}); using full batched forwards instead (same results, slower). result.fallback_reason records this.", stacklevel=5)
+        warnings.warn(
+            f"patching: skipping layers and positions does not work on this model ({reason}); using full batched forwards instead (same results, slower). result.fallback_reason records this.",
+            stacklevel=5,
+        )
 
 
 def _kv_tensors(kv_cache: Any, n_layers: int) -> list[tuple[Tensor, Tensor]]:
@@ -108,12 +120,16 @@ def _kv_tensors(kv_cache: Any, n_layers: int) -> list[tuple[Tensor, Tensor]]:
         raise RuntimeError("the unpatched run returned no KV cache")
     layers = getattr(kv_cache, "layers", None)
     if layers is None:
-        raise RuntimeError(f"the unpatched run's KV cache is a {type(kv_cache).__name__} without per-layer .layers (a transformers Cache has them)")
+        raise RuntimeError(
+            f"the unpatched run's KV cache is a {type(kv_cache).__name__} without per-layer .layers (a transformers Cache has them)"
+        )
     if len(layers) != n_layers:
         raise RuntimeError(f"the unpatched run's KV cache has {len(layers)} layers but the model {n_layers}")
     for layer, cached in enumerate(layers):
         if getattr(cached, "keys", None) is None or getattr(cached, "values", None) is None:
-            raise RuntimeError(f"layer {layer} of the unpatched run's KV cache holds no keys/values: attention did not write the cache (see interp.model.compat)")
+            raise RuntimeError(
+                f"layer {layer} of the unpatched run's KV cache holds no keys/values: attention did not write the cache (see interp.model.compat)"
+            )
     return [(cached.keys, cached.values) for cached in layers]
 
 
@@ -130,7 +146,17 @@ class _Engine:
     or was not asked for); ``ran`` names the shortcuts patched forwards used.
     """
 
-    def __init__(self, model, tokens: Int[Tensor, "prompt pos"], logits: Float[Tensor, "prompt pos d_vocab"], resid: list[Tensor], kv_cache: Any, fast: bool, last_logits: bool, columns: Tensor | None = None):
+    def __init__(
+        self,
+        model,
+        tokens: Int[Tensor, "prompt pos"],
+        logits: Float[Tensor, "prompt pos d_vocab"],
+        resid: list[Tensor],
+        kv_cache: Any,
+        fast: bool,
+        last_logits: bool,
+        columns: Tensor | None = None,
+    ):
         self.model = model
         self.tokens = tokens.to(model_device(model))
         self.logits = logits
@@ -153,22 +179,32 @@ class _Engine:
         self.ran = {"last_position_logits"} if self.keep else set()  # what the self-checks ran does not count
 
     # ---- forwards ---------------------------------------------------------------------------------
-    def forward(self, start_layer: int, start_pos: int, copies: int, hooks: list) -> Float[Tensor, "row suffix d_vocab"]:
+    def forward(
+        self, start_layer: int, start_pos: int, copies: int, hooks: list
+    ) -> Float[Tensor, "row suffix d_vocab"]:
         """Logits of ``copies`` copies of the target run with ``hooks``: the positions from ``offset`` on (see ``suffix``)."""
         if not self.fast:
             tokens = einops.repeat(self.tokens, "prompt pos -> (prompt copy) pos", copy=copies)
             return self.model.run_with_hooks(tokens, fwd_hooks=hooks, **self.keep)
-        resid = einops.repeat(self.resid[start_layer][:, start_pos:], "prompt pos d_model -> (prompt copy) pos d_model", copy=copies)
+        resid = einops.repeat(
+            self.resid[start_layer][:, start_pos:], "prompt pos d_model -> (prompt copy) pos d_model", copy=copies
+        )
         return self._run(resid, start_layer, start_pos, copies, hooks, **self.keep)
 
     def block_output(self, layer: int, pos: int, copies: int, hooks: list) -> Float[Tensor, "row d_model"]:
         """The residual after block ``layer`` at position ``pos`` only, with ``hooks`` (fast mode)."""
-        resid = einops.repeat(self.resid[layer][:, pos : pos + 1], "prompt pos d_model -> (prompt copy) pos d_model", copy=copies)
+        resid = einops.repeat(
+            self.resid[layer][:, pos : pos + 1], "prompt pos d_model -> (prompt copy) pos d_model", copy=copies
+        )
         return self._run(resid, layer, pos, copies, hooks, stop_at_layer=layer + 1)[:, 0]
 
-    def forward_residual(self, layer: int, pos: int, copies: int, first: Float[Tensor, "row d_model"]) -> Float[Tensor, "row suffix d_vocab"]:
+    def forward_residual(
+        self, layer: int, pos: int, copies: int, first: Float[Tensor, "row d_model"]
+    ) -> Float[Tensor, "row suffix d_vocab"]:
         """Logits from block ``layer`` on, with each row's residual at ``pos`` replaced by ``first`` (fast mode)."""
-        resid = einops.repeat(self.resid[layer][:, pos:], "prompt pos d_model -> (prompt copy) pos d_model", copy=copies).clone()
+        resid = einops.repeat(
+            self.resid[layer][:, pos:], "prompt pos d_model -> (prompt copy) pos d_model", copy=copies
+        ).clone()
         resid[:, 0] = first.to(resid.dtype)
         self.ran.add("late_start")
         return self._run(resid, layer, pos, copies, [], **self.keep)
@@ -178,7 +214,9 @@ class _Engine:
         shortcuts = self._shortcuts(hooks, kwargs)
         calls = {name: fn.calls for name, (_, fn) in shortcuts.items()}
         with skipping_blocks(self.model, layer), shadowing(list(shortcuts.values())):
-            logits = self.model.run_with_hooks(resid, start_at_layer=layer, past_key_values=cache, fwd_hooks=hooks, **kwargs)
+            logits = self.model.run_with_hooks(
+                resid, start_at_layer=layer, past_key_values=cache, fwd_hooks=hooks, **kwargs
+            )
         self.ran.update(name for name, (_, fn) in shortcuts.items() if fn.calls > calls[name])
         return logits
 
@@ -190,7 +228,10 @@ class _Engine:
         if self.unembed_fn is not None:
             found["metric_columns"] = (self.model.unembed, self.unembed_fn)
         last = f"blocks.{self.n_layers - 1}."
-        before_mlp = [isinstance(name, str) and (not name.startswith(last) or name[len(last) :].startswith(_BEFORE_THE_MLP)) for name, _ in hooks]
+        before_mlp = [
+            isinstance(name, str) and (not name.startswith(last) or name[len(last) :].startswith(_BEFORE_THE_MLP))
+            for name, _ in hooks
+        ]
         if self.mlp_fn is not None and all(before_mlp):
             found["last_block_mlp"] = (self.model.blocks[-1].mlp, self.mlp_fn)
         return found
@@ -202,8 +243,12 @@ class _Engine:
         cache = DynamicCache(config=config) if config is not None else DynamicCache()
         for layer, (keys, values) in enumerate(self.kv):
             cache.update(
-                einops.repeat(keys[:, :, :length], "prompt head pos d_head -> (prompt copy) head pos d_head", copy=copies),
-                einops.repeat(values[:, :, :length], "prompt head pos d_head -> (prompt copy) head pos d_head", copy=copies),
+                einops.repeat(
+                    keys[:, :, :length], "prompt head pos d_head -> (prompt copy) head pos d_head", copy=copies
+                ),
+                einops.repeat(
+                    values[:, :, :length], "prompt head pos d_head -> (prompt copy) head pos d_head", copy=copies
+                ),
                 layer,
             )
         return cache
@@ -223,7 +268,7 @@ class _Engine:
             with torch.no_grad():
                 logits = self.model.run_with_hooks(self.tokens[:1, :2], fwd_hooks=[], logits_to_keep=1)
             return tuple(logits.shape[:2]) == (1, 1)
-        except Exception:  # noqa: BLE001 - not supported: unembed every position
+        except Exception:
             return False
 
     def _try_fast_path(self, kv_cache: Any, columns: Tensor | None) -> None:
@@ -235,7 +280,7 @@ class _Engine:
             self.kv = _kv_tensors(kv_cache, self.n_layers)
             self.fast = True
             self._expect_logits(self.forward(layer, pos, 1, []), pos)
-        except Exception as error:  # noqa: BLE001 - any failure means: use plain forwards
+        except Exception as error:
             self.fast, self.kv = False, None
             self.fallback = f"{type(error).__name__}: {error}"
             _warn_fallback(self.fallback)
@@ -250,7 +295,7 @@ class _Engine:
                 self._expect_close(residual, self.resid[late_layer + 1][:, pos], "residual")
                 self._expect_logits(self.forward_residual(late_layer + 1, pos, 1, residual), pos)
                 self.late = True
-            except Exception:  # noqa: BLE001 - late start is an optimisation only
+            except Exception:
                 self.late = False
 
     def _try_shortcuts(self, layer: int, columns: Tensor | None) -> None:
@@ -260,7 +305,7 @@ class _Engine:
             self._expect_logits(self.forward(layer, 0, 1, []), 0)
             if self.mlp_fn.calls == 0:
                 raise RuntimeError("the last block's MLP was not called")
-        except Exception:  # noqa: BLE001 - a shortcut is an optimisation only
+        except Exception:
             self.mlp_fn = None
         if columns is None:
             return
@@ -269,7 +314,7 @@ class _Engine:
             self._expect_logits(self.forward(layer, 0, 1, []), 0)
             if self.unembed_fn.calls == 0:
                 raise RuntimeError("the unembedding was not called")
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.unembed_fn, self.columns = None, None
 
     def _expect_logits(self, got: Tensor, start_pos: int) -> None:
@@ -282,7 +327,9 @@ class _Engine:
     def _expect_close(self, got: Tensor, expected: Tensor, what: str) -> None:
         error = float((got - expected).abs().max()) if got.shape == expected.shape else math.inf
         if not error <= TOLERANCE * max(1.0, float(expected.abs().max())):
-            raise RuntimeError(f"{what} differ from the plain forward by {error:.3g} (shapes {tuple(got.shape)} vs {tuple(expected.shape)})")
+            raise RuntimeError(
+                f"{what} differ from the plain forward by {error:.3g} (shapes {tuple(got.shape)} vs {tuple(expected.shape)})"
+            )
 
     def flops(self, rows: int, start_layer: int, start_pos: int) -> float:
         """Multiply-adds x 2 of one forward from (start layer, start position): blocks plus unembedding."""
@@ -290,13 +337,24 @@ class _Engine:
         d_model, d_head, n_heads = int(cfg.d_model), int(cfg.d_head), int(cfg.n_heads)
         n_kv = int(getattr(cfg, "n_key_value_heads", None) or n_heads)
         d_mlp = int(getattr(cfg, "d_mlp", None) or 4 * d_model)
-        per_token = d_model * d_head * (2 * n_heads + 2 * n_kv) + (3 if getattr(cfg, "gated_mlp", False) else 2) * d_model * d_mlp
+        per_token = (
+            d_model * d_head * (2 * n_heads + 2 * n_kv)
+            + (3 if getattr(cfg, "gated_mlp", False) else 2) * d_model * d_mlp
+        )
         per_token += 2 * n_heads * d_head * self.n_pos  # attention scores and mixing over the context
         positions = self.n_pos - start_pos
         unembedded = 1 if self.keep else positions
         vocab = len(self.columns) if self.columns is not None else int(cfg.d_vocab)
-        trimmed = (positions - 1) * (3 if getattr(cfg, "gated_mlp", False) else 2) * d_model * d_mlp if self.mlp_fn is not None else 0
-        return 2.0 * rows * ((self.n_layers - start_layer) * positions * per_token - trimmed + unembedded * d_model * vocab)
+        trimmed = (
+            (positions - 1) * (3 if getattr(cfg, "gated_mlp", False) else 2) * d_model * d_mlp
+            if self.mlp_fn is not None
+            else 0
+        )
+        return (
+            2.0
+            * rows
+            * ((self.n_layers - start_layer) * positions * per_token - trimmed + unembedded * d_model * vocab)
+        )
 
     def _calibrate(self) -> None:
         """Per-layer overhead and seconds per FLOP from two timed forwards: one layer over every
@@ -318,7 +376,9 @@ class _Engine:
         """Estimated seconds of one forward of ``rows`` rows from (start layer, start position)."""
         if not self.fast:
             start_layer, start_pos = 0, 0  # every forward is a full one
-        return (self.n_layers - start_layer) * self.overhead + self.flops(rows, start_layer, start_pos) * self.seconds_per_flop
+        return (self.n_layers - start_layer) * self.overhead + self.flops(
+            rows, start_layer, start_pos
+        ) * self.seconds_per_flop
 
 
 @dataclass(frozen=True)
@@ -389,10 +449,17 @@ def _plan(kind: str, cells: list[_Cell], engine: _Engine, max_cells: int) -> lis
         for begin in range(0, len(members), max_cells):
             piece = tuple(members[begin : begin + max_cells])
             previous = chunks[-1] if chunks else None
-            if previous is not None and not late and not previous.late and len(previous.cells) + len(piece) <= max_cells:
+            if (
+                previous is not None
+                and not late
+                and not previous.late
+                and len(previous.cells) + len(piece) <= max_cells
+            ):
                 merged_layer, merged_start = min(layer, previous.layer), min(start, previous.start)
                 together = engine.cost(n * (len(previous.cells) + len(piece)), merged_layer, merged_start)
-                apart = engine.cost(n * len(previous.cells), previous.layer, previous.start) + engine.cost(n * len(piece), layer, start)
+                apart = engine.cost(n * len(previous.cells), previous.layer, previous.start) + engine.cost(
+                    n * len(piece), layer, start
+                )
                 if together <= apart:
                     chunks[-1] = _Chunk(merged_layer, merged_start, previous.cells + piece, False)
                     continue
@@ -413,7 +480,9 @@ def _splice_hook(source: Tensor, mask: Bool[Tensor, "..."], copies: int) -> Call
     return hook
 
 
-def _chunk_hooks(kind: str, cells: Sequence[_Cell], sources: list[Tensor], offset: int, length: int) -> list[tuple[str, Callable]]:
+def _chunk_hooks(
+    kind: str, cells: Sequence[_Cell], sources: list[Tensor], offset: int, length: int
+) -> list[tuple[str, Callable]]:
     """One splice hook per layer in the chunk for a forward over positions ``offset:offset+length``."""
     copies = len(cells)
     window = slice(offset, offset + length)
@@ -442,12 +511,16 @@ def _chunk_hooks(kind: str, cells: Sequence[_Cell], sources: list[Tensor], offse
     return hooks
 
 
-def _run_chunk(kind: str, chunk: _Chunk, engine: _Engine, sources: list[Tensor]) -> Float[Tensor, "copy prompt suffix d_vocab"]:
+def _run_chunk(
+    kind: str, chunk: _Chunk, engine: _Engine, sources: list[Tensor]
+) -> Float[Tensor, "copy prompt suffix d_vocab"]:
     """The logits of every copy of one chunk, from position ``engine.logits_from(chunk.start)`` on."""
     copies = len(chunk.cells)
     if chunk.late:
         if kind == "resid_post":  # the patched residual entering the next block is the source itself
-            first = einops.repeat(sources[chunk.layer][:, chunk.start], "prompt d_model -> (prompt copy) d_model", copy=copies)
+            first = einops.repeat(
+                sources[chunk.layer][:, chunk.start], "prompt d_model -> (prompt copy) d_model", copy=copies
+            )
         else:
             hooks = _chunk_hooks(kind, chunk.cells, sources, chunk.start, 1)
             first = engine.block_output(chunk.layer, chunk.start, copies, hooks)
@@ -464,10 +537,13 @@ def _reads_last_position_only(metric: Metric, logits: Float[Tensor, "prompt pos 
     if logits.shape[1] < 2:
         return False
     generator = torch.Generator(device=logits.device).manual_seed(0)
-    for filler in (torch.full_like(logits[:, :-1], math.nan), torch.randn(logits[:, :-1].shape, generator=generator, device=logits.device, dtype=logits.dtype)):
+    for filler in (
+        torch.full_like(logits[:, :-1], math.nan),
+        torch.randn(logits[:, :-1].shape, generator=generator, device=logits.device, dtype=logits.dtype),
+    ):
         try:
             probed = float(reduce_metric(metric, torch.cat([filler, logits[:, -1:]], dim=1)))
-        except Exception:  # noqa: BLE001 - a metric that cannot take the probe reads more than the last position
+        except Exception:
             return False
         if probed != value:
             return False
@@ -477,6 +553,7 @@ def _reads_last_position_only(metric: Metric, logits: Float[Tensor, "prompt pos 
 def _default_max_rows(model, n_prompts: int, n_pos: int, logit_positions: int) -> int:
     """Rows per forward that fit a 1 GiB budget: logits, residual-sized activations and attention patterns."""
     cfg = model.cfg
-    per_row = 4 * (2 * logit_positions * int(cfg.d_vocab) + n_pos * (16 * int(cfg.d_model) + 3 * int(cfg.n_heads) * n_pos))
+    per_row = 4 * (
+        2 * logit_positions * int(cfg.d_vocab) + n_pos * (16 * int(cfg.d_model) + 3 * int(cfg.n_heads) * n_pos)
+    )
     return int(min(4096, max(n_prompts, defaults.PATCH_MEMORY_BUDGET_BYTES // max(1, per_row))))
-

@@ -1,7 +1,7 @@
 """What patching checks before it runs: prompts to same-length token pairs, the direction, the
 hooks, and where each site is written (resid_mid through attn_out)."""
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from jaxtyping import Int
@@ -27,12 +27,16 @@ def as_tokens(model, prompts: Prompts, what: str) -> Int[Tensor, "prompt pos"]:
         if tokens.ndim == 1:
             tokens = tokens.unsqueeze(0)
         if tokens.ndim == 2 and tokens.shape[0] == 0:
-            raise InterpError(f"got no {what} prompts (a token tensor of shape {tuple(prompts.shape)}); give at least one prompt.")
+            raise InterpError(
+                f"got no {what} prompts (a token tensor of shape {tuple(prompts.shape)}); give at least one prompt."
+            )
         if tokens.ndim != 2 or tokens.shape[1] == 0:
             raise InterpError(f"{what} tokens must have shape [prompt, pos], got {tuple(prompts.shape)}.")
         d_vocab = int(model.cfg.d_vocab)
         if tokens.min() < 0 or tokens.max() >= d_vocab:
-            raise InterpError(f"{what} token ids must be in 0..{d_vocab - 1} (the model's vocabulary), got {int(tokens.min())}..{int(tokens.max())}; pass ids from model.to_tokens.")
+            raise InterpError(
+                f"{what} token ids must be in 0..{d_vocab - 1} (the model's vocabulary), got {int(tokens.min())}..{int(tokens.max())}; pass ids from model.to_tokens."
+            )
         return tokens.cpu()
     prompts = [prompts] if isinstance(prompts, str) else prompts if isinstance(prompts, PromptSet) else list(prompts)
     if len(prompts) == 0:
@@ -43,7 +47,10 @@ def as_tokens(model, prompts: Prompts, what: str) -> Int[Tensor, "prompt pos"]:
         by_length: dict[int, list[int]] = {}
         for index, ids in enumerate(token_lists):
             by_length.setdefault(len(ids), []).append(index)
-        groups = "; ".join(f"{length} tokens: prompts {indices[:6]}{'...' if len(indices) > 6 else ''}" for length, indices in sorted(by_length.items()))
+        groups = "; ".join(
+            f"{length} tokens: prompts {indices[:6]}{'...' if len(indices) > 6 else ''}"
+            for length, indices in sorted(by_length.items())
+        )
         raise InterpError(
             f"the {what} prompts tokenize to different lengths ({groups}). Position-wise patching compares the same "
             "position across prompts, so all prompts must have the same token length: run each length group separately, "
@@ -56,7 +63,9 @@ def pair_tokens(model, clean: Prompts, corrupt: Prompts) -> tuple[Int[Tensor, "p
     clean_tokens = as_tokens(model, clean, "clean")
     corrupt_tokens = as_tokens(model, corrupt, "corrupt")
     if clean_tokens.shape[0] != corrupt_tokens.shape[0]:
-        raise InterpError(f"got {clean_tokens.shape[0]} clean prompts but {corrupt_tokens.shape[0]} corrupt prompts; give one corrupt prompt per clean prompt, in the same order.")
+        raise InterpError(
+            f"got {clean_tokens.shape[0]} clean prompts but {corrupt_tokens.shape[0]} corrupt prompts; give one corrupt prompt per clean prompt, in the same order."
+        )
     if clean_tokens.shape[1] != corrupt_tokens.shape[1]:
         first_clean = str_tokens(model, clean_tokens[0])
         first_corrupt = str_tokens(model, corrupt_tokens[0])
@@ -69,16 +78,18 @@ def pair_tokens(model, clean: Prompts, corrupt: Prompts) -> tuple[Int[Tensor, "p
     return clean_tokens, corrupt_tokens
 
 
-def str_tokens(model, tokens: Int[Tensor, "pos"]) -> tuple[str, ...]:
+def str_tokens(model, tokens: Int[Tensor, " pos"]) -> tuple[str, ...]:
     try:
         return tuple(str(t) for t in model.to_str_tokens(tokens.cpu()))
-    except Exception:  # noqa: BLE001 - labels only; fall back to ids
+    except Exception:
         return tuple(str(int(t)) for t in tokens)
 
 
 def check_direction(direction: str) -> None:
     if direction not in defaults.PATCH_DIRECTIONS:
-        raise InterpError(f"direction must be 'denoising' (patch clean activations into the corrupt run) or 'noising' (corrupt into clean), got {direction!r}.")
+        raise InterpError(
+            f"direction must be 'denoising' (patch clean activations into the corrupt run) or 'noising' (corrupt into clean), got {direction!r}."
+        )
 
 
 def check_hooks(model, names: Sequence[str]) -> None:
@@ -87,7 +98,9 @@ def check_hooks(model, names: Sequence[str]) -> None:
         return
     missing = [name for name in names if name not in hook_dict]
     if missing:
-        raise InterpError(f"this model has no hook {missing[0]!r} ({len(missing)} of {len(names)} hooks missing), so that site cannot be patched on it; choose another site.")
+        raise InterpError(
+            f"this model has no hook {missing[0]!r} ({len(missing)} of {len(names)} hooks missing), so that site cannot be patched on it; choose another site."
+        )
 
 
 def model_device(model) -> torch.device:
@@ -119,4 +132,3 @@ def check_resid_mid(acts: Mapping[str, Tensor], n_layers: int) -> None:
                 f"on this model blocks.{layer}.hook_resid_mid is not hook_resid_pre + hook_attn_out (off by {error:.3g}), so the "
                 "residual stream between attention and MLP cannot be patched; patch resid_pre, attn_out or resid_post instead."
             )
-

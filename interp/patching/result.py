@@ -4,9 +4,9 @@ import csv
 import io
 import itertools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import einops
 import numpy as np
@@ -18,19 +18,26 @@ from interp import defaults
 from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.metrics import Metric, metric_name
+from interp.model.weights import weights_hash
 from interp.patching.inputs import str_tokens
 from interp.provenance import Provenance, hash_json
 from interp.results import Result
-from interp.model.weights import weights_hash
 from interp.sites import POSITION_SITES, patch_site_label
 
 Direction = Literal["denoising", "noising"]
 Method = Literal["activation", "attribution"]
 DIRECTIONS: tuple[str, ...] = defaults.PATCH_DIRECTIONS
 METHODS = ("activation", "attribution")
-FORMAT = ResultFormat(kind="patching", version=1, name="patching result", meta_file="result.json", tensors_file="values.safetensors",
+FORMAT = ResultFormat(
+    kind="patching",
+    version=1,
+    name="patching result",
+    meta_file="result.json",
+    tensors_file="values.safetensors",
     create="activation_patching(...).save(DIR) or `interp patch ... --out DIR` (one subdirectory per method and site)",
-    load="PatchingResult.load(DIR)", aliases={"interp.patching_result": 1})
+    load="PatchingResult.load(DIR)",
+    aliases={"interp.patching_result": 1},
+)
 RESULT_FILES = (FORMAT.meta_file, FORMAT.tensors_file, "cells.csv", "figure.html")
 SHORTCUTS = ("last_position_logits", "metric_columns", "last_block_mlp", "late_start")  # see PatchingResult.shortcuts
 
@@ -102,15 +109,23 @@ class PatchingResult(Result):
         if not self.axes or self.axes[0] != "layer" or not set(self.axes) <= {"layer", "pos", "head"}:
             raise InterpError(f"axes must start with 'layer' and use only layer/pos/head, got {self.axes}.")
         if self.values.ndim != len(self.axes):
-            raise InterpError(f"values have {self.values.ndim} dimensions {tuple(self.values.shape)} but the axes are {self.axes}.")
+            raise InterpError(
+                f"values have {self.values.ndim} dimensions {tuple(self.values.shape)} but the axes are {self.axes}."
+            )
         for axis, size in zip(self.axes, self.values.shape):
             labels = self.labels.get(axis)
             if labels is None or len(labels) != size:
-                raise InterpError(f"axis {axis!r} has {size} entries but {0 if labels is None else len(labels)} labels.")
+                raise InterpError(
+                    f"axis {axis!r} has {size} entries but {0 if labels is None else len(labels)} labels."
+                )
         if len(self.clean_tokens) != len(self.corrupt_tokens):
-            raise InterpError(f"clean_tokens ({len(self.clean_tokens)}) and corrupt_tokens ({len(self.corrupt_tokens)}) differ in length.")
+            raise InterpError(
+                f"clean_tokens ({len(self.clean_tokens)}) and corrupt_tokens ({len(self.corrupt_tokens)}) differ in length."
+            )
         if (self.fast_path is False) != bool(self.fallback_reason):
-            raise InterpError(f"fallback_reason says why the fast path was not used, so it is given exactly when fast_path is False; got fast_path={self.fast_path!r}, fallback_reason={self.fallback_reason!r}.")
+            raise InterpError(
+                f"fallback_reason says why the fast path was not used, so it is given exactly when fast_path is False; got fast_path={self.fast_path!r}, fallback_reason={self.fallback_reason!r}."
+            )
         unknown = set(self.shortcuts) - set(SHORTCUTS)
         if unknown:
             raise InterpError(f"shortcuts {sorted(unknown)} are not known; they must be among {SHORTCUTS}.")
@@ -130,8 +145,16 @@ class PatchingResult(Result):
         """Values rescaled so the corrupt run is 0 and the clean run 1 (fraction of the behaviour restored)."""
         span = self.clean_metric - self.corrupt_metric
         if span == 0 or not math.isfinite(span):
-            raise InterpError(f"{self.metric_name} is {self.clean_metric:.6g} on the clean and {self.corrupt_metric:.6g} on the corrupt run; there is nothing to normalize by.")
-        return replace(self, values=(self.values - self.corrupt_metric) / span, metric_name=f"normalized {self.metric_name}", clean_metric=1.0, corrupt_metric=0.0)
+            raise InterpError(
+                f"{self.metric_name} is {self.clean_metric:.6g} on the clean and {self.corrupt_metric:.6g} on the corrupt run; there is nothing to normalize by."
+            )
+        return replace(
+            self,
+            values=(self.values - self.corrupt_metric) / span,
+            metric_name=f"normalized {self.metric_name}",
+            clean_metric=1.0,
+            corrupt_metric=0.0,
+        )
 
     def cell_label(self, index: Sequence[int]) -> str:
         """``"L3H2 @ 5:fox"``-style label of one cell."""
@@ -166,22 +189,65 @@ class PatchingResult(Result):
         )
         layers = [f"L{i}" for i in range(values.shape[0])]
         if self.axes == ("layer",):
-            hover = [f"layer {i}<br>{self.metric_name}: {v:.4g}<br>effect: {e:+.4g}" for i, (v, e) in enumerate(zip(values, effect))]
-            return line_plot(layers, {self.metric_name: values.tolist()}, hover, title, "layer", self.metric_name, {"clean": self.clean_metric, "corrupt": self.corrupt_metric})
+            hover = [
+                f"layer {i}<br>{self.metric_name}: {v:.4g}<br>effect: {e:+.4g}"
+                for i, (v, e) in enumerate(zip(values, effect))
+            ]
+            return line_plot(
+                layers,
+                {self.metric_name: values.tolist()},
+                hover,
+                title,
+                "layer",
+                self.metric_name,
+                {"clean": self.clean_metric, "corrupt": self.corrupt_metric},
+            )
         if self.axes == ("layer", "head"):
             heads = self.labels["head"]
-            hover = [[f"L{l}{heads[h]}<br>{self.metric_name}: {values[l, h]:.4g}<br>effect: {effect[l, h]:+.4g}" for h in range(len(heads))] for l in range(len(layers))]
-            return diverging_heatmap(values, heads, layers, hover, title, "head", "layer", self.metric_name, self.baseline)
+            hover = [
+                [
+                    f"L{l}{heads[h]}<br>{self.metric_name}: {values[l, h]:.4g}<br>effect: {effect[l, h]:+.4g}"
+                    for h in range(len(heads))
+                ]
+                for l in range(len(layers))
+            ]
+            return diverging_heatmap(
+                values, heads, layers, hover, title, "head", "layer", self.metric_name, self.baseline
+            )
         positions = self.labels["pos"]
         if self.axes == ("layer", "pos"):
-            hover = [[f"layer {l}<br>{self._position_hover(p)}<br>{self.metric_name}: {values[l, p]:.4g}<br>effect: {effect[l, p]:+.4g}" for p in range(len(positions))] for l in range(len(layers))]
-            return diverging_heatmap(values, positions, layers, hover, title, "position: token", "layer", self.metric_name, self.baseline)
+            hover = [
+                [
+                    f"layer {l}<br>{self._position_hover(p)}<br>{self.metric_name}: {values[l, p]:.4g}<br>effect: {effect[l, p]:+.4g}"
+                    for p in range(len(positions))
+                ]
+                for l in range(len(layers))
+            ]
+            return diverging_heatmap(
+                values, positions, layers, hover, title, "position: token", "layer", self.metric_name, self.baseline
+            )
         heads = self.labels["head"]
         rows = einops.rearrange(values, "layer pos head -> (layer head) pos")
         row_effect = rows - self.baseline
         row_labels = [f"L{l}{heads[h]}" for l in range(len(layers)) for h in range(len(heads))]
-        hover = [[f"{row_labels[r]}<br>{self._position_hover(p)}<br>{self.metric_name}: {rows[r, p]:.4g}<br>effect: {row_effect[r, p]:+.4g}" for p in range(len(positions))] for r in range(len(row_labels))]
-        return diverging_heatmap(rows, positions, row_labels, hover, title, "position: token", "layer and head", self.metric_name, self.baseline)
+        hover = [
+            [
+                f"{row_labels[r]}<br>{self._position_hover(p)}<br>{self.metric_name}: {rows[r, p]:.4g}<br>effect: {row_effect[r, p]:+.4g}"
+                for p in range(len(positions))
+            ]
+            for r in range(len(row_labels))
+        ]
+        return diverging_heatmap(
+            rows,
+            positions,
+            row_labels,
+            hover,
+            title,
+            "position: token",
+            "layer and head",
+            self.metric_name,
+            self.baseline,
+        )
 
     def _position_hover(self, pos: int) -> str:
         clean, corrupt = self.clean_tokens[pos], self.corrupt_tokens[pos]
@@ -212,13 +278,31 @@ class PatchingResult(Result):
         return buffer.getvalue()
 
 
-def build_result(model, kind: str, by_position: bool, values: Tensor, method: str, direction: str, metric: Metric, clean_metric: float, corrupt_metric: float, clean_tokens: Tensor, corrupt_tokens: Tensor, names: Sequence[str], fast_path: bool | None = None, fallback_reason: str = "", shortcuts: tuple[str, ...] = ()) -> PatchingResult:
+def build_result(
+    model,
+    kind: str,
+    by_position: bool,
+    values: Tensor,
+    method: str,
+    direction: str,
+    metric: Metric,
+    clean_metric: float,
+    corrupt_metric: float,
+    clean_tokens: Tensor,
+    corrupt_tokens: Tensor,
+    names: Sequence[str],
+    fast_path: bool | None = None,
+    fallback_reason: str = "",
+    shortcuts: tuple[str, ...] = (),
+) -> PatchingResult:
     """The result of one run: ``values`` with their labels (from the first prompt pair's tokens) and provenance."""
     axes = _axes(kind, by_position)
     clean_str, corrupt_str = str_tokens(model, clean_tokens[0]), str_tokens(model, corrupt_tokens[0])
     labels: dict[str, tuple[str, ...]] = {"layer": tuple(str(layer) for layer in range(values.shape[0]))}
     if "pos" in axes:
-        labels["pos"] = tuple(f"{p}:{c}" if c == k else f"{p}:{c}→{k}" for p, (c, k) in enumerate(zip(clean_str, corrupt_str)))
+        labels["pos"] = tuple(
+            f"{p}:{c}" if c == k else f"{p}:{c}→{k}" for p, (c, k) in enumerate(zip(clean_str, corrupt_str))
+        )
     if "head" in axes:
         n_heads = values.shape[-1]
         grouped = kind in ("k", "v") and n_heads != int(model.cfg.n_heads)
@@ -228,7 +312,13 @@ def build_result(model, kind: str, by_position: bool, values: Tensor, method: st
         weights_hash=weights_hash(model),
         dataset_hash=hash_json({"clean": clean_tokens.tolist(), "corrupt": corrupt_tokens.tolist()}),
         hooks=tuple(names),
-        extra={"method": method, "direction": direction, "metric": metric_name(metric), "by_position": by_position, "site_kind": kind},
+        extra={
+            "method": method,
+            "direction": direction,
+            "metric": metric_name(metric),
+            "by_position": by_position,
+            "site_kind": kind,
+        },
     )
     return PatchingResult(
         values=values.float().cpu(),
@@ -249,4 +339,3 @@ def build_result(model, kind: str, by_position: bool, values: Tensor, method: st
         fallback_reason=fallback_reason,
         shortcuts=shortcuts,
     )
-

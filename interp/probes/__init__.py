@@ -29,7 +29,6 @@ from interp.probes.steering import ablate, steer
 from interp.probes.synthetic import synthetic_activations
 from interp.probes.train import train_probes
 
-
 __all__ = [
     "HOLDOUT", "METRICS", "Direction", "ProbeEval", "ProbeResult", "ablate", "auroc", "load",
     "steer", "stratified_folds", "synthetic_activations", "train_probes",

@@ -6,18 +6,19 @@ by the model the probe was trained on.
 """
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from interp.progress import tqdm
 
 from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.plots import short
-from interp.provenance import Provenance
 from interp.probes.solver import compute_dtype, standardise_layer
+from interp.progress import tqdm
+from interp.provenance import Provenance
 from interp.sites import expand_sites, parse_site, site_name
 
 TENSOR_SOURCE = "activations tensor"  # the model_id of probes trained on a tensor
@@ -111,7 +112,9 @@ def check_finite(acts: Tensor, what: str) -> None:
     (4 ms for 12 x 4096 x 768 float32 where ``isfinite`` takes 180 ms); only a non-finite sum (an entry is,
     or finite entries overflowed) is searched entry by entry.
     """
-    if not acts.is_floating_point() or math.isfinite(float(acts.sum(dtype=torch.float32 if acts.itemsize < 4 else acts.dtype))):
+    if not acts.is_floating_point() or math.isfinite(
+        float(acts.sum(dtype=torch.float32 if acts.itemsize < 4 else acts.dtype))
+    ):
         return
     bad = ~torch.isfinite(acts)
     if bool(bad.any()):
@@ -120,7 +123,9 @@ def check_finite(acts: Tensor, what: str) -> None:
                           "recompute them (a float16 overflow? cache in float32) or drop those prompts.")  # fmt: skip
 
 
-def stack_store(store: Any, hooks: Sequence[str], progress: bool, order: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def stack_store(
+    store: Any, hooks: Sequence[str], progress: bool, order: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """h_last of every hook in one ``[layer, prompt, d_model]`` tensor (rows in ``order``), standardised.
 
     Read one hook at a time from the memory-mapped shards, so the peak is one copy of the stack.
@@ -134,7 +139,9 @@ def stack_store(store: Any, hooks: Sequence[str], progress: bool, order: Tensor 
     for i, hook in enumerate(tqdm(hooks, desc="reading h_last", disable=not progress, leave=False)):
         acts = first if i == 0 else read_hook(store, hook)
         if tuple(acts.shape) != (n, d):
-            raise InterpError(f"store[{hook!r}] has shape {tuple(acts.shape)}, but {hooks[0]} has {(n, d)}; probe them separately.")
+            raise InterpError(
+                f"store[{hook!r}] has shape {tuple(acts.shape)}, but {hooks[0]} has {(n, d)}; probe them separately."
+            )
         check_finite(acts, f"store[{hook!r}]")
         centre[i], spread[i] = standardise_layer(acts, order, out=x[i])
     return x, centre, spread
@@ -153,7 +160,9 @@ def from_tensor(
     check_finite(data, "the activations")
     names = tuple(hooks) if hooks is not None else tuple(site_name("resid_post", i) for i in range(n_layer))
     if len(names) != n_layer:
-        raise InterpError(f"hooks names {len(names)} layers but the activations have {n_layer}; give one hook name per layer.")
+        raise InterpError(
+            f"hooks names {len(names)} layers but the activations have {n_layer}; give one hook name per layer."
+        )
     for name in names:
         parse_site(name)  # raises with close matches for names that are not hook sites
     if layers != "all":
@@ -189,7 +198,9 @@ def check_same_model(provenance: Provenance, store: Any) -> None:
 # ---- labels ----------------------------------------------------------------------------------
 
 
-def labels_for(labels: Any, n: int, texts: Sequence[str], source: str, records: Sequence[dict] | None = None) -> list[str]:
+def labels_for(
+    labels: Any, n: int, texts: Sequence[str], source: str, records: Sequence[dict] | None = None
+) -> list[str]:
     """One label per prompt, as strings, from a record field name, a PromptSet or a sequence.
 
     ``texts`` are the prompts the labels must align with (``source`` names them in errors);
@@ -199,7 +210,9 @@ def labels_for(labels: Any, n: int, texts: Sequence[str], source: str, records: 
     if isinstance(labels, str):
         field_name = labels
         if records is None:
-            raise InterpError(f"labels={labels!r} names a record field, but the prompts in {source} have no records; pass one label per prompt.")
+            raise InterpError(
+                f"labels={labels!r} names a record field, but the prompts in {source} have no records; pass one label per prompt."
+            )
         if not any(labels in record for record in records):
             fields = sorted({key for record in records for key in record})
             raise InterpError(
@@ -220,7 +233,9 @@ def labels_for(labels: Any, n: int, texts: Sequence[str], source: str, records: 
     elif isinstance(labels, Sequence):
         values = list(labels)
     else:
-        raise InterpError(f"labels must be a record field name, a PromptSet or one label per prompt, got {type(labels).__name__}.")
+        raise InterpError(
+            f"labels must be a record field name, a PromptSet or one label per prompt, got {type(labels).__name__}."
+        )
     if len(values) != n:
         raise InterpError(
             f"labels has {len(values)} entries but there are {n} prompts in {source}; labels must align one-to-one "
@@ -236,7 +251,7 @@ def labels_for(labels: Any, n: int, texts: Sequence[str], source: str, records: 
     return [str(value) for value in values]
 
 
-def encode_labels(values: Sequence[str], positive: str | None) -> tuple[Bool[Tensor, "prompt"], tuple[str, str], bool]:
+def encode_labels(values: Sequence[str], positive: str | None) -> tuple[Bool[Tensor, " prompt"], tuple[str, str], bool]:
     """(y, (negative name, positive name), one_vs_rest). Default positive: the later of two sorted labels."""
     distinct = sorted(set(values))
     if positive is not None:

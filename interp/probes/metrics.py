@@ -7,7 +7,7 @@
 """
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -21,8 +21,8 @@ HOLDOUT = -1  # the `fold` of held-out prompts
 
 
 def stratified_folds(
-    y: Int[Tensor, "prompt"], cv: int = 5, holdout: float = 0.2, seed: int = 0, class_names: Sequence[str] | None = None
-) -> Int[Tensor, "prompt"]:
+    y: Int[Tensor, " prompt"], cv: int = 5, holdout: float = 0.2, seed: int = 0, class_names: Sequence[str] | None = None
+) -> Int[Tensor, " prompt"]:
     """Assign each prompt a cross-validation fold ``0..cv-1`` or ``-1`` (held out), per class.
 
     Within each class the prompts are shuffled (numpy, ``seed``), the first ``round(holdout *
@@ -78,8 +78,8 @@ def auroc(
 
 
 def binary_metrics(
-    logits: Float[Tensor, "*batch prompt"], y: Bool[Tensor, "prompt"], mask: Bool[Tensor, "*batch prompt"]
-) -> dict[str, Float[Tensor, "*batch"]]:
+    logits: Float[Tensor, "*batch prompt"], y: Bool[Tensor, " prompt"], mask: Bool[Tensor, "*batch prompt"]
+) -> dict[str, Float[Tensor, " *batch"]]:
     """Accuracy (logit > 0), AUROC and mean log-loss (nats) over the prompts in ``mask``; NaN where empty."""
     logits = logits.double()
     weight = mask.double()

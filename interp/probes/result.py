@@ -10,7 +10,6 @@ On disk (``ProbeResult.save(dir)``)::
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
@@ -26,12 +25,25 @@ from interp.probes.metrics import HOLDOUT, METRICS, binary_metrics, t_quantile_9
 from interp.provenance import Provenance
 from interp.results import Result
 
-FORMAT = ResultFormat(kind="probe", version=1, name="probe", meta_file="probe.json", tensors_file="probe.safetensors",
+FORMAT = ResultFormat(
+    kind="probe",
+    version=1,
+    name="probe",
+    meta_file="probe.json",
+    tensors_file="probe.safetensors",
     create="`interp probe train --store STORE --out DIR` or ProbeResult.save(DIR)",
-    load="interp.probes.load(DIR)", aliases={"interp.probe/1": 1})
-EVAL_FORMAT = ResultFormat(kind="probe_eval", version=1, name="probe evaluation", meta_file="probe_eval.json",
+    load="interp.probes.load(DIR)",
+    aliases={"interp.probe/1": 1},
+)
+EVAL_FORMAT = ResultFormat(
+    kind="probe_eval",
+    version=1,
+    name="probe evaluation",
+    meta_file="probe_eval.json",
     create="`interp probe eval --probe DIR --store STORE --out OUT` or ProbeEval.save(OUT)",
-    load="ProbeEval.load(OUT)", untagged=1)  # before tags: the same fields
+    load="ProbeEval.load(OUT)",
+    untagged=1,
+)  # before tags: the same fields
 WEIGHTS_FILE, META_FILE, FIGURE_FILE = FORMAT.tensors_file, FORMAT.meta_file, "probe.html"
 DIRECTION_KINDS = ("diff_means", "probe")
 
@@ -49,7 +61,7 @@ class Direction:
     the full separation of the class means along it (negative class towards positive).
     """
 
-    vector: Float[Tensor, "d_model"]
+    vector: Float[Tensor, " d_model"]
     hook: str
     kind: str  # "diff_means" or "probe"
     label_names: tuple[str, str] = ("0", "1")
@@ -62,7 +74,7 @@ class Direction:
             raise InterpError(f"Direction.kind is {self.kind!r}; use one of {', '.join(DIRECTION_KINDS)}.")
 
     @property
-    def unit(self) -> Float[Tensor, "d_model"]:
+    def unit(self) -> Float[Tensor, " d_model"]:
         return self.vector / self.vector.norm().clamp_min(1e-12)
 
 
@@ -82,24 +94,24 @@ class ProbeResult(Result):
     hooks: tuple[str, ...]
     label_names: tuple[str, str]
     texts: tuple[str, ...]
-    y: Int[Tensor, "prompt"]
-    fold: Int[Tensor, "prompt"]
+    y: Int[Tensor, " prompt"]
+    fold: Int[Tensor, " prompt"]
     cv_accuracy: Float[Tensor, "layer fold"]
     cv_auroc: Float[Tensor, "layer fold"]
     cv_log_loss: Float[Tensor, "layer fold"]
-    holdout_accuracy: Float[Tensor, "layer"]
-    holdout_auroc: Float[Tensor, "layer"]
-    holdout_log_loss: Float[Tensor, "layer"]
+    holdout_accuracy: Float[Tensor, " layer"]
+    holdout_auroc: Float[Tensor, " layer"]
+    holdout_log_loss: Float[Tensor, " layer"]
     diff_means_cv_auroc: Float[Tensor, "layer fold"]
-    diff_means_holdout_auroc: Float[Tensor, "layer"]
+    diff_means_holdout_auroc: Float[Tensor, " layer"]
     coef: Float[Tensor, "layer d_model"]
-    intercept: Float[Tensor, "layer"]
+    intercept: Float[Tensor, " layer"]
     mean: Float[Tensor, "layer d_model"]
     scale: Float[Tensor, "layer d_model"]
     diff_means: Float[Tensor, "layer d_model"]
     projection: Float[Tensor, "layer prompt 2"]
     oof_logits: Float[Tensor, "layer prompt"]
-    converged: Bool[Tensor, "layer"]
+    converged: Bool[Tensor, " layer"]
     C: float
     seed: int
     n_iter: int
@@ -113,8 +125,20 @@ class ProbeResult(Result):
         if len(self.label_names) != 2:
             raise InterpError(f"ProbeResult.label_names must name two classes, got {self.label_names!r}.")
         expected = {name: (n_prompt,) for name in ("y", "fold")}
-        expected |= {name: (n_layer, n_fold) for name in ("cv_accuracy", "cv_auroc", "cv_log_loss", "diff_means_cv_auroc")}
-        expected |= {name: (n_layer,) for name in ("holdout_accuracy", "holdout_auroc", "holdout_log_loss", "diff_means_holdout_auroc", "intercept", "converged")}
+        expected |= {
+            name: (n_layer, n_fold) for name in ("cv_accuracy", "cv_auroc", "cv_log_loss", "diff_means_cv_auroc")
+        }
+        expected |= {
+            name: (n_layer,)
+            for name in (
+                "holdout_accuracy",
+                "holdout_auroc",
+                "holdout_log_loss",
+                "diff_means_holdout_auroc",
+                "intercept",
+                "converged",
+            )
+        }
         expected |= {name: (n_layer, d) for name in ("coef", "mean", "scale", "diff_means")}
         expected |= {"projection": (n_layer, n_prompt, 2), "oof_logits": (n_layer, n_prompt)}
         for name, shape in expected.items():
@@ -164,7 +188,7 @@ class ProbeResult(Result):
             raise InterpError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}.")
         return getattr(self, f"cv_{metric}")
 
-    def cv_interval(self, metric: str) -> tuple[Float[Tensor, "layer"], Float[Tensor, "layer"], Float[Tensor, "layer"]]:
+    def cv_interval(self, metric: str) -> tuple[Float[Tensor, " layer"], Float[Tensor, " layer"], Float[Tensor, " layer"]]:
         """(mean, low, high) over folds: mean +- t(0.975, cv-1) * sd / sqrt(cv), clipped to the metric's range.
 
         Folds share training data, so the interval is approximate (it ignores that correlation).
@@ -181,14 +205,18 @@ class ProbeResult(Result):
         acc, acc_lo, acc_hi = self.cv_interval("accuracy")
         auc, auc_lo, auc_hi = self.cv_interval("auroc")
         log_loss = self.cv_log_loss.mean(-1)
-        rows = [f"{'layer':>6}  {'cv accuracy':>21}  {'cv auroc':>21}  {'cv logloss':>10}  {'ho acc':>6}  {'ho auroc':>8}  {'dm auroc':>8}"]
+        rows = [
+            f"{'layer':>6}  {'cv accuracy':>21}  {'cv auroc':>21}  {'cv logloss':>10}  {'ho acc':>6}  {'ho auroc':>8}  {'dm auroc':>8}"
+        ]
         for i, label in enumerate(self.layer_labels):
             rows.append(
                 f"{label:>6}  {acc[i]:.3f} [{acc_lo[i]:.3f}, {acc_hi[i]:.3f}]  {auc[i]:.3f} [{auc_lo[i]:.3f}, {auc_hi[i]:.3f}]"
                 f"  {log_loss[i]:10.3f}  {self.holdout_accuracy[i]:6.3f}  {self.holdout_auroc[i]:8.3f}"
                 f"  {self.diff_means_holdout_auroc[i]:8.3f}{' *' if i == self.best_index else ''}"
             )
-        rows.append(f"best layer: {self.layer_labels[self.best_index]} ({self.best_hook}); positive class: {self.label_names[1]!r}")
+        rows.append(
+            f"best layer: {self.layer_labels[self.best_index]} ({self.best_hook}); positive class: {self.label_names[1]!r}"
+        )
         return "\n".join(rows)
 
     # ---- using the probes --------------------------------------------------------------------
@@ -224,9 +252,15 @@ class ProbeResult(Result):
             vector = unit * (diff @ unit)
         else:
             raise InterpError(f"kind={kind!r}; use one of {', '.join(DIRECTION_KINDS)}.")
-        return Direction(vector=vector.clone(), hook=self.hooks[i], kind=kind, label_names=self.label_names, provenance=self.provenance)
+        return Direction(
+            vector=vector.clone(),
+            hook=self.hooks[i],
+            kind=kind,
+            label_names=self.label_names,
+            provenance=self.provenance,
+        )
 
-    def logits(self, acts: Float[Tensor, "prompt d_model"], layer: int | str | None = None) -> Float[Tensor, "prompt"]:
+    def logits(self, acts: Float[Tensor, "prompt d_model"], layer: int | str | None = None) -> Float[Tensor, " prompt"]:
         """The probe's logit of the positive class at one layer (float64), from activations at that layer."""
         return self._logits_at(acts, self.index(layer))
 
@@ -239,7 +273,7 @@ class ProbeResult(Result):
         x = acts.detach().to(torch.float64)
         return ((x - self.mean[i].double()) / self.scale[i].double()) @ self.coef[i].double() + float(self.intercept[i])
 
-    def predict(self, data: Any, layer: int | str | None = None) -> Float[Tensor, "prompt"]:
+    def predict(self, data: Any, layer: int | str | None = None) -> Float[Tensor, " prompt"]:
         """P(positive class) per prompt at ``layer`` (default: the best layer).
 
         ``data``: an ActivationStore of the same model (its weights hash is checked), activations
@@ -342,9 +376,9 @@ class ProbeEval(Result):
 
     hooks: tuple[str, ...]
     label_names: tuple[str, str]
-    accuracy: Float[Tensor, "layer"]
-    auroc: Float[Tensor, "layer"]
-    log_loss: Float[Tensor, "layer"]
+    accuracy: Float[Tensor, " layer"]
+    auroc: Float[Tensor, " layer"]
+    log_loss: Float[Tensor, " layer"]
     n_prompts: int
     n_positive: int
     provenance: Provenance
@@ -356,7 +390,9 @@ class ProbeEval(Result):
     def summary(self) -> str:
         rows = [f"{'layer':>6}  {'accuracy':>8}  {'auroc':>6}  {'log-loss':>8}"]
         for i, hook in enumerate(self.hooks):
-            rows.append(f"{layer_label(hook):>6}  {self.accuracy[i]:8.3f}  {self.auroc[i]:6.3f}  {self.log_loss[i]:8.3f}")
+            rows.append(
+                f"{layer_label(hook):>6}  {self.accuracy[i]:8.3f}  {self.auroc[i]:6.3f}  {self.log_loss[i]:8.3f}"
+            )
         rows.append(f"{self.n_prompts} prompts, {self.n_positive} labelled {self.label_names[1]!r}")
         return "\n".join(rows)
 
@@ -379,4 +415,6 @@ class ProbeEval(Result):
         ]
         series = {metric: getattr(self, metric).tolist() for metric in METRICS}
         title = f"Probes on {self.n_prompts} new prompts: {self.label_names[1]!r} vs {self.label_names[0]!r}"
-        return plots.line_plot(labels, series, hover, title, "layer", "metric value", reference_lines={"chance AUROC": 0.5})
+        return plots.line_plot(
+            labels, series, hover, title, "layer", "metric value", reference_lines={"chance AUROC": 0.5}
+        )

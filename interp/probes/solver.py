@@ -24,6 +24,7 @@ import numpy
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
+
 from interp.progress import tqdm
 
 FLOAT64_MAX_ELEMENTS = 2**24  # inputs up to this size are fitted in float64, larger ones in float32
@@ -65,7 +66,7 @@ class Fit:
 
 
 def problem_statistics(
-    x: Float[Tensor, "layer prompt d_model"], y: Bool[Tensor, "prompt"], train: Bool[Tensor, "fold prompt"]
+    x: Float[Tensor, "layer prompt d_model"], y: Bool[Tensor, " prompt"], train: Bool[Tensor, "fold prompt"]
 ) -> ProblemStatistics:
     """Mean, (population) std and class means of every layer over every problem's training rows.
 
@@ -94,7 +95,7 @@ def problem_statistics(
 
 def fit_logistic(
     x: Float[Tensor, "layer prompt d_model"],
-    y: Bool[Tensor, "prompt"],
+    y: Bool[Tensor, " prompt"],
     train: Bool[Tensor, "fold prompt"],
     statistics: ProblemStatistics,
     covariance: "Covariance",
@@ -213,7 +214,9 @@ def fit_logistic(
     loss = data_loss(z)
     # at w = 0 every residual is 1/2 - y: x's part of the gradient is half the difference of the class sums
     positive_share = (train & y).sum(-1).to(dtype) / n_f
-    class_gap = statistics.negative_mean * (1 - positive_share[:, None]) - statistics.positive_mean * positive_share[:, None]
+    class_gap = (
+        statistics.negative_mean * (1 - positive_share[:, None]) - statistics.positive_mean * positive_share[:, None]
+    )
     grad_x = (0.5 * class_gap).to(x.dtype)
     grad = assemble(grad_x, (0.5 - positive_share).expand(n_layer, n_fold), theta[..., :d])
     s_hist = torch.zeros(history, n_layer, n_fold, d + 1, dtype=dtype)
@@ -247,7 +250,9 @@ def fit_logistic(
         if slots:  # scaling gamma from the newest curvature pair
             newest = slots[0]
             ypy = torch.linalg.vecdot(y_hist[newest], py_hist[newest])
-            gamma = torch.where(last_valid, torch.linalg.vecdot(s_hist[newest], y_hist[newest]) / ypy.clamp_min(1e-300), gamma)
+            gamma = torch.where(
+                last_valid, torch.linalg.vecdot(s_hist[newest], y_hist[newest]) / ypy.clamp_min(1e-300), gamma
+            )
         r = pq.mul_(gamma[..., None])
         for j, a in zip(reversed(slots), reversed(alphas)):
             b = rho[j] * torch.linalg.vecdot(y_hist[j], r)
@@ -302,6 +307,7 @@ def fit_logistic(
         converged=converged,
     )
 
+
 def layer_products(
     left: Float[Tensor, "layer a b"], right: Float[Tensor, "layer b c"], layers: list[int], keep: Tensor | None = None
 ) -> Float[Tensor, "layer a c"]:
@@ -328,7 +334,9 @@ def row_sample(n: int, size: int, seed: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
-def projection_axes(covariance: "Covariance", direction: Float[Tensor, "layer d_model"]) -> Float[Tensor, "layer 2 d_model"]:
+def projection_axes(
+    covariance: "Covariance", direction: Float[Tensor, "layer d_model"]
+) -> Float[Tensor, "layer 2 d_model"]:
     """The unit difference-of-means direction and the top PC orthogonal to it (the 2-D view's axes)."""
     unit = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     d = direction.shape[-1]
@@ -454,7 +462,7 @@ def standardise(acts: Tensor, order: Tensor | None = None) -> tuple[Tensor, Tens
 
 def standardise_layer(
     acts: Float[Tensor, "prompt d_model"], order: Tensor | None, out: Float[Tensor, "prompt d_model"]
-) -> tuple[Float[Tensor, "d_model"], Float[Tensor, "d_model"]]:
+) -> tuple[Float[Tensor, " d_model"], Float[Tensor, " d_model"]]:
     """Write ``acts`` (rows in ``order``) into ``out``, centred and scaled; return the centre and spread.
 
     Centre and spread come from a fixed sample of the rows in their given order (a

@@ -4,8 +4,9 @@ Both are context managers: their hooks act on every forward pass inside the ``wi
 ``model.generate`` included, and are removed on exit, also when the block raises.
 """
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from jaxtyping import Float
 from torch import Tensor
@@ -18,7 +19,9 @@ RESIDUAL_KINDS = ("resid_pre", "resid_mid", "resid_post")
 
 
 @contextmanager
-def steer(model: Any, direction: Direction | Float[Tensor, "d_model"], alpha: float, hook: str | None = None) -> Iterator[Any]:
+def steer(
+    model: Any, direction: Direction | Float[Tensor, " d_model"], alpha: float, hook: str | None = None
+) -> Iterator[Any]:
     """Add ``alpha * direction`` to the activations at the direction's hook, at every position.
 
     Example (``model`` a TransformerBridge, ``result`` a ProbeResult)::
@@ -36,7 +39,9 @@ def steer(model: Any, direction: Direction | Float[Tensor, "d_model"], alpha: fl
 
 
 @contextmanager
-def ablate(model: Any, direction: Direction | Float[Tensor, "d_model"], hook: str | None = None, everywhere: bool = False) -> Iterator[Any]:
+def ablate(
+    model: Any, direction: Direction | Float[Tensor, " d_model"], hook: str | None = None, everywhere: bool = False
+) -> Iterator[Any]:
     """Project the direction out: ``h <- h - (h . u) u`` with ``u`` the unit direction, at every position.
 
     At the direction's hook only, or with ``everywhere=True`` at every layer's resid_pre,
@@ -80,5 +85,7 @@ def _resolve(model: Any, direction: Direction | Tensor, hook: str | None) -> tup
             "use a direction from a probe trained on this model."
         )
     if model.get_hook_point(name) is None:
-        raise unknown_site_error(name, [site_name(kind, layer) for layer in range(int(model.cfg.n_layers)) for kind in RESIDUAL_KINDS])
+        raise unknown_site_error(
+            name, [site_name(kind, layer) for layer in range(int(model.cfg.n_layers)) for kind in RESIDUAL_KINDS]
+        )
     return vector.detach(), name

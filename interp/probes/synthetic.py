@@ -1,6 +1,6 @@
 """Synthetic h_last with a planted class direction per layer: for tests, benchmarks and examples."""
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Float
@@ -47,4 +47,3 @@ def synthetic_activations(
         acts[layer] = h
     labels = ["harmful" if v else "benign" for v in y.tolist()]
     return acts, labels
-

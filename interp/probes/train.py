@@ -1,6 +1,7 @@
 """``train_probes``: a logistic-regression probe per layer, all layers and folds in one batched fit."""
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import einops
 import torch
@@ -9,10 +10,26 @@ from torch import Tensor
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.probes.inputs import TENSOR_SOURCE, check_store, encode_labels, from_tensor, labels_for, select_hooks, stack_store
+from interp.probes.inputs import (
+    TENSOR_SOURCE,
+    check_store,
+    encode_labels,
+    from_tensor,
+    labels_for,
+    select_hooks,
+    stack_store,
+)
 from interp.probes.metrics import HOLDOUT, auroc, binary_metrics, stratified_folds
 from interp.probes.result import ProbeResult
-from interp.probes.solver import GRAM_ROWS, Covariance, fit_logistic, problem_statistics, projection_axes, row_sample, standardise
+from interp.probes.solver import (
+    GRAM_ROWS,
+    Covariance,
+    fit_logistic,
+    problem_statistics,
+    projection_axes,
+    row_sample,
+    standardise,
+)
 from interp.provenance import Provenance, hash_json
 
 
@@ -65,7 +82,12 @@ def train_probes(
                 texts = labels.texts
             acts, hook_names, prompt_texts = from_tensor(data, layers, hooks, texts)
             values = labels_for(labels, len(prompt_texts), prompt_texts, "the activations")
-            source = Provenance(model_id=TENSOR_SOURCE, weights_hash="", dataset_hash=hash_json({"texts": list(prompt_texts), "labels": values}), extra={"source": "tensor"})
+            source = Provenance(
+                model_id=TENSOR_SOURCE,
+                weights_hash="",
+                dataset_hash=hash_json({"texts": list(prompt_texts), "labels": values}),
+                extra={"source": "tensor"},
+            )
         else:
             check_store(data)
             if hooks is not None or texts is not None:
@@ -79,7 +101,9 @@ def train_probes(
         # rows reordered: the prompts that some fit trains on first, the held-out ones after, so
         # that every pass of the solver reads one contiguous block and skips the held-out rows
         order = torch.cat([torch.nonzero(fold != HOLDOUT).flatten(), torch.nonzero(fold == HOLDOUT).flatten()])
-        x, centre, spread = standardise(acts, order) if isinstance(data, Tensor) else stack_store(data, hook_names, progress, order)
+        x, centre, spread = (
+            standardise(acts, order) if isinstance(data, Tensor) else stack_store(data, hook_names, progress, order)
+        )
         settings = {"C": C, "cv": cv, "holdout": holdout, "positive": label_names[1], "tol": tol}
         provenance = Provenance(
             model_id=source.model_id,
@@ -95,11 +119,11 @@ def train_probes(
 
 def _train(
     x: Float[Tensor, "layer prompt d_model"],
-    order: Int[Tensor, "prompt"],
+    order: Int[Tensor, " prompt"],
     centre: Float[Tensor, "layer d_model"],
     spread: Float[Tensor, "layer d_model"],
-    y: Bool[Tensor, "prompt"],
-    fold: Int[Tensor, "prompt"],
+    y: Bool[Tensor, " prompt"],
+    fold: Int[Tensor, " prompt"],
     cv: int,
     C: float,
     tol: float,
@@ -125,7 +149,9 @@ def _train(
     statistics = problem_statistics(fit_x, y_rows[:n_fit], train)
     diff = (statistics.positive_mean - statistics.negative_mean).to(x.dtype)  # per problem, standardised coordinates
     axes = projection_axes(covariance, diff[:, cv])  # before the solver factorises the covariance
-    fit = fit_logistic(fit_x, y_rows[:n_fit], train, statistics, covariance, C=C, tol=tol, max_iter=max_iter, progress=progress)
+    fit = fit_logistic(
+        fit_x, y_rows[:n_fit], train, statistics, covariance, C=C, tol=tol, max_iter=max_iter, progress=progress
+    )
 
     # probe logits: the solver's on the fitted rows, one product on the held-out ones; diff-of-means
     # scores under every problem and the 2-D view of every prompt in one product
@@ -167,7 +193,7 @@ def _train(
 def problem_metrics(
     logits: Float[Tensor, "layer problem row"],
     diff_scores: Float[Tensor, "layer problem row"],
-    y: Bool[Tensor, "row"],
+    y: Bool[Tensor, " row"],
     test: Bool[Tensor, "problem row"],
 ) -> tuple[dict[str, Float[Tensor, "layer problem"]], Float[Tensor, "layer problem"]]:
     """Each problem's metrics over its own test rows (a fold, or the held-out prompts).

@@ -7,9 +7,9 @@
 """
 
 import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 from jaxtyping import Float
@@ -25,10 +25,12 @@ from interp.pruning.weights import DecoderWeight, decoder_weights
 class PrunedWeights:
     """The values a ``prune`` call overwrote, so that ``restore()`` can write them back exactly."""
 
-    saved: list[tuple[DecoderWeight, Tensor, Float[Tensor, "n"]]]  # (weight, mask, original values)
+    saved: list[tuple[DecoderWeight, Tensor, Float[Tensor, " n"]]]  # (weight, mask, original values)
     mask: PruningMask
     restored: bool = False
-    active: list["PrunedWeights"] = field(default_factory=list, repr=False)  # the model's unrestored prunes, oldest first
+    active: list["PrunedWeights"] = field(
+        default_factory=list, repr=False
+    )  # the model's unrestored prunes, oldest first
 
     def restore(self) -> None:
         """Write the original values back (in reverse order, so nested prunes unwind correctly).

@@ -15,19 +15,20 @@ last finished batch, a rerun with other settings is refused.
 import json
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-from interp.progress import tqdm
+from typing import Any
 
 from interp import defaults
 from interp.data import PromptSet
 from interp.errors import InterpError
-from interp.io import atomic_write_json, exclusive_lock, read_jsonl
+from interp.directories import exclusive_lock
+from interp.io import atomic_write_json, read_jsonl
 from interp.model import model_id
-from interp.provenance import Provenance, hash_json
 from interp.model.weights import weights_hash
+from interp.progress import tqdm
+from interp.provenance import Provenance, hash_json
 
 RECORDS = "completions.jsonl"
 PROVENANCE = "provenance.json"
@@ -49,11 +50,15 @@ class Completions:
         directory = Path(directory)
         path, provenance = directory / RECORDS, directory / PROVENANCE
         if not path.is_file() or not provenance.is_file():
-            raise InterpError(f"{directory} holds no completions ({RECORDS} and {PROVENANCE}); make them with generate_completions(model, prompts, out).")
+            raise InterpError(
+                f"{directory} holds no completions ({RECORDS} and {PROVENANCE}); make them with generate_completions(model, prompts, out)."
+            )
         record = json.loads(provenance.read_text(encoding="utf-8"))
         records = read_jsonl(path, torn_tail=True)
         if record["extra"].get("finished") is not True or len(records) != record["extra"]["n"]:
-            raise InterpError(f"{directory}: the completions are unfinished ({len(records)} of {record['extra']['n']}); rerun generate_completions with the same settings to finish them.")
+            raise InterpError(
+                f"{directory}: the completions are unfinished ({len(records)} of {record['extra']['n']}); rerun generate_completions with the same settings to finish them."
+            )
         return cls(records=tuple(records), provenance=record)
 
 
@@ -103,12 +108,25 @@ def generate_completions(
                 texts = [formatted.texts[row] for row in rows]
                 responses = generate_responses(model, texts, max_new_tokens=max_new_tokens, batch_size=len(texts))
                 for row, text, response in zip(rows, texts, responses):
-                    record = {**requests.records[row], "text": text, "instruction": requests.texts[row], "response": response}
+                    record = {
+                        **requests.records[row],
+                        "text": text,
+                        "instruction": requests.texts[row],
+                        "response": response,
+                    }
                     sink.write(json.dumps(record, ensure_ascii=False) + "\n")
                     records.append(record)
                 sink.flush()
                 os.fsync(sink.fileno())
-                _write_provenance(out, model_name or model_id(model), weights, settings, len(records), elapsed + time.perf_counter() - started, finished=False)
+                _write_provenance(
+                    out,
+                    model_name or model_id(model),
+                    weights,
+                    settings,
+                    len(records),
+                    elapsed + time.perf_counter() - started,
+                    finished=False,
+                )
         seconds = elapsed + time.perf_counter() - started
         _write_provenance(out, model_name or model_id(model), weights, settings, len(records), seconds, finished=True)
     return Completions.load(out)
@@ -122,7 +140,9 @@ def _resume(out: Path, settings: Mapping[str, Any], weights: str) -> tuple[list[
     saved = _saved_extra(out)
     recorded = {key: saved.get(key) for key in settings}
     if not saved or recorded != dict(settings) or saved.get("weights_hash") != weights:
-        raise InterpError(f"{out} holds completions made with other prompts, settings or weights; pass another output directory or delete it.")
+        raise InterpError(
+            f"{out} holds completions made with other prompts, settings or weights; pass another output directory or delete it."
+        )
     data = path.read_bytes()
     records = read_jsonl(data, what=str(path), torn_tail=True)
     if data and not data.endswith(b"\n"):
@@ -138,7 +158,9 @@ def _saved_extra(out: Path) -> dict[str, Any]:
     return {**record["extra"], "weights_hash": record["weights_hash"]}
 
 
-def _write_provenance(out: Path, name: str, weights: str, settings: Mapping[str, Any], n_done: int, seconds: float, finished: bool) -> None:
+def _write_provenance(
+    out: Path, name: str, weights: str, settings: Mapping[str, Any], n_done: int, seconds: float, finished: bool
+) -> None:
     extra = {**settings, "n_done": n_done, "seconds": round(seconds, 3), "finished": finished,
              "completions_per_second": round(n_done / seconds, 4) if seconds > 0 else 0.0}  # fmt: skip
     provenance = Provenance(model_id=name, weights_hash=weights, dataset_hash=settings["prompts_hash"], extra=extra)

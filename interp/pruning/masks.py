@@ -14,9 +14,9 @@ A ``PruningMask`` holds one bool tensor per decoder weight (``True`` = prune), i
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from einops import rearrange
@@ -27,9 +27,16 @@ from interp.errors import InterpError
 from interp.io import ResultFormat, read_result, write_result
 from interp.pruning.scores import ImportanceScores, layer_module_grid, tensor_shape
 
-FORMAT = ResultFormat(kind="pruning_mask", version=1, name="pruning-mask file", meta_file="", tensors_file="mask.safetensors",
+FORMAT = ResultFormat(
+    kind="pruning_mask",
+    version=1,
+    name="pruning-mask file",
+    meta_file="",
+    tensors_file="mask.safetensors",
     create="set_difference(harm, benign, p, q).save(PATH) (`interp prune ... --out DIR` writes DIR/masks/)",
-    load="PruningMask.load(PATH)", aliases={"interp-pruning-mask": 1})
+    load="PruningMask.load(PATH)",
+    aliases={"interp-pruning-mask": 1},
+)
 SCOPES = ("row", "matrix", "global")
 
 Scores = ImportanceScores | Mapping[str, Float[Tensor, "d_out d_in"]]
@@ -105,7 +112,9 @@ class PruningMask:
         for key, mask in self.masks.items():
             if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.dim() != 2:
                 shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
-                raise InterpError(f"the mask of {key} must be a 2-D bool tensor, got {shape} {getattr(mask, 'dtype', '')}.")
+                raise InterpError(
+                    f"the mask of {key} must be a 2-D bool tensor, got {shape} {getattr(mask, 'dtype', '')}."
+                )
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -139,22 +148,34 @@ class PruningMask:
         _check_same_layout(self.masks, other.masks, "the two masks")
         n_both = sum(int((self.masks[key] & other.masks[key].to(self.masks[key].device)).sum()) for key in self.keys)
         chance = sum(int(self.masks[k].sum()) * int(other.masks[k].sum()) / self.masks[k].numel() for k in self.keys)
-        return MaskOverlap(n_a=self.n_pruned, n_b=other.n_pruned, n_both=n_both, n_total=self.n_total, chance_n_both=chance)
+        return MaskOverlap(
+            n_a=self.n_pruned, n_b=other.n_pruned, n_both=n_both, n_total=self.n_total, chance_n_both=chance
+        )
 
     def save(self, path: str | Path) -> Path:
         """One safetensors file of bool tensors (a directory gets ``mask.safetensors``)."""
-        return write_result(path, FORMAT, {"description": self.description, "model_id": self.model_id}, provenance=None, tensors=dict(self.masks))
+        return write_result(
+            path,
+            FORMAT,
+            {"description": self.description, "model_id": self.model_id},
+            provenance=None,
+            tensors=dict(self.masks),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> "PruningMask":
         saved = read_result(path, FORMAT)
-        return cls(saved.tensors.load_all(), str(saved.meta.get("description", "")), str(saved.meta.get("model_id", "")))
+        return cls(
+            saved.tensors.load_all(), str(saved.meta.get("description", "")), str(saved.meta.get("model_id", ""))
+        )
 
     def figure(self):
         """Share of each weight matrix that is pruned, per layer and module (a heatmap)."""
         from interp.plots import layer_module_heatmap
 
-        layers, modules, grid = layer_module_grid({key: 100.0 * count / self.masks[key].numel() for key, count in self.counts().items()})
+        layers, modules, grid = layer_module_grid(
+            {key: 100.0 * count / self.masks[key].numel() for key, count in self.counts().items()}
+        )
         title = f"Pruned weights per matrix ({100 * self.fraction:.3g}% of {self.n_total:,}){': ' + self.description if self.description else ''}"
         return layer_module_heatmap(grid, layers, modules, title=title, colorbar_title="% pruned")
 
@@ -172,7 +193,11 @@ def check_fraction(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value <= 1):
         raise InterpError(
             f"{name} must be a fraction in (0, 1] (0.01 = the top 1% of each matrix), got {value!r}."
-            + (" Did you mean a percentage? Divide it by 100." if isinstance(value, (int, float)) and 1 < value <= 100 else "")
+            + (
+                " Did you mean a percentage? Divide it by 100."
+                if isinstance(value, (int, float)) and 1 < value <= 100
+                else ""
+            )
         )
     return float(value)
 
@@ -186,10 +211,12 @@ def _check_same_layout(a: Mapping[str, Tensor], b: Mapping[str, Tensor], what: s
         )
     for key in a:
         if tensor_shape(a, key) != tensor_shape(b, key):
-            raise InterpError(f"{what} disagree on the shape of {key}: {tensor_shape(a, key)} vs {tensor_shape(b, key)}.")
+            raise InterpError(
+                f"{what} disagree on the shape of {key}: {tensor_shape(a, key)} vs {tensor_shape(b, key)}."
+            )
 
 
-def _top_indices(values: Float[Tensor, "n"], k: int) -> Tensor:
+def _top_indices(values: Float[Tensor, " n"], k: int) -> Tensor:
     if k <= 0:
         return torch.empty(0, dtype=torch.long, device=values.device)
     return torch.topk(values, k, largest=True, sorted=False).indices
@@ -225,7 +252,9 @@ def set_difference(harm: Scores, benign: Scores, p: float, q: float) -> PruningM
         flat[_top_indices(benign_values, int(p * n))] = False
         masks[key] = rearrange(flat, "(d_out d_in) -> d_out d_in", d_out=harm_map[key].shape[0])
     method = f" ({harm.method})" if isinstance(harm, ImportanceScores) else ""
-    return PruningMask(masks, f"set difference{method}: top q={q:g} harm minus top p={p:g} benign, per matrix", _model_id(harm))
+    return PruningMask(
+        masks, f"set difference{method}: top q={q:g} harm minus top p={p:g} benign, per matrix", _model_id(harm)
+    )
 
 
 def top_k_mask(scores: Scores, fraction: float, scope: str = "matrix") -> PruningMask:

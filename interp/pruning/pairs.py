@@ -11,8 +11,9 @@ reference implementation does; the loss covers the response tokens only.
 """
 
 import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ class ResponsePair:
 class TokenizedPair:
     """Prompt + response token ids; ``prompt_length`` tokens of prompt come first."""
 
-    tokens: Int[Tensor, "pos"]
+    tokens: Int[Tensor, " pos"]
     prompt_length: int
 
     @property
@@ -82,7 +83,9 @@ def response_pairs(dataset: Records, source: str = "") -> list[ResponsePair]:
                 "Put the prompt under 'prompt' or 'text'."
             )
         if not isinstance(response, str) or not response.strip():
-            preview = json.dumps({k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))}, ensure_ascii=False)[:120]
+            preview = json.dumps(
+                {k: v for k, v in record.items() if isinstance(v, (str, int, float, bool))}, ensure_ascii=False
+            )[:120]
             raise InterpError(
                 f"example {index}{where} has no response (record: {preview}). Pruning scores and utility losses are "
                 "computed on response tokens: give every record a non-empty 'response' field "
@@ -105,7 +108,9 @@ def tokenize_pairs(model, pairs: Sequence[ResponsePair]) -> list[TokenizedPair]:
     for index, (pair, prompt) in enumerate(zip(pairs, prompt_ids)):
         response = model.tokenizer(pair.response, add_special_tokens=False)["input_ids"]
         if len(response) == 0:
-            raise InterpError(f"the response of example {index} tokenizes to nothing ({pair.response!r}); give it some text.")
+            raise InterpError(
+                f"the response of example {index} tokenizes to nothing ({pair.response!r}); give it some text."
+            )
         tokens = torch.cat([prompt.to(torch.long), torch.tensor(response, dtype=torch.long)])
         if len(tokens) > limit:
             raise InterpError(
@@ -150,12 +155,16 @@ def iter_response_batches(
         yield ResponseBatch(padded.tokens, padded.attention_mask, response)
 
 
-def response_nll(logits: Float[Tensor, "batch pos vocab"], batch: ResponseBatch) -> tuple[Float[Tensor, "batch"], Int[Tensor, "batch"]]:
+def response_nll(
+    logits: Float[Tensor, "batch pos vocab"], batch: ResponseBatch
+) -> tuple[Float[Tensor, " batch"], Int[Tensor, " batch"]]:
     """Per example: the summed cross-entropy (float32) over its response tokens, and their count."""
     return response_nll_at_targets(logits[:, :-1][batch.target_mask.to(logits.device)], batch)
 
 
-def response_nll_at_targets(logits: Float[Tensor, "target vocab"], batch: ResponseBatch) -> tuple[Float[Tensor, "batch"], Int[Tensor, "batch"]]:
+def response_nll_at_targets(
+    logits: Float[Tensor, "target vocab"], batch: ResponseBatch
+) -> tuple[Float[Tensor, " batch"], Int[Tensor, " batch"]]:
     """``response_nll`` from the logits at the positions that predict a response token only
     (``logits[:, :-1][batch.target_mask]``, in that order), so nothing else needs unembedding."""
     mask = batch.target_mask.to(logits.device)

@@ -19,10 +19,9 @@ On disk (``RecognitionResult.save(dir)``)::
 """
 
 import dataclasses
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 import torch
@@ -34,19 +33,25 @@ from interp.data import PromptSet
 from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.model import model_id
+from interp.model.weights import weights_hash
 from interp.probes import HOLDOUT, ProbeResult, auroc, train_probes
 from interp.provenance import Provenance, hash_json
-from interp.results import Result
-from interp.model.weights import weights_hash
 from interp.pruning.apply import pruned
 from interp.pruning.masks import PruningMask
 from interp.pruning.weights import decoder_weights
+from interp.results import Result
 from interp.sites import layer_sites
 from interp.store import capture_activations
 
-FORMAT = ResultFormat(kind="recognition", version=1, name="recognition-after-pruning result", meta_file="recognition.json", tensors_file="recognition.safetensors",
+FORMAT = ResultFormat(
+    kind="recognition",
+    version=1,
+    name="recognition-after-pruning result",
+    meta_file="recognition.json",
+    tensors_file="recognition.safetensors",
     create="recognition_after_pruning(model, mask, harmful, benign).save(DIR) or `interp run circuits/real_harm_pruning/real_harm_recognition.toml --out DIR`",
-    load="RecognitionResult.load(DIR)")
+    load="RecognitionResult.load(DIR)",
+)
 FIGURE_FILE, PROBE_DIR = "recognition.html", "probe"
 LABELS = ("benign", "harmful")  # (negative, positive) class of the probes
 MASK_TITLES = {"mask": "pruning mask", "random": "random control"}
@@ -64,18 +69,26 @@ class RecognitionResult(Result):
     mask_descriptions: tuple[str, ...]
     mask_counts: tuple[int, ...]  # weights zeroed
     mask_fractions: tuple[float, ...]  # share of the weights the mask covers
-    unpruned_auroc: Float[Tensor, "layer"]
+    unpruned_auroc: Float[Tensor, " layer"]
     frozen_auroc: Float[Tensor, "mask layer"]
     retrained_auroc: Float[Tensor, "mask layer"]
     provenance: Provenance
 
     def __post_init__(self) -> None:
         n_mask, n_layer = len(self.masks), len(self.probe.hooks)
-        if not n_mask or not all(len(values) == n_mask for values in (self.mask_descriptions, self.mask_counts, self.mask_fractions)):
+        if not n_mask or not all(
+            len(values) == n_mask for values in (self.mask_descriptions, self.mask_counts, self.mask_fractions)
+        ):
             raise InterpError(f"RecognitionResult needs one description, count and fraction per mask ({n_mask} masks).")
-        for name, shape in (("unpruned_auroc", (n_layer,)), ("frozen_auroc", (n_mask, n_layer)), ("retrained_auroc", (n_mask, n_layer))):
+        for name, shape in (
+            ("unpruned_auroc", (n_layer,)),
+            ("frozen_auroc", (n_mask, n_layer)),
+            ("retrained_auroc", (n_mask, n_layer)),
+        ):
             if tuple(getattr(self, name).shape) != shape:
-                raise InterpError(f"RecognitionResult.{name} has shape {tuple(getattr(self, name).shape)}, expected {shape}.")
+                raise InterpError(
+                    f"RecognitionResult.{name} has shape {tuple(getattr(self, name).shape)}, expected {shape}."
+                )
 
     @property
     def hooks(self) -> tuple[str, ...]:
@@ -98,7 +111,10 @@ class RecognitionResult(Result):
         """``{"layer": labels, "unpruned": [...], "MASK_frozen": [...], "MASK_retrained": [...]}`` (AUROC per layer)."""
         rows: dict[str, list] = {"layer": list(self.layer_labels), "unpruned": self.unpruned_auroc.tolist()}
         for i, name in enumerate(self.masks):
-            rows[f"{name}_frozen"], rows[f"{name}_retrained"] = self.frozen_auroc[i].tolist(), self.retrained_auroc[i].tolist()
+            rows[f"{name}_frozen"], rows[f"{name}_retrained"] = (
+                self.frozen_auroc[i].tolist(),
+                self.retrained_auroc[i].tolist(),
+            )
         return rows
 
     def summary(self) -> str:
@@ -106,9 +122,18 @@ class RecognitionResult(Result):
         heads = [f"{name} {kind}" for name in self.masks for kind in ("frozen", "retrained")]
         rows = [f"{'layer':>6}  {'unpruned':>8}  " + "  ".join(f"{head:>16}" for head in heads)]
         for j, label in enumerate(self.layer_labels):
-            values = [float(getattr(self, f"{kind}_auroc")[i, j]) for i in range(len(self.masks)) for kind in ("frozen", "retrained")]
-            rows.append(f"{label:>6}  {float(self.unpruned_auroc[j]):8.3f}  " + "  ".join(f"{value:16.3f}" for value in values))
-        masks = "; ".join(f"{name}: {count:,} weights ({100 * fraction:.3g}%)" for name, count, fraction in zip(self.masks, self.mask_counts, self.mask_fractions))
+            values = [
+                float(getattr(self, f"{kind}_auroc")[i, j])
+                for i in range(len(self.masks))
+                for kind in ("frozen", "retrained")
+            ]
+            rows.append(
+                f"{label:>6}  {float(self.unpruned_auroc[j]):8.3f}  " + "  ".join(f"{value:16.3f}" for value in values)
+            )
+        masks = "; ".join(
+            f"{name}: {count:,} weights ({100 * fraction:.3g}%)"
+            for name, count, fraction in zip(self.masks, self.mask_counts, self.mask_fractions)
+        )
         rows.append(f"held-out AUROC ({self.n_heldout} held-out of {len(self.probe.texts)} prompts); {masks}")
         return "\n".join(rows)
 
@@ -118,20 +143,37 @@ class RecognitionResult(Result):
         series = [("unpruned model", self.unpruned_auroc, "#1f77b4", "solid", "")]
         colors = {"mask": "#d62728", "random": "#7f7f7f"}
         for i, name in enumerate(self.masks):
-            title, note = MASK_TITLES.get(name, name), f"<br>{plots.short(self.mask_descriptions[i], 90)}<br>{100 * self.mask_fractions[i]:.3g}% of the weights zeroed"
-            series.append((f"{title}, unpruned probes (frozen)", self.frozen_auroc[i], colors.get(name, "#2ca02c"), "solid", note))
-            series.append((f"{title}, probes retrained", self.retrained_auroc[i], colors.get(name, "#2ca02c"), "dot", note))
+            title, note = (
+                MASK_TITLES.get(name, name),
+                f"<br>{plots.short(self.mask_descriptions[i], 90)}<br>{100 * self.mask_fractions[i]:.3g}% of the weights zeroed",
+            )
+            series.append(
+                (f"{title}, unpruned probes (frozen)", self.frozen_auroc[i], colors.get(name, "#2ca02c"), "solid", note)
+            )
+            series.append(
+                (f"{title}, probes retrained", self.retrained_auroc[i], colors.get(name, "#2ca02c"), "dot", note)
+            )
         figure = go.Figure()
         for label, values, color, dash, note in series:
-            hover = [f"{hook}<br>{label}<br>held-out AUROC {float(v):.3f} ({self.n_heldout} prompts){note}" for hook, v in zip(self.hooks, values)]
+            hover = [
+                f"{hook}<br>{label}<br>held-out AUROC {float(v):.3f} ({self.n_heldout} prompts){note}"
+                for hook, v in zip(self.hooks, values)
+            ]
             figure.add_trace(go.Scatter(x=x, y=values.tolist(), name=label, mode="lines+markers", line=dict(color=color, dash=dash),
                                         text=hover, hoverinfo="text"))  # fmt: skip
-        figure.add_hline(y=0.5, line=dict(color="grey", dash="dash"), annotation_text="chance", annotation_position="top left")
+        figure.add_hline(
+            y=0.5, line=dict(color="grey", dash="dash"), annotation_text="chance", annotation_position="top left"
+        )
         negative, positive = self.probe.label_names
         plots.style(figure, f"Is {positive!r} still recognised after pruning? Held-out AUROC of h_last probes — {self.provenance.model_id}",
                     "site (embed, then resid_post of each layer)", f"held-out AUROC, {positive} vs {negative}")  # fmt: skip
         figure.update_xaxes(type="category")
-        figure.update_layout(yaxis=dict(range=[0, 1.02]), height=600, margin=dict(b=170), legend=dict(orientation="h", x=0, y=-0.25, yanchor="top"))
+        figure.update_layout(
+            yaxis=dict(range=[0, 1.02]),
+            height=600,
+            margin=dict(b=170),
+            legend=dict(orientation="h", x=0, y=-0.25, yanchor="top"),
+        )
         return figure
 
     def meta_extra(self) -> dict:
@@ -192,12 +234,16 @@ def recognition_after_pruning(
     prompts = labelled(harmful, benign)
     if chat_template:
         if not getattr(model.tokenizer, "chat_template", None):
-            raise InterpError("the tokenizer has no chat template; pass chat_template=False (chat_template = false) to use the prompts as they are.")
+            raise InterpError(
+                "the tokenizer has no chat template; pass chat_template=False (chat_template = false) to use the prompts as they are."
+            )
         prompts = prompts.apply_chat_template(model.tokenizer)
     hooks = ("hook_embed", *layer_sites("resid_post", int(model.cfg.n_layers)))
 
     def activations() -> Float[Tensor, "layer prompt d_model"]:
-        acts = capture_activations(model, prompts, hooks=hooks, positions="last", batch_size=batch_size, dtype=torch.float32)
+        acts = capture_activations(
+            model, prompts, hooks=hooks, positions="last", batch_size=batch_size, dtype=torch.float32
+        )
         return torch.stack([acts[hook] for hook in hooks])
 
     def fit(acts: Tensor) -> ProbeResult:
@@ -209,7 +255,7 @@ def recognition_after_pruning(
     probe = fit(unpruned)
     y, held = probe.y.bool(), probe.fold == HOLDOUT
 
-    def frozen(acts: Tensor) -> Float[Tensor, "layer"]:  # the unpruned probes on these activations' held-out prompts
+    def frozen(acts: Tensor) -> Float[Tensor, " layer"]:  # the unpruned probes on these activations' held-out prompts
         return torch.stack([auroc(probe.logits(acts[i][held], layer=hook), y[held]) for i, hook in enumerate(hooks)])
 
     unpruned_auroc, frozen_rows, retrained_rows = frozen(unpruned), [], []
@@ -221,11 +267,16 @@ def recognition_after_pruning(
                               "restored exactly: reload the model.")  # fmt: skip
         retrained = fit(acts)
         if not torch.equal(retrained.fold, probe.fold):
-            raise InterpError("the retrained probes got another held-out split than the unpruned ones; pass the same seed and holdout.")
+            raise InterpError(
+                "the retrained probes got another held-out split than the unpruned ones; pass the same seed and holdout."
+            )
         frozen_rows.append(frozen(acts))
         retrained_rows.append(retrained.holdout_auroc.double())
     settings = dict(probe.provenance.extra.get("probe", {}))
-    described = {name: {"description": found.description, "n_pruned": found.n_pruned, "fraction": found.fraction} for name, found in masks.items()}
+    described = {
+        name: {"description": found.description, "n_pruned": found.n_pruned, "fraction": found.fraction}
+        for name, found in masks.items()
+    }
     provenance = Provenance(model_id=model_id(model), weights_hash=before, dataset_hash=hash_json({"texts": prompts.texts, "labels": prompts.labels}),
                             hooks=hooks, seed=seed, extra={"recognition": {"masks": described, "chat_template": chat_template, "batch_size": batch_size,
                                                                            "probe": settings}})  # fmt: skip

@@ -9,23 +9,29 @@
 import csv
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.provenance import Provenance
-from interp.results import Result
 from interp.pruning.masks import MaskOverlap, PruningMask
 from interp.pruning.scores import layer_module_grid
+from interp.results import Result
 
 KINDS = ("baseline", "set_difference", "top_k", "random")
 HARM_METRICS = ("harm_judge_rate", "harm_keyword_rate")
 UTILITY_METRICS = ("task_accuracy", "benign_judge_rate", "benign_loss", "benign_perplexity")
-FORMAT = ResultFormat(kind="pruning", version=1, name="pruning result", meta_file="result.json",
+FORMAT = ResultFormat(
+    kind="pruning",
+    version=1,
+    name="pruning result",
+    meta_file="result.json",
     create="`interp prune ... --out DIR`, `interp run circuits/harm_pruning/harm_pruning.toml --out DIR` or PruningResult.save(DIR)",
-    load="PruningResult.load(DIR)", aliases={"interp-pruning-result": 1})
+    load="PruningResult.load(DIR)",
+    aliases={"interp-pruning-result": 1},
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,9 @@ class PruningPoint:
         if self.kind not in KINDS:
             raise InterpError(f"point {self.label!r}: unknown kind {self.kind!r}; use one of {', '.join(KINDS)}.")
         if not 0.0 <= self.fraction <= 1.0 or self.n_pruned < 0:
-            raise InterpError(f"point {self.label!r}: fraction {self.fraction} must be in [0, 1] and n_pruned {self.n_pruned} >= 0.")
+            raise InterpError(
+                f"point {self.label!r}: fraction {self.fraction} must be in [0, 1] and n_pruned {self.n_pruned} >= 0."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -79,7 +87,9 @@ class OverlapEntry:
     @classmethod
     def fields_from_saved_layout(cls, data: Mapping[str, Any]) -> dict[str, Any]:
         fields = {key: data[key] for key in ("a", "b", "mask") if key in data}
-        return fields | {"overlap": {key: data[key] for key in ("n_a", "n_b", "n_both", "n_total", "chance_n_both") if key in data}}
+        return fields | {
+            "overlap": {key: data[key] for key in ("n_a", "n_b", "n_both", "n_total", "chance_n_both") if key in data}
+        }
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,9 @@ class PruningResult(Result):
                 if key not in self.weight_sizes:
                     raise InterpError(f"pruned_counts[{label!r}] names {key!r}, which is not in weight_sizes.")
                 if not 0 <= count <= self.weight_sizes[key]:
-                    raise InterpError(f"pruned_counts[{label!r}][{key!r}] = {count} is outside [0, {self.weight_sizes[key]}].")
+                    raise InterpError(
+                        f"pruned_counts[{label!r}][{key!r}] = {count} is outside [0, {self.weight_sizes[key]}]."
+                    )
 
     # ---- access -----------------------------------------------------------------------------
     def __getitem__(self, label: str) -> PruningPoint:
@@ -141,7 +153,10 @@ class PruningResult(Result):
         """One flat row per point (label, kind, p, q, seed, category, fraction, n_pruned, metrics...)."""
         rows = []
         for point in self.points:
-            row = {key: getattr(point, key) for key in ("label", "kind", "p", "q", "seed", "category", "fraction", "n_pruned")}
+            row = {
+                key: getattr(point, key)
+                for key in ("label", "kind", "p", "q", "seed", "category", "fraction", "n_pruned")
+            }
             row.update({name: point.metrics.get(name) for name in self.metric_names})
             rows.append(row)
         return rows
@@ -189,7 +204,10 @@ class PruningResult(Result):
 
         harm_metric = harm_metric or self.pick_metric(HARM_METRICS)
         utility_metric = utility_metric or self.pick_metric(UTILITY_METRICS)
-        scale = {name: (100.0 if name.endswith("_rate") or name.endswith("accuracy") else 1.0) for name in (harm_metric, utility_metric)}
+        scale = {
+            name: (100.0 if name.endswith("_rate") or name.endswith("accuracy") else 1.0)
+            for name in (harm_metric, utility_metric)
+        }
         groups: dict[str, list[PruningPoint]] = {}
         p_values = {point.p for point in self.points if point.kind == "set_difference"}
         for point in self.points:
@@ -223,9 +241,15 @@ class PruningResult(Result):
         label = label or self._default_mask_label()
         counts = self.pruned_counts.get(label)
         if counts is None:
-            raise InterpError(f"no pruned-weight counts for {label!r}; available: {', '.join(self.pruned_counts) or 'none'}.")
-        layers, modules, grid = layer_module_grid({key: 100.0 * counts.get(key, 0) / size for key, size in self.weight_sizes.items()})
-        return layer_module_heatmap(grid, layers, modules, title=f"Pruned weights per matrix: {label}", colorbar_title="% pruned")
+            raise InterpError(
+                f"no pruned-weight counts for {label!r}; available: {', '.join(self.pruned_counts) or 'none'}."
+            )
+        layers, modules, grid = layer_module_grid(
+            {key: 100.0 * counts.get(key, 0) / size for key, size in self.weight_sizes.items()}
+        )
+        return layer_module_heatmap(
+            grid, layers, modules, title=f"Pruned weights per matrix: {label}", colorbar_title="% pruned"
+        )
 
     def overlap_figure(self):
         """Observed intersections of the masks of different datasets, next to their chance level."""
@@ -243,7 +267,11 @@ class PruningResult(Result):
         )
 
     def _default_mask_label(self) -> str:
-        candidates = [p for p in self.points if p.kind == "set_difference" and p.label in self.pruned_counts and p.category in (None, "all")]
+        candidates = [
+            p
+            for p in self.points
+            if p.kind == "set_difference" and p.label in self.pruned_counts and p.category in (None, "all")
+        ]
         candidates = candidates or [p for p in self.points if p.label in self.pruned_counts]
         if not candidates:
             raise InterpError("this result has no pruned-weight counts.")
@@ -263,11 +291,16 @@ class PruningResult(Result):
             figures["distribution.html"] = self.distribution_figure()
         return figures
 
-def point_from_mask(label: str, kind: str, mask: PruningMask | None, metrics: Mapping[str, float], **fields: Any) -> PruningPoint:
+
+def point_from_mask(
+    label: str, kind: str, mask: PruningMask | None, metrics: Mapping[str, float], **fields: Any
+) -> PruningPoint:
     """A ``PruningPoint`` whose fraction and count come from ``mask`` (None: the unpruned baseline)."""
     if mask is None:
         return PruningPoint(label=label, kind=kind, fraction=0.0, n_pruned=0, metrics=dict(metrics), **fields)
-    return PruningPoint(label=label, kind=kind, fraction=mask.fraction, n_pruned=mask.n_pruned, metrics=dict(metrics), **fields)
+    return PruningPoint(
+        label=label, kind=kind, fraction=mask.fraction, n_pruned=mask.n_pruned, metrics=dict(metrics), **fields
+    )
 
 
 def _csv(rows: list[Mapping[str, Any]]) -> str:

@@ -27,30 +27,43 @@ Everything accumulates in float32.
 import json
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from einops import einsum, rearrange
 from jaxtyping import Float
 from torch import Tensor
-from interp.progress import tqdm
 
 from interp import defaults
 from interp.checks import check_number
 from interp.errors import InterpError
 from interp.io import LazyTensors, ResultFormat, read_result, write_result
 from interp.model import model_id
-from interp.provenance import Provenance
 from interp.model.weights import weights_hash
-from interp.pruning.pairs import Records, ResponseBatch, batch_bounds, iter_response_batches, pairs_hash, response_nll, response_nll_at_targets, response_pairs, tokenize_pairs
+from interp.progress import tqdm
+from interp.provenance import Provenance
+from interp.pruning.pairs import (
+    Records,
+    ResponseBatch,
+    batch_bounds,
+    iter_response_batches,
+    pairs_hash,
+    response_nll,
+    response_nll_at_targets,
+    response_pairs,
+    tokenize_pairs,
+)
 from interp.pruning.weights import DecoderWeight, decoder_weights
 from interp.sites import site_name
 from interp.store.readout import Readout, largest_magnitude
 
 METHODS = defaults.PRUNE_METHODS
+
+
 def _scores_v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
     """Importance scores, version 1 (tag "interp-importance-scores"): a few provenance fields as separate strings."""
     fields = {key: meta.pop(key, "") for key in ("model_id", "weights_hash", "dataset_hash", "interp_version")}
@@ -58,9 +71,17 @@ def _scores_v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
     return meta | {"provenance": json.dumps(fields)}
 
 
-FORMAT = ResultFormat(kind="importance_scores", version=2, name="importance-scores file", meta_file="", tensors_file="scores.safetensors",
+FORMAT = ResultFormat(
+    kind="importance_scores",
+    version=2,
+    name="importance-scores file",
+    meta_file="",
+    tensors_file="scores.safetensors",
     create="importance_scores(model, pairs).save(PATH) (`interp prune ... --out DIR` writes DIR/scores/)",
-    load="ImportanceScores.load(PATH)", aliases={"interp-importance-scores": 1}, migrations={1: _scores_v1_to_v2})
+    load="ImportanceScores.load(PATH)",
+    aliases={"interp-importance-scores": 1},
+    migrations={1: _scores_v1_to_v2},
+)
 
 
 def tensor_shape(tensors: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
@@ -94,9 +115,13 @@ class ImportanceScores:
             raise InterpError("importance scores need at least one weight matrix.")
         for key in self.scores:
             if len(tensor_shape(self.scores, key)) != 2:
-                raise InterpError(f"the score of {key} has shape {tensor_shape(self.scores, key)}; scores are 2-D [d_out, d_in].")
+                raise InterpError(
+                    f"the score of {key} has shape {tensor_shape(self.scores, key)}; scores are 2-D [d_out, d_in]."
+                )
         if self.n_samples < 1 or self.n_tokens < 1:
-            raise InterpError(f"scores need at least one example and one response token (got {self.n_samples} and {self.n_tokens}).")
+            raise InterpError(
+                f"scores need at least one example and one response token (got {self.n_samples} and {self.n_tokens})."
+            )
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -126,7 +151,9 @@ class ImportanceScores:
     def save(self, path: str | Path) -> Path:
         """Write one safetensors file (a directory gets ``scores.safetensors``); returns its path."""
         meta = {"method": self.method, "n_samples": str(self.n_samples), "n_tokens": str(self.n_tokens)}
-        return write_result(path, FORMAT, meta, provenance=self.provenance, tensors={key: self.scores[key].float() for key in self.keys})
+        return write_result(
+            path, FORMAT, meta, provenance=self.provenance, tensors={key: self.scores[key].float() for key in self.keys}
+        )
 
     @classmethod
     def load(cls, path: str | Path, model=None) -> "ImportanceScores":
@@ -149,7 +176,11 @@ class ImportanceScores:
 
         layers, modules, values = layer_module_grid({key: float(self.scores[key].float().mean()) for key in self.keys})
         return layer_module_heatmap(
-            values, layers, modules, title=f"Mean {self.method} score per weight matrix ({self.n_samples} examples)", colorbar_title="mean score"
+            values,
+            layers,
+            modules,
+            title=f"Mean {self.method} score per weight matrix ({self.n_samples} examples)",
+            colorbar_title="mean score",
         )
 
 
@@ -197,7 +228,11 @@ class _Recorder:
         self.mode = mode
         self.inputs: dict[str, list[Tensor]] = {}
         self.outputs: dict[str, list[Tensor]] = {}
-        self.squares = {w.key: torch.zeros(w.shape[1], dtype=torch.float32, device=w.parameter.device) for w in weights} if mode == "wanda" else {}
+        self.squares = (
+            {w.key: torch.zeros(w.shape[1], dtype=torch.float32, device=w.parameter.device) for w in weights}
+            if mode == "wanda"
+            else {}
+        )
         self.response_mask: Tensor | None = None
         self.handles = [w.module.register_forward_hook(self._hook(w.key)) for w in weights]
 
@@ -266,7 +301,9 @@ def importance_scores(
     max_tokens = _cpu_tokens_per_pass(weights) if method != "wanda" and _device(model).type == "cpu" else None
     if max_tokens is not None:
         extra["max_tokens_per_pass"] = max_tokens
-    provenance = Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=pairs_hash(pairs), extra=extra)
+    provenance = Provenance(
+        model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=pairs_hash(pairs), extra=extra
+    )
     accumulated = {w.key: torch.zeros(w.shape, dtype=torch.float32, device=w.parameter.device) for w in weights}
     recorder = _Recorder(weights, "wanda" if method == "wanda" else "gradient")
     was_training = model.training
@@ -360,7 +397,9 @@ def _last_residual(model, batch: ResponseBatch) -> Float[Tensor, "batch pos d_mo
         except _PastLastBlock:
             pass
     if not kept:
-        raise InterpError(f"{site_name('resid_post', model.cfg.n_layers - 1)} never fired for this model; it cannot be scored.")
+        raise InterpError(
+            f"{site_name('resid_post', model.cfg.n_layers - 1)} never fired for this model; it cannot be scored."
+        )
     return kept[0]
 
 
@@ -376,7 +415,12 @@ def _response_loss(model, readout: Readout | None, batch: ResponseBatch) -> Floa
 
 
 def _accumulate_gradients(
-    loss: Tensor, weights: Sequence[DecoderWeight], recorder: _Recorder, accumulated: dict[str, Tensor], lengths: Sequence[int], signed: bool
+    loss: Tensor,
+    weights: Sequence[DecoderWeight],
+    recorder: _Recorder,
+    accumulated: dict[str, Tensor],
+    lengths: Sequence[int],
+    signed: bool,
 ) -> None:
     """Add each example's weight gradient G_i^T X_i (signed) or its absolute value to ``accumulated``."""
     keys = [w.key for w in weights if w.key in recorder.outputs]
@@ -405,6 +449,6 @@ def _accumulate_gradients(
             total += gradient.abs_()
 
 
-def flatten_scores(scores: Mapping[str, Tensor], keys: Sequence[str]) -> Float[Tensor, "n"]:
+def flatten_scores(scores: Mapping[str, Tensor], keys: Sequence[str]) -> Float[Tensor, " n"]:
     """All scores of ``keys`` as one vector (row-major per matrix, in key order)."""
     return torch.cat([rearrange(scores[key].float(), "d_out d_in -> (d_out d_in)") for key in keys])

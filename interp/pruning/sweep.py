@@ -18,15 +18,18 @@ finished points and saved to ``out``.
 
 import itertools
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from interp import defaults
 from interp.errors import InterpError
 from interp.pruning.pairs import Records
 
 
-def point_label(kind: str, p: float | None = None, q: float | None = None, seed: int | None = None, category: str | None = None) -> str:
+def point_label(
+    kind: str, p: float | None = None, q: float | None = None, seed: int | None = None, category: str | None = None
+) -> str:
     """Stable labels (also file names): ``baseline``, ``set_difference_p0.01_q0.01``, ``random_p0.01_q0.01_seed0``.
 
     >>> point_label("set_difference", 0.01, 0.005, category="cyber")
@@ -85,12 +88,12 @@ def run_sweep(
         sources: ``{data set name: description}`` for error messages (names: harmful, benign, category_NAME).
         record: what ``config.json`` records (default: these settings); another record in ``out`` is refused.
     """
-    from interp.progress import tqdm
-
-    from interp.io import atomic_write_json, claim_directory, safe_name
+    from interp.directories import claim_directory
+    from interp.io import atomic_write_json, safe_name
     from interp.model import model_id
-    from interp.provenance import Provenance
     from interp.model.weights import weights_hash
+    from interp.progress import tqdm
+    from interp.provenance import Provenance
     from interp.pruning.apply import pruned
     from interp.pruning.masks import check_fraction, random_mask, set_difference, top_k_mask
     from interp.pruning.result import OverlapEntry, PruningPoint, PruningResult, point_from_mask
@@ -116,7 +119,11 @@ def run_sweep(
     provenance = Provenance(model_id=model_id(model), weights_hash=weights_hash(model), extra={"experiment": name})
 
     # 1. scores (each saved as soon as it is computed)
-    datasets = {"harmful": harmful, "benign": benign, **{f"category_{key}": records for key, records in categories.items()}}
+    datasets = {
+        "harmful": harmful,
+        "benign": benign,
+        **{f"category_{key}": records for key, records in categories.items()},
+    }
     scores = {key: _scores(model, key, records, (sources or {}).get(key, key), method, n_samples, batch_size, out, progress)
               for key, records in datasets.items()}  # fmt: skip
 
@@ -124,11 +131,20 @@ def run_sweep(
     plan: list[tuple[str, str, Any, dict[str, Any]]] = [("baseline", "baseline", None, {})]
     for p_value, q_value in itertools.product(settings["p"], settings["q"]):
         mask = set_difference(scores["harmful"], scores["benign"], p=p_value, q=q_value)
-        plan.append((point_label("set_difference", p_value, q_value), "set_difference", mask, {"p": p_value, "q": q_value, "category": "all"}))
+        plan.append(
+            (
+                point_label("set_difference", p_value, q_value),
+                "set_difference",
+                mask,
+                {"p": p_value, "q": q_value, "category": "all"},
+            )
+        )
         for seed in random_seeds:
             plan.append((point_label("random", p_value, q_value, seed), "random", random_mask(mask, seed=seed),
                          {"p": p_value, "q": q_value, "seed": seed, "category": "all"}))  # fmt: skip
-    category_masks = {key: set_difference(scores[f"category_{key}"], scores["benign"], p=overlap_p, q=overlap_q) for key in categories}
+    category_masks = {
+        key: set_difference(scores[f"category_{key}"], scores["benign"], p=overlap_p, q=overlap_q) for key in categories
+    }
     top_masks = {key: top_k_mask(scores[f"category_{key}"], overlap_q, scope="matrix") for key in categories}
     if evaluate_categories:
         for key, mask in category_masks.items():
@@ -148,7 +164,10 @@ def run_sweep(
         point = point_from_mask(label, kind, mask, evaluation.metrics, samples=evaluation.samples, **fields)
         if save_masks and mask is not None:
             mask.save(out / "masks" / f"{label}.safetensors")
-        atomic_write_json(points_dir / f"{label}.json", {"point": point.to_dict(), "pruned_counts": mask.counts() if mask is not None else {}})
+        atomic_write_json(
+            points_dir / f"{label}.json",
+            {"point": point.to_dict(), "pruned_counts": mask.counts() if mask is not None else {}},
+        )
         bar.update(1)
     bar.close()
 
@@ -172,7 +191,17 @@ def run_sweep(
     return result
 
 
-def _scores(model, key: str, records: Records, source: str, method: str, n_samples: int, batch_size: int, out: Path, progress: bool):
+def _scores(
+    model,
+    key: str,
+    records: Records,
+    source: str,
+    method: str,
+    n_samples: int,
+    batch_size: int,
+    out: Path,
+    progress: bool,
+):
     """The scores of data set ``key``: read from ``out/scores`` when they match (method, data, weights), else computed and saved."""
     from interp.model.weights import weights_hash
     from interp.pruning import scores as scores_module  # looked up per call: the tests count calls
@@ -190,7 +219,9 @@ def _scores(model, key: str, records: Records, source: str, method: str, n_sampl
             )
             if same:
                 return saved
-        scores = scores_module.importance_scores(model, records, method=method, batch_size=batch_size, progress=progress)
+        scores = scores_module.importance_scores(
+            model, records, method=method, batch_size=batch_size, progress=progress
+        )
     except InterpError as error:
         raise InterpError(f"[{key}] ({source}): {error}") from error
     scores.save(path)

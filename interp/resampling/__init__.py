@@ -60,10 +60,10 @@ forced_importance_kl = resampling_importance_kl
 
 
 __all__ = [
+    "METRICS",
     "Chain",
     "Grade",
     "LocalBackend",
-    "METRICS",
     "RegexExtractor",
     "ResamplingResult",
     "ResilienceResult",

@@ -1,7 +1,6 @@
 """How rollouts are sampled (``SamplingConfig``): read by the engine, and checked in a saved run's ``run.json``."""
 
 from dataclasses import dataclass
-from typing import Optional
 
 from interp import defaults
 from interp.errors import InterpError
@@ -33,7 +32,7 @@ class SamplingConfig:
     seed: int = defaults.RESAMPLE_SEED
     batch_size: int = 50
     forced: bool = True
-    n_forced: Optional[int] = None
+    n_forced: int | None = None
     forced_max_new_tokens: int = defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS
     forced_suffix: str = DEFAULT_FORCED_SUFFIX
 
@@ -45,7 +44,10 @@ class SamplingConfig:
             (0 < self.top_p <= 1, f"top_p={self.top_p}: must be in (0, 1]"),
             (self.max_new_tokens >= 1, f"max_new_tokens={self.max_new_tokens}: must be >= 1"),
             (self.n_forced is None or self.n_forced >= 1, "n_forced must be >= 1 or None"),
-            (self.forced_max_new_tokens >= 1, f"forced_max_new_tokens={self.forced_max_new_tokens}: must be >= 1 (the forced answer's tokens)"),
+            (
+                self.forced_max_new_tokens >= 1,
+                f"forced_max_new_tokens={self.forced_max_new_tokens}: must be >= 1 (the forced answer's tokens)",
+            ),
         ]
         for ok, why in checks:
             if not ok:

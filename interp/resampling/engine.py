@@ -20,9 +20,10 @@ mid-write is generated again with the same seed.
 
 import hashlib
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from jaxtyping import Int
@@ -36,8 +37,16 @@ from interp.model.plain_view import PlainViewCache, accepts
 from interp.provenance import Provenance, library_versions, warn_if_other_versions
 from interp.resampling.config import SamplingConfig
 from interp.resampling.io import append_jsonl, check_rollout_records, read_jsonl, read_run_manifest
+from interp.resampling.text import (
+    ExtractorSpec,
+    Sentence,
+    extract_boxed,
+    grade,
+    make_extractor,
+    sentence_spans,
+    split_sentences,
+)
 from interp.results import Result
-from interp.resampling.text import ExtractorSpec, Sentence, extract_boxed, grade, make_extractor, sentence_spans, split_sentences
 
 FORMAT_VERSION = 1
 KINDS = ("resample", "forced")
@@ -97,7 +106,7 @@ class Backend(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     @property
-    def max_context(self) -> Optional[int]: ...
+    def max_context(self) -> int | None: ...
 
     def describe(self) -> dict: ...
 
@@ -147,7 +156,7 @@ class LocalBackend:
         self._views = PlainViewCache(hf, model)
 
     @property
-    def max_context(self) -> Optional[int]:
+    def max_context(self) -> int | None:
         n = getattr(self.model.config, "max_position_embeddings", None)
         if n:
             return int(n)
@@ -184,7 +193,9 @@ class LocalBackend:
         self, context: str, n: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int
     ) -> Int[Tensor, "batch pos"]:
         """The new token ids of ``n`` continuations of ``context``, padded after an end of sequence."""
-        return self._generate_ids(self.encode(context), n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        return self._generate_ids(
+            self.encode(context), n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed
+        )
 
     def _generate_ids(
         self, ids: list[int], n: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int
@@ -203,7 +214,9 @@ class LocalBackend:
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+        sampling = (
+            dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+        )
         with torch.inference_mode(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             kwargs = {}
@@ -235,13 +248,15 @@ class LocalBackend:
         anchor = self.tokenizer.decode([last_context_id], skip_special_tokens=True)
         anchored = torch.cat([new.new_full((new.shape[0], 1), last_context_id), new], dim=1)
         texts = []
-        for plain, joined in zip(self.tokenizer.batch_decode(new, skip_special_tokens=True),
-                                 self.tokenizer.batch_decode(anchored, skip_special_tokens=True)):
-            texts.append(joined[len(anchor):] if anchor and joined.startswith(anchor) else plain)
+        for plain, joined in zip(
+            self.tokenizer.batch_decode(new, skip_special_tokens=True),
+            self.tokenizer.batch_decode(anchored, skip_special_tokens=True),
+        ):
+            texts.append(joined[len(anchor) :] if anchor and joined.startswith(anchor) else plain)
         return texts
 
 
-def _clamp_new_tokens(n_prompt: int, max_new_tokens: int, max_context: Optional[int]) -> int:
+def _clamp_new_tokens(n_prompt: int, max_new_tokens: int, max_context: int | None) -> int:
     if max_context is None:
         return max_new_tokens
     if n_prompt >= max_context:
@@ -272,7 +287,9 @@ class RolloutRun:
             )
         manifest = read_run_manifest(manifest_path)
         log = directory / "rollouts.jsonl"
-        return cls(directory, manifest, tuple(_dedupe(check_rollout_records(read_jsonl(log), log, len(manifest["sentences"])))))
+        return cls(
+            directory, manifest, tuple(_dedupe(check_rollout_records(read_jsonl(log), log, len(manifest["sentences"]))))
+        )
 
     @property
     def chain(self) -> Chain:
@@ -323,10 +340,10 @@ def run_rollouts(
     out_dir,
     *,
     config: SamplingConfig = SamplingConfig(),
-    gt_answer: Optional[str] = None,
+    gt_answer: str | None = None,
     answer: ExtractorSpec = None,
     progress: bool = True,
-    extra_provenance: Optional[dict] = None,
+    extra_provenance: dict | None = None,
 ) -> RolloutRun:
     """Sample rollouts from every prefix of ``chain`` into ``out_dir``; resumes a partial run.
 
@@ -341,14 +358,17 @@ def run_rollouts(
     Returns:
         The run, with every record on disk.
     """
-    from interp.progress import tqdm
-
     from interp.io import atomic_write_json
+    from interp.progress import tqdm
 
     out_dir = Path(out_dir)
     extractor = make_extractor(answer)
     forced_extractor = _forced_extractor(extractor, config.forced_suffix)
-    answer_spec = answer if isinstance(answer, str) or answer is None else f"callable:{getattr(answer, '__name__', type(answer).__name__)}"
+    answer_spec = (
+        answer
+        if isinstance(answer, str) or answer is None
+        else f"callable:{getattr(answer, '__name__', type(answer).__name__)}"
+    )
     manifest = {
         "format_version": FORMAT_VERSION,
         "prompt": chain.prompt,
@@ -541,8 +561,12 @@ def resilience(
     count, steps = 0, []
     for it in range(max_iterations):
         conts = backend.generate(
-            context, n_candidates, temperature=temperature, top_p=top_p,
-            max_new_tokens=max_new_tokens, seed=_derive_seed(seed, "resilience", it, 0),
+            context,
+            n_candidates,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            seed=_derive_seed(seed, "resilience", it, 0),
         )
         chosen = None
         for text in conts:
@@ -564,8 +588,12 @@ def resilience(
             above = np.nonzero(sims >= threshold)[0]
             hit = later[int(above[0])] if above.size else None
         steps.append(
-            {"iteration": it, "replacement": spans[0].text, "reappeared": hit is not None,
-             "sentence": hit.text if hit else None}
+            {
+                "iteration": it,
+                "replacement": spans[0].text,
+                "reappeared": hit is not None,
+                "sentence": hit.text if hit else None,
+            }
         )
         if hit is None:
             return ResilienceResult(target, count, True, tuple(steps))

@@ -2,9 +2,9 @@
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
-from typing import Iterable
 
 from interp.errors import InterpError
 from interp.io import read_jsonl as _read_jsonl
@@ -46,16 +46,34 @@ def read_jsonl(path: Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    return _read_jsonl(path, torn_tail=True, hint="the file was edited or corrupted: delete that line and run again to regenerate those rollouts")
+    return _read_jsonl(
+        path,
+        torn_tail=True,
+        hint="the file was edited or corrupted: delete that line and run again to regenerate those rollouts",
+    )
 
 
 # ---- the checks of a run directory (run.json and rollouts.jsonl), done once when it is read ----
 
 RERUN = "run `interp resample` again into a new --out (or restore the file)"
 # key of run.json -> the JSON types it may have
-_RUN_KEYS = {"prompt": (str,), "solution": (str,), "sentences": (list,), "contexts": (list,), "config": (dict,), "gt_answer": (str, type(None))}
+_RUN_KEYS = {
+    "prompt": (str,),
+    "solution": (str,),
+    "sentences": (list,),
+    "contexts": (list,),
+    "config": (dict,),
+    "gt_answer": (str, type(None)),
+}
 # key of a rollout record -> the JSON types it may have
-_RECORD_KEYS = {"kind": (str,), "prefix": (int,), "rollout": (int,), "continuation": (str,), "answer": (str, type(None)), "is_correct": (bool, type(None))}
+_RECORD_KEYS = {
+    "kind": (str,),
+    "prefix": (int,),
+    "rollout": (int,),
+    "continuation": (str,),
+    "answer": (str, type(None)),
+    "is_correct": (bool, type(None)),
+}
 ROLLOUT_KINDS = ("resample", "forced")
 
 
@@ -75,10 +93,14 @@ def read_run_manifest(path: Path) -> dict:
         raise InterpError(f"{path} holds a JSON {type(manifest).__name__}, not a run manifest (an object); {RERUN}.")
     for key, kinds in _RUN_KEYS.items():
         if not _has_type(manifest.get(key), kinds):
-            raise InterpError(f"{path} is damaged: {key!r} is {type(manifest.get(key)).__name__} {manifest.get(key)!r:.60}; {RERUN}.")
+            raise InterpError(
+                f"{path} is damaged: {key!r} is {type(manifest.get(key)).__name__} {manifest.get(key)!r:.60}; {RERUN}."
+            )
     sentences, contexts = manifest["sentences"], manifest["contexts"]
     if not all(isinstance(text, str) for text in sentences + contexts) or len(contexts) != len(sentences) + 1:
-        raise InterpError(f"{path} is damaged: it needs one string per sentence and one context per prefix ({len(sentences)} sentences, {len(contexts)} contexts); {RERUN}.")
+        raise InterpError(
+            f"{path} is damaged: it needs one string per sentence and one context per prefix ({len(sentences)} sentences, {len(contexts)} contexts); {RERUN}."
+        )
     _check_sampling_config(manifest["config"], path)
     return manifest
 
@@ -87,12 +109,22 @@ def _check_sampling_config(config: dict, path: Path) -> None:
     known = {item.name: item for item in fields(SamplingConfig)}
     unknown = sorted(set(config) - set(known))
     if unknown:
-        raise InterpError(f"{path} is damaged: unknown sampling setting {unknown[0]!r} in 'config' (known: {', '.join(known)}); {RERUN}.")
+        raise InterpError(
+            f"{path} is damaged: unknown sampling setting {unknown[0]!r} in 'config' (known: {', '.join(known)}); {RERUN}."
+        )
     for name, value in config.items():
         default = getattr(SamplingConfig, name, None)
-        kinds = (int, type(None)) if name == "n_forced" else (int, float) if isinstance(default, float) else (type(default),)
+        kinds = (
+            (int, type(None))
+            if name == "n_forced"
+            else (int, float)
+            if isinstance(default, float)
+            else (type(default),)
+        )
         if not _has_type(value, kinds):
-            raise InterpError(f"{path} is damaged: the sampling setting {name!r} is {type(value).__name__} {value!r:.60}; {RERUN}.")
+            raise InterpError(
+                f"{path} is damaged: the sampling setting {name!r} is {type(value).__name__} {value!r:.60}; {RERUN}."
+            )
     SamplingConfig(**config)  # its own range checks: an InterpError naming the setting
 
 
@@ -106,7 +138,9 @@ def check_rollout_records(records: list[dict], path: Path, n_sentences: int) -> 
         if problem is None and not (0 <= record["prefix"] <= n_sentences and record["rollout"] >= 0):
             problem = f"prefix {record['prefix']} / rollout {record['rollout']} is outside the chain's prefixes 0..{n_sentences}"
         if problem is not None:
-            raise InterpError(f"{path}, record {number}: {problem}; delete that line and run again to regenerate those rollouts.")
+            raise InterpError(
+                f"{path}, record {number}: {problem}; delete that line and run again to regenerate those rollouts."
+            )
     return records
 
 

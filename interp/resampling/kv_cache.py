@@ -39,7 +39,11 @@ class RoomyLayer(DynamicLayer):
             return False
         room = self._room[0]
         same = (room.shape[:2], room.shape[-1], room.dtype, room.device) == (
-            key_states.shape[:2], key_states.shape[-1], key_states.dtype, key_states.device)
+            key_states.shape[:2],
+            key_states.shape[-1],
+            key_states.dtype,
+            key_states.device,
+        )
         in_place = length == 0 or (self.keys.data_ptr() == room.data_ptr() and self.keys.stride() == room.stride())
         return same and in_place and needed <= room.shape[-2]
 
@@ -47,7 +51,9 @@ class RoomyLayer(DynamicLayer):
         keys, values = (t.new_empty(batch, t.shape[1], capacity, t.shape[-1]) for t in (keys_like, values_like))
         self._room = (keys, values)
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         length = self.get_seq_length()

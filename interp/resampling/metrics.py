@@ -18,7 +18,7 @@ use additive smoothing ``alpha = 1e-9`` over the union of the two answer sets.
 
 import math
 from collections import Counter
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from jaxtyping import Float
@@ -32,7 +32,7 @@ MATCH_THRESHOLD = defaults.MATCH_THRESHOLD  # sentence-to-sentence matrix: "sent
 RESILIENCE_THRESHOLD = 0.6  # resilience: "the idea reappears later"
 
 
-def accuracy(correct: Sequence[Optional[bool]]) -> float:
+def accuracy(correct: Sequence[bool | None]) -> float:
     """Share of ``True`` among graded rollouts (None = no answer, left out); 0 if none.
 
     >>> accuracy([True, False, None, True])
@@ -42,9 +42,7 @@ def accuracy(correct: Sequence[Optional[bool]]) -> float:
     return sum(1 for c in graded if c) / len(graded) if graded else 0.0
 
 
-def answer_kl(
-    answers_p: Sequence[Optional[str]], answers_q: Sequence[Optional[str]], alpha: float = KL_ALPHA
-) -> float:
+def answer_kl(answers_p: Sequence[str | None], answers_q: Sequence[str | None], alpha: float = KL_ALPHA) -> float:
     """KL(P || Q) between the answer distributions of two rollout sets.
 
     Answers are binned after :func:`normalize_answer`; empty / None answers are dropped;
@@ -68,7 +66,7 @@ def answer_kl(
     return max(0.0, kl)
 
 
-def _norm(answer: Optional[str]) -> str:
+def _norm(answer: str | None) -> str:
     return normalize_answer(answer) if answer else ""
 
 
@@ -88,7 +86,7 @@ def resampling_importance_accuracy(
 
 
 def resampling_importance_kl(
-    prefix_answers: Sequence[Sequence[Optional[str]]], alpha: float = KL_ALPHA
+    prefix_answers: Sequence[Sequence[str | None]], alpha: float = KL_ALPHA
 ) -> Float[np.ndarray, " prefix"]:
     """``KL(P_i || P_{i+1})`` between the answer distributions of consecutive prefixes;
     the last entry is 0. Also used for forced-answer KL.
@@ -102,9 +100,7 @@ def resampling_importance_kl(
     return out
 
 
-def cosine_similarity(
-    a: Float[np.ndarray, "m dim"], b: Float[np.ndarray, "n dim"]
-) -> Float[np.ndarray, "m n"]:
+def cosine_similarity(a: Float[np.ndarray, "m dim"], b: Float[np.ndarray, "n dim"]) -> Float[np.ndarray, "m n"]:
     """Cosine similarity of every row of ``a`` with every row of ``b`` (0 for zero rows).
 
     >>> cosine_similarity(np.eye(2), np.array([[1.0, 1.0]])).round(3).tolist()
@@ -142,9 +138,9 @@ def overdeterminedness(resampled: Sequence[str]) -> float:
 
 
 def counterfactual_importance_accuracy(
-    correct: Sequence[Optional[bool]],
+    correct: Sequence[bool | None],
     similarity: Float[np.ndarray, " rollout"],
-    next_correct: Sequence[Optional[bool]],
+    next_correct: Sequence[bool | None],
     threshold: float = SIMILARITY_THRESHOLD,
 ) -> float:
     """``acc(dissimilar rollouts of prefix i) - acc(rollouts of prefix i + 1)``.
@@ -164,9 +160,9 @@ def counterfactual_importance_accuracy(
 
 
 def counterfactual_importance_kl(
-    answers: Sequence[Optional[str]],
+    answers: Sequence[str | None],
     similarity: Float[np.ndarray, " rollout"],
-    next_answers: Sequence[Optional[str]],
+    next_answers: Sequence[str | None],
     threshold: float = SIMILARITY_THRESHOLD,
     alpha: float = KL_ALPHA,
 ) -> float:

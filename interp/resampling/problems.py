@@ -24,10 +24,10 @@ MATH_TEMPLATE = (
 
 PROBLEM_HELP = (
     "JSON file: {\"prompt\": text the chain continues (e.g. ending in '<think>\\n'), "
-    "\"solution\": the base chain of thought (optional: the model writes one if absent), "
-    "\"gt_answer\": the correct answer (optional), \"answer_regex\": regex with one group "
+    '"solution": the base chain of thought (optional: the model writes one if absent), '
+    '"gt_answer": the correct answer (optional), "answer_regex": regex with one group '
     "(optional; default: the first \\boxed{})}. A Thought Anchors problem.json "
-    "({\"problem\", \"gt_answer\"}) also works."
+    '({"problem", "gt_answer"}) also works.'
 )
 
 
@@ -47,9 +47,13 @@ def load_problem(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
-        raise InterpError(f"problem file {path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8. {PROBLEM_HELP}") from None
+        raise InterpError(
+            f"problem file {path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8. {PROBLEM_HELP}"
+        ) from None
     except json.JSONDecodeError as error:
-        raise InterpError(f"problem file {path} is not JSON ({error.msg} at line {error.lineno}); {PROBLEM_HELP}") from None
+        raise InterpError(
+            f"problem file {path} is not JSON ({error.msg} at line {error.lineno}); {PROBLEM_HELP}"
+        ) from None
     except RecursionError:
         raise InterpError(f"problem file {path} is nested too deeply to read; {PROBLEM_HELP}") from None
     return problem_from_record(data, f"problem file {path}")
@@ -74,12 +78,16 @@ def problem_from_record(data: Any, where: str) -> dict[str, Any]:
     _check_text(where, data, "answer_regex", optional=True)
     gt_answer = data.get("gt_answer")
     if gt_answer is not None and (isinstance(gt_answer, bool) or not isinstance(gt_answer, (str, int, float))):
-        raise InterpError(f"{where}: 'gt_answer' is {type(gt_answer).__name__} {gt_answer!r:.60}; give a string or a number, e.g. \"gt_answer\": \"42\".")
+        raise InterpError(
+            f'{where}: \'gt_answer\' is {type(gt_answer).__name__} {gt_answer!r:.60}; give a string or a number, e.g. "gt_answer": "42".'
+        )
     if data.get("answer_regex") is not None:
         try:
             re.compile(data["answer_regex"])
         except (re.error, RecursionError, OverflowError) as error:
-            raise InterpError(f"{where}: 'answer_regex' {data['answer_regex']!r:.60} does not compile ({error}); give a Python regex with one group, e.g. \"answer is (\\\\d+)\".") from None
+            raise InterpError(
+                f"{where}: 'answer_regex' {data['answer_regex']!r:.60} does not compile ({error}); give a Python regex with one group, e.g. \"answer is (\\\\d+)\"."
+            ) from None
     return {
         "prompt": data["prompt"],
         "solution": data.get("solution"),
@@ -96,7 +104,9 @@ def _check_text(where: str, data: dict[str, Any], key: str, optional: bool) -> N
     if not isinstance(value, str):
         raise InterpError(f"{where}: {key!r} is {type(value).__name__} {value!r:.60}, not a string; {PROBLEM_HELP}")
     if not _is_utf8(value):
-        raise InterpError(f"{where}: {key!r} holds a lone surrogate escape (\\ud800-\\udfff), which is not a character; remove it.")
+        raise InterpError(
+            f"{where}: {key!r} holds a lone surrogate escape (\\ud800-\\udfff), which is not a character; remove it."
+        )
 
 
 def _is_utf8(text: str) -> bool:

@@ -3,9 +3,10 @@
 import csv
 import io
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any
 
 import numpy as np
 from jaxtyping import Float
@@ -14,10 +15,10 @@ from interp import defaults, plots
 from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.provenance import Provenance, hash_json
-from interp.results import Result
 from interp.resampling import metrics as M
 from interp.resampling.engine import RolloutRun
 from interp.resampling.text import split_sentences
+from interp.results import Result
 
 DEFAULT_EMBEDDER = defaults.EMBEDDER
 _MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -119,7 +120,9 @@ def provenance_dict_from_settings(settings: Mapping[str, Any]) -> dict[str, Any]
         "seed": settings.pop("seed") if "seed" in settings else config.get("seed"),
     }
     settings.pop("model", None)
-    data |= {key: settings.pop(key) for key in ("hooks", "interp_version", "versions", "workarounds") if key in settings}
+    data |= {
+        key: settings.pop(key) for key in ("hooks", "interp_version", "versions", "workarounds") if key in settings
+    }
     return data | {"extra": {**dict(settings.pop("extra", None) or {}), **settings}}
 
 
@@ -128,9 +131,16 @@ def _resampling_v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
     return meta | {"provenance": provenance_dict_from_settings(meta.get("provenance") or {})}
 
 
-FORMAT = ResultFormat(kind="resampling", version=2, name="resampling result", meta_file="result.json",
+FORMAT = ResultFormat(
+    kind="resampling",
+    version=2,
+    name="resampling result",
+    meta_file="result.json",
     create="`interp resample analyze RUN_DIR` (writes RUN_DIR/analysis) or analyze(run).save(DIR)",
-    load="ResamplingResult.load(DIR)", untagged=1, migrations={1: _resampling_v1_to_v2})
+    load="ResamplingResult.load(DIR)",
+    untagged=1,
+    migrations={1: _resampling_v1_to_v2},
+)
 
 
 def provenance_from_settings(settings: Mapping[str, Any]) -> Provenance:
@@ -176,13 +186,11 @@ class ResamplingResult(Result):
         for name, values in self.metrics.items():
             if np.asarray(values).shape != (n,):
                 raise InterpError(
-                    f"metric {name!r} has shape {np.asarray(values).shape}, expected ({n},): "
-                    "one value per sentence"
+                    f"metric {name!r} has shape {np.asarray(values).shape}, expected ({n},): one value per sentence"
                 )
         if np.asarray(self.importance_matrix).shape != (n, n):
             raise InterpError(
-                f"importance_matrix has shape {np.asarray(self.importance_matrix).shape}, "
-                f"expected ({n}, {n})"
+                f"importance_matrix has shape {np.asarray(self.importance_matrix).shape}, expected ({n}, {n})"
             )
 
     def metric(self, name: str) -> Float[np.ndarray, " sentence"]:
@@ -195,10 +203,16 @@ class ResamplingResult(Result):
     def figure(self, metric: str = "counterfactual_importance_accuracy"):
         """Bar chart of ``metric`` along the chain; hovering a bar shows the sentence."""
         values = self.metric(metric)
-        also = {k: self.metrics[k] for k in ("accuracy", "resampling_importance_accuracy", "counterfactual_importance_kl") if k in self.metrics and k != metric}
+        also = {
+            k: self.metrics[k]
+            for k in ("accuracy", "resampling_importance_accuracy", "counterfactual_importance_kl")
+            if k in self.metrics and k != metric
+        }
         model = self.provenance.model_id
         label = METRIC_LABELS.get(metric, metric)
-        return plots.sentence_metric_figure(self.sentences, values, metric, label, also, f"{label} per sentence" + (f" — {model}" if model else ""))
+        return plots.sentence_metric_figure(
+            self.sentences, values, metric, label, also, f"{label} per sentence" + (f" — {model}" if model else "")
+        )
 
     def graph_figure(self, top_k: int = 40):
         """Sentence-to-sentence graph: nodes along the chain, arcs for the ``top_k``
@@ -234,9 +248,7 @@ class ResamplingResult(Result):
         chunks = json.loads(path.read_text(encoding="utf-8"))
         n = len(chunks)
         metrics = {
-            k: np.array([float(c.get(k, np.nan)) for c in chunks])
-            for k in METRICS
-            if any(k in c for c in chunks)
+            k: np.array([float(c.get(k, np.nan)) for c in chunks]) for k in METRICS if any(k in c for c in chunks)
         }
         matrix = np.zeros((n, n))
         position = {c["chunk_idx"]: i for i, c in enumerate(chunks)}
@@ -248,7 +260,9 @@ class ResamplingResult(Result):
                     j = position.get(impact["target_chunk_idx"])
                     if i is not None and j is not None:
                         matrix[i, j] = impact["importance_score"]
-        provenance = Provenance(model_id="", weights_hash="", dataset_hash=hash_json(chunks), extra={"source": str(directory)})
+        provenance = Provenance(
+            model_id="", weights_hash="", dataset_hash=hash_json(chunks), extra={"source": str(directory)}
+        )
         return cls(tuple(c["chunk"] for c in chunks), metrics, matrix, provenance)
 
 
@@ -256,8 +270,8 @@ class ResamplingResult(Result):
 
 
 def analyze(
-    run: Union[RolloutRun, str, Path],
-    embedder: Union[None, str, Embedder] = None,
+    run: RolloutRun | str | Path,
+    embedder: None | str | Embedder = None,
     *,
     similarity_threshold: float = M.SIMILARITY_THRESHOLD,
     match_threshold: float = M.MATCH_THRESHOLD,
@@ -344,9 +358,10 @@ def analyze(
         table = np.zeros((0, sent_emb.shape[1]))
         if unique:  # one batched call for every rollout sentence of the run
             table = np.concatenate(
-                [np.asarray(embed(unique[k : k + 4096])) for k in tqdm(
-                    range(0, len(unique), 4096), desc="embedding rollout sentences", disable=not progress
-                )]
+                [
+                    np.asarray(embed(unique[k : k + 4096]))
+                    for k in tqdm(range(0, len(unique), 4096), desc="embedding rollout sentences", disable=not progress)
+                ]
             )
         row = {s: k for k, s in enumerate(unique)}
         per_prefix = [[table[[row[s] for s in sents]] for sents in g] for g in split]

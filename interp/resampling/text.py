@@ -15,9 +15,10 @@ True
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, NamedTuple, Optional, Union
+from typing import NamedTuple, Union
 
 from interp.errors import InterpError
 
@@ -158,7 +159,7 @@ def extract_boxed_answers(text: str) -> list[str]:
     return answers
 
 
-def extract_boxed(text: str) -> Optional[str]:
+def extract_boxed(text: str) -> str | None:
     """The first ``\\boxed{}`` answer in ``text`` (as the reference takes it), or None.
 
     >>> extract_boxed("no box here") is None
@@ -190,7 +191,7 @@ def normalize_answer(answer: str) -> str:
     return s
 
 
-def _as_number(answer: str) -> Optional[Fraction]:
+def _as_number(answer: str) -> Fraction | None:
     s = answer.strip().replace("$", "").replace("\\!", "").replace("\\%", "").replace("%", "")
     s = s.replace("\\left", "").replace("\\right", "").replace(" ", "")
     s = re.sub(r"\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}", r"(\1)/(\2)", s)
@@ -219,7 +220,7 @@ def answers_match(answer: str, gt_answer: str) -> bool:
     return a is not None and b is not None and a == b
 
 
-Extractor = Callable[[str], Optional[str]]
+Extractor = Callable[[str], str | None]
 ExtractorSpec = Union[None, str, Extractor]
 
 
@@ -242,7 +243,7 @@ class RegexExtractor:
                 "regular expression, e.g. r'answer is (\\d+)'"
             ) from e
 
-    def __call__(self, text: str) -> Optional[str]:
+    def __call__(self, text: str) -> str | None:
         m = re.search(self.pattern, text)
         if m is None:
             return None
@@ -272,11 +273,11 @@ def make_extractor(spec: ExtractorSpec = None) -> Extractor:
 class Grade(NamedTuple):
     """What a rollout answered; ``is_correct`` is None when no answer (or no ground truth)."""
 
-    answer: Optional[str]
-    is_correct: Optional[bool]
+    answer: str | None
+    is_correct: bool | None
 
 
-def grade(text: str, extractor: Extractor, gt_answer: Optional[str]) -> Grade:
+def grade(text: str, extractor: Extractor, gt_answer: str | None) -> Grade:
     """Extract the answer from ``text`` and compare it with ``gt_answer``.
 
     An extractor that finds nothing (returns None or "") or raises on odd text gives

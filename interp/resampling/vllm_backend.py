@@ -6,7 +6,6 @@ Same interface as ``interp.resampling.LocalBackend`` (``generate``, ``count_toke
 """
 
 from pathlib import Path
-from typing import Optional
 
 from interp import defaults
 from interp.errors import InterpError
@@ -31,7 +30,13 @@ class VLLMBackend:
     downloaded where it can find them) and vLLM's version.
     """
 
-    def __init__(self, model: str, tensor_parallel_size: int = defaults.VLLM_TENSOR_PARALLEL_SIZE, seed: int = defaults.RESAMPLE_SEED, **llm_kwargs):
+    def __init__(
+        self,
+        model: str,
+        tensor_parallel_size: int = defaults.VLLM_TENSOR_PARALLEL_SIZE,
+        seed: int = defaults.RESAMPLE_SEED,
+        **llm_kwargs,
+    ):
         try:
             import vllm
         except ImportError as e:
@@ -47,7 +52,7 @@ class VLLMBackend:
         self._weights_hash: str | None = None
 
     @property
-    def max_context(self) -> Optional[int]:
+    def max_context(self) -> int | None:
         return int(self.llm.llm_engine.model_config.max_model_len)
 
     @property
@@ -72,13 +77,13 @@ class VLLMBackend:
         self, context: str, n: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int
     ) -> list[str]:
         max_new = _clamp_new_tokens(self.count_tokens(context), max_new_tokens, self.max_context)
-        params = self._vllm.SamplingParams(
-            n=n, temperature=temperature, top_p=top_p, max_tokens=max_new, seed=seed
-        )
+        params = self._vllm.SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new, seed=seed)
         out = self.llm.generate([context], params, use_tqdm=False)
         texts = [o.text for o in out[0].outputs]
         if len(texts) != n:
-            raise InterpError(f"vLLM returned {len(texts)} samples for a request of n={n}; check the vllm version ({getattr(self._vllm, '__version__', '?')}).")
+            raise InterpError(
+                f"vLLM returned {len(texts)} samples for a request of n={n}; check the vllm version ({getattr(self._vllm, '__version__', '?')})."
+            )
         return texts
 
 
@@ -92,6 +97,8 @@ def _vllm_source(name: str) -> tuple[str, str]:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
-            raise InterpError(f"{name} is not a Hugging Face model directory (no config.json); pass the directory holding config.json and the weights.")
+            raise InterpError(
+                f"{name} is not a Hugging Face model directory (no config.json); pass the directory holding config.json and the weights."
+            )
         return name, str(path.resolve())
     return name, name

@@ -1,6 +1,6 @@
 """Activations on disk: captured once from a model, stored as safetensors shards plus a manifest, read memory-mapped.
 
-- ``activations``: ``cache_activations`` (write a store, resumable) and ``ActivationStore`` (read one).
+- ``cache``: ``cache_activations`` (write a store, resumable); ``activations``: ``ActivationStore`` (read one).
 - ``capture``: running a model and capturing hook sites (``capture_activations``), what a store streams to disk.
 - ``manifest``: the manifest and the checks of every file a store holds.
 - ``readout``: the final norm and unembedding, kept beside the activations so a logit lens runs from the store alone.
@@ -17,9 +17,9 @@ from interp.lazy import lazy_exports
 
 _EXPORTS = {
     "ActivationStore": "interp.store.activations",
-    "LOCK": "interp.store.activations",
-    "RANK_PROGRESS": "interp.store.activations",
-    "cache_activations": "interp.store.activations",
+    "LOCK": "interp.store.cache",
+    "RANK_PROGRESS": "interp.store.cache",
+    "cache_activations": "interp.store.cache",
     "capture_activations": "interp.store.capture",
     "run_and_capture": "interp.store.capture",
     "Readout": "interp.store.readout",
@@ -27,8 +27,17 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
-    from interp.store.activations import LOCK, RANK_PROGRESS, ActivationStore, cache_activations
+    from interp.store.activations import ActivationStore
+    from interp.store.cache import LOCK, RANK_PROGRESS, cache_activations
     from interp.store.capture import capture_activations, run_and_capture
     from interp.store.readout import Readout
 
-__all__ = ["ActivationStore", "LOCK", "RANK_PROGRESS", "Readout", "cache_activations", "capture_activations", "run_and_capture"]
+__all__ = [
+    "LOCK",
+    "RANK_PROGRESS",
+    "ActivationStore",
+    "Readout",
+    "cache_activations",
+    "capture_activations",
+    "run_and_capture",
+]

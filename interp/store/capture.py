@@ -11,7 +11,8 @@ that gives the bridge's values: checked on two prompts of the first batch before
 """
 
 import dataclasses
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -30,6 +31,7 @@ DTYPE_NAMES = {
     torch.float16: "float16",
     torch.bfloat16: "bfloat16",
 }
+
 
 def capture_activations(
     model,
@@ -52,7 +54,15 @@ def capture_activations(
     position_spec = normalize_positions(positions, lengths)
     storage_dtype = resolve_storage_dtype(dtype, model)
     pieces: dict[str, list[Tensor]] = {name: [] for name in hook_names}
-    capture = Capturer(model, hook_names, position_spec, int(lengths.max()), storage_dtype, n_batches=-(-len(token_lists) // batch_size), fast=fast)
+    capture = Capturer(
+        model,
+        hook_names,
+        position_spec,
+        int(lengths.max()),
+        storage_dtype,
+        n_batches=-(-len(token_lists) // batch_size),
+        fast=fast,
+    )
     with torch.inference_mode():
         for batch in iter_batches(token_lists, batch_size, pad_token_id(model)):
             captured = capture(batch)
@@ -118,7 +128,9 @@ def run_and_capture(model, batch, hook_names, positions, max_length: int, dtype:
         is_pattern = parse_site(name).kind in PATTERN_SITES
 
         def hook(tensor: Tensor, hook) -> Tensor:
-            captured[name] = _select_positions(tensor, positions, last, batch.lengths.to(device), max_length, is_pattern).to("cpu", dtype)
+            captured[name] = _select_positions(
+                tensor, positions, last, batch.lengths.to(device), max_length, is_pattern
+            ).to("cpu", dtype)
             if len(captured) == len(hook_names):
                 raise _AllCaptured
             return tensor
@@ -132,7 +144,9 @@ def run_and_capture(model, batch, hook_names, positions, max_length: int, dtype:
             pass
     missing = [name for name in hook_names if name not in captured]
     if missing:
-        raise InterpError(f"the hooks {missing} never fired for this model; it may not compute them. Choose other sites.")
+        raise InterpError(
+            f"the hooks {missing} never fired for this model; it may not compute them. Choose other sites."
+        )
     return captured
 
 
@@ -153,8 +167,23 @@ class Capturer:
         reason: why the bridge ran ("" when the plain view did).
     """
 
-    def __init__(self, model, hook_names: Sequence[str], positions, max_length: int, dtype: torch.dtype, n_batches: int = 2, fast: bool = True):
-        self.model, self.hook_names, self.positions, self.max_length, self.dtype = model, list(hook_names), positions, max_length, dtype
+    def __init__(
+        self,
+        model,
+        hook_names: Sequence[str],
+        positions,
+        max_length: int,
+        dtype: torch.dtype,
+        n_batches: int = 2,
+        fast: bool = True,
+    ):
+        self.model, self.hook_names, self.positions, self.max_length, self.dtype = (
+            model,
+            list(hook_names),
+            positions,
+            max_length,
+            dtype,
+        )
         self.n_batches, self.fast = n_batches, fast
         self.path, self.reason = "", ""
         self._view: Any = None
@@ -172,7 +201,7 @@ class Capturer:
         return run_and_capture(self.model, batch, self.hook_names, self.positions, width, self.dtype)
 
     def _why_not_plain(self, batch) -> str:
-        """"" when the plain view may capture this run, else why not."""
+        """ "" when the plain view may capture this run, else why not."""
         if not self.fast:
             return "fast=False"
         if self.n_batches < 2:
@@ -201,12 +230,12 @@ class Capturer:
         return why
 
     def _disagreement(self, batch) -> str:
-        """"" when the plain view captures the bridge's values on a sample of ``batch``: the start of its
+        """ "" when the plain view captures the bridge's values on a sample of ``batch``: the start of its
         longest prompt and of its shortest, right-padded (at most ``CHECK_TOKENS`` positions)."""
         sample = _check_sample(batch, self.positions)
         try:
             got = self._plain(sample, self.max_length)
-        except Exception as error:  # noqa: BLE001 - any failure means: use the bridge
+        except Exception as error:
             return f"the plain view cannot capture these sites ({type(error).__name__}: {error})"
         want = run_and_capture(self.model, sample, self.hook_names, self.positions, self.max_length, self.dtype)
         limit = tolerance(self.dtype)
@@ -225,22 +254,32 @@ class Capturer:
 
         def keep(key: tuple[int, str], hidden: Tensor) -> None:
             for name in self._wanted[key]:
-                captured[name] = _select_positions(hidden, self.positions, last, lengths, max_length, False).to("cpu", self.dtype)
+                captured[name] = _select_positions(hidden, self.positions, last, lengths, max_length, False).to(
+                    "cpu", self.dtype
+                )
             if len(captured) == len(self.hook_names):
                 raise _AllCaptured
 
         def pre_hook(layer: int):
             def hook(module, args, kwargs):
                 keep((layer, "in"), args[0] if args else kwargs["hidden_states"])
+
             return hook
 
         def post_hook(layer: int):
             def hook(module, args, output):
                 keep((layer, "out"), output[0] if isinstance(output, tuple) else output)
+
             return hook
 
-        handles = [self._layers[layer].register_forward_pre_hook(pre_hook(layer), with_kwargs=True) for layer, side in self._wanted if side == "in"]
-        handles += [self._layers[layer].register_forward_hook(post_hook(layer)) for layer, side in self._wanted if side == "out"]
+        handles = [
+            self._layers[layer].register_forward_pre_hook(pre_hook(layer), with_kwargs=True)
+            for layer, side in self._wanted
+            if side == "in"
+        ]
+        handles += [
+            self._layers[layer].register_forward_hook(post_hook(layer)) for layer, side in self._wanted if side == "out"
+        ]
         try:
             self._view(input_ids=tokens, attention_mask=mask, use_cache=False)
         except _AllCaptured:
@@ -265,7 +304,9 @@ def _check_sample(batch: Batch, positions) -> Batch:
     if len(rows) == 2 and int(lengths[1]) == width and width > 1:
         lengths[1] = width - 1  # keep one padded position in the sample
     mask = (torch.arange(width)[None, :] < lengths[:, None]).to(batch.attention_mask.dtype)
-    return dataclasses.replace(batch, tokens=batch.tokens[rows, :width], attention_mask=mask, lengths=lengths, indices=())
+    return dataclasses.replace(
+        batch, tokens=batch.tokens[rows, :width], attention_mask=mask, lengths=lengths, indices=()
+    )
 
 
 def _decoder_layers(view, bridge) -> list[torch.nn.Module]:
@@ -274,7 +315,9 @@ def _decoder_layers(view, bridge) -> list[torch.nn.Module]:
     return [view.get_submodule(names[id(block)]) for block in bridge.blocks]
 
 
-def _select_positions(tensor: Tensor, positions, last: Tensor, lengths: Tensor, max_length: int, is_pattern: bool) -> Tensor:
+def _select_positions(
+    tensor: Tensor, positions, last: Tensor, lengths: Tensor, max_length: int, is_pattern: bool
+) -> Tensor:
     """Pick positions along the (query) position axis; pad position axes to the store's max length."""
     if is_pattern:  # [batch, head, query, key] -> position axis first: [batch, query, head, key]
         tensor = tensor.transpose(1, 2)
@@ -290,7 +333,9 @@ def _select_positions(tensor: Tensor, positions, last: Tensor, lengths: Tensor, 
         selected = selected * valid.view(*valid.shape, *([1] * (selected.dim() - 2))).to(selected.dtype)
     else:
         wanted = torch.tensor(positions, device=tensor.device)
-        index = torch.where(wanted[None, :] < 0, lengths[:, None] + wanted[None, :], wanted[None, :].expand(len(rows), -1))
+        index = torch.where(
+            wanted[None, :] < 0, lengths[:, None] + wanted[None, :], wanted[None, :].expand(len(rows), -1)
+        )
         selected = tensor[rows[:, None], index]
     if is_pattern:  # back to [batch, (query,) head, key]
         selected = selected.transpose(-3, -2) if positions != "last" else selected

@@ -9,8 +9,9 @@ check (every file re-hashed) runs on ``--resume``, ``interp store verify DIR`` a
 import json
 import struct
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -37,7 +38,10 @@ SAFETENSORS_DTYPES = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-_CODES = {name: next(code for code, dtype in SAFETENSORS_DTYPES.items() if dtype == value) for value, name in DTYPE_NAMES.items()}
+_CODES = {
+    name: next(code for code, dtype in SAFETENSORS_DTYPES.items() if dtype == value)
+    for value, name in DTYPE_NAMES.items()
+}
 # key -> its JSON type, for every key the store reads
 _KEYS = {"status": str, "shards": list, "hooks": list, "shapes": dict, "n_prompts": int, "n_layers": int, "dtype": str, "prompts_hash": str,
          "model_id": str, "weights_hash": str, "readout": dict, "shard_size": int, "max_length": int}  # fmt: skip
@@ -88,14 +92,19 @@ def _check_manifest(root: Path, manifest: dict[str, Any]) -> None:
     if not hooks or not all(isinstance(hook, str) for hook in hooks) or len(set(hooks)) != len(hooks):
         raise bad("'hooks' must be distinct hook names")
     positions = manifest.get("positions")
-    if positions not in ("last", "all") and not (isinstance(positions, list) and positions and all(_is(p, int) for p in positions)):
+    if positions not in ("last", "all") and not (
+        isinstance(positions, list) and positions and all(_is(p, int) for p in positions)
+    ):
         raise bad(f"unknown positions {positions!r}")
     for hook, shape in manifest["shapes"].items():
         if hook not in hooks or not isinstance(shape, list) or not all(_is(n, int) and n >= 0 for n in shape):
             raise bad(f"the shape of {hook!r} is {shape!r}")
     inside(root, manifest["readout"].get("file"), "the readout file")
     files = manifest.get("files", {})
-    if not isinstance(files, dict) or not all(isinstance(record, dict) and _is(record.get("size"), int) and isinstance(record.get("hash"), str) for record in files.values()):
+    if not isinstance(files, dict) or not all(
+        isinstance(record, dict) and _is(record.get("size"), int) and isinstance(record.get("hash"), str)
+        for record in files.values()
+    ):
         raise bad("'files' must map each file of the store to its size and hash")
     seen: set[int] = set()
     for entry in manifest["shards"]:
@@ -105,7 +114,9 @@ def _check_manifest(root: Path, manifest: dict[str, Any]) -> None:
         index = entry["index"]
         expected = (index * shard_size, min((index + 1) * shard_size, n_prompts))
         if index in seen or (entry["start"], entry["stop"]) != expected or expected[0] >= n_prompts:
-            raise bad(f"shard {index} covers prompts {entry['start']}..{entry['stop']}, not {expected[0]}..{expected[1]}")
+            raise bad(
+                f"shard {index} covers prompts {entry['start']}..{entry['stop']}, not {expected[0]}..{expected[1]}"
+            )
         if set(manifest["shapes"]) != set(hooks):
             raise bad("a shard is listed but not every hook has a shape")
         seen.add(index)
@@ -130,7 +141,11 @@ def read_header(path: Path, what: str = "shard") -> tuple[dict[str, Any], int]:
         for key, entry in header.items():
             if key == "__metadata__":
                 continue
-            if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_DTYPES or not isinstance(entry.get("shape"), list):
+            if (
+                not isinstance(entry, dict)
+                or entry.get("dtype") not in SAFETENSORS_DTYPES
+                or not isinstance(entry.get("shape"), list)
+            ):
                 raise ValueError(f"tensor {key!r} has no known dtype and shape")
             if not all(_is(n, int) and n >= 0 for n in entry["shape"]):
                 raise ValueError(f"tensor {key!r} has shape {entry['shape']!r:.60}, not a list of sizes")
@@ -138,18 +153,29 @@ def read_header(path: Path, what: str = "shard") -> tuple[dict[str, Any], int]:
             count = 1
             for n in entry["shape"]:
                 count *= n
-            if not (_is(begin, int) and _is(end, int) and 0 <= begin <= end) or end - begin != count * SAFETENSORS_DTYPES[entry["dtype"]].itemsize:
-                raise ValueError(f"tensor {key!r} has data offsets {entry.get('data_offsets')} that do not fit its shape {entry['shape']}")
+            if (
+                not (_is(begin, int) and _is(end, int) and 0 <= begin <= end)
+                or end - begin != count * SAFETENSORS_DTYPES[entry["dtype"]].itemsize
+            ):
+                raise ValueError(
+                    f"tensor {key!r} has data offsets {entry.get('data_offsets')} that do not fit its shape {entry['shape']}"
+                )
         _check_offsets_tile(header)
     except FileNotFoundError:
-        raise InterpError(f"{what} {path} is missing; rerun the same `interp cache` command with --resume to rebuild it.") from None
+        raise InterpError(
+            f"{what} {path} is missing; rerun the same `interp cache` command with --resume to rebuild it."
+        ) from None
     except (ValueError, TypeError, struct.error, UnicodeDecodeError, RecursionError) as error:
-        raise InterpError(f"{what} {path} is corrupted ({error}); rerun the same `interp cache` command with --resume to rebuild it.") from error
+        raise InterpError(
+            f"{what} {path} is corrupted ({error}); rerun the same `interp cache` command with --resume to rebuild it."
+        ) from error
     data_start = 8 + header_length
     end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
     if data_start + end != size:
         state = "truncated" if data_start + end > size else "corrupted (extra bytes)"
-        raise InterpError(f"{what} {path} is {state} ({size} bytes, its header says {data_start + end}); rerun the same `interp cache` command with --resume to rebuild it.")
+        raise InterpError(
+            f"{what} {path} is {state} ({size} bytes, its header says {data_start + end}); rerun the same `interp cache` command with --resume to rebuild it."
+        )
     return header, data_start
 
 
@@ -159,7 +185,9 @@ def _check_offsets_tile(header: dict[str, Any]) -> None:
     position = 0
     for begin, end, key in spans:
         if begin != position:
-            raise ValueError(f"tensor {key!r} starts at data byte {begin}, not {position} (the tensors' data overlap or leave a gap)")
+            raise ValueError(
+                f"tensor {key!r} starts at data byte {begin}, not {position} (the tensors' data overlap or leave a gap)"
+            )
         position = end
 
 
@@ -178,7 +206,9 @@ def check_shard(root: Path, manifest: dict[str, Any], entry: dict[str, Any]) -> 
             problem = f"{hook} is {None if found is None else (found['dtype'], found['shape'])}, the manifest says {(_CODES[manifest['dtype']], wanted)}"
             break
     if problem is not None:
-        raise InterpError(f"shard {path} is corrupted: {problem}; rerun the same `interp cache` command with --resume to rebuild it.")
+        raise InterpError(
+            f"shard {path} is corrupted: {problem}; rerun the same `interp cache` command with --resume to rebuild it."
+        )
     return header, data_start
 
 
@@ -190,7 +220,9 @@ def check_tokens(root: Path, manifest: dict[str, Any]) -> None:
     for name, shape in (("input_ids", [n, manifest["max_length"]]), ("lengths", [n])):
         entry = header.get(name)
         if entry is None or entry["dtype"] != "I64" or entry["shape"] != shape:
-            raise InterpError(f"{path} is corrupted: {name} is {entry and (entry['dtype'], entry['shape'])}, expected int64 {shape}; {RECREATE}.")
+            raise InterpError(
+                f"{path} is corrupted: {name} is {entry and (entry['dtype'], entry['shape'])}, expected int64 {shape}; {RECREATE}."
+            )
 
 
 def check_prompts(root: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -198,13 +230,19 @@ def check_prompts(root: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     path = root / PROMPTS
     records = _store_file(path, lambda: read_jsonl(path, hint=RECREATE))
     if len(records) != manifest["n_prompts"]:
-        raise InterpError(f"{path} holds {len(records)} prompts, the manifest says {manifest['n_prompts']} (truncated or edited); {RECREATE}.")
+        raise InterpError(
+            f"{path} holds {len(records)} prompts, the manifest says {manifest['n_prompts']} (truncated or edited); {RECREATE}."
+        )
     try:
         prompts_hash = hash_json(records)
     except UnicodeEncodeError as error:  # a "\ud800" escape: valid JSON, but no character
-        raise InterpError(f"{path} holds a lone surrogate escape ({error.object[error.start]!r}) that no prompt can contain (edited or corrupted); {RECREATE}.") from None
+        raise InterpError(
+            f"{path} holds a lone surrogate escape ({error.object[error.start]!r}) that no prompt can contain (edited or corrupted); {RECREATE}."
+        ) from None
     if prompts_hash != manifest["prompts_hash"]:
-        raise InterpError(f"{path} does not match the prompts hash of {root / MANIFEST} (edited or corrupted: labels or texts changed); {RECREATE}.")
+        raise InterpError(
+            f"{path} does not match the prompts hash of {root / MANIFEST} (edited or corrupted: labels or texts changed); {RECREATE}."
+        )
     return records
 
 
@@ -214,7 +252,9 @@ def _store_file(path: Path, read):
     except InterpError as error:
         if not path.exists():
             raise InterpError(f"the store file {path} is missing; {RECREATE}.") from None
-        raise InterpError(str(error).replace("rerun the same `interp cache` command with --resume to rebuild it", RECREATE)) from None
+        raise InterpError(
+            str(error).replace("rerun the same `interp cache` command with --resume to rebuild it", RECREATE)
+        ) from None
 
 
 def file_record(path: Path) -> dict[str, Any]:
@@ -237,7 +277,7 @@ class PendingFile:
         try:
             write(self.path)
             self._record = file_record(self.path)
-        except BaseException as error:  # noqa: BLE001 - raised again in the caller's thread by record()
+        except BaseException as error:
             self._error = error
 
     def wait(self) -> None:
@@ -275,7 +315,9 @@ def check_files(root: Path, manifest: dict[str, Any], full: bool) -> None:
         if problem is None and full and file_hash(path) != record.get("hash"):
             problem = "its content does not match its recorded hash"
         if problem is not None:
-            raise InterpError(f"the store file {path} is {'missing' if problem == 'it is missing' else 'corrupted: ' + problem}; {RECREATE}.")
+            raise InterpError(
+                f"the store file {path} is {'missing' if problem == 'it is missing' else 'corrupted: ' + problem}; {RECREATE}."
+            )
 
 
 def verify_shard(root: Path, manifest: dict[str, Any], entry: dict[str, Any]) -> None:
@@ -283,7 +325,9 @@ def verify_shard(root: Path, manifest: dict[str, Any], entry: dict[str, Any]) ->
     check_shard(root, manifest, entry)
     path = root / entry["file"]
     if file_hash(path) != entry["hash"]:
-        raise InterpError(f"shard {path} does not match its recorded hash (corrupted); rerun the same `interp cache` command with --resume to rebuild it.")
+        raise InterpError(
+            f"shard {path} does not match its recorded hash (corrupted); rerun the same `interp cache` command with --resume to rebuild it."
+        )
 
 
 def _size_problem(path: Path, size: Any) -> str | None:

@@ -24,7 +24,9 @@ from interp.sites import site_name
 NormKind = Literal["layernorm", "rmsnorm", "none"]
 
 
-FAITHFUL_TOLERANCE = 1e-3  # max |readout - logits| relative to max(1, max |W_U|) for a readout to stand in for the logits
+FAITHFUL_TOLERANCE = (
+    1e-3  # max |readout - logits| relative to max(1, max |W_U|) for a readout to stand in for the logits
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,12 +44,12 @@ class Readout:
     """
 
     norm: NormKind
-    weight: Float[Tensor, "d_model"] | None
-    bias: Float[Tensor, "d_model"] | None
+    weight: Float[Tensor, " d_model"] | None
+    bias: Float[Tensor, " d_model"] | None
     eps: float
     weight_offset: float
     W_U: Float[Tensor, "d_model d_vocab"]
-    b_U: Float[Tensor, "d_vocab"] | None
+    b_U: Float[Tensor, " d_vocab"] | None
     softcap: float | None = None
     verified_max_abs_diff: float = math.nan
 
@@ -105,10 +107,15 @@ class Readout:
 
         norm_module = getattr(model.ln_final, "original_component", model.ln_final)
         unembed_module = getattr(model.unembed, "original_component", model.unembed)
-        with materialized(norm_module), materialized(unembed_module):  # weights a device map offloaded, read where they are kept
+        with (
+            materialized(norm_module),
+            materialized(unembed_module),
+        ):  # weights a device map offloaded, read where they are kept
             kind, weight, bias, eps, offset = _describe_norm(norm_module)
             weight, bias = (None if t is None else t.detach().clone() for t in (weight, bias))
-            W_U = unembed_module.weight.detach().T.clone(memory_format=torch.contiguous_format)  # one copy, [d_model, d_vocab]
+            W_U = unembed_module.weight.detach().T.clone(
+                memory_format=torch.contiguous_format
+            )  # one copy, [d_model, d_vocab]
             b_U = getattr(unembed_module, "bias", None)
             b_U = None if b_U is None else b_U.detach().clone()
         config = getattr(getattr(model, "original_model", None), "config", None)
@@ -161,9 +168,11 @@ class Readout:
             )
         except InterpError:
             raise
-        except Exception as error:  # noqa: BLE001 - a file that cannot be read and one that lacks a field mean the same here
+        except Exception as error:
             detail = f"its metadata has no {error}" if isinstance(error, KeyError) else str(error)
-            raise InterpError(f"cannot read the readout {path}: {detail}. Re-create the store with `interp cache`.") from error
+            raise InterpError(
+                f"cannot read the readout {path}: {detail}. Re-create the store with `interp cache`."
+            ) from error
 
 
 def describe_norm(module) -> tuple[NormKind, Tensor | None, Tensor | None, float, float]:

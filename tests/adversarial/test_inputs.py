@@ -120,7 +120,7 @@ def test_a_store_killed_before_its_manifest_resumes_afresh(load_tiny, tmp_path, 
     with pytest.raises(InterpError, match="stopped before its manifest was written; pass --resume"):
         cache_activations(model, PROMPTS, out=out, progress=False)
     store = cache_activations(model, PROMPTS, out=out, resume=True, progress=False)
-    assert "starting it afresh" in caplog.text  # a warning of the logger interp.store.activations
+    assert "starting it afresh" in caplog.text  # a warning of the logger interp.store.cache
     store.verify()
     assert store.n_prompts == reference.n_prompts
     for hook in reference.hooks:
@@ -165,7 +165,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(load_tiny, tmp_path):
 
 
 def test_the_same_process_cannot_write_one_store_twice_at_once(tmp_path):
-    from interp.io import exclusive_lock
+    from interp.directories import exclusive_lock
 
     with exclusive_lock(tmp_path / "acts", LOCK, what="activation store"):
         assert json.loads((tmp_path / "acts" / LOCK).read_text()) == os.getpid()

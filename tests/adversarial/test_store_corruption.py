@@ -69,7 +69,7 @@ def test_a_flipped_data_byte_fails_verification_and_is_recomputed_on_resume(stor
 
     prompts = PromptSet.from_texts(PROMPTS[:6] + PROMPTS[:2], labels=LABELS)
     resumed = cache_activations(load_tiny("gpt2"), prompts, hooks=["resid_post"], out=store_dir, batch_size=2, shard_size=2, resume=True, progress=False)
-    assert "computed again" in caplog.text  # a warning of the logger interp.store.activations
+    assert "computed again" in caplog.text  # a warning of the logger interp.store.cache
     reference = ActivationStore.open(pristine)
     for hook in reference.hooks:
         assert torch.equal(resumed[hook], reference[hook]), hook
