@@ -17,6 +17,11 @@ forward), the max abs difference of interp's rows from each peer's, the FLOP flo
 layer's linears and attention products, no unembedding, at the fp32 matmul rate measured in the same
 process) and how far each run is from it, at each of ``--sizes``, and the memory growth:
   peak-RSS increase caching 10N prompts / caching N prompts      target < 1.10
+Reading (``--read-gb``, default 1): a store of about that size (five sites of every layer at every
+position) is read whole, every hook of every shard summed, with and without the check of each
+tensor's hash on its first read in a process (``check_reads``, on by default), best of ``--repeats``,
+interleaved; printed: GiB/s each, the ratio, and the hash's own rate on the same bytes in memory (the
+floor of the check's cost).
 Each memory measurement runs in a fresh child process so peaks do not mix. interp must cache through the
 plain view of the bridge (``interp.store.capture.Capturer``): the bench stops if it ran through the bridge.
 Caching stops each forward right after the last hook it reads, so with resid_post it skips the
@@ -214,6 +219,50 @@ def throughput(model, hf_model, n_prompts: int, args) -> tuple[float, float, flo
     return ratios
 
 
+def read_seconds(path: Path, check_reads: bool) -> float:
+    """Seconds to read every hook of every shard once, as a new process would (nothing checked yet)."""
+    from interp.store import activations
+
+    activations._READ_AND_CHECKED.clear()  # what a fresh process has checked: nothing
+    start = time.perf_counter()
+    store = ActivationStore.open(path, check_reads=check_reads)
+    total = 0.0
+    for hook in store.hooks:
+        for part in store.iter_shards(hook):
+            total += float(part.sum())  # touches every byte
+    return time.perf_counter() - start
+
+
+def read_check_cost(model, args, root: Path) -> None:
+    """The cost of checking each tensor's hash on its first read: a store of ~``--read-gb`` GB read with and without."""
+    from interp.store.manifest import tensor_hash
+
+    sites = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out"]
+    sample = tokenize_prompts(model, make_prompts(16, args.tokens))
+    per_prompt = 5 * model.cfg.n_layers * max(len(ids) for ids in sample) * model.cfg.d_model * 4
+    n_prompts = max(8, round(args.read_gb * 2**30 / per_prompt))
+    out = root / f"read-store-{n_prompts}x{args.tokens}"
+    if not (out / "manifest.json").exists():
+        cache_activations(model, make_prompts(n_prompts, args.tokens), hooks=sites, positions="all", out=out,
+                          batch_size=8, shard_size=32, progress=False, resume=True)  # fmt: skip
+    size = sum(path.stat().st_size for path in (out / "shards").iterdir())
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.repeats):
+        for check in (False, True):
+            times[check].append(read_seconds(out, check))
+    store = ActivationStore.open(out, check_reads=False)
+    in_memory = [part.contiguous().view(torch.uint8).numpy() for part in store.iter_shards(store.hooks[0])]
+    start = time.perf_counter()
+    for array in in_memory:
+        tensor_hash(array.data)
+    hash_rate = sum(a.nbytes for a in in_memory) / (time.perf_counter() - start)
+    plain, checked = min(times[False]), min(times[True])
+    print(f"\nreading a {size / 2**30:.2f} GiB store ({n_prompts} prompts, {len(store.hooks)} hooks, all positions), best of {args.repeats}:")
+    print(f"  unchecked reads    : {plain:6.2f} s   {size / plain / 2**30:6.2f} GiB/s")
+    print(f"  checked reads      : {checked:6.2f} s   {size / checked / 2**30:6.2f} GiB/s   ({checked / plain:.2f}x the time)")
+    print(f"  xxh3-128 in memory : {hash_rate / 2**30:6.2f} GiB/s  (the check's floor: {size / hash_rate:.2f} s for this store)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"a registered name or a directory (default: {DEFAULT_MODEL}, random weights)")
@@ -222,6 +271,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true", help="only the throughput comparison")
+    parser.add_argument("--read-gb", type=float, default=1.0, help="size of the store read with and without the hash check (0: skip)")
+    parser.add_argument("--only-read", action="store_true", help="only the reading comparison")
     parser.add_argument("--child-memory", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -236,11 +287,16 @@ def main() -> None:
     model = build_model(args.model, root)
     hf_model = AutoModelForCausalLM.from_pretrained(model_directory(args.model, root), dtype=torch.float32).eval()
     cfg = model.cfg
+    if args.only_read:
+        read_check_cost(model, args, root)
+        return
     print(f"model: {args.model} ({cfg.n_layers} layers, d_model {cfg.d_model}), ~{args.tokens} words per prompt, batch {args.batch_size}, "
           f"threads {torch.get_num_threads()}, best of {args.repeats}")  # fmt: skip
     ratios = {}
     for n_prompts in args.sizes:
         ratios[n_prompts] = throughput(model, hf_model, n_prompts, args)
+    if args.read_gb > 0:
+        read_check_cost(model, args, root)
     if len(ratios) > 1:
         print("\nas the work grows (interp vs bare / hooked HF / hooked HF body / transformer_lens): "
               + ", ".join(f"{n} prompts " + " / ".join(f"{r:.2f}x" for r in four) for n, four in ratios.items()))  # fmt: skip

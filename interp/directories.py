@@ -37,13 +37,12 @@ def exclusive_lock(directory: str | os.PathLike, name: str = ".interp.lock", wha
                 holder is None and _age(path) < 5
             ):  # a lock being written counts as held
                 raise InterpError(
-                    f"another interp process (pid {holder}) is writing the {what} {directory} (lock file {path}); wait for it to "
+                    f"another interp process (pid {holder}) is writing the {what} {directory} (lock file {path}); "
+                    "wait for it to "
                     "finish, or if that process is gone, delete the lock file."
                 ) from None
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # stale: its process is gone
-            except FileNotFoundError:
-                pass
             continue
         with os.fdopen(handle, "w") as file:
             file.write(f"{os.getpid()}\n")

@@ -47,7 +47,10 @@ def safe_name(name: Any, what: str = "name") -> str:
 
 
 def inside(root: str | os.PathLike, relative: Any, what: str) -> Path:
-    """``root / relative`` if ``relative`` is a relative path that stays inside ``root`` (no ``..``, links out or absolute paths)."""
+    """``root / relative`` if ``relative`` is a relative path that stays inside ``root``.
+
+    Refused: ``..``, links that lead out, absolute paths.
+    """
     root = Path(root)
     if (
         not isinstance(relative, str)
@@ -62,7 +65,8 @@ def inside(root: str | os.PathLike, relative: Any, what: str) -> Path:
     path = root / relative
     if not path.resolve().is_relative_to(root.resolve()):
         raise InterpError(
-            f"{what} {relative!r} leads outside {root} (through a link); the directory is damaged or was edited by hand."
+            f"{what} {relative!r} leads outside {root} (through a link); the directory is damaged or was edited by "
+            "hand."
         )
     return path
 
@@ -165,7 +169,8 @@ def read_jsonl(
             raise InterpError(f"{what}, line {number}: JSON nested too deeply to read; {hint}.") from None
         if not isinstance(record, dict):
             raise InterpError(
-                f'{what}, line {number}: expected a JSON object like {{"text": ...}}, got {type(record).__name__}; {hint}.'
+                f'{what}, line {number}: expected a JSON object like {{"text": ...}}, '
+                f"got {type(record).__name__}; {hint}."
             )
         records.append(record)
     return records
@@ -318,7 +323,8 @@ def read_result(source: str | os.PathLike, fmt: ResultFormat) -> SavedResult:
             provenance = json.loads(meta["provenance"]) if meta.get("provenance") else None
         except (json.JSONDecodeError, RecursionError) as error:
             raise InterpError(
-                f"{path} holds a provenance that is not valid JSON; the saved {fmt.name} is damaged. Create it again with {fmt.create}."
+                f"{path} holds a provenance that is not valid JSON; the saved {fmt.name} is damaged. Create it again "
+                f"with {fmt.create}."
             ) from error
         return SavedResult(path, meta, LazyTensors(path), _provenance(path, provenance, fmt), version)
     directory = Path(source)
@@ -330,7 +336,8 @@ def read_result(source: str | os.PathLike, fmt: ResultFormat) -> SavedResult:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         reason = "nested too deeply to read" if isinstance(error, RecursionError) else error
         raise InterpError(
-            f"{meta_path} is not valid JSON ({reason}); the saved {fmt.name} is damaged. Create it again with {fmt.create}."
+            f"{meta_path} is not valid JSON ({reason}); the saved {fmt.name} is damaged. Create it again with "
+            f"{fmt.create}."
         ) from error
     if not isinstance(meta, dict):
         raise InterpError(f"{meta_path} holds a JSON {type(meta).__name__}, not the meta of a saved {fmt.name}.")
@@ -372,7 +379,8 @@ def _provenance(where: Path, data: Any, fmt: ResultFormat) -> Provenance | None:
             problem = f"field 'provenance.{wrong}' should be {_PROVENANCE_FIELDS[wrong][0]}"
     if problem:
         raise InterpError(
-            f"{where} {problem}; the saved {fmt.name} is damaged or was edited by hand. Create it again with {fmt.create}."
+            f"{where} {problem}; the saved {fmt.name} is damaged or was edited by hand. Create it again with "
+            f"{fmt.create}."
         )
     return Provenance.from_dict(data)
 
@@ -380,14 +388,15 @@ def _provenance(where: Path, data: Any, fmt: ResultFormat) -> Provenance | None:
 def _current(where: Path, meta: dict[str, Any], fmt: ResultFormat) -> tuple[dict[str, Any], int]:
     """``meta`` migrated to ``fmt.version``, and the version it was saved with."""
     tag = meta.get("format")
-    if tag == fmt.tag or tag in fmt.aliases:
+    if isinstance(tag, str) and (tag == fmt.tag or tag in fmt.aliases):
         try:
             version = int(meta.get("format_version", fmt.aliases.get(tag, -1)))
         except (TypeError, ValueError):
             version = -1
         if version < 0:
             raise InterpError(
-                f"{where} says format {tag!r} but has no readable format_version; the saved {fmt.name} is damaged. Create it again with {fmt.create}."
+                f"{where} says format {tag!r} but has no readable format_version; the saved {fmt.name} is damaged. "
+                f"Create it again with {fmt.create}."
             )
     elif tag is None and fmt.untagged is not None:
         version = fmt.untagged
@@ -409,20 +418,24 @@ def _current(where: Path, meta: dict[str, Any], fmt: ResultFormat) -> tuple[dict
             )
         found = "no format tag" if tag is None else f"format {tag!r}"
         raise InterpError(
-            f"{where} has {found}, so it is not a {fmt.name} (format {fmt.tag!r}); load it with the loader of its own kind, or create a {fmt.name} with {fmt.create}."
+            f"{where} has {found}, so it is not a {fmt.name} (format {fmt.tag!r}); load it with the loader of its own "
+            f"kind, or create a {fmt.name} with {fmt.create}."
         )
     saved = version
     if version > fmt.version:
         raise InterpError(
-            f"{where} was written by a newer interp ({fmt.tag} format version {version}; interp {interp.__version__} reads up to "
+            f"{where} was written by a newer interp ({fmt.tag} format version {version}; interp {interp.__version__} "
+            "reads up to "
             f"version {fmt.version}); upgrade interp to read it."
         )
     while version < fmt.version:
         step = fmt.migrations.get(version)
         if step is None:
             raise InterpError(
-                f"{where} is {fmt.tag} format version {version}, older than this interp converts (it reads version {fmt.version}). "
-                f"Convert it by loading it with the interp that wrote it and recomputing it with this one: {fmt.create}."
+                f"{where} is {fmt.tag} format version {version}, older than this interp converts (it reads version "
+                f"{fmt.version}). "
+                "Convert it by loading it with the interp that wrote it and recomputing it with this one: "
+                f"{fmt.create}."
             )
         meta = step(dict(meta))
         version += 1
@@ -490,7 +503,8 @@ class LazyTensors(Mapping[str, torch.Tensor]):
         missing = [name for name in names if name not in self._shapes]
         if missing:
             raise InterpError(
-                f"{self.path} lacks the tensors {', '.join(missing)} of a saved {what}; the directory is damaged or of another kind."
+                f"{self.path} lacks the tensors {', '.join(missing)} of a saved {what}; the directory is damaged or "
+                "of another kind."
             )
         tensors = self.load_all()
         return {name: tensors[name] for name in names}

@@ -128,7 +128,7 @@ def _git_commit(root: Path) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def hash_bytes(chunks: Iterable[bytes]) -> str:
+def hash_bytes(chunks: Iterable[bytes | bytearray | memoryview]) -> str:
     """A short, stable content hash (blake2b, 16 bytes, hex)."""
     digest = hashlib.blake2b(digest_size=16)
     for chunk in chunks:

@@ -1,4 +1,4 @@
-"""The result contract: every analysis returns a ``Result``, with ``figure()``, ``save(dir)``, ``load(dir)`` and ``provenance``.
+"""The result contract: every analysis returns a ``Result``: ``figure()``, ``save(dir)``, ``load(dir)``, ``provenance``.
 
 A result class is a frozen dataclass that subclasses ``Result`` and declares its ``FORMAT`` (``interp.io.ResultFormat``:
 tag, version, file names, how to make and load one). Saving and loading are derived from the fields:
@@ -46,6 +46,7 @@ class Result:
     """Base of every analysis result (see the module docstring); subclasses are frozen dataclasses."""
 
     FORMAT: ClassVar[ResultFormat]
+    provenance: Provenance | None  # every result class declares it as a field
     FIGURE_FILE: ClassVar[str | None] = "figure.html"  # where ``save`` writes ``figure()`` (None: no figure file)
 
     # ---- what a subclass provides -----------------------------------------------------------------
@@ -76,13 +77,23 @@ class Result:
         return meta | {"provenance": self.provenance.to_dict() if self.provenance is not None else None}
 
     def save(self, directory: str | Path) -> Path:
-        """Write the nested results, the tensors, the text files, the figure and, last, the meta (each atomically); returns the directory."""
+        """Write the nested results, the tensors, the text files, the figure and, last, the meta (each atomically).
+
+        Returns the directory.
+        """
         tensors, meta, nested = self._split()
         for name, result in nested.items():  # a result inside a result: its own directory, named after the field
             result.save(Path(directory) / name)
-        return write_result(directory, self.FORMAT, dict(self.meta_extra()) | meta, provenance=self.provenance,
-                            tensors=tensors if self.FORMAT.tensors_file else None, tensor_metadata=self.tensor_metadata(),
-                            files=self.files(), figures=self.figures())  # fmt: skip
+        return write_result(
+            directory,
+            self.FORMAT,
+            dict(self.meta_extra()) | meta,
+            provenance=self.provenance,
+            tensors=tensors if self.FORMAT.tensors_file else None,
+            tensor_metadata=self.tensor_metadata(),
+            files=self.files(),
+            figures=self.figures(),
+        )
 
     def _split(self) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, "Result"]]:
         """The fields but provenance, as they are saved: tensors (for the tensors file), JSON meta, nested results."""
@@ -110,7 +121,7 @@ class Result:
 
     @classmethod
     def load(cls: type[R], directory: str | Path) -> R:
-        """Read a result written by ``save`` (also by an earlier interp), checking every field against its declaration."""
+        """Read a result written by ``save`` (also by an earlier interp); every field is checked against its type."""
         saved = read_result(directory, cls.FORMAT)
         return cls.from_saved(saved)
 
@@ -415,4 +426,4 @@ def _is_bool_tensor_hint(hint: Any) -> bool:
 
 
 def _has_default(spec: dataclasses.Field) -> bool:
-    return spec.default is not dataclasses.MISSING or spec.default_factory is not dataclasses.MISSING  # type: ignore[misc]
+    return spec.default is not dataclasses.MISSING or spec.default_factory is not dataclasses.MISSING

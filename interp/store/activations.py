@@ -14,6 +14,11 @@ Layout of a store directory::
 >>> store["blocks.3.hook_resid_post"].shape      # positions="last": [prompt, d_model]  # doctest: +SKIP
 
 Stores are written by ``cache_activations`` (``interp.store.cache``).
+
+Every open checks that each shard is this store's (its store id and index) and agrees with the
+manifest; the first time a process reads a hook of a shard, the bytes read are hashed and checked
+against the hash recorded when they were written (``check_reads=False`` skips this), so damaged
+bytes or a file copied from another store are an error, not data.
 """
 
 import difflib
@@ -39,18 +44,26 @@ from interp.provenance import Provenance, warn_if_other_versions
 from interp.sites import expand_sites
 from interp.store.manifest import (
     PROMPTS,
+    REBUILD_SHARD,
+    RECREATE,
     SAFETENSORS_DTYPES,
     TOKENS,
     check_files,
     check_prompts,
     check_shard,
     check_tokens,
+    file_hash,
     read_manifest,
+    tensor_hash,
     verify_shard,  # fmt: skip
 )
 from interp.store.readout import Readout
 
 logger = logging.getLogger(__name__)
+
+# What this process has read and found intact: (path, inode, mtime, size, hook or "*" for the whole file).
+# A file replaced or edited since has another key and is checked again.
+_READ_AND_CHECKED: set[tuple[str, int, int, int, str]] = set()
 
 
 def _mmap_tensor(path: Path, header: dict[str, Any], data_start: int, name: str) -> Tensor:
@@ -68,6 +81,13 @@ class _Shard:
     path: Path
     start: int
     stop: int
+    hash: str  # of the whole file
+    tensor_hashes: dict[str, str]  # of each hook's bytes (empty in stores of format 1)
+
+
+def _read_key(path: Path, part: str) -> tuple[str, int, int, int, str]:
+    status = path.stat()
+    return (str(path.resolve()), status.st_ino, status.st_mtime_ns, status.st_size, part)
 
 
 class ActivationStore:
@@ -76,19 +96,30 @@ class ActivationStore:
     def __init__(self, root: Path, manifest: dict[str, Any]):
         self.root = root
         self.manifest = manifest
-        self._shards = tuple(_Shard(root / s["file"], s["start"], s["stop"]) for s in manifest["shards"])
+        self._shards = tuple(
+            _Shard(root / s["file"], s["start"], s["stop"], s["hash"], s.get("tensor_hashes") or {})
+            for s in manifest["shards"]
+        )
+        self.check_reads = True
         self._headers: dict[Path, tuple[dict[str, Any], int]] = {}
         self._records: list[dict[str, Any]] | None = None
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike, model=None, allow_partial: bool = False, verify: bool = False
+        cls,
+        path: str | os.PathLike,
+        model=None,
+        allow_partial: bool = False,
+        verify: bool = False,
+        check_reads: bool = True,
     ) -> "ActivationStore":
         """Open a store; with ``model``, check it is the model the store was made with.
 
         Every open checks what is cheap (the manifest, file sizes, safetensors headers against the
-        manifest, the prompts' hash); ``verify=True`` also re-hashes every file (``store.verify()``).
-        ``allow_partial=True`` opens an interrupted store and exposes its finished shards only.
+        manifest, each shard's store id and index, the prompts' hash); ``verify=True`` also re-hashes
+        every file now (``store.verify()``). ``check_reads`` (default) hashes what is read, the first
+        time this process reads it: one pass over bytes that are read anyway (``bench/cache.py``
+        measures it). ``allow_partial=True`` opens an interrupted store and exposes its finished shards only.
         """
         root = Path(path)
         manifest = read_manifest(root)
@@ -110,6 +141,7 @@ class ActivationStore:
         manifest = {**manifest, "shards": [s for s in shards if s["stop"] <= covered]}
         warn_if_other_versions(manifest.get("versions", {}), what=f"store at {root}")
         store = cls(root, manifest)
+        store.check_reads = check_reads
         check_files(root, manifest, full=False)
         check_tokens(root, manifest)
         store._records = check_prompts(root, manifest)
@@ -176,6 +208,7 @@ class ActivationStore:
 
     @cached_property
     def _tokens(self) -> dict[str, Tensor]:
+        self._check_file(TOKENS)
         return load_file(str(self.root / TOKENS))
 
     @property
@@ -189,6 +222,7 @@ class ActivationStore:
 
     @cached_property
     def readout(self) -> Readout:
+        self._check_file(self.manifest["readout"]["file"])
         return Readout.load(self.root / self.manifest["readout"]["file"])
 
     @cached_property
@@ -216,7 +250,8 @@ class ActivationStore:
         if found != self.weights_hash:
             raise InterpError(
                 f"the store at {self.root} was made with {self.model_id} (weights {self.weights_hash[:12]}), "
-                f"but this model is {model_id(model)} (weights {found[:12]}). Use the same model, or re-cache with this one."
+                f"but this model is {model_id(model)} (weights {found[:12]}). Use the same model, or re-cache with "
+                "this one."
             )
 
     # ---- tensors ----
@@ -234,10 +269,55 @@ class ActivationStore:
         self._check_hook(hook)
         for shard in self._shards:
             header, start = self._header(shard.path)
+            if self.check_reads:
+                self._check_read(shard, hook, header, start)
             yield _mmap_tensor(shard.path, header, start, hook)
 
+    def _check_read(self, shard: _Shard, hook: str, header: dict[str, Any], data_start: int) -> None:
+        """Hash ``hook``'s bytes in ``shard`` (the whole file in a store of format 1) the first time this process reads
+        them; raise if they differ from the hash recorded when they were written."""
+        part = hook if shard.tensor_hashes else "*"
+        key = _read_key(shard.path, part)
+        if key in _READ_AND_CHECKED:
+            return
+        if shard.tensor_hashes:
+            begin, end = header[hook]["data_offsets"]
+            found = tensor_hash(
+                np.memmap(shard.path, dtype=np.uint8, mode="r", offset=data_start + begin, shape=(end - begin,)).data
+                if end > begin
+                else b""
+            )
+            intact = found == shard.tensor_hashes[hook]
+        else:
+            intact = file_hash(shard.path) == shard.hash
+        if not intact:
+            what = f"the bytes of {hook} differ" if shard.tensor_hashes else "its content differs"
+            raise InterpError(
+                f"shard {shard.path} is corrupted: {what} from the hash recorded when it was written; {REBUILD_SHARD}."
+            )
+        _READ_AND_CHECKED.add(key)
+
+    def _check_file(self, name: str) -> None:
+        """Hash the store file ``name`` against the manifest the first time this process reads it."""
+        record = (self.manifest.get("files") or {}).get(name)
+        path = self.root / name
+        if not self.check_reads or not isinstance(record, dict):
+            return
+        key = _read_key(path, "*")
+        if key in _READ_AND_CHECKED:
+            return
+        if file_hash(path) != record.get("hash"):
+            raise InterpError(
+                f"the store file {path} is corrupted: its content differs from the hash recorded when it was "
+                f"written; {RECREATE}."
+            )
+        _READ_AND_CHECKED.add(key)
+
     def stack(self, kind: str = "resid_post") -> Float[Tensor, "layer prompt ..."]:
-        """One site across every layer, stacked: ``store.stack("resid_post")[l] == store[f"blocks.{l}.hook_resid_post"]``."""
+        """One site across every layer, stacked.
+
+        ``store.stack("resid_post")[l] == store[f"blocks.{l}.hook_resid_post"]``.
+        """
         names = expand_sites([kind], self.n_layers)
         missing = [name for name in names if name not in self]
         if missing:
@@ -245,7 +325,7 @@ class ActivationStore:
         return torch.stack([self[name] for name in names])
 
     def verify(self) -> None:
-        """Re-hash every file (shards, tokens, prompts, readout) against the manifest; raise naming the first that differs."""
+        """Re-hash every file (shards, tokens, prompts, readout) now; raise naming the first that differs."""
         check_files(self.root, self.manifest, full=True)
         check_tokens(self.root, self.manifest)
         check_prompts(self.root, self.manifest)
@@ -265,4 +345,7 @@ class ActivationStore:
             )
 
     def __repr__(self) -> str:
-        return f"ActivationStore({str(self.root)!r}, model={self.model_id!r}, prompts={self.n_prompts}, hooks={len(self.hooks)}, positions={self.positions!r})"
+        return (
+            f"ActivationStore({str(self.root)!r}, model={self.model_id!r}, prompts={self.n_prompts}, "
+            f"hooks={len(self.hooks)}, positions={self.positions!r})"
+        )

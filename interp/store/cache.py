@@ -58,6 +58,8 @@ from interp.store.manifest import (
     file_record,
     read_manifest,
     settle_files,
+    store_id,
+    tensor_hash,
     verify_shard,  # fmt: skip
     wait_for_files,
 )
@@ -228,10 +230,19 @@ def _cache_shards(
             if not manifest.get("shapes"):
                 manifest["shapes"] = {name: list(t.shape[1:]) for name, t in tensors.items()}
             file = f"shards/shard_{index:05d}.safetensors"
-            atomic_write_bytes(
-                out / file, _shard_bytes(tensors, {"format": FORMAT, "start": str(start), "stop": str(stop)})
+            identity = {"store": manifest["store_id"], "index": str(index)}  # checked on every open
+            shard, tensor_hashes = _shard_bytes(
+                tensors, {"format": FORMAT, **identity, "start": str(start), "stop": str(stop)}
             )
-            entry = {"index": index, "file": file, "start": start, "stop": stop, **file_record(out / file)}
+            atomic_write_bytes(out / file, shard)
+            entry = {
+                "index": index,
+                "file": file,
+                "start": start,
+                "stop": stop,
+                **file_record(out / file),
+                "tensor_hashes": tensor_hashes,  # each checked the first time a process reads it
+            }
             ran = {"path": capture.path, "reason": capture.reason}
             if world.is_distributed:
                 finished.append(entry)
@@ -270,7 +281,8 @@ def _finish_ranks(out: Path, world_size: int) -> None:
     missing = sorted(set(range(n_shards)) - {shard["index"] for shard in manifest["shards"]})
     if missing:
         raise InterpError(
-            f"the ranks finished but {len(missing)} shards of {out} are not recorded (first: {missing[0]}); rerun the same command with --resume."
+            f"the ranks finished but {len(missing)} shards of {out} are not recorded (first: {missing[0]}); rerun the "
+            "same command with --resume."
         )
     _finish(out, manifest)
 
@@ -314,7 +326,8 @@ def _prepare_directory(out: Path, config: dict[str, Any], resume: bool, world_si
         if found and found <= _START_FILES and (not (out / "shards").exists() or (out / "shards").is_dir()):
             if not resume:
                 raise InterpError(
-                    f"{out} holds the start of a store that stopped before its manifest was written; pass --resume (resume=True) to start it afresh, or choose a new --out."
+                    f"{out} holds the start of a store that stopped before its manifest was written; pass --resume "
+                    "(resume=True) to start it afresh, or choose a new --out."
                 )
             logger.warning(
                 "interp: %s holds an interrupted start of a store (no %s yet); starting it afresh.", out, MANIFEST
@@ -334,6 +347,12 @@ def _prepare_directory(out: Path, config: dict[str, Any], resume: bool, world_si
         raise InterpError(
             f"{out} already holds {state}; pass --resume (resume=True) to continue or reuse it, or choose a new --out."
         )
+    if manifest["status"] != "complete" and manifest.get("format_version", 0) != FORMAT_VERSION:
+        raise InterpError(
+            f"cannot resume {out}: it was started by an older interp (store format "
+            f"{manifest.get('format_version', 0)}, "
+            f"this interp writes {FORMAT_VERSION}); use a new --out."
+        )
     if differences:
         details = "; ".join(f"{key}: store has {manifest.get(key)!r}, this run {config[key]!r}" for key in differences)
         raise InterpError(f"cannot resume {out}: it was made with different settings ({details}). Use a new --out.")
@@ -345,7 +364,8 @@ def _prepare_directory(out: Path, config: dict[str, Any], resume: bool, world_si
             else "one process, without torchrun"
         )
         raise InterpError(
-            f"cannot resume {out}: it was started by {started_by} ranks and this run has {world_size}; resume it with {how}, or choose a new --out."
+            f"cannot resume {out}: it was started by {started_by} ranks and this run has {world_size}; resume it with "
+            f"{how}, or choose a new --out."
         )
     for leftover in [
         *out.glob(".*.tmp"),
@@ -403,6 +423,7 @@ def _start_store(
         "format_version": FORMAT_VERSION,
         "status": "in_progress",
         **config,
+        "store_id": store_id(config),
         "architecture": str(getattr(cfg, "architecture", "")),
         "n_layers": int(cfg.n_layers),
         "d_model": int(cfg.d_model),
@@ -444,16 +465,16 @@ def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(out / MANIFEST, settle_files(manifest))
 
 
-def _shard_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+def _shard_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> tuple[bytes, dict[str, str]]:
     """A safetensors file whose bytes depend only on ``tensors`` and ``metadata``: keys sorted, data in name order.
 
     ``safetensors.torch.save`` orders the metadata as a Rust HashMap does, which differs from one
     process to the next; a shard's hash (in the manifest) must not, so that the ranks of a torchrun
-    run write the files one process writes.
+    run write the files one process writes. Also returns the hash of each tensor's bytes.
     """
     codes = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
     header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs, offset = [], 0
+    blobs, offset, hashes = [], 0, {}
     for name in sorted(tensors):
         tensor = tensors[name].detach().to("cpu").contiguous()
         blob = tensor_bytes(tensor)
@@ -463,10 +484,11 @@ def _shard_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
             "data_offsets": [offset, offset + len(blob)],
         }
         blobs.append(blob)
+        hashes[name] = tensor_hash(blob)
         offset += len(blob)
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors writes it
-    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs), hashes
 
 
 def _shard_rows(index: int, shard_size: int, n_prompts: int) -> int:

@@ -10,6 +10,7 @@ that gives the bridge's values: checked on two prompts of the first batch before
 :class:`Capturer` says which ran (``path``) and why the bridge did (``reason``); a store records both.
 """
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -91,7 +92,8 @@ def normalize_positions(positions: Positions, lengths: Tensor) -> str | list[int
         if not -shortest <= p < shortest:
             raise InterpError(
                 f"position {p} does not exist in the shortest prompt ({shortest} tokens); "
-                f"use positions between {-shortest} and {shortest - 1}, or negative positions counted from each prompt's end."
+                f"use positions between {-shortest} and {shortest - 1}, or negative positions counted from each "
+                "prompt's end."
             )
     return explicit
 
@@ -137,11 +139,8 @@ def run_and_capture(model, batch, hook_names, positions, max_length: int, dtype:
 
         return hook
 
-    with model.hooks(fwd_hooks=[(name, make_hook(name)) for name in hook_names]):
-        try:
-            model(tokens, attention_mask=mask, return_type=None)
-        except _AllCaptured:
-            pass
+    with model.hooks(fwd_hooks=[(name, make_hook(name)) for name in hook_names]), contextlib.suppress(_AllCaptured):
+        model(tokens, attention_mask=mask, return_type=None)
     missing = [name for name in hook_names if name not in captured]
     if missing:
         raise InterpError(
@@ -219,10 +218,12 @@ class Capturer:
             try:
                 self._layers = _decoder_layers(self._view, self.model)
             except (KeyError, AttributeError) as error:  # the view has no module where the bridge has a block
-                why = f"the plain view has no decoder layer where the bridge has a block ({type(error).__name__}: {error})"
+                kind = type(error).__name__
+                why = f"the plain view has no decoder layer where the bridge has a block ({kind}: {error})"
         if not why:
             for name, site in sites.items():
-                self._wanted.setdefault((int(site.layer), PLAIN_SITES[site.kind]), []).append(name)
+                if site.layer is not None:  # every site here has one (checked above)
+                    self._wanted.setdefault((int(site.layer), PLAIN_SITES[site.kind]), []).append(name)
             why = self._disagreement(batch)
         if why:
             views.warn_once(why, "caching runs")
@@ -240,9 +241,12 @@ class Capturer:
         want = run_and_capture(self.model, sample, self.hook_names, self.positions, self.max_length, self.dtype)
         limit = tolerance(self.dtype)
         for name in self.hook_names:
-            error = relative_error(got[name], want[name])
-            if not error <= limit:
-                return f"the plain view's {name} differs from the bridge's by {error:.2g} of its largest value (tolerance {limit:g})"
+            difference = relative_error(got[name], want[name])
+            if not difference <= limit:
+                return (
+                    f"the plain view's {name} differs from the bridge's by {difference:.2g} of its largest value "
+                    f"(tolerance {limit:g})"
+                )
         return ""
 
     def _plain(self, batch, max_length: int) -> dict[str, Tensor]:
