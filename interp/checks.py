@@ -123,7 +123,7 @@ def filesystem_error(error: OSError, path: str | os.PathLike | None = None, acti
     also = f" ({other[0]})" if other else ""
     return InterpError(
         f"cannot {action} {where}{also}: {reason}; "
-        f"{FILESYSTEM_FIXES.get(error.errno, 'check the path and the disk, then run again')}."
+        f"{FILESYSTEM_FIXES.get(error.errno or 0, 'check the path and the disk, then run again')}."
     )
 
 

@@ -22,7 +22,7 @@ result is in ``circuits/tuned_lens_smollm2/README.md``.
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -103,8 +103,16 @@ class TrainingRecord:
                                x_title="Adam step", y_title="KL(final ‖ lens), nats")  # fmt: skip
 
 
+class _LensCaches:
+    """What ``TunedLens.__post_init__`` derives from the weights; not dataclass fields."""
+
+    _index: dict[str, int]  # site -> its translator
+    _identity: list[bool]  # per translator: all zero, so the identity
+    _on_device: dict[str, tuple[Tensor, Tensor]]  # (weight, bias) per device
+
+
 @dataclass(frozen=True, eq=False)
-class TunedLens(Result):
+class TunedLens(Result, _LensCaches):
     """Per-site affine translators ``h -> h + h @ weight[s].T + bias[s]`` (float32), for ``logit_lens(...,
     translator=lens)``.
 
@@ -184,7 +192,7 @@ class TunedLens(Result):
     def check_provenance(self, provenance: Provenance | None) -> None:
         """Raise unless activations with ``provenance`` come from the model this lens was trained on (weights hash)."""
         ours, theirs = self.provenance.weights_hash, getattr(provenance, "weights_hash", "")
-        if ours and theirs and ours != theirs:
+        if provenance is not None and ours and theirs and ours != theirs:
             raise InterpError(
                 f"this tuned lens was trained on model {self.model_label}, but it is applied to model "
                 f"{provenance.model_id!r} (weights hash {theirs[:12]}). A translator only fits the model it was "
@@ -371,9 +379,8 @@ def _residuals(
 
 def _readout_on(readout: Readout, device) -> Readout:
     move = lambda t: None if t is None else t.float().to(device)  # noqa: E731
-    return replace(
-        readout, weight=move(readout.weight), bias=move(readout.bias), W_U=move(readout.W_U), b_U=move(readout.b_U)
-    )
+    W_U = readout.W_U.float().to(device)
+    return replace(readout, weight=move(readout.weight), bias=move(readout.bias), W_U=W_U, b_U=move(readout.b_U))
 
 
 def _kl(final_logprobs: Tensor, logits: Tensor) -> Tensor:
@@ -572,7 +579,7 @@ def lens_kl(
     prompt_set = texts if isinstance(texts, PromptSet) else PromptSet.from_texts(list(texts))
     sites = lens_sites(int(model.cfg.n_layers))
     provenance = _provenance(model, sites, prompt_set.hash, None, extra={"method": "lens kl"})
-    lenses: dict[str, object] = {"logit lens": None}
+    lenses: dict[str, Callable[[str, Tensor], Tensor] | None] = {"logit lens": None}
     if translator is not None:
         check = getattr(translator, "check_provenance", None)
         if check is not None:

@@ -78,9 +78,9 @@ def resolve_model(name: str) -> tuple[str, str]:
             f"{', '.join(models) or 'none'}. Models register through the {ENTRY_POINT_GROUP!r} entry point group "
             "(refresh it with `pip install -e .`)."
         )
-    variant = variant or entry.default_variant
-    source = entry.resolve(variant)
-    return str(source), (f"{entry.name}:{variant}" if variant else entry.name)
+    chosen = variant or entry.default_variant
+    source = entry.resolve(chosen)
+    return str(source), (f"{entry.name}:{chosen}" if chosen else entry.name)
 
 
 def did_you_mean(name: str) -> str:
