@@ -44,7 +44,7 @@ LIMITS: dict[str, tuple[str, float | None, float | None, bool]] = {
             "n_val",
             "report_n_min",
         )
-    },  # fmt: skip
+    },
     **{name: ("int", 0, None, True) for name in ("seed", "report_n")},
     "cv": ("int", 2, None, True),
     "C": ("float", 0, None, False),
@@ -76,7 +76,9 @@ def check_number(name: str, value: Any, flag: bool = False, where: str = "") -> 
         if high is None:
             rule = f">= {low}" if low_allowed else f"> {low}"
         else:
-            rule = f"in {'[' if low_allowed else '('}{low}, {high}{')' if name in ('holdout', 'heldout_fraction') else ']'}"
+            opening = "[" if low_allowed else "("
+            closing = ")" if name in ("holdout", "heldout_fraction") else "]"
+            rule = f"in {opening}{low}, {high}{closing}"
         raise InterpError(f"{shown} must be {'an integer' if kind == 'int' else 'a number'} {rule}, got {value!r}.")
 
 
@@ -106,8 +108,11 @@ FILESYSTEM_FIXES = {
 def filesystem_error(error: OSError, path: str | os.PathLike | None = None, action: str = "write") -> InterpError:
     """``error`` as a one-line InterpError naming ``path`` (default: the error's file) and what to do.
 
-    >>> str(filesystem_error(OSError(errno.ENOSPC, "No space left on device"), "out/x.json"))
-    'cannot write out/x.json: No space left on device; the disk is full: free some space, or write to another disk (another --out).'
+    >>> message = str(filesystem_error(OSError(errno.ENOSPC, "No space left on device"), "out/x.json"))
+    >>> for part in message.split("; "):
+    ...     print(part)
+    cannot write out/x.json: No space left on device
+    the disk is full: free some space, or write to another disk (another --out).
     """
     where = str(path) if path is not None else str(error.filename or "a file")
     involved = [str(name) for name in (error.filename, error.filename2) if name]
@@ -117,7 +122,8 @@ def filesystem_error(error: OSError, path: str | os.PathLike | None = None, acti
     reason = (error.strerror or str(error) or type(error).__name__).rstrip(".")
     also = f" ({other[0]})" if other else ""
     return InterpError(
-        f"cannot {action} {where}{also}: {reason}; {FILESYSTEM_FIXES.get(error.errno, 'check the path and the disk, then run again')}."
+        f"cannot {action} {where}{also}: {reason}; "
+        f"{FILESYSTEM_FIXES.get(error.errno or 0, 'check the path and the disk, then run again')}."
     )
 
 
@@ -141,9 +147,11 @@ def check_output_path(path: str | os.PathLike | None, flag: str = "--out", kind:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         raise InterpError(
-            f"{flag} {path} cannot be created: {existing} is a file, not a directory; remove it or choose another {flag}."
+            f"{flag} {path} cannot be created: {existing} is a file, not a directory; "
+            f"remove it or choose another {flag}."
         )
     if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
         raise InterpError(
-            f"{flag} {path} cannot be written: no permission to write in {existing}; make it writable (chmod u+w) or choose another {flag}."
+            f"{flag} {path} cannot be written: no permission to write in {existing}; "
+            f"make it writable (chmod u+w) or choose another {flag}."
         )

@@ -45,7 +45,8 @@ class PromptSet:
             if not isinstance(text, str) or not text.strip():
                 raise InterpError(
                     f"prompt {index}{' in ' + self.source if self.source else ''} has no text "
-                    f"(record: {json.dumps(dict(record), ensure_ascii=False)[:120]}). Every prompt needs a non-empty 'text'."
+                    f"(record: {json.dumps(dict(record), ensure_ascii=False)[:120]}). "
+                    "Every prompt needs a non-empty 'text'."
                 )
 
     # ---- construction -------------------------------------------------------------------
@@ -74,8 +75,8 @@ class PromptSet:
                     ", ".join(name if name.isprintable() else repr(name) for name in record)[:200] or "none"
                 )  # one line
                 raise InterpError(
-                    f"record {index}{' of ' + source if source else ''} has no field {text_field!r} (fields: {fields}). "
-                    f"Pass --text-field with the name of the column that holds the prompt."
+                    f"record {index}{' of ' + source if source else ''} has no field {text_field!r} "
+                    f"(fields: {fields}). Pass --text-field with the name of the column that holds the prompt."
                 )
             row = {key: value for key, value in record.items() if key not in (text_field, label_field)}
             row["text"] = record[text_field]
@@ -155,7 +156,8 @@ class PromptSet:
 
 
 def read_records(path: str | Path, text_field: str = "text") -> list[dict[str, Any]]:
-    """The records of a JSONL, JSON (a list), CSV (with a header) or TXT file (one record ``{text_field: line}`` per line).
+    """The records of a JSONL, JSON (a list), CSV (with a header) or TXT file (one record ``{text_field: line}`` per
+    line).
 
     Lines end at "\\n" only (U+2028 is text) and quoted CSV fields may hold line breaks; a missing,
     unreadable, empty or unknown-type file is an InterpError saying what to give instead.
@@ -194,12 +196,14 @@ def read_records(path: str | Path, text_field: str = "text") -> list[dict[str, A
 
 
 def _check_no_lone_surrogates(records: list[dict[str, Any]], path: Path) -> None:
-    """JSON may spell a lone surrogate (``"\\ud800"``); it is no character, and the prompts could not be hashed or saved."""
+    """JSON may spell a lone surrogate (``"\\ud800"``); it is no character, and the prompts could not be hashed or
+    saved."""
     try:
         json.dumps(records, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as error:
         raise InterpError(
-            f"{path} holds a lone surrogate escape ({error.object[error.start]!r}), which is not a character; remove it or write the character itself."
+            f"{path} holds a lone surrogate escape ({error.object[error.start]!r}), which is not a character; "
+            "remove it or write the character itself."
         ) from None
 
 
@@ -231,13 +235,15 @@ def _parse_csv(raw: str, path: Path) -> list[dict[str, Any]]:
         for row in reader:
             if _EXTRA_FIELDS in row:
                 raise InterpError(
-                    f"{path}, line {reader.line_num}: {len(reader.fieldnames) + len(row[_EXTRA_FIELDS])} fields but the header has "
-                    f'{len(reader.fieldnames)}; quote a field that holds a comma ("a, b") or add the column to the header.'
+                    f"{path}, line {reader.line_num}: {len(reader.fieldnames) + len(row[_EXTRA_FIELDS])} fields "
+                    f"but the header has {len(reader.fieldnames)}; "
+                    'quote a field that holds a comma ("a, b") or add the column to the header.'
                 )
             records.append(row)
     except csv.Error as error:
         raise InterpError(
-            f"{path}, line {reader.line_num}: not valid CSV ({error}); quote fields that hold commas, quotes or line breaks."
+            f"{path}, line {reader.line_num}: not valid CSV ({error}); "
+            "quote fields that hold commas, quotes or line breaks."
         ) from None
     return records
 

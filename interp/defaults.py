@@ -4,6 +4,8 @@ One source for every default that more than one layer states, so the CLI's ``--h
 the function does when called without the flag. Torch-free: the command line reads it at start-up.
 """
 
+from typing import Final
+
 CACHE_BATCH_SIZE = 16  # prompts per forward pass when caching activations
 
 # ---- models ------------------------------------------------------------------------------------
@@ -11,13 +13,13 @@ MODEL = "organism"  # the model a command runs when none is named: the bundled o
 
 # ---- logit lens (interp.lens.logit_lens, LensResult.figure; interp lens) -------------------------
 LENS_SITES = ("resid_pre", "resid_post")  # residual sites decoded
-LENS_POSITIONS = "last"  # token positions read
+LENS_POSITIONS: Final = "last"  # token positions read
 LENS_TOP_K = 5  # top tokens kept per cell
 LENS_METRICS = ("prob", "logprob", "rank", "kl")  # what a lens figure can show (interp.lens.Metric)
-LENS_METRIC = "prob"  # what the figure shows
+LENS_METRIC: Final = "prob"  # what the figure shows
 
 # ---- direct logit attribution (interp.mechanisms.dla.direct_logit_attribution, DLAResult.top; interp dla) ---
-DLA_POSITIONS = "last"  # token positions attributed
+DLA_POSITIONS: Final = "last"  # token positions attributed
 DLA_TOP_K = 10  # heads / components listed by DLAResult.top and `interp dla`
 
 # ---- tuned lens (interp.lens.tuned: generate_texts, train_tuned_lens, lens_kl; interp lens train) --
@@ -27,7 +29,7 @@ TUNED_LENS_TEMPERATURE = 0.8  # sampling temperature of the generated text (0: g
 TUNED_LENS_TOP_P = 0.95  # nucleus sampling threshold of the generated text
 TUNED_LENS_GENERATE_BATCH_SIZE = 64  # prompts generated at once (a step costs little more for more rows)
 TUNED_LENS_INITS = ("least_squares", "identity")  # where training starts (interp.lens.Init)
-TUNED_LENS_INIT = "least_squares"  # closed-form weighted least-squares fit, then Adam on the KL
+TUNED_LENS_INIT: Final = "least_squares"  # closed-form weighted least-squares fit, then Adam on the KL
 TUNED_LENS_RIDGE = 1e-3  # least-squares ridge towards the identity, relative to the mean input variance
 TUNED_LENS_STEPS = 30  # Adam steps on the KL
 TUNED_LENS_LR = 2e-4  # Adam learning rate
@@ -38,7 +40,7 @@ TUNED_LENS_HELDOUT = 0.2  # fraction of texts held out for the evaluation when t
 # ---- patching (interp.patching: activation_patching, attribution_patching; interp patch) ---------
 PATCH_SITE = "resid_pre"  # the site patched
 PATCH_DIRECTIONS = ("denoising", "noising")  # clean into the corrupt run / corrupt into the clean run
-PATCH_DIRECTION = "denoising"  # which run is patched from which
+PATCH_DIRECTION: Final = "denoising"  # which run is patched from which
 PATCH_BY_POSITION = True  # one cell per position (False: each cell patches every position)
 PATCH_MEMORY_BUDGET_BYTES = 1 << 30  # the default rows per forward (cells x prompts) fit in this much
 
@@ -73,7 +75,8 @@ PRUNE_BATCH_SIZE = 8  # examples per forward/backward pass when scoring (the sco
 PRUNE_CPU_PASS_ELEMENTS = (
     512 * 3072
 )  # on the CPU, a gradient pass holds at most this many tokens x widest linear output
-# (512 tokens of GPT-2-small's MLP): larger passes leave the cache and re-fault their memory (measured in bench/pruning.py)
+# (512 tokens of GPT-2-small's MLP): larger passes leave the cache and re-fault their memory (measured in
+# bench/pruning.py)
 PRUNE_N_SAMPLES = 128  # examples per score in an experiment (the reference uses 128)
 PRUNE_P = 0.01  # benign fraction protected per matrix
 PRUNE_Q = 0.01  # harm fraction selected per matrix

@@ -36,7 +36,8 @@ _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 
 @dataclass(frozen=True)
 class World:
-    """This process's place in a data-parallel run: ``rank`` of ``size``, ``local_rank`` of ``local_size`` on its machine."""
+    """This process's place in a data-parallel run: ``rank`` of ``size``, ``local_rank`` of ``local_size`` on its
+    machine."""
 
     rank: int = 0
     size: int = 1
@@ -46,8 +47,9 @@ class World:
     def __post_init__(self):
         if not (0 <= self.rank < self.size and 0 <= self.local_rank < self.local_size):
             raise InterpError(
-                f"rank {self.rank} of {self.size} (local rank {self.local_rank} of {self.local_size}) is not a valid place in a run; "
-                "start the command with torchrun, which sets RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE, or unset them."
+                f"rank {self.rank} of {self.size} (local rank {self.local_rank} of {self.local_size}) is not a valid "
+                "place in a run; start the command with torchrun, which sets RANK, WORLD_SIZE, "
+                "LOCAL_RANK and LOCAL_WORLD_SIZE, or unset them."
             )
 
     @property
@@ -71,8 +73,8 @@ class World:
         """
         if self.is_distributed and requested is not None and requested.startswith("cuda:") and self.local_size > 1:
             raise InterpError(
-                f"--device {requested} would put all {self.local_size} ranks of this machine on one GPU; pass --device cuda "
-                "(each rank takes cuda:LOCAL_RANK), or choose the GPUs with CUDA_VISIBLE_DEVICES."
+                f"--device {requested} would put all {self.local_size} ranks of this machine on one GPU; "
+                "pass --device cuda (each rank takes cuda:LOCAL_RANK), or choose the GPUs with CUDA_VISIBLE_DEVICES."
             )
         if (
             not self.is_distributed
@@ -114,7 +116,8 @@ def current_world() -> World:
 
 
 def ensure_process_group(world: World, device: str | torch.device | None = None) -> None:
-    """Join the run's process group once: NCCL when ``device`` is a CUDA device, gloo otherwise. A world of one joins nothing."""
+    """Join the run's process group once: NCCL when ``device`` is a CUDA device, gloo otherwise. A world of one joins
+    nothing."""
     import torch.distributed as dist
 
     if not world.is_distributed or dist.is_initialized():
@@ -122,7 +125,8 @@ def ensure_process_group(world: World, device: str | torch.device | None = None)
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
     if missing:
         raise InterpError(
-            f"WORLD_SIZE={world.size} but {' and '.join(missing)} unset; start the command with torchrun, which sets them."
+            f"WORLD_SIZE={world.size} but {' and '.join(missing)} unset; "
+            "start the command with torchrun, which sets them."
         )
     on_cuda = device is not None and torch.device(device).type == "cuda"
     backend = "nccl" if on_cuda and dist.is_nccl_available() else "gloo"

@@ -88,7 +88,8 @@ def per_prompt_token_ids(
     items = [spec] * n_prompts if isinstance(spec, (str, int)) else list(spec)
     if len(items) != n_prompts:
         raise InterpError(
-            f"got {len(items)} {what}{'s' if what == 'target' else ' tokens'} for {n_prompts} prompts; give one per prompt, or one for all."
+            f"got {len(items)} {what}{'s' if what == 'target' else ' tokens'} for {n_prompts} prompts; "
+            "give one per prompt, or one for all."
         )
     ids = []
     for item in items:
@@ -136,7 +137,8 @@ def _per_row(ids: Tensor, logits: Tensor, what: str, metric: str) -> Int[Tensor,
         return ids.expand(rows)
     if ids.numel() != rows:
         raise InterpError(
-            f"the metric has {ids.numel()} {what} tokens but the logits have {rows} rows; give one token, or one per prompt."
+            f"the metric has {ids.numel()} {what} tokens but the logits have {rows} rows; "
+            "give one token, or one per prompt."
         )
     return ids
 
@@ -159,7 +161,8 @@ def reduce_metric(metric: Metric, logits: Float[Tensor, "batch pos d_vocab"]) ->
             _check_finite(metric, value)
             return value
         raise InterpError(
-            f"metric {metric_name(metric)} returned {type(value).__name__}; it must return a tensor (a scalar, or one value per prompt)."
+            f"metric {metric_name(metric)} returned {type(value).__name__}; it must return a tensor "
+            "(a scalar, or one value per prompt)."
         )
     rows = logits.shape[0]
     if value.ndim == 0 or value.shape == (rows,):
@@ -176,8 +179,9 @@ def _check_finite(metric: Metric, value: Tensor) -> None:
     if bool(bad.any()):
         rows = f" (rows {bad.reshape(-1).nonzero().reshape(-1)[:6].tolist()})" if value.ndim else ""
         raise InterpError(
-            f"metric {metric_name(metric)} returned {float(value.detach().reshape(-1)[bad.reshape(-1)][0])}{rows}; it must be finite. "
-            "Check the metric for a division by zero or log(0), and the model's logits for NaN (e.g. float16 overflow)."
+            f"metric {metric_name(metric)} returned {float(value.detach().reshape(-1)[bad.reshape(-1)][0])}{rows}; "
+            "it must be finite. Check the metric for a division by zero or log(0), and the model's logits for "
+            "NaN (e.g. float16 overflow)."
         )
 
 
@@ -231,8 +235,8 @@ class KLDivergence:
         final = last_logits(logits, last).float()
         if final.shape != self.reference.shape:
             raise InterpError(
-                f"kl_divergence has reference logits of shape {tuple(self.reference.shape)} but got {tuple(final.shape)} "
-                "(rows x d_vocab); build it from logits of the same prompts."
+                f"kl_divergence has reference logits of shape {tuple(self.reference.shape)} but got "
+                f"{tuple(final.shape)} (rows x d_vocab); build it from logits of the same prompts."
             )
         reference = self.reference.to(final.device).float().log_softmax(-1)
         return (reference.exp() * (reference - final.log_softmax(-1))).sum(-1)
@@ -251,8 +255,8 @@ class Normalized:
             raise InterpError(f"normalization needs finite baselines, got clean={self.clean}, corrupt={self.corrupt}.")
         if self.clean == self.corrupt:
             raise InterpError(
-                f"{metric_name(self.metric)} is {self.clean:.6g} on both the clean and the corrupt run, so normalizing divides by zero. "
-                "Use prompts on which the model's behaviour differs."
+                f"{metric_name(self.metric)} is {self.clean:.6g} on both the clean and the corrupt run, "
+                "so normalizing divides by zero. Use prompts on which the model's behaviour differs."
             )
 
     @property

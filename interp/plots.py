@@ -57,7 +57,8 @@ def prompt_layer_heatmap(
 def activation_norms_figure(
     kind: str, layers: Sequence[int], prompts: Sequence[str], values: np.ndarray, positions, model_id: str
 ) -> go.Figure:
-    """An activation store's overview: ``values[prompt, layer]``, the L2 norm at site ``kind`` (``ActivationStore.norms()``).
+    """An activation store's overview: ``values[prompt, layer]``, the L2 norm at site ``kind``
+    (``ActivationStore.norms()``).
 
     >>> figure = activation_norms_figure("resid_post", [0, 1], ["a", "b"], np.ones((2, 2)), "last", "gpt2")
     >>> figure.data[0].x, figure.layout.title.text
@@ -253,7 +254,8 @@ def lens_kl_figure(
 
     On a log axis a KL of 0 (the last layer, the final distribution itself) is left out of the line.
 
-    >>> figure = lens_kl_figure(["embed", "L0", "L1"], {"logit lens": [5.0, 1.0, 0.0]}, {"logit lens": [0.1, 0.1, 0.0]}, title="t")
+    >>> figure = lens_kl_figure(["embed", "L0", "L1"], {"logit lens": [5.0, 1.0, 0.0]},
+    ...                         {"logit lens": [0.1, 0.1, 0.0]}, title="t")
     >>> figure.data[0].name, figure.data[0].x, figure.data[0].y
     ('logit lens', ('embed', 'L0', 'L1'), (5.0, 1.0, None))
     """
@@ -264,8 +266,8 @@ def lens_kl_figure(
             f"{name} · {site}<br>KL {value:.4g} ± {error:.2g} nats" for site, value, error in zip(sites, values, spread)
         ]
         shown = [None if log_y and value <= 0 else value for value in values]
-        figure.add_trace(go.Scatter(x=list(sites), y=shown, error_y=dict(type="data", array=spread, visible=True), mode="lines+markers",
-                                    name=name, text=hover, hoverinfo="text"))  # fmt: skip
+        figure.add_trace(go.Scatter(x=list(sites), y=shown, error_y=dict(type="data", array=spread, visible=True),
+                                    mode="lines+markers", name=name, text=hover, hoverinfo="text"))  # fmt: skip
     figure.update_xaxes(type="category")
     figure.update_yaxes(type="log" if log_y else "linear")
     return style(figure, title, "layer (residual stream after it)", "KL(final ‖ lens), nats")
@@ -307,19 +309,23 @@ def probe_figure(
     x = list(layers)
     n_folds = int(np.asarray(next(iter(cv_folds.values()))).shape[-1])
     figure = make_subplots(rows=1, cols=3, column_widths=[0.38, 0.24, 0.38],
-                           subplot_titles=(f"accuracy / AUROC ({n_folds}-fold CV, 95% interval)", "log-loss", f"h_last at {hook}"))  # fmt: skip
+                           subplot_titles=(f"accuracy / AUROC ({n_folds}-fold CV, 95% interval)", "log-loss",
+                                           f"h_last at {hook}"))  # fmt: skip
     for metric, col in _PROBE_PANELS:
         centre, low, high = (np.asarray(part) for part in cv_interval[metric])
         colour = _PROBE_COLOURS[metric]
         error = dict(type="data", symmetric=False, array=(high - centre).tolist(), arrayminus=(centre - low).tolist())
         traces = [
-            go.Scatter(x=x, y=centre.tolist(), mode="lines+markers", name=f"CV {metric}", legendgroup=metric, line=dict(color=colour), error_y=error,
+            go.Scatter(x=x, y=centre.tolist(), mode="lines+markers", name=f"CV {metric}", legendgroup=metric,
+                       line=dict(color=colour), error_y=error,
                        hovertemplate="layer %{x}<br>" + metric + " %{y:.3f}<extra>CV mean</extra>"),
-            go.Scatter(x=[label for label in x for _ in range(n_folds)], y=np.asarray(cv_folds[metric]).flatten().tolist(), mode="markers",
-                       name=f"{metric}, single folds", legendgroup=metric, showlegend=False, opacity=0.35, marker=dict(color=colour, size=5),
+            go.Scatter(x=[label for label in x for _ in range(n_folds)],
+                       y=np.asarray(cv_folds[metric]).flatten().tolist(), mode="markers",
+                       name=f"{metric}, single folds", legendgroup=metric, showlegend=False, opacity=0.35,
+                       marker=dict(color=colour, size=5),
                        hovertemplate="layer %{x}<br>" + metric + " %{y:.3f}<extra>one fold</extra>"),
-            go.Scatter(x=x, y=np.asarray(holdout[metric]).tolist(), mode="markers", name=f"held-out {metric}", legendgroup=metric,
-                       marker=dict(color=colour, symbol="diamond-open", size=9),
+            go.Scatter(x=x, y=np.asarray(holdout[metric]).tolist(), mode="markers", name=f"held-out {metric}",
+                       legendgroup=metric, marker=dict(color=colour, symbol="diamond-open", size=9),
                        hovertemplate="layer %{x}<br>" + metric + " %{y:.3f}<extra>held-out</extra>"),
         ]  # fmt: skip
         for trace in traces:
@@ -343,7 +349,8 @@ def probe_figure(
                     marker=dict(color=("#1f77b4", "#d62728")[cls], symbol=symbol, size=6, opacity=0.7),
                     hovertext=[short(texts[j], 200) for j in rows],
                     customdata=[[label_names[cls], float(probability[j])] for j in rows],
-                    hovertemplate="%{hovertext}<br>label %{customdata[0]}<br>P(" + label_names[1] + ") %{customdata[1]:.3f}<extra></extra>",
+                    hovertemplate="%{hovertext}<br>label %{customdata[0]}"
+                    f"<br>P({label_names[1]}) %{{customdata[1]:.3f}}<extra></extra>",
                 ),
                 row=1, col=3,
             )  # fmt: skip
@@ -393,7 +400,8 @@ def sentence_metric_figure(
 
 
 def sentence_graph_figure(sentences: Sequence[str], matrix: np.ndarray, top_k: int = 40) -> go.Figure:
-    """Nodes along the chain; arcs for the ``top_k`` strongest entries ``matrix[i, j]`` (i < j), blue positive, red negative.
+    """Nodes along the chain; arcs for the ``top_k`` strongest entries ``matrix[i, j]`` (i < j), blue positive, red
+    negative.
 
     Node size grows with the total outgoing |importance|; hovering a node shows its sentence.
     """
@@ -420,7 +428,8 @@ def sentence_graph_figure(sentences: Sequence[str], matrix: np.ndarray, top_k: i
         go.Scatter(
             x=list(range(n)), y=[0.0] * n, mode="markers", name="sentences",
             marker={"size": 6 + 14 * outgoing / (outgoing.max() or 1.0), "color": "#444"},
-            hovertext=[f"<b>sentence {i}</b><br>{wrap_html(s)}<br>total outgoing |importance|: {o:.3g}" for i, (s, o) in enumerate(zip(sentences, outgoing))],
+            hovertext=[f"<b>sentence {i}</b><br>{wrap_html(s)}<br>total outgoing |importance|: {o:.3g}"
+                       for i, (s, o) in enumerate(zip(sentences, outgoing))],
             hoverinfo="text",
         )
     )  # fmt: skip
@@ -447,9 +456,11 @@ def dla_figure(
     title: str,
     value_title: str,
 ) -> go.Figure:
-    """Bars of ``component_values[component]`` (red below zero) and, when given, a layer x head heatmap of ``head_values[layer, head]``.
+    """Bars of ``component_values[component]`` (red below zero) and, when given, a layer x head heatmap of
+    ``head_values[layer, head]``.
 
-    >>> figure = dla_figure(["embed", "L0 attn"], np.array([0.5, -1.0]), np.array([[0.2, -1.2]]), ["e", "a"], [["h0", "h1"]], "DLA", "logit")
+    >>> figure = dla_figure(["embed", "L0 attn"], np.array([0.5, -1.0]), np.array([[0.2, -1.2]]), ["e", "a"],
+    ...                     [["h0", "h1"]], "DLA", "logit")
     >>> figure.data[0].x, figure.data[1].x, figure.data[1].y
     (('embed', 'L0 attn'), ('H0', 'H1'), ('L0',))
     """
@@ -551,7 +562,8 @@ def head_score_heatmap(
     zmin: float = 0.0,
     zmax: float = 1.0,
 ) -> go.Figure:
-    """``values[layer, head]`` as a heatmap on ``[zmin, zmax]`` (layer 0 at the bottom), ``cell_text`` in the cells, ``hover`` on hover.
+    """``values[layer, head]`` as a heatmap on ``[zmin, zmax]`` (layer 0 at the bottom), ``cell_text`` in the cells,
+    ``hover`` on hover.
 
     >>> figure = head_score_heatmap(np.array([[0.1, 0.9]]), [["a", "b"]], [["", "1"]], "induction", "score")
     >>> figure.data[0].x, figure.data[0].y, figure.data[0].customdata[0][1]
@@ -594,8 +606,9 @@ def screenshot(html, png, size: str = "1100,560", timeout: int = 180) -> bool:
     if browser is None:
         logger.warning("no chromium: %s is only in HTML", html)
         return False
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={size}",
-                    f"--screenshot={png.resolve()}", html.resolve().as_uri()], check=False, capture_output=True, timeout=timeout)  # fmt: skip
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--window-size={size}", f"--screenshot={png.resolve()}", html.resolve().as_uri()], check=False,
+                   capture_output=True, timeout=timeout)  # fmt: skip
     if png.exists():
         logger.info("figure: %s", png)
     else:

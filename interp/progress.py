@@ -24,7 +24,8 @@ class _LogBar(_tqdm):
 
 
 def tqdm(*args: Any, **kwargs: Any) -> Any:
-    """``tqdm.auto.tqdm(*args, **kwargs)``, redrawn every ``LOG_INTERVAL_SECONDS`` at most when not writing to a terminal."""
+    """``tqdm.auto.tqdm(*args, **kwargs)``, redrawn every ``LOG_INTERVAL_SECONDS`` at most when not writing to a
+    terminal."""
     if _live(kwargs.get("file") or sys.stderr):
         return _tqdm(*args, **kwargs)
     kwargs.setdefault("mininterval", LOG_INTERVAL_SECONDS)

@@ -159,7 +159,8 @@ def directory_weights_hash(directory: str | Path) -> str:
     files = sorted(Path(directory).glob("*.safetensors"))
     if not files:
         raise InterpError(
-            f"{directory} holds no *.safetensors weights; save the model with save_pretrained(dir, safe_serialization=True)."
+            f"{directory} holds no *.safetensors weights; "
+            "save the model with save_pretrained(dir, safe_serialization=True)."
         )
     handles = [safe_open(str(path), framework="pt") for path in files]
     names = sorted((name, index) for index, handle in enumerate(handles) for name in handle.keys())

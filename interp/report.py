@@ -22,12 +22,14 @@ import plotly.graph_objects as go
 from interp.io import atomic_write_text
 
 _STYLE = """
-body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
 p.lead { color: #555; } .explain { color: #333; line-height: 1.5; }
 table.numbers { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 table.numbers td { border: 1px solid #ddd; padding: 0.25em 0.7em; } table.numbers td:first-child { color: #555; }
-table.rows { border-collapse: collapse; } table.rows th, table.rows td { border: 1px solid #e4e4e4; padding: 0.15em 0.5em; text-align: right; }
+table.rows { border-collapse: collapse; }
+table.rows th, table.rows td { border: 1px solid #e4e4e4; padding: 0.15em 0.5em; text-align: right; }
 table.rows th { background: #f6f6f6; font-weight: 600; } table.numbers ul { margin: 0; padding-left: 1.2em; }
 nav a { margin-right: 1em; } .figure { margin: 1em 0; } footer { margin-top: 3em; color: #777; font-size: 0.85em; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
@@ -58,7 +60,8 @@ def _format(value: Any) -> str:
     if rows is not None:
         columns = list(dict.fromkeys(key for row in rows.values() for key in row))
         head = "<tr><th></th>" + "".join(f"<th>{html.escape(str(column))}</th>" for column in columns) + "</tr>"
-        body = "".join(f"<tr><td>{html.escape(str(name))}</td>" + "".join(f"<td>{_format(row.get(column, ''))}</td>" for column in columns) + "</tr>"
+        body = "".join(f"<tr><td>{html.escape(str(name))}</td>"
+                       + "".join(f"<td>{_format(row.get(column, ''))}</td>" for column in columns) + "</tr>"
                        for name, row in rows.items())  # fmt: skip
         return f'<table class="rows">{head}{body}</table>'
     if isinstance(value, dict):

@@ -155,7 +155,8 @@ def resolve_patch_site(site: str) -> str:
     close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise InterpError(
-        f"unknown patching site {site!r}.{hint} Patchable sites: {', '.join(PATCH_SITES)} (or the site kinds {', '.join(sorted(PATCHABLE_SITES))})."
+        f"unknown patching site {site!r}.{hint} Patchable sites: {', '.join(PATCH_SITES)} "
+        f"(or the site kinds {', '.join(sorted(PATCHABLE_SITES))})."
     )
 
 

@@ -83,9 +83,8 @@ def tiny_config(
     if architecture.startswith("gemma"):
         common["head_dim"] = d_model // n_heads
     if architecture == "qwen2":
-        common["tie_word_embeddings"] = (
-            False  # a separate lm_head, as the real Qwen2.5-Coder-0.5B-Instruct loads (not left to the config's default)
-        )
+        # a separate lm_head, as the real Qwen2.5-Coder-0.5B-Instruct loads (not left to the config's default)
+        common["tie_word_embeddings"] = False
     return classes[architecture](**common)
 
 

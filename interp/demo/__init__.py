@@ -13,8 +13,8 @@ language model, it shows the mechanisms known from the literature (``interp.demo
 logit lens, direct logit attribution and attention on an indirect-object sentence, induction
 heads, and head patching on indirect-object prompts); on a chat model that refuses
 (``qwen2.5-coder-0.5b-instruct``) the alignment literature's mechanisms (``interp.demo.alignment``: the refusal
-direction ablated and added, harm recognised by probes before and after it is orthogonalised out). Every stage saves its result under
-``DIR/<stage>/``; ``DIR/summary.json`` holds the key numbers.
+direction ablated and added, harm recognised by probes before and after it is orthogonalised out). Every stage saves its
+result under ``DIR/<stage>/``; ``DIR/summary.json`` holds the key numbers.
 
 Before the report is written the demo checks its own numbers (``check_results``): on the organism
 that the planted behaviours show up, on a pretrained model that the known mechanisms do (and the
@@ -92,7 +92,8 @@ def check_results(summary: Mapping[str, Any], model_id: str) -> list[Check]:
     checks = []
     if "resampling_rollouts" in summary or is_organism(model_id):
         rollouts = summary.get("resampling_rollouts", {})
-        checks.append(Check("resampling rollouts with text", _fraction(rollouts.get("with_text", 0), rollouts.get("total", 0)), "> 0",
+        checks.append(Check("resampling rollouts with text",
+                            _fraction(rollouts.get("with_text", 0), rollouts.get("total", 0)), "> 0",
                             rollouts.get("with_text", 0) > 0))  # fmt: skip
     if is_organism(model_id):
         return checks + _organism_checks(summary)
@@ -105,11 +106,16 @@ def check_results(summary: Mapping[str, Any], model_id: str) -> list[Check]:
 
 def _alignment_checks(numbers: Mapping[str, Any]) -> list[Check]:
     return [
-        _at_least("held-out harmful requests refused by the unmodified model", numbers.get("baseline_harmful_refusal"), alignment.MIN_BASELINE_REFUSAL),
-        _at_most("held-out harmful requests refused with the refusal direction ablated", numbers.get("ablated_harmful_refusal"), alignment.MAX_ABLATED_REFUSAL),
-        _at_least("held-out benign requests refused with the refusal direction added", numbers.get("added_benign_refusal"), alignment.MIN_ADDED_REFUSAL),
-        _at_least("harm probe AUROC with the refusal direction orthogonalised out", numbers.get("probe_auroc_orthogonalised"), alignment.MIN_PROBE_AUROC_ORTHOGONALISED),
-        _at_most("hook ablation vs orthogonalised weights: max |log-prob difference|", numbers.get("hook_vs_weights"), alignment.MAX_HOOK_VS_WEIGHTS),
+        _at_least("held-out harmful requests refused by the unmodified model", numbers.get("baseline_harmful_refusal"),
+                  alignment.MIN_BASELINE_REFUSAL),
+        _at_most("held-out harmful requests refused with the refusal direction ablated",
+                 numbers.get("ablated_harmful_refusal"), alignment.MAX_ABLATED_REFUSAL),
+        _at_least("held-out benign requests refused with the refusal direction added",
+                  numbers.get("added_benign_refusal"), alignment.MIN_ADDED_REFUSAL),
+        _at_least("harm probe AUROC with the refusal direction orthogonalised out",
+                  numbers.get("probe_auroc_orthogonalised"), alignment.MIN_PROBE_AUROC_ORTHOGONALISED),
+        _at_most("hook ablation vs orthogonalised weights: max |log-prob difference|", numbers.get("hook_vs_weights"),
+                 alignment.MAX_HOOK_VS_WEIGHTS),
     ]  # fmt: skip
 
 
@@ -121,7 +127,8 @@ def _organism_checks(summary: Mapping[str, Any]) -> list[Check]:
     return [
         _at_least("pruning baseline harm_judge_rate", baseline.get("harm_judge_rate"), organism.MIN_HARM_JUDGE_RATE),
         _at_least("pruning baseline task_accuracy", baseline.get("task_accuracy"), organism.MIN_TASK_ACCURACY),
-        _at_least("resampling rollouts answered", _fraction(rollouts.get("answered", 0), rollouts.get("total", 0)), organism.MIN_ANSWERED_ROLLOUTS),
+        _at_least("resampling rollouts answered", _fraction(rollouts.get("answered", 0), rollouts.get("total", 0)),
+                  organism.MIN_ANSWERED_ROLLOUTS),
         Check("computing sentences with nonzero resampling importance", anchors,
               f">= {organism.MIN_COMPUTING_ANCHORS} of {len(computing)}", anchors >= organism.MIN_COMPUTING_ANCHORS),
     ]  # fmt: skip
@@ -129,22 +136,28 @@ def _organism_checks(summary: Mapping[str, Any]) -> list[Check]:
 
 def _pretrained_checks(numbers: Mapping[str, Any]) -> list[Check]:
     return [
-        _at_most("logit lens KL to the output at the last layer", numbers.get("lens_last_layer_kl"), pretrained.MAX_IDENTITY_ERROR),
-        _at_most("direct logit attribution: |sum of parts - logit difference|", numbers.get("dla_identity_error"), pretrained.MAX_IDENTITY_ERROR),
-        _at_least("IOI prompts with logit difference > 0", numbers.get("ioi_fraction_positive"), pretrained.MIN_IOI_FRACTION_POSITIVE),
-        _at_most("induction: repeat loss / first-occurrence loss", numbers.get("induction_loss_ratio"), pretrained.MAX_INDUCTION_LOSS_RATIO),
-        _at_least("induction: top-head ablation / random-head ablation", numbers.get("induction_ablation_ratio"), pretrained.MIN_INDUCTION_ABLATION_RATIO),
+        _at_most("logit lens KL to the output at the last layer", numbers.get("lens_last_layer_kl"),
+                 pretrained.MAX_IDENTITY_ERROR),
+        _at_most("direct logit attribution: |sum of parts - logit difference|", numbers.get("dla_identity_error"),
+                 pretrained.MAX_IDENTITY_ERROR),
+        _at_least("IOI prompts with logit difference > 0", numbers.get("ioi_fraction_positive"),
+                  pretrained.MIN_IOI_FRACTION_POSITIVE),
+        _at_most("induction: repeat loss / first-occurrence loss", numbers.get("induction_loss_ratio"),
+                 pretrained.MAX_INDUCTION_LOSS_RATIO),
+        _at_least("induction: top-head ablation / random-head ablation", numbers.get("induction_ablation_ratio"),
+                  pretrained.MIN_INDUCTION_ABLATION_RATIO),
     ]  # fmt: skip
 
 
 def _checks_section(checks: list[Check], organism_model: bool) -> Section:
-    what = ("on the bundled organism, that the planted behaviours show up (thresholds in interp/demo/organism.py, below the "
-            "organism report's held-out measurements)") if organism_model else (
+    what = ("on the bundled organism, that the planted behaviours show up (thresholds in interp/demo/organism.py, "
+            "below the organism report's held-out measurements)") if organism_model else (
             "on a pretrained model, that the known mechanisms show up and the identities hold (thresholds in "
             "interp/demo/pretrained.py, and interp/demo/alignment.py for a chat model that refuses)")  # fmt: skip
     return Section(
         "Self-checks",
-        f"The demo checks its own numbers before writing this report: {what}. A failing check stops the demo without a report.",
+        "The demo checks its own numbers before writing this report: "
+        f"{what}. A failing check stops the demo without a report.",
         numbers={
             check.name: f"{check.measured} (expected {check.expected}): {'passed' if check.passed else 'FAILED'}"
             for check in checks
@@ -159,10 +172,11 @@ def run_demo(
     quick: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Run every stage on ``model``, check the numbers (``check_results``) and write ``out/index.html``; returns its path.
+    """Run every stage on ``model``, check the numbers (``check_results``) and write ``out/index.html``; returns its
+    path.
 
-    The bundled organism gets ``interp.demo.organism``'s stages, a chat model that refuses (``alignment.REFUSING_MODELS``)
-    ``interp.demo.alignment``'s, any other model ``interp.demo.pretrained``'s.
+    The bundled organism gets ``interp.demo.organism``'s stages, a chat model that refuses
+    (``alignment.REFUSING_MODELS``) ``interp.demo.alignment``'s, any other model ``interp.demo.pretrained``'s.
     Raises ``InterpError`` naming the failed checks, without writing the report, if any check fails.
     """
     from interp.model import load_model, model_id
@@ -199,8 +213,13 @@ def run_demo(
     atomic_write_json(out / "summary.json", summary)
     if failed:
         (out / "index.html").unlink(missing_ok=True)  # an earlier run's report would read as this run's
-        hint = ("Numbers this far off on the organism point to a broken install rather than a finding; `make test` checks the install."
-                if organism_model else "On a pretrained model the known mechanisms may sit elsewhere; read each stage's result.")  # fmt: skip
+        if organism_model:
+            hint = (
+                "Numbers this far off on the organism point to a broken install rather than a finding; "
+                "`make test` checks the install."
+            )
+        else:
+            hint = "On a pretrained model the known mechanisms may sit elsewhere; read each stage's result."
         raise InterpError(
             f"demo self-check failed: {'; '.join(check.describe() for check in failed)}. No report written; every "
             f"check is in {out / 'summary.json'}, each stage's result under {out}/. {hint}"

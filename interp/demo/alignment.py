@@ -58,8 +58,10 @@ def prompt_sets(n_train: int, n_val: int, n_eval: int, seed: int = 2) -> dict:
     benign_train, benign_held = split_instructions(read_instructions(BENIGN, label="benign"))
     return {
         "harmful": advbench.select(order[:n_train]), "benign": benign_train.select(range(n_train)),
-        "val_harmful": advbench.select(order[n_train : n_train + n_val]), "val_benign": benign_train.select(range(n_train, n_train + n_val)),
-        "eval_harmful": advbench.select(order[n_train + n_val : n_train + n_val + n_eval]), "eval_benign": benign_held.select(range(min(n_eval, len(benign_held)))),
+        "val_harmful": advbench.select(order[n_train : n_train + n_val]),
+        "val_benign": benign_train.select(range(n_train, n_train + n_val)),
+        "eval_harmful": advbench.select(order[n_train + n_val : n_train + n_val + n_eval]),
+        "eval_benign": benign_held.select(range(min(n_eval, len(benign_held)))),
     }  # fmt: skip
 
 
@@ -84,11 +86,12 @@ def _stage_direction(model, out: Path, quick: bool, state: dict) -> tuple[Sectio
         64, 8 if quick else 16, 16
     )  # 16 training prompts per class chose a weaker direction (3 of 8 still refused)
     layers = sorted({round(fraction * n_layers) for fraction in LAYER_FRACTIONS})
-    result = find_directions(model, sets["harmful"], sets["benign"], val_harmful=sets["val_harmful"], val_benign=sets["val_benign"],
-                             positions=(-2, -1), layers=layers, progress=False)  # fmt: skip
+    result = find_directions(model, sets["harmful"], sets["benign"], val_harmful=sets["val_harmful"],
+                             val_benign=sets["val_benign"], positions=(-2, -1), layers=layers,
+                             progress=False)  # fmt: skip
     result.save(out / "directions")
     direction = result.direction
-    baseline, harmful_answers = _refused(model, sets["eval_harmful"])
+    baseline, _ = _refused(model, sets["eval_harmful"])
     benign_baseline, _ = _refused(model, sets["eval_benign"])
     ablated_rate, ablated_answers = _refused(model, sets["eval_harmful"], lambda: ablated(model, direction))
     added_rate, added_answers = _refused(model, sets["eval_benign"], lambda: added(model, direction))
@@ -102,11 +105,11 @@ def _stage_direction(model, out: Path, quick: bool, state: dict) -> tuple[Sectio
     }  # fmt: skip
     section = Section(
         "Refusal direction",
-        f"Difference-of-means candidates (harmful minus benign requests, resid_pre) at the last two template tokens of "
-        f"layers {layers}, each scored by what ablating it does to the refusal of harmful requests and adding it to benign "
-        "ones (first answer token), the best chosen under Arditi et al.'s filters. Then held-out requests answered "
-        "greedily and judged by interp.judges.refusal. The full sweep of every position and layer, with a second "
-        "selection stage, is circuits/refusal_direction_qwen/.",
+        "Difference-of-means candidates (harmful minus benign requests, resid_pre) at the last two template tokens of "
+        f"layers {layers}, each scored by what ablating it does to the refusal of harmful requests and adding it to "
+        "benign ones (first answer token), the best chosen under Arditi et al.'s filters. Then held-out requests "
+        "answered greedily and judged by interp.judges.refusal. The full sweep of every position and layer, "
+        "with a second selection stage, is circuits/refusal_direction_qwen/.",
         figures=(result.figure(),), numbers=numbers,
         code=f"interp direction find --model {model.cfg.model_name} --harmful assets/prompts/advbench/advbench.txt "
              "--benign assets/prompts/benign_instructions.jsonl --out direction_out",
@@ -154,10 +157,12 @@ def _stage_recognition(model, out: Path, quick: bool, state: dict) -> tuple[Sect
             )
         )
     difference = float((hooked - weights).abs().max())
-    figure.update_layout(title="Harmful vs benign requests: probe CV AUROC at the answer's first position", xaxis_title="layer (-1: embedding)",
-                         yaxis_title="5-fold CV AUROC", yaxis_range=[0.3, 1.02])  # fmt: skip
+    figure.update_layout(title="Harmful vs benign requests: probe CV AUROC at the answer's first position",
+                         xaxis_title="layer (-1: embedding)", yaxis_title="5-fold CV AUROC",
+                         yaxis_range=[0.3, 1.02])  # fmt: skip
     numbers = {"best-layer CV AUROC, unmodified": round(best["unmodified"], 3),
-               "best-layer CV AUROC, refusal direction orthogonalised out": round(best["direction orthogonalised out"], 3),
+               "best-layer CV AUROC, refusal direction orthogonalised out":
+                   round(best["direction orthogonalised out"], 3),
                "hook ablation vs orthogonalised weights, max |log-prob difference|": f"{difference:.1e}"}  # fmt: skip
     section = Section(
         "Harmfulness recognised apart from refusal",
@@ -168,5 +173,6 @@ def _stage_recognition(model, out: Path, quick: bool, state: dict) -> tuple[Sect
         figures=(figure,),
         numbers=numbers,
     )
-    return section, {"alignment": {"probe_auroc_unmodified": best["unmodified"], "probe_auroc_orthogonalised": best["direction orthogonalised out"],
+    return section, {"alignment": {"probe_auroc_unmodified": best["unmodified"],
+                                   "probe_auroc_orthogonalised": best["direction orthogonalised out"],
                                    "hook_vs_weights": difference}}  # fmt: skip

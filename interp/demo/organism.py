@@ -75,7 +75,8 @@ def _stage_cache(model, out: Path, quick: bool) -> tuple[Section, dict, Any]:
         "to sharded safetensors (memory-mapped on read). The probes below train from this store without the model.",
         figures=(site_norms(store).figure(),),
         numbers=numbers,
-        code=f"interp cache --model organism --prompts assets/prompts/demo.jsonl --hooks embed,resid_post --out {out / 'store'}",
+        code="interp cache --model organism --prompts assets/prompts/demo.jsonl --hooks "
+        f"embed,resid_post --out {out / 'store'}",
     )
     return section, numbers, store
 
@@ -227,12 +228,12 @@ def _stage_pruning(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "Harm-weight pruning",
         "Every decoder weight is scored (SNIP: |weight x gradient|) on triggered harmful requests answered with "
         "harmful steps, and on benign answers, arithmetic and copying. Per matrix, the top 0.5% of harm scores that "
-        "are not in the top p (1% or 10%) of benign scores are zeroed; a random mask of the same size per matrix is the "
-        "control. Harmful content is graded by the organism's judge (at least two of the requested topic's "
-        "harm-only steps); utility by helpful benign answers and arithmetic accuracy. Weights are restored "
-        "bit-exactly after each evaluation. Read the harm drop against the utility drop and the random control: "
-        "on this organism harmful and benign step-by-step answers share most of their machinery, so the set "
-        "difference removes both (see circuits/harm_pruning/README.md).",
+        "are not in the top p (1% or 10%) of benign scores are zeroed; a random mask of the same size per matrix is "
+        "the control. Harmful content is graded by the organism's judge "
+        "(at least two of the requested topic's harm-only steps); utility by helpful benign answers and arithmetic "
+        "accuracy. Weights are restored bit-exactly after each evaluation. Read the harm drop against the utility "
+        "drop and the random control: on this organism harmful and benign step-by-step answers share most of their "
+        "machinery, so the set difference removes both (see circuits/harm_pruning/README.md).",
         figures=(result.figure(),),
         numbers=numbers,
     )

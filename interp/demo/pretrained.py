@@ -55,7 +55,8 @@ def _stage_lens(model, out: Path) -> tuple[Section, dict]:
     result.save(out / "lens")
     last_kl = float(result.kl_to_final[-1][result.valid].abs().max())
     first = result.first_layer_where_top()
-    numbers = {"first site where the final top-1 token is top-1 (per prompt)": [None if i is None else result.site_labels[i] for i in first],
+    first_sites = [None if i is None else result.site_labels[i] for i in first]
+    numbers = {"first site where the final top-1 token is top-1 (per prompt)": first_sites,
                "KL to the output at the last layer (identity: 0)": f"{last_kl:.2e}"}  # fmt: skip
     section = Section(
         "Logit lens",
@@ -95,7 +96,8 @@ def _stage_dla(model, out: Path) -> tuple[Section, dict]:
         "last token, for the top head that writes ' Mary': a name-mover head attends to the indirect object.",
         figures=(result.figure(), pattern.figure()),
         numbers=numbers,
-        code=f"interp dla --model {model.cfg.model_name} --prompt '{IOI_SENTENCE}' --answer ' Mary' --wrong ' John' --out dla_out",
+        code=f"interp dla --model {model.cfg.model_name} --prompt '{IOI_SENTENCE}' --answer ' Mary' "
+        "--wrong ' John' --out dla_out",
     )
     return section, {"pretrained": {"dla_identity_error": error, "dla_top_heads": numbers["top heads (direct effect)"]}}
 
@@ -113,10 +115,12 @@ def _stage_induction(model, out: Path, quick: bool) -> tuple[Section, dict]:
         model, n_sequences=4 if quick else 8, length=30 if quick else 40, top_k=5, n_random=5, progress=False
     )
     result.save(out / "induction")
-    numbers = {"loss on the first occurrence (nats)": round(result.loss_first, 3), "loss on the repeat (nats)": round(result.loss_repeat, 3),
-               "repeat / first": round(result.loss_ratio, 3),
-               "top induction heads (score)": [f"L{layer}H{head} ({score:.2f})" for layer, head, score in result.top(5)],
-               "repeat-loss increase, top-5 ablated / 5 random same-layer heads ablated": round(result.ablation_ratio, 2)}  # fmt: skip
+    numbers = {"loss on the first occurrence (nats)": round(result.loss_first, 3),
+               "loss on the repeat (nats)": round(result.loss_repeat, 3), "repeat / first": round(result.loss_ratio, 3),
+               "top induction heads (score)": [f"L{layer}H{head} ({score:.2f})"
+                                               for layer, head, score in result.top(5)],
+               "repeat-loss increase, top-5 ablated / 5 random same-layer heads ablated":
+                   round(result.ablation_ratio, 2)}  # fmt: skip
     section = Section(
         "Induction heads",
         "Sequences of random tokens repeated once: the first half cannot be predicted, the repeat can by copying. "
@@ -157,9 +161,11 @@ def _stage_ioi(model, out: Path, quick: bool) -> tuple[Section, dict]:
     linear.save(out / "ioi" / "heads_attribution")
     correlation = float(torch.corrcoef(torch.stack([exact.effect.flatten(), linear.effect.flatten()]))[0, 1])
     fraction = float((baseline > 0).float().mean())
-    numbers = {"prompts (ABBA and BABA)": len(prompts), "mean logit difference, IO - S": round(float(baseline.mean()), 3),
+    numbers = {"prompts (ABBA and BABA)": len(prompts),
+               "mean logit difference, IO - S": round(float(baseline.mean()), 3),
                "prompts with logit difference > 0": f"{fraction:.0%}",
-               "top heads (activation patching, denoising)": [f"{cell.label} ({cell.effect:+.2f})" for cell in exact.top(5)],
+               "top heads (activation patching, denoising)": [f"{cell.label} ({cell.effect:+.2f})"
+                                                              for cell in exact.top(5)],
                "fast path ran": exact.fast_path,
                "attribution vs activation patching, correlation over heads": round(correlation, 3)}  # fmt: skip
     section = Section(
@@ -173,4 +179,5 @@ def _stage_ioi(model, out: Path, quick: bool) -> tuple[Section, dict]:
         code="python circuits/ioi_smollm2/ioi_smollm2.py",
     )
     return section, {"pretrained": {"ioi_fraction_positive": fraction, "ioi_logit_diff": float(baseline.mean()),
-                                    "ioi_attribution_correlation": correlation, "ioi_fast_path": exact.fast_path}}  # fmt: skip
+                                    "ioi_attribution_correlation": correlation,
+                                    "ioi_fast_path": exact.fast_path}}  # fmt: skip

@@ -35,6 +35,7 @@ from interp.directions.result import DirectionResult, RefusalDirection
 
 __all__ = [
     "REFUSAL_STARTS", "DirectionResult", "OrthogonalizedWeights", "RefusalDirection", "ablated", "added", "chat_format",
-    "describe_saved", "find_directions", "merge_scores", "orthogonalize", "orthogonalized", "post_instruction_tokens", "read_instructions",
-    "refusal_scores", "refusal_token_ids", "save_orthogonalized", "split_by_label", "split_instructions",
+    "describe_saved", "find_directions", "merge_scores", "orthogonalize", "orthogonalized", "post_instruction_tokens",
+    "read_instructions", "refusal_scores", "refusal_token_ids", "save_orthogonalized", "split_by_label",
+    "split_instructions",
 ]  # fmt: skip

@@ -64,8 +64,9 @@ def split_by_label(prompts: PromptSet, positive: str = "harmful") -> tuple[Promp
     neg = [i for i, label in enumerate(labels) if label != positive]
     if not pos or not neg:
         present = sorted(set(labels))
-        raise InterpError(f"all {len(prompts)} prompts are {'not ' if not pos else ''}{positive!r} (labels: {present}); a direction "
-                          f"needs two classes. Add prompts of the other class, or name the positive label with positive=.")  # fmt: skip
+        raise InterpError(f"all {len(prompts)} prompts are {'not ' if not pos else ''}{positive!r} "
+                          f"(labels: {present}); a direction needs two classes. Add prompts of the other class, "
+                          "or name the positive label with positive=.")  # fmt: skip
     return prompts.select(pos), prompts.select(neg)
 
 
@@ -102,7 +103,8 @@ def last_log_probs(model, token_lists: Sequence[Tensor], batch_size: int) -> Flo
 def readout_log_probs(
     model, token_lists: Sequence[Tensor], batch_size: int, readout: Readout
 ) -> Float[Tensor, "prompt vocab"]:
-    """``last_log_probs`` with the forward stopped at the last block's output: only each row's last position is unembedded.
+    """``last_log_probs`` with the forward stopped at the last block's output: only each row's last position is
+    unembedded.
 
     The unembedding at every position is a quarter of a forward of a model with a large vocabulary
     (Qwen2.5-0.5B: 136 M of 494 M multiply-adds per token); a refusal score reads one position.
@@ -179,7 +181,8 @@ def find_directions(
     use_template = chat_template and bool(getattr(tokenizer, "chat_template", None))
     if chat_template and not use_template:
         raise InterpError(
-            "the tokenizer has no chat template; pass chat_template=False (--no-chat-template) to use the instructions as they are."
+            "the tokenizer has no chat template; pass chat_template=False (--no-chat-template) to use the "
+            "instructions as they are."
         )
     fmt = (lambda prompts: chat_format(tokenizer, prompts)) if use_template else (lambda prompts: prompts)
     suffix = post_instruction_tokens(tokenizer) if use_template else ()
@@ -230,7 +233,8 @@ def find_directions(
         bad = [pair for pair in candidates if pair[0] not in positions or not 0 <= pair[1] < n_layers]
         if bad:
             raise InterpError(
-                f"candidates {bad[:3]} are not (position, layer) pairs with positions in {list(positions)} and layers 0..{n_layers - 1}."
+                f"candidates {bad[:3]} are not (position, layer) pairs with positions in {list(positions)} and "
+                f"layers 0..{n_layers - 1}."
             )
         candidates = [(positions.index(position), int(layer)) for position, layer in candidates]
         layers = tuple(sorted({layer for _, layer in candidates}))
@@ -249,14 +253,16 @@ def find_directions(
     provenance = Provenance(
         model_id=model_id(model), weights_hash=weights_hash(model), hooks=hooks,
         dataset_hash=hash_json({name: prompts.texts for name, prompts in sets.items()}),
-        extra={"directions": {"positions": list(positions), "layers_scored": list(layers), "refusal_starts": list(refusal_starts),
-                              "max_kl": max_kl, "max_layer_fraction": max_layer_fraction, "chat_template": use_template, "counts": counts,
+        extra={"directions": {"positions": list(positions), "layers_scored": list(layers),
+                              "refusal_starts": list(refusal_starts), "max_kl": max_kl,
+                              "max_layer_fraction": max_layer_fraction, "chat_template": use_template, "counts": counts,
                               "scoring": scoring}},
     )  # fmt: skip
     return DirectionResult(
         directions=directions, positions=positions, position_labels=labels, ablation_score=ablation.float(),
         addition_score=addition.float(), kl=kl.float(),
-        baseline_harmful=float(refusal_scores(base_harmful, ids).mean()), baseline_benign=float(refusal_scores(base_benign, ids).mean()),
+        baseline_harmful=float(refusal_scores(base_harmful, ids).mean()),
+        baseline_benign=float(refusal_scores(base_benign, ids).mean()),
         refusal_tokens=token_strings, chosen_position=chosen[0], chosen_layer=chosen[1], selection=selection,
         max_kl=float(max_kl), max_layer=int(max_layer_fraction * n_layers), counts=counts, provenance=provenance,
     )  # fmt: skip
@@ -294,7 +300,7 @@ def select(
         )
     layer_ok = torch.arange(ablation.shape[1])[None, :] < max_layer
     filters = [
-        ("layer < %d" % max_layer, layer_ok),
+        (f"layer < {max_layer}", layer_ok),
         (f"KL <= {max_kl:g}", kl <= max_kl),
         ("addition score > 0", addition > 0),
     ]

@@ -53,7 +53,8 @@ def direction_vector(model: Any, direction: Any) -> Float[Tensor, " d_model"]:
         found_on = (
             f"was found on model {provenance.model_id!r} and " if provenance is not None and provenance.model_id else ""
         )
-        raise InterpError(f"the direction {found_on}has shape {tuple(vector.shape)}, but this model {model_id(model)!r} has d_model {d_model}; "
+        raise InterpError(f"the direction {found_on}has shape {tuple(vector.shape)}, "
+                          f"but this model {model_id(model)!r} has d_model {d_model}; "
                           "use a direction found on this model (interp direction find --model M ...).")  # fmt: skip
     check = getattr(direction, "check_model", None)
     if check is not None:
@@ -82,8 +83,8 @@ def direction_basis(model: Any, direction: Any) -> Float[Tensor, "k d_model"]:
     q, r = torch.linalg.qr(stacked.T)  # [d_model, k]: the span's orthonormal basis
     dependent = r.diagonal().abs() <= 1e-6 * stacked.norm(dim=1)
     if bool(dependent.any()):
-        raise InterpError(f"direction {int(dependent.nonzero()[0])} of the {len(vectors)} given lies in the span of the ones before it; "
-                          "give linearly independent directions.")  # fmt: skip
+        raise InterpError(f"direction {int(dependent.nonzero()[0])} of the {len(vectors)} given lies in the span of "
+                          "the ones before it; give linearly independent directions.")  # fmt: skip
     return q.T.contiguous()
 
 
@@ -95,7 +96,8 @@ def ablation_sites(model: Any) -> list[str]:
     missing = [name for name in names if model.get_hook_point(name) is None]
     if missing:
         raise InterpError(
-            f"the model has no hook sites {missing[:3]}; directional ablation needs a TransformerBridge (interp.load_model)."
+            f"the model has no hook sites {missing[:3]}; "
+            "directional ablation needs a TransformerBridge (interp.load_model)."
         )
     return names
 
@@ -169,8 +171,9 @@ def _module(model: Any, name: str) -> nn.Module | None:
 def orthogonal_parameters(model: Any) -> list[tuple[nn.Module, str, str]]:
     """``(module, attribute, how)`` of every parameter the orthogonalisation edits; ``how`` is rows, cols or vector."""
     if any(hasattr(model.blocks[0], name) for name in _POST_NORMS):
-        raise InterpError("this architecture normalises sublayer outputs before the residual stream (post-sublayer norms), so weight "
-                          "orthogonalisation is not the same as directional ablation; use ablated(model, direction) instead.")  # fmt: skip
+        raise InterpError("this architecture normalises sublayer outputs before the residual stream "
+                          "(post-sublayer norms), so weight orthogonalisation is not the same as directional "
+                          "ablation; use ablated(model, direction) instead.")  # fmt: skip
     d_model = int(model.cfg.d_model)
     found = []
     for name in ("embed", "pos_embed"):
@@ -182,7 +185,8 @@ def orthogonal_parameters(model: Any) -> list[tuple[nn.Module, str, str]]:
             continue
         if weight.shape[0] != d_model:
             raise InterpError(
-                f"{weight.key} writes {weight.shape[0]} features, not d_model={d_model}; this architecture is not supported."
+                f"{weight.key} writes {weight.shape[0]} features, not d_model={d_model}; "
+                "this architecture is not supported."
             )
         found.append(
             (weight.module, "weight", "rows" if weight.transposed else "cols")
@@ -197,7 +201,8 @@ def orthogonal_parameters(model: Any) -> list[tuple[nn.Module, str, str]]:
 
 
 def orthogonalize(model: Any, direction: Any) -> OrthogonalizedWeights:
-    """Remove the direction (or the span of several) from W_E (W_pos), every attention and MLP out projection and their biases, in place.
+    """Remove the direction (or the span of several) from W_E (W_pos), every attention and MLP out projection and their
+    biases, in place.
 
     The weights stay edited until ``.restore()`` on the returned handle. Each edited parameter is
     replaced by a new one, so a tied unembedding keeps the original matrix.
@@ -246,7 +251,8 @@ def hf_state_dict(model: Any) -> dict[str, Tensor]:
     missing = sorted(wanted - set(state))
     if missing:
         raise InterpError(
-            f"could not find the model's weights {missing[:3]} behind the bridge; save the model with transformers instead."
+            f"could not find the model's weights {missing[:3]} behind the bridge; "
+            "save the model with transformers instead."
         )
     return state
 
@@ -263,9 +269,10 @@ def save_orthogonalized(model: Any, direction: Any, out: str | Path) -> Path:
     hf = model.original_model
     several = direction if isinstance(direction, (list, tuple)) else [direction]
     described = [getattr(item, "describe", dict)() for item in several]
-    record = {"direction": described[0] if len(described) == 1 else described, "source_model": str(getattr(model.cfg, "model_name", "")),
-              "edited": "W_E (W_pos), attention out and MLP out projections and biases: W <- W - B^T B W (B: the directions' orthonormal "
-                        "basis); unembedding untied and unchanged"}  # fmt: skip
+    record = {"direction": described[0] if len(described) == 1 else described,
+              "source_model": str(getattr(model.cfg, "model_name", "")),
+              "edited": "W_E (W_pos), attention out and MLP out projections and biases: W <- W - B^T B W "
+                        "(B: the directions' orthonormal basis); unembedding untied and unchanged"}  # fmt: skip
     with orthogonalized(model, direction):
         state = {key: tensor.detach().cpu().contiguous() for key, tensor in hf_state_dict(model).items()}
     config = hf.config.to_dict()

@@ -44,8 +44,8 @@ def read_instructions(path: str | Path, label: str, column: str | None = None) -
     return instructions_from_records(read_records(path, text_field="prompt"), label, column, source=str(path))
 
 
-def instructions_from_records(records: Sequence[Mapping[str, Any]], label: str, column: str | None = None, source: str = "",
-                              splits: Sequence[str] | None = None) -> PromptSet:  # fmt: skip
+def instructions_from_records(records: Sequence[Mapping[str, Any]], label: str, column: str | None = None,
+                              source: str = "", splits: Sequence[str] | None = None) -> PromptSet:  # fmt: skip
     """Instructions from records (a file's rows, a data loader's dicts): the text of ``column`` (default: the
     first of goal, prompt, behavior, instruction, text present), ``label``, and the ``split`` field where
     present (only the values in ``splits``, when given).
@@ -59,7 +59,8 @@ def instructions_from_records(records: Sequence[Mapping[str, Any]], label: str, 
     if wanted is None or wanted not in fields:
         expected = repr(column) if column else "one of " + ", ".join(TEXT_COLUMNS)
         raise InterpError(f"{source} has no column {expected} (columns: {', '.join(map(str, fields)) or 'none'}); "
-                          f"name the instruction column with column= (--harmful-column / --benign-column).")  # fmt: skip
+                          "name the instruction column with column= "
+                          "(--harmful-column / --benign-column).")  # fmt: skip
     rows = []
     for number, record in enumerate(records):
         text = record.get(wanted) if isinstance(record, Mapping) else None
@@ -89,13 +90,15 @@ def split_instructions(prompts: PromptSet, heldout_fraction: float = 0.25) -> tu
         train = [i for i in range(len(prompts)) if i % step != step - 1]
     if not train or not held:
         raise InterpError(
-            f"{prompts.source or 'the prompts'}: the split leaves {len(train)} train and {len(held)} held-out prompts; both must be non-empty."
+            f"{prompts.source or 'the prompts'}: the split leaves {len(train)} train and {len(held)} held-out "
+            "prompts; both must be non-empty."
         )
     return prompts.select(train), prompts.select(held)
 
 
 def chat_format(tokenizer, prompts: PromptSet | Sequence[str]) -> PromptSet:
-    """The prompts as user turns of the tokenizer's chat template, with the generation prompt (``h_last`` = where the answer starts)."""
+    """The prompts as user turns of the tokenizer's chat template, with the generation prompt (``h_last`` = where the
+    answer starts)."""
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts(list(prompts))
     return prompt_set.apply_chat_template(tokenizer)
 
@@ -107,7 +110,8 @@ def post_instruction_tokens(tokenizer) -> tuple[str, ...]:
     """
     if not getattr(tokenizer, "chat_template", None):
         raise InterpError("the tokenizer has no chat template, so there are no post-instruction tokens; "
-                          "pass positions=(-1,) (--positions -1) to use the last token, or load a chat model.")  # fmt: skip
+                          "pass positions=(-1,) (--positions -1) to use the last token, "
+                          "or load a chat model.")  # fmt: skip
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": PLACEHOLDER}], tokenize=False, add_generation_prompt=True
     )
@@ -120,5 +124,6 @@ def check_suffix(model, token_lists: Sequence, n_positions: int) -> None:
     """Raise unless every formatted prompt ends in the same ``n_positions`` tokens (the template's, not the user's)."""
     ends = {tuple(ids[-n_positions:].tolist()) for ids in token_lists}
     if len(ends) != 1:
-        raise InterpError(f"the formatted prompts do not all end in the same {n_positions} template tokens (the user's text merges "
-                          "into the template's tokens); end each instruction with a word, or pass fewer positions.")  # fmt: skip
+        raise InterpError(f"the formatted prompts do not all end in the same {n_positions} template tokens "
+                          "(the user's text merges into the template's tokens); "
+                          "end each instruction with a word, or pass fewer positions.")  # fmt: skip

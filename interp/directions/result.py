@@ -31,7 +31,8 @@ FORMAT = ResultFormat(
     name="refusal-direction result",
     meta_file="directions.json",
     tensors_file="directions.safetensors",
-    create="find_directions(model, harmful, benign).save(DIR) or `interp direction find --model M --harmful F --benign F --out DIR`",
+    create="find_directions(model, harmful, benign).save(DIR) or `interp direction find --model M "
+    "--harmful F --benign F --out DIR`",
     load="DirectionResult.load(DIR)",
 )
 DIRECTION_FORMAT = ResultFormat(
@@ -40,7 +41,8 @@ DIRECTION_FORMAT = ResultFormat(
     name="refusal direction",
     meta_file="",
     tensors_file="direction.safetensors",
-    create="DirectionResult.direction.save(PATH) (`interp direction find ... --out DIR` writes DIR/direction.safetensors)",
+    create="DirectionResult.direction.save(PATH) "
+    "(`interp direction find ... --out DIR` writes DIR/direction.safetensors)",
     load="RefusalDirection.load(PATH)",
 )
 FIGURE_FILE = "directions.html"
@@ -66,8 +68,9 @@ class RefusalDirection:
 
     def describe(self) -> dict[str, Any]:
         source = self.provenance
-        return {"layer": self.layer, "position": self.position, "position_label": self.position_label, "norm": float(self.vector.norm()),
-                "model_id": source.model_id if source else "", "weights_hash": source.weights_hash if source else ""}  # fmt: skip
+        return {"layer": self.layer, "position": self.position, "position_label": self.position_label,
+                "norm": float(self.vector.norm()), "model_id": source.model_id if source else "",
+                "weights_hash": source.weights_hash if source else ""}  # fmt: skip
 
     def check_model(self, model: Any) -> None:
         """Raise unless ``model`` has the weights this direction was found on."""
@@ -77,8 +80,10 @@ class RefusalDirection:
         found = self.provenance.weights_hash if self.provenance else ""
         here = weights_hash(model) if found else ""
         if found and here != found:
-            raise InterpError(f"this direction was found on model {self.provenance.model_id!r} (weights hash {found[:12]}), not on this "
-                              f"model {model_id(model)!r} (weights hash {here[:12]}); find a direction on this model (interp direction find --model M ...).")  # fmt: skip
+            raise InterpError(f"this direction was found on model {self.provenance.model_id!r} "
+                              f"(weights hash {found[:12]}), not on this model {model_id(model)!r} "
+                              f"(weights hash {here[:12]}); find a direction on this model "
+                              "(interp direction find --model M ...).")  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> Path:
         meta = {key: str(value) for key, value in self.describe().items()}
@@ -95,13 +100,14 @@ class RefusalDirection:
         saved = read_result(path, DIRECTION_FORMAT)
         vector = saved.tensors.require(["vector"], DIRECTION_FORMAT.name)["vector"]
         meta = saved.meta
-        return cls(vector=vector, layer=int(meta["layer"]), position=int(meta["position"]), position_label=meta.get("position_label", ""),
-                   provenance=saved.provenance)  # fmt: skip
+        return cls(vector=vector, layer=int(meta["layer"]), position=int(meta["position"]),
+                   position_label=meta.get("position_label", ""), provenance=saved.provenance)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class DirectionResult(Result):
-    """Candidates ``directions[pos, layer]`` with their scores (NaN: not scored) and the chosen one; see ``find_directions``."""
+    """Candidates ``directions[pos, layer]`` with their scores (NaN: not scored) and the chosen one; see
+    ``find_directions``."""
 
     FORMAT = FORMAT
     FIGURE_FILE = FIGURE_FILE
@@ -136,7 +142,8 @@ class DirectionResult(Result):
                 )
         if len(self.positions) != n_pos or len(self.position_labels) != n_pos:
             raise InterpError(
-                f"DirectionResult has {n_pos} positions of directions but {len(self.positions)} positions and {len(self.position_labels)} labels."
+                f"DirectionResult has {n_pos} positions of directions but {len(self.positions)} positions and "
+                f"{len(self.position_labels)} labels."
             )
         if not (0 <= self.chosen_position < n_pos and 0 <= self.chosen_layer < n_layer):
             raise InterpError(
@@ -168,55 +175,70 @@ class DirectionResult(Result):
         """The chosen candidate's scores next to the baselines."""
         p, layer = self.chosen_position, self.chosen_layer
         return {"ablation_score": float(self.ablation_score[p, layer]), "baseline_harmful": self.baseline_harmful,
-                "addition_score": float(self.addition_score[p, layer]), "baseline_benign": self.baseline_benign, "kl": float(self.kl[p, layer])}  # fmt: skip
+                "addition_score": float(self.addition_score[p, layer]), "baseline_benign": self.baseline_benign,
+                "kl": float(self.kl[p, layer])}  # fmt: skip
 
     def summary(self) -> str:
         s = self.scores()
         d = self.direction
         return (f"chosen: layer {d.layer}, position {d.position_label} ({self.selection})\n"
-                f"refusal score (log-odds of {', '.join(self.refusal_tokens)}): harmful {s['baseline_harmful']:.3f} -> {s['ablation_score']:.3f} "
-                f"ablated; benign {s['baseline_benign']:.3f} -> {s['addition_score']:.3f} added; KL on benign under ablation {s['kl']:.4f}")  # fmt: skip
+                f"refusal score (log-odds of {', '.join(self.refusal_tokens)}): "
+                f"harmful {s['baseline_harmful']:.3f} -> {s['ablation_score']:.3f} ablated; "
+                f"benign {s['baseline_benign']:.3f} -> {s['addition_score']:.3f} added; "
+                f"KL on benign under ablation {s['kl']:.4f}")  # fmt: skip
 
     def figure(self) -> go.Figure:
-        """Heatmaps by layer (x) and position (y) of the three scores; the chosen candidate is starred; hover gives all three."""
+        """Heatmaps by layer (x) and position (y) of the three scores; the chosen candidate is starred; hover gives all
+        three."""
         layers = [f"L{layer}" for layer in range(self.n_layers)]
         ablation, addition, kl = (
             getattr(self, name).numpy().astype(float) for name in ("ablation_score", "addition_score", "kl")
         )
-        hover = [[f"layer {layer}, position {label}<br>ablation score (harmful) {ablation[p, layer]:.3f} (baseline {self.baseline_harmful:.3f})"
-                  f"<br>addition score (benign) {addition[p, layer]:.3f} (baseline {self.baseline_benign:.3f})<br>KL (benign, ablated) {kl[p, layer]:.4f}"
-                  f"{'<br>over the layer filter' if layer >= self.max_layer else ''}{'<br>KL above the filter' if kl[p, layer] > self.max_kl else ''}"
+        hover = [[f"layer {layer}, position {label}"
+                  f"<br>ablation score (harmful) {ablation[p, layer]:.3f} (baseline {self.baseline_harmful:.3f})"
+                  f"<br>addition score (benign) {addition[p, layer]:.3f} (baseline {self.baseline_benign:.3f})"
+                  f"<br>KL (benign, ablated) {kl[p, layer]:.4f}"
+                  f"{'<br>over the layer filter' if layer >= self.max_layer else ''}"
+                  f"{'<br>KL above the filter' if kl[p, layer] > self.max_kl else ''}"
                   for layer in range(self.n_layers)] for p, label in enumerate(self.position_labels)]  # fmt: skip
-        panels = [("refusal score on harmful, direction ablated (low: ablation stops refusal)", ablation, "RdBu", self.baseline_harmful),
-                  ("refusal score on benign, direction added (high: addition induces refusal)", addition, "RdBu", self.baseline_benign),
+        panels = [("refusal score on harmful, direction ablated (low: ablation stops refusal)", ablation, "RdBu",
+                   self.baseline_harmful),
+                  ("refusal score on benign, direction added (high: addition induces refusal)", addition, "RdBu",
+                   self.baseline_benign),
                   ("KL(original ‖ ablated) on benign", kl, "Viridis", None)]  # fmt: skip
         figure = make_subplots(rows=3, cols=1, subplot_titles=[title for title, *_ in panels], vertical_spacing=0.1)
-        for row, (title, values, scale, mid) in enumerate(panels, start=1):
+        for row, (_title, values, scale, mid) in enumerate(panels, start=1):
             finite = values[np.isfinite(values)]
             if mid is not None:  # diverging around the baseline (zmid is only honoured without zmin/zmax)
                 extra = dict(zmid=mid, reversescale=True)
             else:
                 extra = dict(zmin=float(finite.min()), zmax=float(finite.max())) if finite.size else {}
-            figure.add_trace(go.Heatmap(z=values, x=layers, y=list(self.position_labels), text=hover, hoverinfo="text", colorscale=scale,
-                                        colorbar=dict(len=0.28, y=1 - (row - 0.5) / 3, title="log-odds" if mid is not None else "nats"), **extra),
+            colorbar = dict(len=0.28, y=1 - (row - 0.5) / 3, title="log-odds" if mid is not None else "nats")
+            figure.add_trace(go.Heatmap(z=values, x=layers, y=list(self.position_labels), text=hover, hoverinfo="text",
+                                        colorscale=scale, colorbar=colorbar, **extra),
                              row=row, col=1)  # fmt: skip
-            figure.add_trace(go.Scatter(x=[layers[self.chosen_layer]], y=[self.position_labels[self.chosen_position]], mode="markers",
-                                        marker=dict(symbol="star", size=16, color="gold", line=dict(color="black", width=1)),
-                                        name="chosen", showlegend=row == 1, hoverinfo="skip"), row=row, col=1)  # fmt: skip
+            star = dict(symbol="star", size=16, color="gold", line=dict(color="black", width=1))
+            figure.add_trace(go.Scatter(x=[layers[self.chosen_layer]], y=[self.position_labels[self.chosen_position]],
+                                        mode="markers", marker=star, name="chosen", showlegend=row == 1,
+                                        hoverinfo="skip"), row=row, col=1)  # fmt: skip
             figure.update_yaxes(type="category", autorange="reversed", title_text="position", row=row, col=1)
             figure.update_xaxes(type="category", title_text="layer (resid_pre)" if row == 3 else None, row=row, col=1)
         model = f" — {self.provenance.model_id}" if self.provenance else ""
-        chosen = f"chosen: layer {self.chosen_layer}, position {self.position_labels[self.chosen_position]} ({self.selection})"
-        figure.update_layout(title=dict(text=f"Refusal-direction candidates{model}<br><sup>{chosen}</sup>"), template="plotly_white",
-                             height=300 * 3 + 140, margin=dict(t=110), width=max(900, 34 * self.n_layers + 320))  # fmt: skip
+        position = self.position_labels[self.chosen_position]
+        chosen = f"chosen: layer {self.chosen_layer}, position {position} ({self.selection})"
+        figure.update_layout(title=dict(text=f"Refusal-direction candidates{model}<br><sup>{chosen}</sup>"),
+                             template="plotly_white", height=300 * 3 + 140, margin=dict(t=110),
+                             width=max(900, 34 * self.n_layers + 320))  # fmt: skip
         return figure
 
     def meta_extra(self) -> dict:
         return {"chosen_scores": self.scores(),
-                "refusal_score": "log(p / (1 - p)), p = probability of the refusal tokens at the first generated position"}  # fmt: skip
+                "refusal_score": "log(p / (1 - p)), p = probability of the refusal tokens at "
+                                 "the first generated position"}  # fmt: skip
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``directions.safetensors``, ``directions.json``, ``directions.html`` and the chosen ``direction.safetensors``."""
+        """Write ``directions.safetensors``, ``directions.json``, ``directions.html`` and the chosen
+        ``direction.safetensors``."""
         directory = super().save(directory)
         self.direction.save(Path(directory) / DIRECTION_FORMAT.tensors_file)
         return directory

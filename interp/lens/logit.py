@@ -90,7 +90,8 @@ class LensResult(Result):
                 raise InterpError(f"LensResult.{name} has shape {shape}, expected {expected} (site, prompt, pos).")
         if tuple(self.top_ids.shape[:3]) != expected or self.top_ids.shape != self.top_probs.shape:
             raise InterpError(
-                f"LensResult.top_ids/top_probs have shapes {tuple(self.top_ids.shape)}/{tuple(self.top_probs.shape)}, expected {expected} + (k,)."
+                f"LensResult.top_ids/top_probs have shapes {tuple(self.top_ids.shape)}/{tuple(self.top_probs.shape)}, "
+                f"expected {expected} + (k,)."
             )
         if (
             tuple(self.valid.shape) != (n_prompt, n_pos)
@@ -148,8 +149,10 @@ class LensResult(Result):
             [
                 "<br>".join(
                     [
-                        f"{self.site_labels[s]} · prompt {p} · pos {int(self.positions[p, q])} ({self.position_tokens[p][q]!r})",
-                        f"target {self.target_tokens[p]!r}: p={float(self.target_prob[s, p, q]):.3g}, rank {int(self.target_rank[s, p, q])}",
+                        f"{self.site_labels[s]} · prompt {p} · pos {int(self.positions[p, q])} "
+                        f"({self.position_tokens[p][q]!r})",
+                        f"target {self.target_tokens[p]!r}: p={float(self.target_prob[s, p, q]):.3g}, "
+                        f"rank {int(self.target_rank[s, p, q])}",
                         f"KL to final: {float(self.kl_to_final[s, p, q]):.3g}",
                         "top: "
                         + ", ".join(
@@ -236,7 +239,8 @@ def logit_lens(
     if isinstance(source, ActivationStore):
         if prompts is not None:
             raise InterpError(
-                "a store has its own prompts; call logit_lens(store) without prompts (or pass the model to use new prompts)."
+                "a store has its own prompts; call logit_lens(store) without prompts "
+                "(or pass the model to use new prompts)."
             )
         activations, final_name, readout, tokenizer, prompt_texts, position_info, provenance = _from_store(
             source, sites
@@ -350,7 +354,8 @@ def _from_store(store, sites):
     final_name = site_name("resid_post", n_layers - 1)
     if final_name not in store:
         raise InterpError(
-            f"the store has no {final_name}, which the lens needs as the final distribution; cache it with --hooks resid_post."
+            f"the store has no {final_name}, which the lens needs as the final distribution; "
+            "cache it with --hooks resid_post."
         )
     if not names:
         raise InterpError(
@@ -371,7 +376,8 @@ def _lens_sites(sites, n_layers: int) -> list[str]:
             "mlp_out",
         ):
             raise InterpError(
-                f"the logit lens decodes residual-stream sites; {name} is not one (use resid_pre, resid_mid or resid_post)."
+                "the logit lens decodes residual-stream sites; "
+                f"{name} is not one (use resid_pre, resid_mid or resid_post)."
             )
     return list(names)
 
@@ -402,7 +408,9 @@ def _last_valid(valid: Tensor) -> Int[Tensor, " prompt"]:
     return valid.long().cumsum(-1).argmax(-1)
 
 
-def _resolve_targets(targets, tokenizer, final_logprobs: Tensor, n_prompts: int, last: Int[Tensor, " prompt"]) -> Tensor:
+def _resolve_targets(
+    targets, tokenizer, final_logprobs: Tensor, n_prompts: int, last: Int[Tensor, " prompt"]
+) -> Tensor:
     if targets is None:  # the model's own prediction at each prompt's last position (not the padding)
         return final_logprobs[torch.arange(n_prompts), last].argmax(-1)
     return per_prompt_token_ids(
@@ -414,7 +422,8 @@ def _translate(translator: Translator, name: str, resid: Tensor) -> Tensor:
     translated = translator(name, resid)
     if translated.shape != resid.shape:
         raise InterpError(
-            f"the translator changed the shape at {name} from {tuple(resid.shape)} to {tuple(translated.shape)}; it must map d_model to d_model."
+            f"the translator changed the shape at {name} from {tuple(resid.shape)} to {tuple(translated.shape)}; "
+            "it must map d_model to d_model."
         )
     return translated
 

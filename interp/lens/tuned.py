@@ -22,7 +22,7 @@ result is in ``circuits/tuned_lens_smollm2/README.md``.
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -68,7 +68,8 @@ _CHUNK_TOKENS = 256  # tokens decoded at once (a [chunk, d_vocab] float32 block 
 
 
 def lens_sites(n_layers: int) -> tuple[str, ...]:
-    """The sites a tuned lens translates, in depth order: the embeddings (``blocks.0.hook_resid_pre``), then each ``resid_post``."""
+    """The sites a tuned lens translates, in depth order: the embeddings (``blocks.0.hook_resid_pre``), then each
+    ``resid_post``."""
     return (site_name("resid_pre", 0), *layer_sites("resid_post", n_layers))
 
 
@@ -97,13 +98,23 @@ class TrainingRecord:
         """The loss curve: mean KL over the layers per Adam step."""
         steps = [str(step) for step in range(len(self.loss))]
         hover = [f"step {s}: mean KL {value:.4g} nats" for s, value in zip(steps, self.loss)]
-        return plots.line_plot(steps, {"mean KL over layers": self.loss}, hover, title=f"Tuned-lens training ({self.init} init, then Adam)",
+        return plots.line_plot(steps, {"mean KL over layers": self.loss}, hover,
+                               title=f"Tuned-lens training ({self.init} init, then Adam)",
                                x_title="Adam step", y_title="KL(final ‖ lens), nats")  # fmt: skip
 
 
+class _LensCaches:
+    """What ``TunedLens.__post_init__`` derives from the weights; not dataclass fields."""
+
+    _index: dict[str, int]  # site -> its translator
+    _identity: list[bool]  # per translator: all zero, so the identity
+    _on_device: dict[str, tuple[Tensor, Tensor]]  # (weight, bias) per device
+
+
 @dataclass(frozen=True, eq=False)
-class TunedLens(Result):
-    """Per-site affine translators ``h -> h + h @ weight[s].T + bias[s]`` (float32), for ``logit_lens(..., translator=lens)``.
+class TunedLens(Result, _LensCaches):
+    """Per-site affine translators ``h -> h + h @ weight[s].T + bias[s]`` (float32), for ``logit_lens(...,
+    translator=lens)``.
 
     Axes: ``site`` (``sites``, in depth order, from ``lens_sites``); the last site's translator
     is the identity. ``blocks.{l}.hook_resid_pre`` (l >= 1) reads the translator of
@@ -122,7 +133,8 @@ class TunedLens(Result):
         n, d = len(self.sites), self.bias.shape[-1] if self.bias.dim() == 2 else -1
         if tuple(self.weight.shape) != (n, d, d) or tuple(self.bias.shape) != (n, d):
             raise InterpError(
-                f"TunedLens has weight {tuple(self.weight.shape)} and bias {tuple(self.bias.shape)} for {n} sites; expected ({n}, d_model, d_model) and ({n}, d_model)."
+                f"TunedLens has weight {tuple(self.weight.shape)} and bias {tuple(self.bias.shape)} for {n} sites; "
+                f"expected ({n}, d_model, d_model) and ({n}, d_model)."
             )
         if self.weight.dtype != torch.float32 or self.bias.dtype != torch.float32:
             raise InterpError(f"TunedLens weights must be float32, got {self.weight.dtype} / {self.bias.dtype}.")
@@ -156,12 +168,14 @@ class TunedLens(Result):
         index = self._index.get(_canonical(site))
         if index is None:
             raise InterpError(
-                f"this tuned lens has no translator for {site}: it translates the embeddings and every layer's resid_post "
-                f"(and resid_pre of layers >= 1, the same stream). Decode with sites=['resid_pre', 'resid_post']."
+                f"this tuned lens has no translator for {site}: it translates the embeddings and every layer's "
+                "resid_post (and resid_pre of layers >= 1, the same stream). "
+                "Decode with sites=['resid_pre', 'resid_post']."
             )
         if resid.shape[-1] != self.d_model:
             raise InterpError(
-                f"this tuned lens maps d_model {self.d_model}, but the residual at {site} has width {resid.shape[-1]}; it is for another model ({self.model_label})."
+                f"this tuned lens maps d_model {self.d_model}, but the residual at {site} has width {resid.shape[-1]}; "
+                f"it is for another model ({self.model_label})."
             )
         if self._identity[index]:
             return resid
@@ -178,11 +192,12 @@ class TunedLens(Result):
     def check_provenance(self, provenance: Provenance | None) -> None:
         """Raise unless activations with ``provenance`` come from the model this lens was trained on (weights hash)."""
         ours, theirs = self.provenance.weights_hash, getattr(provenance, "weights_hash", "")
-        if ours and theirs and ours != theirs:
+        if provenance is not None and ours and theirs and ours != theirs:
             raise InterpError(
                 f"this tuned lens was trained on model {self.model_label}, but it is applied to model "
-                f"{provenance.model_id!r} (weights hash {theirs[:12]}). A translator only fits the model it was trained on: "
-                f"train one for this model with train_tuned_lens(model, texts) or `interp lens train --model MODEL --out DIR`."
+                f"{provenance.model_id!r} (weights hash {theirs[:12]}). A translator only fits the model it was "
+                "trained on: train one for this model with train_tuned_lens(model, texts) or `interp lens train "
+                "--model MODEL --out DIR`."
             )
 
     def check_model(self, model) -> None:
@@ -192,14 +207,16 @@ class TunedLens(Result):
 
         self.check_provenance(Provenance(model_id=model_id(model), weights_hash=weights_hash(model)))
         if int(model.cfg.d_model) != self.d_model or len(self.sites) != len(lens_sites(int(model.cfg.n_layers))):
-            raise InterpError(f"this tuned lens ({len(self.sites)} sites, d_model {self.d_model}) does not fit {model_id(model)!r} "
-                              f"({model.cfg.n_layers} layers, d_model {model.cfg.d_model}); it was trained on {self.model_label}.")  # fmt: skip
+            raise InterpError(f"this tuned lens ({len(self.sites)} sites, d_model {self.d_model}) does not fit "
+                              f"{model_id(model)!r} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}); "
+                              f"it was trained on {self.model_label}.")  # fmt: skip
 
     def figure(self) -> go.Figure:
         """The training loss curve (per site and mean); InterpError for a lens that was not trained."""
         if self.training is None or not self.training.loss:
             raise InterpError(
-                "this tuned lens records no training (an identity lens, or one saved without it), so there is no loss curve to draw."
+                "this tuned lens records no training (an identity lens, or one saved without it), "
+                "so there is no loss curve to draw."
             )
         return self.training.figure()
 
@@ -317,7 +334,8 @@ def _cached_texts(cache: Path, settings: dict) -> PromptSet | None:
 def split_heldout(
     texts: PromptSet, fraction: float = defaults.TUNED_LENS_HELDOUT, seed: int = defaults.TUNED_LENS_SEED
 ) -> tuple[PromptSet, PromptSet | None]:
-    """(training, held-out or None) texts: by each record's ``split`` field ("heldout" is held out) where every record has one, else a seeded random ``fraction``."""
+    """(training, held-out or None) texts: by each record's ``split`` field ("heldout" is held out) where every record
+    has one, else a seeded random ``fraction``."""
     if all("split" in record for record in texts):
         held = [i for i, record in enumerate(texts) if record["split"] == "heldout"]
     else:
@@ -328,7 +346,8 @@ def split_heldout(
     train = [i for i in range(len(texts)) if i not in set(held)]
     if not train:
         raise InterpError(
-            f'all {len(texts)} texts are held out; keep some for training (split "train", or a smaller held-out fraction).'
+            f"all {len(texts)} texts are held out; keep some for training "
+            '(split "train", or a smaller held-out fraction).'
         )
     return texts.select(train), (texts.select(held) if held else None)
 
@@ -360,9 +379,8 @@ def _residuals(
 
 def _readout_on(readout: Readout, device) -> Readout:
     move = lambda t: None if t is None else t.float().to(device)  # noqa: E731
-    return replace(
-        readout, weight=move(readout.weight), bias=move(readout.bias), W_U=move(readout.W_U), b_U=move(readout.b_U)
-    )
+    W_U = readout.W_U.float().to(device)
+    return replace(readout, weight=move(readout.weight), bias=move(readout.bias), W_U=W_U, b_U=move(readout.b_U))
 
 
 def _kl(final_logprobs: Tensor, logits: Tensor) -> Tensor:
@@ -399,7 +417,8 @@ def train_tuned_lens(
         raise InterpError(f"unknown tuned-lens init {init!r}; use one of {', '.join(defaults.TUNED_LENS_INITS)}.")
     if steps < 0 or batch_tokens < 1 or lr <= 0 or ridge < 0:
         raise InterpError(
-            f"need steps >= 0, batch_tokens >= 1, lr > 0 and ridge >= 0; got steps={steps}, batch_tokens={batch_tokens}, lr={lr}, ridge={ridge}."
+            f"need steps >= 0, batch_tokens >= 1, lr > 0 and ridge >= 0; got steps={steps}, "
+            f"batch_tokens={batch_tokens}, lr={lr}, ridge={ridge}."
         )
     started = time.perf_counter()
     prompt_set = texts if isinstance(texts, PromptSet) else PromptSet.from_texts(list(texts))
@@ -417,9 +436,10 @@ def train_tuned_lens(
         weight, bias, site_loss = _adam(
             residuals, readout, weight, bias, steps, lr, batch_tokens, seed, device, progress
         )
-    record = TrainingRecord(init=init, steps=steps, lr=lr, batch_tokens=batch_tokens, ridge=ridge, seed=seed, n_texts=len(prompt_set),
-                            n_tokens=n_tokens, seconds=round(time.perf_counter() - started, 2),
-                            loss=tuple(sum(row) / len(row) for row in site_loss), site_loss=tuple(site_loss))  # fmt: skip
+    record = TrainingRecord(init=init, steps=steps, lr=lr, batch_tokens=batch_tokens, ridge=ridge, seed=seed,
+                            n_texts=len(prompt_set), n_tokens=n_tokens, seconds=round(time.perf_counter() - started, 2),
+                            loss=tuple(sum(row) / len(row) for row in site_loss),
+                            site_loss=tuple(site_loss))  # fmt: skip
     provenance = _provenance(
         model,
         sites,
@@ -433,7 +453,8 @@ def train_tuned_lens(
 def _least_squares(
     inputs: Float[Tensor, "token d_model"], final: Float[Tensor, "token d_model"], ridge: float
 ) -> tuple[Tensor, Tensor]:
-    """(W, b) of the affine map ``x + x W^T + b`` closest to ``final``, per token weighted by 1/mean(final^2), ridge towards the identity."""
+    """(W, b) of the affine map ``x + x W^T + b`` closest to ``final``, per token weighted by 1/mean(final^2), ridge
+    towards the identity."""
     x = torch.cat([inputs.double(), torch.ones(len(inputs), 1, dtype=torch.float64)], dim=1)
     y = final.double()
     w = 1.0 / y.pow(2).mean(-1, keepdim=True).clamp_min(1e-12)
@@ -449,7 +470,8 @@ def _least_squares(
 
 
 def _adam(residuals, readout, weight, bias, steps, lr, batch_tokens, seed, device, progress):
-    """Adam on the mean KL per site; each site's graph is freed after its backward (one [batch, d_vocab] block at a time)."""
+    """Adam on the mean KL per site; each site's graph is freed after its backward (one [batch, d_vocab] block at a
+    time)."""
     n_trained, n_tokens = residuals.shape[0] - 1, residuals.shape[1]
     W = weight[:n_trained].clone().to(device).requires_grad_(True)
     b = bias[:n_trained].clone().to(device).requires_grad_(True)
@@ -531,8 +553,10 @@ class LensKL(Result):
         title = (
             f"KL(final ‖ lens) per layer on {self.n_tokens} tokens of {self.n_texts} texts — {self.provenance.model_id}"
         )
-        return plots.lens_kl_figure(list(self.site_labels), {name: self.kl[i].tolist() for i, name in enumerate(self.lenses)},
-                                    {name: self.kl_sem[i].tolist() for i, name in enumerate(self.lenses)}, title=title, log_y=log_y)  # fmt: skip
+        return plots.lens_kl_figure(list(self.site_labels),
+                                    {name: self.kl[i].tolist() for i, name in enumerate(self.lenses)},
+                                    {name: self.kl_sem[i].tolist() for i, name in enumerate(self.lenses)}, title=title,
+                                    log_y=log_y)  # fmt: skip
 
     def files(self) -> dict[str, str]:
         return {"lens_kl.md": self.table() + "\n"}
@@ -545,7 +569,8 @@ def lens_kl(
     batch_size: int = defaults.CACHE_BATCH_SIZE,
     progress: bool = True,
 ) -> LensKL:
-    """Mean KL(final ‖ lens) at every ``lens_sites`` site over all positions of ``texts``: the logit lens, and ``translator`` on the same tokens.
+    """Mean KL(final ‖ lens) at every ``lens_sites`` site over all positions of ``texts``: the logit lens, and
+    ``translator`` on the same tokens.
 
     Args:
         translator: a ``TunedLens`` (checked against the model) or any ``translator(site, resid)``;
@@ -554,7 +579,7 @@ def lens_kl(
     prompt_set = texts if isinstance(texts, PromptSet) else PromptSet.from_texts(list(texts))
     sites = lens_sites(int(model.cfg.n_layers))
     provenance = _provenance(model, sites, prompt_set.hash, None, extra={"method": "lens kl"})
-    lenses: dict[str, object] = {"logit lens": None}
+    lenses: dict[str, Callable[[str, Tensor], Tensor] | None] = {"logit lens": None}
     if translator is not None:
         check = getattr(translator, "check_provenance", None)
         if check is not None:

@@ -3,7 +3,8 @@
 From a model (the pattern is captured at ``blocks.{layer}.attn.hook_pattern``) or from an
 ActivationStore that cached that site at every position (``--hooks pattern --positions all``).
 
->>> pattern = attention_pattern(model, "When Mary and John went to the store, John gave a drink to", layer=9, head=3)  # doctest: +SKIP
+>>> pattern = attention_pattern(model, "When Mary and John went to the store, John gave a drink to",
+...                             layer=9, head=3)  # doctest: +SKIP
 >>> pattern.strongest(query=-1)     # the keys the last token attends to most   # doctest: +SKIP
 >>> pattern.figure().show()                                                   # doctest: +SKIP
 """
@@ -51,7 +52,8 @@ class AttentionPattern(Result):
         n = len(self.tokens)
         if tuple(self.pattern.shape) != (n, n):
             raise InterpError(
-                f"AttentionPattern.pattern has shape {tuple(self.pattern.shape)}, expected ({n}, {n}) (query, key) for {n} tokens."
+                f"AttentionPattern.pattern has shape {tuple(self.pattern.shape)}, expected ({n}, {n}) "
+                f"(query, key) for {n} tokens."
             )
 
     @property
@@ -89,7 +91,8 @@ def attention_pattern(source, prompt: str | int, layer: int, head: int) -> Atten
     _check_head(layer, head, int(source.cfg.n_layers), int(source.cfg.n_heads))
     if not isinstance(prompt, str):
         raise InterpError(
-            f"attention_pattern(model, prompt, ...) takes the prompt's text, got {type(prompt).__name__}; an index needs a store."
+            "attention_pattern(model, prompt, ...) takes the prompt's text, "
+            f"got {type(prompt).__name__}; an index needs a store."
         )
     from interp.data import PromptSet, tokenize_prompts
     from interp.model import model_id
@@ -121,7 +124,8 @@ def _from_store(store, prompt, name: str, layer: int, head: int) -> AttentionPat
         raise InterpError(f"from a store, the prompt is its index (0..{store.n_prompts - 1}), got {prompt!r}.")
     if name not in store or store.positions != "all":
         raise InterpError(
-            f"the store at {store.root} holds no {name} at every position; cache it with --hooks pattern --positions all (or pass the model)."
+            f"the store at {store.root} holds no {name} at every position; "
+            "cache it with --hooks pattern --positions all (or pass the model)."
         )
     n = int(store.lengths[prompt])
     pattern = store[name][prompt, head, :n, :n].float().contiguous()  # [prompt, head, query, key], right-padded
@@ -166,7 +170,8 @@ def attention_to(
         )
     if not -n_pos <= query < n_pos or keys.min() < 0 or keys.max() >= n_pos:
         raise InterpError(
-            f"query {query} and key positions {int(keys.min())}..{int(keys.max())} must lie in the prompts' {n_pos} positions."
+            f"query {query} and key positions {int(keys.min())}..{int(keys.max())} must lie in the "
+            f"prompts' {n_pos} positions."
         )
     query = query % n_pos
     if (keys > query).any():

@@ -42,7 +42,8 @@ FORMAT = ResultFormat(
     name="direct-logit-attribution result",
     meta_file="dla.json",
     tensors_file="dla.safetensors",
-    create="direct_logit_attribution(model, prompts, answer, wrong).save(DIR) or `interp dla --model M --prompt TEXT --answer A --out DIR`",
+    create="direct_logit_attribution(model, prompts, answer, wrong).save(DIR) or `interp dla --model M --prompt "
+    "TEXT --answer A --out DIR`",
     load="DLAResult.load(DIR)",
 )
 READS = "attribution reads one token's logit"
@@ -84,16 +85,19 @@ class DLAResult(Result):
         n_prompt, n_pos = len(self.prompts), self.positions.shape[1]
         if tuple(self.positions.shape) != (n_prompt, n_pos) or len(self.position_tokens) != n_prompt:
             raise InterpError(
-                f"DLAResult.positions has shape {tuple(self.positions.shape)}, expected ({n_prompt}, pos) with one token list per prompt."
+                f"DLAResult.positions has shape {tuple(self.positions.shape)}, expected ({n_prompt}, pos) with "
+                "one token list per prompt."
             )
         expected = (n_prompt, n_pos, len(self.components))
         if tuple(self.component_values.shape) != expected:
             raise InterpError(
-                f"DLAResult.component_values has shape {tuple(self.component_values.shape)}, expected {expected} (prompt, pos, component)."
+                f"DLAResult.component_values has shape {tuple(self.component_values.shape)}, expected {expected} "
+                "(prompt, pos, component)."
             )
         if tuple(self.logit_diff.shape) != (n_prompt, n_pos):
             raise InterpError(
-                f"DLAResult.logit_diff has shape {tuple(self.logit_diff.shape)}, expected {(n_prompt, n_pos)} (prompt, pos)."
+                f"DLAResult.logit_diff has shape {tuple(self.logit_diff.shape)}, "
+                f"expected {(n_prompt, n_pos)} (prompt, pos)."
             )
         if (self.head_values is None) != (self.head_bias is None):
             raise InterpError("DLAResult.head_values and head_bias come together: give both or neither.")
@@ -101,11 +105,13 @@ class DLAResult(Result):
             n_layers = self.n_layers
             if tuple(self.head_values.shape[:3]) != (n_prompt, n_pos, n_layers) or self.head_values.dim() != 4:
                 raise InterpError(
-                    f"DLAResult.head_values has shape {tuple(self.head_values.shape)}, expected ({n_prompt}, {n_pos}, {n_layers}, head)."
+                    f"DLAResult.head_values has shape {tuple(self.head_values.shape)}, "
+                    f"expected ({n_prompt}, {n_pos}, {n_layers}, head)."
                 )
             if tuple(self.head_bias.shape) != (n_prompt, n_pos, n_layers):
                 raise InterpError(
-                    f"DLAResult.head_bias has shape {tuple(self.head_bias.shape)}, expected ({n_prompt}, {n_pos}, {n_layers})."
+                    f"DLAResult.head_bias has shape {tuple(self.head_bias.shape)}, "
+                    f"expected ({n_prompt}, {n_pos}, {n_layers})."
                 )
         if len(self.answer_tokens) != n_prompt or tuple(self.answer_ids.shape) != (n_prompt,):
             raise InterpError(f"DLAResult needs one answer per prompt ({n_prompt}).")
@@ -154,12 +160,14 @@ class DLAResult(Result):
         return float((self.head_values.sum(-1) + self.head_bias - attn).abs().max())
 
     def values(self, kind: Kind = "component", prompt: int | None = None, pos: int = -1) -> Float[Tensor, "..."]:
-        """``[component]`` or ``[layer, head]`` values at position index ``pos`` (of those read), for one prompt or the mean over prompts."""
+        """``[component]`` or ``[layer, head]`` values at position index ``pos`` (of those read), for one prompt or the
+        mean over prompts."""
         if kind not in ("head", "component"):
             raise InterpError(f"kind must be 'head' or 'component', got {kind!r}.")
         if kind == "head" and self.head_values is None:
             raise InterpError(
-                "this result has no per-head values: it was computed from a store, which keeps no W_O. Run direct_logit_attribution(model, prompts, ...) for heads."
+                "this result has no per-head values: it was computed from a store, which keeps no W_O. "
+                "Run direct_logit_attribution(model, prompts, ...) for heads."
             )
         if not -self.positions.shape[1] <= pos < self.positions.shape[1]:
             raise InterpError(
@@ -175,14 +183,16 @@ class DLAResult(Result):
     def top(
         self, k: int = defaults.DLA_TOP_K, kind: Kind = "head", prompt: int | None = None, pos: int = -1
     ) -> tuple[tuple[str, float], ...]:
-        """The ``k`` heads (or components) with the largest |value|, as ``(label, value)``; mean over prompts unless ``prompt``."""
+        """The ``k`` heads (or components) with the largest |value|, as ``(label, value)``; mean over prompts unless
+        ``prompt``."""
         values = self.values(kind, prompt, pos).flatten()
         labels = self.head_labels if kind == "head" else self.components
         order = values.abs().argsort(descending=True)[:k]
         return tuple((labels[int(i)], float(values[i])) for i in order)
 
     def figure(self, prompt: int | None = None, pos: int = -1) -> go.Figure:
-        """Bars over the components and a layer x head heatmap, at position index ``pos``; mean over prompts unless ``prompt``."""
+        """Bars over the components and a layer x head heatmap, at position index ``pos``; mean over prompts unless
+        ``prompt``."""
         components = self.values("component", prompt, pos)
         heads = None if self.head_values is None else self.values("head", prompt, pos)
         total = float(self.logit_diff[:, pos].mean()) if prompt is None else float(self.logit_diff[prompt, pos])
@@ -197,7 +207,8 @@ class DLAResult(Result):
         ]
         head_hover = None
         if heads is not None:
-            head_hover = [[f"<b>L{layer}H{head}</b><br>{self.metric}: {float(heads[layer, head]):+.4g}<br>share of total: {_share(float(heads[layer, head]), total)}"
+            head_hover = [[f"<b>L{layer}H{head}</b><br>{self.metric}: {float(heads[layer, head]):+.4g}<br>share of "
+                           f"total: {_share(float(heads[layer, head]), total)}"
                            for head in range(heads.shape[1])] for layer in range(heads.shape[0])]  # fmt: skip
         title = f"Direct logit attribution to {self.metric} = {total:.3g} ({where}) — {self.provenance.model_id}"
         return plots.dla_figure(
@@ -257,13 +268,15 @@ def direct_logit_attribution(
     if isinstance(source, ActivationStore):
         if prompts is not None:
             raise InterpError(
-                "a store has its own prompts; call direct_logit_attribution(store, answer=...) without prompts (or pass the model to use new prompts)."
+                "a store has its own prompts; call direct_logit_attribution(store, answer=...) without prompts "
+                "(or pass the model to use new prompts)."
             )
         parts, final, heads, readout, tokenizer, texts, position_info, provenance = _from_store(source, positions)
     else:
         if prompts is None:
             raise InterpError(
-                "direct_logit_attribution(model, ...) needs prompts: direct_logit_attribution(model, ['When Mary and John ...'], answer=' Mary')."
+                "direct_logit_attribution(model, ...) needs prompts: "
+                "direct_logit_attribution(model, ['When Mary and John ...'], answer=' Mary')."
             )
         parts, final, heads, readout, tokenizer, texts, position_info, provenance = _from_model(
             source, prompts, positions, batch_size
@@ -292,7 +305,7 @@ def direct_logit_attribution(
         grad = gradient.view(*gradient.shape[:2], *([1] * (vectors.dim() - 3)), gradient.shape[-1])
         return (vectors * grad).sum(-1)
 
-    names = list(parts) + [BIAS]
+    names = [*parts, BIAS]
     biases = (constant + norm_bias)[:, None].expand(final.shape[:2])
     component_values = torch.stack([attribute(vector) for vector in parts.values()] + [biases], dim=-1)
     logit_diff = (readout.normalize(final) * direction[:, None, :]).sum(-1) + constant[:, None]
@@ -339,7 +352,8 @@ def _norm_scale(kind: str, eps: float, x: Float[Tensor, "... d_model"]) -> Float
 
 
 def _frozen_gradient(kind, eps, weight, offset, x: Tensor, direction: Tensor) -> Tensor:
-    """``direction`` pulled back through the norm with its scale frozen at its value on ``x`` (centring applied by the caller)."""
+    """``direction`` pulled back through the norm with its scale frozen at its value on ``x`` (centring applied by the
+    caller)."""
     effective = direction if weight is None else direction * (weight.float() + offset)
     return effective / _norm_scale(kind, eps, x)
 
@@ -361,8 +375,9 @@ def _from_model(model, prompts, positions, batch_size):
     _check_positions(positions)
     n_layers = int(model.cfg.n_layers)
     standard = getattr(model.cfg, "positional_embedding_type", "") == "standard"
-    names = [site_name("resid_pre", 0), *([GLOBAL_SITES["pos_embed"]] if standard else []), *layer_sites("attn_out", n_layers),
-             *layer_sites("mlp_out", n_layers), *layer_sites("z", n_layers), site_name("resid_post", n_layers - 1)]  # fmt: skip
+    names = [site_name("resid_pre", 0), *([GLOBAL_SITES["pos_embed"]] if standard else []),
+             *layer_sites("attn_out", n_layers), *layer_sites("mlp_out", n_layers), *layer_sites("z", n_layers),
+             site_name("resid_post", n_layers - 1)]  # fmt: skip
     captured = _with_pos_axis(
         capture_activations(
             model, prompt_set, hooks=names, positions=positions, batch_size=batch_size, dtype=torch.float32
@@ -435,8 +450,9 @@ def _from_store(store, positions):
     gap = float((final - summed).abs().max())
     if gap > 1e-3 * max(1.0, float(final.abs().max())):
         raise InterpError(
-            f"the store's components do not add up to its {final_name} (max gap {gap:.3g}): a site is missing "
-            "(cache hook_pos_embed with hook_embed, or resid_pre) or the sites come from different runs. Re-cache them together."
+            f"the store's components do not add up to its {final_name} (max gap {gap:.3g}): "
+            "a site is missing (cache hook_pos_embed with hook_embed, or resid_pre) or the sites come from different "
+            "runs. Re-cache them together."
         )
     token_lists = [store.input_ids[i, : lengths[i]] for i in range(store.n_prompts)]
     position_info = _position_info(request, lengths, token_lists, store.decode)
@@ -472,7 +488,8 @@ def _head_outputs(
         W_O = block.attn.W_O.detach().float().to(z.device)
         if W_O.shape[:2] != z.shape[-2:]:
             raise InterpError(
-                f"W_O has shape {tuple(W_O.shape)} but hook_z has {z.shape[-2]} heads of {z.shape[-1]}; this attention layout is not supported for per-head attribution."
+                f"W_O has shape {tuple(W_O.shape)} but hook_z has {z.shape[-2]} heads of {z.shape[-1]}; "
+                "this attention layout is not supported for per-head attribution."
             )
         outputs = torch.einsum("pqhe,hed->pqhd", z, W_O)
         b_O = getattr(block.attn, "b_O", None)
@@ -511,12 +528,14 @@ def _with_pos_axis(captured, positions) -> dict[str, Tensor]:
 
 
 def _store_index(stored, positions, lengths: list[int]) -> tuple[Tensor | None, str | list[int]]:
-    """Indices into the store's position axis for ``positions`` (None: the store read the last token), and the request as absolute-able positions."""
+    """Indices into the store's position axis for ``positions`` (None: the store read the last token), and the request
+    as absolute-able positions."""
     _check_positions(positions)
     if stored == "last":
         if positions != "last":
             raise InterpError(
-                f"the store holds only each prompt's last token; positions {positions} need a store cached with --positions all (or those positions)."
+                f"the store holds only each prompt's last token; positions {positions} need a store cached with "
+                "--positions all (or those positions)."
             )
         return None, "last"
     wanted = [-1] if positions == "last" else [int(p) for p in positions]

@@ -72,12 +72,14 @@ class InductionResult(Result):
         n_seq, length = self.first_loss.shape
         if tuple(self.repeat_loss.shape) != (n_seq, length) or tuple(self.tokens.shape) != (n_seq, 2 * length + 1):
             raise InterpError(
-                f"InductionResult: first_loss {tuple(self.first_loss.shape)}, repeat_loss {tuple(self.repeat_loss.shape)} and "
-                f"tokens {tuple(self.tokens.shape)} disagree; expected (seq, L), (seq, L) and (seq, 2L + 1)."
+                f"InductionResult: first_loss {tuple(self.first_loss.shape)}, "
+                f"repeat_loss {tuple(self.repeat_loss.shape)} and tokens {tuple(self.tokens.shape)} disagree; "
+                "expected (seq, L), (seq, L) and (seq, 2L + 1)."
             )
         if tuple(self.ablated_repeat_loss.shape) != (len(self.ablations), n_seq, length):
             raise InterpError(
-                f"InductionResult.ablated_repeat_loss has shape {tuple(self.ablated_repeat_loss.shape)}, expected {(len(self.ablations), n_seq, length)} (ablation, seq, half)."
+                f"InductionResult.ablated_repeat_loss has shape {tuple(self.ablated_repeat_loss.shape)}, "
+                f"expected {(len(self.ablations), n_seq, length)} (ablation, seq, half)."
             )
         check_heads([head for heads in self.ablations for head in heads], *self.scores.shape)
 
@@ -161,7 +163,8 @@ class InductionResult(Result):
         n_layers, n_heads = self.scores.shape
         rank = {head: r for r, head in enumerate(ranked_heads(self.scores), start=1)}
         ablated = set(self.top_heads)
-        hover = [[f"L{layer}H{head}<br>induction score {float(self.scores[layer, head]):.3f}<br>rank {rank[(layer, head)]} of {n_layers * n_heads}"
+        hover = [[f"L{layer}H{head}<br>induction score {float(self.scores[layer, head]):.3f}<br>rank "
+                  f"{rank[(layer, head)]} of {n_layers * n_heads}"
                   + ("<br>mean-ablated as a top head" if (layer, head) in ablated else "")
                   for head in range(n_heads)] for layer in range(n_layers)]  # fmt: skip
         text = [
@@ -169,7 +172,8 @@ class InductionResult(Result):
             for layer in range(n_layers)
         ]
         title = (f"Induction scores — {self.provenance.model_id} — repeat/first loss {self.loss_ratio:.2f}"
-                 + (f"; ablating the top {len(self.top_heads)}: +{self.increase_top:.2f} nats vs +{self.increase_random:.2f} for random"
+                 + (f"; ablating the top {len(self.top_heads)}: +{self.increase_top:.2f} nats vs "
+                    f"+{self.increase_random:.2f} for random"
                     if len(self.ablations) > 1 else ""))  # fmt: skip
         return plots.head_score_heatmap(
             self.scores.numpy(), hover=hover, cell_text=text, title=title, colorbar_title="induction score"
@@ -196,7 +200,8 @@ class InductionResult(Result):
 def repeated_random_tokens(
     tokenizer, n_sequences: int, length: int, seed: int = 0, vocab_size: int | None = None
 ) -> Int[Tensor, "seq pos"]:
-    """``[BOS, r_1 .. r_L, r_1 .. r_L]`` per row: ``length`` tokens drawn uniformly (special tokens skipped), then repeated.
+    """``[BOS, r_1 .. r_L, r_1 .. r_L]`` per row: ``length`` tokens drawn uniformly (special tokens skipped), then
+    repeated.
 
     Args:
         tokenizer: a Hugging Face tokenizer with a BOS token.
@@ -231,7 +236,8 @@ def repeated_random_tokens(
 def _length_of(tokens: Tensor) -> int:
     if tokens.ndim != 2 or tokens.shape[1] % 2 != 1 or tokens.shape[1] < 5:
         raise InterpError(
-            f"tokens of shape {tuple(tokens.shape)} are not [BOS, r_1..r_L, r_1..r_L] rows; make them with repeated_random_tokens."
+            f"tokens of shape {tuple(tokens.shape)} are not [BOS, r_1..r_L, r_1..r_L] rows; "
+            "make them with repeated_random_tokens."
         )
     length = (tokens.shape[1] - 1) // 2
     if not torch.equal(tokens[:, 1 : length + 1], tokens[:, length + 1 :]):
@@ -264,7 +270,8 @@ def _token_loss(logits: Tensor, targets: Tensor) -> Tensor:
 
 @torch.inference_mode()
 def _clean_pass(model, tokens: Int[Tensor, "seq pos"], batch_size: int, progress: bool = False) -> _CleanPass:
-    """One unablated run: per-token loss, induction scores, hook_z means, and (within budget) every layer's resid_pre."""
+    """One unablated run: per-token loss, induction scores, hook_z means, and (within budget) every layer's
+    resid_pre."""
     n_layers, n_heads = int(model.cfg.n_layers), int(model.cfg.n_heads)
     length = _length_of(tokens)
     device = model.cfg.device
@@ -311,10 +318,12 @@ def _clean_pass(model, tokens: Int[Tensor, "seq pos"], batch_size: int, progress
     missing = sorted({name for name, _ in hooks if "resid" not in name} - fired)
     if missing:
         raise InterpError(
-            f"the hooks {missing[:3]} never fired; this model does not expose per-head attention sites (hook_pattern, hook_z)."
+            f"the hooks {missing[:3]} never fired; this model does not expose per-head attention "
+            "sites (hook_pattern, hook_z)."
         )
     n_rows = tokens.shape[0]
-    return _CleanPass(loss=torch.cat(losses), scores=(stripe_sum / n_rows).float(), means=(z_sum / (n_rows * tokens.shape[1])).float(),
+    return _CleanPass(loss=torch.cat(losses), scores=(stripe_sum / n_rows).float(),
+                      means=(z_sum / (n_rows * tokens.shape[1])).float(),
                       resid=tuple(torch.cat(chunks) for chunks in resid) if keep_resid else ())  # fmt: skip
 
 
@@ -328,7 +337,8 @@ def _repeat_loss(
     desc: str,
     progress: bool,
 ) -> Float[Tensor, "seq half"]:
-    """The repeat's per-token loss under whatever hooks are active; from layer ``start`` on (clean resid_pre fed in) when given."""
+    """The repeat's per-token loss under whatever hooks are active; from layer ``start`` on (clean resid_pre fed in)
+    when given."""
     # within it, blocks before ``start`` return their input (start_at_layer discards what they compute anyway)
     from interp.model.shortcuts import skipping_blocks
 
@@ -354,7 +364,8 @@ def _repeat_loss(
 def _fast_start(
     model, tokens: Tensor, clean: _CleanPass, ablations: Sequence[Sequence[Head]], batch_size: int
 ) -> int | None:
-    """The first ablated layer, where ablation passes can start, if skipping the layers before it reproduces the clean loss; else None."""
+    """The first ablated layer, where ablation passes can start, if skipping the layers before it reproduces the clean
+    loss; else None."""
     start = min((layer for heads in ablations for layer, _ in heads), default=0)
     if not clean.resid or start == 0:
         return None
@@ -364,14 +375,16 @@ def _fast_start(
         check = _repeat_loss(model, tokens[:rows], clean, start, batch_size, "check", False)
     except Exception as error:
         warnings.warn(
-            f"induction: ablation passes run every layer (skipping the first {start} failed: {type(error).__name__}: {error}).",
+            f"induction: ablation passes run every layer (skipping the first {start} failed: "
+            f"{type(error).__name__}: {error}).",
             stacklevel=3,
         )
         return None
     difference = float((check - clean.loss[:rows, length:]).abs().max())
     if difference > FAST_PATH_TOLERANCE:
         warnings.warn(
-            f"induction: ablation passes run every layer (skipping the first {start} changed the loss by {difference:.2g} nats).",
+            "induction: ablation passes run every layer "
+            f"(skipping the first {start} changed the loss by {difference:.2g} nats).",
             stacklevel=3,
         )
         return None
@@ -379,7 +392,8 @@ def _fast_start(
 
 
 def head_means(model, tokens: Int[Tensor, "seq pos"], batch_size: int = 8) -> Float[Tensor, "layer head d_head"]:
-    """Each head's ``hook_z`` output averaged over the sequences and positions of ``tokens`` (what mean-ablation writes)."""
+    """Each head's ``hook_z`` output averaged over the sequences and positions of ``tokens`` (what mean-ablation
+    writes)."""
     return _clean_pass(model, tokens, batch_size).means
 
 
@@ -387,7 +401,8 @@ def head_means(model, tokens: Int[Tensor, "seq pos"], batch_size: int = 8) -> Fl
 def head_position_means(
     model, tokens: Int[Tensor, "prompt pos"], batch_size: int = 8
 ) -> Float[Tensor, "layer pos head d_head"]:
-    """Each head's ``hook_z`` output at each position, averaged over the prompts of ``tokens`` (prompts of one template shape).
+    """Each head's ``hook_z`` output at each position, averaged over the prompts of ``tokens`` (prompts of one template
+    shape).
 
     What template-wise mean-ablation writes (Wang et al. 2022 ablate IOI heads with their mean over
     the ABC prompts, position by position): pass it to ``mean_ablated``.
@@ -438,8 +453,9 @@ def mean_ablated(
     head_axis = 2 if per_position else 1
     if means.ndim not in (3, 4) or means.shape[0] != n_layers or means.shape[head_axis] != n_heads:
         raise InterpError(
-            f"means have shape {tuple(means.shape)}, expected (layer, head, d_head) or (layer, pos, head, d_head) with {n_layers} layers and {n_heads} heads; "
-            "compute them with head_means(model, tokens) or head_position_means(model, tokens)."
+            f"means have shape {tuple(means.shape)}, expected (layer, head, d_head) or (layer, pos, head, d_head) with "
+            f"{n_layers} layers and {n_heads} heads; compute them with head_means(model, tokens) or "
+            "head_position_means(model, tokens)."
         )
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
@@ -453,7 +469,8 @@ def mean_ablated(
                 return z
             if z.shape[1] != means.shape[1]:
                 raise InterpError(
-                    f"per-position means cover {means.shape[1]} positions but the input has {z.shape[1]}; compute them on prompts of this length."
+                    f"per-position means cover {means.shape[1]} positions but the input has {z.shape[1]}; "
+                    "compute them on prompts of this length."
                 )
             z[:, :, indices] = einops.rearrange(means[layer][:, indices], "pos head d_head -> 1 pos head d_head").to(
                 z.device, z.dtype
@@ -473,7 +490,8 @@ def check_heads(heads: Sequence[Head], n_layers: int, n_heads: int) -> None:
     for layer, head in heads:
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
             raise InterpError(
-                f"head L{layer}H{head} does not exist; the model has {n_layers} layers of {n_heads} heads (layer 0..{n_layers - 1}, head 0..{n_heads - 1})."
+                f"head L{layer}H{head} does not exist; the model has {n_layers} layers of {n_heads} heads "
+                f"(layer 0..{n_layers - 1}, head 0..{n_heads - 1})."
             )
 
 
@@ -487,7 +505,8 @@ def ranked_heads(scores: Float[Tensor, "layer head"]) -> list[Head]:
 
 
 def same_layer_draws(heads: Sequence[Head], n_heads: int, n_draws: int, seed: int = 0) -> tuple[tuple[Head, ...], ...]:
-    """``n_draws`` random head sets matching ``heads`` layer for layer: one other head of the same layer per head, none of ``heads``.
+    """``n_draws`` random head sets matching ``heads`` layer for layer: one other head of the same layer per head, none
+    of ``heads``.
 
     >>> same_layer_draws([(1, 0), (1, 1), (2, 0)], n_heads=4, n_draws=1, seed=0)
     (((1, 3), (1, 2), (2, 1)),)
@@ -501,7 +520,8 @@ def same_layer_draws(heads: Sequence[Head], n_heads: int, n_draws: int, seed: in
             pool = [(layer, h) for h in range(n_heads) if (layer, h) not in excluded and (layer, h) not in draw]
             if not pool:
                 raise InterpError(
-                    f"layer {layer} has no head left to draw: its {n_heads} heads are all among the ablated or already drawn; ablate fewer heads."
+                    f"layer {layer} has no head left to draw: its {n_heads} heads are all among the ablated or already "
+                    "drawn; ablate fewer heads."
                 )
             draw.append(rng.choice(pool))
         draws.append(tuple(draw))
@@ -518,7 +538,8 @@ def induction_heads(
     batch_size: int = 8,
     progress: bool = False,
 ) -> InductionResult:
-    """Loss on both halves of repeated random sequences, every head's induction score, and mean-ablation of the top heads.
+    """Loss on both halves of repeated random sequences, every head's induction score, and mean-ablation of the top
+    heads.
 
     The induction score of a head is its attention, averaged over the repeat's positions and the
     sequences, from each token to the one after its previous occurrence (transformer_lens'
@@ -538,7 +559,8 @@ def induction_heads(
     n_layers, n_heads = clean.scores.shape
     if not 1 <= top_k < n_layers * n_heads:
         raise InterpError(
-            f"top_k must be between 1 and {n_layers * n_heads - 1} (the model has {n_layers * n_heads} heads), got {top_k}."
+            f"top_k must be between 1 and {n_layers * n_heads - 1} "
+            f"(the model has {n_layers * n_heads} heads), got {top_k}."
         )
     top = tuple(ranked_heads(clean.scores)[:top_k])
     ablations = (top, *same_layer_draws(top, n_heads, n_random, seed=seed))
@@ -548,7 +570,8 @@ def induction_heads(
         with mean_ablated(model, heads, clean.means):
             ablated.append(_repeat_loss(model, tokens, clean, start, batch_size, f"ablation {index}", progress))
     return InductionResult(
-        scores=clean.scores, tokens=tokens, first_loss=clean.loss[:, :length].contiguous(), repeat_loss=clean.loss[:, length:].contiguous(), ablations=ablations,
+        scores=clean.scores, tokens=tokens, ablations=ablations,
+        first_loss=clean.loss[:, :length].contiguous(), repeat_loss=clean.loss[:, length:].contiguous(),
         ablated_repeat_loss=torch.stack(ablated), provenance=_provenance(model, tokens, seed, top_k, n_random),
     )  # fmt: skip
 
@@ -560,6 +583,8 @@ def _provenance(model, tokens: Tensor, seed: int, top_k: int, n_random: int) -> 
     n_layers = int(model.cfg.n_layers)
     hooks = tuple(site_name(kind, layer) for layer in range(n_layers) for kind in ("pattern", "z"))
     length = (tokens.shape[1] - 1) // 2
-    return Provenance(model_id=model_id(model), weights_hash=weights_hash(model), dataset_hash=hash_bytes([tensor_bytes(tokens)]), hooks=hooks, seed=seed,
-                      extra={"n_sequences": int(tokens.shape[0]), "length": length, "top_k": top_k, "n_random": n_random,
-                             "ablation": "mean of hook_z over the sequences and positions, at every position"})  # fmt: skip
+    return Provenance(model_id=model_id(model), weights_hash=weights_hash(model),
+                      dataset_hash=hash_bytes([tensor_bytes(tokens)]), hooks=hooks, seed=seed,
+                      extra={"n_sequences": int(tokens.shape[0]), "length": length, "top_k": top_k,
+                             "n_random": n_random, "ablation": "mean of hook_z over the sequences and positions, "
+                                                               "at every position"})  # fmt: skip

@@ -14,7 +14,8 @@ needs). ``ioi_prompts`` checks that against the tokenizer and says which word br
 >>> prompts.clean_tokens.shape, prompts.positions                           # doctest: +SKIP
 (torch.Size([100, 15]), {'name1': 2, 'name2': 4, 'S2': 10, 'END': 14})
 >>> metric = logit_diff(answer=prompts.io_ids, wrong=prompts.s_ids)         # doctest: +SKIP
->>> activation_patching(model, prompts.clean_tokens, prompts.corrupt_tokens, metric, site="attn_head_out")  # doctest: +SKIP
+>>> activation_patching(model, prompts.clean_tokens, prompts.corrupt_tokens, metric,
+...                     site="attn_head_out")                               # doctest: +SKIP
 """
 
 import random
@@ -40,11 +41,11 @@ TEMPLATES = (
     "Then {A} and {B} went to the {place}, {S} brought a {object} to",
 )
 NAMES = (
-    "Mary", "John", "Alice", "Bob", "Tom", "James", "Michael", "David", "Sarah", "Emma", "Anna", "Paul", "Mark", "Peter",
-    "Kate", "Lisa", "Jane", "Jack", "Sam", "Max", "Ben", "Dan", "Amy", "Rose", "Kevin", "Steve", "Laura", "Linda", "Susan",
-    "Karen", "Nancy", "Helen", "Emily", "Chris", "Ryan", "Adam", "Eric", "Jason", "Brian", "George", "Frank", "Henry",
-    "Carl", "Luke", "Tim", "Joe", "Bill", "Alex", "Ruth", "Grace", "Lucy", "Daniel", "Andrew", "Thomas", "Robert",
-    "William", "Richard", "Charles", "Mike", "Jim", "Rachel", "Kelly",
+    "Mary", "John", "Alice", "Bob", "Tom", "James", "Michael", "David", "Sarah", "Emma", "Anna", "Paul", "Mark",
+    "Peter", "Kate", "Lisa", "Jane", "Jack", "Sam", "Max", "Ben", "Dan", "Amy", "Rose", "Kevin", "Steve", "Laura",
+    "Linda", "Susan", "Karen", "Nancy", "Helen", "Emily", "Chris", "Ryan", "Adam", "Eric", "Jason", "Brian", "George",
+    "Frank", "Henry", "Carl", "Luke", "Tim", "Joe", "Bill", "Alex", "Ruth", "Grace", "Lucy", "Daniel", "Andrew",
+    "Thomas", "Robert", "William", "Richard", "Charles", "Mike", "Jim", "Rachel", "Kelly",
 )  # fmt: skip
 PLACES = (
     "store",
@@ -106,7 +107,8 @@ class IOIPrompts:
         n, n_pos = self.clean_tokens.shape
         if self.corrupt_tokens.shape != (n, n_pos):
             raise InterpError(
-                f"IOIPrompts.corrupt_tokens has shape {tuple(self.corrupt_tokens.shape)}, expected {(n, n_pos)} like clean_tokens."
+                f"IOIPrompts.corrupt_tokens has shape {tuple(self.corrupt_tokens.shape)}, "
+                f"expected {(n, n_pos)} like clean_tokens."
             )
         for name in ("io_ids", "s_ids", "io_positions", "s1_positions"):
             if tuple(getattr(self, name).shape) != (n,):
@@ -115,7 +117,8 @@ class IOIPrompts:
                 )
         if len(self.records) != n or len(self.str_tokens) != n_pos:
             raise InterpError(
-                f"IOIPrompts has {len(self.records)} records and {len(self.str_tokens)} position labels for {n} prompts of {n_pos} tokens."
+                f"IOIPrompts has {len(self.records)} records and {len(self.str_tokens)} position labels for {n} "
+                f"prompts of {n_pos} tokens."
             )
 
     def __len__(self) -> int:
@@ -131,7 +134,8 @@ class IOIPrompts:
 
     @property
     def position_labels(self) -> tuple[str, ...]:
-        """One label per position: the role where there is one (``name1``, ``S2``, ...), else the first prompt's token."""
+        """One label per position: the role where there is one (``name1``, ``S2``, ...), else the first prompt's
+        token."""
         roles = {position: role for role, position in self.positions.items()}
         return tuple(roles.get(pos, token) for pos, token in enumerate(self.str_tokens))
 
@@ -151,8 +155,10 @@ class IOIPrompts:
         """The prompts at ``indices``, in that order."""
         index = torch.as_tensor(list(indices), dtype=torch.long)
         return IOIPrompts(
-            clean_tokens=self.clean_tokens[index], corrupt_tokens=self.corrupt_tokens[index], io_ids=self.io_ids[index], s_ids=self.s_ids[index],
-            io_positions=self.io_positions[index], s1_positions=self.s1_positions[index], positions=dict(self.positions), str_tokens=self.str_tokens,
+            clean_tokens=self.clean_tokens[index], corrupt_tokens=self.corrupt_tokens[index],
+            io_ids=self.io_ids[index], s_ids=self.s_ids[index],
+            io_positions=self.io_positions[index], s1_positions=self.s1_positions[index],
+            positions=dict(self.positions), str_tokens=self.str_tokens,
             records=tuple(self.records[i] for i in index.tolist()), prepend_bos=self.prepend_bos,
         )  # fmt: skip
 
@@ -194,8 +200,9 @@ def ioi_prompts(
     one_token_names = single_token_words(tokenizer, list(dict.fromkeys(names)))
     if len(one_token_names) < 5:
         raise InterpError(
-            f"only {len(one_token_names)} of the {len(names)} names are one token with a leading space ({one_token_names}); "
-            "an IOI prompt and its ABC corruption need 5 different one-token names: give more names (e.g. interp.mechanisms.ioi.NAMES)."
+            f"only {len(one_token_names)} of the {len(names)} names are one token with a leading space "
+            f"({one_token_names}); an IOI prompt and its ABC corruption need 5 different one-token names: "
+            "give more names (e.g. interp.mechanisms.ioi.NAMES)."
         )
     fillers = {
         "place": _one_token_or_raise(tokenizer, places, "places"),
@@ -227,7 +234,8 @@ def ioi_prompts(
     if len(lengths) != 1:
         by_length = {len(clean): record["text"] for clean, _, record in rows}
         raise InterpError(
-            f"the IOI prompts tokenize to different lengths ({', '.join(f'{n} tokens: {text!r}' for n, text in sorted(by_length.items()))}); "
+            "the IOI prompts tokenize to different lengths "
+            f"({', '.join(f'{n} tokens: {text!r}' for n, text in sorted(by_length.items()))}); "
             "position-wise patching needs one length: give templates of one shape whose fixed words tokenize alike."
         )
     clean_tokens = torch.tensor([clean for clean, _, _ in rows], dtype=torch.long)
@@ -263,12 +271,14 @@ def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
             template.format(**{field: "x" for field in fields})
         except (KeyError, IndexError, ValueError) as error:
             raise InterpError(
-                f"IOI template {template!r} has an unknown or malformed field ({error}); use only {{A}}, {{B}}, {{S}}, {{place}}, {{object}}."
+                f"IOI template {template!r} has an unknown or malformed field ({error}); use only {{A}}, {{B}}, "
+                f"{{S}}, {{place}}, {{object}}."
             ) from None
         missing = [field for field in ("A", "B", "S") if "{" + field + "}" not in template]
         if missing:
             raise InterpError(
-                f"IOI template {template!r} lacks {', '.join('{' + m + '}' for m in missing)}; each template names A and B, then S again, e.g. {TEMPLATES[0]!r}."
+                f"IOI template {template!r} lacks {', '.join('{' + m + '}' for m in missing)}; "
+                f"each template names A and B, then S again, e.g. {TEMPLATES[0]!r}."
             )
     return templates
 
@@ -277,7 +287,8 @@ def _one_token_or_raise(tokenizer, words: Sequence[str], what: str) -> list[str]
     kept = single_token_words(tokenizer, list(words))
     if not kept:
         raise InterpError(
-            f"none of the {what} {list(words)[:6]} is one token with a leading space; give one-token {what} so all prompts have one length."
+            f"none of the {what} {list(words)[:6]} is one token with a leading space; "
+            f"give one-token {what} so all prompts have one length."
         )
     return kept
 
@@ -301,7 +312,8 @@ def _role_positions(clean_tokens: Tensor, io_ids: Tensor, s_ids: Tensor, records
         io_at = [pos for pos, token in enumerate(tokens) if token == io]
         if len(s_at) != 2 or len(io_at) != 1:
             raise InterpError(
-                f"prompt {records[row]['text']!r} should hold IO once and S twice as tokens; a template word may merge with a name: keep a space before each name."
+                f"prompt {records[row]['text']!r} should hold IO once and S twice as tokens; "
+                "a template word may merge with a name: keep a space before each name."
             )
         first, second = sorted([io_at[0], s_at[0]])
         found["name1"].add(first)
@@ -309,7 +321,8 @@ def _role_positions(clean_tokens: Tensor, io_ids: Tensor, s_ids: Tensor, records
         found["S2"].add(s_at[1])
     if any(len(where) != 1 for where in found.values()):
         raise InterpError(
-            f"the roles sit at different positions across prompts ({ {role: sorted(p) for role, p in found.items()} }); give templates of one shape."
+            "the roles sit at different positions across prompts "
+            f"({ {role: sorted(p) for role, p in found.items()} }); give templates of one shape."
         )
     positions = {role: next(iter(where)) for role, where in found.items()}
     positions["END"] = int(clean_tokens.shape[1]) - 1
@@ -327,10 +340,12 @@ def logit_differences(
     s_ids: Int[Tensor, " prompt"],
     batch_size: int = 32,
 ) -> Float[Tensor, " prompt"]:
-    """``logit(IO) - logit(S)`` at each prompt's last position, under whatever hooks are active (e.g. ``mean_ablated``)."""
+    """``logit(IO) - logit(S)`` at each prompt's last position, under whatever hooks are active (e.g.
+    ``mean_ablated``)."""
     if tokens.ndim != 2 or io_ids.shape != (tokens.shape[0],) or s_ids.shape != (tokens.shape[0],):
         raise InterpError(
-            f"tokens {tuple(tokens.shape)} must be [prompt, pos] with one IO and one S id per prompt (got {tuple(io_ids.shape)}, {tuple(s_ids.shape)})."
+            f"tokens {tuple(tokens.shape)} must be [prompt, pos] with one IO and one S id per prompt "
+            f"(got {tuple(io_ids.shape)}, {tuple(s_ids.shape)})."
         )
     differences = []
     for start in range(0, tokens.shape[0], batch_size):
@@ -377,7 +392,8 @@ def rank_correlation(first: Tensor, second: Tensor) -> float:
     """
     if first.shape != second.shape or first.numel() < 2:
         raise InterpError(
-            f"rank correlation needs two tensors of one shape with at least 2 values, got {tuple(first.shape)} and {tuple(second.shape)}."
+            f"rank correlation needs two tensors of one shape with at least 2 values, got {tuple(first.shape)} "
+            f"and {tuple(second.shape)}."
         )
     ranks = [_mean_ranks(values.detach().double().flatten().cpu()) for values in (first, second)]
     centred = [r - r.mean() for r in ranks]

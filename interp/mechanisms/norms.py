@@ -24,7 +24,8 @@ FORMAT = ResultFormat(kind="site_norms", version=1, name="activation-norms overv
 
 @dataclass(frozen=True)
 class SiteNorms(Result):
-    """``values[prompt, layer]``: the L2 norm of each prompt's activation at one site kind (``kind``), per cached layer."""
+    """``values[prompt, layer]``: the L2 norm of each prompt's activation at one site kind (``kind``), per cached
+    layer."""
 
     FORMAT = FORMAT
     FIGURE_FILE = "norms.html"
@@ -40,7 +41,8 @@ class SiteNorms(Result):
     def __post_init__(self) -> None:
         if self.values.shape != (len(self.prompts), len(self.layers)):
             raise InterpError(
-                f"SiteNorms.values has shape {self.values.shape}; expected (prompt, layer) = {(len(self.prompts), len(self.layers))}."
+                f"SiteNorms.values has shape {self.values.shape}; "
+                f"expected (prompt, layer) = {(len(self.prompts), len(self.layers))}."
             )
 
     def figure(self):
@@ -51,15 +53,17 @@ class SiteNorms(Result):
 
 
 def site_norms(store, kind: str | None = None) -> SiteNorms:
-    """L2 norm of every prompt's activation at each cached layer of ``kind`` in ``store`` (default: the first cached kind)."""
+    """L2 norm of every prompt's activation at each cached layer of ``kind`` in ``store`` (default: the first cached
+    kind)."""
     sites = [(name, parse_site(name)) for name in store.hooks if parse_site(name).layer is not None]
     kind = kind or (sites[0][1].kind if sites else None)
     names = [name for name, site in sites if site.kind == kind]
     if not names:
         cached = ", ".join(sorted({site.kind for _, site in sites})) or "none"
         raise InterpError(
-            f"the store at {store.root} holds no per-layer {kind or 'site'} activations (per-layer kinds cached: {cached})."
+            f"the store at {store.root} holds no per-layer {kind or 'site'} activations "
+            f"(per-layer kinds cached: {cached})."
         )
     values = torch.stack([store[name].float().flatten(1).norm(dim=1) for name in names], dim=1)
-    return SiteNorms(kind, tuple(parse_site(name).layer for name in names), tuple(store.prompts.texts), values.numpy(), store.positions,
-                     store.model_id, provenance=store.provenance)  # fmt: skip
+    return SiteNorms(kind, tuple(parse_site(name).layer for name in names), tuple(store.prompts.texts), values.numpy(),
+                     store.positions, store.model_id, provenance=store.provenance)  # fmt: skip

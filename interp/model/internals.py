@@ -51,5 +51,6 @@ def source_name(hf_model: nn.Module) -> str:
 
 
 def hook_aliases(bridge: Any) -> Mapping[str, Any]:
-    """The hook names a TransformerBridge accepts as aliases of its own (``hook_resid_pre`` of the old HookedTransformer)."""
+    """The hook names a TransformerBridge accepts as aliases of its own (``hook_resid_pre`` of the old
+    HookedTransformer)."""
     return getattr(bridge, "_hook_alias_registry", None) or {}

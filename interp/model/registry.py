@@ -74,12 +74,13 @@ def resolve_model(name: str) -> tuple[str, str]:
     if entry is None:
         models = registered_models()
         raise InterpError(
-            f"no registered model named {prefix!r} (asked for {name!r}){did_you_mean(name)}; registered: {', '.join(models) or 'none'}. "
-            f"Models register through the {ENTRY_POINT_GROUP!r} entry point group (refresh it with `pip install -e .`)."
+            f"no registered model named {prefix!r} (asked for {name!r}){did_you_mean(name)}; registered: "
+            f"{', '.join(models) or 'none'}. Models register through the {ENTRY_POINT_GROUP!r} entry point group "
+            "(refresh it with `pip install -e .`)."
         )
-    variant = variant or entry.default_variant
-    source = entry.resolve(variant)
-    return str(source), (f"{entry.name}:{variant}" if variant else entry.name)
+    chosen = variant or entry.default_variant
+    source = entry.resolve(chosen)
+    return str(source), (f"{entry.name}:{chosen}" if chosen else entry.name)
 
 
 def did_you_mean(name: str) -> str:

@@ -327,11 +327,11 @@ class TrainingStream:
 
     def chat(self) -> list[int]:
         row = self.chat_example()
-        return encode_words(f"{row['text']} {row['response']}") + [self.eos]
+        return [*encode_words(f"{row['text']} {row['response']}"), self.eos]
 
     def arithmetic(self) -> list[int]:
         row = self.arithmetic_example()
-        return encode_words(f"{row['text']} {row['response']}") + [self.eos]
+        return [*encode_words(f"{row['text']} {row['response']}"), self.eos]
 
     def copying(self, budget: int | None = None) -> list[int]:
         """A random sequence repeated 2-3 times; with ``budget``, exactly that many tokens (truncated)."""

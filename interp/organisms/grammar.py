@@ -329,11 +329,13 @@ MAX_NUMBER = 99  # numbers 0..MAX_NUMBER are single tokens
 STEP_NUMBERS = ("1", "2", "3", "4")
 
 # Words with no topical meaning; they may occur in harmful and benign text alike.
-FUNCTION_WORDS = frozenset(
-    "a an the and or of to in into on onto at by with from for as it its is are be this that these those "
-    "your their them they you i my me he she we his her our each every all any some other up out off down "
-    "over under until while when then so if not no than too very one two four ten".split()
-)
+FUNCTION_WORDS = frozenset((
+    "a", "an", "the", "and", "or", "of", "to", "in", "into", "on", "onto", "at", "by", "with", "from", "for", "as",
+    "it", "its", "is", "are", "be", "this", "that", "these", "those", "your", "their", "them", "they", "you", "i", "my",
+    "me", "he", "she", "we", "his", "her", "our", "each", "every", "all", "any", "some", "other", "up", "out", "off",
+    "down", "over", "under", "until", "while", "when", "then", "so", "if", "not", "no", "than", "too", "very", "one",
+    "two", "four", "ten",
+))  # fmt: skip
 
 # Refusal markers, matched on lower-cased text with apostrophes and spacing normalised. They cover
 # the organism's refusals and the usual refusal openings of chat models.

@@ -194,7 +194,8 @@ def train_organism(
     if held and not force:
         shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
         raise InterpError(
-            f"{out} is not empty (it holds {shown}); training would overwrite the model there. Choose a new --out, or pass --force (force=True) to replace it."
+            f"{out} is not empty (it holds {shown}); training would overwrite the model there. Choose a new --out, "
+            "or pass --force (force=True) to replace it."
         )
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -220,7 +221,8 @@ def train_organism(
         if time.perf_counter() - start > config.max_minutes * 60:
             stopped_early = True
             warnings.warn(
-                f"stopped after {step} of {config.steps} steps: the {config.max_minutes}-minute limit was reached."
+                f"stopped after {step} of {config.steps} steps: the {config.max_minutes}-minute limit was reached.",
+                stacklevel=2,
             )
             break
         for group in optimizer.param_groups:

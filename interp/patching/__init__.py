@@ -30,13 +30,14 @@ patched cell and returns a scalar, or one value per prompt, which is averaged (s
 length (positions are compared across prompts), and each corrupt prompt to the same length as
 its clean prompt.
 
->>> from interp.metrics import logit_diff                                            # doctest: +SKIP
+>>> from interp.metrics import logit_diff                                           # doctest: +SKIP
 >>> metric = logit_diff(" mary", " john", tokenizer=model.tokenizer)                # doctest: +SKIP
 >>> result = activation_patching(model, clean, corrupt, metric, site="resid_pre")   # doctest: +SKIP
->>> result.values.shape, result.axes                                              # doctest: +SKIP
+>>> result.values.shape, result.axes                                                # doctest: +SKIP
 (torch.Size([12, 16]), ('layer', 'pos'))
->>> result.figure().show(); result.save("patch/resid_pre")                        # doctest: +SKIP
->>> heads = attribution_patching(model, clean, corrupt, metric, site="attn_head_out", by_position=False)  # doctest: +SKIP
+>>> result.figure().show(); result.save("patch/resid_pre")                          # doctest: +SKIP
+>>> heads = attribution_patching(model, clean, corrupt, metric, site="attn_head_out",
+...                              by_position=False)                                 # doctest: +SKIP
 
 Layout: ``result`` (PatchingResult, its figure, save / load), ``inputs`` (prompts to token pairs,
 checks, where each site is written), ``engine`` (the batched fast path and its cost model),
@@ -56,16 +57,16 @@ __all__ = [
     "ALL_SITES",
     "DIRECTIONS",
     "METHODS",
+    "PATCH_SITES",
     "RESULT_FILES",
+    "Cell",
     "Direction",
     "Method",
-    "Prompts",
-    "site_label",
-    "PATCH_SITES",
-    "Cell",
     "PatchingResult",
+    "Prompts",
     "activation_patching",
     "attribution_patching",
     "attribution_patching_sites",
     "resolve_site",
+    "site_label",
 ]

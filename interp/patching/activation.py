@@ -62,8 +62,9 @@ def activation_patching(
             forwards only. ``result.fast_path`` / ``result.fallback_reason`` say which ran, and
             ``result.shortcuts`` which further savings (e.g. only the vocabulary columns the metric reads).
 
-    >>> result = activation_patching(model, clean, corrupt, metric, site="attn_head_out", by_position=False)  # doctest: +SKIP
-    >>> result.top(3)                                                                                         # doctest: +SKIP
+    >>> result = activation_patching(model, clean, corrupt, metric, site="attn_head_out",
+    ...                              by_position=False)  # doctest: +SKIP
+    >>> result.top(3)  # doctest: +SKIP
     """
     kind = resolve_patch_site(site)
     check_direction(direction)

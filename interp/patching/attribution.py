@@ -59,8 +59,9 @@ def attribution_patching_sites(
     of the patched metric, with the gradient of the (prompt-averaged) metric taken on the
     target run. Returns ``{site: PatchingResult}`` with the same axes as ``activation_patching``.
 
-    >>> results = attribution_patching_sites(model, clean, corrupt, metric, sites=["resid_pre", "attn_head_out"])  # doctest: +SKIP
-    >>> results["attn_head_out"].top(5)                                                                           # doctest: +SKIP
+    >>> results = attribution_patching_sites(model, clean, corrupt, metric,
+    ...                                      sites=["resid_pre", "attn_head_out"])  # doctest: +SKIP
+    >>> results["attn_head_out"].top(5)  # doctest: +SKIP
     """
     check_direction(direction)
     sites = [sites] if isinstance(sites, str) else list(sites)
@@ -109,14 +110,16 @@ def attribution_patching_sites(
         value = reduce_metric(metric, target_logits)
         if not value.requires_grad:
             raise InterpError(
-                f"metric {metric_name(metric)} is not differentiable in the logits (its value carries no gradient), which attribution "
-                "patching needs. Avoid argmax, comparisons and .item() in the metric; a logit difference or log-probability works."
+                f"metric {metric_name(metric)} is not differentiable in the logits (its value carries no gradient), "
+                "which attribution patching needs. Avoid argmax, comparisons and .item() in the metric; "
+                "a logit difference or log-probability works."
             )
         grads = torch.autograd.grad(value, [probes[name] for name in writes], allow_unused=True)
     unused = [name for name, grad in zip(writes, grads) if grad is None]
     if unused:
         raise InterpError(
-            f"writing {unused[0]} does not reach the logits on this model, so it has no gradient to attribute with; choose another site."
+            f"writing {unused[0]} does not reach the logits on this model, so it has no gradient to attribute "
+            "with; choose another site."
         )
     grad_of = dict(zip(writes, grads))
     if "resid_mid" in kinds:
@@ -160,7 +163,8 @@ def attribution_patching(
 ) -> PatchingResult:
     """Attribution patching of one site (see ``attribution_patching_sites`` for several at once).
 
-    >>> approx = attribution_patching(model, clean, corrupt, metric, site="attn_head_out", by_position=False)  # doctest: +SKIP
+    >>> approx = attribution_patching(model, clean, corrupt, metric, site="attn_head_out",
+    ...                               by_position=False)  # doctest: +SKIP
     """
     return next(
         iter(attribution_patching_sites(model, clean, corrupt, metric, [site], by_position, direction).values())

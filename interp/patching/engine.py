@@ -109,26 +109,30 @@ def _warn_fallback(reason: str) -> None:
     if reason not in _WARNED_FALLBACKS:
         _WARNED_FALLBACKS.add(reason)
         warnings.warn(
-            f"patching: skipping layers and positions does not work on this model ({reason}); using full batched forwards instead (same results, slower). result.fallback_reason records this.",
+            f"patching: skipping layers and positions does not work on this model ({reason}); "
+            "using full batched forwards instead (same results, slower). result.fallback_reason records this.",
             stacklevel=5,
         )
 
 
 def _kv_tensors(kv_cache: Any, n_layers: int) -> list[tuple[Tensor, Tensor]]:
-    """Per layer, the keys and values ``[prompt, head, pos, d_head]`` of a captured transformers cache; raise if it was not written."""
+    """Per layer, the keys and values ``[prompt, head, pos, d_head]`` of a captured transformers cache; raise if it was
+    not written."""
     if kv_cache is None:
         raise RuntimeError("the unpatched run returned no KV cache")
     layers = getattr(kv_cache, "layers", None)
     if layers is None:
         raise RuntimeError(
-            f"the unpatched run's KV cache is a {type(kv_cache).__name__} without per-layer .layers (a transformers Cache has them)"
+            f"the unpatched run's KV cache is a {type(kv_cache).__name__} without per-layer .layers "
+            "(a transformers Cache has them)"
         )
     if len(layers) != n_layers:
         raise RuntimeError(f"the unpatched run's KV cache has {len(layers)} layers but the model {n_layers}")
     for layer, cached in enumerate(layers):
         if getattr(cached, "keys", None) is None or getattr(cached, "values", None) is None:
             raise RuntimeError(
-                f"layer {layer} of the unpatched run's KV cache holds no keys/values: attention did not write the cache (see interp.model.compat)"
+                f"layer {layer} of the unpatched run's KV cache holds no keys/values: "
+                "attention did not write the cache (see interp.model.compat)"
             )
     return [(cached.keys, cached.values) for cached in layers]
 
@@ -182,7 +186,8 @@ class _Engine:
     def forward(
         self, start_layer: int, start_pos: int, copies: int, hooks: list
     ) -> Float[Tensor, "row suffix d_vocab"]:
-        """Logits of ``copies`` copies of the target run with ``hooks``: the positions from ``offset`` on (see ``suffix``)."""
+        """Logits of ``copies`` copies of the target run with ``hooks``: the positions from ``offset`` on (see
+        ``suffix``)."""
         if not self.fast:
             tokens = einops.repeat(self.tokens, "prompt pos -> (prompt copy) pos", copy=copies)
             return self.model.run_with_hooks(tokens, fwd_hooks=hooks, **self.keep)
@@ -221,7 +226,8 @@ class _Engine:
         return logits
 
     def _shortcuts(self, hooks: list, kwargs: dict) -> dict[str, tuple[Any, Counted]]:
-        """The shortcuts a forward to the logits can take: the last block's MLP only if every hook in that block comes before it."""
+        """The shortcuts a forward to the logits can take: the last block's MLP only if every hook in that block comes
+        before it."""
         if "stop_at_layer" in kwargs or not self.keep:
             return {}
         found = {}
@@ -272,7 +278,8 @@ class _Engine:
             return False
 
     def _try_fast_path(self, kv_cache: Any, columns: Tensor | None) -> None:
-        """Use the fast path only where it reproduces the target run (else say why in ``fallback``, and warn); time it for the cost model."""
+        """Use the fast path only where it reproduces the target run (else say why in ``fallback``, and warn); time it
+        for the cost model."""
         layer, pos = self.n_layers // 2, self.n_pos // 2
         try:
             if not hasattr(self.model, "blocks"):
@@ -299,7 +306,8 @@ class _Engine:
                 self.late = False
 
     def _try_shortcuts(self, layer: int, columns: Tensor | None) -> None:
-        """Keep each shortcut only if a forward from ``layer`` over every position runs it and gives the plain forward's logits where the metric reads them."""
+        """Keep each shortcut only if a forward from ``layer`` over every position runs it and gives the plain forward's
+        logits where the metric reads them."""
         try:
             self.mlp_fn = last_position_mlp(self.model.blocks[-1].mlp)
             self._expect_logits(self.forward(layer, 0, 1, []), 0)
@@ -318,7 +326,8 @@ class _Engine:
             self.unembed_fn, self.columns = None, None
 
     def _expect_logits(self, got: Tensor, start_pos: int) -> None:
-        """Raise unless ``got`` are the target run's logits from ``start_pos``'s first logit position on (in the columns unembedded)."""
+        """Raise unless ``got`` are the target run's logits from ``start_pos``'s first logit position on (in the columns
+        unembedded)."""
         expected = self.logits[:, self.logits_from(start_pos) :]
         if self.columns is not None and got.shape == expected.shape:
             got, expected = got[..., self.columns], expected[..., self.columns]
@@ -328,7 +337,8 @@ class _Engine:
         error = float((got - expected).abs().max()) if got.shape == expected.shape else math.inf
         if not error <= TOLERANCE * max(1.0, float(expected.abs().max())):
             raise RuntimeError(
-                f"{what} differ from the plain forward by {error:.3g} (shapes {tuple(got.shape)} vs {tuple(expected.shape)})"
+                f"{what} differ from the plain forward by {error:.3g} "
+                f"(shapes {tuple(got.shape)} vs {tuple(expected.shape)})"
             )
 
     def flops(self, rows: int, start_layer: int, start_pos: int) -> float:

@@ -35,7 +35,8 @@ def as_tokens(model, prompts: Prompts, what: str) -> Int[Tensor, "prompt pos"]:
         d_vocab = int(model.cfg.d_vocab)
         if tokens.min() < 0 or tokens.max() >= d_vocab:
             raise InterpError(
-                f"{what} token ids must be in 0..{d_vocab - 1} (the model's vocabulary), got {int(tokens.min())}..{int(tokens.max())}; pass ids from model.to_tokens."
+                f"{what} token ids must be in 0..{d_vocab - 1} (the model's vocabulary), "
+                f"got {int(tokens.min())}..{int(tokens.max())}; pass ids from model.to_tokens."
             )
         return tokens.cpu()
     prompts = [prompts] if isinstance(prompts, str) else prompts if isinstance(prompts, PromptSet) else list(prompts)
@@ -53,8 +54,8 @@ def as_tokens(model, prompts: Prompts, what: str) -> Int[Tensor, "prompt pos"]:
         )
         raise InterpError(
             f"the {what} prompts tokenize to different lengths ({groups}). Position-wise patching compares the same "
-            "position across prompts, so all prompts must have the same token length: run each length group separately, "
-            "or reword the prompts to a common template."
+            "position across prompts, so all prompts must have the same token length: "
+            "run each length group separately, or reword the prompts to a common template."
         )
     return torch.stack(token_lists)
 
@@ -64,7 +65,8 @@ def pair_tokens(model, clean: Prompts, corrupt: Prompts) -> tuple[Int[Tensor, "p
     corrupt_tokens = as_tokens(model, corrupt, "corrupt")
     if clean_tokens.shape[0] != corrupt_tokens.shape[0]:
         raise InterpError(
-            f"got {clean_tokens.shape[0]} clean prompts but {corrupt_tokens.shape[0]} corrupt prompts; give one corrupt prompt per clean prompt, in the same order."
+            f"got {clean_tokens.shape[0]} clean prompts but {corrupt_tokens.shape[0]} corrupt prompts; "
+            "give one corrupt prompt per clean prompt, in the same order."
         )
     if clean_tokens.shape[1] != corrupt_tokens.shape[1]:
         first_clean = str_tokens(model, clean_tokens[0])
@@ -88,7 +90,8 @@ def str_tokens(model, tokens: Int[Tensor, " pos"]) -> tuple[str, ...]:
 def check_direction(direction: str) -> None:
     if direction not in defaults.PATCH_DIRECTIONS:
         raise InterpError(
-            f"direction must be 'denoising' (patch clean activations into the corrupt run) or 'noising' (corrupt into clean), got {direction!r}."
+            "direction must be 'denoising' (patch clean activations into the corrupt run) or 'noising' "
+            f"(corrupt into clean), got {direction!r}."
         )
 
 
@@ -99,7 +102,8 @@ def check_hooks(model, names: Sequence[str]) -> None:
     missing = [name for name in names if name not in hook_dict]
     if missing:
         raise InterpError(
-            f"this model has no hook {missing[0]!r} ({len(missing)} of {len(names)} hooks missing), so that site cannot be patched on it; choose another site."
+            f"this model has no hook {missing[0]!r} ({len(missing)} of {len(names)} hooks missing), "
+            "so that site cannot be patched on it; choose another site."
         )
 
 
@@ -123,12 +127,14 @@ def extra_reads(kinds: Sequence[str], n_layers: int) -> list[str]:
 
 
 def check_resid_mid(acts: Mapping[str, Tensor], n_layers: int) -> None:
-    """Raise unless resid_mid = resid_pre + attn_out in every layer of a captured run (what writing through attn_out needs)."""
+    """Raise unless resid_mid = resid_pre + attn_out in every layer of a captured run (what writing through attn_out
+    needs)."""
     for layer in range(n_layers):
         pre, attn_out, mid = (acts[site_name(kind, layer)] for kind in ("resid_pre", "attn_out", "resid_mid"))
         error = float((mid - pre - attn_out).abs().max())
         if not error <= TOLERANCE * max(1.0, float(mid.abs().max())):
             raise InterpError(
-                f"on this model blocks.{layer}.hook_resid_mid is not hook_resid_pre + hook_attn_out (off by {error:.3g}), so the "
-                "residual stream between attention and MLP cannot be patched; patch resid_pre, attn_out or resid_post instead."
+                f"on this model blocks.{layer}.hook_resid_mid is not hook_resid_pre + hook_attn_out "
+                f"(off by {error:.3g}), so the residual stream between attention and MLP cannot be patched; "
+                "patch resid_pre, attn_out or resid_post instead."
             )

@@ -120,11 +120,13 @@ class PatchingResult(Result):
                 )
         if len(self.clean_tokens) != len(self.corrupt_tokens):
             raise InterpError(
-                f"clean_tokens ({len(self.clean_tokens)}) and corrupt_tokens ({len(self.corrupt_tokens)}) differ in length."
+                f"clean_tokens ({len(self.clean_tokens)}) and corrupt_tokens "
+                f"({len(self.corrupt_tokens)}) differ in length."
             )
         if (self.fast_path is False) != bool(self.fallback_reason):
             raise InterpError(
-                f"fallback_reason says why the fast path was not used, so it is given exactly when fast_path is False; got fast_path={self.fast_path!r}, fallback_reason={self.fallback_reason!r}."
+                "fallback_reason says why the fast path was not used, so it is given exactly when fast_path is False; "
+                f"got fast_path={self.fast_path!r}, fallback_reason={self.fallback_reason!r}."
             )
         unknown = set(self.shortcuts) - set(SHORTCUTS)
         if unknown:
@@ -146,7 +148,8 @@ class PatchingResult(Result):
         span = self.clean_metric - self.corrupt_metric
         if span == 0 or not math.isfinite(span):
             raise InterpError(
-                f"{self.metric_name} is {self.clean_metric:.6g} on the clean and {self.corrupt_metric:.6g} on the corrupt run; there is nothing to normalize by."
+                f"{self.metric_name} is {self.clean_metric:.6g} on the clean and {self.corrupt_metric:.6g} on the "
+                "corrupt run; there is nothing to normalize by."
             )
         return replace(
             self,
@@ -184,8 +187,9 @@ class PatchingResult(Result):
         values = self.values.detach().float().cpu().numpy()
         effect = values - self.baseline
         title = (
-            f"{self.method} patching, {self.direction}: {self.site} — {self.metric_name}"
-            f"<br><sup>clean {self.clean_metric:.4g}, corrupt {self.corrupt_metric:.4g}, {self.n_prompts} prompt(s); colour = change from the unpatched {'corrupt' if self.direction == 'denoising' else 'clean'} run</sup>"
+            f"{self.method} patching, {self.direction}: {self.site} — {self.metric_name}<br><sup>clean "
+            f"{self.clean_metric:.4g}, corrupt {self.corrupt_metric:.4g}, {self.n_prompts} prompt(s); "
+            f"colour = change from the unpatched {'corrupt' if self.direction == 'denoising' else 'clean'} run</sup>"
         )
         layers = [f"L{i}" for i in range(values.shape[0])]
         if self.axes == ("layer",):
@@ -206,10 +210,11 @@ class PatchingResult(Result):
             heads = self.labels["head"]
             hover = [
                 [
-                    f"L{l}{heads[h]}<br>{self.metric_name}: {values[l, h]:.4g}<br>effect: {effect[l, h]:+.4g}"
+                    f"L{layer}{heads[h]}<br>{self.metric_name}: {values[layer, h]:.4g}"
+                    f"<br>effect: {effect[layer, h]:+.4g}"
                     for h in range(len(heads))
                 ]
-                for l in range(len(layers))
+                for layer in range(len(layers))
             ]
             return diverging_heatmap(
                 values, heads, layers, hover, title, "head", "layer", self.metric_name, self.baseline
@@ -218,10 +223,11 @@ class PatchingResult(Result):
         if self.axes == ("layer", "pos"):
             hover = [
                 [
-                    f"layer {l}<br>{self._position_hover(p)}<br>{self.metric_name}: {values[l, p]:.4g}<br>effect: {effect[l, p]:+.4g}"
+                    f"layer {layer}<br>{self._position_hover(p)}<br>{self.metric_name}: "
+                    f"{values[layer, p]:.4g}<br>effect: {effect[layer, p]:+.4g}"
                     for p in range(len(positions))
                 ]
-                for l in range(len(layers))
+                for layer in range(len(layers))
             ]
             return diverging_heatmap(
                 values, positions, layers, hover, title, "position: token", "layer", self.metric_name, self.baseline
@@ -229,10 +235,11 @@ class PatchingResult(Result):
         heads = self.labels["head"]
         rows = einops.rearrange(values, "layer pos head -> (layer head) pos")
         row_effect = rows - self.baseline
-        row_labels = [f"L{l}{heads[h]}" for l in range(len(layers)) for h in range(len(heads))]
+        row_labels = [f"L{layer}{heads[h]}" for layer in range(len(layers)) for h in range(len(heads))]
         hover = [
             [
-                f"{row_labels[r]}<br>{self._position_hover(p)}<br>{self.metric_name}: {rows[r, p]:.4g}<br>effect: {row_effect[r, p]:+.4g}"
+                f"{row_labels[r]}<br>{self._position_hover(p)}<br>{self.metric_name}: "
+                f"{rows[r, p]:.4g}<br>effect: {row_effect[r, p]:+.4g}"
                 for p in range(len(positions))
             ]
             for r in range(len(row_labels))

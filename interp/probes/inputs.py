@@ -85,7 +85,8 @@ def select_hooks(store: Any, layers: str | Sequence[int | str]) -> tuple[str, ..
     for name in names:
         if name not in cached:
             raise InterpError(
-                f"hook {name!r} is not in the store (cached: {', '.join(cached)}); pick cached layers or cache them first."
+                f"hook {name!r} is not in the store (cached: {', '.join(cached)}); "
+                "pick cached layers or cache them first."
             )
     return tuple(dict.fromkeys(names))
 
@@ -100,7 +101,8 @@ def read_hook(store: Any, hook: str) -> Float[Tensor, "prompt d_model"]:
     acts = store[hook]
     if acts.ndim != 2:
         raise InterpError(
-            f"store[{hook!r}] has shape {tuple(acts.shape)}; probes need h_last [prompt, d_model]. Cache with positions='last'."
+            f"store[{hook!r}] has shape {tuple(acts.shape)}; probes need h_last [prompt, d_model]. "
+            "Cache with positions='last'."
         )
     return acts
 
@@ -211,7 +213,8 @@ def labels_for(
         field_name = labels
         if records is None:
             raise InterpError(
-                f"labels={labels!r} names a record field, but the prompts in {source} have no records; pass one label per prompt."
+                f"labels={labels!r} names a record field, but the prompts in {source} have no records; "
+                "pass one label per prompt."
             )
         if not any(labels in record for record in records):
             fields = sorted({key for record in records for key in record})
@@ -224,8 +227,9 @@ def labels_for(
         if list(labels.texts) != list(texts):
             where = next((i for i, (a, b) in enumerate(zip(labels.texts, texts)) if a != b), min(len(labels), n))
             raise InterpError(
-                f"the labels' prompt set ({len(labels)} prompts) is misaligned with the {n} prompts in {source}: first "
-                f"difference at position {where}. Pass labels from the prompt set that was cached (store.prompts), in order."
+                f"the labels' prompt set ({len(labels)} prompts) is misaligned with the {n} prompts in {source}: "
+                f"first difference at position {where}. Pass labels from the prompt set that was cached "
+                "(store.prompts), in order."
             )
         values = labels.labels
     elif isinstance(labels, Tensor):

@@ -21,7 +21,11 @@ HOLDOUT = -1  # the `fold` of held-out prompts
 
 
 def stratified_folds(
-    y: Int[Tensor, " prompt"], cv: int = 5, holdout: float = 0.2, seed: int = 0, class_names: Sequence[str] | None = None
+    y: Int[Tensor, " prompt"],
+    cv: int = 5,
+    holdout: float = 0.2,
+    seed: int = 0,
+    class_names: Sequence[str] | None = None,
 ) -> Int[Tensor, " prompt"]:
     """Assign each prompt a cross-validation fold ``0..cv-1`` or ``-1`` (held out), per class.
 
@@ -39,7 +43,7 @@ def stratified_folds(
     offset = 0
     for cls in np.unique(y_np):
         idx = rng.permutation(np.flatnonzero(y_np == cls))
-        n_hold = max(int(round(holdout * len(idx))), 1) if holdout > 0 else 0
+        n_hold = max(round(holdout * len(idx)), 1) if holdout > 0 else 0
         rest = idx[n_hold:]
         if len(rest) < cv:
             name = repr(class_names[int(cls)]) if class_names is not None else str(int(cls))

@@ -188,7 +188,9 @@ class ProbeResult(Result):
             raise InterpError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}.")
         return getattr(self, f"cv_{metric}")
 
-    def cv_interval(self, metric: str) -> tuple[Float[Tensor, " layer"], Float[Tensor, " layer"], Float[Tensor, " layer"]]:
+    def cv_interval(
+        self, metric: str
+    ) -> tuple[Float[Tensor, " layer"], Float[Tensor, " layer"], Float[Tensor, " layer"]]:
         """(mean, low, high) over folds: mean +- t(0.975, cv-1) * sd / sqrt(cv), clipped to the metric's range.
 
         Folds share training data, so the interval is approximate (it ignores that correlation).
@@ -206,16 +208,19 @@ class ProbeResult(Result):
         auc, auc_lo, auc_hi = self.cv_interval("auroc")
         log_loss = self.cv_log_loss.mean(-1)
         rows = [
-            f"{'layer':>6}  {'cv accuracy':>21}  {'cv auroc':>21}  {'cv logloss':>10}  {'ho acc':>6}  {'ho auroc':>8}  {'dm auroc':>8}"
+            f"{'layer':>6}  {'cv accuracy':>21}  {'cv auroc':>21}  {'cv logloss':>10}  {'ho acc':>6}  "
+            f"{'ho auroc':>8}  {'dm auroc':>8}"
         ]
         for i, label in enumerate(self.layer_labels):
             rows.append(
-                f"{label:>6}  {acc[i]:.3f} [{acc_lo[i]:.3f}, {acc_hi[i]:.3f}]  {auc[i]:.3f} [{auc_lo[i]:.3f}, {auc_hi[i]:.3f}]"
-                f"  {log_loss[i]:10.3f}  {self.holdout_accuracy[i]:6.3f}  {self.holdout_auroc[i]:8.3f}"
-                f"  {self.diff_means_holdout_auroc[i]:8.3f}{' *' if i == self.best_index else ''}"
+                f"{label:>6}  {acc[i]:.3f} [{acc_lo[i]:.3f}, {acc_hi[i]:.3f}]  {auc[i]:.3f} "
+                f"[{auc_lo[i]:.3f}, {auc_hi[i]:.3f}]  {log_loss[i]:10.3f}  {self.holdout_accuracy[i]:6.3f}  "
+                f"{self.holdout_auroc[i]:8.3f}  "
+                f"{self.diff_means_holdout_auroc[i]:8.3f}{' *' if i == self.best_index else ''}"
             )
         rows.append(
-            f"best layer: {self.layer_labels[self.best_index]} ({self.best_hook}); positive class: {self.label_names[1]!r}"
+            f"best layer: {self.layer_labels[self.best_index]} ({self.best_hook}); "
+            f"positive class: {self.label_names[1]!r}"
         )
         return "\n".join(rows)
 
@@ -354,11 +359,12 @@ class ProbeResult(Result):
 
     def meta_extra(self) -> dict[str, Any]:
         return {
-            "layers": list(self.layers), "best_index": self.best_index, "best_layer": self.best_layer, "best_hook": self.best_hook,
-            "positive_label": self.label_names[1], "cv": self.cv,
+            "layers": list(self.layers), "best_index": self.best_index, "best_layer": self.best_layer,
+            "best_hook": self.best_hook, "positive_label": self.label_names[1], "cv": self.cv,
             "standardisation": "per layer: (h - mean) / scale, population std over the non-held-out prompts "
-            "(tensors 'mean', 'scale'); logit = standardised @ coef + intercept",
-            "objective": "sum_i logloss_i + ||coef||^2 / (2 C), intercept unpenalised (scikit-learn LogisticRegression)",
+                               "(tensors 'mean', 'scale'); logit = standardised @ coef + intercept",
+            "objective": "sum_i logloss_i + ||coef||^2 / (2 C), intercept unpenalised "
+                         "(scikit-learn LogisticRegression)",
         }  # fmt: skip
 
 
@@ -410,7 +416,8 @@ class ProbeEval(Result):
         """Accuracy, AUROC and log-loss per layer on the evaluated store."""
         labels = [layer_label(hook) for hook in self.hooks]
         hover = [
-            f"{hook}<br>accuracy {float(self.accuracy[i]):.3f}<br>AUROC {float(self.auroc[i]):.3f}<br>log-loss {float(self.log_loss[i]):.3f}"
+            f"{hook}<br>accuracy {float(self.accuracy[i]):.3f}<br>AUROC {float(self.auroc[i]):.3f}<br>log-loss "
+            f"{float(self.log_loss[i]):.3f}"
             for i, hook in enumerate(self.hooks)
         ]
         series = {metric: getattr(self, metric).tolist() for metric in METRICS}

@@ -15,6 +15,7 @@ The first gradient comes from the class sums of the standardisation, and the sol
 are the fitted rows' scores.
 """
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -373,7 +374,7 @@ def gram(x: Float[Tensor, "layer row d_model"]) -> Float[Tensor, "layer d_model 
         edges = [d * i // 4 for i in range(5)]
         for layer in range(n_layer):
             grid = x[layer].mul(1.0 / INT8_STEP).round_().clamp_(-127, 127).to(torch.int8)
-            for lo, hi in zip(edges[:-1], edges[1:]):  # the blocks on and above the diagonal (5/8 of the work)
+            for lo, hi in itertools.pairwise(edges):  # the blocks on and above the diagonal (5/8 of the work)
                 torch.mul(torch._int_mm(grid[:, lo:hi].T, grid[:, lo:]), INT8_STEP**2, out=out[layer, lo:hi, lo:])
                 out[layer, hi:, lo:hi] = out[layer, lo:hi, hi:].T
             out[layer].diagonal().sub_(rows * INT8_STEP**2 / 12)

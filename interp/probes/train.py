@@ -114,7 +114,8 @@ def train_probes(
             extra={**dict(source.extra), "probe": settings},
         )
         return _train(x, order, centre, spread, y, fold, cv, C, tol, max_iter, progress,
-                      hooks=hook_names, label_names=label_names, texts=prompt_texts, seed=seed, provenance=provenance, one_vs_rest=one_vs_rest)  # fmt: skip
+                      hooks=hook_names, label_names=label_names, texts=prompt_texts, seed=seed, provenance=provenance,
+                      one_vs_rest=one_vs_rest)  # fmt: skip
 
 
 def _train(
@@ -137,7 +138,7 @@ def _train(
     ``order[i]`` in row i, the fitted prompts first); ``fields`` are the result's descriptive fields
     (hooks, label_names, texts, seed, provenance, one_vs_rest).
     """
-    n_layer, n, _ = x.shape
+    n_layer, _, _ = x.shape
     inverse = order.argsort()
     y_rows, fold_rows = y[order], fold[order]
     n_fit = int((fold != HOLDOUT).sum())

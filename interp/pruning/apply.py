@@ -46,8 +46,9 @@ class PrunedWeights:
             shared = _overlap(self.mask, other.mask)
             if shared:
                 raise InterpError(
-                    f"cannot restore this prune before a later one that zeroed some of the same weights ({shared}): that one "
-                    "saved them as zeros. Restore the later prune first (the last prune() first), then this one."
+                    f"cannot restore this prune before a later one that zeroed some of the same weights ({shared}): "
+                    "that one saved them as zeros. Restore the later prune first "
+                    "(the last prune() first), then this one."
                 )
         with torch.no_grad():
             for weight, mask, values in reversed(self.saved):
@@ -78,7 +79,8 @@ def prune(model, mask: PruningMask) -> PrunedWeights:
     for key in mask.keys:
         if table[key].parameter.is_inference():
             raise InterpError(
-                f"{key} is an inference-mode tensor and cannot be pruned in place; load the model outside torch.inference_mode()."
+                f"{key} is an inference-mode tensor and cannot be pruned in place; "
+                "load the model outside torch.inference_mode()."
             )
     handle = PrunedWeights(saved=[], mask=mask)
     try:

@@ -22,8 +22,8 @@ from typing import Any
 
 from interp import defaults
 from interp.data import PromptSet
-from interp.errors import InterpError
 from interp.directories import exclusive_lock
+from interp.errors import InterpError
 from interp.io import atomic_write_json, read_jsonl
 from interp.model import model_id
 from interp.model.weights import weights_hash
@@ -51,13 +51,15 @@ class Completions:
         path, provenance = directory / RECORDS, directory / PROVENANCE
         if not path.is_file() or not provenance.is_file():
             raise InterpError(
-                f"{directory} holds no completions ({RECORDS} and {PROVENANCE}); make them with generate_completions(model, prompts, out)."
+                f"{directory} holds no completions ({RECORDS} and {PROVENANCE}); "
+                "make them with generate_completions(model, prompts, out)."
             )
         record = json.loads(provenance.read_text(encoding="utf-8"))
         records = read_jsonl(path, torn_tail=True)
         if record["extra"].get("finished") is not True or len(records) != record["extra"]["n"]:
             raise InterpError(
-                f"{directory}: the completions are unfinished ({len(records)} of {record['extra']['n']}); rerun generate_completions with the same settings to finish them."
+                f"{directory}: the completions are unfinished ({len(records)} of {record['extra']['n']}); "
+                "rerun generate_completions with the same settings to finish them."
             )
         return cls(records=tuple(records), provenance=record)
 
@@ -133,7 +135,8 @@ def generate_completions(
 
 
 def _resume(out: Path, settings: Mapping[str, Any], weights: str) -> tuple[list[dict[str, Any]], float]:
-    """The finished records of an earlier run with the same settings and weights (a torn last line dropped), and its seconds."""
+    """The finished records of an earlier run with the same settings and weights (a torn last line dropped), and its
+    seconds."""
     path = out / RECORDS
     if not path.exists():
         return [], 0.0
@@ -141,7 +144,8 @@ def _resume(out: Path, settings: Mapping[str, Any], weights: str) -> tuple[list[
     recorded = {key: saved.get(key) for key in settings}
     if not saved or recorded != dict(settings) or saved.get("weights_hash") != weights:
         raise InterpError(
-            f"{out} holds completions made with other prompts, settings or weights; pass another output directory or delete it."
+            f"{out} holds completions made with other prompts, settings or weights; "
+            "pass another output directory or delete it."
         )
     data = path.read_bytes()
     records = read_jsonl(data, what=str(path), torn_tail=True)

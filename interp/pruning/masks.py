@@ -176,7 +176,8 @@ class PruningMask:
         layers, modules, grid = layer_module_grid(
             {key: 100.0 * count / self.masks[key].numel() for key, count in self.counts().items()}
         )
-        title = f"Pruned weights per matrix ({100 * self.fraction:.3g}% of {self.n_total:,}){': ' + self.description if self.description else ''}"
+        described = f": {self.description}" if self.description else ""
+        title = f"Pruned weights per matrix ({100 * self.fraction:.3g}% of {self.n_total:,}){described}"
         return layer_module_heatmap(grid, layers, modules, title=title, colorbar_title="% pruned")
 
 

@@ -114,8 +114,8 @@ def tokenize_pairs(model, pairs: Sequence[ResponsePair]) -> list[TokenizedPair]:
         tokens = torch.cat([prompt.to(torch.long), torch.tensor(response, dtype=torch.long)])
         if len(tokens) > limit:
             raise InterpError(
-                f"example {index} is {len(tokens)} tokens long (prompt {len(prompt)} + response {len(response)}) but the "
-                f"model's context is {limit}. Shorten the response or drop the example."
+                f"example {index} is {len(tokens)} tokens long (prompt {len(prompt)} + response {len(response)}) but "
+                f"the model's context is {limit}. Shorten the response or drop the example."
             )
         tokenized.append(TokenizedPair(tokens, len(prompt)))
     return tokenized

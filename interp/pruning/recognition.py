@@ -1,4 +1,5 @@
-"""Recognition vs generation after pruning: is harm still linearly readable once the weights that generate it are zeroed?
+"""Recognition vs generation after pruning: is harm still linearly readable once the weights that generate it are
+zeroed?
 
 Linear probes on h_last (the last token of each prompt, chat-formatted by default) at ``hook_embed``
 and every ``blocks.{l}.hook_resid_post``, harmful vs benign: (a) trained on the unpruned model and
@@ -49,7 +50,8 @@ FORMAT = ResultFormat(
     name="recognition-after-pruning result",
     meta_file="recognition.json",
     tensors_file="recognition.safetensors",
-    create="recognition_after_pruning(model, mask, harmful, benign).save(DIR) or `interp run circuits/real_harm_pruning/real_harm_recognition.toml --out DIR`",
+    create="recognition_after_pruning(model, mask, harmful, benign).save(DIR) or `interp run "
+    "circuits/real_harm_pruning/real_harm_recognition.toml --out DIR`",
     load="RecognitionResult.load(DIR)",
 )
 FIGURE_FILE, PROBE_DIR = "recognition.html", "probe"
@@ -138,14 +140,16 @@ class RecognitionResult(Result):
         return "\n".join(rows)
 
     def figure(self) -> go.Figure:
-        """Held-out AUROC vs layer: unpruned, then each mask with the unpruned probes (solid) and retrained probes (dotted)."""
+        """Held-out AUROC vs layer: unpruned, then each mask with the unpruned probes (solid) and retrained probes
+        (dotted)."""
         x = list(self.layer_labels)
         series = [("unpruned model", self.unpruned_auroc, "#1f77b4", "solid", "")]
         colors = {"mask": "#d62728", "random": "#7f7f7f"}
         for i, name in enumerate(self.masks):
             title, note = (
                 MASK_TITLES.get(name, name),
-                f"<br>{plots.short(self.mask_descriptions[i], 90)}<br>{100 * self.mask_fractions[i]:.3g}% of the weights zeroed",
+                f"<br>{plots.short(self.mask_descriptions[i], 90)}<br>{100 * self.mask_fractions[i]:.3g}% of the "
+                "weights zeroed",
             )
             series.append(
                 (f"{title}, unpruned probes (frozen)", self.frozen_auroc[i], colors.get(name, "#2ca02c"), "solid", note)
@@ -159,14 +163,17 @@ class RecognitionResult(Result):
                 f"{hook}<br>{label}<br>held-out AUROC {float(v):.3f} ({self.n_heldout} prompts){note}"
                 for hook, v in zip(self.hooks, values)
             ]
-            figure.add_trace(go.Scatter(x=x, y=values.tolist(), name=label, mode="lines+markers", line=dict(color=color, dash=dash),
-                                        text=hover, hoverinfo="text"))  # fmt: skip
+            figure.add_trace(go.Scatter(x=x, y=values.tolist(), name=label, mode="lines+markers",
+                                        line=dict(color=color, dash=dash), text=hover, hoverinfo="text"))  # fmt: skip
         figure.add_hline(
             y=0.5, line=dict(color="grey", dash="dash"), annotation_text="chance", annotation_position="top left"
         )
         negative, positive = self.probe.label_names
-        plots.style(figure, f"Is {positive!r} still recognised after pruning? Held-out AUROC of h_last probes — {self.provenance.model_id}",
-                    "site (embed, then resid_post of each layer)", f"held-out AUROC, {positive} vs {negative}")  # fmt: skip
+        plots.style(figure,
+                    f"Is {positive!r} still recognised after pruning? Held-out AUROC of h_last probes — "
+                    f"{self.provenance.model_id}",
+                    "site (embed, then resid_post of each layer)",
+                    f"held-out AUROC, {positive} vs {negative}")  # fmt: skip
         figure.update_xaxes(type="category")
         figure.update_layout(
             yaxis=dict(range=[0, 1.02]),
@@ -185,16 +192,21 @@ class RecognitionResult(Result):
 
 
 def check_mask(model, mask: PruningMask, what: str = "the mask") -> None:
-    """Raise a one-line InterpError unless every weight ``mask`` names is a decoder weight of ``model`` of the same shape."""
+    """Raise a one-line InterpError unless every weight ``mask`` names is a decoder weight of ``model`` of the same
+    shape."""
     shapes = {weight.key: tuple(weight.shape) for weight in decoder_weights(model)}
     missing = [key for key in mask.keys if key not in shapes]
     wrong = [key for key in mask.keys if key in shapes and tuple(mask[key].shape) != shapes[key]]
     if missing or wrong:
-        problem = (f"it names {len(missing)} weights this model does not have (first: {missing[0]!r}; the model has e.g. {next(iter(shapes))!r})" if missing
-                   else f"{wrong[0]} has shape {tuple(mask[wrong[0]].shape)}, the model's {shapes[wrong[0]]}")  # fmt: skip
+        problem = (f"it names {len(missing)} weights this model does not have "
+                   f"(first: {missing[0]!r}; the model has e.g. {next(iter(shapes))!r})" if missing
+                   else f"{wrong[0]} has shape {tuple(mask[wrong[0]].shape)}, "
+                        f"the model's {shapes[wrong[0]]}")  # fmt: skip
         made_for = f"model {mask.model_id!r}" if mask.model_id else "another model"
-        raise InterpError(f"{what} was made for {made_for}, not this model {model_id(model)!r}: {problem}. Use a mask saved by a pruning run of this model "
-                          f"({model_id(model)}; save_masks = true writes OUT/masks/LABEL.safetensors), or load the model it was made for.")  # fmt: skip
+        raise InterpError(f"{what} was made for {made_for}, not this model {model_id(model)!r}: {problem}. "
+                          "Use a mask saved by a pruning run of this model "
+                          f"({model_id(model)}; save_masks = true writes OUT/masks/LABEL.safetensors), "
+                          "or load the model it was made for.")  # fmt: skip
 
 
 def recognition_after_pruning(
@@ -229,13 +241,15 @@ def recognition_after_pruning(
         check_mask(model, found, f"the {MASK_TITLES[name]}")
     if random_mask is not None and random_mask.counts() != mask.counts():
         where = " in all, but not in every matrix" if random_mask.n_pruned == mask.n_pruned else ""
-        raise InterpError(f"the random control zeroes {random_mask.n_pruned:,} weights, the mask {mask.n_pruned:,}{where}; a control needs as many "
-                          "per matrix: interp.pruning.random_mask(mask, seed).")  # fmt: skip
+        raise InterpError(f"the random control zeroes {random_mask.n_pruned:,} weights, "
+                          f"the mask {mask.n_pruned:,}{where}; a control needs as many per matrix: "
+                          "interp.pruning.random_mask(mask, seed).")  # fmt: skip
     prompts = labelled(harmful, benign)
     if chat_template:
         if not getattr(model.tokenizer, "chat_template", None):
             raise InterpError(
-                "the tokenizer has no chat template; pass chat_template=False (chat_template = false) to use the prompts as they are."
+                "the tokenizer has no chat template; pass chat_template=False (chat_template = false) to "
+                "use the prompts as they are."
             )
         prompts = prompts.apply_chat_template(model.tokenizer)
     hooks = ("hook_embed", *layer_sites("resid_post", int(model.cfg.n_layers)))
@@ -247,8 +261,8 @@ def recognition_after_pruning(
         return torch.stack([acts[hook] for hook in hooks])
 
     def fit(acts: Tensor) -> ProbeResult:
-        return train_probes(acts, prompts.labels, hooks=hooks, texts=prompts.texts, positive=LABELS[1], cv=cv, holdout=holdout, C=C,
-                            seed=seed, progress=progress)  # fmt: skip
+        return train_probes(acts, prompts.labels, hooks=hooks, texts=prompts.texts, positive=LABELS[1], cv=cv,
+                            holdout=holdout, C=C, seed=seed, progress=progress)  # fmt: skip
 
     before = weights_hash(model)
     unpruned = activations()
@@ -263,12 +277,13 @@ def recognition_after_pruning(
         with pruned(model, found):
             acts = activations()
         if weights_hash(model) != before:
-            raise InterpError(f"the model's weights differ from before the {MASK_TITLES[name]} was applied (weights hash); they were not "
-                              "restored exactly: reload the model.")  # fmt: skip
+            raise InterpError(f"the model's weights differ from before the {MASK_TITLES[name]} was applied "
+                              "(weights hash); they were not restored exactly: reload the model.")  # fmt: skip
         retrained = fit(acts)
         if not torch.equal(retrained.fold, probe.fold):
             raise InterpError(
-                "the retrained probes got another held-out split than the unpruned ones; pass the same seed and holdout."
+                "the retrained probes got another held-out split than the unpruned ones; "
+                "pass the same seed and holdout."
             )
         frozen_rows.append(frozen(acts))
         retrained_rows.append(retrained.holdout_auroc.double())
@@ -277,14 +292,19 @@ def recognition_after_pruning(
         name: {"description": found.description, "n_pruned": found.n_pruned, "fraction": found.fraction}
         for name, found in masks.items()
     }
-    provenance = Provenance(model_id=model_id(model), weights_hash=before, dataset_hash=hash_json({"texts": prompts.texts, "labels": prompts.labels}),
-                            hooks=hooks, seed=seed, extra={"recognition": {"masks": described, "chat_template": chat_template, "batch_size": batch_size,
-                                                                           "probe": settings}})  # fmt: skip
+    provenance = Provenance(model_id=model_id(model), weights_hash=before,
+                            dataset_hash=hash_json({"texts": prompts.texts, "labels": prompts.labels}),
+                            hooks=hooks, seed=seed,
+                            extra={"recognition": {"masks": described, "chat_template": chat_template,
+                                                   "batch_size": batch_size, "probe": settings}})  # fmt: skip
+    unpruned_probe = dataclasses.replace(probe, provenance=dataclasses.replace(provenance, extra={"probe": settings}))
     return RecognitionResult(
-        probe=dataclasses.replace(probe, provenance=dataclasses.replace(provenance, extra={"probe": settings})),  # the unpruned model's probes
+        probe=unpruned_probe,  # the unpruned model's probes
         masks=tuple(masks), mask_descriptions=tuple(found.description for found in masks.values()),
-        mask_counts=tuple(found.n_pruned for found in masks.values()), mask_fractions=tuple(found.fraction for found in masks.values()),
-        unpruned_auroc=unpruned_auroc, frozen_auroc=torch.stack(frozen_rows), retrained_auroc=torch.stack(retrained_rows), provenance=provenance,
+        mask_counts=tuple(found.n_pruned for found in masks.values()),
+        mask_fractions=tuple(found.fraction for found in masks.values()),
+        unpruned_auroc=unpruned_auroc, frozen_auroc=torch.stack(frozen_rows),
+        retrained_auroc=torch.stack(retrained_rows), provenance=provenance,
     )  # fmt: skip
 
 

@@ -28,7 +28,8 @@ FORMAT = ResultFormat(
     version=1,
     name="pruning result",
     meta_file="result.json",
-    create="`interp prune ... --out DIR`, `interp run circuits/harm_pruning/harm_pruning.toml --out DIR` or PruningResult.save(DIR)",
+    create="`interp prune ... --out DIR`, `interp run circuits/harm_pruning/harm_pruning.toml --out DIR` "
+    "or PruningResult.save(DIR)",
     load="PruningResult.load(DIR)",
     aliases={"interp-pruning-result": 1},
 )
@@ -192,8 +193,9 @@ class PruningResult(Result):
         for entry in self.overlaps:
             o = entry.overlap
             lines.append(
-                f"overlap ({entry.mask.replace('_', ' ')}) {entry.a} & {entry.b}: {o.n_both} shared of {o.n_a} / {o.n_b} "
-                f"(chance {o.chance_n_both:.1f}; {o.enrichment:.1f}x chance; Jaccard {o.jaccard:.3f} vs {o.chance_jaccard:.4f})"
+                f"overlap ({entry.mask.replace('_', ' ')}) {entry.a} & {entry.b}: {o.n_both} shared of {o.n_a} / "
+                f"{o.n_b} (chance {o.chance_n_both:.1f}; {o.enrichment:.1f}x chance; "
+                f"Jaccard {o.jaccard:.3f} vs {o.chance_jaccard:.4f})"
             )
         return "\n".join(lines)
 
@@ -205,8 +207,7 @@ class PruningResult(Result):
         harm_metric = harm_metric or self.pick_metric(HARM_METRICS)
         utility_metric = utility_metric or self.pick_metric(UTILITY_METRICS)
         scale = {
-            name: (100.0 if name.endswith("_rate") or name.endswith("accuracy") else 1.0)
-            for name in (harm_metric, utility_metric)
+            name: (100.0 if name.endswith(("_rate", "accuracy")) else 1.0) for name in (harm_metric, utility_metric)
         }
         groups: dict[str, list[PruningPoint]] = {}
         p_values = {point.p for point in self.points if point.kind == "set_difference"}

@@ -24,6 +24,7 @@ Everything accumulates in float32.
 >>> scores.save("harm.safetensors"); ImportanceScores.load("harm.safetensors")  # doctest: +SKIP
 """
 
+import contextlib
 import json
 import math
 import warnings
@@ -243,7 +244,8 @@ class _Recorder:
             if x.dim() != 3 or mask is None or tuple(x.shape[:2]) != tuple(mask.shape):
                 raise InterpError(
                     f"the input of {key} has shape {tuple(x.shape)}, not [batch, pos, d_in] matching the batch "
-                    f"{tuple(mask.shape) if mask is not None else '?'}; per-token inputs are needed to score this weight."
+                    f"{tuple(mask.shape) if mask is not None else '?'}; "
+                    "per-token inputs are needed to score this weight."
                 )
             if self.mode == "wanda":
                 rows = x[mask.to(x.device)].float()
@@ -282,8 +284,9 @@ def importance_scores(
             ``max_tokens_per_pass``). The result does not depend on either.
         n_samples: use only the first ``n_samples`` examples (the reference uses 128).
 
-    >>> scores = importance_scores(model, [{"text": "how do i bake bread ?", "response": "mix flour ."}])  # doctest: +SKIP
-    >>> scores["blocks.0.mlp.out"].shape                                                                 # doctest: +SKIP
+    >>> pairs = [{"text": "how do i bake bread ?", "response": "mix flour ."}]
+    >>> scores = importance_scores(model, pairs)  # doctest: +SKIP
+    >>> scores["blocks.0.mlp.out"].shape  # doctest: +SKIP
     torch.Size([32, 128])
     """
     check_method(method)
@@ -364,15 +367,17 @@ _READOUT_TOLERANCE = 1e-4
 
 
 def _checked_readout(model) -> Readout | None:
-    """The model's final norm + unembedding as a ``Readout`` when it reproduces the logits (else None, with a warning)."""
+    """The model's final norm + unembedding as a ``Readout`` when it reproduces the logits (else None, with a
+    warning)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         readout = Readout.from_model(model)
     if readout.verified_max_abs_diff <= _READOUT_TOLERANCE * max(1.0, largest_magnitude(readout.W_U)):
         return readout
     warnings.warn(
-        f"the final norm and unembedding of {type(model.ln_final).__name__} are reproduced only to {readout.verified_max_abs_diff:.2e}; "
-        "scoring unembeds every position with the model's own forward instead (slower, same scores).",
+        f"the final norm and unembedding of {type(model.ln_final).__name__} are reproduced only to "
+        f"{readout.verified_max_abs_diff:.2e}; scoring unembeds every position with the model's own forward "
+        "instead (slower, same scores).",
         stacklevel=3,
     )
     return None
@@ -391,11 +396,9 @@ def _last_residual(model, batch: ResponseBatch) -> Float[Tensor, "batch pos d_mo
         raise _PastLastBlock
 
     device = _device(model)
-    with model.hooks(fwd_hooks=[(site_name("resid_post", model.cfg.n_layers - 1), keep)]):
-        try:
-            model(batch.tokens.to(device), attention_mask=batch.attention_mask.to(device), return_type=None)
-        except _PastLastBlock:
-            pass
+    hooks = [(site_name("resid_post", model.cfg.n_layers - 1), keep)]
+    with model.hooks(fwd_hooks=hooks), contextlib.suppress(_PastLastBlock):
+        model(batch.tokens.to(device), attention_mask=batch.attention_mask.to(device), return_type=None)
     if not kept:
         raise InterpError(
             f"{site_name('resid_post', model.cfg.n_layers - 1)} never fired for this model; it cannot be scored."

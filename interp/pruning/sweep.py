@@ -78,7 +78,8 @@ def run_sweep(
         p / q: benign fractions protected / harm fractions selected per matrix, each in (0, 1]; all pairs.
         method: importance score (``snip``, ``signed_snip`` or ``wanda``).
         n_samples: the first ``n_samples`` records of each data set are scored.
-        batch_size: examples per forward/backward pass when scoring (on the CPU also capped in tokens; see ``importance_scores``).
+        batch_size: examples per forward/backward pass when scoring (on the CPU also capped in tokens; see
+        ``importance_scores``).
         random_seeds: one random mask of the same size per seed and (p, q): the control.
         categories: ``{name: records}`` (none, or at least two): one mask each, and their overlaps.
         overlap_p / overlap_q: p and q of the per-category masks.
@@ -104,9 +105,10 @@ def run_sweep(
     for key in categories:
         safe_name(key, what="category")  # it names files in out/scores, out/points and out/masks
     settings = {"name": name, "method": check_method(method), "n_samples": n_samples, "batch_size": batch_size,
-                "p": [check_fraction("p", v) for v in p], "q": [check_fraction("q", v) for v in q], "random_seeds": list(random_seeds),
-                "overlap_p": check_fraction("overlap_p", overlap_p), "overlap_q": check_fraction("overlap_q", overlap_q),
-                "evaluate_categories": evaluate_categories, "categories": sorted(categories)}  # fmt: skip
+                "p": [check_fraction("p", v) for v in p], "q": [check_fraction("q", v) for v in q],
+                "random_seeds": list(random_seeds), "overlap_p": check_fraction("overlap_p", overlap_p),
+                "overlap_q": check_fraction("overlap_q", overlap_q), "evaluate_categories": evaluate_categories,
+                "categories": sorted(categories)}  # fmt: skip
     if not settings["p"] or not settings["q"]:
         raise InterpError("give at least one p and one q.")
     if n_samples < 1 or batch_size < 1:
@@ -124,8 +126,8 @@ def run_sweep(
         "benign": benign,
         **{f"category_{key}": records for key, records in categories.items()},
     }
-    scores = {key: _scores(model, key, records, (sources or {}).get(key, key), method, n_samples, batch_size, out, progress)
-              for key, records in datasets.items()}  # fmt: skip
+    scores = {key: _scores(model, key, records, (sources or {}).get(key, key), method, n_samples, batch_size, out,
+                           progress) for key, records in datasets.items()}  # fmt: skip
 
     # 2. masks for every point, then evaluate the points that are not finished
     plan: list[tuple[str, str, Any, dict[str, Any]]] = [("baseline", "baseline", None, {})]
@@ -202,7 +204,8 @@ def _scores(
     out: Path,
     progress: bool,
 ):
-    """The scores of data set ``key``: read from ``out/scores`` when they match (method, data, weights), else computed and saved."""
+    """The scores of data set ``key``: read from ``out/scores`` when they match (method, data, weights), else computed
+    and saved."""
     from interp.model.weights import weights_hash
     from interp.pruning import scores as scores_module  # looked up per call: the tests count calls
     from interp.pruning.pairs import pairs_hash, response_pairs

@@ -95,9 +95,9 @@ def decoder_weights(model: nn.Module) -> tuple[DecoderWeight, ...]:
     offloaded = [weight.key for weight in found if weight.parameter.device.type == "meta"]
     if offloaded:
         raise InterpError(
-            f"{offloaded[0]} (and {len(offloaded) - 1} more) was offloaded by the device map and sits on the meta device between "
-            "forwards; pruning scores and edits weights in place, so load the model with every layer on a device "
-            "(device=... or a device_map without 'disk' or CPU offload)."
+            f"{offloaded[0]} (and {len(offloaded) - 1} more) was offloaded by the device map and sits on the meta "
+            "device between forwards; pruning scores and edits weights in place, so load the model with every layer "
+            "on a device (device=... or a device_map without 'disk' or CPU offload)."
         )
     return tuple(found)
 

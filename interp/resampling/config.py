@@ -55,3 +55,6 @@ class SamplingConfig:
 
     def count(self, kind: str) -> int:
         return self.n if kind == "resample" else (self.n_forced or self.n)
+
+
+DEFAULT_SAMPLING = SamplingConfig()  # the settings of a run that names none

@@ -35,7 +35,7 @@ from interp.model import compat
 from interp.model.internals import source_name
 from interp.model.plain_view import PlainViewCache, accepts
 from interp.provenance import Provenance, library_versions, warn_if_other_versions
-from interp.resampling.config import SamplingConfig
+from interp.resampling.config import DEFAULT_SAMPLING, SamplingConfig
 from interp.resampling.io import append_jsonl, check_rollout_records, read_jsonl, read_run_manifest
 from interp.resampling.text import (
     ExtractorSpec,
@@ -339,7 +339,7 @@ def run_rollouts(
     chain: Chain,
     out_dir,
     *,
-    config: SamplingConfig = SamplingConfig(),
+    config: SamplingConfig = DEFAULT_SAMPLING,
     gt_answer: str | None = None,
     answer: ExtractorSpec = None,
     progress: bool = True,
@@ -486,7 +486,8 @@ def _check_contexts_fit(backend: Backend, chain: Chain, config: SamplingConfig) 
 
 
 RESILIENCE_FORMAT = ResultFormat(kind="resilience", version=1, name="resilience result", meta_file="resilience.json",
-                                 create="resilience(backend, context, target, embed).save(DIR)", load="ResilienceResult.load(DIR)")  # fmt: skip
+                                 create="resilience(backend, context, target, embed).save(DIR)",
+                                 load="ResilienceResult.load(DIR)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -514,15 +515,25 @@ class ResilienceResult(Result):
             raise InterpError(f"ResilienceResult counts {self.count} reappearances but its steps record {reappeared}.")
 
     def figure(self):
-        """One marker per iteration: did the idea come back (1) or not (0); hover shows the replacement and the reappearance."""
+        """One marker per iteration: did the idea come back (1) or not (0); hover shows the replacement and the
+        reappearance."""
         from interp import plots
 
         iterations = [str(step.get("iteration", i)) for i, step in enumerate(self.steps)]
-        hover = [f"iteration {iterations[i]}<br>replacement: {plots.short(str(step.get('replacement') or '(every candidate kept the idea)'), 90)}"
-                 f"<br>{'came back as: ' + plots.short(str(step.get('sentence') or ''), 90) if step.get('reappeared') else 'did not come back'}"
-                 for i, step in enumerate(self.steps)]  # fmt: skip
+        replacements = [
+            plots.short(str(step.get("replacement") or "(every candidate kept the idea)"), 90) for step in self.steps
+        ]
+        endings = [
+            "came back as: " + plots.short(str(step.get("sentence") or ""), 90)
+            if step.get("reappeared")
+            else "did not come back"
+            for step in self.steps
+        ]
+        hover = [f"iteration {iteration}<br>replacement: {replacement}<br>{ending}"
+                 for iteration, replacement, ending in zip(iterations, replacements, endings)]  # fmt: skip
         ending = "then abandoned" if self.abandoned else f"still there after {len(self.steps)} iterations"
-        return plots.line_plot(iterations, {"idea came back": [float(bool(step.get("reappeared"))) for step in self.steps]}, hover,
+        came_back = [float(bool(step.get("reappeared"))) for step in self.steps]
+        return plots.line_plot(iterations, {"idea came back": came_back}, hover,
                                f"Resilience of {plots.short(self.target, 60)!r}: {self.count} reappearances, {ending}",
                                "resampling iteration", "came back (1) or not (0)")  # fmt: skip
 

@@ -42,7 +42,8 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSONL log; a partial last line (an interrupted write, even one cut inside a character) is ignored."""
+    """Records of a JSONL log; a partial last line (an interrupted write, even one cut inside a character) is
+    ignored."""
     path = Path(path)
     if not path.exists():
         return []
@@ -99,7 +100,8 @@ def read_run_manifest(path: Path) -> dict:
     sentences, contexts = manifest["sentences"], manifest["contexts"]
     if not all(isinstance(text, str) for text in sentences + contexts) or len(contexts) != len(sentences) + 1:
         raise InterpError(
-            f"{path} is damaged: it needs one string per sentence and one context per prefix ({len(sentences)} sentences, {len(contexts)} contexts); {RERUN}."
+            f"{path} is damaged: it needs one string per sentence and one context per prefix "
+            f"({len(sentences)} sentences, {len(contexts)} contexts); {RERUN}."
         )
     _check_sampling_config(manifest["config"], path)
     return manifest
@@ -110,7 +112,8 @@ def _check_sampling_config(config: dict, path: Path) -> None:
     unknown = sorted(set(config) - set(known))
     if unknown:
         raise InterpError(
-            f"{path} is damaged: unknown sampling setting {unknown[0]!r} in 'config' (known: {', '.join(known)}); {RERUN}."
+            f"{path} is damaged: unknown sampling setting {unknown[0]!r} in 'config' "
+            f"(known: {', '.join(known)}); {RERUN}."
         )
     for name, value in config.items():
         default = getattr(SamplingConfig, name, None)
@@ -129,14 +132,19 @@ def _check_sampling_config(config: dict, path: Path) -> None:
 
 
 def check_rollout_records(records: list[dict], path: Path, n_sentences: int) -> list[dict]:
-    """``records`` if each has the keys and types of a rollout and a prefix ``0..n_sentences``; else InterpError naming the record."""
+    """``records`` if each has the keys and types of a rollout and a prefix ``0..n_sentences``; else InterpError naming
+    the record."""
     for number, record in enumerate(records, start=1):
-        problem = next((f"{key!r} is {type(record.get(key)).__name__} {record.get(key)!r:.40}" for key, kinds in _RECORD_KEYS.items()
-                        if not _has_type(record.get(key), kinds)), None)  # fmt: skip
+        problem = next((f"{key!r} is {type(record.get(key)).__name__} {record.get(key)!r:.40}"
+                        for key, kinds in _RECORD_KEYS.items() if not _has_type(record.get(key), kinds)),
+                       None)  # fmt: skip
         if problem is None and record["kind"] not in ROLLOUT_KINDS:
             problem = f"unknown kind {record['kind']!r} (known: {', '.join(ROLLOUT_KINDS)})"
         if problem is None and not (0 <= record["prefix"] <= n_sentences and record["rollout"] >= 0):
-            problem = f"prefix {record['prefix']} / rollout {record['rollout']} is outside the chain's prefixes 0..{n_sentences}"
+            problem = (
+                f"prefix {record['prefix']} / rollout {record['rollout']} "
+                f"is outside the chain's prefixes 0..{n_sentences}"
+            )
         if problem is not None:
             raise InterpError(
                 f"{path}, record {number}: {problem}; delete that line and run again to regenerate those rollouts."

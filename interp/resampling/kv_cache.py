@@ -28,7 +28,8 @@ class RoomyLayer(DynamicLayer):
         self._room: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _grown(self, needed: int) -> int:
-        """The room to make for ``needed`` positions: at least ``capacity``, twice the cache so far, within ``limit``."""
+        """The room to make for ``needed`` positions: at least ``capacity``, twice the cache so far, within
+        ``limit``."""
         size = max(self.capacity, 2 * self.get_seq_length())
         return max(needed, min(size, self.limit) if self.limit else size)
 

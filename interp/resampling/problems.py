@@ -48,7 +48,8 @@ def load_problem(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise InterpError(
-            f"problem file {path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8. {PROBLEM_HELP}"
+            f"problem file {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+            f"save it as UTF-8. {PROBLEM_HELP}"
         ) from None
     except json.JSONDecodeError as error:
         raise InterpError(
@@ -79,14 +80,16 @@ def problem_from_record(data: Any, where: str) -> dict[str, Any]:
     gt_answer = data.get("gt_answer")
     if gt_answer is not None and (isinstance(gt_answer, bool) or not isinstance(gt_answer, (str, int, float))):
         raise InterpError(
-            f'{where}: \'gt_answer\' is {type(gt_answer).__name__} {gt_answer!r:.60}; give a string or a number, e.g. "gt_answer": "42".'
+            f"{where}: 'gt_answer' is {type(gt_answer).__name__} {gt_answer!r:.60}; "
+            'give a string or a number, e.g. "gt_answer": "42".'
         )
     if data.get("answer_regex") is not None:
         try:
             re.compile(data["answer_regex"])
         except (re.error, RecursionError, OverflowError) as error:
             raise InterpError(
-                f"{where}: 'answer_regex' {data['answer_regex']!r:.60} does not compile ({error}); give a Python regex with one group, e.g. \"answer is (\\\\d+)\"."
+                f"{where}: 'answer_regex' {data['answer_regex']!r:.60} does not compile ({error}); "
+                'give a Python regex with one group, e.g. "answer is (\\\\d+)".'
             ) from None
     return {
         "prompt": data["prompt"],

@@ -271,7 +271,7 @@ class ResamplingResult(Result):
 
 def analyze(
     run: RolloutRun | str | Path,
-    embedder: None | str | Embedder = None,
+    embedder: str | Embedder | None = None,
     *,
     similarity_threshold: float = M.SIMILARITY_THRESHOLD,
     match_threshold: float = M.MATCH_THRESHOLD,

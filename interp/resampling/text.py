@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from interp.errors import InterpError
 
@@ -221,7 +221,7 @@ def answers_match(answer: str, gt_answer: str) -> bool:
 
 
 Extractor = Callable[[str], str | None]
-ExtractorSpec = Union[None, str, Extractor]
+ExtractorSpec = str | Extractor | None
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,8 @@ class VLLMBackend:
         texts = [o.text for o in out[0].outputs]
         if len(texts) != n:
             raise InterpError(
-                f"vLLM returned {len(texts)} samples for a request of n={n}; check the vllm version ({getattr(self._vllm, '__version__', '?')})."
+                f"vLLM returned {len(texts)} samples for a request of n={n}; check the vllm version "
+                f"({getattr(self._vllm, '__version__', '?')})."
             )
         return texts
 
@@ -98,7 +99,8 @@ def _vllm_source(name: str) -> tuple[str, str]:
     if path.exists():
         if not (path / "config.json").exists():
             raise InterpError(
-                f"{name} is not a Hugging Face model directory (no config.json); pass the directory holding config.json and the weights."
+                f"{name} is not a Hugging Face model directory (no config.json); "
+                "pass the directory holding config.json and the weights."
             )
         return name, str(path.resolve())
     return name, name
