@@ -5,6 +5,7 @@ Every result is saved with ``write_result`` and read with ``read_result``: a JSO
 HTML with plotly.js inlined (they open offline), provenance through ``Provenance.to_dict/from_dict``.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
@@ -471,12 +472,24 @@ def _identify(path: Path) -> ResultFormat | None:
     )
 
 
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn safetensors' own error for a damaged file (a bad header, a cut body) into one line naming ``path``."""
+    try:
+        yield
+    except SafetensorError as error:
+        reason = str(error).replace("Error while deserializing header: ", "")
+        raise InterpError(
+            f"{path} is not a readable safetensors file ({reason}); the saved result is damaged: create it again."
+        ) from error
+
+
 class LazyTensors(Mapping[str, torch.Tensor]):
     """A read-only ``{key: tensor}`` view of a safetensors file; each tensor is read on access."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        with safe_open(str(self.path), framework="pt") as handle:
+        with _readable(self.path), safe_open(str(self.path), framework="pt") as handle:
             self._shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
 
     def shape(self, key: str) -> tuple[int, ...]:
@@ -485,7 +498,7 @@ class LazyTensors(Mapping[str, torch.Tensor]):
     def __getitem__(self, key: str) -> torch.Tensor:
         if key not in self._shapes:
             raise KeyError(key)
-        with safe_open(str(self.path), framework="pt") as handle:
+        with _readable(self.path), safe_open(str(self.path), framework="pt") as handle:
             return handle.get_tensor(key)
 
     def __iter__(self) -> Iterator[str]:
@@ -496,7 +509,8 @@ class LazyTensors(Mapping[str, torch.Tensor]):
 
     def load_all(self) -> dict[str, torch.Tensor]:
         """Every tensor, read in one pass."""
-        return load_file(str(self.path))
+        with _readable(self.path):
+            return load_file(str(self.path))
 
     def require(self, names: "tuple[str, ...] | list[str]", what: str) -> dict[str, torch.Tensor]:
         """The tensors ``names`` (read in one pass); InterpError naming the missing ones."""

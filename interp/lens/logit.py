@@ -99,6 +99,15 @@ class LensResult(Result):
             or len(self.target_tokens) != n_prompt
         ):
             raise InterpError("LensResult labels do not match its (prompt, pos) axes.")
+        if any(len(tokens) != n_pos for tokens in self.position_tokens):
+            raise InterpError(f"LensResult.position_tokens must name {n_pos} positions per prompt.")
+        k = self.top_ids.shape[3]
+        shape_ok = len(self.top_tokens) == n_site and all(
+            len(prompts) == n_prompt and all(len(cells) == n_pos and all(len(top) == k for top in cells) for cells in prompts)
+            for prompts in self.top_tokens
+        )
+        if not shape_ok:
+            raise InterpError(f"LensResult.top_tokens must hold {k} tokens per (site, prompt, pos) cell, as top_ids.")
 
     @property
     def site_labels(self) -> tuple[str, ...]:
