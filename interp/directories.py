@@ -6,6 +6,7 @@ resume there, another experiment is refused, so the finished steps of two experi
 
 import contextlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -14,6 +15,8 @@ from typing import Any
 
 from interp.errors import InterpError
 from interp.io import CONFIG_FILE, _json_default, atomic_write_json
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -38,9 +41,14 @@ def exclusive_lock(directory: str | os.PathLike, name: str = ".interp.lock", wha
             ):  # a lock being written counts as held
                 raise InterpError(
                     f"another interp process (pid {holder}) is writing the {what} {directory} (lock file {path}); "
-                    "wait for it to "
-                    "finish, or if that process is gone, delete the lock file."
+                    "wait for it to finish, or if that process is gone, delete the lock file."
                 ) from None
+            logger.warning(
+                "interp: the lock file %s was left by process %s, which no longer runs (stopped or killed); "
+                "taking it over and going on from what that run finished.",
+                path,
+                holder if holder is not None else "(unreadable)",
+            )
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # stale: its process is gone
             continue
@@ -89,15 +97,21 @@ def _running(pid: int) -> bool:
 def claim_directory(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """Make ``out`` the directory of the experiment ``record`` describes (``config.json``), or check that it is.
 
-    A rerun with the same record may resume there; another record, or a non-empty directory
-    without ``config.json``, is refused, so the finished steps of two experiments never mix.
+    A rerun with the same record may resume there; another record is refused once the directory holds
+    any of its experiment's work, so the finished steps of two experiments never mix. A directory that
+    holds only ``config.json`` (a run that stopped before doing anything, e.g. its model did not load)
+    is taken by the new record. A non-empty directory without ``config.json`` is refused.
     """
     out = Path(out)
     stored = out / CONFIG_FILE
     wanted = json.loads(json.dumps(record, default=_json_default))
     if stored.exists():
-        found = json.loads(stored.read_text(encoding="utf-8"))
+        found = _read_record(stored)
         if found != wanted:
+            if not _holds_work(out):
+                logger.info("interp: %s held only the config of a run that did no work; it is replaced.", stored)
+                atomic_write_json(stored, wanted)
+                return
             changed = sorted(key for key in set(found) | set(wanted) if found.get(key) != wanted.get(key))
             raise InterpError(
                 f"{out} holds a different experiment (changed: {', '.join(changed)}). "
@@ -114,24 +128,55 @@ def claim_directory(out: str | os.PathLike, record: Mapping[str, Any]) -> None:
 def saved_result(out: str | os.PathLike, record: Mapping[str, Any], load: Callable[[Path], Any]) -> Any | None:
     """The result saved in ``out`` when its ``config.json`` equals ``record`` and it loads; else None.
 
-    A ``config.json`` of another record is replaced by a placeholder that matches no record until
-    ``write_record`` marks the new result complete; a non-empty directory without one is refused.
+    The same analysis with other settings is computed again in place (its files are replaced); the
+    ``config.json`` is replaced by a placeholder naming the analysis until ``write_record`` marks the
+    new result complete. A directory of another analysis, or a non-empty one without a
+    ``config.json``, is refused: two analyses never share a directory.
     """
     out = Path(out)
     stored = out / CONFIG_FILE
+    wanted = json.loads(json.dumps(record, default=_json_default))
     if not stored.exists():
         if out.exists() and any(out.iterdir()):
             raise InterpError(
                 f"{out} exists and is not an experiment directory (no {CONFIG_FILE}); choose an empty or new --out."
             )
         return None
-    if json.loads(stored.read_text(encoding="utf-8")) == json.loads(json.dumps(record, default=_json_default)):
+    found = _read_record(stored)
+    if found.get("analysis") != wanted.get("analysis") and _holds_work(out):
+        raise InterpError(
+            f"{out} holds a {found.get('analysis')} experiment; a {wanted.get('analysis')} experiment needs its own "
+            "directory: choose a new --out."
+        )
+    if found == wanted:
         try:
             return load(out)
         except (InterpError, OSError, KeyError, ValueError):
             pass  # an incomplete or unreadable result: computed again
-    atomic_write_json(stored, {"incomplete": "a result is being computed here; rerun the experiment to finish it"})
+    placeholder = {
+        "analysis": wanted.get("analysis"),
+        "incomplete": "a result is being computed here; rerun the experiment to finish it",
+    }
+    atomic_write_json(stored, placeholder)
     return None
+
+
+def _read_record(stored: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(stored.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise InterpError(
+            f"{stored} is not readable JSON ({type(error).__name__}); it is damaged: delete the directory or "
+            "choose a new --out."
+        ) from error
+    if not isinstance(found, dict):
+        raise InterpError(f"{stored} is not an experiment's config (a JSON table); choose a new --out.")
+    return found
+
+
+def _holds_work(out: Path) -> bool:
+    """Whether ``out`` holds anything but its ``config.json`` and lock files."""
+    return any(not (path.name == CONFIG_FILE or path.name.endswith(".lock")) for path in out.iterdir())
 
 
 def write_record(out: str | os.PathLike, record: Mapping[str, Any]) -> None:

@@ -72,6 +72,7 @@ class Readout:
 
     def normalize(self, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         """The final norm, in float32."""
+        self._check_width(resid, "normalize")
         x = resid.float()
         weight = None if self.weight is None else self.weight.float().to(x.device) + self.weight_offset
         bias = None if self.bias is None else self.bias.float().to(x.device)
@@ -85,6 +86,7 @@ class Readout:
 
     def unembed(self, normalized: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
         """Logits from an already-normalized residual."""
+        self._check_width(normalized, "unembed")
         logits = normalized.float() @ self.W_U.float().to(normalized.device)
         if self.b_U is not None:
             logits = logits + self.b_U.float().to(normalized.device)
@@ -94,6 +96,14 @@ class Readout:
 
     def __call__(self, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
         return self.unembed(self.normalize(resid))
+
+    def _check_width(self, resid: Tensor, what: str) -> None:
+        if not isinstance(resid, Tensor) or resid.ndim == 0 or resid.shape[-1] != self.d_model:
+            shape = tuple(resid.shape) if isinstance(resid, Tensor) else type(resid).__name__
+            raise InterpError(
+                f"the readout's {what} takes residual-stream vectors of width {self.d_model} (d_model) in the last "
+                f"dimension, got {shape}; pass activations of a residual site of this model."
+            )
 
     @property
     def faithful(self) -> bool:

@@ -154,14 +154,15 @@ def test_a_second_writer_is_refused_while_the_first_runs(load_tiny, tmp_path):
     assert (out / LOCK).read_text() == f"{holder.pid}\n"  # someone else's lock is left alone
 
 
-def test_a_stale_lock_of_a_dead_process_is_taken_over(load_tiny, tmp_path):
+def test_a_stale_lock_of_a_dead_process_is_taken_over_and_the_run_says_so(load_tiny, tmp_path, caplog):
     out = tmp_path / "acts"
     out.mkdir()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])  # a run stopped by SIGTERM leaves its lock like this
     dead.wait()
     (out / LOCK).write_text(f"{dead.pid}\n")
     store = cache_activations(load_tiny("gpt2"), PROMPTS, out=out, resume=True, progress=False)
     assert store.n_prompts == len(PROMPTS) and not (out / LOCK).exists()
+    assert f"was left by process {dead.pid}, which no longer runs" in caplog.text and "taking it over" in caplog.text
 
 
 def test_the_same_process_cannot_write_one_store_twice_at_once(tmp_path):

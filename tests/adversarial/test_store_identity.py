@@ -145,3 +145,12 @@ def test_an_unfinished_store_of_the_first_format_is_not_resumed(store_dir, load_
     prompts = PromptSet.from_texts(TEXTS, labels=LABELS)
     with pytest.raises(InterpError, match="it was started by an older interp .store format 1"):
         cache_activations(load_tiny("gpt2"), prompts, hooks=["resid_post"], out=store_dir, batch_size=2, shard_size=4, resume=True, progress=False)
+
+
+def test_the_readout_names_the_width_it_takes(stores):
+    readout = ActivationStore.open(stores[0]).readout
+    with pytest.raises(InterpError, match=rf"width {readout.d_model} \(d_model\) in the last dimension, got \(3, 999\)"):
+        readout(torch.zeros(3, 999))
+    with pytest.raises(InterpError, match="got \\(\\)"):
+        readout.unembed(torch.tensor(1.0))
+    assert readout(torch.zeros(3, readout.d_model)).shape == (3, readout.d_vocab)
