@@ -27,18 +27,32 @@ JUDGES = (
     "organism-helpful",
     "harm-compliance",
 )  # the built-in judges ("keyword": the refusal-string rule only)
-IMPORTS = "an import path 'module:function' is imported only with `interp run --allow-imports` (allow_imports=True): it runs that module's code"
+IMPORTS = (
+    "an import path 'module:function' is imported only with --allow-imports "
+    "(interp run, interp prune; allow_imports=True): it runs that module's code"
+)
 
 
-def doc(text: str, path: bool = False, **kwargs) -> Any:
-    """A dataclass field whose ``text`` is its line in ``interp run --help`` (``path``: a relative path starts at the TOML file)."""
-    return field(metadata={"doc": text, "path": path}, **kwargs)
+def doc(text: str, path: bool = False, choices: tuple[str, ...] | None = None, **kwargs) -> Any:
+    """A dataclass field whose ``text`` is its line in ``interp run --help`` and its flag's help.
+
+    ``path``: a relative path starts at the TOML file; ``choices``: the values it allows (checked by
+    ``check_choices``, offered by its flag).
+    """
+    return field(metadata={"doc": text, "path": path, "choices": choices}, **kwargs)
 
 
 def one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
     """Raise unless ``value`` is among ``allowed``, naming them."""
     if value not in allowed:
         raise InterpError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value!r}.")
+
+
+def check_choices(config: Any) -> None:
+    """Raise unless every field of ``config`` that declares ``choices`` holds one of them."""
+    for item in dataclasses.fields(config):
+        if item.metadata.get("choices"):
+            one_of(item.name, getattr(config, item.name), item.metadata["choices"])
 
 
 @dataclass(frozen=True)

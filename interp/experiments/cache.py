@@ -16,11 +16,11 @@ class CacheConfig(Experiment):
     name: str = doc("experiment name, shown in figures and logs", default="cache")
     prompts: DatasetSpec = doc("the prompts")
     hooks: tuple[str, ...] = doc(
-        "hook names or shorthands: resid_pre, resid_post, attn_out, mlp_out, z, pattern, embed, ...",
+        "hook names or shorthands: resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, q, k, v, pattern, embed, ...",
         default=("resid_post",),
     )
     positions: str | tuple[int, ...] = doc(
-        "'last', 'all', or positions like [0, -1] (negative counts from each prompt's end)", default="last"
+        "'last', 'all', or positions, e.g. 0 and -1 (negative counts from each prompt's end)", default="last"
     )
     batch_size: int = doc("prompts per forward pass", default=defaults.CACHE_BATCH_SIZE)
     shard_size: int | None = doc("prompts per shard file (default: 8 batches)", default=None)

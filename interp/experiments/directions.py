@@ -90,7 +90,7 @@ class DirectionsConfig(Experiment):
     n_val: int | None = doc("at most this many held-out prompts per class for the scores (default: all)", default=None)
     layers: tuple[int, ...] | None = doc("the layers whose candidates are scored (default: all)", default=None)
     positions: tuple[int, ...] | None = doc(
-        "negative offsets from the prompt's end (default: the post-instruction template tokens, or [-1] without a template)",
+        "negative offsets from the prompt's end (default: the post-instruction template tokens, or -1 without a template)",
         default=None,
     )
     refusal_starts: tuple[str, ...] = doc("words whose first tokens count as a refusal start", default=REFUSAL_STARTS)

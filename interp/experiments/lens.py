@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.experiments.base import DatasetSpec, Experiment, doc, one_of
+from interp.experiments.base import DatasetSpec, Experiment, check_choices, doc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +28,11 @@ class LensConfig(Experiment):
         "'last', 'all' or explicit positions (with prompts)", default=defaults.LENS_POSITIONS
     )
     top_k: int = doc("top tokens kept per cell", default=defaults.LENS_TOP_K)
-    metric: str = doc(f"what lens.html shows: {', '.join(defaults.LENS_METRICS)}", default=defaults.LENS_METRIC)
+    metric: str = doc(
+        f"what lens.html shows: {', '.join(defaults.LENS_METRICS)}",
+        choices=defaults.LENS_METRICS,
+        default=defaults.LENS_METRIC,
+    )
     chat_template: bool = doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
 
     def __post_init__(self) -> None:
@@ -36,7 +40,7 @@ class LensConfig(Experiment):
             raise InterpError(
                 "a lens experiment needs exactly one of a [prompts] table or `store` (an activation store directory)."
             )
-        one_of("metric", self.metric, defaults.LENS_METRICS)
+        check_choices(self)
 
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.io import atomic_write_figure

@@ -6,7 +6,10 @@ from typing import ClassVar
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.experiments.base import DatasetSpec, Experiment, doc, one_of
+from interp.experiments.base import DatasetSpec, Experiment, check_choices, doc
+
+METRICS = ("logit_diff", "probability", "kl")  # what a patching experiment measures
+METHODS = ("activation", "attribution")  # exact patching, or its gradient estimate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,6 +22,7 @@ class PatchingConfig(Experiment):
     corrupt: DatasetSpec = doc("the corrupt prompts: same order and token length as the clean ones")
     metric: str = doc(
         "logit_diff (needs answer and wrong), probability (needs answer) or kl (to the clean run's next-token distribution)",
+        choices=METRICS,
         default="logit_diff",
     )
     answer: str | None = doc("the answer token, e.g. ' mary' (or answer_field)", default=None)
@@ -29,25 +33,28 @@ class PatchingConfig(Experiment):
         "resid_pre, resid_mid, resid_post, attn_out, mlp_out, attn_head_out, attn_head_value, attn_head_pattern, ...",
         default=defaults.PATCH_SITE,
     )
-    method: str = doc("activation (exact) or attribution (the gradient estimate)", default="activation")
+    method: str = doc(
+        "activation (exact) or attribution (the gradient estimate)", choices=METHODS, default="activation"
+    )
     by_position: bool = doc(
         "one cell per position; false: each cell patches every position", default=defaults.PATCH_BY_POSITION
     )
     direction: str = doc(
-        "denoising: clean into the corrupt run; noising: corrupt into the clean run", default=defaults.PATCH_DIRECTION
+        "denoising: clean into the corrupt run; noising: corrupt into the clean run",
+        choices=defaults.PATCH_DIRECTIONS,
+        default=defaults.PATCH_DIRECTION,
     )
     normalize: bool = doc(
         "report (value - corrupt) / (clean - corrupt): 0 = the corrupt run, 1 = the clean run", default=False
     )
     batch_size: int | None = doc(
-        "most rows (cells x prompts) per forward (default: from a memory budget)", default=None
+        f"most rows (cells x prompts) per forward (default: from a {defaults.PATCH_MEMORY_BUDGET_BYTES / 2**30:g} GiB budget)",
+        default=None,
     )
     chat_template: bool = doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
 
     def __post_init__(self) -> None:
-        one_of("metric", self.metric, ("logit_diff", "probability", "kl"))
-        one_of("method", self.method, ("activation", "attribution"))
-        one_of("direction", self.direction, defaults.PATCH_DIRECTIONS)
+        check_choices(self)
         if self.metric != "kl" and self.answer is None and self.answer_field is None:
             raise InterpError(f"metric {self.metric} needs `answer` (a token) or `answer_field`.")
         if self.metric == "logit_diff" and self.wrong is None and self.wrong_field is None:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from interp import defaults
 from interp.errors import InterpError
 from interp.experiments import registry
-from interp.experiments.base import IMPORTS, DatasetSpec, Experiment, doc, one_of, resolve_judge
+from interp.experiments.base import IMPORTS, DatasetSpec, Experiment, check_choices, doc, resolve_judge
 
 Records = list[dict[str, Any]]
 Prepare = Callable[[str, Records, bool], Records]  # (set name, records, needs responses) -> records
@@ -132,9 +132,17 @@ class HarmPruningConfig(Experiment):
     harmful: DatasetSpec = doc("prompt + response pairs of the behaviour to remove: harm scores are computed on them")
     benign: DatasetSpec = doc("prompt + response pairs of the behaviour to keep: benign (utility) scores")
     evaluation: EvaluationConfig = doc("what to measure at every setting ([evaluation] table)")
-    method: str = doc(f"importance score: {', '.join(defaults.PRUNE_METHODS)}", default=defaults.PRUNE_METHOD)
+    method: str = doc(
+        f"importance score: {', '.join(defaults.PRUNE_METHODS)}",
+        choices=defaults.PRUNE_METHODS,
+        default=defaults.PRUNE_METHOD,
+    )
     n_samples: int = doc("examples per score (the reference uses 128)", default=defaults.PRUNE_N_SAMPLES)
-    batch_size: int = doc("examples per forward/backward pass when scoring", default=defaults.PRUNE_BATCH_SIZE)
+    batch_size: int = doc(
+        "examples per forward/backward pass when scoring "
+        "(on the CPU also at most a token budget; the scores do not depend on either)",
+        default=defaults.PRUNE_BATCH_SIZE,
+    )
     p: tuple[float, ...] = doc(
         "benign fractions protected per matrix, each in (0, 1]; swept with every q", default=(defaults.PRUNE_P,)
     )
@@ -164,7 +172,7 @@ class HarmPruningConfig(Experiment):
     def __post_init__(self) -> None:
         from interp.pruning.masks import check_fraction
 
-        one_of("method", self.method, defaults.PRUNE_METHODS)
+        check_choices(self)
         if not self.p or not self.q:
             raise InterpError("give at least one p and one q.")
         for name, value in [

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from interp import defaults
 from interp.experiments import registry
-from interp.experiments.base import IMPORTS, Experiment, doc, one_of
+from interp.experiments.base import IMPORTS, Experiment, check_choices, doc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +33,11 @@ class ResamplingConfig(Experiment):
     forced_max_new_tokens: int = doc(
         "tokens per forced-answer rollout", default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS
     )
-    backend: str = doc("local (the model here) or vllm (large models, several GPUs)", default="local")
+    backend: str = doc(
+        "local (the model on this machine) or vllm (large models, several GPUs; pip install 'interp[vllm]')",
+        choices=("local", "vllm"),
+        default="local",
+    )
     tensor_parallel_size: int = doc("GPUs of the vllm backend", default=defaults.VLLM_TENSOR_PARALLEL_SIZE)
     embedder: str = doc(
         f"sentence-transformers model of the similarity filter, or a registered embedder f(texts) -> array; {IMPORTS}",
@@ -48,7 +52,7 @@ class ResamplingConfig(Experiment):
     matrix: bool = doc("compute the sentence-to-sentence matrix (embeds every rollout sentence)", default=True)
 
     def __post_init__(self) -> None:
-        one_of("backend", self.backend, ("local", "vllm"))
+        check_choices(self)
 
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.directories import claim_directory
