@@ -93,14 +93,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", help="model dtype: float32, bfloat16 or float16")
 
 
-def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+def add_prompt_arguments(parser: argparse.ArgumentParser, label_field: bool = True, chat_template: bool = True) -> None:
+    """The flags of a prompt file; ``label_field`` / ``chat_template``: False where the command's config gives that flag."""
     parser.add_argument("--text-field", default="text", help="JSONL/CSV field holding the prompt")
-    parser.add_argument("--label-field", default=defaults.LABEL_FIELD, help="JSONL/CSV field holding the label")
-    parser.add_argument(
-        "--chat-template",
-        action="store_true",
-        help="wrap each prompt as a user turn with the tokenizer's chat template",
-    )
+    if label_field:
+        parser.add_argument("--label-field", default=defaults.LABEL_FIELD, help="JSONL/CSV field holding the label")
+    if chat_template:
+        parser.add_argument(
+            "--chat-template",
+            action="store_true",
+            help="wrap each prompt as a user turn with the tokenizer's chat template",
+        )
 
 
 def load_model_from_args(args: argparse.Namespace):
@@ -116,6 +119,11 @@ def load_prompts_from_args(args: argparse.Namespace, model=None, path: Path | No
     if getattr(args, "chat_template", False):
         prompts = prompts.apply_chat_template(model.tokenizer)
     return prompts
+
+
+def comma_words(text: str) -> list[str]:
+    """The items of comma-separated text, empty ones left out (``"a,,b"`` -> ``["a", "b"]``)."""
+    return [word for word in text.split(",") if word.strip()]
 
 
 def parse_positions(text: str):

@@ -3,9 +3,30 @@
 import argparse
 from pathlib import Path
 
-from interp import defaults
-from interp.commands.common import HelpFormatter, add_model_arguments, add_subcommand, load_model_from_args
+from interp.commands.common import (
+    HelpFormatter,
+    add_model_arguments,
+    add_subcommand,
+    comma_words,
+    load_model_from_args,
+)
 from interp.errors import InterpError
+from interp.experiments.directions import DirectionsConfig
+from interp.experiments.flags import add_config_flags
+
+# the flags of DirectionsConfig's fields (its instruction tables are --harmful / --benign FILE with --*-column;
+# its orthogonalize_out is `interp direction orthogonalize`)
+CONFIG_FLAGS = (
+    "n_train",
+    "n_val",
+    "layers",
+    "positions",
+    "refusal_starts",
+    "max_kl",
+    "max_layer_fraction",
+    "chat_template",
+    "batch_size",
+)
 
 
 def register(subparsers) -> None:
@@ -43,46 +64,7 @@ def register(subparsers) -> None:
         help="the column/field holding the instruction (default: goal, prompt, behavior, instruction or text)",
     )
     find.add_argument("--benign-column", default=None, help="the same for --benign")
-    find.add_argument(
-        "--n-train", type=int, default=None, help="at most this many training prompts per class (default: all)"
-    )
-    find.add_argument(
-        "--n-val",
-        type=int,
-        default=None,
-        help="at most this many held-out prompts per class for the scores (default: all)",
-    )
-    find.add_argument(
-        "--layers", default=None, help="comma-separated layers whose candidates are scored (default: all)"
-    )
-    find.add_argument(
-        "--positions",
-        default=None,
-        help="comma-separated negative offsets (default: the post-instruction template tokens)",
-    )
-    find.add_argument(
-        "--refusal-starts",
-        default=",".join(defaults.DIRECTION_REFUSAL_STARTS),
-        help="comma-separated words whose first tokens count as a refusal start",
-    )
-    find.add_argument(
-        "--max-kl",
-        type=float,
-        default=defaults.DIRECTION_MAX_KL,
-        help="selection filter: KL on benign prompts under ablation",
-    )
-    find.add_argument(
-        "--max-layer-fraction",
-        type=float,
-        default=defaults.DIRECTION_MAX_LAYER_FRACTION,
-        help="selection filter: layer < this fraction of the layers",
-    )
-    find.add_argument(
-        "--no-chat-template",
-        action="store_true",
-        help="use the instructions as they are (models without a chat template)",
-    )
-    find.add_argument("--batch-size", type=int, default=defaults.DIRECTION_BATCH_SIZE, help="prompts per forward pass")
+    add_config_flags(find, DirectionsConfig, CONFIG_FLAGS)
     find.add_argument("--out", type=Path, required=True, help="output directory")
 
     ortho = add_subcommand(
@@ -123,7 +105,7 @@ def run_find(args: argparse.Namespace) -> int:
     result = find_directions(
         model, harmful, benign, val_harmful, val_benign, positions=_ints(args.positions, "--positions"), layers=_ints(args.layers, "--layers"),
         refusal_starts=[word for word in args.refusal_starts.split(",") if word], max_kl=args.max_kl, max_layer_fraction=args.max_layer_fraction,
-        chat_template=not args.no_chat_template, batch_size=args.batch_size,
+        chat_template=args.chat_template, batch_size=args.batch_size,
     )  # fmt: skip
     result.save(args.out)
     print(result.summary())

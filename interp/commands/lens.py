@@ -12,11 +12,18 @@ from interp.commands.common import (
     add_model_arguments,
     add_prompt_arguments,
     add_subcommand,
+    comma_words,
     load_model_from_args,
     load_prompts_from_args,
     parse_positions,
 )
 from interp.errors import InterpError
+from interp.experiments.flags import Flag, add_config_flags
+from interp.experiments.lens import LensConfig
+
+# the flags of LensConfig's fields (its data set is --prompts FILE); --target was named before the config
+CONFIG_FLAGS = ("store", "targets", "sites", "positions", "top_k", "metric", "chat_template")
+FLAGS = {"targets": Flag(name="--target", repeat=True)}
 
 LENS_EXAMPLE = "interp lens --model organism --prompts prompts.jsonl --target ' refuse' --positions last --out lens_out"
 TUNED_EXAMPLE = (
@@ -36,27 +43,7 @@ def register(subparsers) -> None:
     )
     add_model_arguments(parser)
     parser.add_argument("--prompts", type=Path, default=None, help="prompt file (with --model)")
-    parser.add_argument(
-        "--store", type=Path, default=None, help="read activations from this store instead of running a model"
-    )
-    parser.add_argument(
-        "--target",
-        action="append",
-        default=None,
-        help="target token (repeat once per prompt, or give one for all); default: the model's own final prediction",
-    )
-    parser.add_argument(
-        "--sites",
-        default=",".join(defaults.LENS_SITES),
-        help="comma-separated residual sites (resid_pre, resid_mid, resid_post)",
-    )
-    parser.add_argument(
-        "--positions", default=defaults.LENS_POSITIONS, help="'last', 'all' or comma-separated positions"
-    )
-    parser.add_argument("--top-k", type=int, default=defaults.LENS_TOP_K)
-    parser.add_argument(
-        "--metric", default=defaults.LENS_METRIC, choices=sorted(defaults.LENS_METRICS), help="what the figure shows"
-    )
+    add_config_flags(parser, LensConfig, CONFIG_FLAGS, FLAGS)
     parser.add_argument(
         "--translator",
         type=Path,
@@ -64,7 +51,7 @@ def register(subparsers) -> None:
         help="a tuned lens written by `interp lens train` (refused for another model)",
     )
     parser.add_argument("--out", type=Path, default=None, help="output directory (required)")
-    add_prompt_arguments(parser)
+    add_prompt_arguments(parser, chat_template=False)
     commands = parser.add_subparsers(dest="lens_command", metavar="[train]")
     _register_train(commands)
 
@@ -150,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise InterpError("give --out DIR, the directory the lens result is written to.")
-    sites = [s for s in args.sites.split(",") if s.strip()]
-    targets = None if not args.target else (args.target[0] if len(args.target) == 1 else args.target)
+    sites = comma_words(args.sites)
+    targets = None if not args.targets else (args.targets[0] if len(args.targets) == 1 else args.targets)
     translator = None
     if args.translator is not None:
         from interp.lens import TunedLens
