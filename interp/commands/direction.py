@@ -82,13 +82,19 @@ def register(subparsers) -> None:
     ortho.add_argument("--out", type=Path, required=True, help="the new model directory (must not exist or be empty)")
 
 
-def _ints(text: str | None, flag: str) -> list[int] | None:
+def parse_ints(text: str | None, flag: str) -> list[int] | None:
+    """Comma-separated integers (--layers, --positions), or None for the default."""
     if text is None:
         return None
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise InterpError(f"{flag} takes comma-separated integers like 10,12,14, got {text!r}.") from None
+
+
+def parse_words(text: str) -> list[str]:
+    """Comma-separated words (--refusal-starts), empty ones left out; a blank one is kept for find_directions to refuse."""
+    return [word for word in text.split(",") if word]
 
 
 def run_find(args: argparse.Namespace) -> int:
@@ -103,8 +109,8 @@ def run_find(args: argparse.Namespace) -> int:
         val_harmful, val_benign = (p.select(range(min(args.n_val, len(p)))) for p in (val_harmful, val_benign))
     model = load_model_from_args(args)
     result = find_directions(
-        model, harmful, benign, val_harmful, val_benign, positions=_ints(args.positions, "--positions"), layers=_ints(args.layers, "--layers"),
-        refusal_starts=[word for word in args.refusal_starts.split(",") if word], max_kl=args.max_kl, max_layer_fraction=args.max_layer_fraction,
+        model, harmful, benign, val_harmful, val_benign, positions=parse_ints(args.positions, "--positions"), layers=parse_ints(args.layers, "--layers"),
+        refusal_starts=parse_words(args.refusal_starts), max_kl=args.max_kl, max_layer_fraction=args.max_layer_fraction,
         chat_template=args.chat_template, batch_size=args.batch_size,
     )  # fmt: skip
     result.save(args.out)

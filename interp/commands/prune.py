@@ -62,6 +62,14 @@ def register(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """The seeds of --random-seeds: comma-separated integers ('' for none)."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InterpError(f"--random-seeds must be comma-separated integers, got {text!r}.") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from interp.experiments import run_experiment
 
@@ -70,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
             raise InterpError(f"file {path} does not exist.")
         return DatasetSpec(path=str(path.resolve()), text_field=args.text_field, response_field=args.response_field)
 
-    try:
-        seeds = tuple(int(part) for part in args.random_seeds.split(",") if part.strip())
-    except ValueError:
-        raise InterpError(f"--random-seeds must be comma-separated integers, got {args.random_seeds!r}.") from None
+    seeds = parse_seeds(args.random_seeds)
     config = HarmPruningConfig(
         harmful=spec(args.harmful),
         benign=spec(args.benign),
