@@ -73,7 +73,8 @@ PRUNE_BATCH_SIZE = 8  # examples per forward/backward pass when scoring (the sco
 PRUNE_CPU_PASS_ELEMENTS = (
     512 * 3072
 )  # on the CPU, a gradient pass holds at most this many tokens x widest linear output
-# (512 tokens of GPT-2-small's MLP): larger passes leave the cache and re-fault their memory (measured in bench/pruning.py)
+# (512 tokens of GPT-2-small's MLP): larger passes leave the cache and re-fault their memory (measured in
+# bench/pruning.py)
 PRUNE_N_SAMPLES = 128  # examples per score in an experiment (the reference uses 128)
 PRUNE_P = 0.01  # benign fraction protected per matrix
 PRUNE_Q = 0.01  # harm fraction selected per matrix

@@ -29,15 +29,18 @@ def register(subparsers) -> None:
         "cache",
         run,
         help="Run a model over a prompt file and cache activations to a store directory (sharded safetensors).",
-        example="interp cache --model organism --prompts prompts.jsonl --hooks resid_post,z --positions last --out acts\n"
-        "  torchrun --nproc-per-node 4 -m interp cache --model organism --prompts prompts.jsonl --out acts   # 4 ranks share the shards",
+        example="interp cache --model organism --prompts prompts.jsonl --hooks resid_post,z --positions last "
+        "--out acts\n"
+        "  torchrun --nproc-per-node 4 -m interp cache --model organism --prompts prompts.jsonl --out acts   # 4 "
+        "ranks share the shards",
     )
     add_model_arguments(parser)
     parser.add_argument(
         "--prompts",
         required=True,
         type=Path,
-        help='prompt file: .jsonl (one {"text": ...} per line), .csv (with a text column) or .txt (one prompt per line)',
+        help='prompt file: .jsonl (one {"text": ...} per line), .csv (with a text column) '
+        "or .txt (one prompt per line)",
     )
     add_config_flags(parser, CacheConfig, CONFIG_FLAGS)
     parser.add_argument("--out", required=True, type=Path, help="store directory to create (or to resume)")

@@ -94,7 +94,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_prompt_arguments(parser: argparse.ArgumentParser, label_field: bool = True, chat_template: bool = True) -> None:
-    """The flags of a prompt file; ``label_field`` / ``chat_template``: False where the command's config gives that flag."""
+    """The flags of a prompt file; ``label_field`` / ``chat_template``: False where the command's config gives that
+    flag."""
     parser.add_argument("--text-field", default="text", help="JSONL/CSV field holding the prompt")
     if label_field:
         parser.add_argument("--label-field", default=defaults.LABEL_FIELD, help="JSONL/CSV field holding the label")

@@ -37,7 +37,8 @@ def register(subparsers) -> None:
         subparsers,
         "lens",
         run,
-        help="Logit lens: decode every layer's residual stream; writes lens.html, lens.csv, lens.json, lens.safetensors. "
+        help="Logit lens: decode every layer's residual stream; writes lens.html, lens.csv, lens.json, "
+        "lens.safetensors. "
         "`interp lens train` trains a tuned lens, which --translator then applies.",
         example=f"{LENS_EXAMPLE}\n  {TUNED_EXAMPLE}\n  {TRAIN_EXAMPLE}",
     )
@@ -61,10 +62,14 @@ def _register_train(commands) -> None:
         commands,
         "train",
         run_train,
-        help="Train a tuned lens (Belrose et al. 2023): one affine translator per layer, minimising KL to the final distribution "
-        "over text the model generates from --prompts (cached in --out/texts.jsonl) or over --texts. Writes tuned_lens.safetensors, "
-        "tuned_lens.json and training.html to --out, and the held-out KL per layer, logit vs tuned lens, to --out/heldout_kl.",
-        example=f"{TRAIN_EXAMPLE}\n  interp lens train --model organism --texts corpus.jsonl --steps 50 --out runs/organism_lens",
+        help="Train a tuned lens (Belrose et al. 2023): one affine translator per layer, minimising KL to the final "
+        "distribution "
+        "over text the model generates from --prompts (cached in --out/texts.jsonl) or over --texts. Writes "
+        "tuned_lens.safetensors, "
+        "tuned_lens.json and training.html to --out, and the held-out KL per layer, logit vs tuned lens, to "
+        "--out/heldout_kl.",
+        example=f"{TRAIN_EXAMPLE}\n  interp lens train --model organism --texts corpus.jsonl --steps 50 --out "
+        "runs/organism_lens",
     )
     add_model_arguments(train)
     train.add_argument(
@@ -167,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     result.save(args.out)
     atomic_write_figure(args.out / "lens.html", result.figure(metric=args.metric))
     print(
-        f"logit lens over {len(result.sites)} sites x {len(result.prompts)} prompts written to {args.out} (figure: {args.out / 'lens.html'})"
+        f"logit lens over {len(result.sites)} sites x {len(result.prompts)} prompts written to {args.out} (figure: "
+        f"{args.out / 'lens.html'})"
     )
     return 0
 
@@ -181,21 +187,40 @@ def run_train(args: argparse.Namespace) -> int:
         texts = PromptSet.from_file(args.texts, text_field=args.text_field)
     else:
         prompts = PromptSet.from_file(_bundled(args.prompts), text_field=args.text_field)
-        texts = generate_texts(model, prompts, max_new_tokens=args.new_tokens, temperature=args.temperature, top_p=args.top_p,
-                               seed=args.seed, batch_size=args.generate_batch_size, cache=args.out)  # fmt: skip
+        texts = generate_texts(
+            model,
+            prompts,
+            max_new_tokens=args.new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            batch_size=args.generate_batch_size,
+            cache=args.out,
+        )
     train, heldout = split_heldout(texts, args.heldout_fraction, args.seed)
-    lens = train_tuned_lens(model, train, steps=args.steps, lr=args.lr, batch_tokens=args.batch_tokens, init=args.init,
-                            ridge=args.ridge, seed=args.seed, batch_size=args.batch_size)  # fmt: skip
+    lens = train_tuned_lens(
+        model,
+        train,
+        steps=args.steps,
+        lr=args.lr,
+        batch_tokens=args.batch_tokens,
+        init=args.init,
+        ridge=args.ridge,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     lens.save(args.out)
     record = lens.training
     print(
-        f"tuned lens over {len(lens.sites)} sites trained on {record.n_tokens} tokens of {record.n_texts} texts in {record.seconds:.0f} s; written to {args.out}"
+        f"tuned lens over {len(lens.sites)} sites trained on {record.n_tokens} tokens of {record.n_texts} texts in "
+        f"{record.seconds:.0f} s; written to {args.out}"
     )
     if heldout is not None and not args.no_eval:
         result = lens_kl(model, heldout, translator=lens, batch_size=args.batch_size)
         result.save(args.out / "heldout_kl")
         print(
-            f"held-out KL(final ‖ lens) per layer, nats ({result.n_tokens} tokens of {result.n_texts} texts; figure: {args.out / 'heldout_kl' / 'lens_kl.html'}):"
+            f"held-out KL(final ‖ lens) per layer, nats ({result.n_tokens} tokens of {result.n_texts} texts; figure: "
+            f"{args.out / 'heldout_kl' / 'lens_kl.html'}):"
         )
         print(result.table())
     return 0

@@ -1,4 +1,5 @@
-"""``interp patch``: activation / attribution patching of clean vs corrupt prompts, one result directory per method and site."""
+"""``interp patch``: activation / attribution patching of clean vs corrupt prompts, one result directory per method and
+site."""
 
 import argparse
 from pathlib import Path
@@ -42,7 +43,8 @@ def register(subparsers) -> None:
         subparsers,
         "patch",
         run,
-        help="Activation / attribution patching: which layer, position and head carry a behaviour (figures + data per site).",
+        help="Activation / attribution patching: which layer, position and head carry a behaviour (figures + data per "
+        "site).",
         example=EXAMPLE,
     )
     add_model_arguments(parser)
@@ -140,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         directory = result.save(args.out / safe_name(f"{result.method}_{result.site}", what="site"))
         top = ", ".join(f"{cell.label} ({cell.effect:+.3g})" for cell in result.top(args.top))
         print(
-            f"{result.method} {result.site}: clean {result.clean_metric:.4g}, corrupt {result.corrupt_metric:.4g}; top: {top} -> {directory}"
+            f"{result.method} {result.site}: clean {result.clean_metric:.4g}, corrupt {result.corrupt_metric:.4g}; "
+            f"top: {top} -> {directory}"
         )
     return 0

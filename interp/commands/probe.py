@@ -40,9 +40,11 @@ def register(subparsers) -> argparse.ArgumentParser:
         commands,
         "train",
         run_train,
-        help="Train L2-regularised logistic-regression probes on h_last of every cached layer (all layers and folds in one "
+        help="Train L2-regularised logistic-regression probes on h_last of every cached layer (all layers and folds in "
+        "one "
         "batch) with stratified k-fold CV and a held-out split; print per-layer accuracy / AUROC / log-loss and write "
-        "probe.safetensors, probe.json and probe.html to --out. With --prompts, the prompts are first cached to --store "
+        "probe.safetensors, probe.json and probe.html to --out. With --prompts, the prompts are first cached to "
+        "--store "
         "by --model (default: the bundled organism).",
         example=f"{TRAIN_EXAMPLE}\n  {CACHE_EXAMPLE}",
     )
@@ -110,12 +112,20 @@ def run_train(args: argparse.Namespace) -> int:
         label_field = "label"
     elif args.model is not None:
         raise InterpError(
-            "--model is used to cache --prompts; pass --prompts FILE too, or drop --model to train on the existing --store."
+            "--model is used to cache --prompts; pass --prompts FILE too, or drop --model to train on the existing "
+            "--store."
         )
     result = train_probes(
-        open_store(args.store), label_field, layers=parse_layers(args.layers), cv=args.cv, holdout=args.holdout,
-        C=args.C, seed=args.seed, positive=args.positive, max_iter=args.max_iter,
-    )  # fmt: skip
+        open_store(args.store),
+        label_field,
+        layers=parse_layers(args.layers),
+        cv=args.cv,
+        holdout=args.holdout,
+        C=args.C,
+        seed=args.seed,
+        positive=args.positive,
+        max_iter=args.max_iter,
+    )
     print(result.summary())
     out = result.save(args.out)
     print(f"saved probes to {out} (figure: {out / 'probe.html'})")

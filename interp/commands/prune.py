@@ -31,7 +31,8 @@ def register(subparsers) -> None:
         subparsers,
         "prune",
         run,
-        help="Score decoder weights on harmful and benign responses, prune the set difference, and measure harm and utility.",
+        help="Score decoder weights on harmful and benign responses, prune the set difference, and measure harm and "
+        "utility.",
         example=EXAMPLE,
     )
     add_model_arguments(parser)

@@ -67,7 +67,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--problems",
         type=Path,
         default=None,
-        help="JSONL file of problems (one object per line, the fields of --problem): one run per line, in --out/problem_0000, ...",
+        help="JSONL file of problems (one object per line, the fields of --problem): one run per line, in "
+        "--out/problem_0000, ...",
     )
     parser.add_argument(
         "--out", type=Path, help="run directory to create or resume (several problems: their parent directory)"
@@ -79,8 +80,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="resample_command", metavar="analyze")
     analyze_parser = sub.add_parser(
         "analyze",
-        help="Compute per-sentence importance from a run directory and write result.json, metrics.csv and HTML figures.",
-        description="Compute per-sentence importance metrics, the sentence-to-sentence matrix and figures from a run directory.",
+        help="Compute per-sentence importance from a run directory and write result.json, metrics.csv and "
+        "HTML figures.",
+        description="Compute per-sentence importance metrics, the sentence-to-sentence matrix and figures from a run "
+        "directory.",
         epilog=f"example:\n  {ANALYZE_EXAMPLE}",
         formatter_class=HelpFormatter,
     )
@@ -123,7 +126,8 @@ def problems_from_args(args: argparse.Namespace) -> list[tuple[Path, str, dict]]
     repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
     if repeated:
         raise InterpError(
-            f"several problem files are named {repeated[0]!r} and would share --out/{repeated[0]}; rename them, or list them in one --problems FILE.jsonl."
+            f"several problem files are named {repeated[0]!r} and would share --out/{repeated[0]}; rename them, or "
+            "list them in one --problems FILE.jsonl."
         )
     return [(args.out / path.stem, str(path), load_problem(path)) for path in args.problem]
 
@@ -155,8 +159,10 @@ def run_command(args: argparse.Namespace) -> int:
     if args.backend == "vllm":
         if world.local_size > 1:
             raise InterpError(
-                f"the vllm backend runs one engine per machine over --tensor-parallel-size GPUs, but torchrun started {world.local_size} "
-                "ranks on this machine; start one rank per machine (torchrun --nproc-per-node 1 --nnodes M), or use --backend local."
+                "the vllm backend runs one engine per machine over --tensor-parallel-size GPUs, but torchrun started "
+                f"{world.local_size} "
+                "ranks on this machine; start one rank per machine (torchrun --nproc-per-node 1 --nnodes M), or use "
+                "--backend local."
             )
         if world.is_distributed:
             hide_launcher_environment()  # vLLM's own workers must not read torchrun's RANK / WORLD_SIZE as theirs
@@ -183,9 +189,13 @@ def _run_problem(args: argparse.Namespace, backend, config, problem: dict, sourc
         solution = read_run_manifest(manifest_path)["solution"]
     if solution is None:
         solution = backend.generate(
-            problem["prompt"], 1, temperature=args.temperature, top_p=args.top_p,
-            max_new_tokens=args.max_new_tokens, seed=args.seed,
-        )[0]  # fmt: skip
+            problem["prompt"],
+            1,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+        )[0]
         print(f"no solution in {source}: the model wrote a base chain of {len(solution)} characters")
     chain = Chain.from_text(problem["prompt"], solution)
     run = run_rollouts(
@@ -233,6 +243,7 @@ def _analyze_and_write(run, args: argparse.Namespace) -> int:
     if not run.is_complete():
         print(f"note: the run in {run.directory} is incomplete; unsampled prefixes show as NaN")
     print(
-        f"analysis of {len(result.sentences)} sentences written to {out} (result.json, metrics.csv, importance.html, graph.html)"
+        f"analysis of {len(result.sentences)} sentences written to {out} (result.json, metrics.csv, importance.html, "
+        "graph.html)"
     )
     return 0

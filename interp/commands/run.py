@@ -12,7 +12,8 @@ from interp.commands.common import add_subcommand
 
 EXAMPLE = (
     "interp run circuits/harm_pruning/harm_pruning.toml --out runs/harm_pruning\n"
-    "  interp run circuits/harm_pruning/harm_pruning.toml --out runs/small --set n_samples=16 --set 'q=[0.01]' --set evaluation.harmful.limit=24"
+    "  interp run circuits/harm_pruning/harm_pruning.toml --out runs/small --set n_samples=16 --set 'q=[0.01]' --set "
+    "evaluation.harmful.limit=24"
 )
 
 
@@ -21,7 +22,8 @@ def register(subparsers) -> None:
         subparsers,
         "run",
         run,
-        help="Run (or resume) an experiment described in a TOML file: cache, lens, patching, probes, resampling, directions or pruning.",
+        help="Run (or resume) an experiment described in a TOML file: cache, lens, patching, probes, resampling, "
+        "directions or pruning.",
         example=EXAMPLE,
     )
     parser.epilog = f"{parser.epilog}\n\nTOML keys:\n{toml_keys()}"
@@ -34,11 +36,22 @@ def register(subparsers) -> None:
         type=Path,
         help="output directory; rerun with the same --out to resume (or to reuse a finished result)",
     )
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a key of the file with a TOML value (dotted keys reach into tables), e.g. --set evaluation.harmful.limit=8; repeatable")  # fmt: skip
-    parser.add_argument("--allow-imports", action="store_true",
-                        help="let the file name its judges, data loaders, extractors and embedders by import path 'module:function'; "
-                             "importing runs that module's code, so pass it only for files you trust (without it, only registered names are called)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the file with a TOML value (dotted keys reach into tables), e.g. --set "
+        "evaluation.harmful.limit=8; repeatable",
+    )
+    parser.add_argument(
+        "--allow-imports",
+        action="store_true",
+        help="let the file name its judges, data loaders, extractors and embedders by import path "
+        "'module:function'; "
+        "importing runs that module's code, so pass it only for files you trust (without it, only registered names "
+        "are called)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -117,7 +117,8 @@ class DatasetSpec:
                 raise InterpError(f"no record of {self.describe()} has {dict(self.where)}; check the `where` table.")
         if self.offset and self.offset >= len(records):
             raise InterpError(
-                f"{self.describe()} has {len(records)} records, so offset = {self.offset} leaves none; use a smaller offset."
+                f"{self.describe()} has {len(records)} records, so offset = {self.offset} leaves none; use a smaller "
+                "offset."
             )
         records = records[self.offset :]
         return records[: self.limit] if self.limit else records
@@ -153,7 +154,8 @@ class Experiment:
     ANALYSIS: ClassVar[str] = ""
     name: str = doc("experiment name, shown in figures and logs", default="experiment")
     model: str = doc(
-        "'organism', a registered name, a local Hugging Face directory (one starting with ./ or ../ is relative to the TOML file), or a hub id",
+        "'organism', a registered name, a local Hugging Face directory (one starting with ./ or ../ is relative to "
+        "the TOML file), or a hub id",
         default=defaults.MODEL,
     )
     dtype: str = doc(
@@ -200,7 +202,8 @@ def did_you_mean(word: str, known) -> str:
 
 
 def build(cls: type, data: Any, where: str) -> Any:
-    """The dataclass ``cls`` of the table ``data`` (nested tables built), each key checked; a one-line error naming ``where``."""
+    """The dataclass ``cls`` of the table ``data`` (nested tables built), each key checked; a one-line error naming
+    ``where``."""
     if not isinstance(data, Mapping):
         raise InterpError(f"{where} must be a table, got {type(data).__name__} {data!r}.")
     fields = {item.name: item for item in dataclasses.fields(cls)}
@@ -214,7 +217,8 @@ def build(cls: type, data: Any, where: str) -> Any:
     for key, value in values.items():
         if fields[key].metadata.get("path") and isinstance(value, str) and "\x00" in value:
             raise InterpError(
-                f"{key!r} in {where} is {value!r:.80}, which holds a NUL character no path can contain; give the file's path."
+                f"{key!r} in {where} is {value!r:.80}, which holds a NUL character no path can contain; give the "
+                "file's path."
             )
     missing = [
         name

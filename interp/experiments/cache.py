@@ -16,7 +16,8 @@ class CacheConfig(Experiment):
     name: str = doc("experiment name, shown in figures and logs", default="cache")
     prompts: DatasetSpec = doc("the prompts")
     hooks: tuple[str, ...] = doc(
-        "hook names or shorthands: resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, q, k, v, pattern, embed, ...",
+        "hook names or shorthands: resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, q, k, v, pattern, embed, "
+        "...",
         default=("resid_post",),
     )
     positions: str | tuple[int, ...] = doc(
@@ -35,8 +36,17 @@ class CacheConfig(Experiment):
 
         claim_directory(out, self.to_dict())
         model = self.load_model(model)
-        store = cache_activations(model, self.prompts.prompts(model, self.chat_template), hooks=list(self.hooks), positions=self.positions if isinstance(self.positions, str) else list(self.positions),
-                                  out=out / "store", batch_size=self.batch_size, dtype=self.store_dtype, shard_size=self.shard_size,
-                                  resume=True, progress=progress)  # fmt: skip
+        store = cache_activations(
+            model,
+            self.prompts.prompts(model, self.chat_template),
+            hooks=list(self.hooks),
+            positions=self.positions if isinstance(self.positions, str) else list(self.positions),
+            out=out / "store",
+            batch_size=self.batch_size,
+            dtype=self.store_dtype,
+            shard_size=self.shard_size,
+            resume=True,
+            progress=progress,
+        )
         atomic_write_figure(out / "overview.html", site_norms(store).figure())
         return store

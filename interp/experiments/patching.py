@@ -21,7 +21,8 @@ class PatchingConfig(Experiment):
     clean: DatasetSpec = doc("the clean prompts")
     corrupt: DatasetSpec = doc("the corrupt prompts: same order and token length as the clean ones")
     metric: str = doc(
-        "logit_diff (needs answer and wrong), probability (needs answer) or kl (to the clean run's next-token distribution)",
+        "logit_diff (needs answer and wrong), probability (needs answer) or kl (to the clean run's next-token "
+        "distribution)",
         choices=METRICS,
         default="logit_diff",
     )
@@ -48,7 +49,8 @@ class PatchingConfig(Experiment):
         "report (value - corrupt) / (clean - corrupt): 0 = the corrupt run, 1 = the clean run", default=False
     )
     batch_size: int | None = doc(
-        f"most rows (cells x prompts) per forward (default: from a {defaults.PATCH_MEMORY_BUDGET_BYTES / 2**30:g} GiB budget)",
+        f"most rows (cells x prompts) per forward (default: from a {defaults.PATCH_MEMORY_BUDGET_BYTES / 2**30:g} GiB "
+        "budget)",
         default=None,
     )
     chat_template: bool = doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)

@@ -1,4 +1,5 @@
-"""``analysis = "resampling"``: chain-of-thought resampling (Thought Anchors): rollouts from every sentence's prefix, then each sentence's importance."""
+"""``analysis = "resampling"``: chain-of-thought resampling (Thought Anchors): rollouts from every sentence's prefix,
+then each sentence's importance."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,8 @@ from interp.experiments.base import IMPORTS, Experiment, check_choices, doc
 
 @dataclass(frozen=True, kw_only=True)
 class ResamplingConfig(Experiment):
-    """Chain-of-thought resampling: rollouts from every sentence's prefix (OUT/rollouts, resumed), then each sentence's importance."""
+    """Chain-of-thought resampling: rollouts from every sentence's prefix (OUT/rollouts, resumed), then each sentence's
+    importance."""
 
     ANALYSIS: ClassVar[str] = "resampling"
     name: str = doc("experiment name, shown in figures and logs", default="resampling")
@@ -79,14 +81,27 @@ class ResamplingConfig(Experiment):
             forced_max_new_tokens=self.forced_max_new_tokens,
             **sampling,
         )
-        run = run_rollouts(backend, Chain.from_text(self.prompt, solution), rollouts, config=config, answer=self.answer,
-                           gt_answer=None if self.gt_answer is None else str(self.gt_answer), progress=progress)  # fmt: skip
+        run = run_rollouts(
+            backend,
+            Chain.from_text(self.prompt, solution),
+            rollouts,
+            config=config,
+            answer=self.answer,
+            gt_answer=None if self.gt_answer is None else str(self.gt_answer),
+            progress=progress,
+        )
         embedder = (
             registry.resolve("embedder", self.embedder)
             if registry.is_function("embedder", self.embedder)
             else self.embedder
         )
-        result = analyze(run, embedder, similarity_threshold=self.similarity_threshold,
-                         match_threshold=self.match_threshold, matrix=self.matrix, progress=progress)  # fmt: skip
+        result = analyze(
+            run,
+            embedder,
+            similarity_threshold=self.similarity_threshold,
+            match_threshold=self.match_threshold,
+            matrix=self.matrix,
+            progress=progress,
+        )
         result.save(out)
         return result
