@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
         source = ActivationStore.open(args.store)
         result = direct_logit_attribution(source, answer=answer, wrong=wrong, positions=positions)
-        first_prompt = 0
+        first_prompt: int | str = 0
     else:
         if (args.prompts is None) == (args.prompt is None):
             raise InterpError(

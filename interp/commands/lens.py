@@ -211,6 +211,8 @@ def run_train(args: argparse.Namespace) -> int:
     )
     lens.save(args.out)
     record = lens.training
+    if record is None:  # train_tuned_lens records every training it runs
+        raise InterpError(f"the tuned lens trained for {args.out} carries no training record.")
     print(
         f"tuned lens over {len(lens.sites)} sites trained on {record.n_tokens} tokens of {record.n_texts} texts in "
         f"{record.seconds:.0f} s; written to {args.out}"

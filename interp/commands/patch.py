@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     from interp.io import safe_name
     from interp.metrics import normalized
-    from interp.patching import activation_patching, attribution_patching_sites
+    from interp.patching import PatchingResult, activation_patching, attribution_patching_sites
     from interp.patching.inputs import model_device, pair_tokens
 
     model = load_model_from_args(args)
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     for site in sites:
         resolve_patch_site(site)
     methods = ("activation", "attribution") if args.method == "both" else (args.method,)
-    results = []
+    results: list[PatchingResult] = []
     if "attribution" in methods:
         results.extend(
             attribution_patching_sites(

@@ -30,7 +30,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     probe = add_subcommand(
         subparsers,
         "probe",
-        lambda args: probe.print_help() or 0,
+        None,
         help="Linear probes on h_last of every layer: train them on a store, or evaluate saved probes on another.",
         example=f"{TRAIN_EXAMPLE}\n  {CACHE_EXAMPLE}\n  {EVAL_EXAMPLE}",
     )

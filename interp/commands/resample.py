@@ -136,6 +136,7 @@ def run_command(args: argparse.Namespace) -> int:
     """``interp resample --model M --problem FILE [FILE ...] --n N --out DIR`` (or ``--problems FILE.jsonl``)."""
     from interp.distributed import check_enough_work, current_world, hide_launcher_environment
     from interp.resampling import LocalBackend, SamplingConfig, VLLMBackend
+    from interp.resampling.engine import Backend
 
     if (not args.problem and args.problems is None) or args.out is None:
         raise InterpError(
@@ -166,7 +167,7 @@ def run_command(args: argparse.Namespace) -> int:
             )
         if world.is_distributed:
             hide_launcher_environment()  # vLLM's own workers must not read torchrun's RANK / WORLD_SIZE as theirs
-        backend = VLLMBackend(args.model, tensor_parallel_size=args.tensor_parallel_size, seed=args.seed)
+        backend: Backend = VLLMBackend(args.model, tensor_parallel_size=args.tensor_parallel_size, seed=args.seed)
     else:
         args.device = world.device_for(args.device)
         backend = LocalBackend(load_model_from_args(args))

@@ -77,7 +77,8 @@ def toml_keys() -> str:
         + _keys(Experiment, skip={"name"})
     ]
     parts += [
-        f'analysis = "{name}": {cls.__doc__.strip()}\n' + _keys(cls, skip=common) for name, cls in ANALYSES.items()
+        f'analysis = "{name}": {(cls.__doc__ or "").strip()}\n' + _keys(cls, skip=common)
+        for name, cls in ANALYSES.items()
     ]
     spec = "\n".join(f"  {item.name}: {item.metadata.get('doc', '')}" for item in dataclasses.fields(DatasetSpec))
     return "\n\n".join([*parts, f"data-set tables (path = ... or call = ...):\n{spec}"])
@@ -89,7 +90,9 @@ def _keys(cls: type, prefix: str = "", skip: frozenset[str] | set[str] = frozens
     lines, tables = [], []
     for item in (item for item in dataclasses.fields(cls) if item.name not in skip):
         doc, options = item.metadata.get("doc", ""), type_options(item.type)
-        nested = next((option for option in options if dataclasses.is_dataclass(option)), None)
+        nested = next(
+            (option for option in options if isinstance(option, type) and dataclasses.is_dataclass(option)), None
+        )
         if table_type(options[0]) is not None:
             lines.append(f"  [{prefix}{item.name}.NAME]  {doc} (data-set tables)")
         elif nested is DatasetSpec:

@@ -11,7 +11,7 @@ def register(subparsers) -> None:
     parser = add_subcommand(
         subparsers,
         "store",
-        lambda args: (parser.print_help(), 0)[1],
+        None,
         help="Inspect an activation store directory (made by `interp cache`).",
         example="interp store verify acts",
     )

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from interp import defaults
 from interp.checks import check_numbers
@@ -92,6 +92,8 @@ class DatasetSpec:
             from interp.data import PromptSet
 
             records = [dict(record) for record in PromptSet.from_file(self.path, text_field=self.text_field).records]
+        elif self.call is None:  # refused by __post_init__
+            raise InterpError("a data set needs exactly one of `path` (a file) or `call` (a registered data loader).")
         else:
             records = registry.resolve("data", self.call)(**dict(self.kwargs))
             if not isinstance(records, (list, tuple)) or not all(isinstance(r, Mapping) for r in records):
@@ -190,6 +192,17 @@ class Experiment:
         return result
 
 
+def positions_argument(positions: str | tuple[int, ...]) -> Literal["last", "all"] | list[int]:
+    """A config's ``positions`` as the analyses take them: 'last', 'all' or a list of positions."""
+    if positions == "last":
+        return "last"
+    if positions == "all":
+        return "all"
+    if isinstance(positions, tuple):
+        return list(positions)
+    raise InterpError(f"positions must be 'last', 'all' or a list of integers, got {positions!r}.")
+
+
 def resolve_judge(spec: str | None) -> Callable | None:
     """A judge ``f(record, response) -> bool`` from its registered name (None for 'keyword': the keyword rule only)."""
     return None if spec is None or spec == "keyword" else registry.resolve("judge", spec)
@@ -249,12 +262,13 @@ def _value(kind: Any, value: Any, key: str, where: str) -> Any:
     """``value`` checked against the field type ``kind`` (nested tables built), or a one-line error."""
     table = f"[{key}]" if where == "the config" else f"{where[:-1]}.{key}]"
     for option in type_options(kind):
-        if dataclasses.is_dataclass(option):
+        if isinstance(option, type) and dataclasses.is_dataclass(option):
             return build(option, value, table)
-        if table_type(option) is not None:
+        nested = table_type(option)
+        if nested is not None:
             if not isinstance(value, Mapping):
                 raise InterpError(f"{key!r} in {where} must be a table of [{key}.NAME] tables, got {value!r}.")
-            return {name: build(table_type(option), spec, f"{table[:-1]}.{name}]") for name, spec in value.items()}
+            return {name: build(nested, spec, f"{table[:-1]}.{name}]") for name, spec in value.items()}
     converted = _convert(kind, value)
     if converted is _BAD:
         raise InterpError(f"{key!r} in {where} must be {_describe(kind)}, got {value!r}.")
@@ -311,7 +325,7 @@ def _describe(kind: Any) -> str:
 
 def absolute_paths(config: Any, base: Path) -> Any:
     """``config`` with every relative path (data-set files, store directories) made absolute from ``base``."""
-    changes = {}
+    changes: dict[str, Any] = {}
     for item in dataclasses.fields(config):
         value = getattr(config, item.name)
         if item.metadata.get("path") and isinstance(value, str) and not Path(value).is_absolute():

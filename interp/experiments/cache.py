@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from interp import defaults
-from interp.experiments.base import DatasetSpec, Experiment, doc
+from interp.experiments.base import DatasetSpec, Experiment, doc, positions_argument
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +40,7 @@ class CacheConfig(Experiment):
             model,
             self.prompts.prompts(model, self.chat_template),
             hooks=list(self.hooks),
-            positions=self.positions if isinstance(self.positions, str) else list(self.positions),
+            positions=positions_argument(self.positions),
             out=out / "store",
             batch_size=self.batch_size,
             dtype=self.store_dtype,

@@ -66,6 +66,10 @@ class InstructionsSpec:
 
         if self.path is not None:
             return read_instructions(self.path, label=label, column=self.column)
+        if self.call is None:  # refused by __post_init__
+            raise InterpError(
+                "an instruction set needs exactly one of `path` (a file) or `call` (a registered data loader)."
+            )
         records = registry.resolve("data", self.call)(**dict(self.kwargs))
         if not isinstance(records, (list, tuple)) or not records or not all(isinstance(r, Mapping) for r in records):
             raise InterpError(f"{self.describe()} must return a non-empty list of dicts, got {type(records).__name__}.")

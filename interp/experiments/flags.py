@@ -85,8 +85,10 @@ def flag_arguments(item: dataclasses.Field, flag: Flag = PLAIN) -> dict[str, Any
         keywords["default"] = default
     if item.metadata.get("choices"):
         keywords["choices"] = item.metadata["choices"]
-    if flag.metavar or flag.name:  # a renamed flag shows its own name, not the field's
-        keywords["metavar"] = flag.metavar or flag.name.lstrip("-").replace("-", "_").upper()
+    if flag.metavar:
+        keywords["metavar"] = flag.metavar
+    elif flag.name:  # a renamed flag shows its own name, not the field's
+        keywords["metavar"] = flag.name.lstrip("-").replace("-", "_").upper()
     listed = list_type(item.type)
     if options == [bool]:
         keywords["action"] = argparse.BooleanOptionalAction

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.experiments.base import DatasetSpec, Experiment, check_choices, doc
+from interp.experiments.base import DatasetSpec, Experiment, check_choices, doc, positions_argument
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,21 +47,22 @@ class LensConfig(Experiment):
         from interp.lens import LensResult, logit_lens
 
         def compute():
-            options = dict(
-                targets=list(self.targets) if isinstance(self.targets, tuple) else self.targets,
-                sites=list(self.sites),
-                top_k=self.top_k,
-            )
+            targets = list(self.targets) if isinstance(self.targets, tuple) else self.targets
             if self.store is not None:
                 from interp.store import ActivationStore
 
-                return logit_lens(ActivationStore.open(self.store), **options)
+                store = ActivationStore.open(self.store)
+                return logit_lens(store, targets=targets, sites=list(self.sites), top_k=self.top_k)
+            if self.prompts is None:  # refused by __post_init__
+                raise InterpError("a lens experiment needs a [prompts] table or `store`.")
             loaded = self.load_model(model)
             return logit_lens(
                 loaded,
                 self.prompts.prompts(loaded, self.chat_template),
-                positions=self.positions if isinstance(self.positions, str) else list(self.positions),
-                **options,
+                targets=targets,
+                sites=list(self.sites),
+                positions=positions_argument(self.positions),
+                top_k=self.top_k,
             )
 
         def write(result, directory: Path) -> None:

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from interp import defaults
 from interp.errors import InterpError
@@ -80,24 +80,46 @@ class PatchingConfig(Experiment):
             tokens.to(model_device(model))
             for tokens in pair_tokens(model, clean, self.corrupt.prompts(model, self.chat_template))
         )
-        answer, wrong = (
-            [str(v) for v in clean.field(name)] if name else value
-            for value, name in ((self.answer, self.answer_field), (self.wrong, self.wrong_field))
-        )
+
+        def answer_tokens(value: str | None, name: str | None, key: str) -> str | list[str]:
+            if name:
+                return [str(v) for v in clean.field(name)]
+            if value is None:  # refused by __post_init__
+                raise InterpError(f"metric {self.metric} needs `{key}` (a token) or `{key}_field`.")
+            return value
+
+        metric: metrics.Metric
         with torch.no_grad():
             if self.metric == "kl":
                 metric = metrics.kl_divergence(model(clean_tokens))
-            else:
-                metric = (
-                    metrics.logit_diff(answer, wrong, model.tokenizer)
-                    if self.metric == "logit_diff"
-                    else metrics.probability(answer, model.tokenizer)
+            elif self.metric == "logit_diff":
+                answer = answer_tokens(self.answer, self.answer_field, "answer")
+                metric = metrics.logit_diff(
+                    answer, answer_tokens(self.wrong, self.wrong_field, "wrong"), model.tokenizer
                 )
+            else:
+                metric = metrics.probability(answer_tokens(self.answer, self.answer_field, "answer"), model.tokenizer)
             if self.normalize:
                 metric = metrics.normalized(metric, model(clean_tokens), model(corrupt_tokens))
-        options = dict(site=self.site, by_position=self.by_position, direction=self.direction)
+        direction: Literal["denoising", "noising"] = "noising" if self.direction == "noising" else "denoising"
         if self.method == "attribution":
-            return attribution_patching(model, clean_tokens, corrupt_tokens, metric, **options)
+            return attribution_patching(
+                model,
+                clean_tokens,
+                corrupt_tokens,
+                metric,
+                site=self.site,
+                by_position=self.by_position,
+                direction=direction,
+            )
         return activation_patching(
-            model, clean_tokens, corrupt_tokens, metric, batch_size=self.batch_size, progress=progress, **options
+            model,
+            clean_tokens,
+            corrupt_tokens,
+            metric,
+            site=self.site,
+            by_position=self.by_position,
+            direction=direction,
+            batch_size=self.batch_size,
+            progress=progress,
         )

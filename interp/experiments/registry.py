@@ -144,6 +144,8 @@ def resolve(kind: str, spec: str, where: str = "") -> Callable:
         return _import(builtin)
     if ":" not in spec:
         point = _entry_point(kind, spec)
+        if point is None:  # check() found it: only a package uninstalled since then takes it away
+            raise InterpError(f"the {kind} plugin {spec!r}{where} is no longer installed.")
         try:
             function = point.load()
         except Exception as error:

@@ -59,12 +59,11 @@ class ResamplingConfig(Experiment):
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.directories import claim_directory
         from interp.resampling import Chain, LocalBackend, SamplingConfig, VLLMBackend, analyze, run_rollouts
+        from interp.resampling.engine import Backend
         from interp.resampling.io import read_run_manifest
 
         claim_directory(out, self.to_dict())
-        sampling = dict(
-            temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed
-        )
+        backend: Backend
         if self.backend == "vllm":
             backend = VLLMBackend(self.model, tensor_parallel_size=self.tensor_parallel_size, seed=self.seed)
         else:
@@ -73,13 +72,23 @@ class ResamplingConfig(Experiment):
         if solution is None and (rollouts / "run.json").exists():  # resuming: the chain the model wrote before
             solution = read_run_manifest(rollouts / "run.json")["solution"]
         if solution is None:
-            solution = backend.generate(self.prompt, 1, **sampling)[0]
+            solution = backend.generate(
+                self.prompt,
+                1,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                max_new_tokens=self.max_new_tokens,
+                seed=self.seed,
+            )[0]
         config = SamplingConfig(
             n=self.n,
             batch_size=self.batch_size or self.n,
             forced=self.forced,
             forced_max_new_tokens=self.forced_max_new_tokens,
-            **sampling,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
         )
         run = run_rollouts(
             backend,
