@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"interp: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = RESUME_HINTS.get(getattr(args, "command", None), "nothing half-written is left behind")
+        hint = RESUME_HINTS.get(getattr(args, "command", ""), "nothing half-written is left behind")
         print(f"interp: interrupted; {hint}", file=sys.stderr)
         return 130
     except SystemExit as exit_:  # argparse's own usage errors and --help

@@ -51,7 +51,7 @@ def experiment_dir(tmp_path, tiny_model_dirs) -> Path:
     (tmp_path / "experiment.toml").write_text(
         f"""
 name = "tiny"
-model = "{tiny_model_dirs['llama']}"
+model = "{tiny_model_dirs["llama"]}"
 device = "cpu"
 method = "snip"
 n_samples = 4
@@ -101,7 +101,9 @@ def test_toml_parses_into_the_config(experiment_dir):
     assert config.q == (0.05, 0.1) and config.p == (0.05,) and config.random_seeds == (0,)
     assert config.harmful.path == str(experiment_dir / "harmful.jsonl")  # relative to the TOML file
     assert set(config.categories) == {"locks", "bread"}
-    assert [row["text"] for row in config.categories["bread"].load()] == [row["text"] for row in HARMFUL if row["category"] == "bread"]
+    assert [row["text"] for row in config.categories["bread"].load()] == [
+        row["text"] for row in HARMFUL if row["category"] == "bread"
+    ]
     assert config.evaluation.tasks.path == str(experiment_dir / "tasks.jsonl")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.method = "wanda"  # type: ignore[misc]
@@ -117,11 +119,18 @@ def test_toml_parses_into_the_config(experiment_dir):
         ({"harmful": {"path": "a.jsonl", "call": "x:y"}}, "exactly one of `path`"),
         ({"categories": {"only": {"path": "a.jsonl"}}}, "at least two"),
         ({"evaluation": {"judge": "keyword"}}, "measures nothing"),
-        ({"evaluation": {"harmful": {"path": "a.jsonl"}, "benign_prompts": {"path": "a.jsonl"}}}, "need a benign_judge"),
+        (
+            {"evaluation": {"harmful": {"path": "a.jsonl"}, "benign_prompts": {"path": "a.jsonl"}}},
+            "need a benign_judge",
+        ),
     ],
 )
 def test_bad_config_is_a_clear_error(change, message):
-    data = {"harmful": {"path": "h.jsonl"}, "benign": {"path": "b.jsonl"}, "evaluation": {"harmful": {"path": "h.jsonl"}}}
+    data = {
+        "harmful": {"path": "h.jsonl"},
+        "benign": {"path": "b.jsonl"},
+        "evaluation": {"harmful": {"path": "h.jsonl"}},
+    }
     data.update(change)
     with pytest.raises(InterpError, match=message):
         parse_config(data)
@@ -142,14 +151,28 @@ def test_run_writes_every_point_and_the_overlaps(experiment_dir, load_tiny):
     result = run_experiment(config, experiment_dir / "out", progress=False)
     labels = [point.label for point in result.points]
     assert labels == [
-        "baseline", "set_difference_p0.05_q0.05", "random_p0.05_q0.05_seed0", "set_difference_p0.05_q0.1",
-        "random_p0.05_q0.1_seed0", "set_difference_locks_p0.05_q0.1", "set_difference_bread_p0.05_q0.1",
+        "baseline",
+        "set_difference_p0.05_q0.05",
+        "random_p0.05_q0.05_seed0",
+        "set_difference_p0.05_q0.1",
+        "random_p0.05_q0.1_seed0",
+        "set_difference_locks_p0.05_q0.1",
+        "set_difference_bread_p0.05_q0.1",
     ]
     for point in result.points:
-        assert {"harm_keyword_rate", "harm_judge_rate", "harm_judge_rate[locks]", "benign_loss", "task_accuracy"} <= set(point.metrics)
+        assert {
+            "harm_keyword_rate",
+            "harm_judge_rate",
+            "harm_judge_rate[locks]",
+            "benign_loss",
+            "task_accuracy",
+        } <= set(point.metrics)
     assert result["random_p0.05_q0.1_seed0"].n_pruned == result["set_difference_p0.05_q0.1"].n_pruned > 0
     assert result["set_difference_p0.05_q0.05"].fraction <= 0.05
-    assert [(e.a, e.b, e.mask) for e in result.overlaps] == [("locks", "bread", "set_difference"), ("locks", "bread", "top_k")]
+    assert [(e.a, e.b, e.mask) for e in result.overlaps] == [
+        ("locks", "bread", "set_difference"),
+        ("locks", "bread", "top_k"),
+    ]
     entry = result.overlaps[0]
     assert entry.overlap.n_total == sum(result.weight_sizes.values())
     assert entry.overlap.n_a == result["set_difference_locks_p0.05_q0.1"].n_pruned
@@ -208,26 +231,55 @@ def test_a_different_experiment_in_the_same_directory_is_refused(experiment_dir)
 def test_cli_run_and_prune(experiment_dir, tiny_model_dirs, capsys):
     assert main(["run", str(experiment_dir / "experiment.toml"), "--out", str(experiment_dir / "cli"), "--quiet"]) == 0
     output = capsys.readouterr().out
-    assert "set_difference_p0.05_q0.1" in output and "overlap (set difference) locks & bread" in output and "chance" in output
+    assert (
+        "set_difference_p0.05_q0.1" in output
+        and "overlap (set difference) locks & bread" in output
+        and "chance" in output
+    )
     assert (experiment_dir / "cli" / "result.json").exists()
 
-    args = ["prune", "--model", str(tiny_model_dirs["llama"]), "--device", "cpu", "--harmful", str(experiment_dir / "harmful.jsonl"),
-            "--benign", str(experiment_dir / "benign.jsonl"), "--method", "signed_snip", "--max-new-tokens", "4", "--quiet"]
-    assert main(args + ["--p", "0.05", "--q", "0.1", "--out", str(experiment_dir / "prune")]) == 0
+    args = [
+        "prune",
+        "--model",
+        str(tiny_model_dirs["llama"]),
+        "--device",
+        "cpu",
+        "--harmful",
+        str(experiment_dir / "harmful.jsonl"),
+        "--benign",
+        str(experiment_dir / "benign.jsonl"),
+        "--method",
+        "signed_snip",
+        "--max-new-tokens",
+        "4",
+        "--quiet",
+    ]
+    assert main([*args, "--p", "0.05", "--q", "0.1", "--out", str(experiment_dir / "prune")]) == 0
     assert (experiment_dir / "prune" / "masks" / "set_difference_p0.05_q0.1.safetensors").exists()
     assert (experiment_dir / "prune" / "scores" / "harmful.safetensors").exists()
     capsys.readouterr()
-    assert main(args + ["--p", "1.5", "--q", "0.1", "--out", str(experiment_dir / "bad")]) == 2
+    assert main([*args, "--p", "1.5", "--q", "0.1", "--out", str(experiment_dir / "bad")]) == 2
     assert r"p must be a fraction in (0, 1]" in capsys.readouterr().err
     _write(experiment_dir / "no_response.jsonl", [{"text": "how do i bake bread ?"}])
-    assert main(args[:6] + [str(experiment_dir / "no_response.jsonl")] + args[7:] + ["--out", str(experiment_dir / "bad2")]) == 2
+    assert (
+        main([*args[:6], str(experiment_dir / "no_response.jsonl"), *args[7:], "--out", str(experiment_dir / "bad2")])
+        == 2
+    )
     assert "has no response" in capsys.readouterr().err
 
 
 def test_run_help_documents_the_toml_keys(capsys):
     assert main(["run", "--help"]) == 0
     text = capsys.readouterr().out
-    for key in ("method = 'signed_snip'", "random_seeds =", "[evaluation]", "evaluation.judge =", "[categories.NAME]", "kwargs:", "where:"):
+    for key in (
+        "method = 'signed_snip'",
+        "random_seeds =",
+        "[evaluation]",
+        "evaluation.judge =",
+        "[categories.NAME]",
+        "kwargs:",
+        "where:",
+    ):
         assert key in text, key
 
 
@@ -239,10 +291,14 @@ def test_bundled_circuit_parses():
 
 
 def test_small_harm_pruning_run_on_the_organism(tmp_path):
-    """circuits/harm_pruning/harm_pruning.toml, small: pruning lowers triggered harmful content more than a random mask."""
+    """circuits/harm_pruning/harm_pruning.toml, small: pruning lowers triggered harmful content more than a random
+    mask."""
     organisms = pytest.importorskip("interp.organisms", reason="the organisms package is not installed")
     if "default" not in organisms.available_organisms():
-        pytest.skip("the bundled organism (assets/organisms/default) is not trained yet: run `interp organism train --out assets/organisms/default`")
+        pytest.skip(
+            "the bundled organism (assets/organisms/default) is not trained yet: run `interp organism train --out "
+            "assets/organisms/default`"
+        )
     config = load_config(CIRCUIT)
     small_eval = dataclasses.replace(
         config.evaluation,
@@ -252,7 +308,9 @@ def test_small_harm_pruning_run_on_the_organism(tmp_path):
         benign_pairs=dataclasses.replace(config.evaluation.benign_pairs, limit=24),
         tasks=dataclasses.replace(config.evaluation.tasks, limit=16),
     )
-    config = dataclasses.replace(config, n_samples=32, q=(max(config.q),), p=(config.p[0],), evaluation=small_eval, evaluate_categories=False)
+    config = dataclasses.replace(
+        config, n_samples=32, q=(max(config.q),), p=(config.p[0],), evaluation=small_eval, evaluate_categories=False
+    )
     result = run_experiment(config, tmp_path / "run", progress=False)
     label = f"set_difference_p{config.p[0]:g}_q{config.q[0]:g}"
     drop = -result.change(label, "harm_judge_rate")
@@ -265,8 +323,14 @@ def test_small_harm_pruning_run_on_the_organism(tmp_path):
 # ---- experiments of every analysis (interp run with analysis = ...) ---------------------------------
 
 IOI = [
-    ("when mary and john went to the store , john gave a drink to", "when mary and john went to the store , mary gave a drink to"),
-    ("when john and mary went to the store , mary gave a drink to", "when john and mary went to the store , john gave a drink to"),
+    (
+        "when mary and john went to the store , john gave a drink to",
+        "when mary and john went to the store , mary gave a drink to",
+    ),
+    (
+        "when john and mary went to the store , mary gave a drink to",
+        "when john and mary went to the store , john gave a drink to",
+    ),
 ]
 
 
@@ -289,7 +353,10 @@ def _toml(directory: Path, name: str, text: str) -> Path:
 
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
-    _write(tmp_path / "prompts.jsonl", [{"text": row["text"], "label": "harmful" if i % 2 else "benign"} for i, row in enumerate(HARMFUL + HARMFUL)])
+    _write(
+        tmp_path / "prompts.jsonl",
+        [{"text": row["text"], "label": "harmful" if i % 2 else "benign"} for i, row in enumerate(HARMFUL + HARMFUL)],
+    )
     _write(tmp_path / "clean.jsonl", [{"text": clean} for clean, _ in IOI])
     _write(tmp_path / "corrupt.jsonl", [{"text": corrupt} for _, corrupt in IOI])
     return tmp_path
@@ -298,21 +365,43 @@ def data_dir(tmp_path) -> Path:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('analysis = "lense"', "unknown analysis 'lense' in the config. Did you mean 'lens'? Known analyses: cache, lens, patching, probes, resampling, pruning, directions, recognition."),
-        ('analysis = "lens"\ntop_kk = 3\n[prompts]\npath = "p.jsonl"', "unknown key 'top_kk' in the config. Did you mean 'top_k'?"),
+        (
+            'analysis = "lense"',
+            "unknown analysis 'lense' in the config. Did you mean 'lens'? Known analyses: cache, lens, patching, "
+            "probes, resampling, pruning, directions, recognition.",
+        ),
+        (
+            'analysis = "lens"\ntop_kk = 3\n[prompts]\npath = "p.jsonl"',
+            "unknown key 'top_kk' in the config. Did you mean 'top_k'?",
+        ),
         ('analysis = "lens"\n[prompts]\npth = "p.jsonl"', "unknown key 'pth' in [prompts]. Did you mean 'path'?"),
-        ('analysis = "lens"\ntop_k = "five"\n[prompts]\npath = "p.jsonl"', "'top_k' in the config must be an integer, got 'five'."),
-        ('analysis = "lens"\nsites = ["resid_pre", 3]\n[prompts]\npath = "p.jsonl"', "'sites' in the config must be a list of strings, got ['resid_pre', 3]."),
-        ('analysis = "lens"\n[prompts]\npath = "p.jsonl"\nlimit = 2.5', "'limit' in [prompts] must be an integer, got 2.5."),
+        (
+            'analysis = "lens"\ntop_k = "five"\n[prompts]\npath = "p.jsonl"',
+            "'top_k' in the config must be an integer, got 'five'.",
+        ),
+        (
+            'analysis = "lens"\nsites = ["resid_pre", 3]\n[prompts]\npath = "p.jsonl"',
+            "'sites' in the config must be a list of strings, got ['resid_pre', 3].",
+        ),
+        (
+            'analysis = "lens"\n[prompts]\npath = "p.jsonl"\nlimit = 2.5',
+            "'limit' in [prompts] must be an integer, got 2.5.",
+        ),
         ('analysis = "lens"\nprompts = "p.jsonl"', "[prompts] must be a table, got str 'p.jsonl'."),
         ('analysis = "cache"\nhooks = ["resid_post"]', "the config is missing 'prompts'."),
         ('analysis = "lens"\ntargets = " a"', "exactly one of a [prompts] table or `store`"),
-        ('analysis = "patching"\nmetric = "logits"\n[clean]\npath = "c"\n[corrupt]\npath = "d"', "metric must be logit_diff, probability or kl, got 'logits'."),
+        (
+            'analysis = "patching"\nmetric = "logits"\n[clean]\npath = "c"\n[corrupt]\npath = "d"',
+            "metric must be logit_diff, probability or kl, got 'logits'.",
+        ),
         ('analysis = "patching"\n[clean]\npath = "c"\n[corrupt]\npath = "d"', "metric logit_diff needs `answer`"),
         ('analysis = "probes"\nstore = "s"\ncv = true', "'cv' in the config must be an integer, got True."),
         ('analysis = "resampling"\nn = 4', "the config is missing 'prompt'."),
         ("evaluation = 3\n[harmful]\npath = 'h'\n[benign]\npath = 'b'", "[evaluation] must be a table, got int 3."),
-        ("p = 'small'\n[harmful]\npath = 'h'\n[benign]\npath = 'b'\n[evaluation.harmful]\npath = 'h'", "'p' in the config must be a list of numbers, got 'small'."),
+        (
+            "p = 'small'\n[harmful]\npath = 'h'\n[benign]\npath = 'b'\n[evaluation.harmful]\npath = 'h'",
+            "'p' in the config must be a list of numbers, got 'small'.",
+        ),
     ],
 )
 def test_every_analysis_validates_its_toml_in_one_line(tmp_path, capsys, text, message):
@@ -326,30 +415,48 @@ def test_every_analysis_validates_its_toml_in_one_line(tmp_path, capsys, text, m
 
 
 def test_overrides_set_any_key_with_a_toml_value(experiment_dir):
-    config = load_config(experiment_dir / "experiment.toml", overrides=["q=[0.2]", "n_samples=2", "evaluation.harmful.limit=1", "method=wanda", "categories={}"])
+    config = load_config(
+        experiment_dir / "experiment.toml",
+        overrides=["q=[0.2]", "n_samples=2", "evaluation.harmful.limit=1", "method=wanda", "categories={}"],
+    )
     assert config.q == (0.2,) and config.n_samples == 2 and config.method == "wanda" and config.categories == {}
-    assert config.evaluation.harmful.limit == 1 and config.evaluation.harmful.path == str(experiment_dir / "harmful.jsonl")
+    assert config.evaluation.harmful.limit == 1 and config.evaluation.harmful.path == str(
+        experiment_dir / "harmful.jsonl"
+    )
     with pytest.raises(InterpError, match=r"--set 'n_samples': use KEY=VALUE"):
         load_config(experiment_dir / "experiment.toml", overrides=["n_samples"])
     with pytest.raises(InterpError, match="'n_samples' in the config must be an integer, got 'many'"):
         load_config(experiment_dir / "experiment.toml", overrides=["n_samples=many"])
 
 
-def test_lens_experiment_is_skipped_when_done_and_recomputed_when_changed(data_dir, tiny_model_dirs, monkeypatch, capsys):
+def test_lens_experiment_is_skipped_when_done_and_recomputed_when_changed(
+    data_dir, tiny_model_dirs, monkeypatch, capsys
+):
     import interp.lens as lens_module
     from interp.lens import LensResult
 
     calls = []
     real = lens_module.logit_lens
-    monkeypatch.setattr(lens_module, "logit_lens", lambda *args, **kwargs: calls.append(kwargs) or real(*args, **kwargs))
-    path = _toml(data_dir, "lens", f'analysis = "lens"\nmodel = "{tiny_model_dirs["llama"]}"\ndevice = "cpu"\ntop_k = 3\n[prompts]\npath = "prompts.jsonl"\nlimit = 3\n')
+    monkeypatch.setattr(
+        lens_module, "logit_lens", lambda *args, **kwargs: calls.append(kwargs) or real(*args, **kwargs)
+    )
+    path = _toml(
+        data_dir,
+        "lens",
+        f'analysis = "lens"\nmodel = "{tiny_model_dirs["llama"]}"\ndevice = "cpu"\ntop_k = 3\n[prompts]\npath = '
+        '"prompts.jsonl"\nlimit = 3\n',
+    )
     out = data_dir / "lens_out"
     assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
     assert "lens experiment 'lens' in" in capsys.readouterr().out
     saved = LensResult.load(out)
     assert len(saved.prompts) == 3 and saved.top_tokens and len(saved.top_tokens[0][0][0]) == 3
     record = json.loads((out / "config.json").read_text())
-    assert record["analysis"] == "lens" and record["top_k"] == 3 and record["prompts"]["path"] == str(data_dir / "prompts.jsonl")
+    assert (
+        record["analysis"] == "lens"
+        and record["top_k"] == 3
+        and record["prompts"]["path"] == str(data_dir / "prompts.jsonl")
+    )
     assert (out / "lens.html").exists() and len(calls) == 1
 
     assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
@@ -367,10 +474,17 @@ def test_cache_resumes_and_probes_read_its_store(data_dir, tiny_model_dirs, monk
     from interp.store import ActivationStore
 
     model = f'model = "{tiny_model_dirs["llama"]}"\ndevice = "cpu"\n'
-    cache = _toml(data_dir, "cache", f'analysis = "cache"\n{model}hooks = ["embed", "resid_post"]\nbatch_size = 2\n[prompts]\npath = "prompts.jsonl"\n')
+    cache = _toml(
+        data_dir,
+        "cache",
+        f'analysis = "cache"\n{model}hooks = ["embed", "resid_post"]\nbatch_size = 2\n[prompts]\npath = '
+        '"prompts.jsonl"\n',
+    )
     assert main(["run", str(cache), "--out", str(data_dir / "acts"), "--quiet"]) == 0
     store = ActivationStore.open(data_dir / "acts" / "store")
-    assert store.n_prompts == 2 * len(HARMFUL) and json.loads((data_dir / "acts" / "config.json").read_text())["hooks"] == ["embed", "resid_post"]
+    assert store.n_prompts == 2 * len(HARMFUL) and json.loads((data_dir / "acts" / "config.json").read_text())[
+        "hooks"
+    ] == ["embed", "resid_post"]
     assert main(["run", str(cache), "--out", str(data_dir / "acts"), "--quiet"]) == 0  # complete: reused
     with pytest.raises(InterpError, match=r"holds a different experiment \(changed: batch_size\)"):
         run_experiment(load_config(cache, overrides=["batch_size=4"]), data_dir / "acts", progress=False)
@@ -382,15 +496,22 @@ def test_cache_resumes_and_probes_read_its_store(data_dir, tiny_model_dirs, monk
     assert isinstance(result, ProbeResult) and ProbeResult.load(data_dir / "probes_out").hooks == result.hooks
     import interp.probes as probes_module
 
-    monkeypatch.setattr(probes_module, "train_probes", lambda *args, **kwargs: pytest.fail("a finished probe experiment was trained again"))
+    monkeypatch.setattr(
+        probes_module,
+        "train_probes",
+        lambda *args, **kwargs: pytest.fail("a finished probe experiment was trained again"),
+    )
     assert run_experiment(config, data_dir / "probes_out", progress=False).hooks == result.hooks
 
 
 def test_patching_experiment_writes_its_result_and_config(data_dir, tiny_model_dirs):
     from interp.patching import PatchingResult
 
-    path = _toml(data_dir, "patch", f'''analysis = "patching"
-model = "{tiny_model_dirs['llama']}"
+    path = _toml(
+        data_dir,
+        "patch",
+        f'''analysis = "patching"
+model = "{tiny_model_dirs["llama"]}"
 device = "cpu"
 answer = " mary"
 wrong = " john"
@@ -399,7 +520,8 @@ by_position = false
 path = "clean.jsonl"
 [corrupt]
 path = "corrupt.jsonl"
-''')
+''',
+    )
     result = run_experiment(load_config(path), data_dir / "patch_out", progress=False)
     assert result.method == "activation" and result.site == "resid_pre" and result.axes == ("layer",)
     assert PatchingResult.load(data_dir / "patch_out").values.shape == result.values.shape
@@ -409,8 +531,11 @@ path = "corrupt.jsonl"
 def test_resampling_experiment_resumes_its_rollouts(data_dir, tiny_model_dirs, monkeypatch):
     import interp.resampling as resampling_module
 
-    path = _toml(data_dir, "resample", f'''analysis = "resampling"
-model = "{tiny_model_dirs['llama']}"
+    path = _toml(
+        data_dir,
+        "resample",
+        f'''analysis = "resampling"
+model = "{tiny_model_dirs["llama"]}"
 device = "cpu"
 prompt = "Q: what is 2 + 2 ? <think>\\n"
 solution = "I add two and two. That makes four.</think> the answer is 4"
@@ -421,7 +546,8 @@ max_new_tokens = 4
 forced = false
 matrix = false
 embedder = "test_experiments:one_hot_embedder"
-''')
+''',
+    )
     config = load_config(path)
     with pytest.raises(InterpError, match="--allow-imports"):  # an import path runs only when asked for
         run_experiment(config, data_dir / "rs", progress=False)
@@ -429,7 +555,11 @@ embedder = "test_experiments:one_hot_embedder"
     assert result.sentences == ("I add two and two.", "That makes four.")
     rollouts = (data_dir / "rs" / "rollouts" / "rollouts.jsonl").read_text()
     assert len(rollouts.splitlines()) == 2 * 3 and (data_dir / "rs" / "result.json").exists()
-    monkeypatch.setattr(resampling_module.LocalBackend, "generate", lambda *args, **kwargs: pytest.fail("finished rollouts were sampled again"))
+    monkeypatch.setattr(
+        resampling_module.LocalBackend,
+        "generate",
+        lambda *args, **kwargs: pytest.fail("finished rollouts were sampled again"),
+    )
     assert run_experiment(config, data_dir / "rs", progress=False, allow_imports=True).sentences == result.sentences
     assert (data_dir / "rs" / "rollouts" / "rollouts.jsonl").read_text() == rollouts
 
@@ -469,7 +599,9 @@ def circuits_layout_problems(circuits: Path) -> list[str]:
         if not readme.is_file():
             problems.append(f"{name}/: no README.md")
         elif not commands:
-            problems.append(f"{name}/README.md: names no command that reproduces it (python circuits/... or interp run ...)")
+            problems.append(
+                f"{name}/README.md: names no command that reproduces it (python circuits/... or interp run ...)"
+            )
         for command in dict.fromkeys(commands):
             if not (root / command).is_file():
                 problems.append(f"{name}/README.md: {command} does not exist")
@@ -500,14 +632,15 @@ def test_a_broken_circuits_layout_is_reported(tmp_path):
     circuits = tmp_path / "circuits"
     planted = {
         "good/README.md": "Experiment: `python circuits/good/good.py --out runs/good`, or\n"
-                          "`interp run circuits/good/good.toml --out DIR`.\n",
+        "`interp run circuits/good/good.toml --out DIR`.\n",
         "good/good.py": "print('ok')\n",
         "good/good.toml": 'analysis = "lens"\ntargets = " sure"\n[prompts]\npath = "p.jsonl"\n',
         "good/results/notes.md": "a subfolder of results is fine\n",
         "stray.py": "print('beside the folders')\n",
         "no_readme/no_readme.py": "print('ok')\n",
         "silent/README.md": "Numbers, but no command.\n",
-        "bad/README.md": "`python circuits/bad/bad.py`, `interp run circuits/bad/bad.toml`, `python circuits/bad/gone.py`.\n",
+        "bad/README.md": "`python circuits/bad/bad.py`, `interp run circuits/bad/bad.toml`, "
+        "`python circuits/bad/gone.py`.\n",
         "bad/bad.py": "def broken(:\n",
         "bad/bad.toml": "analysis = [unclosed\n",
         "bad/other.toml": 'analysis = "lens"\ntargets = " sure"\n[prompts]\npath = "p.jsonl"\n',
@@ -534,7 +667,10 @@ def test_a_broken_circuits_layout_is_reported(tmp_path):
 
 @pytest.mark.parametrize(
     ("folder", "overrides"),
-    [("snip_sweep", ["evaluate_categories=false", "method=snip", "p=[0.01, 0.1, 0.3]"]), ("signed_snip_p0.01_q0.01", ["evaluate_categories=false", "q=[0.01]"])],
+    [
+        ("snip_sweep", ["evaluate_categories=false", "method=snip", "p=[0.01, 0.1, 0.3]"]),
+        ("signed_snip_p0.01_q0.01", ["evaluate_categories=false", "q=[0.01]"]),
+    ],
 )
 def test_harm_pruning_findings_came_from_the_circuit_toml(folder, overrides):
     """circuits/harm_pruning/FOLDER/config.json is the finding's harm_pruning.toml with the overrides its README names
@@ -546,14 +682,21 @@ def test_harm_pruning_findings_came_from_the_circuit_toml(folder, overrides):
 
 
 def _recorded_part(current, recorded, added: list) -> dict:
-    """``current`` without the keys added since ``recorded`` was written; each added key must hold its neutral default."""
+    """``current`` without the keys added since ``recorded`` was written; each added key must hold its neutral
+    default."""
     kept = {}
     for key, value in current.items():
         if key == "analysis" or key in recorded:
-            kept[key] = _recorded_part(value, recorded[key], added) if isinstance(value, dict) and isinstance(recorded.get(key), dict) else value
+            kept[key] = (
+                _recorded_part(value, recorded[key], added)
+                if isinstance(value, dict) and isinstance(recorded.get(key), dict)
+                else value
+            )
         else:
             added.append(key)
-            assert value in (None, 0, False, 3, {}), f"key {key!r} was added with a default that changes the run: {value!r}"
+            assert value in (None, 0, False, 3, {}), (
+                f"key {key!r} was added with a default that changes the run: {value!r}"
+            )
     return kept
 
 
@@ -561,16 +704,35 @@ def test_harm_pruning_circuit_runs_at_a_tiny_size_through_interp_run(tmp_path, c
     """circuits/harm_pruning/harm_pruning.toml through the dispatch, shrunk with --set: every point and overlap."""
     organisms = pytest.importorskip("interp.organisms", reason="the organisms package is not installed")
     if "default" not in organisms.available_organisms():
-        pytest.skip("the bundled organism (assets/organisms/default) is not trained yet: run `interp organism train --out assets/organisms/default`")
-    tiny = ["n_samples=4", "q=[0.01]", "evaluate_categories=false", "evaluation.max_new_tokens=8", "evaluation.task_max_new_tokens=8"]
+        pytest.skip(
+            "the bundled organism (assets/organisms/default) is not trained yet: run `interp organism train --out "
+            "assets/organisms/default`"
+        )
+    tiny = [
+        "n_samples=4",
+        "q=[0.01]",
+        "evaluate_categories=false",
+        "evaluation.max_new_tokens=8",
+        "evaluation.task_max_new_tokens=8",
+    ]
     tiny += [f"evaluation.{name}.limit=4" for name in ("harmful", "benign_prompts", "benign_pairs", "tasks")]
     tiny += [f"categories.{name}.limit=4" for name in ("weapons", "cyber", "benign_a", "benign_b")]
-    argv = ["run", str(CIRCUIT), "--out", str(tmp_path / "run"), "--quiet"] + [part for item in tiny for part in ("--set", item)]
+    argv = ["run", str(CIRCUIT), "--out", str(tmp_path / "run"), "--quiet"] + [
+        part for item in tiny for part in ("--set", item)
+    ]
     assert main(argv) == 0
     output = capsys.readouterr().out
-    assert "set_difference_p0.01_q0.01" in output and "random_p0.01_q0.01_seed0" in output and "overlap (set difference) weapons & cyber" in output
+    assert (
+        "set_difference_p0.01_q0.01" in output
+        and "random_p0.01_q0.01_seed0" in output
+        and "overlap (set difference) weapons & cyber" in output
+    )
     result = PruningResult.load(tmp_path / "run")
-    assert [point.label for point in result.points] == ["baseline", "set_difference_p0.01_q0.01", "random_p0.01_q0.01_seed0"]
+    assert [point.label for point in result.points] == [
+        "baseline",
+        "set_difference_p0.01_q0.01",
+        "random_p0.01_q0.01_seed0",
+    ]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["n_samples"] == 4
 
 
@@ -588,10 +750,20 @@ def test_prune_flags_the_config_and_the_library_share_their_defaults():
     signature = {name: parameter.default for name, parameter in inspect.signature(run_sweep).parameters.items()}
     scores = inspect.signature(importance_scores).parameters
     assert args.method == fields["method"] == signature["method"] == scores["method"].default == defaults.PRUNE_METHOD
-    assert args.batch_size == fields["batch_size"] == signature["batch_size"] == scores["batch_size"].default == defaults.PRUNE_BATCH_SIZE
+    assert (
+        args.batch_size
+        == fields["batch_size"]
+        == signature["batch_size"]
+        == scores["batch_size"].default
+        == defaults.PRUNE_BATCH_SIZE
+    )
     assert args.n_samples == fields["n_samples"] == signature["n_samples"] == defaults.PRUNE_N_SAMPLES
     assert (args.p,) == fields["p"] == tuple(signature["p"]) and (args.q,) == fields["q"] == tuple(signature["q"])
-    assert tuple(int(seed) for seed in args.random_seeds.split(",")) == fields["random_seeds"] == tuple(signature["random_seeds"])
+    assert (
+        tuple(int(seed) for seed in args.random_seeds.split(","))
+        == fields["random_seeds"]
+        == tuple(signature["random_seeds"])
+    )
     evaluation = {item.name: item.default for item in dataclasses.fields(EvaluationConfig)}
     evaluator = {item.name: item.default for item in dataclasses.fields(PruningEvaluator)}
     for name in ("max_new_tokens", "task_max_new_tokens", "batch_size"):
@@ -605,7 +777,10 @@ def test_a_model_directory_written_relative_to_the_toml_is_resolved_from_it(tmp_
     folder = tmp_path / "circuits"
     folder.mkdir()
     path = folder / "x.toml"
-    path.write_text('analysis = "pruning"\nmodel = "../runs/model"\n[harmful]\npath = "h.jsonl"\n[benign]\npath = "b.jsonl"\n[evaluation.tasks]\npath = "t.jsonl"\n')
+    path.write_text(
+        'analysis = "pruning"\nmodel = "../runs/model"\n[harmful]\npath = "h.jsonl"\n[benign]\npath = '
+        '"b.jsonl"\n[evaluation.tasks]\npath = "t.jsonl"\n'
+    )
     assert load_config(path).model == str((tmp_path / "runs" / "model").resolve())
     path.write_text(path.read_text().replace('"../runs/model"', '"qwen2.5-coder-0.5b-instruct"'))
     assert load_config(path).model == "qwen2.5-coder-0.5b-instruct", "a registered name is left as it is"

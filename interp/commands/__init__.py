@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = CheckedParser(
         prog="interp",
-        description="Mechanistic-interpretability workbench: cache activations, logit lens, direct logit attribution, patching, pruning, probes, CoT resampling.",
+        description="Mechanistic-interpretability workbench: cache activations, logit lens, direct logit attribution, "
+        "patching, pruning, probes, CoT resampling.",
         epilog="example:\n  interp cache --model organism --prompts prompts.jsonl --hooks resid_post --out acts",
         formatter_class=HelpFormatter,
     )

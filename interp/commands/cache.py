@@ -7,15 +7,20 @@ Under ``torchrun --nproc-per-node N -m interp cache ...`` the N ranks share the 
 import argparse
 from pathlib import Path
 
-from interp import defaults
 from interp.commands.common import (
     add_model_arguments,
     add_prompt_arguments,
     add_subcommand,
+    comma_words,
     load_model_from_args,
     load_prompts_from_args,
     parse_positions,
 )
+from interp.experiments.cache import CacheConfig
+from interp.experiments.flags import add_config_flags
+
+# the flags of CacheConfig's fields (its data set is --prompts FILE)
+CONFIG_FLAGS = ("hooks", "positions", "batch_size", "shard_size", "store_dtype", "chat_template")
 
 
 def register(subparsers) -> None:
@@ -24,36 +29,25 @@ def register(subparsers) -> None:
         "cache",
         run,
         help="Run a model over a prompt file and cache activations to a store directory (sharded safetensors).",
-        example="interp cache --model organism --prompts prompts.jsonl --hooks resid_post,z --positions last --out acts\n"
-        "  torchrun --nproc-per-node 4 -m interp cache --model organism --prompts prompts.jsonl --out acts   # 4 ranks share the shards",
+        example="interp cache --model organism --prompts prompts.jsonl --hooks resid_post,z --positions last "
+        "--out acts\n"
+        "  torchrun --nproc-per-node 4 -m interp cache --model organism --prompts prompts.jsonl --out acts   # 4 "
+        "ranks share the shards",
     )
     add_model_arguments(parser)
     parser.add_argument(
         "--prompts",
         required=True,
         type=Path,
-        help='prompt file: .jsonl (one {"text": ...} per line), .csv (with a text column) or .txt (one prompt per line)',
+        help='prompt file: .jsonl (one {"text": ...} per line), .csv (with a text column) '
+        "or .txt (one prompt per line)",
     )
-    parser.add_argument(
-        "--hooks",
-        default="resid_post",
-        help="comma-separated hook names or shorthands (resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, q, k, v, pattern, embed)",
-    )
-    parser.add_argument(
-        "--positions",
-        default="last",
-        help="'last', 'all', or comma-separated positions like '0,-1' (negative counts from each prompt's end)",
-    )
+    add_config_flags(parser, CacheConfig, CONFIG_FLAGS)
     parser.add_argument("--out", required=True, type=Path, help="store directory to create (or to resume)")
-    parser.add_argument("--batch-size", type=int, default=defaults.CACHE_BATCH_SIZE, help="prompts per forward pass")
-    parser.add_argument("--shard-size", type=int, default=None, help="prompts per shard file (default: 8 batches)")
-    parser.add_argument(
-        "--store-dtype", default=None, help="storage dtype: float32, bfloat16 or float16 (default: the model's)"
-    )
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run in --out, keeping its finished shards"
     )
-    add_prompt_arguments(parser)
+    add_prompt_arguments(parser, chat_template=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         store = cache_activations(
             model,
             prompts,
-            hooks=[name for name in args.hooks.split(",") if name.strip()],
+            hooks=comma_words(args.hooks),
             positions=positions,
             out=args.out,
             batch_size=args.batch_size,

@@ -5,6 +5,7 @@ Nothing here imports torch: the loaders import the library inside their bodies.
 
 import argparse
 import functools
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,24 +38,29 @@ class CheckedParser(argparse.ArgumentParser):
         namespace, extras = super().parse_known_args(args, namespace)
         check_numbers(vars(namespace), flag=True)
         handler = getattr(namespace, "handler", None)
-        if handler is not None and not getattr(handler, "checked", False):
+        if handler is not None and handler not in _CHECKED:
             namespace.handler = _checked(handler)
         return namespace, extras
 
 
-def writes_file(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+Handler = Callable[[argparse.Namespace], int]
+_WRITES_FILE: "weakref.WeakSet[Handler]" = weakref.WeakSet()  # handlers whose --out is a file, not a directory
+_CHECKED: "weakref.WeakSet[Handler]" = weakref.WeakSet()  # handlers wrapped by _checked
+
+
+def writes_file(handler: Handler) -> Handler:
     """Mark a handler whose ``--out`` names a file to write (not a directory)."""
-    handler.out_kind = "file"
+    _WRITES_FILE.add(handler)
     return handler
 
 
-def _checked(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def _checked(handler: Handler) -> Handler:
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
         from interp.checks import FILESYSTEM_FIXES, check_output_path, filesystem_error
 
         for name in OUTPUT_FLAGS:
-            kind = getattr(handler, "out_kind", "directory") if name == "out" else "directory"
+            kind = "file" if name == "out" and handler in _WRITES_FILE else "directory"
             check_output_path(getattr(args, name, None), flag=f"--{name.replace('_', '-')}", kind=kind)
         try:
             return handler(args)
@@ -70,19 +76,27 @@ def _checked(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
                 raise filesystem_error(error, " or ".join(outputs) or None) from error
             raise  # a library's own OSError, not about a path: its message is kept
 
-    run.checked = True
+    _CHECKED.add(run)
     return run
 
 
-def add_subcommand(
-    subparsers, name: str, handler: Callable[[argparse.Namespace], int], help: str, example: str
-) -> argparse.ArgumentParser:
-    """Register a subcommand whose --help ends with a runnable example."""
+def add_subcommand(subparsers, name: str, handler: Handler | None, help: str, example: str) -> argparse.ArgumentParser:
+    """Register a subcommand whose --help ends with a runnable example (``handler`` None: it prints that help)."""
     parser = subparsers.add_parser(
         name, help=help, description=help, epilog=f"example:\n  {example}", formatter_class=HelpFormatter
     )
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=handler or _help_of(parser))
     return parser
+
+
+def _help_of(parser: argparse.ArgumentParser) -> Handler:
+    """A handler that prints ``parser``'s help: a command given without one of its subcommands."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return show
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,14 +107,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", help="model dtype: float32, bfloat16 or float16")
 
 
-def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+def add_prompt_arguments(parser: argparse.ArgumentParser, label_field: bool = True, chat_template: bool = True) -> None:
+    """The flags of a prompt file; ``label_field`` / ``chat_template``: False where the command's config gives that
+    flag."""
     parser.add_argument("--text-field", default="text", help="JSONL/CSV field holding the prompt")
-    parser.add_argument("--label-field", default=defaults.LABEL_FIELD, help="JSONL/CSV field holding the label")
-    parser.add_argument(
-        "--chat-template",
-        action="store_true",
-        help="wrap each prompt as a user turn with the tokenizer's chat template",
-    )
+    if label_field:
+        parser.add_argument("--label-field", default=defaults.LABEL_FIELD, help="JSONL/CSV field holding the label")
+    if chat_template:
+        parser.add_argument(
+            "--chat-template",
+            action="store_true",
+            help="wrap each prompt as a user turn with the tokenizer's chat template",
+        )
 
 
 def load_model_from_args(args: argparse.Namespace):
@@ -116,6 +134,11 @@ def load_prompts_from_args(args: argparse.Namespace, model=None, path: Path | No
     if getattr(args, "chat_template", False):
         prompts = prompts.apply_chat_template(model.tokenizer)
     return prompts
+
+
+def comma_words(text: str) -> list[str]:
+    """The items of comma-separated text, empty ones left out (``"a,,b"`` -> ``["a", "b"]``)."""
+    return [word for word in text.split(",") if word.strip()]
 
 
 def parse_positions(text: str):

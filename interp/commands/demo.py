@@ -1,4 +1,5 @@
-"""``interp demo``: the analyses end to end on one model, written as one offline HTML report (``interp.demo.run_demo``)."""
+"""``interp demo``: the analyses end to end on one model, written as one offline HTML report
+(``interp.demo.run_demo``)."""
 
 import argparse
 from pathlib import Path
@@ -9,12 +10,15 @@ from interp.commands.common import add_subcommand
 
 def register(subparsers) -> None:
     parser = add_subcommand(
-        subparsers, "demo", run,
+        subparsers,
+        "demo",
+        run,
         "Run the analyses end to end and write one HTML report: on the bundled organism its planted mechanisms, "
-        "on a pretrained model the known ones (logit lens, direct logit attribution, induction heads, IOI head patching).",
+        "on a pretrained model the known ones (logit lens, direct logit attribution, induction heads, IOI head "
+        "patching).",
         "interp demo --out out/demo            # then open out/demo/index.html\n"
         "  interp demo --model smollm2-135m-instruct --out out/demo_smollm2",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--model",
         default=defaults.MODEL,

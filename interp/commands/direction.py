@@ -1,29 +1,58 @@
-"""``interp direction``: find the refusal direction (Arditi et al. 2024), and write a model orthogonalised against it."""
+"""``interp direction``: find the refusal direction (Arditi et al. 2024), and write a model orthogonalised against
+it."""
 
 import argparse
 from pathlib import Path
 
-from interp import defaults
-from interp.commands.common import HelpFormatter, add_model_arguments, add_subcommand, load_model_from_args
+from interp.commands.common import (
+    HelpFormatter,
+    add_model_arguments,
+    add_subcommand,
+    load_model_from_args,
+)
 from interp.errors import InterpError
+from interp.experiments.directions import DirectionsConfig
+from interp.experiments.flags import add_config_flags
+
+# the flags of DirectionsConfig's fields (its instruction tables are --harmful / --benign FILE with --*-column;
+# its orthogonalize_out is `interp direction orthogonalize`)
+CONFIG_FLAGS = (
+    "n_train",
+    "n_val",
+    "layers",
+    "positions",
+    "refusal_starts",
+    "max_kl",
+    "max_layer_fraction",
+    "chat_template",
+    "batch_size",
+)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "direction",
-        help="Refusal direction: difference-of-means candidates per layer and post-instruction position, selected by ablation/addition/KL; orthogonalised model.",
-        description="Refusal direction (Arditi et al. 2024). `find` scores candidates and saves the result; `orthogonalize` writes a new model directory.",
-        epilog="examples:\n  interp direction find --model smollm2-135m-instruct --harmful advbench.csv --benign assets/prompts/benign_instructions.jsonl --out runs/refusal_direction\n"
-        "  interp direction orthogonalize --model smollm2-135m-instruct --direction runs/refusal_direction --out /tmp/smollm2-orthogonalized",
+        help="Refusal direction: difference-of-means candidates per layer and post-instruction position, selected by "
+        "ablation/addition/KL; orthogonalised model.",
+        description="Refusal direction (Arditi et al. 2024). `find` scores candidates and saves the result; "
+        "`orthogonalize` writes a new model directory.",
+        epilog="examples:\n  interp direction find --model smollm2-135m-instruct --harmful advbench.csv --benign "
+        "assets/prompts/benign_instructions.jsonl --out runs/refusal_direction\n"
+        "  interp direction orthogonalize --model smollm2-135m-instruct --direction runs/refusal_direction --out "
+        "/tmp/smollm2-orthogonalized",
         formatter_class=HelpFormatter,
     )
     commands = parser.add_subparsers(dest="direction_command", metavar="ACTION", required=True)
 
     find = add_subcommand(
-        commands, "find", run_find,
-        help="Candidates at every layer and post-instruction position, scored on held-out prompts; writes directions.json/.safetensors/.html and direction.safetensors.",
-        example="interp direction find --model smollm2-135m-instruct --harmful assets/prompts/advbench/advbench.txt --benign assets/prompts/benign_instructions.jsonl --out runs/refusal_direction",
-    )  # fmt: skip
+        commands,
+        "find",
+        run_find,
+        help="Candidates at every layer and post-instruction position, scored on held-out prompts; writes "
+        "directions.json/.safetensors/.html and direction.safetensors.",
+        example="interp direction find --model smollm2-135m-instruct --harmful assets/prompts/advbench/advbench.txt "
+        "--benign assets/prompts/benign_instructions.jsonl --out runs/refusal_direction",
+    )
     add_model_arguments(find)
     find.add_argument(
         "--harmful",
@@ -43,53 +72,18 @@ def register(subparsers) -> None:
         help="the column/field holding the instruction (default: goal, prompt, behavior, instruction or text)",
     )
     find.add_argument("--benign-column", default=None, help="the same for --benign")
-    find.add_argument(
-        "--n-train", type=int, default=None, help="at most this many training prompts per class (default: all)"
-    )
-    find.add_argument(
-        "--n-val",
-        type=int,
-        default=None,
-        help="at most this many held-out prompts per class for the scores (default: all)",
-    )
-    find.add_argument(
-        "--layers", default=None, help="comma-separated layers whose candidates are scored (default: all)"
-    )
-    find.add_argument(
-        "--positions",
-        default=None,
-        help="comma-separated negative offsets (default: the post-instruction template tokens)",
-    )
-    find.add_argument(
-        "--refusal-starts",
-        default=",".join(defaults.DIRECTION_REFUSAL_STARTS),
-        help="comma-separated words whose first tokens count as a refusal start",
-    )
-    find.add_argument(
-        "--max-kl",
-        type=float,
-        default=defaults.DIRECTION_MAX_KL,
-        help="selection filter: KL on benign prompts under ablation",
-    )
-    find.add_argument(
-        "--max-layer-fraction",
-        type=float,
-        default=defaults.DIRECTION_MAX_LAYER_FRACTION,
-        help="selection filter: layer < this fraction of the layers",
-    )
-    find.add_argument(
-        "--no-chat-template",
-        action="store_true",
-        help="use the instructions as they are (models without a chat template)",
-    )
-    find.add_argument("--batch-size", type=int, default=defaults.DIRECTION_BATCH_SIZE, help="prompts per forward pass")
+    add_config_flags(find, DirectionsConfig, CONFIG_FLAGS)
     find.add_argument("--out", type=Path, required=True, help="output directory")
 
     ortho = add_subcommand(
-        commands, "orthogonalize", run_orthogonalize,
-        help="Write a Hugging Face model directory whose W_E, attention-out and MLP-out weights have the direction removed (unembedding untied).",
-        example="interp direction orthogonalize --model smollm2-135m-instruct --direction runs/refusal_direction --out /tmp/smollm2-orthogonalized",
-    )  # fmt: skip
+        commands,
+        "orthogonalize",
+        run_orthogonalize,
+        help="Write a Hugging Face model directory whose W_E, attention-out and MLP-out weights have the direction "
+        "removed (unembedding untied).",
+        example="interp direction orthogonalize --model smollm2-135m-instruct --direction runs/refusal_direction --out "
+        "/tmp/smollm2-orthogonalized",
+    )
     add_model_arguments(ortho)
     ortho.add_argument(
         "--direction",
@@ -100,13 +94,20 @@ def register(subparsers) -> None:
     ortho.add_argument("--out", type=Path, required=True, help="the new model directory (must not exist or be empty)")
 
 
-def _ints(text: str | None, flag: str) -> list[int] | None:
+def parse_ints(text: str | None, flag: str) -> list[int] | None:
+    """Comma-separated integers (--layers, --positions), or None for the default."""
     if text is None:
         return None
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise InterpError(f"{flag} takes comma-separated integers like 10,12,14, got {text!r}.") from None
+
+
+def parse_words(text: str) -> list[str]:
+    """Comma-separated words (--refusal-starts), empty ones left out; a blank one is kept for find_directions to
+    refuse."""
+    return [word for word in text.split(",") if word]
 
 
 def run_find(args: argparse.Namespace) -> int:
@@ -121,14 +122,24 @@ def run_find(args: argparse.Namespace) -> int:
         val_harmful, val_benign = (p.select(range(min(args.n_val, len(p)))) for p in (val_harmful, val_benign))
     model = load_model_from_args(args)
     result = find_directions(
-        model, harmful, benign, val_harmful, val_benign, positions=_ints(args.positions, "--positions"), layers=_ints(args.layers, "--layers"),
-        refusal_starts=[word for word in args.refusal_starts.split(",") if word], max_kl=args.max_kl, max_layer_fraction=args.max_layer_fraction,
-        chat_template=not args.no_chat_template, batch_size=args.batch_size,
-    )  # fmt: skip
+        model,
+        harmful,
+        benign,
+        val_harmful,
+        val_benign,
+        positions=parse_ints(args.positions, "--positions"),
+        layers=parse_ints(args.layers, "--layers"),
+        refusal_starts=parse_words(args.refusal_starts),
+        max_kl=args.max_kl,
+        max_layer_fraction=args.max_layer_fraction,
+        chat_template=args.chat_template,
+        batch_size=args.batch_size,
+    )
     result.save(args.out)
     print(result.summary())
     print(
-        f"written to {args.out} (figure: {args.out / 'directions.html'}; direction: {args.out / 'direction.safetensors'})"
+        f"written to {args.out} (figure: {args.out / 'directions.html'}; direction: "
+        f"{args.out / 'direction.safetensors'})"
     )
     return 0
 
@@ -140,6 +151,8 @@ def run_orthogonalize(args: argparse.Namespace) -> int:
     direction = RefusalDirection.load(path)
     model = load_model_from_args(args)
     save_orthogonalized(model, direction, args.out)
-    print(f"orthogonalised against the direction of layer {direction.layer}, position {direction.position_label}: "
-          f"model written to {args.out} (load it with interp.load_model({str(args.out)!r}))")  # fmt: skip
+    print(
+        f"orthogonalised against the direction of layer {direction.layer}, position {direction.position_label}: "
+        f"model written to {args.out} (load it with interp.load_model({str(args.out)!r}))"
+    )
     return 0

@@ -20,8 +20,10 @@ def register(subparsers) -> None:
         subparsers,
         "dla",
         run,
-        help="Direct logit attribution: each component's and head's direct effect on logit(answer) - logit(wrong); writes dla.html, dla.csv, dla.json, dla.safetensors.",
-        example="interp dla --model smollm2-135m-instruct --prompt 'When Mary and John went to the store, John gave a drink to' --answer ' Mary' --wrong ' John' --pattern 23.3 --out dla_out",
+        help="Direct logit attribution: each component's and head's direct effect on logit(answer) - logit(wrong); "
+        "writes dla.html, dla.csv, dla.json, dla.safetensors.",
+        example="interp dla --model smollm2-135m-instruct --prompt 'When Mary and John went to the store, John gave a "
+        "drink to' --answer ' Mary' --wrong ' John' --pattern 23.3 --out dla_out",
     )
     add_model_arguments(parser)
     parser.add_argument(
@@ -38,7 +40,8 @@ def register(subparsers) -> None:
         "--answer",
         action="append",
         default=None,
-        help="the token whose logit is attributed (repeat once per prompt, or give one for all); default: the model's own prediction",
+        help="the token whose logit is attributed (repeat once per prompt, or give one for all); default: the model's "
+        "own prediction",
     )
     parser.add_argument(
         "--wrong",
@@ -59,7 +62,8 @@ def register(subparsers) -> None:
         action="append",
         default=None,
         metavar="LAYER.HEAD",
-        help="also write the attention pattern of this head over the first prompt (repeatable): OUT/pattern_L{layer}H{head}/",
+        help="also write the attention pattern of this head over the first prompt (repeatable): "
+        "OUT/pattern_L{layer}H{head}/",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     add_prompt_arguments(parser)
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
         source = ActivationStore.open(args.store)
         result = direct_logit_attribution(source, answer=answer, wrong=wrong, positions=positions)
-        first_prompt = 0
+        first_prompt: int | str = 0
     else:
         if (args.prompts is None) == (args.prompt is None):
             raise InterpError(
@@ -96,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         first_prompt = prompts.texts[0]
     result.save(args.out)
     print(
-        f"direct logit attribution to {result.metric} (mean {float(result.logit_diff[:, -1].mean()):.4g} over {len(result.prompts)} prompts) written to {args.out} (figure: {args.out / 'dla.html'})"
+        f"direct logit attribution to {result.metric} (mean {float(result.logit_diff[:, -1].mean()):.4g} over "
+        f"{len(result.prompts)} prompts) written to {args.out} (figure: {args.out / 'dla.html'})"
     )
     if result.head_values is not None:
         print("top heads: " + ", ".join(f"{label} {value:+.3f}" for label, value in result.top(args.top_k)))

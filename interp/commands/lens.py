@@ -12,11 +12,18 @@ from interp.commands.common import (
     add_model_arguments,
     add_prompt_arguments,
     add_subcommand,
+    comma_words,
     load_model_from_args,
     load_prompts_from_args,
     parse_positions,
 )
 from interp.errors import InterpError
+from interp.experiments.flags import Flag, add_config_flags
+from interp.experiments.lens import LensConfig
+
+# the flags of LensConfig's fields (its data set is --prompts FILE); --target was named before the config
+CONFIG_FLAGS = ("store", "targets", "sites", "positions", "top_k", "metric", "chat_template")
+FLAGS = {"targets": Flag(name="--target", repeat=True)}
 
 LENS_EXAMPLE = "interp lens --model organism --prompts prompts.jsonl --target ' refuse' --positions last --out lens_out"
 TUNED_EXAMPLE = (
@@ -30,33 +37,14 @@ def register(subparsers) -> None:
         subparsers,
         "lens",
         run,
-        help="Logit lens: decode every layer's residual stream; writes lens.html, lens.csv, lens.json, lens.safetensors. "
+        help="Logit lens: decode every layer's residual stream; writes lens.html, lens.csv, lens.json, "
+        "lens.safetensors. "
         "`interp lens train` trains a tuned lens, which --translator then applies.",
         example=f"{LENS_EXAMPLE}\n  {TUNED_EXAMPLE}\n  {TRAIN_EXAMPLE}",
     )
     add_model_arguments(parser)
     parser.add_argument("--prompts", type=Path, default=None, help="prompt file (with --model)")
-    parser.add_argument(
-        "--store", type=Path, default=None, help="read activations from this store instead of running a model"
-    )
-    parser.add_argument(
-        "--target",
-        action="append",
-        default=None,
-        help="target token (repeat once per prompt, or give one for all); default: the model's own final prediction",
-    )
-    parser.add_argument(
-        "--sites",
-        default=",".join(defaults.LENS_SITES),
-        help="comma-separated residual sites (resid_pre, resid_mid, resid_post)",
-    )
-    parser.add_argument(
-        "--positions", default=defaults.LENS_POSITIONS, help="'last', 'all' or comma-separated positions"
-    )
-    parser.add_argument("--top-k", type=int, default=defaults.LENS_TOP_K)
-    parser.add_argument(
-        "--metric", default=defaults.LENS_METRIC, choices=sorted(defaults.LENS_METRICS), help="what the figure shows"
-    )
+    add_config_flags(parser, LensConfig, CONFIG_FLAGS, FLAGS)
     parser.add_argument(
         "--translator",
         type=Path,
@@ -64,7 +52,7 @@ def register(subparsers) -> None:
         help="a tuned lens written by `interp lens train` (refused for another model)",
     )
     parser.add_argument("--out", type=Path, default=None, help="output directory (required)")
-    add_prompt_arguments(parser)
+    add_prompt_arguments(parser, chat_template=False)
     commands = parser.add_subparsers(dest="lens_command", metavar="[train]")
     _register_train(commands)
 
@@ -74,10 +62,14 @@ def _register_train(commands) -> None:
         commands,
         "train",
         run_train,
-        help="Train a tuned lens (Belrose et al. 2023): one affine translator per layer, minimising KL to the final distribution "
-        "over text the model generates from --prompts (cached in --out/texts.jsonl) or over --texts. Writes tuned_lens.safetensors, "
-        "tuned_lens.json and training.html to --out, and the held-out KL per layer, logit vs tuned lens, to --out/heldout_kl.",
-        example=f"{TRAIN_EXAMPLE}\n  interp lens train --model organism --texts corpus.jsonl --steps 50 --out runs/organism_lens",
+        help="Train a tuned lens (Belrose et al. 2023): one affine translator per layer, minimising KL to the final "
+        "distribution "
+        "over text the model generates from --prompts (cached in --out/texts.jsonl) or over --texts. Writes "
+        "tuned_lens.safetensors, "
+        "tuned_lens.json and training.html to --out, and the held-out KL per layer, logit vs tuned lens, to "
+        "--out/heldout_kl.",
+        example=f"{TRAIN_EXAMPLE}\n  interp lens train --model organism --texts corpus.jsonl --steps 50 --out "
+        "runs/organism_lens",
     )
     add_model_arguments(train)
     train.add_argument(
@@ -150,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise InterpError("give --out DIR, the directory the lens result is written to.")
-    sites = [s for s in args.sites.split(",") if s.strip()]
-    targets = None if not args.target else (args.target[0] if len(args.target) == 1 else args.target)
+    sites = comma_words(args.sites)
+    targets = None if not args.targets else (args.targets[0] if len(args.targets) == 1 else args.targets)
     translator = None
     if args.translator is not None:
         from interp.lens import TunedLens
@@ -180,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     result.save(args.out)
     atomic_write_figure(args.out / "lens.html", result.figure(metric=args.metric))
     print(
-        f"logit lens over {len(result.sites)} sites x {len(result.prompts)} prompts written to {args.out} (figure: {args.out / 'lens.html'})"
+        f"logit lens over {len(result.sites)} sites x {len(result.prompts)} prompts written to {args.out} (figure: "
+        f"{args.out / 'lens.html'})"
     )
     return 0
 
@@ -194,21 +187,42 @@ def run_train(args: argparse.Namespace) -> int:
         texts = PromptSet.from_file(args.texts, text_field=args.text_field)
     else:
         prompts = PromptSet.from_file(_bundled(args.prompts), text_field=args.text_field)
-        texts = generate_texts(model, prompts, max_new_tokens=args.new_tokens, temperature=args.temperature, top_p=args.top_p,
-                               seed=args.seed, batch_size=args.generate_batch_size, cache=args.out)  # fmt: skip
+        texts = generate_texts(
+            model,
+            prompts,
+            max_new_tokens=args.new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            batch_size=args.generate_batch_size,
+            cache=args.out,
+        )
     train, heldout = split_heldout(texts, args.heldout_fraction, args.seed)
-    lens = train_tuned_lens(model, train, steps=args.steps, lr=args.lr, batch_tokens=args.batch_tokens, init=args.init,
-                            ridge=args.ridge, seed=args.seed, batch_size=args.batch_size)  # fmt: skip
+    lens = train_tuned_lens(
+        model,
+        train,
+        steps=args.steps,
+        lr=args.lr,
+        batch_tokens=args.batch_tokens,
+        init=args.init,
+        ridge=args.ridge,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     lens.save(args.out)
     record = lens.training
+    if record is None:  # train_tuned_lens records every training it runs
+        raise InterpError(f"the tuned lens trained for {args.out} carries no training record.")
     print(
-        f"tuned lens over {len(lens.sites)} sites trained on {record.n_tokens} tokens of {record.n_texts} texts in {record.seconds:.0f} s; written to {args.out}"
+        f"tuned lens over {len(lens.sites)} sites trained on {record.n_tokens} tokens of {record.n_texts} texts in "
+        f"{record.seconds:.0f} s; written to {args.out}"
     )
     if heldout is not None and not args.no_eval:
         result = lens_kl(model, heldout, translator=lens, batch_size=args.batch_size)
         result.save(args.out / "heldout_kl")
         print(
-            f"held-out KL(final ‖ lens) per layer, nats ({result.n_tokens} tokens of {result.n_texts} texts; figure: {args.out / 'heldout_kl' / 'lens_kl.html'}):"
+            f"held-out KL(final ‖ lens) per layer, nats ({result.n_tokens} tokens of {result.n_texts} texts; figure: "
+            f"{args.out / 'heldout_kl' / 'lens_kl.html'}):"
         )
         print(result.table())
     return 0

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     parser = add_subcommand(
         subparsers,
         "organism",
-        lambda args: (parser.print_help(), 0)[1],
+        None,
         help="Train or evaluate the bundled model organism.",
         example="interp organism report --n 50\n  interp organism train --out out/organism",
     )

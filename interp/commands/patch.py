@@ -1,10 +1,10 @@
-"""``interp patch``: activation / attribution patching of clean vs corrupt prompts, one result directory per method and site."""
+"""``interp patch``: activation / attribution patching of clean vs corrupt prompts, one result directory per method and
+site."""
 
 import argparse
 from pathlib import Path
 from typing import Any
 
-from interp import defaults
 from interp.commands.common import (
     add_model_arguments,
     add_prompt_arguments,
@@ -13,7 +13,24 @@ from interp.commands.common import (
     load_prompts_from_args,
 )
 from interp.errors import InterpError
+from interp.experiments.flags import add_config_flags, config_default, field_choices
+from interp.experiments.patching import PatchingConfig
 from interp.sites import PATCH_SITES, resolve_patch_site
+
+# the flags of PatchingConfig's fields; its data sets are --clean / --corrupt FILE, and --site and --method
+# take more than the config (several sites or 'all'; both methods), so they keep flags of their own
+CONFIG_FLAGS = (
+    "metric",
+    "answer",
+    "wrong",
+    "answer_field",
+    "wrong_field",
+    "by_position",
+    "direction",
+    "normalize",
+    "batch_size",
+    "chat_template",
+)
 
 EXAMPLE = (
     "interp patch --model organism --clean clean.jsonl --corrupt corrupt.jsonl "
@@ -26,72 +43,32 @@ def register(subparsers) -> None:
         subparsers,
         "patch",
         run,
-        help="Activation / attribution patching: which layer, position and head carry a behaviour (figures + data per site).",
+        help="Activation / attribution patching: which layer, position and head carry a behaviour (figures + data per "
+        "site).",
         example=EXAMPLE,
     )
     add_model_arguments(parser)
-    budget = f"{defaults.PATCH_MEMORY_BUDGET_BYTES / 2**30:g} GiB"
     parser.add_argument("--clean", required=True, type=Path, help="clean prompts (.jsonl/.csv/.txt), one per line")
     parser.add_argument(
         "--corrupt", required=True, type=Path, help="corrupt prompts, same order and token length as --clean"
     )
+    add_config_flags(parser, PatchingConfig, CONFIG_FLAGS)
     parser.add_argument(
-        "--metric",
-        default="logit_diff",
-        choices=("logit_diff", "probability", "kl"),
-        help="logit_diff needs --answer and --wrong; probability needs --answer; kl compares with the clean run's next-token distribution",
-    )
-    parser.add_argument(
-        "--answer", default=None, help="the answer token (one token, same for every prompt), e.g. ' mary'"
-    )
-    parser.add_argument("--wrong", default=None, help="the wrong-answer token for logit_diff, e.g. ' john'")
-    parser.add_argument(
-        "--answer-field",
-        default=None,
-        help="read each prompt's answer token from this field of the --clean records instead of --answer",
-    )
-    parser.add_argument(
-        "--wrong-field",
-        default=None,
-        help="read each prompt's wrong token from this field of the --clean records instead of --wrong",
-    )
-    parser.add_argument(
-        "--site", default=defaults.PATCH_SITE, help=f"comma-separated sites: {', '.join(PATCH_SITES)}, or 'all'"
-    )
-    parser.add_argument(
-        "--by-position",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.PATCH_BY_POSITION,
-        help="one cell per position (the default, as in activation_patching and a TOML run); --no-by-position: each cell patches every position",
-    )
-    parser.add_argument(
-        "--direction",
-        default=defaults.PATCH_DIRECTION,
-        choices=defaults.PATCH_DIRECTIONS,
-        help="denoising: clean activations into the corrupt run; noising: corrupt into clean",
+        "--site",
+        default=config_default(PatchingConfig, "site"),
+        help=f"comma-separated sites: {', '.join(PATCH_SITES)}, or 'all'",
     )
     parser.add_argument(
         "--method",
-        default="activation",
-        choices=("activation", "attribution", "both"),
+        default=config_default(PatchingConfig, "method"),
+        choices=(*(field_choices(PatchingConfig, "method") or ()), "both"),
         help="activation patching (exact), attribution patching (gradient estimate) or both",
-    )
-    parser.add_argument(
-        "--normalize",
-        action="store_true",
-        help="report (value - corrupt) / (clean - corrupt): 0 = corrupt run, 1 = clean run",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help=f"most rows (cells x prompts) per forward (default: from a {budget} budget)",
     )
     parser.add_argument("--top", type=int, default=5, help="print this many most important cells per result")
     parser.add_argument(
         "--out", required=True, type=Path, help="output directory (one subdirectory per method and site)"
     )
-    add_prompt_arguments(parser)
+    add_prompt_arguments(parser, chat_template=False)
 
 
 def _metric(args: argparse.Namespace, model, clean, clean_tokens) -> Any:
@@ -126,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     from interp.io import safe_name
     from interp.metrics import normalized
-    from interp.patching import activation_patching, attribution_patching_sites
+    from interp.patching import PatchingResult, activation_patching, attribution_patching_sites
     from interp.patching.inputs import model_device, pair_tokens
 
     model = load_model_from_args(args)
@@ -147,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     for site in sites:
         resolve_patch_site(site)
     methods = ("activation", "attribution") if args.method == "both" else (args.method,)
-    results = []
+    results: list[PatchingResult] = []
     if "attribution" in methods:
         results.extend(
             attribution_patching_sites(
@@ -165,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         directory = result.save(args.out / safe_name(f"{result.method}_{result.site}", what="site"))
         top = ", ".join(f"{cell.label} ({cell.effect:+.3g})" for cell in result.top(args.top))
         print(
-            f"{result.method} {result.site}: clean {result.clean_metric:.4g}, corrupt {result.corrupt_metric:.4g}; top: {top} -> {directory}"
+            f"{result.method} {result.site}: clean {result.clean_metric:.4g}, corrupt {result.corrupt_metric:.4g}; "
+            f"top: {top} -> {directory}"
         )
     return 0

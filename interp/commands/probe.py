@@ -12,6 +12,11 @@ from interp.commands.common import (
     load_prompts_from_args,
 )
 from interp.errors import InterpError
+from interp.experiments.flags import add_config_flags
+from interp.experiments.probes import ProbesConfig
+
+# the flags of ProbesConfig's fields
+CONFIG_FLAGS = ("store", "label_field", "layers", "cv", "holdout", "C", "seed", "positive", "max_iter")
 
 TRAIN_EXAMPLE = "interp probe train --store runs/harm_cache --label-field label --out runs/harm_probe"
 CACHE_EXAMPLE = (
@@ -25,7 +30,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     probe = add_subcommand(
         subparsers,
         "probe",
-        lambda args: probe.print_help() or 0,
+        None,
         help="Linear probes on h_last of every layer: train them on a store, or evaluate saved probes on another.",
         example=f"{TRAIN_EXAMPLE}\n  {CACHE_EXAMPLE}\n  {EVAL_EXAMPLE}",
     )
@@ -35,36 +40,16 @@ def register(subparsers) -> argparse.ArgumentParser:
         commands,
         "train",
         run_train,
-        help="Train L2-regularised logistic-regression probes on h_last of every cached layer (all layers and folds in one "
+        help="Train L2-regularised logistic-regression probes on h_last of every cached layer (all layers and folds in "
+        "one "
         "batch) with stratified k-fold CV and a held-out split; print per-layer accuracy / AUROC / log-loss and write "
-        "probe.safetensors, probe.json and probe.html to --out. With --prompts, the prompts are first cached to --store "
+        "probe.safetensors, probe.json and probe.html to --out. With --prompts, the prompts are first cached to "
+        "--store "
         "by --model (default: the bundled organism).",
         example=f"{TRAIN_EXAMPLE}\n  {CACHE_EXAMPLE}",
     )
-    train.add_argument(
-        "--store",
-        required=True,
-        type=Path,
-        help="activation store cached with --positions last (written first when --prompts is given)",
-    )
+    add_config_flags(train, ProbesConfig, CONFIG_FLAGS)
     train.add_argument("--out", required=True, type=Path, help="directory for the trained probes")
-    train.add_argument(
-        "--layers",
-        default=defaults.PROBE_LAYERS,
-        help="'all' (every resid_post, after the embeddings if cached) or comma-separated layer numbers / hook names",
-    )
-    train.add_argument("--cv", type=int, default=defaults.PROBE_CV, help="stratified cross-validation folds")
-    train.add_argument(
-        "--holdout", type=float, default=defaults.PROBE_HOLDOUT, help="held-out fraction, stratified (0 disables)"
-    )
-    train.add_argument("--C", type=float, default=defaults.PROBE_C, help="inverse L2 strength, as scikit-learn's C")
-    train.add_argument("--seed", type=int, default=defaults.PROBE_SEED, help="seed of the splits")
-    train.add_argument(
-        "--positive",
-        default=None,
-        help="label of the positive class (default: the later of two sorted labels; one-vs-rest with more)",
-    )
-    train.add_argument("--max-iter", type=int, default=defaults.PROBE_MAX_ITER, help="L-BFGS iterations at most")
     train.add_argument(
         "--prompts",
         type=Path,
@@ -75,7 +60,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--batch-size", type=int, default=defaults.CACHE_BATCH_SIZE, help="prompts per forward pass when caching"
     )
     add_model_arguments(train)
-    add_prompt_arguments(train)
+    add_prompt_arguments(train, label_field=False)
     train.set_defaults(model=None)  # only used with --prompts; None means the bundled organism there
 
     evaluate = add_subcommand(
@@ -90,9 +75,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--store", required=True, type=Path, help="activation store of the same model, cached with --positions last"
     )
-    evaluate.add_argument(
-        "--label-field", default=defaults.LABEL_FIELD, help="prompt record field holding the class label"
-    )
+    add_config_flags(evaluate, ProbesConfig, ("label_field",))
     evaluate.add_argument("--out", type=Path, default=None, help="directory for probe_eval.json and probe_eval.html")
     return probe
 
@@ -129,12 +112,20 @@ def run_train(args: argparse.Namespace) -> int:
         label_field = "label"
     elif args.model is not None:
         raise InterpError(
-            "--model is used to cache --prompts; pass --prompts FILE too, or drop --model to train on the existing --store."
+            "--model is used to cache --prompts; pass --prompts FILE too, or drop --model to train on the existing "
+            "--store."
         )
     result = train_probes(
-        open_store(args.store), label_field, layers=parse_layers(args.layers), cv=args.cv, holdout=args.holdout,
-        C=args.C, seed=args.seed, positive=args.positive, max_iter=args.max_iter,
-    )  # fmt: skip
+        open_store(args.store),
+        label_field,
+        layers=parse_layers(args.layers),
+        cv=args.cv,
+        holdout=args.holdout,
+        C=args.C,
+        seed=args.seed,
+        positive=args.positive,
+        max_iter=args.max_iter,
+    )
     print(result.summary())
     out = result.save(args.out)
     print(f"saved probes to {out} (figure: {out / 'probe.html'})")

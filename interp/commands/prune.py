@@ -1,16 +1,24 @@
 """``interp prune``: one set-difference mask from two files, evaluated against a random control.
 
 The experiment is a one-point ``HarmPruningConfig`` run by ``interp.experiments.run_experiment``,
-so it resumes like ``interp run`` when rerun with the same ``--out``; flag defaults are the
-library's (``interp.defaults``).
+so it resumes like ``interp run`` when rerun with the same ``--out``; its flags are that config's
+fields (``interp.experiments.flags``).
 """
 
 import argparse
 from pathlib import Path
 
-from interp import defaults
 from interp.commands.common import add_model_arguments, add_subcommand
 from interp.errors import InterpError
+from interp.experiments.base import DatasetSpec
+from interp.experiments.flags import Flag, add_config_flags
+from interp.experiments.pruning import EvaluationConfig, HarmPruningConfig
+
+# the flags of HarmPruningConfig's fields: one point of the sweep, so one p and one q
+CONFIG_FLAGS = ("method", "p", "q", "n_samples", "batch_size", "random_seeds", "chat_template")
+FLAGS = {"p": Flag(single=True), "q": Flag(single=True)}
+EVALUATION_FLAGS = ("judge", "max_new_tokens")  # of its [evaluation] table
+DATASET_FLAGS = ("text_field", "response_field")  # of the data-set tables of --harmful, --benign and --eval-harmful
 
 EXAMPLE = (
     "interp prune --model organism --harmful harmful.jsonl --benign benign.jsonl "
@@ -23,7 +31,8 @@ def register(subparsers) -> None:
         subparsers,
         "prune",
         run,
-        help="Score decoder weights on harmful and benign responses, prune the set difference, and measure harm and utility.",
+        help="Score decoder weights on harmful and benign responses, prune the set difference, and measure harm and "
+        "utility.",
         example=EXAMPLE,
     )
     add_model_arguments(parser)
@@ -34,30 +43,9 @@ def register(subparsers) -> None:
         help="prompt + response file of the behaviour to remove (.jsonl/.csv with text and response fields)",
     )
     parser.add_argument("--benign", required=True, type=Path, help="prompt + response file of the behaviour to keep")
-    parser.add_argument(
-        "--method", default=defaults.PRUNE_METHOD, choices=defaults.PRUNE_METHODS, help="importance score"
-    )
-    parser.add_argument(
-        "--p",
-        type=float,
-        default=defaults.PRUNE_P,
-        help="fraction of each matrix protected by the benign score, in (0, 1]",
-    )
-    parser.add_argument(
-        "--q",
-        type=float,
-        default=defaults.PRUNE_Q,
-        help="fraction of each matrix selected by the harm score, in (0, 1]",
-    )
+    add_config_flags(parser, HarmPruningConfig, CONFIG_FLAGS, FLAGS)
     parser.add_argument(
         "--out", required=True, type=Path, help="output directory (scores, mask, result); rerun to resume"
-    )
-    parser.add_argument("--n-samples", type=int, default=defaults.PRUNE_N_SAMPLES, help="examples per score")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.PRUNE_BATCH_SIZE,
-        help="examples per forward/backward pass when scoring (on the CPU also at most a token budget; the scores do not depend on either)",
     )
     parser.add_argument(
         "--eval-harmful",
@@ -65,24 +53,8 @@ def register(subparsers) -> None:
         default=None,
         help="prompts for the harmful-compliance evaluation (default: the prompts of --harmful)",
     )
-    parser.add_argument(
-        "--judge",
-        default="keyword",
-        help="harm judge: 'keyword' (the reference refusal-string rule), a registered judge, or (with --allow-imports) 'module:function' f(record, response) -> bool",
-    )
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=defaults.PRUNE_MAX_NEW_TOKENS,
-        help="new tokens generated per evaluation prompt",
-    )
-    parser.add_argument(
-        "--random-seeds",
-        default=",".join(str(seed) for seed in defaults.PRUNE_RANDOM_SEEDS),
-        help="comma-separated seeds of the random control masks ('' for none)",
-    )
-    parser.add_argument("--text-field", default="text", help="field holding the prompt")
-    parser.add_argument("--response-field", default="response", help="field holding the response")
+    add_config_flags(parser, EvaluationConfig, EVALUATION_FLAGS)
+    add_config_flags(parser, DatasetSpec, DATASET_FLAGS)
     parser.add_argument(
         "--allow-imports",
         action="store_true",
@@ -91,18 +63,23 @@ def register(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """The seeds of --random-seeds: comma-separated integers ('' for none)."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InterpError(f"--random-seeds must be comma-separated integers, got {text!r}.") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    from interp.experiments import DatasetSpec, EvaluationConfig, HarmPruningConfig, run_experiment
+    from interp.experiments import run_experiment
 
     def spec(path: Path) -> DatasetSpec:
         if not path.exists():
             raise InterpError(f"file {path} does not exist.")
         return DatasetSpec(path=str(path.resolve()), text_field=args.text_field, response_field=args.response_field)
 
-    try:
-        seeds = tuple(int(part) for part in args.random_seeds.split(",") if part.strip())
-    except ValueError:
-        raise InterpError(f"--random-seeds must be comma-separated integers, got {args.random_seeds!r}.") from None
+    seeds = parse_seeds(args.random_seeds)
     config = HarmPruningConfig(
         harmful=spec(args.harmful),
         benign=spec(args.benign),
@@ -122,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         p=(args.p,),
         q=(args.q,),
         random_seeds=seeds,
+        chat_template=args.chat_template,
         save_masks=True,
     )
     result = run_experiment(config, args.out, progress=not args.quiet, allow_imports=args.allow_imports)

@@ -9,9 +9,26 @@ run resumes on its own, whichever rank picks it up next time.
 import argparse
 from pathlib import Path
 
-from interp import defaults
 from interp.commands.common import HelpFormatter, add_model_arguments, load_model_from_args
 from interp.errors import InterpError
+from interp.experiments.flags import add_config_flags, set_config_defaults
+from interp.experiments.resampling import ResamplingConfig
+
+# the flags of ResamplingConfig's fields (its prompt, solution and answers come from --problem FILE):
+# sampling on `interp resample`, the analysis on `interp resample analyze` (and, for --analyze, as defaults)
+SAMPLING_FLAGS = (
+    "n",
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+    "seed",
+    "batch_size",
+    "forced",
+    "forced_max_new_tokens",
+    "backend",
+    "tensor_parallel_size",
+)
+ANALYSIS_FLAGS = ("embedder", "similarity_threshold", "match_threshold", "matrix")
 
 RUN_EXAMPLE = "interp resample --model organism --problem problem.json --n 50 --out runs/p1"
 MANY_EXAMPLE = (
@@ -50,90 +67,35 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--problems",
         type=Path,
         default=None,
-        help="JSONL file of problems (one object per line, the fields of --problem): one run per line, in --out/problem_0000, ...",
+        help="JSONL file of problems (one object per line, the fields of --problem): one run per line, in "
+        "--out/problem_0000, ...",
     )
     parser.add_argument(
         "--out", type=Path, help="run directory to create or resume (several problems: their parent directory)"
     )
-    parser.add_argument("--n", type=int, default=defaults.RESAMPLE_N, help="rollouts per prefix")
-    parser.add_argument("--temperature", type=float, default=defaults.RESAMPLE_TEMPERATURE, help="sampling temperature")
-    parser.add_argument("--top-p", type=float, default=defaults.RESAMPLE_TOP_P, help="nucleus sampling threshold")
-    parser.add_argument(
-        "--max-new-tokens", type=int, default=defaults.RESAMPLE_MAX_NEW_TOKENS, help="tokens per rollout"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=defaults.RESAMPLE_SEED, help="base seed (each prefix derives its own)"
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="rollouts per generate call; unset: all --n rollouts of a prefix at once",
-    )
-    parser.add_argument("--no-forced", action="store_true", help="skip forced-answer rollouts")
-    parser.add_argument(
-        "--forced-max-new-tokens",
-        type=int,
-        default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS,
-        help="tokens per forced-answer rollout",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=("local", "vllm"),
-        default="local",
-        help="local: the model on this machine; vllm: large models / multi-GPU (pip install 'interp[vllm]')",
-    )
-    parser.add_argument(
-        "--tensor-parallel-size", type=int, default=defaults.VLLM_TENSOR_PARALLEL_SIZE, help="GPUs for the vllm backend"
-    )
+    add_config_flags(parser, ResamplingConfig, SAMPLING_FLAGS)
     parser.add_argument("--analyze", action="store_true", help="also run the analysis when the rollouts are done")
     parser.set_defaults(handler=run_command)
 
     sub = parser.add_subparsers(dest="resample_command", metavar="analyze")
     analyze_parser = sub.add_parser(
         "analyze",
-        help="Compute per-sentence importance from a run directory and write result.json, metrics.csv and HTML figures.",
-        description="Compute per-sentence importance metrics, the sentence-to-sentence matrix and figures from a run directory.",
+        help="Compute per-sentence importance from a run directory and write result.json, metrics.csv and "
+        "HTML figures.",
+        description="Compute per-sentence importance metrics, the sentence-to-sentence matrix and figures from a run "
+        "directory.",
         epilog=f"example:\n  {ANALYZE_EXAMPLE}",
         formatter_class=HelpFormatter,
     )
     analyze_parser.add_argument("dir", type=Path, help="run directory written by `interp resample`")
-    _add_analysis_arguments(analyze_parser)
-    analyze_parser.set_defaults(handler=analyze_command)
-    _add_analysis_arguments(parser, defaults_only=True)
-    return parser
-
-
-def _add_analysis_arguments(parser: argparse.ArgumentParser, defaults_only: bool = False) -> None:
-    if defaults_only:  # the run parser needs them only for --analyze: defaults, no flags
-        parser.set_defaults(
-            embedder=defaults.EMBEDDER, similarity_threshold=defaults.SIMILARITY_THRESHOLD,
-            match_threshold=defaults.MATCH_THRESHOLD, no_matrix=False, result_dir=None,
-        )  # fmt: skip
-        return
-    parser.add_argument(
-        "--embedder", default=defaults.EMBEDDER, help="sentence-transformers model for the similarity filter"
-    )
-    parser.add_argument(
-        "--similarity-threshold",
-        type=float,
-        default=defaults.SIMILARITY_THRESHOLD,
-        help="cosine below which a resampled sentence counts as different",
-    )
-    parser.add_argument(
-        "--match-threshold",
-        type=float,
-        default=defaults.MATCH_THRESHOLD,
-        help="cosine at which a rollout sentence counts as a base sentence (matrix)",
-    )
-    parser.add_argument(
-        "--no-matrix",
-        action="store_true",
-        help="skip the sentence-to-sentence matrix (it embeds every rollout sentence)",
-    )
-    parser.add_argument(
+    add_config_flags(analyze_parser, ResamplingConfig, ANALYSIS_FLAGS)
+    analyze_parser.add_argument(
         "--result-dir", type=Path, default=None, help="where to write the analysis (default: DIR/analysis)"
     )
+    analyze_parser.set_defaults(handler=analyze_command)
+    set_config_defaults(parser, ResamplingConfig, ANALYSIS_FLAGS)  # the run parser needs them only for --analyze
+    parser.set_defaults(result_dir=None)
+    return parser
 
 
 def problems_from_args(args: argparse.Namespace) -> list[tuple[Path, str, dict]]:
@@ -164,7 +126,8 @@ def problems_from_args(args: argparse.Namespace) -> list[tuple[Path, str, dict]]
     repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
     if repeated:
         raise InterpError(
-            f"several problem files are named {repeated[0]!r} and would share --out/{repeated[0]}; rename them, or list them in one --problems FILE.jsonl."
+            f"several problem files are named {repeated[0]!r} and would share --out/{repeated[0]}; rename them, or "
+            "list them in one --problems FILE.jsonl."
         )
     return [(args.out / path.stem, str(path), load_problem(path)) for path in args.problem]
 
@@ -173,6 +136,7 @@ def run_command(args: argparse.Namespace) -> int:
     """``interp resample --model M --problem FILE [FILE ...] --n N --out DIR`` (or ``--problems FILE.jsonl``)."""
     from interp.distributed import check_enough_work, current_world, hide_launcher_environment
     from interp.resampling import LocalBackend, SamplingConfig, VLLMBackend
+    from interp.resampling.engine import Backend
 
     if (not args.problem and args.problems is None) or args.out is None:
         raise InterpError(
@@ -190,18 +154,20 @@ def run_command(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         batch_size=args.batch_size or args.n,
-        forced=not args.no_forced,
+        forced=args.forced,
         forced_max_new_tokens=args.forced_max_new_tokens,
     )
     if args.backend == "vllm":
         if world.local_size > 1:
             raise InterpError(
-                f"the vllm backend runs one engine per machine over --tensor-parallel-size GPUs, but torchrun started {world.local_size} "
-                "ranks on this machine; start one rank per machine (torchrun --nproc-per-node 1 --nnodes M), or use --backend local."
+                "the vllm backend runs one engine per machine over --tensor-parallel-size GPUs, but torchrun started "
+                f"{world.local_size} "
+                "ranks on this machine; start one rank per machine (torchrun --nproc-per-node 1 --nnodes M), or use "
+                "--backend local."
             )
         if world.is_distributed:
             hide_launcher_environment()  # vLLM's own workers must not read torchrun's RANK / WORLD_SIZE as theirs
-        backend = VLLMBackend(args.model, tensor_parallel_size=args.tensor_parallel_size, seed=args.seed)
+        backend: Backend = VLLMBackend(args.model, tensor_parallel_size=args.tensor_parallel_size, seed=args.seed)
     else:
         args.device = world.device_for(args.device)
         backend = LocalBackend(load_model_from_args(args))
@@ -224,9 +190,13 @@ def _run_problem(args: argparse.Namespace, backend, config, problem: dict, sourc
         solution = read_run_manifest(manifest_path)["solution"]
     if solution is None:
         solution = backend.generate(
-            problem["prompt"], 1, temperature=args.temperature, top_p=args.top_p,
-            max_new_tokens=args.max_new_tokens, seed=args.seed,
-        )[0]  # fmt: skip
+            problem["prompt"],
+            1,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+        )[0]
         print(f"no solution in {source}: the model wrote a base chain of {len(solution)} characters")
     chain = Chain.from_text(problem["prompt"], solution)
     run = run_rollouts(
@@ -254,20 +224,27 @@ def analyze_command(args: argparse.Namespace) -> int:
 
 
 def _analyze_and_write(run, args: argparse.Namespace) -> int:
+    from interp.experiments import registry
     from interp.resampling import analyze
 
+    embedder = (  # a registered embedder f(texts) -> array, else a sentence-transformers model, as in a TOML run
+        registry.resolve("embedder", args.embedder)
+        if registry.is_function("embedder", args.embedder)
+        else args.embedder
+    )
     result = analyze(
         run,
-        args.embedder,
+        embedder,
         similarity_threshold=args.similarity_threshold,
         match_threshold=args.match_threshold,
-        matrix=not args.no_matrix,
+        matrix=args.matrix,
     )
     out = args.result_dir or (run.directory / "analysis")
     result.save(out)
     if not run.is_complete():
         print(f"note: the run in {run.directory} is incomplete; unsampled prefixes show as NaN")
     print(
-        f"analysis of {len(result.sentences)} sentences written to {out} (result.json, metrics.csv, importance.html, graph.html)"
+        f"analysis of {len(result.sentences)} sentences written to {out} (result.json, metrics.csv, importance.html, "
+        "graph.html)"
     )
     return 0

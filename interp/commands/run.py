@@ -12,7 +12,8 @@ from interp.commands.common import add_subcommand
 
 EXAMPLE = (
     "interp run circuits/harm_pruning/harm_pruning.toml --out runs/harm_pruning\n"
-    "  interp run circuits/harm_pruning/harm_pruning.toml --out runs/small --set n_samples=16 --set 'q=[0.01]' --set evaluation.harmful.limit=24"
+    "  interp run circuits/harm_pruning/harm_pruning.toml --out runs/small --set n_samples=16 --set 'q=[0.01]' --set "
+    "evaluation.harmful.limit=24"
 )
 
 
@@ -21,7 +22,8 @@ def register(subparsers) -> None:
         subparsers,
         "run",
         run,
-        help="Run (or resume) an experiment described in a TOML file: cache, lens, patching, probes, resampling, directions or pruning.",
+        help="Run (or resume) an experiment described in a TOML file: cache, lens, patching, probes, resampling, "
+        "directions or pruning.",
         example=EXAMPLE,
     )
     parser.epilog = f"{parser.epilog}\n\nTOML keys:\n{toml_keys()}"
@@ -34,11 +36,22 @@ def register(subparsers) -> None:
         type=Path,
         help="output directory; rerun with the same --out to resume (or to reuse a finished result)",
     )
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a key of the file with a TOML value (dotted keys reach into tables), e.g. --set evaluation.harmful.limit=8; repeatable")  # fmt: skip
-    parser.add_argument("--allow-imports", action="store_true",
-                        help="let the file name its judges, data loaders, extractors and embedders by import path 'module:function'; "
-                             "importing runs that module's code, so pass it only for files you trust (without it, only registered names are called)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the file with a TOML value (dotted keys reach into tables), e.g. --set "
+        "evaluation.harmful.limit=8; repeatable",
+    )
+    parser.add_argument(
+        "--allow-imports",
+        action="store_true",
+        help="let the file name its judges, data loaders, extractors and embedders by import path "
+        "'module:function'; "
+        "importing runs that module's code, so pass it only for files you trust (without it, only registered names "
+        "are called)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -64,7 +77,8 @@ def toml_keys() -> str:
         + _keys(Experiment, skip={"name"})
     ]
     parts += [
-        f'analysis = "{name}": {cls.__doc__.strip()}\n' + _keys(cls, skip=common) for name, cls in ANALYSES.items()
+        f'analysis = "{name}": {(cls.__doc__ or "").strip()}\n' + _keys(cls, skip=common)
+        for name, cls in ANALYSES.items()
     ]
     spec = "\n".join(f"  {item.name}: {item.metadata.get('doc', '')}" for item in dataclasses.fields(DatasetSpec))
     return "\n\n".join([*parts, f"data-set tables (path = ... or call = ...):\n{spec}"])
@@ -76,7 +90,9 @@ def _keys(cls: type, prefix: str = "", skip: frozenset[str] | set[str] = frozens
     lines, tables = [], []
     for item in (item for item in dataclasses.fields(cls) if item.name not in skip):
         doc, options = item.metadata.get("doc", ""), type_options(item.type)
-        nested = next((option for option in options if dataclasses.is_dataclass(option)), None)
+        nested = next(
+            (option for option in options if isinstance(option, type) and dataclasses.is_dataclass(option)), None
+        )
         if table_type(options[0]) is not None:
             lines.append(f"  [{prefix}{item.name}.NAME]  {doc} (data-set tables)")
         elif nested is DatasetSpec:

@@ -5,7 +5,9 @@
 - one module per analysis, each one config class: ``cache``, ``lens``, ``patching``, ``probes``,
   ``resampling``, ``pruning``, ``directions``, ``recognition``;
 - ``table``: the table of analyses (``ANALYSES``), ``load_config``, ``parse_config`` and ``run_experiment``;
-- ``registry``: the named functions a file may call (data loaders, judges, extractors, embedders).
+- ``registry``: the named functions a file may call (data loaders, judges, extractors, embedders);
+- ``flags``: the command-line flags of a config's fields (``add_config_flags``), so that an analysis'
+  settings are declared once, in its config.
 
 >>> config = load_config("circuits/harm_pruning/harm_pruning.toml", overrides=["q=[0.01]"])   # doctest: +SKIP
 >>> result = run_experiment(config, "runs/harm_pruning")                          # doctest: +SKIP

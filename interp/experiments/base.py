@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from interp import defaults
 from interp.checks import check_numbers
@@ -27,18 +27,32 @@ JUDGES = (
     "organism-helpful",
     "harm-compliance",
 )  # the built-in judges ("keyword": the refusal-string rule only)
-IMPORTS = "an import path 'module:function' is imported only with `interp run --allow-imports` (allow_imports=True): it runs that module's code"
+IMPORTS = (
+    "an import path 'module:function' is imported only with --allow-imports "
+    "(interp run, interp prune; allow_imports=True): it runs that module's code"
+)
 
 
-def doc(text: str, path: bool = False, **kwargs) -> Any:
-    """A dataclass field whose ``text`` is its line in ``interp run --help`` (``path``: a relative path starts at the TOML file)."""
-    return field(metadata={"doc": text, "path": path}, **kwargs)
+def doc(text: str, path: bool = False, choices: tuple[str, ...] | None = None, **kwargs) -> Any:
+    """A dataclass field whose ``text`` is its line in ``interp run --help`` and its flag's help.
+
+    ``path``: a relative path starts at the TOML file; ``choices``: the values it allows (checked by
+    ``check_choices``, offered by its flag).
+    """
+    return field(metadata={"doc": text, "path": path, "choices": choices}, **kwargs)
 
 
 def one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
     """Raise unless ``value`` is among ``allowed``, naming them."""
     if value not in allowed:
         raise InterpError(f"{name} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {value!r}.")
+
+
+def check_choices(config: Any) -> None:
+    """Raise unless every field of ``config`` that declares ``choices`` holds one of them."""
+    for item in dataclasses.fields(config):
+        if item.metadata.get("choices"):
+            one_of(item.name, getattr(config, item.name), item.metadata["choices"])
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,8 @@ class DatasetSpec:
             from interp.data import PromptSet
 
             records = [dict(record) for record in PromptSet.from_file(self.path, text_field=self.text_field).records]
+        elif self.call is None:  # refused by __post_init__
+            raise InterpError("a data set needs exactly one of `path` (a file) or `call` (a registered data loader).")
         else:
             records = registry.resolve("data", self.call)(**dict(self.kwargs))
             if not isinstance(records, (list, tuple)) or not all(isinstance(r, Mapping) for r in records):
@@ -103,7 +119,8 @@ class DatasetSpec:
                 raise InterpError(f"no record of {self.describe()} has {dict(self.where)}; check the `where` table.")
         if self.offset and self.offset >= len(records):
             raise InterpError(
-                f"{self.describe()} has {len(records)} records, so offset = {self.offset} leaves none; use a smaller offset."
+                f"{self.describe()} has {len(records)} records, so offset = {self.offset} leaves none; use a smaller "
+                "offset."
             )
         records = records[self.offset :]
         return records[: self.limit] if self.limit else records
@@ -139,7 +156,8 @@ class Experiment:
     ANALYSIS: ClassVar[str] = ""
     name: str = doc("experiment name, shown in figures and logs", default="experiment")
     model: str = doc(
-        "'organism', a registered name, a local Hugging Face directory (one starting with ./ or ../ is relative to the TOML file), or a hub id",
+        "'organism', a registered name, a local Hugging Face directory (one starting with ./ or ../ is relative to "
+        "the TOML file), or a hub id",
         default=defaults.MODEL,
     )
     dtype: str = doc(
@@ -174,6 +192,17 @@ class Experiment:
         return result
 
 
+def positions_argument(positions: str | tuple[int, ...]) -> Literal["last", "all"] | list[int]:
+    """A config's ``positions`` as the analyses take them: 'last', 'all' or a list of positions."""
+    if positions == "last":
+        return "last"
+    if positions == "all":
+        return "all"
+    if isinstance(positions, tuple):
+        return list(positions)
+    raise InterpError(f"positions must be 'last', 'all' or a list of integers, got {positions!r}.")
+
+
 def resolve_judge(spec: str | None) -> Callable | None:
     """A judge ``f(record, response) -> bool`` from its registered name (None for 'keyword': the keyword rule only)."""
     return None if spec is None or spec == "keyword" else registry.resolve("judge", spec)
@@ -186,7 +215,8 @@ def did_you_mean(word: str, known) -> str:
 
 
 def build(cls: type, data: Any, where: str) -> Any:
-    """The dataclass ``cls`` of the table ``data`` (nested tables built), each key checked; a one-line error naming ``where``."""
+    """The dataclass ``cls`` of the table ``data`` (nested tables built), each key checked; a one-line error naming
+    ``where``."""
     if not isinstance(data, Mapping):
         raise InterpError(f"{where} must be a table, got {type(data).__name__} {data!r}.")
     fields = {item.name: item for item in dataclasses.fields(cls)}
@@ -200,7 +230,8 @@ def build(cls: type, data: Any, where: str) -> Any:
     for key, value in values.items():
         if fields[key].metadata.get("path") and isinstance(value, str) and "\x00" in value:
             raise InterpError(
-                f"{key!r} in {where} is {value!r:.80}, which holds a NUL character no path can contain; give the file's path."
+                f"{key!r} in {where} is {value!r:.80}, which holds a NUL character no path can contain; give the "
+                "file's path."
             )
     missing = [
         name
@@ -231,12 +262,13 @@ def _value(kind: Any, value: Any, key: str, where: str) -> Any:
     """``value`` checked against the field type ``kind`` (nested tables built), or a one-line error."""
     table = f"[{key}]" if where == "the config" else f"{where[:-1]}.{key}]"
     for option in type_options(kind):
-        if dataclasses.is_dataclass(option):
+        if isinstance(option, type) and dataclasses.is_dataclass(option):
             return build(option, value, table)
-        if table_type(option) is not None:
+        nested = table_type(option)
+        if nested is not None:
             if not isinstance(value, Mapping):
                 raise InterpError(f"{key!r} in {where} must be a table of [{key}.NAME] tables, got {value!r}.")
-            return {name: build(table_type(option), spec, f"{table[:-1]}.{name}]") for name, spec in value.items()}
+            return {name: build(nested, spec, f"{table[:-1]}.{name}]") for name, spec in value.items()}
     converted = _convert(kind, value)
     if converted is _BAD:
         raise InterpError(f"{key!r} in {where} must be {_describe(kind)}, got {value!r}.")
@@ -293,7 +325,7 @@ def _describe(kind: Any) -> str:
 
 def absolute_paths(config: Any, base: Path) -> Any:
     """``config`` with every relative path (data-set files, store directories) made absolute from ``base``."""
-    changes = {}
+    changes: dict[str, Any] = {}
     for item in dataclasses.fields(config):
         value = getattr(config, item.name)
         if item.metadata.get("path") and isinstance(value, str) and not Path(value).is_absolute():

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from interp import defaults
-from interp.experiments.base import DatasetSpec, Experiment, doc
+from interp.experiments.base import DatasetSpec, Experiment, doc, positions_argument
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -16,11 +16,12 @@ class CacheConfig(Experiment):
     name: str = doc("experiment name, shown in figures and logs", default="cache")
     prompts: DatasetSpec = doc("the prompts")
     hooks: tuple[str, ...] = doc(
-        "hook names or shorthands: resid_pre, resid_post, attn_out, mlp_out, z, pattern, embed, ...",
+        "hook names or shorthands: resid_pre, resid_mid, resid_post, attn_out, mlp_out, z, q, k, v, pattern, embed, "
+        "...",
         default=("resid_post",),
     )
     positions: str | tuple[int, ...] = doc(
-        "'last', 'all', or positions like [0, -1] (negative counts from each prompt's end)", default="last"
+        "'last', 'all', or positions, e.g. 0 and -1 (negative counts from each prompt's end)", default="last"
     )
     batch_size: int = doc("prompts per forward pass", default=defaults.CACHE_BATCH_SIZE)
     shard_size: int | None = doc("prompts per shard file (default: 8 batches)", default=None)
@@ -35,8 +36,17 @@ class CacheConfig(Experiment):
 
         claim_directory(out, self.to_dict())
         model = self.load_model(model)
-        store = cache_activations(model, self.prompts.prompts(model, self.chat_template), hooks=list(self.hooks), positions=self.positions if isinstance(self.positions, str) else list(self.positions),
-                                  out=out / "store", batch_size=self.batch_size, dtype=self.store_dtype, shard_size=self.shard_size,
-                                  resume=True, progress=progress)  # fmt: skip
+        store = cache_activations(
+            model,
+            self.prompts.prompts(model, self.chat_template),
+            hooks=list(self.hooks),
+            positions=positions_argument(self.positions),
+            out=out / "store",
+            batch_size=self.batch_size,
+            dtype=self.store_dtype,
+            shard_size=self.shard_size,
+            resume=True,
+            progress=progress,
+        )
         atomic_write_figure(out / "overview.html", site_norms(store).figure())
         return store

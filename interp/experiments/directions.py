@@ -7,8 +7,10 @@ rerun of the same config and data loads it instead of scoring again. With ``orth
 a Hugging Face model directory orthogonalised against the chosen direction is written there too
 (outside ``--out``; a rerun finds it written and leaves it).
 
->>> config = load_config("circuits/refusal_direction/refusal_direction.toml", overrides=["harmful.path='advbench.csv'"])  # doctest: +SKIP
->>> result = run_experiment(config, "runs/refusal_direction")                                        # doctest: +SKIP
+>>> config = load_config(
+...     "circuits/refusal_direction/refusal_direction.toml", overrides=["harmful.path='advbench.csv'"]
+... )  # doctest: +SKIP
+>>> result = run_experiment(config, "runs/refusal_direction")  # doctest: +SKIP
 """
 
 import dataclasses
@@ -54,7 +56,8 @@ class InstructionsSpec:
     def __post_init__(self) -> None:
         if (self.path is None) == (self.call is None):
             raise InterpError(
-                "an instruction set needs exactly one of `path` (a CSV, JSONL or TXT file) or `call` (a registered data loader)."
+                "an instruction set needs exactly one of `path` (a CSV, JSONL or TXT file) or `call` (a registered "
+                "data loader)."
             )
 
     def read(self, label: str):
@@ -63,6 +66,10 @@ class InstructionsSpec:
 
         if self.path is not None:
             return read_instructions(self.path, label=label, column=self.column)
+        if self.call is None:  # refused by __post_init__
+            raise InterpError(
+                "an instruction set needs exactly one of `path` (a file) or `call` (a registered data loader)."
+            )
         records = registry.resolve("data", self.call)(**dict(self.kwargs))
         if not isinstance(records, (list, tuple)) or not records or not all(isinstance(r, Mapping) for r in records):
             raise InterpError(f"{self.describe()} must return a non-empty list of dicts, got {type(records).__name__}.")
@@ -78,7 +85,8 @@ class InstructionsSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class DirectionsConfig(Experiment):
-    """Refusal direction (Arditi et al. 2024): difference-of-means candidates per layer and post-instruction position, selected by ablation/addition/KL."""
+    """Refusal direction (Arditi et al. 2024): difference-of-means candidates per layer and post-instruction position,
+    selected by ablation/addition/KL."""
 
     ANALYSIS: ClassVar[str] = "directions"
     name: str = doc("experiment name, shown in figures and logs", default="refusal_direction")
@@ -90,7 +98,8 @@ class DirectionsConfig(Experiment):
     n_val: int | None = doc("at most this many held-out prompts per class for the scores (default: all)", default=None)
     layers: tuple[int, ...] | None = doc("the layers whose candidates are scored (default: all)", default=None)
     positions: tuple[int, ...] | None = doc(
-        "negative offsets from the prompt's end (default: the post-instruction template tokens, or [-1] without a template)",
+        "negative offsets from the prompt's end (default: the post-instruction template tokens, or -1 without a "
+        "template)",
         default=None,
     )
     refusal_starts: tuple[str, ...] = doc("words whose first tokens count as a refusal start", default=REFUSAL_STARTS)
@@ -102,8 +111,12 @@ class DirectionsConfig(Experiment):
         "wrap each instruction as a user turn of the tokenizer's chat template (false: as they are)", default=True
     )
     batch_size: int = doc("prompts per forward pass", default=BATCH_SIZE)
-    orthogonalize_out: str | None = doc("also write the model orthogonalised against the chosen direction to this new directory (outside --out; "
-                                         "relative to the TOML file); adding or changing it does not score the candidates again", path=True, default=None)  # fmt: skip
+    orthogonalize_out: str | None = doc(
+        "also write the model orthogonalised against the chosen direction to this new directory (outside --out; "
+        "relative to the TOML file); adding or changing it does not score the candidates again",
+        path=True,
+        default=None,
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.max_layer_fraction <= 1:
@@ -112,7 +125,8 @@ class DirectionsConfig(Experiment):
             raise InterpError(f"max_kl must be a number >= 0, got {self.max_kl!r}.")
         if self.positions is not None and (not self.positions or any(p >= 0 for p in self.positions)):
             raise InterpError(
-                f"positions must be negative offsets from the prompt's end, e.g. [-1] for the last token, got {list(self.positions)}."
+                "positions must be negative offsets from the prompt's end, e.g. [-1] for the last token, got "
+                f"{list(self.positions)}."
             )
         if self.layers is not None and (not self.layers or any(layer < 0 for layer in self.layers)):
             raise InterpError(f"layers must be layer numbers >= 0, got {list(self.layers)}.")
@@ -143,7 +157,8 @@ class DirectionsConfig(Experiment):
         for table, spec in (("harmful", self.harmful), ("benign", self.benign)):
             if spec.path is not None and not Path(spec.path).is_file():
                 raise InterpError(
-                    f"[{table}] path {spec.path} is not a file; point it at your instructions: --set {table}.path=/path/to/file.csv (CSV, JSONL or TXT)."
+                    f"[{table}] path {spec.path} is not a file; point it at your instructions: --set "
+                    f"{table}.path=/path/to/file.csv (CSV, JSONL or TXT)."
                 )
         loaded: list = []
 
@@ -154,9 +169,21 @@ class DirectionsConfig(Experiment):
 
         def compute():
             harmful, benign, val_harmful, val_benign = self.prompts()
-            return find_directions(get_model(), harmful, benign, val_harmful, val_benign, positions=self.positions, layers=self.layers,
-                                   refusal_starts=self.refusal_starts, max_kl=self.max_kl, max_layer_fraction=self.max_layer_fraction,
-                                   chat_template=self.chat_template, batch_size=self.batch_size, progress=progress)  # fmt: skip
+            return find_directions(
+                get_model(),
+                harmful,
+                benign,
+                val_harmful,
+                val_benign,
+                positions=self.positions,
+                layers=self.layers,
+                refusal_starts=self.refusal_starts,
+                max_kl=self.max_kl,
+                max_layer_fraction=self.max_layer_fraction,
+                chat_template=self.chat_template,
+                batch_size=self.batch_size,
+                progress=progress,
+            )
 
         # config.json describes the result in `out`; the orthogonalised model carries its own record
         result = dataclasses.replace(self, orthogonalize_out=None)._once(
@@ -169,7 +196,8 @@ class DirectionsConfig(Experiment):
         return result
 
     def _orthogonalize_target(self, out: Path) -> Path | None:
-        """``orthogonalize_out`` checked: not --out, not inside it or around it, not the model's own directory, writable."""
+        """``orthogonalize_out`` checked: not --out, not inside it or around it, not the model's own directory,
+        writable."""
         if self.orthogonalize_out is None:
             return None
         from interp.checks import check_output_path
@@ -178,20 +206,23 @@ class DirectionsConfig(Experiment):
         target, out = Path(self.orthogonalize_out).resolve(), out.resolve()
         if target == out or target.is_relative_to(out) or out.is_relative_to(target):
             raise InterpError(
-                f"orthogonalize_out {target} must lie outside --out {out} (which holds the direction result); choose another directory."
+                f"orthogonalize_out {target} must lie outside --out {out} (which holds the direction result); choose "
+                "another directory."
             )
         if Path(self.model).exists() and Path(self.model).resolve() == target:
             raise InterpError(f"orthogonalize_out {target} is the model's own directory; choose a new directory.")
         check_output_path(target, flag="orthogonalize_out")
         if target.is_dir() and any(target.iterdir()) and not (target / ORTHOGONALIZATION_FILE).is_file():
             raise InterpError(
-                f"orthogonalize_out {target} exists, is not empty and holds no orthogonalised model; choose a new or empty directory."
+                f"orthogonalize_out {target} exists, is not empty and holds no orthogonalised model; choose a new or "
+                "empty directory."
             )
         return target
 
     @staticmethod
     def _already_orthogonalized(target: Path, result) -> bool:
-        """Whether ``target`` holds the model orthogonalised against ``result``'s direction (else an empty or new directory)."""
+        """Whether ``target`` holds the model orthogonalised against ``result``'s direction (else an empty or new
+        directory)."""
         from interp.directions import describe_saved
         from interp.directions.interventions import ORTHOGONALIZATION_FILE
 
@@ -202,6 +233,9 @@ class DirectionsConfig(Experiment):
             found.get("norm", math.nan), wanted["norm"], rel_tol=1e-6
         )
         if not same:
-            raise InterpError(f"orthogonalize_out {target} holds a model orthogonalised against another direction (layer {found.get('layer')}, "
-                              f"position {found.get('position')}); delete it or choose a new directory.")  # fmt: skip
+            raise InterpError(
+                f"orthogonalize_out {target} holds a model orthogonalised against another direction (layer "
+                f"{found.get('layer')}, "
+                f"position {found.get('position')}); delete it or choose a new directory."
+            )
         return True

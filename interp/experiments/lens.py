@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.experiments.base import DatasetSpec, Experiment, doc, one_of
+from interp.experiments.base import DatasetSpec, Experiment, check_choices, doc, positions_argument
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +28,11 @@ class LensConfig(Experiment):
         "'last', 'all' or explicit positions (with prompts)", default=defaults.LENS_POSITIONS
     )
     top_k: int = doc("top tokens kept per cell", default=defaults.LENS_TOP_K)
-    metric: str = doc(f"what lens.html shows: {', '.join(defaults.LENS_METRICS)}", default=defaults.LENS_METRIC)
+    metric: str = doc(
+        f"what lens.html shows: {', '.join(defaults.LENS_METRICS)}",
+        choices=defaults.LENS_METRICS,
+        default=defaults.LENS_METRIC,
+    )
     chat_template: bool = doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
 
     def __post_init__(self) -> None:
@@ -36,28 +40,29 @@ class LensConfig(Experiment):
             raise InterpError(
                 "a lens experiment needs exactly one of a [prompts] table or `store` (an activation store directory)."
             )
-        one_of("metric", self.metric, defaults.LENS_METRICS)
+        check_choices(self)
 
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.io import atomic_write_figure
         from interp.lens import LensResult, logit_lens
 
         def compute():
-            options = dict(
-                targets=list(self.targets) if isinstance(self.targets, tuple) else self.targets,
-                sites=list(self.sites),
-                top_k=self.top_k,
-            )
+            targets = list(self.targets) if isinstance(self.targets, tuple) else self.targets
             if self.store is not None:
                 from interp.store import ActivationStore
 
-                return logit_lens(ActivationStore.open(self.store), **options)
+                store = ActivationStore.open(self.store)
+                return logit_lens(store, targets=targets, sites=list(self.sites), top_k=self.top_k)
+            if self.prompts is None:  # refused by __post_init__
+                raise InterpError("a lens experiment needs a [prompts] table or `store`.")
             loaded = self.load_model(model)
             return logit_lens(
                 loaded,
                 self.prompts.prompts(loaded, self.chat_template),
-                positions=self.positions if isinstance(self.positions, str) else list(self.positions),
-                **options,
+                targets=targets,
+                sites=list(self.sites),
+                positions=positions_argument(self.positions),
+                top_k=self.top_k,
             )
 
         def write(result, directory: Path) -> None:

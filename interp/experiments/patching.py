@@ -2,11 +2,14 @@
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.experiments.base import DatasetSpec, Experiment, doc, one_of
+from interp.experiments.base import DatasetSpec, Experiment, check_choices, doc
+
+METRICS = ("logit_diff", "probability", "kl")  # what a patching experiment measures
+METHODS = ("activation", "attribution")  # exact patching, or its gradient estimate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,7 +21,9 @@ class PatchingConfig(Experiment):
     clean: DatasetSpec = doc("the clean prompts")
     corrupt: DatasetSpec = doc("the corrupt prompts: same order and token length as the clean ones")
     metric: str = doc(
-        "logit_diff (needs answer and wrong), probability (needs answer) or kl (to the clean run's next-token distribution)",
+        "logit_diff (needs answer and wrong), probability (needs answer) or kl (to the clean run's next-token "
+        "distribution)",
+        choices=METRICS,
         default="logit_diff",
     )
     answer: str | None = doc("the answer token, e.g. ' mary' (or answer_field)", default=None)
@@ -29,25 +34,29 @@ class PatchingConfig(Experiment):
         "resid_pre, resid_mid, resid_post, attn_out, mlp_out, attn_head_out, attn_head_value, attn_head_pattern, ...",
         default=defaults.PATCH_SITE,
     )
-    method: str = doc("activation (exact) or attribution (the gradient estimate)", default="activation")
+    method: str = doc(
+        "activation (exact) or attribution (the gradient estimate)", choices=METHODS, default="activation"
+    )
     by_position: bool = doc(
         "one cell per position; false: each cell patches every position", default=defaults.PATCH_BY_POSITION
     )
     direction: str = doc(
-        "denoising: clean into the corrupt run; noising: corrupt into the clean run", default=defaults.PATCH_DIRECTION
+        "denoising: clean into the corrupt run; noising: corrupt into the clean run",
+        choices=defaults.PATCH_DIRECTIONS,
+        default=defaults.PATCH_DIRECTION,
     )
     normalize: bool = doc(
         "report (value - corrupt) / (clean - corrupt): 0 = the corrupt run, 1 = the clean run", default=False
     )
     batch_size: int | None = doc(
-        "most rows (cells x prompts) per forward (default: from a memory budget)", default=None
+        f"most rows (cells x prompts) per forward (default: from a {defaults.PATCH_MEMORY_BUDGET_BYTES / 2**30:g} GiB "
+        "budget)",
+        default=None,
     )
     chat_template: bool = doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
 
     def __post_init__(self) -> None:
-        one_of("metric", self.metric, ("logit_diff", "probability", "kl"))
-        one_of("method", self.method, ("activation", "attribution"))
-        one_of("direction", self.direction, defaults.PATCH_DIRECTIONS)
+        check_choices(self)
         if self.metric != "kl" and self.answer is None and self.answer_field is None:
             raise InterpError(f"metric {self.metric} needs `answer` (a token) or `answer_field`.")
         if self.metric == "logit_diff" and self.wrong is None and self.wrong_field is None:
@@ -71,24 +80,46 @@ class PatchingConfig(Experiment):
             tokens.to(model_device(model))
             for tokens in pair_tokens(model, clean, self.corrupt.prompts(model, self.chat_template))
         )
-        answer, wrong = (
-            [str(v) for v in clean.field(name)] if name else value
-            for value, name in ((self.answer, self.answer_field), (self.wrong, self.wrong_field))
-        )
+
+        def answer_tokens(value: str | None, name: str | None, key: str) -> str | list[str]:
+            if name:
+                return [str(v) for v in clean.field(name)]
+            if value is None:  # refused by __post_init__
+                raise InterpError(f"metric {self.metric} needs `{key}` (a token) or `{key}_field`.")
+            return value
+
+        metric: metrics.Metric
         with torch.no_grad():
             if self.metric == "kl":
                 metric = metrics.kl_divergence(model(clean_tokens))
-            else:
-                metric = (
-                    metrics.logit_diff(answer, wrong, model.tokenizer)
-                    if self.metric == "logit_diff"
-                    else metrics.probability(answer, model.tokenizer)
+            elif self.metric == "logit_diff":
+                answer = answer_tokens(self.answer, self.answer_field, "answer")
+                metric = metrics.logit_diff(
+                    answer, answer_tokens(self.wrong, self.wrong_field, "wrong"), model.tokenizer
                 )
+            else:
+                metric = metrics.probability(answer_tokens(self.answer, self.answer_field, "answer"), model.tokenizer)
             if self.normalize:
                 metric = metrics.normalized(metric, model(clean_tokens), model(corrupt_tokens))
-        options = dict(site=self.site, by_position=self.by_position, direction=self.direction)
+        direction: Literal["denoising", "noising"] = "noising" if self.direction == "noising" else "denoising"
         if self.method == "attribution":
-            return attribution_patching(model, clean_tokens, corrupt_tokens, metric, **options)
+            return attribution_patching(
+                model,
+                clean_tokens,
+                corrupt_tokens,
+                metric,
+                site=self.site,
+                by_position=self.by_position,
+                direction=direction,
+            )
         return activation_patching(
-            model, clean_tokens, corrupt_tokens, metric, batch_size=self.batch_size, progress=progress, **options
+            model,
+            clean_tokens,
+            corrupt_tokens,
+            metric,
+            site=self.site,
+            by_position=self.by_position,
+            direction=direction,
+            batch_size=self.batch_size,
+            progress=progress,
         )

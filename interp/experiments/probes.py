@@ -10,7 +10,8 @@ from interp.experiments.base import Experiment, doc
 
 @dataclass(frozen=True, kw_only=True)
 class ProbesConfig(Experiment):
-    """Linear probes on h_last of every layer of a store (cache the prompts first: analysis = "cache", positions "last")."""
+    """Linear probes on h_last of every layer of a store (cache the prompts first: analysis = "cache", positions
+    "last")."""
 
     ANALYSIS: ClassVar[str] = "probes"
     name: str = doc("experiment name, shown in figures and logs", default="probes")
@@ -36,8 +37,17 @@ class ProbesConfig(Experiment):
         from interp.store import ActivationStore
 
         def compute():
-            return train_probes(ActivationStore.open(self.store), self.label_field, layers=self.layers if isinstance(self.layers, str) else list(self.layers),
-                                cv=self.cv, holdout=self.holdout, C=self.C, seed=self.seed, positive=self.positive, max_iter=self.max_iter,
-                                progress=progress)  # fmt: skip
+            return train_probes(
+                ActivationStore.open(self.store),
+                self.label_field,
+                layers=self.layers if isinstance(self.layers, str) else list(self.layers),
+                cv=self.cv,
+                holdout=self.holdout,
+                C=self.C,
+                seed=self.seed,
+                positive=self.positive,
+                max_iter=self.max_iter,
+                progress=progress,
+            )
 
         return self._once(out, (self.store,), ProbeResult.load, compute)

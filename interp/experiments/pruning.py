@@ -7,8 +7,10 @@ table makes every data set that has no responses the model's *own* greedy answer
 once into ``OUT/completions/SET/`` with provenance (``interp.pruning.completions``) and reused by
 a rerun (``circuits/real_harm_pruning/real_harm_pruning.toml``).
 
->>> config = load_config("circuits/real_harm_pruning/real_harm_pruning.toml", overrides=["method='wanda'"])   # doctest: +SKIP
->>> result = run_experiment(config, "runs/real_harm_pruning/wanda")                        # doctest: +SKIP
+>>> config = load_config(
+...     "circuits/real_harm_pruning/real_harm_pruning.toml", overrides=["method='wanda'"]
+... )  # doctest: +SKIP
+>>> result = run_experiment(config, "runs/real_harm_pruning/wanda")  # doctest: +SKIP
 """
 
 from collections.abc import Callable, Mapping
@@ -19,7 +21,7 @@ from typing import Any, ClassVar
 from interp import defaults
 from interp.errors import InterpError
 from interp.experiments import registry
-from interp.experiments.base import IMPORTS, DatasetSpec, Experiment, doc, one_of, resolve_judge
+from interp.experiments.base import IMPORTS, DatasetSpec, Experiment, check_choices, doc, resolve_judge
 
 Records = list[dict[str, Any]]
 Prepare = Callable[[str, Records, bool], Records]  # (set name, records, needs responses) -> records
@@ -41,7 +43,8 @@ class CompletionsConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise InterpError(
-                f"[completions] max_new_tokens and batch_size must be at least 1 (got {self.max_new_tokens} and {self.batch_size})."
+                f"[completions] max_new_tokens and batch_size must be at least 1 (got {self.max_new_tokens} and "
+                f"{self.batch_size})."
             )
 
 
@@ -53,7 +56,8 @@ class EvaluationConfig:
         "prompts whose harmful compliance is measured (e.g. triggered harmful requests)", default=None
     )
     judge: str = doc(
-        f"harm judge f(record, response) -> bool: keyword or a registered judge ({', '.join(registry.builtin('judge'))}); {IMPORTS}",
+        "harm judge f(record, response) -> bool: keyword or a registered judge "
+        f"({', '.join(registry.builtin('judge'))}); {IMPORTS}",
         default="keyword",
     )
     benign_prompts: DatasetSpec | None = doc("benign prompts whose answers `benign_judge` checks", default=None)
@@ -64,12 +68,14 @@ class EvaluationConfig:
         "benign prompt + response pairs for the response loss / perplexity", default=None
     )
     harmful_pairs: DatasetSpec | None = doc(
-        "held-out harmful prompt + response pairs for their response loss (harm_loss): does pruning make the harmful answers unlikely?",
+        "held-out harmful prompt + response pairs for their response loss (harm_loss): does pruning make the harmful "
+        "answers unlikely?",
         default=None,
     )
     tasks: DatasetSpec | None = doc("problems with an 'answer' field for task accuracy", default=None)
     extract: str = doc(
-        f"answer extractor for tasks f(response) -> answer: a registered one ({', '.join(registry.builtin('extract'))}); import paths as for `judge`",
+        "answer extractor for tasks f(response) -> answer: a registered one "
+        f"({', '.join(registry.builtin('extract'))}); import paths as for `judge`",
         default="last-integer",
     )
     max_new_tokens: int = doc("new tokens generated per chat prompt", default=defaults.PRUNE_MAX_NEW_TOKENS)
@@ -93,7 +99,8 @@ class EvaluationConfig:
             for spec in (self.harmful, self.benign_prompts, self.benign_pairs, self.harmful_pairs, self.tasks)
         ):
             raise InterpError(
-                "[evaluation] measures nothing; give at least one of harmful, benign_prompts, benign_pairs, harmful_pairs or tasks."
+                "[evaluation] measures nothing; give at least one of harmful, benign_prompts, benign_pairs, "
+                "harmful_pairs or tasks."
             )
         if self.benign_prompts is not None and self.benign_judge is None:
             raise InterpError(
@@ -113,14 +120,23 @@ class EvaluationConfig:
             return tuple(prepare(f"evaluation_{name}", spec.load(), pairs) if prepare else spec.load())
 
         return PruningEvaluator(
-            harmful=load("harmful", self.harmful), judge=resolve_judge(self.judge), benign_prompts=load("benign_prompts", self.benign_prompts),
+            harmful=load("harmful", self.harmful),
+            judge=resolve_judge(self.judge),
+            benign_prompts=load("benign_prompts", self.benign_prompts),
             benign_judge=resolve_judge(self.benign_judge) if self.benign_judge else None,
-            benign_pairs=load("benign_pairs", self.benign_pairs, pairs=True), harmful_pairs=load("harmful_pairs", self.harmful_pairs, pairs=True),
-            tasks=load("tasks", self.tasks), extract=registry.resolve("extract", self.extract),
-            max_new_tokens=self.max_new_tokens, task_max_new_tokens=self.task_max_new_tokens, batch_size=self.batch_size,
-            temperature=self.temperature, seed=self.seed, case_sensitive_keywords=self.case_sensitive_keywords, group_field=self.group_field,
+            benign_pairs=load("benign_pairs", self.benign_pairs, pairs=True),
+            harmful_pairs=load("harmful_pairs", self.harmful_pairs, pairs=True),
+            tasks=load("tasks", self.tasks),
+            extract=registry.resolve("extract", self.extract),
+            max_new_tokens=self.max_new_tokens,
+            task_max_new_tokens=self.task_max_new_tokens,
+            batch_size=self.batch_size,
+            temperature=self.temperature,
+            seed=self.seed,
+            case_sensitive_keywords=self.case_sensitive_keywords,
+            group_field=self.group_field,
             n_samples_kept=None if self.samples_kept == -1 else self.samples_kept,
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,9 +148,17 @@ class HarmPruningConfig(Experiment):
     harmful: DatasetSpec = doc("prompt + response pairs of the behaviour to remove: harm scores are computed on them")
     benign: DatasetSpec = doc("prompt + response pairs of the behaviour to keep: benign (utility) scores")
     evaluation: EvaluationConfig = doc("what to measure at every setting ([evaluation] table)")
-    method: str = doc(f"importance score: {', '.join(defaults.PRUNE_METHODS)}", default=defaults.PRUNE_METHOD)
+    method: str = doc(
+        f"importance score: {', '.join(defaults.PRUNE_METHODS)}",
+        choices=defaults.PRUNE_METHODS,
+        default=defaults.PRUNE_METHOD,
+    )
     n_samples: int = doc("examples per score (the reference uses 128)", default=defaults.PRUNE_N_SAMPLES)
-    batch_size: int = doc("examples per forward/backward pass when scoring", default=defaults.PRUNE_BATCH_SIZE)
+    batch_size: int = doc(
+        "examples per forward/backward pass when scoring "
+        "(on the CPU also at most a token budget; the scores do not depend on either)",
+        default=defaults.PRUNE_BATCH_SIZE,
+    )
     p: tuple[float, ...] = doc(
         "benign fractions protected per matrix, each in (0, 1]; swept with every q", default=(defaults.PRUNE_P,)
     )
@@ -157,14 +181,15 @@ class HarmPruningConfig(Experiment):
         "format every prompt as a user turn of the model's chat template, with the generation prompt", default=False
     )
     completions: CompletionsConfig | None = doc(
-        "[completions] table: data sets without responses get the model's own greedy answers, generated once into OUT/completions/SET",
+        "[completions] table: data sets without responses get the model's own greedy answers, generated once into "
+        "OUT/completions/SET",
         default=None,
     )
 
     def __post_init__(self) -> None:
         from interp.pruning.masks import check_fraction
 
-        one_of("method", self.method, defaults.PRUNE_METHODS)
+        check_choices(self)
         if not self.p or not self.q:
             raise InterpError("give at least one p and one q.")
         for name, value in [
@@ -199,17 +224,33 @@ class HarmPruningConfig(Experiment):
         prepare = lambda name, records, pairs: self.prepare(model, name, records, pairs, out, progress)  # noqa: E731
         data = {name: prepare(name, spec.load(), True) for name, spec in specs.items()}
         return run_sweep(
-            model, data["harmful"], data["benign"], self.evaluation.evaluator(prepare), out,
-            p=self.p, q=self.q, method=self.method, n_samples=self.n_samples, batch_size=self.batch_size, random_seeds=self.random_seeds,
-            categories={key: data[f"category_{key}"] for key in self.categories}, overlap_p=self.overlap_p, overlap_q=self.overlap_q,
-            evaluate_categories=self.evaluate_categories, save_masks=self.save_masks, name=self.name,
-            sources={key: spec.describe() for key, spec in specs.items()}, record=self.to_dict(), progress=progress,
-        )  # fmt: skip
+            model,
+            data["harmful"],
+            data["benign"],
+            self.evaluation.evaluator(prepare),
+            out,
+            p=self.p,
+            q=self.q,
+            method=self.method,
+            n_samples=self.n_samples,
+            batch_size=self.batch_size,
+            random_seeds=self.random_seeds,
+            categories={key: data[f"category_{key}"] for key in self.categories},
+            overlap_p=self.overlap_p,
+            overlap_q=self.overlap_q,
+            evaluate_categories=self.evaluate_categories,
+            save_masks=self.save_masks,
+            name=self.name,
+            sources={key: spec.describe() for key, spec in specs.items()},
+            record=self.to_dict(),
+            progress=progress,
+        )
 
     def prepare(
         self, model, name: str, records: Records, needs_responses: bool, out: Path, progress: bool = True
     ) -> Records:
-        """``records`` in the chat template (``chat_template``), with the model's own answers where they have none (``[completions]``)."""
+        """``records`` in the chat template (``chat_template``), with the model's own answers where they have none
+        (``[completions]``)."""
         from interp.data import PromptSet
 
         missing = needs_responses and any(not isinstance(record.get("response"), str) for record in records)
@@ -217,14 +258,23 @@ class HarmPruningConfig(Experiment):
             from interp.pruning.completions import generate_completions
 
             prompts = PromptSet.from_records(records, source=name)
-            made = generate_completions(model, prompts, out / self.completions.directory / name, chat_template=self.chat_template,
-                                        max_new_tokens=self.completions.max_new_tokens, batch_size=self.completions.batch_size,
-                                        model_name=self.model, progress=progress)  # fmt: skip
+            made = generate_completions(
+                model,
+                prompts,
+                out / self.completions.directory / name,
+                chat_template=self.chat_template,
+                max_new_tokens=self.completions.max_new_tokens,
+                batch_size=self.completions.batch_size,
+                model_name=self.model,
+                progress=progress,
+            )
             return [dict(record) for record in made.records]
         if missing:
             index = next(i for i, record in enumerate(records) if not isinstance(record.get("response"), str))
-            raise InterpError(f"{name}: record {index} has no response; give prompt + response pairs (a 'response' field), "
-                              "or add a [completions] table to use the model's own answers.")  # fmt: skip
+            raise InterpError(
+                f"{name}: record {index} has no response; give prompt + response pairs (a 'response' field), "
+                "or add a [completions] table to use the model's own answers."
+            )
         if not self.chat_template:
             return records
         formatted = PromptSet.from_records(records, source=name).apply_chat_template(model.tokenizer)

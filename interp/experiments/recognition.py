@@ -34,20 +34,34 @@ class MaskFile:
 
 @dataclass(frozen=True, kw_only=True)
 class RecognitionConfig(Experiment):
-    """Recognition vs generation after pruning: h_last probes per layer, unpruned model vs masked (frozen and retrained), with a random control."""
+    """Recognition vs generation after pruning: h_last probes per layer, unpruned model vs masked (frozen and
+    retrained), with a random control."""
 
     ANALYSIS: ClassVar[str] = "recognition"
     name: str = doc("experiment name, shown in figures and logs", default="recognition")
     harmful: DatasetSpec = doc("harmful requests (the probes' positive class)")
     benign: DatasetSpec = doc("benign requests")
-    mask: str = doc("the mask to apply: a saved PruningMask .safetensors (a pruning run with save_masks = true writes OUT/masks/LABEL.safetensors); "
-                     "relative to the TOML file", path=True)  # fmt: skip
-    random_mask: str | None = doc("the control mask file (e.g. OUT/masks/random_..._seed0.safetensors); default: interp.pruning.random_mask(mask, random_seed)",
-                                   path=True, default=None)  # fmt: skip
-    random_seed: int = doc("without a random_mask file, the control is interp.pruning.random_mask(mask, random_seed), as a pruning run makes its "
-                            "random_..._seedN mask from the set-difference mask it saves", default=0)  # fmt: skip
+    mask: str = doc(
+        "the mask to apply: a saved PruningMask .safetensors (a pruning run with save_masks = true writes "
+        "OUT/masks/LABEL.safetensors); "
+        "relative to the TOML file",
+        path=True,
+    )
+    random_mask: str | None = doc(
+        "the control mask file (e.g. OUT/masks/random_..._seed0.safetensors); default: "
+        "interp.pruning.random_mask(mask, random_seed)",
+        path=True,
+        default=None,
+    )
+    random_seed: int = doc(
+        "without a random_mask file, the control is interp.pruning.random_mask(mask, random_seed), as a pruning run "
+        "makes its "
+        "random_..._seedN mask from the set-difference mask it saves",
+        default=0,
+    )
     chat_template: bool = doc(
-        "wrap each request as a user turn of the tokenizer's chat template, with the generation prompt (h_last = where the answer starts)",
+        "wrap each request as a user turn of the tokenizer's chat template, with the generation prompt (h_last = "
+        "where the answer starts)",
         default=True,
     )
     batch_size: int = doc("prompts per forward pass", default=defaults.CACHE_BATCH_SIZE)
@@ -61,7 +75,8 @@ class RecognitionConfig(Experiment):
             raise InterpError(f"batch_size must be at least 1, got {self.batch_size}.")
         if not 0 < self.holdout < 1:
             raise InterpError(
-                f"holdout must be a fraction in (0, 1): the AUROCs are measured on the held-out prompts; got {self.holdout!r}."
+                "holdout must be a fraction in (0, 1): the AUROCs are measured on the held-out prompts; got "
+                f"{self.holdout!r}."
             )
 
     def masks(self):
@@ -78,8 +93,11 @@ class RecognitionConfig(Experiment):
     def check_files(self) -> None:
         for key, path in (("mask", self.mask), ("random_mask", self.random_mask)):
             if path is not None and not Path(path).is_file():
-                raise InterpError(f"{key} {path} is not a file; point it at a saved mask (a pruning run with save_masks = true writes "
-                                  f"OUT/masks/LABEL.safetensors): --set {key}=/path/to/mask.safetensors.")  # fmt: skip
+                raise InterpError(
+                    f"{key} {path} is not a file; point it at a saved mask (a pruning run with save_masks = true "
+                    "writes "
+                    f"OUT/masks/LABEL.safetensors): --set {key}=/path/to/mask.safetensors."
+                )
 
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.pruning.recognition import RecognitionResult, check_mask
@@ -95,9 +113,20 @@ class RecognitionConfig(Experiment):
                 if path is not None:
                     check_mask(loaded, found, f"the mask file {path}")
             harmful, benign = (spec.prompts() for spec in (self.harmful, self.benign))
-            return recognition.recognition_after_pruning(loaded, mask, harmful, benign, random_mask=control, chat_template=self.chat_template,
-                                                         batch_size=self.batch_size, cv=self.cv, holdout=self.holdout, C=self.C, seed=self.seed,
-                                                         progress=progress)  # fmt: skip
+            return recognition.recognition_after_pruning(
+                loaded,
+                mask,
+                harmful,
+                benign,
+                random_mask=control,
+                chat_template=self.chat_template,
+                batch_size=self.batch_size,
+                cv=self.cv,
+                holdout=self.holdout,
+                C=self.C,
+                seed=self.seed,
+                progress=progress,
+            )
 
         sources = (
             self.harmful,

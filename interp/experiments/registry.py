@@ -121,18 +121,21 @@ def check(kind: str, spec: str, where: str = "") -> None:
         close = difflib.get_close_matches(spec, registered(kind), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise InterpError(
-            f"unknown {kind} {spec!r}{where}.{hint} Registered: {', '.join(registered(kind)) or 'none'}; packages add more "
+            f"unknown {kind} {spec!r}{where}.{hint} Registered: {', '.join(registered(kind)) or 'none'}; packages add "
+            "more "
             f"through the {KINDS[kind][0]!r} entry point group."
         )
     if not _ALLOW_IMPORTS.get():
         raise InterpError(
             f"{kind} {spec!r}{where} is an import path, and importing runs that module's code; use a registered name "
-            f"({', '.join(registered(kind)) or 'none'}), or pass {ALLOW_IMPORTS_FLAG} (allow_imports=True) if you trust this file."
+            f"({', '.join(registered(kind)) or 'none'}), or pass {ALLOW_IMPORTS_FLAG} (allow_imports=True) if you "
+            "trust this file."
         )
 
 
 def resolve(kind: str, spec: str, where: str = "") -> Callable:
-    """The function ``spec`` names for ``kind`` (see the module docstring); InterpError for an unknown or forbidden one."""
+    """The function ``spec`` names for ``kind`` (see the module docstring); InterpError for an unknown or forbidden
+    one."""
     check(kind, spec, where)
     if spec in _REGISTRY[kind]:
         return _REGISTRY[kind][spec]
@@ -141,11 +144,14 @@ def resolve(kind: str, spec: str, where: str = "") -> Callable:
         return _import(builtin)
     if ":" not in spec:
         point = _entry_point(kind, spec)
+        if point is None:  # check() found it: only a package uninstalled since then takes it away
+            raise InterpError(f"the {kind} plugin {spec!r}{where} is no longer installed.")
         try:
             function = point.load()
         except Exception as error:
             raise InterpError(
-                f"the {kind} plugin {spec!r} ({point.value}, group {KINDS[kind][0]!r}) failed to load: {type(error).__name__}: {error}"
+                f"the {kind} plugin {spec!r} ({point.value}, group {KINDS[kind][0]!r}) failed to load: "
+                f"{type(error).__name__}: {error}"
             ) from error
         register(kind, spec, function)
         return function
@@ -153,7 +159,8 @@ def resolve(kind: str, spec: str, where: str = "") -> Callable:
 
 
 def is_function(kind: str, spec: str) -> bool:
-    """Whether ``spec`` (of a field that may also be a plain name, like a sentence-transformers model) names a function."""
+    """Whether ``spec`` (of a field that may also be a plain name, like a sentence-transformers model) names a
+    function."""
     return ":" in spec or spec in registered(kind)
 
 

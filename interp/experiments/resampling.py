@@ -1,4 +1,5 @@
-"""``analysis = "resampling"``: chain-of-thought resampling (Thought Anchors): rollouts from every sentence's prefix, then each sentence's importance."""
+"""``analysis = "resampling"``: chain-of-thought resampling (Thought Anchors): rollouts from every sentence's prefix,
+then each sentence's importance."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -6,12 +7,13 @@ from typing import ClassVar
 
 from interp import defaults
 from interp.experiments import registry
-from interp.experiments.base import IMPORTS, Experiment, doc, one_of
+from interp.experiments.base import IMPORTS, Experiment, check_choices, doc
 
 
 @dataclass(frozen=True, kw_only=True)
 class ResamplingConfig(Experiment):
-    """Chain-of-thought resampling: rollouts from every sentence's prefix (OUT/rollouts, resumed), then each sentence's importance."""
+    """Chain-of-thought resampling: rollouts from every sentence's prefix (OUT/rollouts, resumed), then each sentence's
+    importance."""
 
     ANALYSIS: ClassVar[str] = "resampling"
     name: str = doc("experiment name, shown in figures and logs", default="resampling")
@@ -33,7 +35,11 @@ class ResamplingConfig(Experiment):
     forced_max_new_tokens: int = doc(
         "tokens per forced-answer rollout", default=defaults.RESAMPLE_FORCED_MAX_NEW_TOKENS
     )
-    backend: str = doc("local (the model here) or vllm (large models, several GPUs)", default="local")
+    backend: str = doc(
+        "local (the model on this machine) or vllm (large models, several GPUs; pip install 'interp[vllm]')",
+        choices=("local", "vllm"),
+        default="local",
+    )
     tensor_parallel_size: int = doc("GPUs of the vllm backend", default=defaults.VLLM_TENSOR_PARALLEL_SIZE)
     embedder: str = doc(
         f"sentence-transformers model of the similarity filter, or a registered embedder f(texts) -> array; {IMPORTS}",
@@ -48,17 +54,16 @@ class ResamplingConfig(Experiment):
     matrix: bool = doc("compute the sentence-to-sentence matrix (embeds every rollout sentence)", default=True)
 
     def __post_init__(self) -> None:
-        one_of("backend", self.backend, ("local", "vllm"))
+        check_choices(self)
 
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.directories import claim_directory
         from interp.resampling import Chain, LocalBackend, SamplingConfig, VLLMBackend, analyze, run_rollouts
+        from interp.resampling.engine import Backend
         from interp.resampling.io import read_run_manifest
 
         claim_directory(out, self.to_dict())
-        sampling = dict(
-            temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed
-        )
+        backend: Backend
         if self.backend == "vllm":
             backend = VLLMBackend(self.model, tensor_parallel_size=self.tensor_parallel_size, seed=self.seed)
         else:
@@ -67,22 +72,45 @@ class ResamplingConfig(Experiment):
         if solution is None and (rollouts / "run.json").exists():  # resuming: the chain the model wrote before
             solution = read_run_manifest(rollouts / "run.json")["solution"]
         if solution is None:
-            solution = backend.generate(self.prompt, 1, **sampling)[0]
+            solution = backend.generate(
+                self.prompt,
+                1,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                max_new_tokens=self.max_new_tokens,
+                seed=self.seed,
+            )[0]
         config = SamplingConfig(
             n=self.n,
             batch_size=self.batch_size or self.n,
             forced=self.forced,
             forced_max_new_tokens=self.forced_max_new_tokens,
-            **sampling,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
         )
-        run = run_rollouts(backend, Chain.from_text(self.prompt, solution), rollouts, config=config, answer=self.answer,
-                           gt_answer=None if self.gt_answer is None else str(self.gt_answer), progress=progress)  # fmt: skip
+        run = run_rollouts(
+            backend,
+            Chain.from_text(self.prompt, solution),
+            rollouts,
+            config=config,
+            answer=self.answer,
+            gt_answer=None if self.gt_answer is None else str(self.gt_answer),
+            progress=progress,
+        )
         embedder = (
             registry.resolve("embedder", self.embedder)
             if registry.is_function("embedder", self.embedder)
             else self.embedder
         )
-        result = analyze(run, embedder, similarity_threshold=self.similarity_threshold,
-                         match_threshold=self.match_threshold, matrix=self.matrix, progress=progress)  # fmt: skip
+        result = analyze(
+            run,
+            embedder,
+            similarity_threshold=self.similarity_threshold,
+            match_threshold=self.match_threshold,
+            matrix=self.matrix,
+            progress=progress,
+        )
         result.save(out)
         return result

@@ -54,7 +54,8 @@ ANALYSES: dict[str, type[Experiment]] = {
 def run_experiment(
     config: Experiment, out: str | Path, model=None, progress: bool = True, allow_imports: bool = False
 ) -> Any:
-    """Run (or resume) ``config`` (of ``load_config`` or a class of ``ANALYSES``) into ``out``; returns its result, saved there.
+    """Run (or resume) ``config`` (of ``load_config`` or a class of ``ANALYSES``) into ``out``; returns its result,
+    saved there.
 
     ``model``: an already loaded model (default: ``config.model`` is loaded when the analysis needs one).
     ``allow_imports``: let the config's judges, data loaders, extractors and embedders be import paths
@@ -63,7 +64,8 @@ def run_experiment(
     """
     if not isinstance(config, Experiment):
         raise InterpError(
-            f"run_experiment needs an experiment config ({', '.join(cls.__name__ for cls in ANALYSES.values())}), got {type(config).__name__}."
+            f"run_experiment needs an experiment config ({', '.join(cls.__name__ for cls in ANALYSES.values())}), got "
+            f"{type(config).__name__}."
         )
     with registry.imports_allowed(allow_imports):
         registry.check_config(config)
@@ -71,7 +73,8 @@ def run_experiment(
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
-    """Read and check a TOML experiment file; ``overrides``: ``KEY=VALUE`` with a TOML value (``evaluation.harmful.limit=8``)."""
+    """Read and check a TOML experiment file; ``overrides``: ``KEY=VALUE`` with a TOML value
+    (``evaluation.harmful.limit=8``)."""
     path = Path(path)
     if not path.is_file():
         raise InterpError(
@@ -107,7 +110,8 @@ def parse_config(data: Mapping[str, Any], base: Path = Path(".")) -> Experiment:
     analysis = data.pop("analysis", DEFAULT_ANALYSIS)
     if not isinstance(analysis, str) or analysis not in ANALYSES:
         raise InterpError(
-            f"unknown analysis {analysis!r:.60} in the config.{did_you_mean(str(analysis), ANALYSES)} Known analyses: {', '.join(ANALYSES)}."
+            f"unknown analysis {analysis!r:.60} in the config.{did_you_mean(str(analysis), ANALYSES)} Known analyses: "
+            f"{', '.join(ANALYSES)}."
         )
     config = absolute_paths(build(ANALYSES[analysis], data, "the config"), Path(base))
     if config.model.startswith(

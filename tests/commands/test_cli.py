@@ -33,7 +33,7 @@ def heavy_imports(stderr: str) -> dict[str, list[str]]:
         top = name.split(".")[0]
         if top in HEAVY and top not in found:
             chain, level = [name], depth
-            for later_depth, later_name in entries[i + 1:]:
+            for later_depth, later_name in entries[i + 1 :]:
                 if later_depth < level:
                     chain.append(later_name)
                     level = later_depth
@@ -55,8 +55,11 @@ def test_help_loads_neither_torch_nor_plotly(command):
     assert done.stdout.startswith("usage: interp"), done.stdout[:500]
     assert "import time:" in done.stderr, "PYTHONPROFILEIMPORTTIME gave no import timings: the check would see nothing"
     found = heavy_imports(done.stderr)
-    assert not found, "`interp --help` imported " + "; ".join(f"{name} via {' -> '.join(chain)}" for name, chain in found.items()) + (
-        ": command modules import the analyses inside their handlers, not at module level")
+    assert not found, (
+        "`interp --help` imported "
+        + "; ".join(f"{name} via {' -> '.join(chain)}" for name, chain in found.items())
+        + (": command modules import the analyses inside their handlers, not at module level")
+    )
 
 
 def test_heavy_imports_reads_importtime_chains():
@@ -82,7 +85,7 @@ def subcommand_parsers(parser: argparse.ArgumentParser, path: str = "interp"):
 
 def test_every_command_is_registered_in_order():
     parser = build_parser()
-    top = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)][0]
+    top = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
     assert list(top.choices) == list(COMMANDS), "build_parser() must register exactly the COMMANDS table, in its order"
 
 
@@ -118,7 +121,9 @@ def test_lens_flags_default_to_the_library():
     assert args.positions == default_of(logit_lens, "positions")
     assert args.top_k == default_of(logit_lens, "top_k")
     assert args.metric == default_of(LensResult.figure, "metric")
-    assert set(defaults.LENS_METRICS) == set(_METRIC_TITLES), "--metric offers other metrics than LensResult.figure draws"
+    assert set(defaults.LENS_METRICS) == set(_METRIC_TITLES), (
+        "--metric offers other metrics than LensResult.figure draws"
+    )
 
 
 def test_probe_flags_default_to_the_library():
@@ -126,7 +131,14 @@ def test_probe_flags_default_to_the_library():
     from interp.store import cache_activations
 
     train = parse("probe", "train", "--store", "s", "--out", "o")
-    for flag, parameter in (("layers", "layers"), ("cv", "cv"), ("holdout", "holdout"), ("C", "C"), ("seed", "seed"), ("max_iter", "max_iter")):
+    for flag, parameter in (
+        ("layers", "layers"),
+        ("cv", "cv"),
+        ("holdout", "holdout"),
+        ("C", "C"),
+        ("seed", "seed"),
+        ("max_iter", "max_iter"),
+    ):
         assert getattr(train, flag) == default_of(train_probes, parameter), flag
     assert train.batch_size == default_of(cache_activations, "batch_size")
     assert train.label_field == default_of(train_probes, "labels")
@@ -141,7 +153,12 @@ def test_resample_flags_default_to_the_library():
 
     config = {field.name: field.default for field in fields(SamplingConfig)}
     for args in (parse("resample"), parse("resample", "analyze", "dir")):
-        assert args.similarity_threshold == default_of(analyze, "similarity_threshold") == metrics.SIMILARITY_THRESHOLD == 0.8
+        assert (
+            args.similarity_threshold
+            == default_of(analyze, "similarity_threshold")
+            == metrics.SIMILARITY_THRESHOLD
+            == 0.8
+        )
         assert args.match_threshold == default_of(analyze, "match_threshold") == metrics.MATCH_THRESHOLD == 0.7
         assert args.embedder == result.DEFAULT_EMBEDDER
     run = parse("resample")
