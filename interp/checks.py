@@ -10,6 +10,7 @@ file system becomes one line naming the path and the fix (``filesystem_error``).
 """
 
 import errno
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -127,6 +128,26 @@ def filesystem_error(error: OSError, path: str | os.PathLike | None = None, acti
     )
 
 
+MAX_NAME_BYTES = 255  # one file or directory name (Linux, macOS and Windows file systems alike)
+MAX_PATH_BYTES = 4095  # a whole path (Linux's PATH_MAX less its terminating byte)
+
+
+STORE_MANIFEST_FORMAT = "interp.activation_store"  # the "format" of a store's manifest.json (interp.store)
+
+
+def _enclosing_store(path: Path) -> Path | None:
+    """The activation store that ``path`` is, or lies inside (up to its ``shards/``), if any."""
+    for candidate in (path, *path.parents[:2]):
+        manifest = candidate / "manifest.json"
+        try:
+            readable = manifest.is_file() and manifest.stat().st_size < 1 << 26
+            if readable and json.loads(manifest.read_text(encoding="utf-8")).get("format") == STORE_MANIFEST_FORMAT:
+                return candidate
+        except (OSError, ValueError, AttributeError, RecursionError):
+            continue  # not a readable store manifest: not a store
+    return None
+
+
 def check_output_path(path: str | os.PathLike | None, flag: str = "--out", kind: str = "directory") -> None:
     """Raise before any work if ``path`` cannot become the output ``kind`` (``"directory"`` or ``"file"``).
 
@@ -136,6 +157,23 @@ def check_output_path(path: str | os.PathLike | None, flag: str = "--out", kind:
     if path is None:
         return
     path = Path(path)
+    too_long = [part for part in path.parts if len(os.fsencode(part)) > MAX_NAME_BYTES]
+    if too_long:
+        raise InterpError(
+            f"{flag}: the name {too_long[0][:24]}... is {len(os.fsencode(too_long[0]))} bytes long, longer than a file "
+            f"name may be ({MAX_NAME_BYTES}); choose a shorter {flag}."
+        )
+    if len(os.fsencode(str(path.absolute()))) > MAX_PATH_BYTES:
+        raise InterpError(
+            f"{flag} is a path longer than the system allows ({MAX_PATH_BYTES} bytes); choose a shorter one."
+        )
+    store = _enclosing_store(path) if kind != "store" else None
+    kind = "directory" if kind == "store" else kind  # a store is a directory; its own writer may reopen it
+    if store is not None:
+        raise InterpError(
+            f"{flag} {path} lies inside the activation store {store}, whose files it would mix with; "
+            f"choose a directory outside it."
+        )
     if kind == "directory" and path.exists() and not path.is_dir():
         raise InterpError(
             f"{flag} {path} is a file, not a directory; choose a directory path (new or existing), or remove that file."

@@ -28,6 +28,17 @@ from interp.provenance import hash_json
 PROMPT_SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
 
 
+def _label_kind(label: Any) -> str:
+    """What a label is, as far as classes go: ``1`` and ``1.0`` are alike, ``"1"`` and ``true`` are not."""
+    if isinstance(label, bool):
+        return "a boolean"
+    if isinstance(label, (int, float)):
+        return "a number"
+    if isinstance(label, str):
+        return "text"
+    return type(label).__name__
+
+
 @dataclass(frozen=True)
 class PromptSet:
     """An ordered, immutable set of prompt records: ``{"text": ..., "label": ..., **metadata}``."""
@@ -48,6 +59,19 @@ class PromptSet:
                     f"(record: {json.dumps(dict(record), ensure_ascii=False)[:120]}). "
                     "Every prompt needs a non-empty 'text'."
                 )
+        kinds: dict[str, tuple[int, Any]] = {}  # the first prompt with a label of each kind
+        for index, record in enumerate(self.records):
+            label = record.get("label")
+            if label is not None:
+                kinds.setdefault(_label_kind(label), (index, label))
+        if len(kinds) > 1:
+            (first, a), (second, b) = sorted(kinds.values(), key=lambda pair: pair[0])[:2]
+            where = f" in {self.source}" if self.source else ""
+            raise InterpError(
+                f"the labels{where} mix kinds: prompt {first} has {a!r} ({_label_kind(a)}), prompt {second} has "
+                f"{b!r} ({_label_kind(b)}), which would count as different classes; write every label alike "
+                '(e.g. all "harmful"/"benign", or all 1/0).'
+            )
 
     # ---- construction -------------------------------------------------------------------
     @classmethod

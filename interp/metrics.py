@@ -16,6 +16,7 @@ last real token (default: the final position), so they work on right-padded batc
 """
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,12 +95,7 @@ def per_prompt_token_ids(
     ids = []
     for item in items:
         if isinstance(item, str):
-            encoded = tokenizer.encode(item, add_special_tokens=False)
-            if len(encoded) != 1:
-                pieces = [tokenizer.decode([t]) for t in encoded]
-                raise InterpError(f"{what} {item!r} is {len(encoded)} tokens ({pieces}); {reads}. "
-                                  f"Use {pieces[0]!r} if that is what you mean, or pass a token id.")  # fmt: skip
-            ids.append(int(encoded[0]))
+            ids.append(one_token(item, tokenizer, what, reads))
         elif isinstance(item, int) or (hasattr(item, "__index__") and not isinstance(item, bool)):
             ids.append(int(item))
         else:
@@ -110,17 +106,44 @@ def per_prompt_token_ids(
     return torch.tensor(ids, dtype=torch.long)
 
 
-def _single_token(text: str, tokenizer: Any) -> int:
+ID_HINT = "pass a token id instead (id:123, or an int in Python)"
+TOKEN_ID = re.compile(r"id:(\d{1,12})")  # a token given by its id where only text fits (a command-line flag, TOML text)
+
+
+def one_token(
+    text: str, tokenizer: Any, what: str = "token", reads: str = "a metric reads one next-token logit"
+) -> int:
+    """The id of ``text`` if it is exactly one token the tokenizer knows; an InterpError saying why not otherwise.
+
+    Refused: an empty string, text of several tokens (naming them), and text the tokenizer can only
+    read as its unknown token (a word-level vocabulary maps every unknown word to ``<unk>``).
+    ``"id:123"`` is the token id 123 (how a command-line flag or a TOML string names an id).
+    """
+    by_id = TOKEN_ID.fullmatch(text)
+    if by_id:
+        return int(by_id.group(1))
     if tokenizer is None:
-        raise InterpError(f"token {text!r} is a string, so pass tokenizer=model.tokenizer (or give its integer id).")
+        raise InterpError(f"{what} {text!r} is a string, so pass tokenizer=model.tokenizer (or give its integer id).")
+    if not text:
+        raise InterpError(f"the {what} is an empty string, which is no token; give a token like ' the', or {ID_HINT}.")
     ids = tokenizer.encode(text, add_special_tokens=False)
     if len(ids) != 1:
-        pieces = tokenizer.convert_ids_to_tokens(ids) if ids else []
+        pieces = [tokenizer.decode([token]) for token in ids]
         raise InterpError(
-            f"{text!r} is {len(ids)} tokens {pieces}, not one; a metric reads one next-token logit. "
-            "Pick a word that is a single token (mind the leading space: ' Paris' vs 'Paris')."
+            f"{what} {text!r} is {len(ids)} tokens ({pieces}); {reads}. Use {pieces[0]!r} if that is what you "
+            f"mean (mind the leading space: ' Paris' vs 'Paris'), or {ID_HINT}."
+        )
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if unknown is not None and ids[0] == unknown and text != getattr(tokenizer, "unk_token", None):
+        raise InterpError(
+            f"{what} {text!r} is not in the vocabulary: the tokenizer reads it as its unknown token "
+            f"{tokenizer.unk_token!r}; give a word it knows, or {ID_HINT}."
         )
     return int(ids[0])
+
+
+def _single_token(text: str, tokenizer: Any) -> int:
+    return one_token(text, tokenizer)
 
 
 def _per_row(ids: Tensor, logits: Tensor, what: str, metric: str) -> Int[Tensor, " batch"]:
@@ -195,6 +218,7 @@ class LogitDiff:
     answer: Int[Tensor, " n"]
     wrong: Int[Tensor, " n"]
     name: str = "logit_diff"
+    spelled: tuple[tuple[str, int], ...] = ()  # the (text, id) pairs it was built from: checked against a model
 
     def __call__(
         self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, " batch"] | None = None
@@ -212,6 +236,7 @@ class Probability:
 
     answer: Int[Tensor, " n"]
     name: str = "probability"
+    spelled: tuple[tuple[str, int], ...] = ()  # the (text, id) pairs it was built from: checked against a model
 
     def __call__(
         self, logits: Float[Tensor, "batch pos d_vocab"], last: Int[Tensor, " batch"] | None = None
@@ -283,12 +308,41 @@ def logit_diff(answer: TokenSpec, wrong: TokenSpec, tokenizer: Any = None) -> Lo
     >>> logit_diff(answer=[3, 4], wrong=[5, 6])(torch.randn(2, 7, 10)).shape
     torch.Size([2])
     """
-    return LogitDiff(token_ids(answer, tokenizer), token_ids(wrong, tokenizer))
+    answer_ids, wrong_ids = token_ids(answer, tokenizer), token_ids(wrong, tokenizer)
+    return LogitDiff(answer_ids, wrong_ids, spelled=_spelled(answer, answer_ids) + _spelled(wrong, wrong_ids))
 
 
 def probability(answer: TokenSpec, tokenizer: Any = None) -> Probability:
     """Probability of ``answer`` (one token, or one per prompt)."""
-    return Probability(token_ids(answer, tokenizer))
+    answer_ids = token_ids(answer, tokenizer)
+    return Probability(answer_ids, spelled=_spelled(answer, answer_ids))
+
+
+def _spelled(tokens: TokenSpec, ids: Tensor) -> tuple[tuple[str, int], ...]:
+    """The (text, id) pairs of the tokens given as text (what another tokenizer could read differently)."""
+    items = [tokens] if isinstance(tokens, (int, str)) else [] if isinstance(tokens, Tensor) else list(tokens)
+    return tuple(sorted({(item, int(token)) for item, token in zip(items, ids.tolist()) if isinstance(item, str)}))
+
+
+def check_tokenizer(metric: Metric, tokenizer: Any) -> None:
+    """Raise if ``metric`` was built from text with another tokenizer than ``tokenizer`` (its ids would be others').
+
+    A metric built from ids, or one that reads no token (KL), passes.
+    """
+    inner = metric.metric if isinstance(metric, Normalized) else metric
+    if tokenizer is None:
+        return
+    for text, token in getattr(inner, "spelled", ()):
+        try:
+            here = one_token(text, tokenizer)
+        except InterpError:
+            here = None
+        if here != token:
+            found = "no single token" if here is None else f"id {here}"
+            raise InterpError(
+                f"the metric {metric_name(metric)} was built with another tokenizer: {text!r} is id {token} there "
+                f"but {found} for this model; build it with tokenizer=model.tokenizer."
+            )
 
 
 def kl_divergence(

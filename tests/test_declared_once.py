@@ -70,6 +70,7 @@ NO_COMMAND = {"recognition": "no subcommand: recognition after pruning runs from
 # (analysis or "*" for every one, field) -> why the command has no flag for it
 NO_FLAG = {
     ("*", "name"): "a command's result is named by its --out directory",
+    ("*", "allow_outside"): "a command writes only into its --out; `interp run --allow-outside` is its twin",
     ("cache", "prompts"): "a data-set table: --prompts FILE",
     ("lens", "prompts"): "a data-set table: --prompts FILE",
     ("patching", "clean"): "a data-set table: --clean FILE",
@@ -146,6 +147,7 @@ PARAMETER = {
 }
 # (analysis or "*", field) -> why no function of the analysis takes it
 NO_PARAMETER = {
+    ("*", "allow_outside"): "a permission of the experiment run (run_experiment(allow_outside=...)), no analysis input",
     **{
         (analysis, "name"): "names the experiment's figures and logs (of the functions, run_sweep's alone takes it)"
         for analysis in ("cache", "lens", "patching", "probes", "resampling", "directions", "recognition")

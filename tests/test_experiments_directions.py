@@ -127,7 +127,7 @@ def test_a_registered_loader_and_the_orthogonalised_model(tmp_path, tiny_model_d
     path = _toml(
         tmp_path,
         tiny_model_dirs["llama"],
-        extra='orthogonalize_out = "ortho"\npositions = [-1]\nlayers = [1]',
+        extra='orthogonalize_out = "ortho"\nallow_outside = true\npositions = [-1]\nlayers = [1]',
         harmful='call = "test-harmful-instructions"\ncolumn = "instruction"',
     )
     path.write_text(path.read_text().replace("positions = [-2, -1]\n", ""))

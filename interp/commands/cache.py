@@ -15,6 +15,7 @@ from interp.commands.common import (
     load_model_from_args,
     load_prompts_from_args,
     parse_positions,
+    writes_store,
 )
 from interp.experiments.cache import CacheConfig
 from interp.experiments.flags import add_config_flags
@@ -50,11 +51,12 @@ def register(subparsers) -> None:
     add_prompt_arguments(parser, chat_template=False)
 
 
+@writes_store
 def run(args: argparse.Namespace) -> int:
 
     from interp.distributed import current_world, leave_process_group
     from interp.io import atomic_write_figure
-    from interp.mechanisms.norms import site_norms
+    from interp.mechanisms.norms import has_layer_sites, site_norms
     from interp.store import cache_activations
 
     positions = parse_positions(args.positions)
@@ -79,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     if not world.is_main:
         return 0
     figure_path = args.out / "overview.html"
-    atomic_write_figure(figure_path, site_norms(store).figure())
-    print(f"cached {store.n_prompts} prompts x {len(store.hooks)} hooks to {args.out} (figure: {figure_path})")
+    if has_layer_sites(store):
+        atomic_write_figure(figure_path, site_norms(store).figure())
+        shown = f"figure: {figure_path}"
+    else:
+        shown = "no overview figure: it draws per-layer sites, and the store holds none"
+    print(f"cached {store.n_prompts} prompts x {len(store.hooks)} hooks to {args.out} ({shown})")
     return 0

@@ -45,6 +45,7 @@ class CheckedParser(argparse.ArgumentParser):
 
 Handler = Callable[[argparse.Namespace], int]
 _WRITES_FILE: "weakref.WeakSet[Handler]" = weakref.WeakSet()  # handlers whose --out is a file, not a directory
+_WRITES_STORE: "weakref.WeakSet[Handler]" = weakref.WeakSet()  # handlers whose --out is an activation store
 _CHECKED: "weakref.WeakSet[Handler]" = weakref.WeakSet()  # handlers wrapped by _checked
 
 
@@ -54,13 +55,21 @@ def writes_file(handler: Handler) -> Handler:
     return handler
 
 
+def writes_store(handler: Handler) -> Handler:
+    """Mark a handler whose ``--out`` is an activation store it writes or resumes (no other command writes there)."""
+    _WRITES_STORE.add(handler)
+    return handler
+
+
 def _checked(handler: Handler) -> Handler:
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
         from interp.checks import FILESYSTEM_FIXES, check_output_path, filesystem_error
 
         for name in OUTPUT_FLAGS:
-            kind = "file" if name == "out" and handler in _WRITES_FILE else "directory"
+            kind = "directory"
+            if name == "out":
+                kind = "file" if handler in _WRITES_FILE else "store" if handler in _WRITES_STORE else "directory"
             check_output_path(getattr(args, name, None), flag=f"--{name.replace('_', '-')}", kind=kind)
         try:
             return handler(args)

@@ -73,7 +73,7 @@ def register(subparsers) -> None:
     )
     find.add_argument("--benign-column", default=None, help="the same for --benign")
     add_config_flags(find, DirectionsConfig, CONFIG_FLAGS)
-    find.add_argument("--out", type=Path, required=True, help="output directory")
+    find.add_argument("--out", type=Path, required=True, help="output directory (resumed when rerun)")
 
     ortho = add_subcommand(
         commands,

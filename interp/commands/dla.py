@@ -40,8 +40,8 @@ def register(subparsers) -> None:
         "--answer",
         action="append",
         default=None,
-        help="the token whose logit is attributed (repeat once per prompt, or give one for all); default: the model's "
-        "own prediction",
+        help="the token whose logit is attributed, as text or id:123 (repeat once per prompt, or give one for all); "
+        "default: the model's own prediction",
     )
     parser.add_argument(
         "--wrong",
@@ -65,7 +65,9 @@ def register(subparsers) -> None:
         help="also write the attention pattern of this head over the first prompt (repeatable): "
         "OUT/pattern_L{layer}H{head}/",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output directory (an earlier result of this command there is replaced)"
+    )
     add_prompt_arguments(parser)
 
 
@@ -81,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         from interp.store import ActivationStore
 
         source = ActivationStore.open(args.store)
+        _check_heads(heads, source.n_layers, int(source.manifest["n_heads"]))
         result = direct_logit_attribution(source, answer=answer, wrong=wrong, positions=positions)
         first_prompt: int | str = 0
     else:
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             prompts = prompts.apply_chat_template(source.tokenizer) if args.chat_template else prompts
         else:
             prompts = load_prompts_from_args(args, source)
+        _check_heads(heads, int(source.cfg.n_layers), int(source.cfg.n_heads))
         result = direct_logit_attribution(source, prompts, answer=answer, wrong=wrong, positions=positions)
         first_prompt = prompts.texts[0]
     result.save(args.out)
@@ -125,6 +129,14 @@ def _one_or_many(values: list[str] | None):
     if not values:
         return None
     return values[0] if len(values) == 1 else values
+
+
+def _check_heads(heads: list[tuple[int, int]], n_layers: int, n_heads: int) -> None:
+    """Refuse a --pattern head the model does not have before any result is written."""
+    from interp.mechanisms.attention import check_head
+
+    for layer, head in heads:
+        check_head(layer, head, n_layers, n_heads)
 
 
 def _parse_head(text: str) -> tuple[int, int]:

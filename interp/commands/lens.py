@@ -51,7 +51,12 @@ def register(subparsers) -> None:
         default=None,
         help="a tuned lens written by `interp lens train` (refused for another model)",
     )
-    parser.add_argument("--out", type=Path, default=None, help="output directory (required)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (required; an earlier result of this command there is replaced)",
+    )
     add_prompt_arguments(parser, chat_template=False)
     commands = parser.add_subparsers(dest="lens_command", metavar="[train]")
     _register_train(commands)

@@ -66,7 +66,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--top", type=int, default=5, help="print this many most important cells per result")
     parser.add_argument(
-        "--out", required=True, type=Path, help="output directory (one subdirectory per method and site)"
+        "--out",
+        required=True,
+        type=Path,
+        help="output directory (one subdirectory per method and site; an earlier result of this command there is "
+        "replaced)",
     )
     add_prompt_arguments(parser, chat_template=False)
 

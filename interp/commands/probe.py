@@ -49,7 +49,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         example=f"{TRAIN_EXAMPLE}\n  {CACHE_EXAMPLE}",
     )
     add_config_flags(train, ProbesConfig, CONFIG_FLAGS)
-    train.add_argument("--out", required=True, type=Path, help="directory for the trained probes")
+    train.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="directory for the trained probes (an earlier result of this command there is replaced)",
+    )
     train.add_argument(
         "--prompts",
         type=Path,
@@ -76,7 +81,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--store", required=True, type=Path, help="activation store of the same model, cached with --positions last"
     )
     add_config_flags(evaluate, ProbesConfig, ("label_field",))
-    evaluate.add_argument("--out", type=Path, default=None, help="directory for probe_eval.json and probe_eval.html")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for probe_eval.json and probe_eval.html (an earlier result of this command there is replaced)",
+    )
     return probe
 
 

@@ -52,6 +52,12 @@ def register(subparsers) -> None:
         "importing runs that module's code, so pass it only for files you trust (without it, only registered names "
         "are called)",
     )
+    parser.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="let the paths the experiment writes to ([completions] directory, orthogonalize_out) lead outside --out, "
+        "as allow_outside = true in the file (without either, such a path is refused before anything runs)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -59,7 +65,13 @@ def run(args: argparse.Namespace) -> int:
     from interp.experiments import load_config, run_experiment
 
     config = load_config(args.config, overrides=args.set)
-    result = run_experiment(config, args.out, progress=not args.quiet, allow_imports=args.allow_imports)
+    result = run_experiment(
+        config,
+        args.out,
+        progress=not args.quiet,
+        allow_imports=args.allow_imports,
+        allow_outside=args.allow_outside,
+    )
     if callable(getattr(result, "summary", None)):
         print(result.summary())
     written = ", ".join(sorted(path.name for path in args.out.iterdir() if not path.name.startswith(".")))

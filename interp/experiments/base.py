@@ -33,13 +33,14 @@ IMPORTS = (
 )
 
 
-def doc(text: str, path: bool = False, choices: tuple[str, ...] | None = None, **kwargs) -> Any:
+def doc(text: str, path: bool = False, choices: tuple[str, ...] | None = None, output: bool = False, **kwargs) -> Any:
     """A dataclass field whose ``text`` is its line in ``interp run --help`` and its flag's help.
 
     ``path``: a relative path starts at the TOML file; ``choices``: the values it allows (checked by
-    ``check_choices``, offered by its flag).
+    ``check_choices``, offered by its flag); ``output``: a path the experiment writes to, which must
+    lie inside ``--out`` unless the experiment allows otherwise (``allow_outside``; ``Experiment.output_path``).
     """
-    return field(metadata={"doc": text, "path": path, "choices": choices}, **kwargs)
+    return field(metadata={"doc": text, "path": path, "choices": choices, "output": output}, **kwargs)
 
 
 def one_of(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -164,10 +165,48 @@ class Experiment:
         "model dtype: float32, bfloat16 or float16 (pruning scores always accumulate in float32)", default="float32"
     )
     device: str | None = doc("cpu, cuda, ... (default: cuda if available)", default=None)
+    allow_outside: bool = doc(
+        "let the paths the experiment writes to (e.g. [completions] directory, orthogonalize_out) lead outside --out "
+        "(interp run --allow-outside)",
+        default=False,
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        """What ``config.json`` records: the analysis and every key."""
-        return {"analysis": self.ANALYSIS, **json.loads(json.dumps(dataclasses.asdict(self), default=list))}
+        """What ``config.json`` records: the analysis and every key (but ``allow_outside``, which changes no result)."""
+        record = json.loads(json.dumps(dataclasses.asdict(self), default=list))
+        record.pop("allow_outside", None)
+        return {"analysis": self.ANALYSIS, **record}
+
+    def output_paths(self) -> dict[str, str]:
+        """Every path this experiment writes to besides ``--out`` itself, by key (``[completions] directory``)."""
+        found: dict[str, str] = {}
+
+        def walk(config: Any, where: str) -> None:
+            for spec in dataclasses.fields(config):
+                value = getattr(config, spec.name)
+                if spec.metadata.get("output") and value is not None:
+                    found[f"{where}{spec.name}" if not where else f"[{where}] {spec.name}"] = str(value)
+                elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+                    walk(value, spec.name)
+
+        walk(self, "")
+        return found
+
+    def check_outputs(self, out: Path) -> None:
+        """Refuse, before any work, an output path that leads outside ``out`` without ``allow_outside``."""
+        for key, path in self.output_paths().items():
+            self.output_path(out, path, key)
+
+    def output_path(self, out: Path, path: str | Path, key: str) -> Path:
+        """Where the output ``key`` (``path``: relative to ``out``, or absolute) is written: inside ``out``, or
+        anywhere when the experiment has ``allow_outside``; an InterpError naming the key and the fix otherwise."""
+        target = (Path(out) / path).resolve()
+        if not target.is_relative_to(Path(out).resolve()) and not self.allow_outside:
+            raise InterpError(
+                f"{key} {str(path)!r} leads outside --out {out} (to {target}); write it inside --out, or allow it with "
+                "allow_outside = true in the TOML file or interp run --allow-outside."
+            )
+        return target
 
     def load_model(self, model=None):
         from interp.model import load_model

@@ -31,7 +31,7 @@ class CacheConfig(Experiment):
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.directories import claim_directory
         from interp.io import atomic_write_figure
-        from interp.mechanisms.norms import site_norms
+        from interp.mechanisms.norms import has_layer_sites, site_norms
         from interp.store import cache_activations
 
         claim_directory(out, self.to_dict())
@@ -48,5 +48,6 @@ class CacheConfig(Experiment):
             resume=True,
             progress=progress,
         )
-        atomic_write_figure(out / "overview.html", site_norms(store).figure())
+        if has_layer_sites(store):  # an embedding-only store has no per-layer overview
+            atomic_write_figure(out / "overview.html", site_norms(store).figure())
         return store

@@ -113,8 +113,9 @@ class DirectionsConfig(Experiment):
     batch_size: int = doc("prompts per forward pass", default=BATCH_SIZE)
     orthogonalize_out: str | None = doc(
         "also write the model orthogonalised against the chosen direction to this new directory (outside --out; "
-        "relative to the TOML file); adding or changing it does not score the candidates again",
+        "relative to the TOML file; needs allow_outside); adding or changing it does not score the candidates again",
         path=True,
+        output=True,
         default=None,
     )
 

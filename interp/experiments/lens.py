@@ -20,10 +20,14 @@ class LensConfig(Experiment):
         "an activation store directory to read instead of running the model", path=True, default=None
     )
     targets: str | tuple[str, ...] | None = doc(
-        "the token to follow: one for every prompt, or one per prompt (default: the model's own prediction)",
+        "the token to follow (text, or id:123): one for every prompt, or one per prompt "
+        "(default: the model's own prediction)",
         default=None,
     )
-    sites: tuple[str, ...] = doc("residual sites: resid_pre, resid_mid, resid_post", default=defaults.LENS_SITES)
+    sites: tuple[str, ...] = doc(
+        "residual sites (resid_pre, resid_mid, resid_post), or a sublayer's output (attn_out, mlp_out) decoded alike",
+        default=defaults.LENS_SITES,
+    )
     positions: str | tuple[int, ...] = doc(
         "'last', 'all' or explicit positions (with prompts)", default=defaults.LENS_POSITIONS
     )

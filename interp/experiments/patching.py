@@ -26,8 +26,10 @@ class PatchingConfig(Experiment):
         choices=METRICS,
         default="logit_diff",
     )
-    answer: str | None = doc("the answer token, e.g. ' mary' (or answer_field)", default=None)
-    wrong: str | None = doc("the wrong-answer token of logit_diff, e.g. ' john' (or wrong_field)", default=None)
+    answer: str | None = doc("the answer token, e.g. ' mary' or id:123 (or answer_field)", default=None)
+    wrong: str | None = doc(
+        "the wrong-answer token of logit_diff, e.g. ' john' or id:123 (or wrong_field)", default=None
+    )
     answer_field: str | None = doc("read each prompt's answer token from this field of the clean records", default=None)
     wrong_field: str | None = doc("read each prompt's wrong token from this field of the clean records", default=None)
     site: str = doc(

@@ -36,7 +36,9 @@ class CompletionsConfig:
     )
     batch_size: int = doc("prompts per generation batch", default=defaults.PRUNE_EVAL_BATCH_SIZE)
     directory: str = doc(
-        "where they are written, relative to OUT: runs of several methods can share one ('../completions')",
+        "where they are written, relative to OUT; runs of several methods can share one ('../completions', "
+        "with allow_outside)",
+        output=True,
         default="completions",
     )
 
@@ -261,7 +263,7 @@ class HarmPruningConfig(Experiment):
             made = generate_completions(
                 model,
                 prompts,
-                out / self.completions.directory / name,
+                self.output_path(out, self.completions.directory, "[completions] directory") / name,
                 chat_template=self.chat_template,
                 max_new_tokens=self.completions.max_new_tokens,
                 batch_size=self.completions.batch_size,

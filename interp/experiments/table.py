@@ -52,7 +52,12 @@ ANALYSES: dict[str, type[Experiment]] = {
 
 
 def run_experiment(
-    config: Experiment, out: str | Path, model=None, progress: bool = True, allow_imports: bool = False
+    config: Experiment,
+    out: str | Path,
+    model=None,
+    progress: bool = True,
+    allow_imports: bool = False,
+    allow_outside: bool = False,
 ) -> Any:
     """Run (or resume) ``config`` (of ``load_config`` or a class of ``ANALYSES``) into ``out``; returns its result,
     saved there.
@@ -61,12 +66,17 @@ def run_experiment(
     ``allow_imports``: let the config's judges, data loaders, extractors and embedders be import paths
     ``'module:function'`` (importing runs that module's code: only for files you trust); else only
     registered names (``interp.experiments.registry``) are called, and an import path is refused before anything runs.
+    ``allow_outside``: let the paths the experiment writes to lead outside ``out`` (as ``allow_outside = true``
+    in the TOML file); else such a path is refused before anything runs.
     """
     if not isinstance(config, Experiment):
         raise InterpError(
             f"run_experiment needs an experiment config ({', '.join(cls.__name__ for cls in ANALYSES.values())}), got "
             f"{type(config).__name__}."
         )
+    if allow_outside and not config.allow_outside:
+        config = dataclasses.replace(config, allow_outside=True)
+    config.check_outputs(Path(out))
     with registry.imports_allowed(allow_imports):
         registry.check_config(config)
         return config.run(Path(out), model=model, progress=progress)
@@ -84,6 +94,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InterpError(f"{path} is not valid TOML (UTF-8 text): {error}.") from error
+    except RecursionError:
+        raise InterpError(f"{path} nests arrays or tables too deeply to read; flatten it.") from None
     for item in overrides:
         key, sep, text = item.partition("=")
         parts = [part.strip() for part in key.split(".")]
@@ -95,6 +107,10 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
             value = tomllib.loads(f"value = {text.strip()}")["value"]
         except tomllib.TOMLDecodeError:
             value = text.strip()  # a bare word is a string: --set model=organism
+        except RecursionError:
+            raise InterpError(
+                f"--set {key}: the value nests arrays or tables too deeply to read; flatten it."
+            ) from None
         table = data
         for part in parts[:-1]:
             table = table.setdefault(part, {})

@@ -103,7 +103,8 @@ class LensResult(Result):
             raise InterpError(f"LensResult.position_tokens must name {n_pos} positions per prompt.")
         k = self.top_ids.shape[3]
         shape_ok = len(self.top_tokens) == n_site and all(
-            len(prompts) == n_prompt and all(len(cells) == n_pos and all(len(top) == k for top in cells) for cells in prompts)
+            len(prompts) == n_prompt
+            and all(len(cells) == n_pos and all(len(top) == k for top in cells) for cells in prompts)
             for prompts in self.top_tokens
         )
         if not shape_ok:
@@ -234,7 +235,8 @@ def logit_lens(
         targets: the token to follow: one per prompt, or one for all (string or id). Default:
             per prompt, the model's own top-1 prediction at that prompt's last position.
         sites: shorthands or hook names; "resid_pre" and "resid_post" by default (sublayers:
-            add "resid_mid"). From a store: the sites it holds among these.
+            add "resid_mid"; "attn_out" / "mlp_out" decode a sublayer's own output through the same
+            final norm and unembedding). From a store: the sites it holds among these.
         positions: "last", "all" or explicit positions (model source; a store read what it stored).
         top_k: how many top tokens to keep per cell.
         translator: ``translator(site, resid) -> resid`` applied before the readout (a tuned lens:
@@ -380,13 +382,10 @@ def _lens_sites(sites, n_layers: int) -> list[str]:
     names = expand_sites([sites] if isinstance(sites, str) else list(sites), n_layers)
     for name in names:
         site = parse_site(name)
-        if site.kind not in ("resid_pre", "resid_mid", "resid_post", "embed", "final_norm") and site.kind not in (
-            "attn_out",
-            "mlp_out",
-        ):
+        if site.kind not in ("resid_pre", "resid_mid", "resid_post", "embed", "final_norm", "attn_out", "mlp_out"):
             raise InterpError(
-                "the logit lens decodes residual-stream sites; "
-                f"{name} is not one (use resid_pre, resid_mid or resid_post)."
+                "the logit lens decodes residual-stream sites and sublayer outputs; "
+                f"{name} is not one of them (use resid_pre, resid_mid, resid_post, attn_out or mlp_out)."
             )
     return list(names)
 

@@ -86,9 +86,9 @@ def attention_pattern(source, prompt: str | int, layer: int, head: int) -> Atten
     from interp.store import ActivationStore
 
     if isinstance(source, ActivationStore):
-        _check_head(layer, head, source.n_layers, int(source.manifest["n_heads"]))
+        check_head(layer, head, source.n_layers, int(source.manifest["n_heads"]))
         return _from_store(source, prompt, site_name("pattern", layer), layer, head)
-    _check_head(layer, head, int(source.cfg.n_layers), int(source.cfg.n_heads))
+    check_head(layer, head, int(source.cfg.n_layers), int(source.cfg.n_heads))
     if not isinstance(prompt, str):
         raise InterpError(
             "attention_pattern(model, prompt, ...) takes the prompt's text, "
@@ -139,7 +139,7 @@ def _from_store(store, prompt, name: str, layer: int, head: int) -> AttentionPat
     )
 
 
-def _check_head(layer, head, n_layers: int, n_heads: int) -> None:
+def check_head(layer, head, n_layers: int, n_heads: int) -> None:
     if not isinstance(layer, int) or not 0 <= layer < n_layers:
         raise InterpError(f"layer {layer!r} does not exist; the model has layers 0..{n_layers - 1}.")
     if not isinstance(head, int) or not 0 <= head < n_heads:

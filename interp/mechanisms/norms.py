@@ -52,6 +52,11 @@ class SiteNorms(Result):
         )
 
 
+def has_layer_sites(store) -> bool:
+    """Whether ``store`` holds a per-layer site (what ``site_norms`` draws); an embedding-only store does not."""
+    return any(parse_site(name).layer is not None for name in store.hooks)
+
+
 def site_norms(store, kind: str | None = None) -> SiteNorms:
     """L2 norm of every prompt's activation at each cached layer of ``kind`` in ``store`` (default: the first cached
     kind)."""

@@ -4,7 +4,7 @@ import torch
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.metrics import Metric, reduce_metric
+from interp.metrics import Metric, check_tokenizer, reduce_metric
 from interp.patching.engine import (
     _capture,
     _cells,
@@ -70,6 +70,7 @@ def activation_patching(
     check_direction(direction)
     if batch_size is not None and batch_size < 1:
         raise InterpError(f"batch_size must be at least 1 (rows of cells x prompts per forward), got {batch_size}.")
+    check_tokenizer(metric, getattr(model, "tokenizer", None))
     clean_tokens, corrupt_tokens = pair_tokens(model, clean, corrupt)
     n_layers = int(model.cfg.n_layers)
     names = layer_sites(kind, n_layers)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from interp import defaults
 from interp.errors import InterpError
-from interp.metrics import Metric, metric_name, reduce_metric
+from interp.metrics import Metric, check_tokenizer, metric_name, reduce_metric
 from interp.patching.engine import _capture
 from interp.patching.inputs import (
     Prompts,
@@ -68,6 +68,7 @@ def attribution_patching_sites(
     if not sites:
         raise InterpError("give at least one site to attribute, e.g. sites=['resid_pre'].")
     kinds = list(dict.fromkeys(resolve_patch_site(site) for site in sites))
+    check_tokenizer(metric, getattr(model, "tokenizer", None))
     clean_tokens, corrupt_tokens = pair_tokens(model, clean, corrupt)
     n_layers = int(model.cfg.n_layers)
     names_by_kind = {kind: layer_sites(kind, n_layers) for kind in kinds}

@@ -4,10 +4,12 @@ Both are context managers: their hooks act on every forward pass inside the ``wi
 ``model.generate`` included, and are removed on exit, also when the block raises.
 """
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -30,6 +32,8 @@ def steer(
             text = model.generate("How do I bake bread?", max_new_tokens=20)
     """
     vector, name = _resolve(model, direction, hook)
+    if not math.isfinite(float(alpha)):
+        raise InterpError(f"alpha must be a finite number, got {alpha!r}.")
 
     def add(acts: Tensor, hook: Any = None) -> Tensor:
         return acts + alpha * vector.to(device=acts.device, dtype=acts.dtype)
@@ -84,6 +88,8 @@ def _resolve(model: Any, direction: Direction | Tensor, hook: str | None) -> tup
             f"direction has shape {tuple(vector.shape)} but the model's d_model is {d_model}; "
             "use a direction from a probe trained on this model."
         )
+    if not bool(torch.isfinite(vector).all()):
+        raise InterpError("the direction holds NaN or inf values; it would make every logit NaN. Use a finite one.")
     if model.get_hook_point(name) is None:
         raise unknown_site_error(
             name, [site_name(kind, layer) for layer in range(int(model.cfg.n_layers)) for kind in RESIDUAL_KINDS]

@@ -114,6 +114,11 @@ def cache_activations(
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts(list(prompts))
     n_layers = int(model.cfg.n_layers)
     hook_names = expand_sites(hooks, n_layers)
+    if not hook_names:
+        raise InterpError(
+            "no hooks to cache: give at least one hook name or shorthand, e.g. --hooks resid_post "
+            "(hooks=['resid_post'] in Python)."
+        )
     check_model_has(model, hook_names)
     token_lists = tokenize_prompts(model, prompt_set)
     lengths = torch.tensor([len(ids) for ids in token_lists])

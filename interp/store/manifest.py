@@ -16,12 +16,13 @@ from typing import Any
 import torch
 import xxhash
 
+from interp.checks import STORE_MANIFEST_FORMAT
 from interp.errors import InterpError
 from interp.io import inside, read_jsonl
 from interp.provenance import hash_bytes, hash_json
 from interp.store.capture import DTYPE_NAMES
 
-FORMAT = "interp.activation_store"
+FORMAT = STORE_MANIFEST_FORMAT  # "interp.activation_store"
 FORMAT_VERSION = 2  # 2: a store id and shard index in every shard, a hash per tensor (checked on first read)
 MANIFEST = "manifest.json"
 PROMPTS, TOKENS = "prompts.jsonl", "tokens.safetensors"

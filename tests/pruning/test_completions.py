@@ -127,7 +127,9 @@ offset = 3
 
 def test_a_pruning_toml_scores_the_models_own_answers(tmp_path, tiny_model_dirs, capsys):
     toml = _experiment(tmp_path, tiny_model_dirs["llama"], "[completions]\nmax_new_tokens = 4\ndirectory = '../completions'\n")
-    assert main(["run", toml, "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["run", toml, "--out", str(tmp_path / "run"), "--quiet"]) == 2  # outside --out: refused, nothing run
+    assert "leads outside --out" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert main(["run", toml, "--out", str(tmp_path / "run"), "--quiet", "--allow-outside"]) == 0
     for name, n in (("harmful", 3), ("benign", 2), ("evaluation_harmful_pairs", 2)):
         made = Completions.load(tmp_path / "completions" / name)  # OUT/../completions, shared by runs of several methods
         assert len(made.records) == n and made.provenance["model_id"] == str(tiny_model_dirs["llama"])
