@@ -20,10 +20,10 @@ mid-write is generated again with the same seed.
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from jaxtyping import Int
@@ -226,7 +226,8 @@ class LocalBackend:
                 model(input_ids[:, :-1], use_cache=True, **keep, **{compat.cache_kwarg(): cache})
                 cache.batch_repeat_interleave(n)
                 kwargs[compat.cache_kwarg()] = cache
-            out = model.generate(
+            generate = cast(Callable[..., Tensor], model.generate)  # a causal LM's: token ids (no return_dict)
+            out = generate(
                 input_ids.expand(n, -1),
                 attention_mask=torch.ones(n, input_ids.shape[1], dtype=torch.long, device=device),
                 max_new_tokens=max_new,
@@ -569,7 +570,8 @@ def resilience(
     from interp.resampling.metrics import cosine_similarity
 
     target_emb = np.asarray(embed([target]))
-    count, steps = 0, []
+    count = 0
+    steps: list[dict[str, Any]] = []
     for it in range(max_iterations):
         conts = backend.generate(
             context,
