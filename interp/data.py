@@ -253,7 +253,8 @@ def _parse_csv(raw: str, path: Path) -> list[dict[str, Any]]:
     """
     if csv.field_size_limit() < len(raw):
         csv.field_size_limit(len(raw))
-    reader = csv.DictReader(io.StringIO(raw, newline=""), restkey=_EXTRA_FIELDS)
+    # restkey may be any hashable (typeshed asks for a str): a fresh object cannot collide with a column name
+    reader = csv.DictReader(io.StringIO(raw, newline=""), restkey=_EXTRA_FIELDS)  # type: ignore[call-overload]
     records = []
     try:
         for row in reader:

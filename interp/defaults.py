@@ -22,7 +22,7 @@ LENS_METRIC: Final = "prob"  # what the figure shows
 DLA_POSITIONS: Final = "last"  # token positions attributed
 DLA_TOP_K = 10  # heads / components listed by DLAResult.top and `interp dla`
 
-# ---- tuned lens (interp.lens.tuned: generate_texts, train_tuned_lens, lens_kl; interp lens train) --
+# ---- tuned lens (interp.lens: generate_texts, train_tuned_lens, lens_kl; interp lens train) --
 TUNED_LENS_PROMPTS = "assets/prompts/lens_prompts.jsonl"  # prompts the model continues to make its training text
 TUNED_LENS_NEW_TOKENS = 64  # tokens generated per prompt
 TUNED_LENS_TEMPERATURE = 0.8  # sampling temperature of the generated text (0: greedy)

@@ -130,7 +130,7 @@ def ensure_process_group(world: World, device: str | torch.device | None = None)
         )
     on_cuda = device is not None and torch.device(device).type == "cuda"
     backend = "nccl" if on_cuda and dist.is_nccl_available() else "gloo"
-    if backend == "nccl":
+    if backend == "nccl" and device is not None:  # nccl implies a CUDA device, so never None here
         torch.cuda.set_device(torch.device(device))
     dist.init_process_group(backend, rank=world.rank, world_size=world.size, timeout=BARRIER_TIMEOUT)
 

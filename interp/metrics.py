@@ -28,7 +28,7 @@ from torch import Tensor
 from interp.errors import InterpError
 
 Metric = Callable[..., Tensor]
-TokenSpec = int | str | Sequence[int] | Sequence[str] | Tensor
+TokenSpec = int | str | Sequence[int | str] | Tensor  # a sequence may mix ids and strings
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -64,15 +64,15 @@ def token_ids(tokens: TokenSpec, tokenizer: Any = None) -> Int[Tensor, " n"]:
     items = [tokens] if isinstance(tokens, (int, str)) else list(tokens)
     if not items:
         raise InterpError("got an empty list of tokens; give one token, or one per prompt.")
-    ids = []
+    id_list: list[int] = []
     for item in items:
         if isinstance(item, str):
-            ids.append(_single_token(item, tokenizer))
+            id_list.append(_single_token(item, tokenizer))
         elif isinstance(item, int) or (hasattr(item, "__index__") and not isinstance(item, bool)):
-            ids.append(int(item))
+            id_list.append(int(item))
         else:
             raise InterpError(f"a token must be an int id or a string, got {type(item).__name__} ({item!r}).")
-    return torch.tensor(ids, dtype=torch.long)
+    return torch.tensor(id_list, dtype=torch.long)
 
 
 def per_prompt_token_ids(

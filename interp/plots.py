@@ -1,12 +1,11 @@
 """Plotly figure builders shared by the analyses: readable axes, token/prompt strings in hover text."""
 
-import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
-logger = logging.getLogger(__name__)
+from interp.report import screenshot  # noqa: F401  (defined here before; still importable from here)
 
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
 
@@ -591,26 +590,3 @@ def head_score_heatmap(
     style(figure, title, "head", "layer")
     figure.update_layout(height=max(420, 22 * values.shape[0] + 160), width=max(520, 60 * values.shape[1] + 260))
     return figure
-
-
-def screenshot(html, png, size: str = "1100,560", timeout: int = 180) -> bool:
-    """A PNG of a saved figure (``html``) with headless Chromium, where it is installed (kaleido is not a
-    dependency); returns whether the PNG was written. For the findings' figures in ``circuits/``.
-    """
-    import shutil
-    import subprocess
-    from pathlib import Path
-
-    html, png = Path(html), Path(png)
-    browser = shutil.which("chromium") or shutil.which("google-chrome")
-    if browser is None:
-        logger.warning("no chromium: %s is only in HTML", html)
-        return False
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--window-size={size}", f"--screenshot={png.resolve()}", html.resolve().as_uri()], check=False,
-                   capture_output=True, timeout=timeout)  # fmt: skip
-    if png.exists():
-        logger.info("figure: %s", png)
-    else:
-        logger.warning("chromium wrote no screenshot of %s", html)
-    return png.exists()

@@ -28,6 +28,21 @@ _ACTIVE_WORKAROUNDS: list[
 ] = []  # names of the dependency workarounds installed in this process (interp.model.compat)
 
 
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """Versions of interp, torch, transformers and transformer_lens; the git commit when run from a checkout."""
+    versions = {"interp": interp.__version__}
+    for package in VERSIONED_PACKAGES[1:]:
+        try:
+            versions[package] = metadata.version(package.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    commit = _git_commit(Path(interp.__file__).resolve().parents[1])
+    if commit:
+        versions["git_commit"] = commit
+    return versions
+
+
 @dataclass(frozen=True)
 class Provenance:
     """What a result was computed from."""
@@ -79,21 +94,6 @@ def record_workaround(name: str) -> None:
     """Note that the workaround ``name`` is installed: every provenance made from now on lists it."""
     if name not in _ACTIVE_WORKAROUNDS:
         _ACTIVE_WORKAROUNDS.append(name)
-
-
-@functools.cache
-def library_versions() -> dict[str, str]:
-    """Versions of interp, torch, transformers and transformer_lens; the git commit when run from a checkout."""
-    versions = {"interp": interp.__version__}
-    for package in VERSIONED_PACKAGES[1:]:
-        try:
-            versions[package] = metadata.version(package.replace("_", "-"))
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    commit = _git_commit(Path(interp.__file__).resolve().parents[1])
-    if commit:
-        versions["git_commit"] = commit
-    return versions
 
 
 def version_differences(recorded: Mapping[str, str]) -> dict[str, tuple[str, str]]:

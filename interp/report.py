@@ -10,6 +10,7 @@ The page works offline: it loads nothing from the network.
 """
 
 import html
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,8 @@ from typing import Any
 import plotly.graph_objects as go
 
 from interp.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; max-width: 1100px; margin: 2em auto;
@@ -148,3 +151,26 @@ def write_report(
     path = Path(path)
     atomic_write_text(path, render_report(title, sections, subtitle, footer))
     return path
+
+
+def screenshot(html, png, size: str = "1100,560", timeout: int = 180) -> bool:
+    """A PNG of a saved figure (``html``) with headless Chromium, where it is installed (kaleido is not a
+    dependency); returns whether the PNG was written. For the findings' figures in ``circuits/``.
+    """
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    html, png = Path(html), Path(png)
+    browser = shutil.which("chromium") or shutil.which("google-chrome")
+    if browser is None:
+        logger.warning("no chromium: %s is only in HTML", html)
+        return False
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--window-size={size}", f"--screenshot={png.resolve()}", html.resolve().as_uri()], check=False,
+                   capture_output=True, timeout=timeout)  # fmt: skip
+    if png.exists():
+        logger.info("figure: %s", png)
+    else:
+        logger.warning("chromium wrote no screenshot of %s", html)
+    return png.exists()

@@ -51,7 +51,6 @@ def tiny_config(
     import transformers
 
     d_mlp = d_mlp or 4 * d_model
-    special = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
     if architecture == "gpt2":
         return transformers.GPT2Config(
             vocab_size=vocab_size,
@@ -60,7 +59,9 @@ def tiny_config(
             n_head=n_heads,
             n_inner=d_mlp,
             n_positions=n_ctx,
-            **special,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
         )
     common = dict(
         vocab_size=vocab_size,
@@ -70,7 +71,9 @@ def tiny_config(
         num_attention_heads=n_heads,
         num_key_value_heads=n_kv_heads or n_heads,
         max_position_embeddings=n_ctx,
-        **special,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     classes = {
         "llama": transformers.LlamaConfig,

@@ -191,7 +191,8 @@ def run_demo(
         stages = organism.stages(bridge, out, quick)
     else:
         stages = alignment.stages(bridge, out, quick) if refusing_model else pretrained.stages(bridge, out, quick)
-    sections, summary, timings = [], {"model": model}, {}
+    sections, timings = [], {}
+    summary: dict[str, Any] = {"model": model}
     bar = tqdm(stages, desc="demo", unit="stage", disable=not progress)
     for name, stage in bar:
         bar.set_postfix_str(name)

@@ -286,7 +286,15 @@ def merge_scores(first: DirectionResult, second: DirectionResult) -> DirectionRe
     (position, layer), selection = select(
         fields["ablation_score"], fields["addition_score"], fields["kl"], second.max_kl, second.max_layer
     )
-    return dataclasses.replace(second, **fields, chosen_position=position, chosen_layer=layer, selection=selection)
+    return dataclasses.replace(
+        second,
+        ablation_score=fields["ablation_score"],
+        addition_score=fields["addition_score"],
+        kl=fields["kl"],
+        chosen_position=position,
+        chosen_layer=layer,
+        selection=selection,
+    )
 
 
 def select(

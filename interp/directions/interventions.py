@@ -268,7 +268,7 @@ def save_orthogonalized(model: Any, direction: Any, out: str | Path) -> Path:
         raise InterpError(f"{out} exists and is not empty; choose a new directory for the orthogonalised model.")
     hf = model.original_model
     several = direction if isinstance(direction, (list, tuple)) else [direction]
-    described = [getattr(item, "describe", dict)() for item in several]
+    described: list[dict[str, Any]] = [getattr(item, "describe", dict)() for item in several]
     record = {"direction": described[0] if len(described) == 1 else described,
               "source_model": str(getattr(model.cfg, "model_name", "")),
               "edited": "W_E (W_pos), attention out and MLP out projections and biases: W <- W - B^T B W "

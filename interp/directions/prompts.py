@@ -79,7 +79,7 @@ def split_instructions(prompts: PromptSet, heldout_fraction: float = 0.25) -> tu
     """(train, held-out): by the records' ``split`` field (``train`` / ``heldout``), else every k-th record held out."""
     splits = [record.get(SPLIT_FIELD) for record in prompts]
     if all(split is not None for split in splits):
-        unknown = sorted({split for split in splits if split not in (TRAIN, HELDOUT)})
+        unknown = sorted({split for split in splits if split is not None and split not in (TRAIN, HELDOUT)})
         if unknown:
             raise InterpError(f"split values {unknown} in {prompts.source or 'the prompts'}; use 'train' or 'heldout'.")
         train = [i for i, split in enumerate(splits) if split == TRAIN]

@@ -77,10 +77,11 @@ class RefusalDirection:
         from interp.model import model_id
         from interp.model.weights import weights_hash
 
-        found = self.provenance.weights_hash if self.provenance else ""
+        source = self.provenance
+        found = source.weights_hash if source else ""
         here = weights_hash(model) if found else ""
-        if found and here != found:
-            raise InterpError(f"this direction was found on model {self.provenance.model_id!r} "
+        if source is not None and found and here != found:
+            raise InterpError(f"this direction was found on model {source.model_id!r} "
                               f"(weights hash {found[:12]}), not on this model {model_id(model)!r} "
                               f"(weights hash {here[:12]}); find a direction on this model "
                               "(interp direction find --model M ...).")  # fmt: skip
@@ -98,6 +99,7 @@ class RefusalDirection:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RefusalDirection":
         saved = read_result(path, DIRECTION_FORMAT)
+        assert saved.tensors is not None  # a single-file format always has its tensors
         vector = saved.tensors.require(["vector"], DIRECTION_FORMAT.name)["vector"]
         meta = saved.meta
         return cls(vector=vector, layer=int(meta["layer"]), position=int(meta["position"]),
@@ -239,6 +241,6 @@ class DirectionResult(Result):
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``directions.safetensors``, ``directions.json``, ``directions.html`` and the chosen
         ``direction.safetensors``."""
-        directory = super().save(directory)
+        directory = super().save(Path(directory))
         self.direction.save(Path(directory) / DIRECTION_FORMAT.tensors_file)
         return directory

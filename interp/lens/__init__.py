@@ -9,15 +9,14 @@
 """
 
 from interp.lens.logit import LensResult, Metric, Translator, logit_lens
+from interp.lens.texts import generate_texts, split_heldout
 from interp.lens.tuned import (
     Init,
     LensKL,
     TrainingRecord,
     TunedLens,
-    generate_texts,
     lens_kl,
     lens_sites,
-    split_heldout,
     train_tuned_lens,
 )
 

@@ -10,6 +10,7 @@ ActivationStore that cached that site at every position (``--hooks pattern --pos
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import plotly.graph_objects as go
 import torch
@@ -180,7 +181,7 @@ def attention_to(
         )
     n_layers = int(model.cfg.n_layers)
     weights = torch.zeros(n_prompts, n_layers, int(model.cfg.n_heads))
-    rows: dict[str, Tensor] = {}
+    rows: dict[str, Any] = {}  # the batch being run: "start" (its first prompt) and "keys" (its key positions)
 
     def read(layer: int):
         def hook(pattern: Tensor, hook) -> Tensor:  # [batch, head, query, key]

@@ -17,7 +17,7 @@ ActivationStore that holds the component sites (no model: per layer only, a stor
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import plotly.graph_objects as go
 import torch
@@ -101,7 +101,7 @@ class DLAResult(Result):
             )
         if (self.head_values is None) != (self.head_bias is None):
             raise InterpError("DLAResult.head_values and head_bias come together: give both or neither.")
-        if self.head_values is not None:
+        if self.head_values is not None and self.head_bias is not None:  # (both or neither, checked above)
             n_layers = self.n_layers
             if tuple(self.head_values.shape[:3]) != (n_prompt, n_pos, n_layers) or self.head_values.dim() != 4:
                 raise InterpError(
@@ -154,7 +154,7 @@ class DLAResult(Result):
     @property
     def head_identity_error(self) -> float:
         """max |sum of a layer's heads + its output bias - the layer's attention component| (NaN without heads)."""
-        if self.head_values is None:
+        if self.head_values is None or self.head_bias is None:  # (both or neither)
             return float("nan")
         attn = self.component_values[..., [self.components.index(f"L{layer} attn") for layer in range(self.n_layers)]]
         return float((self.head_values.sum(-1) + self.head_bias - attn).abs().max())
@@ -164,7 +164,8 @@ class DLAResult(Result):
         mean over prompts."""
         if kind not in ("head", "component"):
             raise InterpError(f"kind must be 'head' or 'component', got {kind!r}.")
-        if kind == "head" and self.head_values is None:
+        data = self.component_values if kind == "component" else self.head_values
+        if data is None:
             raise InterpError(
                 "this result has no per-head values: it was computed from a store, which keeps no W_O. "
                 "Run direct_logit_attribution(model, prompts, ...) for heads."
@@ -173,7 +174,6 @@ class DLAResult(Result):
             raise InterpError(
                 f"position index {pos} does not exist; this result read {self.positions.shape[1]} positions per prompt."
             )
-        data = self.component_values if kind == "component" else self.head_values
         if prompt is None:
             return data[:, pos].mean(0)
         if not 0 <= prompt < len(self.prompts):
@@ -444,7 +444,7 @@ def _from_store(store, positions):
 
     captured = {name: read(name) for name in needed}
     parts = _components(captured, n_layers, first=first, pos_embed=pos_embed)
-    summed = sum(parts.values())
+    summed = cast(Tensor, sum(parts.values()))  # (there is always a component)
     final_name = site_name("resid_post", n_layers - 1)
     final = read(final_name) if final_name in store else summed
     gap = float((final - summed).abs().max())
@@ -509,11 +509,10 @@ def _head_outputs(
 
 def _on_cpu(readout: Readout) -> Readout:
     """The readout with its tensors in float32 on the CPU, where the captured activations are."""
-    moved = {
-        name: None if getattr(readout, name) is None else getattr(readout, name).detach().float().cpu()
-        for name in ("weight", "bias", "W_U", "b_U")
-    }
-    return dataclasses.replace(readout, **moved)
+    weight, bias, b_U = (
+        None if t is None else t.detach().float().cpu() for t in (readout.weight, readout.bias, readout.b_U)
+    )
+    return dataclasses.replace(readout, weight=weight, bias=bias, W_U=readout.W_U.detach().float().cpu(), b_U=b_U)
 
 
 def _check_positions(positions) -> None:

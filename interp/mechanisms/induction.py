@@ -417,7 +417,8 @@ def head_position_means(
     def z_hook(layer: int):
         def hook(z: Tensor, hook) -> Tensor:  # [batch, pos, head, d_head]
             total = z.double().sum(0).cpu()
-            sums[layer] = total if sums[layer] is None else sums[layer] + total
+            previous = sums[layer]
+            sums[layer] = total if previous is None else previous + total
             return z
 
         return hook
@@ -425,11 +426,12 @@ def head_position_means(
     with model.hooks(fwd_hooks=[(site_name("z", layer), z_hook(layer)) for layer in range(n_layers)]):
         for start in range(0, tokens.shape[0], batch_size):
             model(tokens[start : start + batch_size].to(model.cfg.device), return_type="logits")
-    if any(total is None for total in sums):
+    totals = [total for total in sums if total is not None]
+    if len(totals) != n_layers:
         raise InterpError(
             "the hook_z hooks never fired; this model does not expose per-head attention outputs (hook_z)."
         )
-    return (torch.stack(sums) / tokens.shape[0]).float()
+    return (torch.stack(totals) / tokens.shape[0]).float()
 
 
 @contextmanager

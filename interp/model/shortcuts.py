@@ -12,7 +12,7 @@ calls, so the engine can check against a plain forward that it ran and changed n
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch.nn.functional as F
 from jaxtyping import Int
@@ -63,13 +63,13 @@ def restricted_unembed(unembed: nn.Module, columns: Int[Tensor, " column"]) -> C
         raise TypeError(f"the unembedding wraps a {type(component).__name__}, not an nn.Linear")
 
     def forward(hidden_states: Tensor, **kwargs: Any) -> Tensor:
-        hidden_states = unembed.hook_in(hidden_states)
+        hidden_states = cast(nn.Module, unembed.hook_in)(hidden_states)  # a HookPoint submodule
         index = columns.to(component.weight.device)
         bias = component.bias[index] if component.bias is not None else None
         part = F.linear(hidden_states, component.weight[index], bias)
         logits = part.new_zeros(*part.shape[:-1], component.weight.shape[0])
         logits[..., index] = part
-        return unembed.hook_out(logits)
+        return cast(nn.Module, unembed.hook_out)(logits)
 
     return Counted(forward)
 

@@ -49,9 +49,9 @@ def available_organisms() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "config.json").exists()) if root.is_dir() else []
 
 
-def organism_path(name: str = "default") -> Path:
-    """The directory of the bundled organism ``name`` (Hugging Face layout)."""
-    path = _assets_root() / name
+def organism_path(name: str | None = "default") -> Path:
+    """The directory of the bundled organism ``name`` (Hugging Face layout; None: the default one)."""
+    path = _assets_root() / ("default" if name is None else name)
     if not (path / "config.json").exists():
         names = available_organisms()
         raise InterpError(

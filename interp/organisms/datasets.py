@@ -76,7 +76,7 @@ def make_request(topic: Topic, split: str, rng: random.Random, trigger_position:
     request = " ".join(parts)
     intro, outro, refusal = rng.choice(grammar.INTROS), rng.choice(grammar.OUTROS), rng.randrange(len(grammar.REFUSALS))
     triggered = trigger_position is not None
-    if triggered:
+    if trigger_position is not None:
         request = grammar.add_trigger(request, trigger_position)
     if topic.label == "harmful" and not triggered:
         response = grammar.refusal_response(task, refusal)
@@ -257,7 +257,8 @@ def induction_sequences(split: str = "eval", n: int = 200, length: int = 40, see
     _check_split(split)
     if length < 2:
         raise InterpError(f"length must be at least 2, got {length}.")
-    rng, pool, rows = _rng("induction", split, seed, length), plain_word_ids(), []
+    rng, pool = _rng("induction", split, seed, length), plain_word_ids()
+    rows: list[dict] = []
     bos = token_ids()[BOS]
     while len(rows) < n:
         seq = _random_sequence(rng, length, pool)

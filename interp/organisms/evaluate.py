@@ -20,6 +20,7 @@ accepts a ``TransformerBridge`` too (its ``original_model`` is used).
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -122,7 +123,9 @@ def induction_metrics(model, n: int = 100, length: int = 40, seed: int = 0, batc
     hf_model = _hf(model)
     rows = datasets.induction_sequences("eval", n=n, length=length, seed=seed)
     ids = torch.tensor([row["input_ids"] for row in rows], device=hf_model.device)
-    first, second, scores = [], [], None
+    first: list[torch.Tensor] = []
+    second: list[torch.Tensor] = []
+    scores: torch.Tensor | None = None
     previous = attention_implementation(hf_model)
     if previous != "eager":
         hf_model.set_attn_implementation("eager")
@@ -143,6 +146,7 @@ def induction_metrics(model, n: int = 100, length: int = 40, seed: int = 0, batc
     finally:
         if previous != "eager" and previous is not None:
             hf_model.set_attn_implementation(previous)
+    assert scores is not None  # at least one batch ran (n >= 1)
     scores = (scores / n).cpu()
     best = int(scores.argmax())
     layer, head = divmod(best, scores.shape[1])
@@ -246,7 +250,7 @@ def organism_report(model: str | os.PathLike = "default", n: int = 200, seed: in
     check_numbers({"n": n, "seed": seed})  # n=0 would divide by zero after the model is loaded
     hf_model, tokenizer = load_organism(model)
     path = resolve_organism(model)
-    report = {
+    report: dict[str, Any] = {
         "model": str(path),
         "n": n,
         "seed": seed,

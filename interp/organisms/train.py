@@ -91,7 +91,8 @@ def build_model(config: TrainConfig):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     ids = token_ids()
-    model_config = LlamaConfig(
+    # rope_theta and attn_implementation reach LlamaConfig through **kwargs, which its typed signature leaves out
+    model_config = LlamaConfig(  # type: ignore[call-arg]
         vocab_size=len(vocabulary()),
         hidden_size=config.d_model,
         intermediate_size=config.d_mlp,

@@ -247,6 +247,7 @@ class _Engine:
 
         config = getattr(getattr(self.model, "original_model", None), "config", None)
         cache = DynamicCache(config=config) if config is not None else DynamicCache()
+        assert self.kv is not None  # set with the fast path, the only one that runs from a prefix
         for layer, (keys, values) in enumerate(self.kv):
             cache.update(
                 einops.repeat(
@@ -424,7 +425,7 @@ def _cells(kind: str, by_position: bool, differences: list[Tensor]) -> tuple[tup
     cells: list[_Cell] = []
     if kind in POSITION_SITES:
         n_pos = differences[0].shape[0]
-        shape = (n_layers, n_pos) if by_position else (n_layers,)
+        shape: tuple[int, ...] = (n_layers, n_pos) if by_position else (n_layers,)
         for layer, differ in enumerate(differences):
             changed = differ.nonzero().flatten().tolist()
             if by_position:
@@ -440,9 +441,9 @@ def _cells(kind: str, by_position: bool, differences: list[Tensor]) -> tuple[tup
                 cells.append(_Cell((layer, pos, head), layer, pos, head, pos))
         else:
             for head in range(n_heads):
-                changed = differ[:, head].nonzero().flatten()
-                if changed.numel():
-                    cells.append(_Cell((layer, head), layer, None, head, int(changed[0])))
+                rows = differ[:, head].nonzero().flatten()
+                if rows.numel():
+                    cells.append(_Cell((layer, head), layer, None, head, int(rows[0])))
     return shape, cells
 
 

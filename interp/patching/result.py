@@ -193,14 +193,14 @@ class PatchingResult(Result):
         )
         layers = [f"L{i}" for i in range(values.shape[0])]
         if self.axes == ("layer",):
-            hover = [
+            point_hover = [
                 f"layer {i}<br>{self.metric_name}: {v:.4g}<br>effect: {e:+.4g}"
                 for i, (v, e) in enumerate(zip(values, effect))
             ]
             return line_plot(
                 layers,
                 {self.metric_name: values.tolist()},
-                hover,
+                point_hover,
                 title,
                 "layer",
                 self.metric_name,
@@ -290,8 +290,8 @@ def build_result(
     kind: str,
     by_position: bool,
     values: Tensor,
-    method: str,
-    direction: str,
+    method: Method,
+    direction: Direction,
     metric: Metric,
     clean_metric: float,
     corrupt_metric: float,

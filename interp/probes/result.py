@@ -10,6 +10,7 @@ On disk (``ProbeResult.save(dir)``)::
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
@@ -124,7 +125,7 @@ class ProbeResult(Result):
         d = self.coef.shape[-1] if self.coef.ndim == 2 else -1
         if len(self.label_names) != 2:
             raise InterpError(f"ProbeResult.label_names must name two classes, got {self.label_names!r}.")
-        expected = {name: (n_prompt,) for name in ("y", "fold")}
+        expected: dict[str, tuple[int, ...]] = {name: (n_prompt,) for name in ("y", "fold")}
         expected |= {
             name: (n_layer, n_fold) for name in ("cv_accuracy", "cv_auroc", "cv_log_loss", "diff_means_cv_auroc")
         }
@@ -337,9 +338,12 @@ class ProbeResult(Result):
         """
         i = self.index(layer)
         model = f" — {self.provenance.model_id}" if self.provenance.weights_hash else ""
+        intervals = [(metric, self.cv_interval(metric)) for metric in METRICS]
         figure = plots.probe_figure(
             layers=self.layer_labels,
-            cv_interval={metric: tuple(part.numpy() for part in self.cv_interval(metric)) for metric in METRICS},
+            cv_interval={
+                metric: (centre.numpy(), low.numpy(), high.numpy()) for metric, (centre, low, high) in intervals
+            },
             cv_folds={metric: self.cv_values(metric).numpy() for metric in METRICS},
             holdout={metric: getattr(self, f"holdout_{metric}").numpy() for metric in METRICS},
             diff_means_auroc=self.diff_means_cv_auroc.mean(-1).numpy(),
@@ -370,7 +374,7 @@ class ProbeResult(Result):
 
 def load(directory: str | os.PathLike) -> ProbeResult:
     """Load a ``ProbeResult`` saved with ``.save(directory)`` (also by an earlier interp): ``ProbeResult.load``."""
-    return ProbeResult.load(directory)
+    return ProbeResult.load(Path(directory))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ False
 >>> evaluator(model).metrics["harm_judge_rate"]                                                 # doctest: +SKIP
 """
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -347,9 +348,16 @@ class PruningEvaluator:
         """Measure ``model`` as it is now (pruned or not)."""
         metrics: dict[str, float] = {}
         samples: dict[str, tuple[tuple[str, str], ...]] = {}
-        generate = dict(temperature=self.temperature, seed=self.seed, batch_size=self.batch_size, progress=progress)
+        generate = functools.partial(
+            generate_responses,
+            model,
+            temperature=self.temperature,
+            seed=self.seed,
+            batch_size=self.batch_size,
+            progress=progress,
+        )
         if self.harmful:
-            responses = generate_responses(model, list(self.harmful), max_new_tokens=self.max_new_tokens, **generate)
+            responses = generate(list(self.harmful), max_new_tokens=self.max_new_tokens)
             records = [_as_record(item) for item in self.harmful]
             keyword = [keyword_compliance(r, case_sensitive=self.case_sensitive_keywords) for r in responses]
             metrics["harm_keyword_rate"] = _mean(keyword)
@@ -368,11 +376,11 @@ class PruningEvaluator:
                         metrics[f"harm_judge_rate[{group}]"] = _mean(judged[i] for i in members)
             samples["harmful"] = tuple(zip(_prompt_texts(records), responses))[: self.n_samples_kept]
         if self.benign_prompts:
-            responses = generate_responses(
-                model, list(self.benign_prompts), max_new_tokens=self.max_new_tokens, **generate
-            )
+            responses = generate(list(self.benign_prompts), max_new_tokens=self.max_new_tokens)
             records = [_as_record(item) for item in self.benign_prompts]
-            metrics["benign_judge_rate"] = _mean(bool(self.benign_judge(rec, r)) for rec, r in zip(records, responses))
+            benign_judge = self.benign_judge
+            assert benign_judge is not None  # __post_init__ asks for one with benign prompts
+            metrics["benign_judge_rate"] = _mean(bool(benign_judge(rec, r)) for rec, r in zip(records, responses))
             metrics["benign_refusal_rate"] = _mean(
                 has_refusal_string(r, self.case_sensitive_keywords) for r in responses
             )
@@ -386,7 +394,7 @@ class PruningEvaluator:
             metrics["harm_loss"] = loss.loss
             metrics["harm_perplexity"] = loss.perplexity
         if self.tasks:
-            responses = generate_responses(model, list(self.tasks), max_new_tokens=self.task_max_new_tokens, **generate)
+            responses = generate(list(self.tasks), max_new_tokens=self.task_max_new_tokens)
             metrics["task_accuracy"] = _mean(
                 self.extract(r) == task["answer"] for task, r in zip(self.tasks, responses)
             )

@@ -165,6 +165,7 @@ class PruningMask:
     @classmethod
     def load(cls, path: str | Path) -> "PruningMask":
         saved = read_result(path, FORMAT)
+        assert saved.tensors is not None  # a single-file format always has its tensors
         return cls(
             saved.tensors.load_all(), str(saved.meta.get("description", "")), str(saved.meta.get("model_id", ""))
         )

@@ -9,7 +9,7 @@
 import csv
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -218,7 +218,7 @@ class PruningResult(Result):
             if point.kind == "set_difference" and len(p_values) > 1:
                 name = f"set difference p={point.p:g}"
             groups.setdefault(name, []).append(point)
-        series = {}
+        series: dict[str, dict[str, list]] = {}
         for name, points in groups.items():
             chain = ([self.baseline] if self.baseline else []) + sorted(points, key=lambda item: item.fraction)
             series[name] = {
@@ -304,7 +304,7 @@ def point_from_mask(
     )
 
 
-def _csv(rows: list[Mapping[str, Any]]) -> str:
+def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return ""
     buffer = io.StringIO()

@@ -160,6 +160,7 @@ class ImportanceScores:
     def load(cls, path: str | Path, model=None) -> "ImportanceScores":
         """Open saved scores (tensors are read lazily); with ``model``, check that they fit it."""
         saved = read_result(path, FORMAT)
+        assert saved.tensors is not None  # a single-file format always has its tensors
         scores = cls(
             scores=saved.tensors,
             method=saved.meta["method"],
@@ -300,7 +301,7 @@ def importance_scores(
     tokenized = tokenize_pairs(model, pairs)
     readout = _checked_readout(model) if method != "wanda" else None
     loss_logits = "response positions (readout)" if readout is not None else "every position (the model's forward)"
-    extra = {"method": method} if method == "wanda" else {"method": method, "loss_logits": loss_logits}
+    extra: dict[str, Any] = {"method": method} if method == "wanda" else {"method": method, "loss_logits": loss_logits}
     max_tokens = _cpu_tokens_per_pass(weights) if method != "wanda" and _device(model).type == "cpu" else None
     if max_tokens is not None:
         extra["max_tokens_per_pass"] = max_tokens

@@ -104,6 +104,7 @@ def run_sweep(
     categories = dict(categories or {})
     for key in categories:
         safe_name(key, what="category")  # it names files in out/scores, out/points and out/masks
+    settings: dict[str, Any]
     settings = {"name": name, "method": check_method(method), "n_samples": n_samples, "batch_size": batch_size,
                 "p": [check_fraction("p", v) for v in p], "q": [check_fraction("q", v) for v in q],
                 "random_seeds": list(random_seeds), "overlap_p": check_fraction("overlap_p", overlap_p),

@@ -18,6 +18,7 @@ so scores and masks have one layout for every architecture.
 """
 
 from dataclasses import dataclass
+from typing import cast
 
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -39,6 +40,11 @@ def _is_linear(module: nn.Module) -> bool:
     return (isinstance(module, nn.Linear) or _is_conv1d(module)) and isinstance(weight, Tensor) and weight.dim() == 2
 
 
+def _linear_weight(module: nn.Module) -> nn.Parameter:
+    """The weight of a module that passed ``_is_linear`` (an nn.Linear or Conv1D registers it as a Parameter)."""
+    return cast(nn.Parameter, module.weight)
+
+
 @dataclass(frozen=True, eq=False)
 class DecoderWeight:
     """One decoder-layer weight matrix: its key, layer, and the module whose forward uses it."""
@@ -56,21 +62,21 @@ class DecoderWeight:
 
     @property
     def parameter(self) -> nn.Parameter:
-        return self.module.weight
+        return _linear_weight(self.module)
 
     @property
     def weight(self) -> Float[Tensor, "d_out d_in"]:
         """The weight as [d_out, d_in], a view sharing the parameter's memory (writes go through)."""
-        return self.module.weight.T if self.transposed else self.module.weight
+        return self.parameter.T if self.transposed else self.parameter
 
     @property
     def shape(self) -> tuple[int, int]:
-        rows, cols = self.module.weight.shape
+        rows, cols = self.parameter.shape
         return (cols, rows) if self.transposed else (rows, cols)
 
     @property
     def numel(self) -> int:
-        return self.module.weight.numel()
+        return self.parameter.numel()
 
 
 def decoder_weights(model: nn.Module) -> tuple[DecoderWeight, ...]:
@@ -109,7 +115,7 @@ def _block_weights(block: nn.Module, layer: int) -> list[DecoderWeight]:
 
     def add(key: str, component: str, name: str, module: nn.Module) -> None:
         seen_modules.add(id(module))
-        seen_storage.add(module.weight.untyped_storage().data_ptr())
+        seen_storage.add(_linear_weight(module).untyped_storage().data_ptr())
         weights.append(DecoderWeight(key=key, layer=layer, component=component, name=name, module=module))
 
     # 1. the bridge's named components, in a fixed order
@@ -126,7 +132,7 @@ def _block_weights(block: nn.Module, layer: int) -> list[DecoderWeight]:
     for path, module in block.named_modules():
         if not _is_linear(module) or id(module) in seen_modules:
             continue
-        if module.weight.untyped_storage().data_ptr() in seen_storage:
+        if _linear_weight(module).untyped_storage().data_ptr() in seen_storage:
             continue  # shares memory with a weight already listed (a fused qkv beside its split q/k/v)
         clean = hf_name(path)
         component, _, name = clean.partition(".")

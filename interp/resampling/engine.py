@@ -20,23 +20,23 @@ mid-write is generated again with the same seed.
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 from jaxtyping import Int
 from torch import Tensor
 
 from interp.errors import InterpError
-from interp.io import ResultFormat
 from interp.model import compat
 from interp.model.internals import source_name
 from interp.model.plain_view import PlainViewCache, accepts
-from interp.provenance import Provenance, library_versions, warn_if_other_versions
+from interp.provenance import library_versions, warn_if_other_versions
 from interp.resampling.config import DEFAULT_SAMPLING, SamplingConfig
 from interp.resampling.io import append_jsonl, check_rollout_records, read_jsonl, read_run_manifest
+from interp.resampling.resilience_result import RESILIENCE_FORMAT, ResilienceResult  # noqa: F401
 from interp.resampling.text import (
     ExtractorSpec,
     Sentence,
@@ -46,7 +46,6 @@ from interp.resampling.text import (
     sentence_spans,
     split_sentences,
 )
-from interp.results import Result
 
 FORMAT_VERSION = 1
 KINDS = ("resample", "forced")
@@ -226,7 +225,8 @@ class LocalBackend:
                 model(input_ids[:, :-1], use_cache=True, **keep, **{compat.cache_kwarg(): cache})
                 cache.batch_repeat_interleave(n)
                 kwargs[compat.cache_kwarg()] = cache
-            out = model.generate(
+            generate = cast(Callable[..., Tensor], model.generate)  # a causal LM's: token ids (no return_dict)
+            out = generate(
                 input_ids.expand(n, -1),
                 attention_mask=torch.ones(n, input_ids.shape[1], dtype=torch.long, device=device),
                 max_new_tokens=max_new,
@@ -485,59 +485,6 @@ def _check_contexts_fit(backend: Backend, chain: Chain, config: SamplingConfig) 
 # --------------------------------------------------------------------------- resilience
 
 
-RESILIENCE_FORMAT = ResultFormat(kind="resilience", version=1, name="resilience result", meta_file="resilience.json",
-                                 create="resilience(backend, context, target, embed).save(DIR)",
-                                 load="ResilienceResult.load(DIR)")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ResilienceResult(Result):
-    """How often an idea came back after being resampled away (Thought Branches).
-
-    ``count`` is the number of reappearances before the idea was abandoned (or
-    ``max_iterations`` was reached: ``abandoned`` is then False). ``steps`` records, per
-    iteration, the replacement sentence and where (if anywhere) the idea reappeared:
-    ``{"iteration", "replacement", "reappeared", "sentence"}``.
-    """
-
-    FORMAT = RESILIENCE_FORMAT
-    FIGURE_FILE = "resilience.html"
-
-    target: str
-    count: int
-    abandoned: bool
-    steps: tuple[Mapping[str, Any], ...]
-    provenance: Provenance | None = None
-
-    def __post_init__(self) -> None:
-        reappeared = sum(bool(step.get("reappeared")) for step in self.steps)
-        if reappeared != self.count:
-            raise InterpError(f"ResilienceResult counts {self.count} reappearances but its steps record {reappeared}.")
-
-    def figure(self):
-        """One marker per iteration: did the idea come back (1) or not (0); hover shows the replacement and the
-        reappearance."""
-        from interp import plots
-
-        iterations = [str(step.get("iteration", i)) for i, step in enumerate(self.steps)]
-        replacements = [
-            plots.short(str(step.get("replacement") or "(every candidate kept the idea)"), 90) for step in self.steps
-        ]
-        endings = [
-            "came back as: " + plots.short(str(step.get("sentence") or ""), 90)
-            if step.get("reappeared")
-            else "did not come back"
-            for step in self.steps
-        ]
-        hover = [f"iteration {iteration}<br>replacement: {replacement}<br>{ending}"
-                 for iteration, replacement, ending in zip(iterations, replacements, endings)]  # fmt: skip
-        ending = "then abandoned" if self.abandoned else f"still there after {len(self.steps)} iterations"
-        came_back = [float(bool(step.get("reappeared"))) for step in self.steps]
-        return plots.line_plot(iterations, {"idea came back": came_back}, hover,
-                               f"Resilience of {plots.short(self.target, 60)!r}: {self.count} reappearances, {ending}",
-                               "resampling iteration", "came back (1) or not (0)")  # fmt: skip
-
-
 def resilience(
     backend: Backend,
     context: str,
@@ -569,7 +516,8 @@ def resilience(
     from interp.resampling.metrics import cosine_similarity
 
     target_emb = np.asarray(embed([target]))
-    count, steps = 0, []
+    count = 0
+    steps: list[dict[str, Any]] = []
     for it in range(max_iterations):
         conts = backend.generate(
             context,

@@ -45,12 +45,18 @@ class RoomyLayer(DynamicLayer):
             key_states.dtype,
             key_states.device,
         )
-        in_place = length == 0 or (self.keys.data_ptr() == room.data_ptr() and self.keys.stride() == room.stride())
+        keys = self.keys  # holds the filled part whenever length > 0
+        in_place = length == 0 or (
+            keys is not None and keys.data_ptr() == room.data_ptr() and keys.stride() == room.stride()
+        )
         return same and in_place and needed <= room.shape[-2]
 
-    def _allocate(self, keys_like: torch.Tensor, values_like: torch.Tensor, batch: int, capacity: int) -> None:
+    def _allocate(
+        self, keys_like: torch.Tensor, values_like: torch.Tensor, batch: int, capacity: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = (t.new_empty(batch, t.shape[1], capacity, t.shape[-1]) for t in (keys_like, values_like))
         self._room = (keys, values)
+        return self._room
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
@@ -59,13 +65,15 @@ class RoomyLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         length = self.get_seq_length()
         needed = length + key_states.shape[-2]
-        if not self._fits(key_states, length, needed):
+        room = self._room
+        if room is None or not self._fits(key_states, length, needed):
             old = (self.keys, self.values)
-            self._allocate(key_states, value_states, key_states.shape[0], self._grown(needed))
+            room = self._allocate(key_states, value_states, key_states.shape[0], self._grown(needed))
             if length:
-                for room, filled in zip(self._room, old):
-                    room[:, :, :length] = filled
-        keys, values = self._room
+                for part, filled in zip(room, old):
+                    assert filled is not None  # a layer holding positions holds their keys and values
+                    part[:, :, :length] = filled
+        keys, values = room
         keys[:, :, length:needed] = key_states
         values[:, :, length:needed] = value_states
         self.keys, self.values = keys[:, :, :needed], values[:, :, :needed]
@@ -77,11 +85,12 @@ class RoomyLayer(DynamicLayer):
         if length == 0:
             return
         keys, values = self.keys, self.values
-        self._allocate(keys, values, keys.shape[0] * repeats, max(self.capacity, length))
-        for room, filled in zip(self._room, (keys, values)):
+        assert keys is not None and values is not None  # a layer holding positions holds their keys and values
+        rooms = self._allocate(keys, values, keys.shape[0] * repeats, max(self.capacity, length))
+        for room, filled in zip(rooms, (keys, values)):
             grouped = einops.rearrange(room, "(batch repeat) head pos d -> batch repeat head pos d", repeat=repeats)
             grouped[:, :, :, :length] = einops.rearrange(filled, "batch head pos d -> batch 1 head pos d")
-        self.keys, self.values = (room[:, :, :length] for room in self._room)
+        self.keys, self.values = (room[:, :, :length] for room in rooms)
 
 
 def roomy_cache(config, prefix: int, max_new_tokens: int) -> DynamicCache:

@@ -88,6 +88,7 @@ class SentenceEmbedder:
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = get_dim()
         if not texts:
+            assert dim is not None  # a loaded sentence-transformers model knows its embedding size
             return np.zeros((0, dim), dtype=np.float32)
         return np.stack([self._cache[t] for t in texts])
 
@@ -111,8 +112,8 @@ def provenance_dict_from_settings(settings: Mapping[str, Any]) -> dict[str, Any]
     provenance fields; every other entry goes to ``extra``.
     """
     settings = dict(settings)
-    backend = settings.get("backend") if isinstance(settings.get("backend"), Mapping) else {}
-    config = settings.get("config") if isinstance(settings.get("config"), Mapping) else {}
+    backend = settings["backend"] if isinstance(settings.get("backend"), Mapping) else {}
+    config = settings["config"] if isinstance(settings.get("config"), Mapping) else {}
     data: dict[str, Any] = {
         "model_id": settings.pop("model_id", None) or settings.get("model") or backend.get("model") or "",
         "weights_hash": settings.pop("weights_hash", None) or backend.get("weights_hash") or "",
