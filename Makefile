@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 OUT ?= out
 
-.PHONY: test-fast demo demo-smollm2 demo-qwen test setup clean bench browser lock test-latest models
+.PHONY: test-fast demo demo-smollm2 demo-qwen test setup clean bench browser lock test-latest models lint
 
 setup: $(STAMP)
 
@@ -76,8 +76,14 @@ models: $(STAMP)
 	$(BIN)/python -c "from interp.model.pretrained import ensure_pretrained; print(ensure_pretrained('smollm2-135m-instruct'))"
 	$(BIN)/python -c "from interp.model.pretrained import ensure_pretrained; print(ensure_pretrained('qwen2.5-coder-0.5b-instruct'))"
 
-test: $(STAMP) browser models
+test: $(STAMP) lint browser models
 	OMP_NUM_THREADS=2 INTERP_REQUIRE_REAL_MODEL=1 $(BIN)/python -m pytest -q
+
+# The linter, the formatter's check and the type checker on the package (settings in pyproject.toml); make test runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check interp
+	$(BIN)/ruff format --check interp
+	$(BIN)/mypy
 
 # The fast lane: tiny random models and the organism only (no packaged real model, nothing marked slow);
 # about 100 s on 2 cores. CI runs the full `make test`.
