@@ -13,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from interp import provenance as provenance_module
+from interp.dictionaries.log import TrainingLog
 from interp.directions import DirectionResult, RefusalDirection
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result
@@ -154,13 +155,20 @@ def _site_norms() -> SiteNorms:
     return SiteNorms("resid_post", (0, 1), ("a", "b"), np.array([[1.0, 2.0], [3.0, np.nan]]), "last", "m", provenance=PROVENANCE)
 
 
+def _training_log() -> TrainingLog:
+    curve = np.array([0.9, 0.5, 0.3])
+    return TrainingLog(np.array([1, 2, 3]), curve, curve / 10, np.array([4.0, 4.0, 4.0]), np.array([0.0, 0.0, 0.1]),
+                       tokens=3072, site="blocks.1.hook_resid_post", output_site="", d_sae=64, settings="{}",
+                       provenance=PROVENANCE)  # fmt: skip
+
+
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
               "dla": _dla, "attention_pattern": _attention_pattern, "induction": _induction,
               "tuned_lens": _tuned_lens, "lens_kl": _lens_kl, "directions": _directions, "refusal_direction": _refusal_direction,
               "recognition": lambda: _recognition(probe), "resilience": _resilience,
-              "site_norms": _site_norms}[kind]()  # fmt: skip
+              "site_norms": _site_norms, "dictionary_training": _training_log}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -173,6 +181,7 @@ LOADERS = {
     "dla": DLAResult.load, "attention_pattern": AttentionPattern.load, "induction": InductionResult.load,
     "tuned_lens": TunedLens.load, "lens_kl": LensKL.load, "directions": DirectionResult.load, "refusal_direction": RefusalDirection.load,
     "recognition": RecognitionResult.load, "resilience": ResilienceResult.load, "site_norms": SiteNorms.load,
+    "dictionary_training": TrainingLog.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

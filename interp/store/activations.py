@@ -264,14 +264,27 @@ class ActivationStore:
         parts = list(self.iter_shards(hook))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
+    @property
+    def shard_ranges(self) -> tuple[tuple[int, int], ...]:
+        """The prompts ``(start, stop)`` of each shard, in order: ``read_shard(i, hook)`` holds prompts start..stop."""
+        return tuple((shard.start, shard.stop) for shard in self._shards)
+
+    def read_shard(self, index: int, hook: str) -> Tensor:
+        """Shard ``index``'s activations at ``hook``, memory-mapped (its bytes checked on first read)."""
+        self._check_hook(hook)
+        if not 0 <= index < len(self._shards):
+            raise InterpError(f"the store at {self.root} has shards 0..{len(self._shards) - 1}, not {index}.")
+        shard = self._shards[index]
+        header, start = self._header(shard.path)
+        if self.check_reads:
+            self._check_read(shard, hook, header, start)
+        return _mmap_tensor(shard.path, header, start, hook)
+
     def iter_shards(self, hook: str) -> Iterator[Tensor]:
         """One memory-mapped tensor per shard, in prompt order: stream without loading everything."""
         self._check_hook(hook)
-        for shard in self._shards:
-            header, start = self._header(shard.path)
-            if self.check_reads:
-                self._check_read(shard, hook, header, start)
-            yield _mmap_tensor(shard.path, header, start, hook)
+        for index in range(len(self._shards)):
+            yield self.read_shard(index, hook)
 
     def _check_read(self, shard: _Shard, hook: str, header: dict[str, Any], data_start: int) -> None:
         """Hash ``hook``'s bytes in ``shard`` (the whole file in a store of format 1) the first time this process reads

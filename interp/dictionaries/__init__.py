@@ -1,0 +1,44 @@
+"""Sparse dictionaries: TopK sparse autoencoders and transcoders, trained from an activation store, in the formats
+the field shares.
+
+- ``dictionary``: ``SparseDictionary``, the formulas (encode, decode) of TopK, ReLU and JumpReLU dictionaries.
+- ``formats``: ``save_dictionary`` / ``load_dictionary`` in sparsify's and SAELens's directory formats.
+- ``rows``: a store's every real token, shuffled across shards, reproducibly (what training reads).
+- ``training``: ``train_dictionary``, sparsify's ``SparseCoder`` trained from a store, resumable; ``log``: its curves.
+
+>>> dictionary = train_dictionary(store, "blocks.3.hook_resid_post", "runs/sae_L3", k=32)   # doctest: +SKIP
+>>> codes = dictionary.encode(store["blocks.3.hook_resid_post"])                           # doctest: +SKIP
+>>> load_dictionary("runs/sae_L3")                # or a sparsify / SAELens directory        # doctest: +SKIP
+"""
+
+from typing import TYPE_CHECKING
+
+from interp.lazy import lazy_exports
+
+_EXPORTS = {
+    "SparseDictionary": "interp.dictionaries.dictionary",
+    "save_dictionary": "interp.dictionaries.formats",
+    "load_dictionary": "interp.dictionaries.formats",
+    "TrainingRows": "interp.dictionaries.rows",
+    "TrainingSettings": "interp.dictionaries.training",
+    "train_dictionary": "interp.dictionaries.training",
+    "TrainingLog": "interp.dictionaries.log",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+if TYPE_CHECKING:
+    from interp.dictionaries.dictionary import SparseDictionary
+    from interp.dictionaries.formats import load_dictionary, save_dictionary
+    from interp.dictionaries.log import TrainingLog
+    from interp.dictionaries.rows import TrainingRows
+    from interp.dictionaries.training import TrainingSettings, train_dictionary
+
+__all__ = [
+    "SparseDictionary",
+    "TrainingLog",
+    "TrainingRows",
+    "TrainingSettings",
+    "load_dictionary",
+    "save_dictionary",
+    "train_dictionary",
+]
