@@ -12,6 +12,7 @@ as it is when the prompt runs alone (left padding would shift rotary positions).
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from torch import Tensor
 from interp.errors import InterpError
 from interp.io import atomic_write_jsonl, read_jsonl
 from interp.provenance import hash_json
+
+logger = logging.getLogger(__name__)
 
 PROMPT_SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
 
@@ -353,3 +356,48 @@ def pad_token_id(model) -> int:
         if candidate is not None:
             return int(candidate)
     return 0
+
+
+def token_chunks(model, prompts: PromptSet, length: int) -> tuple[PromptSet, list[Int[Tensor, " pos"]]]:
+    """Each prompt's text cut into pieces of ``length`` tokens (the model's BOS, if it adds one, included):
+    a corpus of long documents as prompts, e.g. to train a sparse dictionary on every position.
+
+    The token ids are cut, not the text, so every piece is exactly what the model reads; a piece's record
+    holds its decoded text and the index of the prompt it came from (``"document"``).
+    """
+    tokenizer = model.tokenizer
+    if not isinstance(length, int) or isinstance(length, bool) or not 2 <= length <= int(model.cfg.n_ctx):
+        raise InterpError(
+            f"chunk_tokens must be an integer in 2..{int(model.cfg.n_ctx)} (the context), not {length!r}."
+        )
+    bos = getattr(tokenizer, "bos_token_id", None)
+    prepend = bos is not None and bool(getattr(model.cfg, "default_prepend_bos", True))
+    step = length - 1 if prepend else length
+    records: list[dict[str, Any]] = []
+    token_lists = []
+    for document, text in enumerate(prompts.texts):
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        for start in range(0, len(ids), step):
+            piece = ids[start : start + step]
+            token_lists.append(torch.tensor(([bos] if prepend else []) + list(piece), dtype=torch.long))
+            records.append({"text": tokenizer.decode(piece), "document": document})
+    if not records:
+        raise InterpError("the prompts hold no tokens to cut into chunks.")
+    return PromptSet(tuple(records), source=prompts.source), token_lists
+
+
+def within_budget(
+    prompts: PromptSet, token_lists: list[Int[Tensor, " pos"]], max_tokens: int
+) -> tuple[PromptSet, list[Int[Tensor, " pos"]]]:
+    """The first prompts whose tokens reach ``max_tokens`` (all of them if they hold fewer)."""
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise InterpError(f"max_tokens must be an integer >= 1, got {max_tokens!r}.")
+    total = 0
+    for index, ids in enumerate(token_lists):
+        total += len(ids)
+        if total >= max_tokens:
+            return PromptSet(prompts.records[: index + 1], source=prompts.source), token_lists[: index + 1]
+    logger.info(
+        "interp: the prompts hold %d tokens, fewer than max_tokens = %d; all of them are used.", total, max_tokens
+    )
+    return prompts, token_lists

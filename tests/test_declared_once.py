@@ -377,4 +377,6 @@ def test_a_field_without_a_flag_or_a_reason_is_found(monkeypatch):
     assert disagreements("cache") == [
         "cache: store_dtype has no flag on `interp cache`",
         "cache: chat_template has no flag on `interp cache`",
+        "cache: chunk_tokens has no flag on `interp cache`",
+        "cache: max_tokens has no flag on `interp cache`",
     ]

@@ -21,7 +21,16 @@ from interp.experiments.cache import CacheConfig
 from interp.experiments.flags import add_config_flags
 
 # the flags of CacheConfig's fields (its data set is --prompts FILE)
-CONFIG_FLAGS = ("hooks", "positions", "batch_size", "shard_size", "store_dtype", "chat_template")
+CONFIG_FLAGS = (
+    "hooks",
+    "positions",
+    "batch_size",
+    "shard_size",
+    "store_dtype",
+    "chat_template",
+    "chunk_tokens",
+    "max_tokens",
+)
 
 
 def register(subparsers) -> None:
@@ -75,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.store_dtype,
             shard_size=args.shard_size,
             resume=args.resume,
+            chunk_tokens=args.chunk_tokens,
+            max_tokens=args.max_tokens,
         )
     finally:
         leave_process_group()

@@ -27,6 +27,10 @@ class CacheConfig(Experiment):
     shard_size: int | None = doc("prompts per shard file (default: 8 batches)", default=None)
     store_dtype: str | None = doc("storage dtype: float32, bfloat16 or float16 (default: the model's)", default=None)
     chat_template: bool = doc("wrap each prompt as a user turn with the tokenizer's chat template", default=False)
+    chunk_tokens: int | None = doc(
+        "cut each prompt (a document) into pieces of this many tokens, each piece cached as a prompt", default=None
+    )
+    max_tokens: int | None = doc("cache the first prompts whose tokens reach this many (a token budget)", default=None)
 
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.directories import claim_directory
@@ -47,6 +51,8 @@ class CacheConfig(Experiment):
             shard_size=self.shard_size,
             resume=True,
             progress=progress,
+            chunk_tokens=self.chunk_tokens,
+            max_tokens=self.max_tokens,
         )
         if has_layer_sites(store):  # an embedding-only store has no per-layer overview
             atomic_write_figure(out / "overview.html", site_norms(store).figure())

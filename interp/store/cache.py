@@ -26,7 +26,7 @@ from torch import Tensor
 import interp
 from interp import defaults, distributed
 from interp.checks import check_numbers
-from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
+from interp.data import PromptSet, iter_batches, pad_token_id, token_chunks, tokenize_prompts, within_budget
 from interp.directories import exclusive_lock
 from interp.errors import InterpError
 from interp.io import atomic_write_bytes, atomic_write_json, atomic_write_safetensors
@@ -89,6 +89,8 @@ def cache_activations(
     seed: int = 0,
     progress: bool = True,
     fast: bool = True,
+    chunk_tokens: int | None = None,
+    max_tokens: int | None = None,
 ) -> "ActivationStore":
     """Run ``model`` over ``prompts`` and stream the activations at ``hooks`` to a store at ``out``.
 
@@ -109,6 +111,9 @@ def cache_activations(
         fast: read residual-stream sites from a plain Hugging Face model sharing the bridge's tensors
             where it gives the bridge's values (``interp.store.capture.Capturer``; False: always the bridge).
             ``store.manifest["capture"]`` says which ran and why.
+        chunk_tokens: cut each prompt's tokens into pieces of this many (BOS included), each piece a prompt of
+            the store: long documents as a corpus (``interp.data.token_chunks``).
+        max_tokens: keep the first prompts (or pieces) whose tokens reach this budget (``within_budget``).
     """
     out = Path(out)
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts(list(prompts))
@@ -120,7 +125,12 @@ def cache_activations(
             "(hooks=['resid_post'] in Python)."
         )
     check_model_has(model, hook_names)
-    token_lists = tokenize_prompts(model, prompt_set)
+    if chunk_tokens is not None:  # long documents as pieces of chunk_tokens tokens
+        prompt_set, token_lists = token_chunks(model, prompt_set, chunk_tokens)
+    else:
+        token_lists = tokenize_prompts(model, prompt_set)
+    if max_tokens is not None:
+        prompt_set, token_lists = within_budget(prompt_set, token_lists, max_tokens)
     lengths = torch.tensor([len(ids) for ids in token_lists])
     max_length = int(lengths.max())
     position_spec = normalize_positions(positions, lengths)
