@@ -180,11 +180,16 @@ def read_jsonl(
 def atomic_write_safetensors(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
 ) -> None:
-    """safetensors refuses shared memory, so every tensor is made contiguous and owned first."""
-    owned = {
-        name: tensor.detach().contiguous().clone() if _shares_storage(tensor) else tensor.detach().contiguous()
-        for name, tensor in tensors.items()
-    }
+    """safetensors refuses shared memory, so every tensor is made contiguous and owned first (a view of a larger
+    storage, or a storage another of ``tensors`` uses too, is copied)."""
+    owned: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().contiguous()
+        pointer = tensor.untyped_storage().data_ptr()
+        shared = _shares_storage(tensor) or (tensor.numel() > 0 and pointer in seen)
+        owned[name] = tensor.clone() if shared else tensor
+        seen.add(pointer)
     atomic_write_bytes(path, safetensors_bytes(owned, metadata=dict(metadata) if metadata else None))
 
 

@@ -13,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from interp import provenance as provenance_module
+from interp.dictionaries.evaluate import DictionaryEval
 from interp.dictionaries.log import TrainingLog
 from interp.directions import DirectionResult, RefusalDirection
 from interp.errors import InterpError
@@ -162,13 +163,26 @@ def _training_log() -> TrainingLog:
                        provenance=PROVENANCE)  # fmt: skip
 
 
+def _dictionary_eval() -> DictionaryEval:
+    ids = torch.tensor([[3, 4], [4, 5], [5, 3]])
+    return DictionaryEval(site="blocks.1.hook_resid_post", output_site="", n_tokens=10, fvu=0.2, l0=2.0, dead_fraction=0.0,
+                          dense_fraction=0.0, ce_clean=2.0, ce_spliced=2.5, ce_zero_ablated=6.0, kl_spliced=0.1,
+                          frequency=torch.tensor([0.5, 0.2, 0.0]), max_activation=torch.tensor([1.0, 0.5, 0.0]),
+                          top_prompt=torch.tensor([[0, 1], [1, -1], [-1, -1]]), top_position=torch.tensor([[1, 2], [1, -1], [-1, -1]]),
+                          top_activation=torch.tensor([[1.0, 0.7], [0.5, 0.0], [0.0, 0.0]]), promoted_ids=ids,
+                          promoted_values=torch.ones(3, 2), suppressed_ids=ids, suppressed_values=-torch.ones(3, 2),
+                          prompt_tokens=(("a", " b", " c"), ("d", " e", " f")), vocabulary=(" x", " y", " z"),
+                          vocabulary_ids=torch.tensor([3, 4, 5]), provenance=PROVENANCE)  # fmt: skip
+
+
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
               "dla": _dla, "attention_pattern": _attention_pattern, "induction": _induction,
               "tuned_lens": _tuned_lens, "lens_kl": _lens_kl, "directions": _directions, "refusal_direction": _refusal_direction,
               "recognition": lambda: _recognition(probe), "resilience": _resilience,
-              "site_norms": _site_norms, "dictionary_training": _training_log}[kind]()  # fmt: skip
+              "site_norms": _site_norms, "dictionary_training": _training_log,
+              "dictionary_eval": _dictionary_eval}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -181,7 +195,7 @@ LOADERS = {
     "dla": DLAResult.load, "attention_pattern": AttentionPattern.load, "induction": InductionResult.load,
     "tuned_lens": TunedLens.load, "lens_kl": LensKL.load, "directions": DirectionResult.load, "refusal_direction": RefusalDirection.load,
     "recognition": RecognitionResult.load, "resilience": ResilienceResult.load, "site_norms": SiteNorms.load,
-    "dictionary_training": TrainingLog.load,
+    "dictionary_training": TrainingLog.load, "dictionary_eval": DictionaryEval.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

@@ -142,3 +142,14 @@ def test_a_patching_result_edited_by_hand_is_one_line(tmp_path):
             PatchingResult.load(tmp_path)
         assert "\n" not in str(error.value) and "result.json" in str(error.value) and expected in str(error.value), str(error.value)
         (tmp_path / "result.json").write_text(json.dumps(saved))
+
+
+def test_fields_that_are_one_tensor_are_written_apart(tmp_path):
+    from safetensors.torch import load_file
+
+    from interp.io import atomic_write_safetensors
+
+    shared = torch.arange(6.0)
+    atomic_write_safetensors(tmp_path / "t.safetensors", {"a": shared, "b": shared, "c": shared[:2], "d": torch.zeros(0)})
+    loaded = load_file(str(tmp_path / "t.safetensors"))
+    assert torch.equal(loaded["a"], shared) and torch.equal(loaded["b"], shared) and torch.equal(loaded["c"], shared[:2])
