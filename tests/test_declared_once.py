@@ -60,6 +60,10 @@ TWINS = {
     ),
     "directions": Twins((("direction", "find"),), ("interp.directions:find_directions",)),
     "recognition": Twins((), ("interp.pruning.recognition:recognition_after_pruning",)),
+    "dictionary": Twins(
+        (("dictionary", "train"),),
+        ("interp.dictionaries.training:train_dictionary", "interp.dictionaries.settings:TrainingSettings"),
+    ),
 }
 SHARED_FUNCTIONS = ("interp.model:load_model",)  # of the keys every analysis shares (model, dtype, device)
 SHARED_FIELDS = {item.name for item in dataclasses.fields(Experiment)} - {"name"}
@@ -70,6 +74,11 @@ NO_COMMAND = {"recognition": "no subcommand: recognition after pruning runs from
 # (analysis or "*" for every one, field) -> why the command has no flag for it
 NO_FLAG = {
     ("*", "name"): "a command's result is named by its --out directory",
+    ("dictionary", "model"): "training reads the store alone; `interp dictionary eval --model` loads one",
+    ("dictionary", "dtype"): "training reads the store alone; `interp dictionary eval --dtype`",
+    ("dictionary", "device"): "training reads the store alone; `interp dictionary eval --device`",
+    ("dictionary", "evaluation"): "held-out prompts: `interp dictionary eval --prompts FILE`",
+    ("dictionary", "eval_batch_size"): "`interp dictionary eval --batch-size`",
     ("*", "allow_outside"): "a command writes only into its --out; `interp run --allow-outside` is its twin",
     ("cache", "prompts"): "a data-set table: --prompts FILE",
     ("lens", "prompts"): "a data-set table: --prompts FILE",
@@ -143,14 +152,17 @@ PARAMETER = {
     ("*", "model"): ("name_or_path", "load_model takes a name or a path"),
     ("cache", "store_dtype"): ("dtype", "a config's `dtype` is the model's; cache_activations' the store's"),
     ("probes", "label_field"): ("labels", "train_probes takes the labels, or the record field holding them"),
+    ("dictionary", "store"): ("source", "train_dictionary reads a store, or rows held in memory"),
     ("pruning", "evaluation.samples_kept"): ("n_samples_kept", "the evaluator's name; -1 in TOML is its None"),
 }
 # (analysis or "*", field) -> why no function of the analysis takes it
 NO_PARAMETER = {
     ("*", "allow_outside"): "a permission of the experiment run (run_experiment(allow_outside=...)), no analysis input",
+    ("dictionary", "evaluation"): "held-out prompts for evaluate_dictionary, after training",
+    ("dictionary", "eval_batch_size"): "evaluate_dictionary's batch_size, after training",
     **{
         (analysis, "name"): "names the experiment's figures and logs (of the functions, run_sweep's alone takes it)"
-        for analysis in ("cache", "lens", "patching", "probes", "resampling", "directions", "recognition")
+        for analysis in ("cache", "lens", "patching", "probes", "resampling", "directions", "recognition", "dictionary")
     },
     ("cache", "chat_template"): "the prompts are formatted before cache_activations sees them",
     ("lens", "store"): "logit_lens' first argument is the model or an ActivationStore",

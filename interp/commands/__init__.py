@@ -20,6 +20,7 @@ COMMANDS = {
     "patch": "interp.commands.patch",
     "prune": "interp.commands.prune",
     "probe": "interp.commands.probe",
+    "dictionary": "interp.commands.dictionary",
     "direction": "interp.commands.direction",
     "resample": "interp.commands.resample",
     "organism": "interp.commands.organism",

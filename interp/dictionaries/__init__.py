@@ -20,7 +20,7 @@ _EXPORTS = {
     "save_dictionary": "interp.dictionaries.formats",
     "load_dictionary": "interp.dictionaries.formats",
     "TrainingRows": "interp.dictionaries.rows",
-    "TrainingSettings": "interp.dictionaries.training",
+    "TrainingSettings": "interp.dictionaries.settings",
     "train_dictionary": "interp.dictionaries.training",
     "TrainingLog": "interp.dictionaries.log",
 }
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from interp.dictionaries.formats import load_dictionary, save_dictionary
     from interp.dictionaries.log import TrainingLog
     from interp.dictionaries.rows import TrainingRows
-    from interp.dictionaries.training import TrainingSettings, train_dictionary
+    from interp.dictionaries.settings import TrainingSettings
+    from interp.dictionaries.training import train_dictionary
 
 __all__ = [
     "SparseDictionary",

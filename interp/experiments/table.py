@@ -25,6 +25,7 @@ from interp.errors import InterpError
 from interp.experiments import registry
 from interp.experiments.base import Experiment, absolute_paths, build, did_you_mean
 from interp.experiments.cache import CacheConfig
+from interp.experiments.dictionary import DictionaryConfig
 from interp.experiments.directions import DirectionsConfig
 from interp.experiments.lens import LensConfig
 from interp.experiments.patching import PatchingConfig
@@ -47,6 +48,7 @@ ANALYSES: dict[str, type[Experiment]] = {
         HarmPruningConfig,
         DirectionsConfig,
         RecognitionConfig,
+        DictionaryConfig,
     )
 }
 
