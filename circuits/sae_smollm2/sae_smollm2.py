@@ -31,6 +31,7 @@ from interp.dictionaries.dashboard import write_dashboard
 from interp.dictionaries.evaluate import evaluate_dictionary
 from interp.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from interp.model import load_model
+from interp.report import screenshot
 from interp.store import ActivationStore, cache_activations
 
 HERE = Path(__file__).resolve().parent
@@ -132,6 +133,9 @@ def main() -> None:
     evaluation = evaluate_dictionary(load_dictionary(args.out / "sae"), model, pieces, batch_size=16)
     evaluation.save(HERE / "evaluation")
     write_dashboard(evaluation, args.out / "features.html")
+    screenshot(HERE / "evaluation" / "evaluation.html", HERE / "frequency.png")
+    screenshot(args.out / "sae" / "training.html", HERE / "training.png")
+    (HERE / "evaluation" / "evaluation.html").unlink()  # 4.7 MB with plotly.js inlined: DictionaryEval.load(...).figure()
     numbers = {"fvu": evaluation.fvu, "l0": evaluation.l0, "dead_fraction": evaluation.dead_fraction,
                "ce_loss_recovered": evaluation.ce_loss_recovered, "kl": evaluation.kl_spliced,
                "dense_fraction": evaluation.dense_fraction, "eval_tokens": evaluation.n_tokens,
