@@ -32,6 +32,8 @@ DIRECTORY_OUTPUTS = {
     "direction orthogonalize": ["direction", "orthogonalize", "--direction", "d"],
     "resample": ["resample", "--problem", "problem.json"],
     "organism train": ["organism", "train", "--mini"],
+    "dictionary train": ["dictionary", "train", "--store", "acts", "--site", "blocks.0.hook_resid_post"],
+    "dictionary eval": ["dictionary", "eval", "--dictionary", "sae", "--prompts", "p.jsonl"],
     "run": ["run", "experiment.toml"],
     "demo": ["demo"],
 }
