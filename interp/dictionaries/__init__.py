@@ -4,6 +4,7 @@ the field shares.
 - ``dictionary``: ``SparseDictionary``, the formulas (encode, decode) of TopK, ReLU and JumpReLU dictionaries.
 - ``formats``: ``save_dictionary`` / ``load_dictionary`` in sparsify's and SAELens's directory formats.
 - ``rows``: a store's every real token, shuffled across shards, reproducibly (what training reads).
+- ``interventions``: ``ablated_features``, ``steered``, ``spliced``: features used on a live model (hooks).
 - ``training``: ``train_dictionary``, sparsify's ``SparseCoder`` trained from a store, resumable; ``log``: its curves.
 
 >>> dictionary = train_dictionary(store, "blocks.3.hook_resid_post", "runs/sae_L3", k=32)   # doctest: +SKIP
@@ -23,12 +24,16 @@ _EXPORTS = {
     "TrainingSettings": "interp.dictionaries.settings",
     "train_dictionary": "interp.dictionaries.training",
     "TrainingLog": "interp.dictionaries.log",
+    "ablated_features": "interp.dictionaries.interventions",
+    "steered": "interp.dictionaries.interventions",
+    "spliced": "interp.dictionaries.interventions",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from interp.dictionaries.dictionary import SparseDictionary
     from interp.dictionaries.formats import load_dictionary, save_dictionary
+    from interp.dictionaries.interventions import ablated_features, spliced, steered
     from interp.dictionaries.log import TrainingLog
     from interp.dictionaries.rows import TrainingRows
     from interp.dictionaries.settings import TrainingSettings
@@ -39,7 +44,10 @@ __all__ = [
     "TrainingLog",
     "TrainingRows",
     "TrainingSettings",
+    "ablated_features",
     "load_dictionary",
     "save_dictionary",
+    "spliced",
+    "steered",
     "train_dictionary",
 ]
