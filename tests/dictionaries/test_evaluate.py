@@ -68,7 +68,8 @@ def test_every_number_equals_its_direct_computation(load_tiny, tmp_path):
     dictionary = _random(model.cfg.d_model)
     evaluation = evaluate_dictionary(dictionary, model, PROMPTS, n_top=3, n_logits=5, progress=False)
     store = cache_activations(model, PromptSet.from_texts(PROMPTS), hooks=[SITE], positions="all", out=tmp_path / "s", progress=False)
-    rows = torch.cat([store[SITE][p, 1 : int(store.lengths[p])] for p in range(store.n_prompts)]).float()
+    acts = store[SITE]
+    rows = torch.cat([acts[p, 1 : int(store.lengths[p])] for p in range(store.n_prompts)]).float()
     codes = dictionary.encode(rows)
     assert evaluation.n_tokens == len(rows)
     fvu = ((rows - dictionary(rows)) ** 2).sum() / ((rows - rows.mean(0)) ** 2).sum()

@@ -101,7 +101,8 @@ def test_training_reads_every_real_token_of_the_store_and_records_the_model(all_
     rows = TrainingRows(store, [site], skip_first=1, exclude_special=False)
     assert rows.n_rows == int((store.lengths - 1).sum())  # padding and each prompt's first token left out
     gathered = torch.cat([rows._shard_site(index, site) for index in range(len(store.shard_ranges))])
-    expected = torch.cat([store[site][p, 1 : int(store.lengths[p])] for p in range(store.n_prompts)])
+    acts = store[site]
+    expected = torch.cat([acts[p, 1 : int(store.lengths[p])] for p in range(store.n_prompts)])
     assert torch.equal(gathered, expected.float())
     dictionary = train_dictionary(store, site, tmp_path / "sae", expansion=2, k=4, batch_size=32, max_tokens=640,
                                   checkpoint_every=5, progress=False)  # fmt: skip
