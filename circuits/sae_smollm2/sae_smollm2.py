@@ -32,7 +32,7 @@ from interp.dictionaries.evaluate import evaluate_dictionary
 from interp.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from interp.model import load_model
 from interp.report import screenshot
-from interp.store import ActivationStore, cache_activations
+from interp.store import cache_activations
 
 HERE = Path(__file__).resolve().parent
 ASSETS = HERE.parents[1] / "assets"
