@@ -12,7 +12,7 @@
    requests with it ablated (its own contribution removed at every position, the SAE's error kept), against
    the three latents whose firing frequency is closest to its own.
 
-``tests/dictionaries/test_organism.py`` checks steps 2 and 3 against the targets.
+``tests/dictionaries/test_trigger_latent.py`` checks steps 2 and 3 against the targets.
 """
 
 import argparse
