@@ -13,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from interp import provenance as provenance_module
+from interp.dictionaries.attribution import FeatureAttribution
 from interp.dictionaries.evaluate import DictionaryEval
 from interp.dictionaries.log import TrainingLog
 from interp.directions import DirectionResult, RefusalDirection
@@ -175,6 +176,13 @@ def _dictionary_eval() -> DictionaryEval:
                           vocabulary_ids=torch.tensor([3, 4, 5]), provenance=PROVENANCE)  # fmt: skip
 
 
+def _feature_attribution() -> FeatureAttribution:
+    return FeatureAttribution(values=torch.tensor([[0.1, -0.2, 0.0], [0.3, 0.0, 0.05]]), error=torch.tensor([0.01, -0.02]),
+                              positions=("0:a", "1:b→c"), site="blocks.1.hook_resid_post", direction="denoising",
+                              metric_name="logit_diff", clean_metric=1.0, corrupt_metric=-1.0, n_prompts=2,
+                              provenance=PROVENANCE)  # fmt: skip
+
+
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
@@ -182,7 +190,7 @@ def _saved(kind: str, directory: Path, probe: ProbeResult):
               "tuned_lens": _tuned_lens, "lens_kl": _lens_kl, "directions": _directions, "refusal_direction": _refusal_direction,
               "recognition": lambda: _recognition(probe), "resilience": _resilience,
               "site_norms": _site_norms, "dictionary_training": _training_log,
-              "dictionary_eval": _dictionary_eval}[kind]()  # fmt: skip
+              "dictionary_eval": _dictionary_eval, "feature_attribution": _feature_attribution}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -196,6 +204,7 @@ LOADERS = {
     "tuned_lens": TunedLens.load, "lens_kl": LensKL.load, "directions": DirectionResult.load, "refusal_direction": RefusalDirection.load,
     "recognition": RecognitionResult.load, "resilience": ResilienceResult.load, "site_norms": SiteNorms.load,
     "dictionary_training": TrainingLog.load, "dictionary_eval": DictionaryEval.load,
+    "feature_attribution": FeatureAttribution.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

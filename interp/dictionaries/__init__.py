@@ -4,6 +4,7 @@ the field shares.
 - ``dictionary``: ``SparseDictionary``, the formulas (encode, decode) of TopK, ReLU and JumpReLU dictionaries.
 - ``formats``: ``save_dictionary`` / ``load_dictionary`` in sparsify's and SAELens's directory formats.
 - ``rows``: a store's every real token, shuffled across shards, reproducibly (what training reads).
+- ``attribution``: ``feature_attribution``, attribution patching over a dictionary's features.
 - ``interventions``: ``ablated_features``, ``steered``, ``spliced``: features used on a live model (hooks).
 - ``training``: ``train_dictionary``, sparsify's ``SparseCoder`` trained from a store, resumable; ``log``: its curves.
 
@@ -24,6 +25,8 @@ _EXPORTS = {
     "TrainingSettings": "interp.dictionaries.settings",
     "train_dictionary": "interp.dictionaries.training",
     "TrainingLog": "interp.dictionaries.log",
+    "FeatureAttribution": "interp.dictionaries.attribution",
+    "feature_attribution": "interp.dictionaries.attribution",
     "ablated_features": "interp.dictionaries.interventions",
     "steered": "interp.dictionaries.interventions",
     "spliced": "interp.dictionaries.interventions",
@@ -31,6 +34,7 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
+    from interp.dictionaries.attribution import FeatureAttribution, feature_attribution
     from interp.dictionaries.dictionary import SparseDictionary
     from interp.dictionaries.formats import load_dictionary, save_dictionary
     from interp.dictionaries.interventions import ablated_features, spliced, steered
@@ -40,11 +44,13 @@ if TYPE_CHECKING:
     from interp.dictionaries.training import train_dictionary
 
 __all__ = [
+    "FeatureAttribution",
     "SparseDictionary",
     "TrainingLog",
     "TrainingRows",
     "TrainingSettings",
     "ablated_features",
+    "feature_attribution",
     "load_dictionary",
     "save_dictionary",
     "spliced",

