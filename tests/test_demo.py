@@ -4,6 +4,7 @@ the organism's numbers are in their measured ranges, and a failing self-check st
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -162,10 +163,20 @@ def test_report_renders_every_figure_in_headless_chromium(demo_dir):
     try:
         driver.set_page_load_timeout(60)
         driver.get((demo_dir / "index.html").resolve().as_uri())
+        # a loaded machine can take a while to build the page's figures: wait for them (up to 60 s), then count
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and driver.execute_script(
+            "return document.readyState !== 'complete' || document.querySelectorAll('div.figure').length === 0"
+        ):
+            time.sleep(0.5)
         n_figures = driver.execute_script("return document.querySelectorAll('div.figure').length")
-        rendered = driver.execute_script(
+        count_rendered = (
             "return Array.from(document.querySelectorAll('div.figure')).filter("
-            "d => d.querySelector('svg.main-svg, canvas')).length")
+            "d => d.querySelector('svg.main-svg, canvas')).length"
+        )
+        while time.monotonic() < deadline and driver.execute_script(count_rendered) < n_figures:
+            time.sleep(0.5)  # plotly draws each figure after the page has loaded
+        rendered = driver.execute_script(count_rendered)
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
     finally:
         driver.quit()
