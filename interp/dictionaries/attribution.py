@@ -23,7 +23,7 @@ from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.metrics import Metric, check_tokenizer, metric_name, reduce_metric
 from interp.model import model_id
-from interp.patching.inputs import Prompts, model_device, pair_tokens, str_tokens
+from interp.patching.inputs import Prompts, model_device, pair_tokens, position_labels
 from interp.provenance import Provenance
 from interp.results import Result
 
@@ -99,13 +99,11 @@ def feature_attribution(
     """Attribution patching over ``dictionary``'s features (see the module docstring)."""
     if direction not in ("denoising", "noising"):
         raise InterpError(f"direction must be denoising or noising, got {direction!r}.")
-    if not dictionary.site:
-        raise InterpError("the dictionary names no site; set it (dictionary.with_provenance(site=...)).")
-    dictionary.check_model(model)
+    dictionary.check_usable(model)
     check_tokenizer(metric, getattr(model, "tokenizer", None))
     clean_tokens, corrupt_tokens = pair_tokens(model, clean, corrupt)
     source, target = (clean_tokens, corrupt_tokens) if direction == "denoising" else (corrupt_tokens, clean_tokens)
-    read, write = dictionary.site, dictionary.output_site if dictionary.is_transcoder else dictionary.site
+    read, write = dictionary.site, dictionary.write_site
     device = model_device(model)
     with torch.no_grad():
         source_in, source_out, source_logits = _run(model, source.to(device), read, write)
@@ -117,8 +115,7 @@ def feature_attribution(
     error = site_total - values.sum(-1)
     source_metric = float(reduce_metric(metric, source_logits))
     clean_metric, corrupt_metric = (source_metric, value) if direction == "denoising" else (value, source_metric)
-    clean_str, corrupt_str = str_tokens(model, clean_tokens[0]), str_tokens(model, corrupt_tokens[0])
-    positions = tuple(f"{p}:{c}" if c == k else f"{p}:{c}→{k}" for p, (c, k) in enumerate(zip(clean_str, corrupt_str)))
+    positions = position_labels(model, clean_tokens[0], corrupt_tokens[0])
     return FeatureAttribution(
         values=values.detach().cpu(),
         error=error.detach().cpu(),

@@ -100,6 +100,11 @@ class SparseDictionary:
         return bool(self.output_site) and self.output_site != self.site
 
     @property
+    def write_site(self) -> str:
+        """Where the dictionary's output goes when it is spliced in: its output site (a transcoder), else its site."""
+        return self.output_site if self.is_transcoder else self.site
+
+    @property
     def kind(self) -> str:
         return "transcoder" if self.is_transcoder else "sparse autoencoder"
 
@@ -150,6 +155,12 @@ class SparseDictionary:
             )
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise InterpError("the activations hold NaN or inf values; the dictionary cannot encode them.")
+
+    def check_usable(self, model: Any) -> None:
+        """Raise unless the dictionary can be spliced into ``model``: it names its site, and ``model`` is its model."""
+        if not self.site:
+            raise InterpError("the dictionary names no site; set it (dictionary.with_provenance(site=...)).")
+        self.check_model(model)
 
     def check_model(self, model: Any) -> None:
         """Raise unless ``model`` has the weights this dictionary was trained on (when it recorded them)."""

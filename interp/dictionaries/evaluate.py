@@ -22,6 +22,7 @@ from torch import Tensor
 
 from interp.data import PromptSet, iter_batches, pad_token_id, tokenize_prompts
 from interp.dictionaries.dictionary import SparseDictionary
+from interp.dictionaries.interventions import spliced as spliced_in
 from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.model import model_id
@@ -145,9 +146,7 @@ def evaluate_dictionary(
     progress: bool = True,
 ) -> DictionaryEval:
     """Evaluate ``dictionary`` on ``model`` over ``prompts`` (see the module docstring for every number)."""
-    if not dictionary.site:
-        raise InterpError("the dictionary names no site; set it (dictionary.with_provenance(site=...)) to splice it.")
-    dictionary.check_model(model)
+    dictionary.check_usable(model)
     prompt_set = prompts if isinstance(prompts, PromptSet) else PromptSet.from_texts(list(prompts))
     token_lists = tokenize_prompts(model, prompt_set)
     stats = _Stats(dictionary.d_sae, n_top)
@@ -232,7 +231,7 @@ def _evaluate_batch(dictionary: SparseDictionary, model, batch, skip_first: int,
     tokens, mask = batch.tokens, batch.attention_mask
     positions = torch.arange(tokens.shape[1])[None, :].expand_as(tokens)
     spliced_here = mask.bool() & (positions >= skip_first)  # [batch, pos]
-    read_site, write_site = dictionary.site, dictionary.output_site if dictionary.is_transcoder else dictionary.site
+    read_site, write_site = dictionary.site, dictionary.write_site
     captured: dict[str, Tensor] = {}
 
     def capture(name: str):
@@ -257,16 +256,15 @@ def _evaluate_batch(dictionary: SparseDictionary, model, batch, skip_first: int,
     prompt_index = torch.tensor(batch.indices)[:, None].expand_as(tokens)
     stats.add_codes(codes, prompt_index[spliced_here], positions[spliced_here])
 
-    def replaced(values: Tensor):
-        def hook(acts: Tensor, hook: Any = None) -> Tensor:
-            out = acts.clone()
-            out[spliced_here] = values.to(acts.dtype)
-            return out
+    def zeroed(acts: Tensor, hook: Any = None) -> Tensor:
+        out = acts.clone()
+        out[spliced_here] = 0
+        return out
 
-        return hook
-
-    spliced = _forward_replacing(model, tokens, mask, read_site, write_site, replaced, dictionary, spliced_here)
-    with model.hooks(fwd_hooks=[(write_site, replaced(torch.zeros_like(rows_y)))]):
+    # positions past a prompt's end are spliced too: nothing real reads them (right padding, causal attention)
+    with spliced_in(model, dictionary, skip_first):
+        spliced = model(tokens, attention_mask=mask).float()
+    with model.hooks(fwd_hooks=[(write_site, zeroed)]):
         zero = model(tokens, attention_mask=mask).float()
     targets = tokens[:, 1:]
     predicted = mask[:, 1:].bool()  # a real next token to predict
@@ -276,34 +274,6 @@ def _evaluate_batch(dictionary: SparseDictionary, model, batch, skip_first: int,
     log_p, log_q = clean[:, :-1][predicted].log_softmax(-1), spliced[:, :-1][predicted].log_softmax(-1)
     stats.kl += float((log_p.exp() * (log_p - log_q)).sum())
     stats.n_predictions += int(predicted.sum())
-
-
-def _forward_replacing(model, tokens, mask, read_site, write_site, replaced, dictionary, where) -> Tensor:
-    """Logits with the dictionary spliced in: its output, computed from the site's activation in this very forward
-    (a transcoder reads its input site upstream of the output it replaces)."""
-    if read_site == write_site:
-
-        def splice(acts: Tensor, hook: Any = None) -> Tensor:
-            out = acts.clone()
-            out[where] = dictionary(acts[where].float()).to(acts.dtype)
-            return out
-
-        hooks = [(write_site, splice)]
-    else:
-        seen: dict[str, Tensor] = {}
-
-        def read(acts: Tensor, hook: Any = None) -> Tensor:
-            seen["x"] = acts
-            return acts
-
-        def write(acts: Tensor, hook: Any = None) -> Tensor:
-            out = acts.clone()
-            out[where] = dictionary(seen["x"][where].float()).to(acts.dtype)
-            return out
-
-        hooks = [(read_site, read), (write_site, write)]
-    with model.hooks(fwd_hooks=hooks):
-        return model(tokens, attention_mask=mask).float()
 
 
 def _feature_logits(

@@ -81,10 +81,8 @@ def _features(dictionary: SparseDictionary, features: Sequence[int]) -> list[int
 @contextmanager
 def _hooked(model: Any, dictionary: SparseDictionary, edit, skip_first: int) -> Iterator[None]:
     """Apply ``edit(x, source)`` at the write site from ``skip_first`` on (``source``: the read site's activation)."""
-    if not dictionary.site:
-        raise InterpError("the dictionary names no site; set it (dictionary.with_provenance(site=...)).")
-    dictionary.check_model(model)
-    read, write = dictionary.site, dictionary.output_site if dictionary.is_transcoder else dictionary.site
+    dictionary.check_usable(model)
+    read, write = dictionary.site, dictionary.write_site
     seen: dict[str, Tensor] = {}
 
     def remember(acts: Tensor, hook: Any = None) -> Tensor:

@@ -87,6 +87,12 @@ def str_tokens(model, tokens: Int[Tensor, " pos"]) -> tuple[str, ...]:
         return tuple(str(int(t)) for t in tokens)
 
 
+def position_labels(model, clean: Int[Tensor, " pos"], corrupt: Int[Tensor, " pos"]) -> tuple[str, ...]:
+    """One label per position of a prompt pair: ``"3:fox"``, or ``"3:fox→dog"`` where the corrupt token differs."""
+    clean_str, corrupt_str = str_tokens(model, clean), str_tokens(model, corrupt)
+    return tuple(f"{p}:{c}" if c == k else f"{p}:{c}→{k}" for p, (c, k) in enumerate(zip(clean_str, corrupt_str)))
+
+
 def check_direction(direction: str) -> None:
     if direction not in defaults.PATCH_DIRECTIONS:
         raise InterpError(

@@ -19,7 +19,7 @@ from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.metrics import Metric, metric_name
 from interp.model.weights import weights_hash
-from interp.patching.inputs import str_tokens
+from interp.patching.inputs import position_labels, str_tokens
 from interp.provenance import Provenance, hash_json
 from interp.results import Result
 from interp.sites import POSITION_SITES, patch_site_label
@@ -307,9 +307,7 @@ def build_result(
     clean_str, corrupt_str = str_tokens(model, clean_tokens[0]), str_tokens(model, corrupt_tokens[0])
     labels: dict[str, tuple[str, ...]] = {"layer": tuple(str(layer) for layer in range(values.shape[0]))}
     if "pos" in axes:
-        labels["pos"] = tuple(
-            f"{p}:{c}" if c == k else f"{p}:{c}→{k}" for p, (c, k) in enumerate(zip(clean_str, corrupt_str))
-        )
+        labels["pos"] = position_labels(model, clean_tokens[0], corrupt_tokens[0])
     if "head" in axes:
         n_heads = values.shape[-1]
         grouped = kind in ("k", "v") and n_heads != int(model.cfg.n_heads)
