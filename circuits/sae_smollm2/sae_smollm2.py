@@ -5,12 +5,12 @@
 Every stage keeps what it finished in ``--out`` and a rerun goes on from there (a stop loses at most one
 batch of generations or one checkpoint interval of training):
 
-1. **Corpus** (text the project may use): the long texts of the Thought Anchors data in
-   ``assets/thought_anchors`` (MIT), the Llama-2-chat answers of ``assets/prompts/advbench`` (MIT), and
-   the model's own continuations (``LocalBackend``, T = 1.0, top-p 0.95, 8 per prompt, 192 new tokens) of
-   the prompts in ``assets/prompts/lens_prompts.jsonl`` and of the instructions in
-   ``assets/prompts/benign_instructions.jsonl`` as chat turns, generated in parts until the corpus holds
-   ``--tokens`` tokens (or the prompts run out).
+1. **Corpus** (text the project may use), in this order until it holds ``--tokens`` tokens: the long texts of
+   the Thought Anchors data in ``assets/thought_anchors`` (MIT) and the Llama-2-chat answers of
+   ``assets/prompts/advbench`` (MIT); the model's own continuations (``LocalBackend``, T = 1.0, top-p 0.95, 8 per
+   prompt, 192 new tokens) of the first ``--generated-prompts`` prompts of ``assets/prompts/lens_prompts.jsonl``
+   and ``assets/prompts/benign_instructions.jsonl`` (as chat turns), generated in resumable parts; the running
+   Python's documentation (``pydoc_data`` topics, standard-library docstrings); the standard library's source.
 2. **Store**: the corpus cut into pieces of 128 tokens (``chunk_tokens``), ``resid_post`` of ``--layer``
    at every position; one document in 20 is held out for evaluation.
 3. **Training**: ``train_dictionary`` with ``d_sae = 8 x 576``, ``k = 32``, ``--epochs`` passes over the training
@@ -72,33 +72,89 @@ def generation_prompts(tokenizer) -> list[str]:
     return prompts
 
 
-def corpus(model, out: Path, budget: int) -> list[str]:
-    """The published texts, then the model's continuations, generated in parts (one file per prompt) until the
-    corpus reaches ``budget`` tokens."""
+def python_documentation() -> list[str]:
+    """The running Python's own documentation (PSF licence): the reference topics of ``pydoc_data`` and the
+    docstrings (over 100 characters) of the standard library's modules, classes and functions, tests and
+    demos left out; in a fixed order."""
+    import ast
+    import sysconfig
+
+    import pydoc_data.topics
+
+    texts: dict[str, None] = dict.fromkeys(text for _, text in sorted(pydoc_data.topics.topics.items()))
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if parts[0] in ("test", "idlelib", "lib2to3", "site-packages", "turtledemo") or "tests" in parts:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                docstring = ast.get_docstring(node)
+                if docstring and len(docstring) > 100:
+                    texts[docstring] = None
+    return list(texts)
+
+
+def python_source() -> list[str]:
+    """The standard library's module sources (PSF licence), tests and demos left out, in a fixed order."""
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).parts
+        if parts[0] in ("test", "idlelib", "lib2to3", "site-packages", "turtledemo") or "tests" in parts:
+            continue
+        try:
+            texts.append(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            continue
+    return texts
+
+
+def corpus(model, out: Path, budget: int, generated_prompts: int) -> tuple[list[str], dict[str, int]]:
+    """The corpus and its tokens per source: the published texts; the model's continuations of the first
+    ``generated_prompts`` prompts (generated in parts, one file per prompt, so a stop loses one prompt); Python's
+    documentation; then Python's source until the corpus reaches ``budget`` tokens."""
     from interp.resampling.engine import LocalBackend
 
-    texts = published_texts()
-    count = sum(len(model.tokenizer.encode(text)) for text in texts)
-    print(f"published texts: {len(texts)} documents, {count:,} tokens")
-    parts = out / "generated"
-    parts.mkdir(parents=True, exist_ok=True)
-    backend = LocalBackend(model)
-    started = time.time()
-    for index, prompt in enumerate(generation_prompts(model.tokenizer)):
-        if count >= budget:
-            break
-        path = parts / f"prompt_{index:04d}.jsonl"
-        if not path.exists():
-            continuations = backend.generate(prompt, PER_PROMPT, temperature=1.0, top_p=0.95, max_new_tokens=NEW_TOKENS,
-                                             seed=index)  # fmt: skip
-            atomic_write_jsonl(path, [{"prompt": prompt, "text": text} for text in continuations])
-        for record in read_jsonl(path):
-            texts.append(record["text"])
-            count += len(model.tokenizer.encode(record["text"]))
-        if index % 20 == 0:
-            print(f"  corpus: {count:,} tokens after prompt {index} ({time.time() - started:.0f} s)", flush=True)
+    def generated() -> list[str]:
+        parts = out / "generated"
+        parts.mkdir(parents=True, exist_ok=True)
+        backend, texts, started = LocalBackend(model), [], time.time()
+        for index, prompt in enumerate(generation_prompts(model.tokenizer)[:generated_prompts]):
+            path = parts / f"prompt_{index:04d}.jsonl"
+            if not path.exists():
+                continuations = backend.generate(prompt, PER_PROMPT, temperature=1.0, top_p=0.95,
+                                                 max_new_tokens=NEW_TOKENS, seed=index)  # fmt: skip
+                atomic_write_jsonl(path, [{"prompt": prompt, "text": text} for text in continuations])
+                print(f"  generated prompt {index} ({time.time() - started:.0f} s)", flush=True)
+            texts.extend(record["text"] for record in read_jsonl(path))
+        return texts
+
+    sources = {"published": published_texts, "generated": generated, "python documentation": python_documentation,
+               "python source": python_source}  # fmt: skip
+    texts: list[str] = []
+    counts: dict[str, int] = {}
+    count = 0
+    for name, source in sources.items():
+        counts[name] = 0
+        for text in source():
+            if count >= budget:
+                break
+            if not text.strip():  # a continuation that ended at once
+                continue
+            n = len(model.tokenizer.encode(text))
+            texts.append(text)
+            counts[name] += n
+            count += n
+        print(f"{name}: {counts[name]:,} tokens")
     print(f"corpus: {len(texts)} documents, {count:,} tokens")
-    return texts
+    return texts, counts
 
 
 def main() -> None:
@@ -109,11 +165,12 @@ def main() -> None:
     parser.add_argument("--expansion", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=1, help="passes over the training tokens")
     parser.add_argument("--out", type=Path, default=Path("runs/sae_smollm2"))
+    parser.add_argument("--generated-prompts", type=int, default=120, help="prompts whose continuations to generate")
     parser.add_argument("--corpus-only", action="store_true", help="stop after the corpus (generation) stage")
     args = parser.parse_args()
     model = load_model("smollm2-135m-instruct", device="cpu")
     site = f"blocks.{args.layer}.hook_resid_post"
-    texts = corpus(model, args.out, args.tokens)
+    texts, sources = corpus(model, args.out, args.tokens, args.generated_prompts)
     if args.corpus_only:
         return
     train_docs = [text for index, text in enumerate(texts) if index % HELD_OUT_EVERY]
@@ -139,7 +196,7 @@ def main() -> None:
     numbers = {"fvu": evaluation.fvu, "l0": evaluation.l0, "dead_fraction": evaluation.dead_fraction,
                "ce_loss_recovered": evaluation.ce_loss_recovered, "kl": evaluation.kl_spliced,
                "dense_fraction": evaluation.dense_fraction, "eval_tokens": evaluation.n_tokens,
-               "train_tokens": n_train, "epochs": args.epochs, "train_seconds": round(seconds), "d_sae": dictionary.d_sae, "k": args.k,
+               "train_tokens": n_train, "corpus_tokens": sources, "epochs": args.epochs, "train_seconds": round(seconds), "d_sae": dictionary.d_sae, "k": args.k,
                "site": site}  # fmt: skip
     met = {
         "fvu": numbers["fvu"] <= TARGETS["fvu"],
