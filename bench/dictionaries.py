@@ -14,8 +14,8 @@ Dictionary: 8 x 768 = 6,144 latents, k = 32, batches of 1,024 tokens, one pass.
   backward, at the fp32 matmul rate measured in the same process.
 
 Printed per size: tokens/s of each, interp / plain loop, and each one's time over the floor.
-sparsify's own trainer is not timed: it computes activations from a Hugging Face model and a tokenised dataset
-on the fly, which is a different job from training on cached rows.
+sparsify's own trainer (which runs the model on every batch) is timed against interp by
+``bench/dictionaries_sparsify.py`` on a real model.
 
     python bench/dictionaries.py [--tokens 100000 300000] [--threads 2]
 """
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from cache import matmul_rate
 
 from interp.data import PromptSet
 from interp.dictionaries import train_dictionary
@@ -71,16 +72,6 @@ def plain_loop(rows: torch.Tensor, d_sae: int, steps: int) -> float:
         with torch.no_grad():
             decoder.weight /= decoder.weight.norm(dim=0, keepdim=True)
     return time.perf_counter() - start
-
-
-def matmul_rate(size: int = 1024, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def main() -> None:

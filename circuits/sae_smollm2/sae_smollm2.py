@@ -25,6 +25,7 @@ import json
 import time
 from pathlib import Path
 
+from interp.corpora import python_documentation, python_source
 from interp.data import PromptSet
 from interp.dictionaries import load_dictionary, train_dictionary
 from interp.dictionaries.dashboard import write_dashboard
@@ -70,50 +71,6 @@ def generation_prompts(tokenizer) -> list[str]:
         turn = [{"role": "user", "content": record["prompt"]}]
         prompts.append(tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True))
     return prompts
-
-
-def python_documentation() -> list[str]:
-    """The running Python's own documentation (PSF licence): the reference topics of ``pydoc_data`` and the
-    docstrings (over 100 characters) of the standard library's modules, classes and functions, tests and
-    demos left out; in a fixed order."""
-    import ast
-    import sysconfig
-
-    import pydoc_data.topics
-
-    texts: dict[str, None] = dict.fromkeys(text for _, text in sorted(pydoc_data.topics.topics.items()))
-    root = Path(sysconfig.get_paths()["stdlib"])
-    for path in sorted(root.rglob("*.py")):
-        parts = path.relative_to(root).parts
-        if parts[0] in ("test", "idlelib", "lib2to3", "site-packages", "turtledemo") or "tests" in parts:
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                docstring = ast.get_docstring(node)
-                if docstring and len(docstring) > 100:
-                    texts[docstring] = None
-    return list(texts)
-
-
-def python_source() -> list[str]:
-    """The standard library's module sources (PSF licence), tests and demos left out, in a fixed order."""
-    import sysconfig
-
-    root = Path(sysconfig.get_paths()["stdlib"])
-    texts = []
-    for path in sorted(root.rglob("*.py")):
-        parts = path.relative_to(root).parts
-        if parts[0] in ("test", "idlelib", "lib2to3", "site-packages", "turtledemo") or "tests" in parts:
-            continue
-        try:
-            texts.append(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            continue
-    return texts
 
 
 def corpus(model, out: Path, budget: int, generated_prompts: int) -> tuple[list[str], dict[str, int]]:

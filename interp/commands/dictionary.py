@@ -15,6 +15,7 @@ CONFIG_FLAGS = (
     "d_sae",
     "expansion",
     "k",
+    "activation",
     "batch_size",
     "max_tokens",
     "lr",

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from interp.errors import InterpError
 
+TRAINED_ACTIVATIONS = ("topk", "batchtopk")
+
 
 @dataclass(frozen=True)
 class TrainingSettings:
@@ -13,6 +15,7 @@ class TrainingSettings:
     d_sae: int | None = None  # latents (default: expansion x the input width)
     expansion: int = 8
     k: int = 32
+    activation: str = "topk"  # "topk": k per row; "batchtopk": k x batch per batch (interp.dictionaries.batch_topk)
     batch_size: int = 1024  # rows (tokens) per step
     max_tokens: int = 1_000_000
     lr: float | None = None  # default: 2e-4 / sqrt(d_sae / 2**14)
@@ -30,6 +33,10 @@ class TrainingSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InterpError(f"{name} must be an integer >= 1, got {value!r}.")
+        if self.activation not in TRAINED_ACTIVATIONS:
+            raise InterpError(
+                f"activation must be {' or '.join(TRAINED_ACTIVATIONS)} (what training fits), got {self.activation!r}."
+            )
         if self.d_sae is not None and (not isinstance(self.d_sae, int) or self.d_sae < 1):
             raise InterpError(f"d_sae must be an integer >= 1, got {self.d_sae!r}.")
         if not (math.isfinite(self.auxk_alpha) and self.auxk_alpha >= 0):

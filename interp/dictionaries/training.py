@@ -1,4 +1,4 @@
-"""Training a TopK sparse autoencoder or transcoder from an activation store, resumable after a kill.
+"""Training a TopK (or BatchTopK) sparse autoencoder or transcoder from an activation store, resumable after a kill.
 
 The coder is sparsify's ``SparseCoder`` (EleutherAI; TopK encoder with a custom backward, the AuxK loss for
 dead latents, decoder columns at unit norm, the gradient parallel to them removed): what it does well is not
@@ -8,7 +8,8 @@ Adam's state, the tokens since each latent last fired, the step), and a resume t
 where an uninterrupted run would be. Recipe (sparsify's defaults, Gao et al. 2024): ``b_dec`` starts at the
 mean of the first batch's targets (a transcoder's encoder bias at minus the mean input's image), Adam at
 ``2e-4 / sqrt(d_sae / 2**14)`` with a linear warm-up, loss = FVU + ``auxk_alpha`` x AuxK, a latent is dead
-after ``dead_after_tokens`` tokens without firing.
+after ``dead_after_tokens`` tokens without firing. ``activation="batchtopk"`` keeps the ``k x batch`` largest
+activations of each batch instead (``batch_topk``); the dictionary it gives is a JumpReLU with one threshold.
 """
 
 import contextlib
@@ -24,8 +25,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from interp.dictionaries.batch_topk import THRESHOLD_BUFFER, add_threshold, batch_topk_forward
 from interp.dictionaries.dictionary import SparseDictionary
-from interp.dictionaries.formats import load_dictionary, save_dictionary
+from interp.dictionaries.formats import INTERP_FILE, load_dictionary, save_dictionary
 from interp.dictionaries.log import TrainingLog
 from interp.dictionaries.rows import DEFAULT_WINDOW_BYTES, TrainingRows
 from interp.dictionaries.settings import TrainingSettings
@@ -108,7 +110,7 @@ def _train(
     since_fired = torch.zeros(d_sae, dtype=torch.long)
     log = _Log()
     step = _resume(out, record, coder, optimizer, since_fired, log)
-    if step >= settings.steps and (out / "sae.safetensors").exists():
+    if step >= settings.steps and (out / INTERP_FILE).exists():
         return load_dictionary(out)
     bar = tqdm(
         total=settings.steps,
@@ -126,7 +128,11 @@ def _train(
         for group in optimizer.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / max(1, settings.lr_warmup_steps))
         dead = since_fired >= settings.dead_after_tokens
-        output = coder(x, y if transcoder else None, dead_mask=dead if settings.auxk_alpha > 0 else None)
+        dead_mask = dead if settings.auxk_alpha > 0 else None
+        if settings.activation == "batchtopk":
+            output = batch_topk_forward(coder, x, y if transcoder else None, settings.k, dead_mask)
+        else:
+            output = coder(x, y if transcoder else None, dead_mask=dead_mask)
         loss = output.fvu + settings.auxk_alpha * output.auxk_loss
         loss.backward()
         if not transcoder:
@@ -153,7 +159,7 @@ def _train(
             _checkpoint(out, record, coder, optimizer, since_fired, log, step)
     bar.close()
     dictionary = _as_dictionary(coder, settings, record, transcoder, source)
-    save_dictionary(dictionary, out, format="sparsify")
+    save_dictionary(dictionary, out)  # sparsify's format for TopK, SAELens's for a JumpReLU (BatchTopK)
     log.result(record, step * settings.batch_size).save(out)
     return dictionary
 
@@ -181,7 +187,10 @@ def _new_coder(d_in: int, d_sae: int, settings: TrainingSettings, transcoder: bo
     )
     with torch.random.fork_rng(devices=[]):  # the initialisation's randomness, seeded, without touching the caller's
         torch.manual_seed(settings.seed)
-        return SparseCoder(d_in, config, dtype=torch.float32)
+        coder = SparseCoder(d_in, config, dtype=torch.float32)
+    if settings.activation == "batchtopk":
+        add_threshold(coder)
+    return coder
 
 
 @torch.no_grad()
@@ -195,19 +204,23 @@ def _as_dictionary(
     coder, settings: TrainingSettings, record: dict[str, Any], transcoder: bool, source
 ) -> SparseDictionary:
     provenance = getattr(source, "provenance", None)
+    batch_topk = settings.activation == "batchtopk"
+    threshold = getattr(coder, THRESHOLD_BUFFER, None)
     return SparseDictionary(
         W_enc=coder.encoder.weight.detach().T.contiguous().clone(),
         b_enc=coder.encoder.bias.detach().clone(),
         W_dec=coder.W_dec.detach().clone(),
         b_dec=coder.b_dec.detach().clone(),
-        activation="topk",
-        k=settings.k,
+        activation="jumprelu" if batch_topk else "topk",
+        k=None if batch_topk else settings.k,
+        threshold=torch.full((coder.num_latents,), float(threshold)) if batch_topk and threshold is not None else None,
         W_skip=None if coder.W_skip is None else coder.W_skip.detach().clone(),
         apply_b_dec_to_input=not transcoder,
         site=record["site"],
         output_site=record["output_site"],
         model_id=provenance.model_id if provenance else "",
         weights_hash=provenance.weights_hash if provenance else "",
+        extra={"trained_as": "batchtopk", "k": settings.k} if batch_topk else {},
     )
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from interp.dictionaries.settings import TrainingSettings
+from interp.dictionaries.settings import TRAINED_ACTIVATIONS, TrainingSettings
 from interp.experiments.base import DatasetSpec, Experiment, doc
 
 _DEFAULTS = TrainingSettings()
@@ -25,7 +25,12 @@ class DictionaryConfig(Experiment):
     )
     d_sae: int | None = doc("latents (default: expansion x the site's width)", default=_DEFAULTS.d_sae)
     expansion: int = doc("latents per input dimension, when d_sae is not given", default=_DEFAULTS.expansion)
-    k: int = doc("latents active per token (TopK)", default=_DEFAULTS.k)
+    k: int = doc("latents active per token (TopK; BatchTopK: on average)", default=_DEFAULTS.k)
+    activation: str = doc(
+        "topk (k latents per token) or batchtopk (k x batch per batch; saved as a JumpReLU with one threshold)",
+        choices=TRAINED_ACTIVATIONS,
+        default=_DEFAULTS.activation,
+    )
     batch_size: int = doc("tokens per training step", default=_DEFAULTS.batch_size)
     max_tokens: int = doc("tokens trained on (steps = max_tokens / batch_size)", default=_DEFAULTS.max_tokens)
     lr: float | None = doc("Adam's learning rate (default: 2e-4 / sqrt(d_sae / 2^14))", default=_DEFAULTS.lr)

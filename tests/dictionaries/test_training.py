@@ -143,3 +143,56 @@ def test_bad_training_input_is_one_line(all_positions, tmp_path, load_tiny):
     (tmp_path / "f" / "other.txt").write_text("x")
     with pytest.raises(InterpError, match="is not empty and holds no dictionary training"):
         train_dictionary(torch.randn(64, 8), "toy", tmp_path / "f", k=2, batch_size=8, progress=False)
+
+
+def test_batch_topk_keeps_k_per_row_on_average_and_becomes_a_jumprelu(tmp_path):
+    """BatchTopK (``activation="batchtopk"``): the planted directions are found as by TopK; a training batch keeps
+    exactly k x batch activations while rows vary; the saved dictionary is a JumpReLU whose one threshold gives
+    about k active latents per row at inference."""
+    from interp.dictionaries.batch_topk import add_threshold, batch_topk_forward
+
+    rows, directions, floor = _planted()
+    dictionary = train_dictionary(rows, "toy", tmp_path / "sae", d_sae=64, k=3, activation="batchtopk",
+                                  max_tokens=20 * len(rows), progress=False, **FAST)  # fmt: skip
+    decoder = torch.nn.functional.normalize(dictionary.W_dec, dim=-1)
+    assert float(((directions @ decoder.T).max(-1).values >= 0.9).float().mean()) >= 0.9
+    # FVU 0.035 against the noise floor's 0.0215 (TopK: 0.0235): BatchTopK's own optimum on rows of exactly 3 actives
+    assert _fvu(dictionary, rows) <= 1.75 * floor
+    assert dictionary.activation == "jumprelu" and dictionary.extra == {"trained_as": "batchtopk", "k": 3}
+    assert torch.unique(dictionary.threshold).numel() == 1 and float(dictionary.threshold[0]) > 0
+    l0 = float((dictionary.encode(rows) > 0).sum(-1).float().mean())
+    assert 2.4 <= l0 <= 3.6, l0  # k = 3 on average
+    loaded = load_dictionary(tmp_path / "sae")  # SAELens's format (a JumpReLU)
+    assert (tmp_path / "sae" / "sae_weights.safetensors").exists()
+    assert torch.equal(loaded.encode(rows[:64]), dictionary.encode(rows[:64]))
+
+    from interp.dictionaries.training import _new_coder
+    from interp.dictionaries.settings import TrainingSettings
+
+    coder = _new_coder(64, 64, TrainingSettings(k=3, activation="batchtopk"), transcoder=False)
+    add_threshold(coder)
+    output = batch_topk_forward(coder, rows[:256], None, 3, None)
+    per_row = (output.latent_acts > 0).sum(-1)
+    assert int(per_row.sum()) == 3 * 256 and per_row.min() < 3 < per_row.max()  # k x batch, unevenly spread
+    assert train_dictionary(rows, "toy", tmp_path / "sae", d_sae=64, k=3, activation="batchtopk",
+                            max_tokens=20 * len(rows), progress=False, **FAST).extra["trained_as"] == "batchtopk"  # fmt: skip
+
+
+def test_a_killed_batch_topk_run_resumes_bit_exactly(tmp_path, monkeypatch):
+    rows, _, _ = _planted(n=4_000)
+    settings = {**FAST, "checkpoint_every": 5, "max_tokens": 30 * 256, "activation": "batchtopk"}
+    whole = train_dictionary(rows, "toy", tmp_path / "whole", d_sae=64, k=3, progress=False, **settings)
+    real_checkpoint = training_module._checkpoint
+
+    def killed_after_step_10(out, record, coder, optimizer, since_fired, log, step):
+        real_checkpoint(out, record, coder, optimizer, since_fired, log, step)
+        if step == 10:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_module, "_checkpoint", killed_after_step_10)
+    with pytest.raises(KeyboardInterrupt):
+        train_dictionary(rows, "toy", tmp_path / "resumed", d_sae=64, k=3, progress=False, **settings)
+    monkeypatch.setattr(training_module, "_checkpoint", real_checkpoint)
+    resumed = train_dictionary(rows, "toy", tmp_path / "resumed", d_sae=64, k=3, progress=False, **settings)
+    for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+        assert torch.equal(getattr(resumed, name), getattr(whole, name)), name
