@@ -168,9 +168,7 @@ def expand_sites(names: Iterable[str], n_layers: int) -> tuple[str, ...]:
             expanded.extend(layer_sites(name, n_layers))
         elif name in GLOBAL_SITES:
             expanded.append(GLOBAL_SITES[name])
-        elif name in valid:
-            expanded.append(name)
-        elif name.endswith(FEATURES_SUFFIX) and name.removesuffix(FEATURES_SUFFIX) in valid:
+        elif name.removesuffix(FEATURES_SUFFIX) in valid:  # a full name, or the feature site of one
             expanded.append(name)
         else:
             raise unknown_site_error(name, valid)

@@ -132,7 +132,11 @@ def _write(
 
 
 def _check_shard(
-    index: int, tensors: dict[str, Tensor], hooks: tuple[str, ...], dtype: torch.dtype, rows: int,
+    index: int,
+    tensors: dict[str, Tensor],
+    hooks: tuple[str, ...],
+    dtype: torch.dtype,
+    rows: int,
     shapes: dict[str, list[int]],
 ) -> None:
     """Raise unless shard ``index`` holds every hook, in ``dtype``, ``rows`` prompts, the shape of the first shard."""
