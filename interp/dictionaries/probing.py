@@ -53,7 +53,8 @@ def encode_store(
     if not isinstance(dictionary, SparseDictionary):
         from interp.dictionaries.formats import load_dictionary
 
-        source, dictionary = str(dictionary), load_dictionary(dictionary)
+        source = str(dictionary)
+        dictionary = load_dictionary(Path(dictionary))
     site = _check_inputs(store, dictionary)
     features = feature_site(site)
 

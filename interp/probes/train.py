@@ -21,7 +21,6 @@ from interp.probes.inputs import (
 )
 from interp.probes.metrics import HOLDOUT, auroc, binary_metrics, stratified_folds
 from interp.probes.result import ProbeResult
-from interp.probes.sparse import check_top_features, train_sparse
 from interp.probes.solver import (
     GRAM_ROWS,
     Covariance,
@@ -31,6 +30,7 @@ from interp.probes.solver import (
     row_sample,
     standardise,
 )
+from interp.probes.sparse import check_top_features, train_sparse
 from interp.provenance import Provenance, hash_json
 
 
