@@ -4,6 +4,13 @@ Every other module asks here for hook names. Names are transformer_lens canonica
 (``blocks.{layer}.hook_resid_post``, ``blocks.{layer}.attn.hook_z``, ...); shorthands such
 as ``resid_post`` expand to that site in every layer.
 
+A *feature site* names the codes of a sparse dictionary (SAE, transcoder) that reads a site: the
+site's name plus ``.features`` (``blocks.3.hook_resid_post.features``: ``[..., d_sae]`` codes of
+a dictionary reading ``blocks.3.hook_resid_post``). It has the layer of the site it encodes and
+the kind ``"<kind> features"``, so whatever is labelled by layer and kind (probes, their figures)
+reads it as it is. No model has a hook of that name: feature sites are written by
+``interp.dictionaries.encode_store``, not captured.
+
 >>> expand_sites(["resid_post"], n_layers=2)
 ('blocks.0.hook_resid_post', 'blocks.1.hook_resid_post')
 >>> expand_sites(["blocks.1.attn.hook_z", "embed"], n_layers=2)
@@ -12,6 +19,14 @@ as ``resid_post`` expand to that site in every layer.
 Site(layer=3, kind='mlp_out')
 >>> resolve_patch_site("attn_head_out"), patch_site_label("z")
 ('z', 'attn_head_out')
+>>> feature_site("blocks.3.hook_resid_post")
+'blocks.3.hook_resid_post.features'
+>>> parse_site("blocks.3.hook_resid_post.features")
+Site(layer=3, kind='resid_post features')
+>>> parse_site("blocks.3.hook_resid_post.features").encodes
+Site(layer=3, kind='resid_post')
+>>> expand_sites(["blocks.1.hook_mlp_out.features"], n_layers=2)
+('blocks.1.hook_mlp_out.features',)
 """
 
 import difflib
@@ -72,6 +87,10 @@ PATCH_SITES: dict[str, str] = {
 PATCHABLE_SITES = POSITION_SITES | {"z", "v", "q", "k", "pattern"}
 _KIND_TO_PATCH_SITE = {kind: name for name, kind in PATCH_SITES.items()}
 
+# the suffix of a feature site (a dictionary's codes at the site before it), and the suffix of its kind
+FEATURES_SUFFIX = ".features"
+FEATURES_KIND = " features"
+
 _LAYER_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 _TEMPLATE_TO_KIND = {template.split("{layer}.")[1]: kind for kind, template in LAYER_SITES.items()}
 
@@ -81,17 +100,34 @@ class Site:
     """A parsed hook name: the layer (None for sites outside the blocks) and the shorthand kind."""
 
     layer: int | None
-    kind: str
+    kind: str  # a shorthand ("resid_post"), or "<shorthand> features" for a feature site
+
+    @property
+    def is_features(self) -> bool:
+        """Whether this is a feature site: a dictionary's codes of the site ``encodes``."""
+        return self.kind.endswith(FEATURES_KIND)
+
+    @property
+    def encodes(self) -> "Site":
+        """The site whose activations a feature site's codes encode (the site itself for any other site)."""
+        return Site(self.layer, self.kind.removesuffix(FEATURES_KIND)) if self.is_features else self
 
     @property
     def name(self) -> str:
+        if self.is_features:
+            return self.encodes.name + FEATURES_SUFFIX
         if self.layer is None:
             return GLOBAL_SITES[self.kind]
         return LAYER_SITES[self.kind].format(layer=self.layer)
 
 
 def site_name(kind: str, layer: int) -> str:
-    """The canonical hook name of shorthand ``kind`` in ``layer``: ``site_name("resid_post", 3)``."""
+    """The canonical hook name of shorthand ``kind`` in ``layer``: ``site_name("resid_post", 3)``.
+
+    ``site_name("resid_post features", 3)`` is the feature site ``blocks.3.hook_resid_post.features``.
+    """
+    if kind.endswith(FEATURES_KIND) and kind.removesuffix(FEATURES_KIND) in LAYER_SITES:
+        return site_name(kind.removesuffix(FEATURES_KIND), layer) + FEATURES_SUFFIX
     if kind not in LAYER_SITES:
         raise InterpError(f"unknown per-layer site {kind!r}. Known: {', '.join(LAYER_SITES)}.")
     return LAYER_SITES[kind].format(layer=layer)
@@ -103,7 +139,12 @@ def layer_sites(kind: str, n_layers: int) -> tuple[str, ...]:
 
 
 def parse_site(name: str) -> Site:
-    """Parse a canonical hook name into (layer, kind); raise with close matches if unknown."""
+    """Parse a canonical hook name (or a feature site) into (layer, kind); raise with close matches if unknown."""
+    if name.endswith(FEATURES_SUFFIX):
+        encoded = parse_site(name.removesuffix(FEATURES_SUFFIX))
+        if encoded.is_features:
+            raise unknown_site_error(name, [encoded.name])
+        return Site(layer=encoded.layer, kind=encoded.kind + FEATURES_KIND)
     match = _LAYER_RE.match(name)
     if match is not None and match.group(2) in _TEMPLATE_TO_KIND:
         return Site(layer=int(match.group(1)), kind=_TEMPLATE_TO_KIND[match.group(2)])
@@ -116,7 +157,8 @@ def parse_site(name: str) -> Site:
 def expand_sites(names: Iterable[str], n_layers: int) -> tuple[str, ...]:
     """Expand shorthands (``resid_post``, ``z``, ``embed``) and check full names.
 
-    Returns canonical hook names without duplicates, in the order given.
+    Returns canonical hook names without duplicates, in the order given. Feature sites
+    (``blocks.3.hook_resid_post.features``) are accepted by their full name.
     """
     valid = _all_names(n_layers)
     expanded: list[str] = []
@@ -126,7 +168,7 @@ def expand_sites(names: Iterable[str], n_layers: int) -> tuple[str, ...]:
             expanded.extend(layer_sites(name, n_layers))
         elif name in GLOBAL_SITES:
             expanded.append(GLOBAL_SITES[name])
-        elif name in valid:
+        elif name.removesuffix(FEATURES_SUFFIX) in valid:  # a full name, or the feature site of one
             expanded.append(name)
         else:
             raise unknown_site_error(name, valid)
@@ -140,8 +182,17 @@ def unknown_site_error(name: str, valid: Sequence[str]) -> InterpError:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return InterpError(
         f"unknown hook site {name!r}.{hint} Use a shorthand ({', '.join(LAYER_SITES)}, "
-        f"{', '.join(GLOBAL_SITES)}) or a full name like 'blocks.0.hook_resid_post'."
+        f"{', '.join(GLOBAL_SITES)}), a full name like 'blocks.0.hook_resid_post', or a dictionary's feature site "
+        "like 'blocks.0.hook_resid_post.features'."
     )
+
+
+def feature_site(site: str) -> str:
+    """The feature site of a dictionary reading ``site``: its codes, ``site + ".features"``."""
+    parsed = parse_site(site)
+    if parsed.is_features:
+        raise InterpError(f"{site!r} is already a feature site; a dictionary reads a model's site, not codes.")
+    return parsed.name + FEATURES_SUFFIX
 
 
 def resolve_patch_site(site: str) -> str:

@@ -16,7 +16,7 @@ from interp.experiments.flags import add_config_flags
 from interp.experiments.probes import ProbesConfig
 
 # the flags of ProbesConfig's fields
-CONFIG_FLAGS = ("store", "label_field", "layers", "cv", "holdout", "C", "seed", "positive", "max_iter")
+CONFIG_FLAGS = ("store", "label_field", "layers", "cv", "holdout", "C", "seed", "positive", "max_iter", "top_features")
 
 TRAIN_EXAMPLE = "interp probe train --store runs/harm_cache --label-field label --out runs/harm_probe"
 CACHE_EXAMPLE = (
@@ -135,6 +135,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         positive=args.positive,
         max_iter=args.max_iter,
+        top_features=args.top_features,
     )
     print(result.summary())
     out = result.save(args.out)

@@ -5,6 +5,8 @@ the field shares.
 - ``formats``: ``save_dictionary`` / ``load_dictionary`` in sparsify's and SAELens's directory formats.
 - ``rows``: a store's every real token, shuffled across shards, reproducibly (what training reads).
 - ``attribution``: ``feature_attribution``, attribution patching over a dictionary's features.
+- ``probing``: ``encode_store``, a dictionary's codes of a store's activations as a store of its feature site, for
+  probes (dense, or k-sparse with ``train_probes(..., top_features=k)``).
 - ``interventions``: ``ablated_features``, ``steered``, ``spliced``: features used on a live model (hooks).
 - ``training``: ``train_dictionary``, sparsify's ``SparseCoder`` trained from a store, resumable; ``log``: its curves.
 
@@ -30,6 +32,7 @@ _EXPORTS = {
     "ablated_features": "interp.dictionaries.interventions",
     "steered": "interp.dictionaries.interventions",
     "spliced": "interp.dictionaries.interventions",
+    "encode_store": "interp.dictionaries.probing",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from interp.dictionaries.formats import load_dictionary, save_dictionary
     from interp.dictionaries.interventions import ablated_features, spliced, steered
     from interp.dictionaries.log import TrainingLog
+    from interp.dictionaries.probing import encode_store
     from interp.dictionaries.rows import TrainingRows
     from interp.dictionaries.settings import TrainingSettings
     from interp.dictionaries.training import train_dictionary
@@ -50,6 +54,7 @@ __all__ = [
     "TrainingRows",
     "TrainingSettings",
     "ablated_features",
+    "encode_store",
     "feature_attribution",
     "load_dictionary",
     "save_dictionary",

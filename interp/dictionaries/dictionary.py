@@ -169,13 +169,17 @@ class SparseDictionary:
         from interp.model import model_id
         from interp.model.weights import weights_hash
 
-        found = weights_hash(model)
-        if found != self.weights_hash:
+        self.check_weights(weights_hash(model), model_id(model))
+
+    def check_weights(self, found_hash: str, found_model: str, where: str = "") -> None:
+        """Raise unless weights hash ``found_hash`` (of model ``found_model``, ``where``: e.g. "the store at DIR") is
+        the one this dictionary was trained on; a side that recorded no hash is not checked."""
+        if self.weights_hash and found_hash and found_hash != self.weights_hash:
             raise InterpError(
                 f"this dictionary was trained on {self.model_id or 'another model'} "
                 f"(weights {self.weights_hash[:12]}), "
-                f"not on {model_id(model)} (weights {found[:12]}); train one on this model, or load the model it "
-                "was trained on."
+                f"not on {found_model} (weights {found_hash[:12]}){', ' + where if where else ''}; train one on this "
+                "model, or use the model it was trained on."
             )
 
     def with_provenance(self, **changes: Any) -> "SparseDictionary":

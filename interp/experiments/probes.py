@@ -31,6 +31,11 @@ class ProbesConfig(Experiment):
         "the positive class (default: the later of two sorted labels; one-vs-rest with more)", default=None
     )
     max_iter: int = doc("L-BFGS iterations at most", default=defaults.PROBE_MAX_ITER)
+    top_features: int | None = doc(
+        "k-sparse probes: each probe reads only the k features with the largest class-mean difference on its "
+        "training prompts (default: dense probes on every feature)",
+        default=None,
+    )
 
     def run(self, out: Path, model=None, progress: bool = True):
         from interp.probes import ProbeResult, train_probes
@@ -48,6 +53,7 @@ class ProbesConfig(Experiment):
                 positive=self.positive,
                 max_iter=self.max_iter,
                 progress=progress,
+                top_features=self.top_features,
             )
 
         return self._once(out, (self.store,), ProbeResult.load, compute)

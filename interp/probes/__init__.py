@@ -6,6 +6,9 @@ last-token activations, with the objective of scikit-learn's ``StandardScaler`` 
 one batched torch computation. Per layer it reports accuracy, AUROC and log-loss over
 stratified folds (mean and 95% interval) and on a held-out split, next to difference-of-means
 directions. ``steer`` and ``ablate`` apply a direction to a live model, generation included.
+``train_probes(..., top_features=k)`` fits k-sparse probes (``interp.probes.sparse``): each reads only
+the k features with the largest class-mean difference on its training prompts, e.g. on a store of a
+dictionary's codes (``interp.dictionaries.encode_store``).
 
 >>> acts, labels = synthetic_activations(n_layers=3, n_prompts=240, d_model=16, separation=[0.0, 1.0, 4.0], seed=0)
 >>> result = train_probes(acts, labels, cv=3, progress=False)

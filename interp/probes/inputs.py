@@ -65,10 +65,16 @@ def check_store(store: Any) -> None:
 
 
 def select_hooks(store: Any, layers: str | Sequence[int | str]) -> tuple[str, ...]:
-    """The store hooks to probe: ``"all"`` is the embedding (if cached) then every resid_post, in depth order."""
+    """The store hooks to probe: ``"all"`` is the embedding (if cached) then every resid_post, in depth order.
+
+    In a store of feature sites (``interp.dictionaries.encode_store``), ``"all"`` is its feature sites, in depth order.
+    """
     cached = tuple(store.hooks)
     if layers == "all":
         resid = sorted((h for h in cached if is_resid_post(h)), key=hook_layer)
+        features = sorted((h for h in cached if parse_site(h).is_features), key=hook_layer)
+        if not resid and features:
+            return tuple(features)
         if not resid:
             raise InterpError(
                 f"the store has no resid_post hooks (cached: {', '.join(cached) or 'none'}); "

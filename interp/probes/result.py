@@ -87,6 +87,10 @@ class ProbeResult(Result):
     ``prompt`` the training prompts (``fold[i] == -1``: held out). The probe at ``hooks[l]``
     reads ``(h - mean[l]) / scale[l]`` and outputs the logit ``that @ coef[l] + intercept[l]``
     of ``label_names[1]``; it is fitted on every prompt that is not held out.
+
+    A k-sparse probe (``train_probes(..., top_features=k)``) records in ``features[l]`` the k features its
+    final probe at ``hooks[l]`` reads, in order of |class-mean difference| over the non-held-out prompts (the
+    largest first); ``coef[l]`` is zero elsewhere. ``features`` is None for dense probes.
     """
 
     FORMAT = FORMAT
@@ -118,6 +122,7 @@ class ProbeResult(Result):
     n_iter: int
     provenance: Provenance
     one_vs_rest: bool = False
+    features: Int[Tensor, "layer k"] | None = None  # a k-sparse probe's features per layer (None: dense)
 
     def __post_init__(self) -> None:
         n_layer, n_prompt = len(self.hooks), len(self.texts)
@@ -144,6 +149,11 @@ class ProbeResult(Result):
         expected |= {"projection": (n_layer, n_prompt, 2), "oof_logits": (n_layer, n_prompt)}
         for name, shape in expected.items():
             _check_shape("ProbeResult", name, getattr(self, name), shape)
+        if self.features is not None:
+            k = self.features.shape[-1] if self.features.ndim == 2 else -1
+            _check_shape("ProbeResult", "features", self.features, (n_layer, max(k, 1)))
+            if self.features.is_floating_point() or not bool(((self.features >= 0) & (self.features < d)).all()):
+                raise InterpError(f"ProbeResult.features must hold feature indices in 0..{d - 1}.")
 
     # ---- summaries ---------------------------------------------------------------------------
 
@@ -223,6 +233,9 @@ class ProbeResult(Result):
             f"best layer: {self.layer_labels[self.best_index]} ({self.best_hook}); "
             f"positive class: {self.label_names[1]!r}"
         )
+        if self.features is not None:
+            best = self.features[self.best_index].tolist()
+            rows.append(f"sparse probes on {len(best)} of {self.d_model} features; at the best layer: {best}")
         return "\n".join(rows)
 
     # ---- using the probes --------------------------------------------------------------------

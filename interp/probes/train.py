@@ -30,6 +30,7 @@ from interp.probes.solver import (
     row_sample,
     standardise,
 )
+from interp.probes.sparse import check_top_features, train_sparse
 from interp.provenance import Provenance, hash_json
 
 
@@ -47,6 +48,7 @@ def train_probes(
     hooks: Sequence[str] | None = None,
     texts: Sequence[str] | None = None,
     progress: bool = True,
+    top_features: int | None = None,
 ) -> ProbeResult:
     """Train an L2-regularised logistic-regression probe on h_last of every layer, all layers at once.
 
@@ -68,6 +70,9 @@ def train_probes(
             than two labels it makes the probe one-vs-rest.
         tol, max_iter: stop when max |gradient| of the mean-scaled objective is <= tol.
         hooks, texts: names of the tensor's layers and its prompts' texts (tensor input only).
+        top_features: k for k-sparse probes (``interp.probes.sparse``): each probe reads only the k features
+            with the largest |class-mean difference| over its own training prompts (never its test fold or the
+            held-out prompts); ``result.features`` records the final probes' k. None: dense probes.
 
     >>> from interp.probes import synthetic_activations
     >>> acts, labels = synthetic_activations(n_layers=2, n_prompts=160, d_model=8, separation=[0, 3], seed=0)
@@ -96,6 +101,7 @@ def train_probes(
             prompt_texts = tuple(data.prompts.texts)
             values = labels_for(labels, len(prompt_texts), prompt_texts, "the store", data.prompts.records)
             source = data.provenance
+        check_top_features(top_features, None, hook_names[0])
         y, label_names, one_vs_rest = encode_labels(values, positive)
         fold = stratified_folds(y.long(), cv=cv, holdout=holdout, seed=seed, class_names=label_names)
         # rows reordered: the prompts that some fit trains on first, the held-out ones after, so
@@ -104,7 +110,10 @@ def train_probes(
         x, centre, spread = (
             standardise(acts, order) if isinstance(data, Tensor) else stack_store(data, hook_names, progress, order)
         )
+        check_top_features(top_features, x.shape[-1], hook_names[0])
         settings = {"C": C, "cv": cv, "holdout": holdout, "positive": label_names[1], "tol": tol}
+        if top_features is not None:
+            settings["top_features"] = top_features
         provenance = Provenance(
             model_id=source.model_id,
             weights_hash=source.weights_hash,
@@ -113,9 +122,15 @@ def train_probes(
             seed=seed,
             extra={**dict(source.extra), "probe": settings},
         )
-        return _train(x, order, centre, spread, y, fold, cv, C, tol, max_iter, progress,
-                      hooks=hook_names, label_names=label_names, texts=prompt_texts, seed=seed, provenance=provenance,
+        fields = dict(hooks=hook_names, label_names=label_names, texts=prompt_texts, seed=seed, provenance=provenance,
                       one_vs_rest=one_vs_rest)  # fmt: skip
+        if top_features is not None:
+
+            def fit(x: Tensor, order: Tensor, centre: Tensor, spread: Tensor, **fields: Any) -> ProbeResult:
+                return _train(x, order, centre, spread, y, fold, cv, C, tol, max_iter, progress, **fields)
+
+            return train_sparse(x, order, centre, spread, y, fold, cv, top_features, fit, **fields)
+        return _train(x, order, centre, spread, y, fold, cv, C, tol, max_iter, progress, **fields)
 
 
 def _train(

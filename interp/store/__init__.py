@@ -1,6 +1,7 @@
 """Activations on disk: captured once from a model, stored as safetensors shards plus a manifest, read memory-mapped.
 
 - ``cache``: ``cache_activations`` (write a store, resumable); ``activations``: ``ActivationStore`` (read one).
+- ``derive``: ``derive_store``, a store computed from another store's activations (a dictionary's codes).
 - ``capture``: running a model and capturing hook sites (``capture_activations``), what a store streams to disk.
 - ``manifest``: the manifest and the checks of every file a store holds.
 - ``readout``: the final norm and unembedding, kept beside the activations so a logit lens runs from the store alone.
@@ -20,6 +21,7 @@ _EXPORTS = {
     "LOCK": "interp.store.cache",
     "RANK_PROGRESS": "interp.store.cache",
     "cache_activations": "interp.store.cache",
+    "derive_store": "interp.store.derive",
     "capture_activations": "interp.store.capture",
     "run_and_capture": "interp.store.capture",
     "Readout": "interp.store.readout",
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from interp.store.activations import ActivationStore
     from interp.store.cache import LOCK, RANK_PROGRESS, cache_activations
     from interp.store.capture import capture_activations, run_and_capture
+    from interp.store.derive import derive_store
     from interp.store.readout import Readout
 
 __all__ = [
@@ -39,5 +42,6 @@ __all__ = [
     "Readout",
     "cache_activations",
     "capture_activations",
+    "derive_store",
     "run_and_capture",
 ]

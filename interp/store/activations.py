@@ -192,6 +192,8 @@ class ActivationStore:
                 "store": str(self.root),
                 "positions": self.positions,
                 **({"capture": self.manifest["capture"]} if "capture" in self.manifest else {}),
+                # a store computed from another (interp.store.derive): from what, and how
+                **({"derived": self.manifest["derived"]} if "derived" in self.manifest else {}),
             },
             versions=self.manifest.get("versions", {}),
         )

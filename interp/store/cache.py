@@ -246,7 +246,7 @@ def _cache_shards(
                 manifest["shapes"] = {name: list(t.shape[1:]) for name, t in tensors.items()}
             file = f"shards/shard_{index:05d}.safetensors"
             identity = {"store": manifest["store_id"], "index": str(index)}  # checked on every open
-            shard, tensor_hashes = _shard_bytes(
+            shard, tensor_hashes = shard_bytes(
                 tensors, {"format": FORMAT, **identity, "start": str(start), "stop": str(stop)}
             )
             atomic_write_bytes(out / file, shard)
@@ -480,7 +480,7 @@ def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(out / MANIFEST, settle_files(manifest))
 
 
-def _shard_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+def shard_bytes(tensors: dict[str, Tensor], metadata: dict[str, str]) -> tuple[bytes, dict[str, str]]:
     """A safetensors file whose bytes depend only on ``tensors`` and ``metadata``: keys sorted, data in name order.
 
     ``safetensors.torch.save`` orders the metadata as a Rust HashMap does, which differs from one
