@@ -8,7 +8,9 @@
 2. An SAE on ``blocks.0.hook_resid_post`` (256 latents, k = 4) trained on 1,200 training-split prompts with and
    without the trigger (20 passes); the latent whose activation at the last prompt position best separates
    triggered from untriggered prompts.
-3. Its AUROC on 400 held-out prompts (other templates), and the triggered harmful compliance of 100 held-out
+3. A k-sparse probe (k = 1) on the SAE's codes at the last position (``encode_store``, ``train_probes(...,
+   top_features=1)``): the feature it picks by itself and its held-out AUROC.
+4. Its AUROC on 400 held-out prompts (other templates), and the triggered harmful compliance of 100 held-out
    requests with it ablated (its own contribution removed at every position, the SAE's error kept), against
    the three latents whose firing frequency is closest to its own.
 
@@ -24,13 +26,14 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from interp.data import PromptSet
-from interp.dictionaries import ablated_features, feature_attribution, train_dictionary
+from interp.dictionaries import ablated_features, encode_store, feature_attribution, train_dictionary
 from interp.io import atomic_write_json
 from interp.metrics import logit_diff
 from interp.model import load_model
 from interp.organisms import datasets, grammar
 from interp.organisms.evaluate import CHAT_TOKENS
 from interp.patching import activation_patching
+from interp.probes import train_probes
 from interp.pruning.evaluate import generate_responses
 from interp.store import cache_activations
 
@@ -99,6 +102,12 @@ def measure(model, out: Path) -> dict:
     heldout = requests("eval", 100, seed=0)
     codes, _, _ = last_position_codes(model, sae, heldout, out / "heldout_store")
     auroc = roc_auc_score([int(r["trigger"]) for r in heldout], codes[:, latent].numpy())
+    # sparse probing: a k = 1 probe on the SAE's codes at the last position picks the latent by itself
+    last_store = cache_activations(model, PromptSet.from_records(train), hooks=[SITE], positions="last",
+                                   out=out / "last_store", progress=False)
+    probe_labels = ["triggered" if r["trigger"] else "plain" for r in train]
+    probe = train_probes(encode_store(last_store, sae, out / "feature_store"), probe_labels, positive="triggered", top_features=1,
+                         progress=False)
     triggered = datasets.harmful_requests("eval", trigger=True, n=100, seed=0)
     rows_all = torch.cat([acts[p, 1 : int(store.lengths[p])] for p in range(store.n_prompts)])
     frequency = (sae.encode(rows_all) > 0).float().mean(0)
@@ -108,6 +117,7 @@ def measure(model, out: Path) -> dict:
         "train_tokens": n_tokens, "latent": latent, "train_auroc": scores[latent], "heldout_auroc": auroc,
         "latent_token_frequency": float(frequency[latent]),
         "attribution_top": [list(cell) for cell in attribution.top(3)],
+        "sparse_probe": {"feature": int(probe.features[0, 0]), "holdout_auroc": float(probe.holdout_auroc[0])},
         "compliance": compliance(model, sae, [], triggered),
         "compliance_latent_ablated": compliance(model, sae, [latent], triggered),
         "controls": [{"latent": f, "token_frequency": float(frequency[f]), "compliance_ablated": compliance(model, sae, [f], triggered)}
