@@ -5,6 +5,8 @@ the field shares.
 - ``formats``: ``save_dictionary`` / ``load_dictionary`` in sparsify's and SAELens's directory formats.
 - ``rows``: a store's every real token, shuffled across shards, reproducibly (what training reads).
 - ``attribution``: ``feature_attribution``, attribution patching over a dictionary's features.
+- ``patching``: ``feature_patching``, exact activation patching of features (a feature is a site), one feature at a
+  position at a time, with the error term and the whole site as rows of their own.
 - ``interventions``: ``ablated_features``, ``steered``, ``spliced``: features used on a live model (hooks).
 - ``training``: ``train_dictionary``, sparsify's ``SparseCoder`` trained from a store, resumable; ``log``: its curves.
 
@@ -27,6 +29,8 @@ _EXPORTS = {
     "TrainingLog": "interp.dictionaries.log",
     "FeatureAttribution": "interp.dictionaries.attribution",
     "feature_attribution": "interp.dictionaries.attribution",
+    "FeaturePatching": "interp.dictionaries.patching",
+    "feature_patching": "interp.dictionaries.patching",
     "ablated_features": "interp.dictionaries.interventions",
     "steered": "interp.dictionaries.interventions",
     "spliced": "interp.dictionaries.interventions",
@@ -39,18 +43,21 @@ if TYPE_CHECKING:
     from interp.dictionaries.formats import load_dictionary, save_dictionary
     from interp.dictionaries.interventions import ablated_features, spliced, steered
     from interp.dictionaries.log import TrainingLog
+    from interp.dictionaries.patching import FeaturePatching, feature_patching
     from interp.dictionaries.rows import TrainingRows
     from interp.dictionaries.settings import TrainingSettings
     from interp.dictionaries.training import train_dictionary
 
 __all__ = [
     "FeatureAttribution",
+    "FeaturePatching",
     "SparseDictionary",
     "TrainingLog",
     "TrainingRows",
     "TrainingSettings",
     "ablated_features",
     "feature_attribution",
+    "feature_patching",
     "load_dictionary",
     "save_dictionary",
     "spliced",
