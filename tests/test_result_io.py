@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from interp import provenance as provenance_module
 from interp.dictionaries.attribution import FeatureAttribution
+from interp.dictionaries.direct import FeatureLogitAttribution
 from interp.dictionaries.evaluate import DictionaryEval
 from interp.dictionaries.log import TrainingLog
 from interp.dictionaries.patching import FeaturePatching
@@ -192,6 +193,15 @@ def _feature_patching() -> FeaturePatching:
                            n_prompts=2, provenance=PROVENANCE)  # fmt: skip
 
 
+def _feature_dla() -> FeatureLogitAttribution:
+    grid = torch.tensor([[0.5, -0.1]])
+    return FeatureLogitAttribution(prompts=("a b", "c d"), positions=(1,), position_tokens=((" b",), (" d",)),
+                                   answer_ids=torch.tensor([3, 3]), answer_tokens=(" x", " x"), wrong_ids=torch.tensor([4, 5]),
+                                   wrong_tokens=(" y", " z"), values=torch.tensor([[[0.2, 0.0, -0.3]], [[0.0, 0.1, 0.0]]]),
+                                   decoder_bias=grid.T, skip=-grid.T, error=grid.T / 2, readout_bias=grid.T / 4,
+                                   logit_diff=grid.T * 3, site="blocks.1.hook_mlp_out", provenance=PROVENANCE)  # fmt: skip
+
+
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
@@ -200,7 +210,7 @@ def _saved(kind: str, directory: Path, probe: ProbeResult):
               "recognition": lambda: _recognition(probe), "resilience": _resilience,
               "site_norms": _site_norms, "dictionary_training": _training_log,
               "dictionary_eval": _dictionary_eval, "feature_attribution": _feature_attribution,
-              "feature_patching": _feature_patching}[kind]()  # fmt: skip
+              "feature_patching": _feature_patching, "feature_dla": _feature_dla}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -215,6 +225,7 @@ LOADERS = {
     "recognition": RecognitionResult.load, "resilience": ResilienceResult.load, "site_norms": SiteNorms.load,
     "dictionary_training": TrainingLog.load, "dictionary_eval": DictionaryEval.load,
     "feature_attribution": FeatureAttribution.load, "feature_patching": FeaturePatching.load,
+    "feature_dla": FeatureLogitAttribution.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

@@ -7,6 +7,8 @@ the field shares.
 - ``attribution``: ``feature_attribution``, attribution patching over a dictionary's features.
 - ``patching``: ``feature_patching``, exact activation patching of features (a feature is a site), one feature at a
   position at a time, with the error term and the whole site as rows of their own.
+- ``direct``: ``feature_logit_attribution``, each feature's direct effect on the logit difference through the
+  residual stream (the final norm's scale frozen), with the decoder bias, the error and a skip connection as rows.
 - ``interventions``: ``ablated_features``, ``steered``, ``spliced``: features used on a live model (hooks).
 - ``training``: ``train_dictionary``, sparsify's ``SparseCoder`` trained from a store, resumable; ``log``: its curves.
 
@@ -31,6 +33,8 @@ _EXPORTS = {
     "feature_attribution": "interp.dictionaries.attribution",
     "FeaturePatching": "interp.dictionaries.patching",
     "feature_patching": "interp.dictionaries.patching",
+    "FeatureLogitAttribution": "interp.dictionaries.direct",
+    "feature_logit_attribution": "interp.dictionaries.direct",
     "ablated_features": "interp.dictionaries.interventions",
     "steered": "interp.dictionaries.interventions",
     "spliced": "interp.dictionaries.interventions",
@@ -40,6 +44,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 if TYPE_CHECKING:
     from interp.dictionaries.attribution import FeatureAttribution, feature_attribution
     from interp.dictionaries.dictionary import SparseDictionary
+    from interp.dictionaries.direct import FeatureLogitAttribution, feature_logit_attribution
     from interp.dictionaries.formats import load_dictionary, save_dictionary
     from interp.dictionaries.interventions import ablated_features, spliced, steered
     from interp.dictionaries.log import TrainingLog
@@ -50,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FeatureAttribution",
+    "FeatureLogitAttribution",
     "FeaturePatching",
     "SparseDictionary",
     "TrainingLog",
@@ -57,6 +63,7 @@ __all__ = [
     "TrainingSettings",
     "ablated_features",
     "feature_attribution",
+    "feature_logit_attribution",
     "feature_patching",
     "load_dictionary",
     "save_dictionary",
