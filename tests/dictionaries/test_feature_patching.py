@@ -41,15 +41,11 @@ def _transcoder(d: int) -> SparseDictionary:
                             output_site="blocks.0.hook_mlp_out")  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["autoencoder", "transcoder"])
-def test_every_feature_and_the_error_together_is_the_sites_activation_patch(load_tiny, tmp_path, kind):
+@pytest.mark.parametrize("site", ["resid_post", "resid_mid", "mlp_out"])  # resid_mid: written through attn_out
+def test_every_feature_and_the_error_together_is_the_sites_activation_patch(load_tiny, tmp_path, site):
     model = load_tiny("llama")
     d = model.cfg.d_model
-    dictionary, site = (
-        (_autoencoder(d, "blocks.0.hook_resid_post"), "resid_post")
-        if kind == "autoencoder"
-        else (_transcoder(d), "mlp_out")
-    )
+    dictionary = _transcoder(d) if site == "mlp_out" else _autoencoder(d, f"blocks.0.hook_{site}")
     metric = logit_diff(" the", " a", model.tokenizer)
     clean, corrupt = _pair(model)
     result = feature_patching(
@@ -62,7 +58,7 @@ def test_every_feature_and_the_error_together_is_the_sites_activation_patch(load
     assert (
         result.values.shape == (clean.shape[1], 3) and result.features == (0, 1, 2) and "→" in result.positions[CHANGED]
     )
-    loaded = FeaturePatching.load(result.save(tmp_path / kind))
+    loaded = FeaturePatching.load(result.save(tmp_path / site))
     assert loaded.top(3) == result.top(3) and torch.equal(loaded.together, result.together)
     result.figure()
 
