@@ -14,8 +14,10 @@ from safetensors.torch import save_file
 
 from interp import provenance as provenance_module
 from interp.dictionaries.attribution import FeatureAttribution
+from interp.dictionaries.direct import FeatureLogitAttribution
 from interp.dictionaries.evaluate import DictionaryEval
 from interp.dictionaries.log import TrainingLog
+from interp.dictionaries.patching import FeaturePatching
 from interp.directions import DirectionResult, RefusalDirection
 from interp.errors import InterpError
 from interp.io import RESULT_FORMATS, read_result
@@ -183,6 +185,23 @@ def _feature_attribution() -> FeatureAttribution:
                               provenance=PROVENANCE)  # fmt: skip
 
 
+def _feature_patching() -> FeaturePatching:
+    return FeaturePatching(values=torch.tensor([[0.1, -0.2, 0.0], [0.3, 0.0, 0.05]]), error=torch.tensor([0.01, -0.02]),
+                           together=torch.tensor([0.12, 0.3]), attribution=torch.tensor([[0.1, -0.1, 0.0], [0.2, 0.0, 0.1]]),
+                           features=(4, 0, 7), positions=("0:a", "1:b→c"), site="blocks.1.hook_resid_post",
+                           direction="denoising", metric_name="logit_diff", clean_metric=1.0, corrupt_metric=-1.0,
+                           n_prompts=2, provenance=PROVENANCE)  # fmt: skip
+
+
+def _feature_dla() -> FeatureLogitAttribution:
+    grid = torch.tensor([[0.5, -0.1]])
+    return FeatureLogitAttribution(prompts=("a b", "c d"), positions=(1,), position_tokens=((" b",), (" d",)),
+                                   answer_ids=torch.tensor([3, 3]), answer_tokens=(" x", " x"), wrong_ids=torch.tensor([4, 5]),
+                                   wrong_tokens=(" y", " z"), values=torch.tensor([[[0.2, 0.0, -0.3]], [[0.0, 0.1, 0.0]]]),
+                                   decoder_bias=grid.T, skip=-grid.T, error=grid.T / 2, readout_bias=grid.T / 4,
+                                   logit_diff=grid.T * 3, site="blocks.1.hook_mlp_out", provenance=PROVENANCE)  # fmt: skip
+
+
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
@@ -190,7 +209,8 @@ def _saved(kind: str, directory: Path, probe: ProbeResult):
               "tuned_lens": _tuned_lens, "lens_kl": _lens_kl, "directions": _directions, "refusal_direction": _refusal_direction,
               "recognition": lambda: _recognition(probe), "resilience": _resilience,
               "site_norms": _site_norms, "dictionary_training": _training_log,
-              "dictionary_eval": _dictionary_eval, "feature_attribution": _feature_attribution}[kind]()  # fmt: skip
+              "dictionary_eval": _dictionary_eval, "feature_attribution": _feature_attribution,
+              "feature_patching": _feature_patching, "feature_dla": _feature_dla}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -204,7 +224,8 @@ LOADERS = {
     "tuned_lens": TunedLens.load, "lens_kl": LensKL.load, "directions": DirectionResult.load, "refusal_direction": RefusalDirection.load,
     "recognition": RecognitionResult.load, "resilience": ResilienceResult.load, "site_norms": SiteNorms.load,
     "dictionary_training": TrainingLog.load, "dictionary_eval": DictionaryEval.load,
-    "feature_attribution": FeatureAttribution.load,
+    "feature_attribution": FeatureAttribution.load, "feature_patching": FeaturePatching.load,
+    "feature_dla": FeatureLogitAttribution.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

@@ -7,6 +7,10 @@ the field shares.
 - ``attribution``: ``feature_attribution``, attribution patching over a dictionary's features.
 - ``probing``: ``encode_store``, a dictionary's codes of a store's activations as a store of its feature site, for
   probes (dense, or k-sparse with ``train_probes(..., top_features=k)``).
+- ``patching``: ``feature_patching``, exact activation patching of features (a feature is a site), one feature at a
+  position at a time, with the error term and the whole site as rows of their own.
+- ``direct``: ``feature_logit_attribution``, each feature's direct effect on the logit difference through the
+  residual stream (the final norm's scale frozen), with the decoder bias, the error and a skip connection as rows.
 - ``interventions``: ``ablated_features``, ``steered``, ``spliced``: features used on a live model (hooks).
 - ``training``: ``train_dictionary``, sparsify's ``SparseCoder`` trained from a store, resumable; ``log``: its curves.
 
@@ -29,6 +33,10 @@ _EXPORTS = {
     "TrainingLog": "interp.dictionaries.log",
     "FeatureAttribution": "interp.dictionaries.attribution",
     "feature_attribution": "interp.dictionaries.attribution",
+    "FeaturePatching": "interp.dictionaries.patching",
+    "feature_patching": "interp.dictionaries.patching",
+    "FeatureLogitAttribution": "interp.dictionaries.direct",
+    "feature_logit_attribution": "interp.dictionaries.direct",
     "ablated_features": "interp.dictionaries.interventions",
     "steered": "interp.dictionaries.interventions",
     "spliced": "interp.dictionaries.interventions",
@@ -39,9 +47,11 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 if TYPE_CHECKING:
     from interp.dictionaries.attribution import FeatureAttribution, feature_attribution
     from interp.dictionaries.dictionary import SparseDictionary
+    from interp.dictionaries.direct import FeatureLogitAttribution, feature_logit_attribution
     from interp.dictionaries.formats import load_dictionary, save_dictionary
     from interp.dictionaries.interventions import ablated_features, spliced, steered
     from interp.dictionaries.log import TrainingLog
+    from interp.dictionaries.patching import FeaturePatching, feature_patching
     from interp.dictionaries.probing import encode_store
     from interp.dictionaries.rows import TrainingRows
     from interp.dictionaries.settings import TrainingSettings
@@ -49,6 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FeatureAttribution",
+    "FeatureLogitAttribution",
+    "FeaturePatching",
     "SparseDictionary",
     "TrainingLog",
     "TrainingRows",
@@ -56,6 +68,8 @@ __all__ = [
     "ablated_features",
     "encode_store",
     "feature_attribution",
+    "feature_logit_attribution",
+    "feature_patching",
     "load_dictionary",
     "save_dictionary",
     "spliced",

@@ -106,7 +106,7 @@ def feature_attribution(
     read, write = dictionary.site, dictionary.write_site
     device = model_device(model)
     with torch.no_grad():
-        source_in, source_out, source_logits = _run(model, source.to(device), read, write)
+        source_in, source_out, source_logits = capture_read_write(model, source.to(device), read, write)
     target_in, target_out, _, grad, value = _run_with_grad(model, target.to(device), read, write, metric)
     delta_codes = dictionary.encode(source_in.float()) - dictionary.encode(target_in.float())  # [prompt, pos, d_sae]
     decoder_grad = torch.einsum("fd,bpd->bpf", dictionary.W_dec.float().to(grad.device), grad.float())
@@ -130,7 +130,9 @@ def feature_attribution(
     )
 
 
-def _run(model, tokens: Tensor, read: str, write: str) -> tuple[Tensor, Tensor, Tensor]:
+def capture_read_write(model, tokens: Tensor, read: str, write: str) -> tuple[Tensor, Tensor, Tensor]:
+    """One forward of ``tokens``: the activations at the read site and the write site (the same for an autoencoder),
+    and the logits."""
     seen: dict[str, Tensor] = {}
 
     def keep(name: str):

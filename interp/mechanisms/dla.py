@@ -296,12 +296,12 @@ def direct_logit_attribution(
         direction = direction - readout.W_U.float()[:, wrong_ids].T
         constant = constant - (0.0 if readout.b_U is None else readout.b_U.float()[wrong_ids])
     norm_bias = torch.zeros(len(texts)) if readout.bias is None else direction @ readout.bias.float()
-    gradient = _frozen_gradient(
+    gradient = frozen_gradient(
         readout.norm, readout.eps, readout.weight, readout.weight_offset, final, direction[:, None, :]
     )
 
     def attribute(vectors: Tensor) -> Tensor:  # [prompt, pos, ..., d_model] -> [prompt, pos, ...]
-        vectors = _center(vectors) if readout.norm == "layernorm" else vectors
+        vectors = center(vectors) if readout.norm == "layernorm" else vectors
         grad = gradient.view(*gradient.shape[:2], *([1] * (vectors.dim() - 3)), gradient.shape[-1])
         return (vectors * grad).sum(-1)
 
@@ -338,7 +338,8 @@ def direct_logit_attribution(
 # ---- the linearised norms ---------------------------------------------------------------------
 
 
-def _center(x: Tensor) -> Tensor:
+def center(x: Tensor) -> Tensor:
+    """``x`` less its mean over the last axis: what a LayerNorm does first (its part of the readout is linear)."""
     return x - x.mean(-1, keepdim=True)
 
 
@@ -351,7 +352,7 @@ def _norm_scale(kind: str, eps: float, x: Float[Tensor, "... d_model"]) -> Float
     return torch.ones_like(x[..., :1])
 
 
-def _frozen_gradient(kind, eps, weight, offset, x: Tensor, direction: Tensor) -> Tensor:
+def frozen_gradient(kind, eps, weight, offset, x: Tensor, direction: Tensor) -> Tensor:
     """``direction`` pulled back through the norm with its scale frozen at its value on ``x`` (centring applied by the
     caller)."""
     effective = direction if weight is None else direction * (weight.float() + offset)
@@ -501,9 +502,9 @@ def _head_outputs(
             weight, post_bias = (None if t is None else t.float().to(z.device) for t in (weight, post_bias))
             whole = outputs.sum(-2) + bias
             factor = (1.0 if weight is None else weight + offset) / _norm_scale(kind, eps, whole)
-            center = _center if kind == "layernorm" else (lambda x: x)
-            outputs = center(outputs) * factor[:, :, None, :]
-            bias = center(bias) * factor + (0.0 if post_bias is None else post_bias)
+            centered = center if kind == "layernorm" else (lambda x: x)
+            outputs = centered(outputs) * factor[:, :, None, :]
+            bias = centered(bias) * factor + (0.0 if post_bias is None else post_bias)
         return outputs, bias
 
 
