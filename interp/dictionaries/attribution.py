@@ -19,6 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.dictionaries.dictionary import SparseDictionary
+from interp.dictionaries.interventions import written_through
 from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.metrics import Metric, check_tokenizer, metric_name, reduce_metric
@@ -149,21 +150,25 @@ def capture_read_write(model, tokens: Tensor, read: str, write: str) -> tuple[Te
 
 
 def _run_with_grad(model, tokens: Tensor, read: str, write: str, metric: Metric):
+    """The target run: the activations at ``read`` and ``write``, and the metric's gradient with respect to what is
+    written at ``write`` (taken where the edit would be made: ``written_through``, so resid_mid's gradient is the
+    whole stream's, not only the MLP's input's)."""
     seen: dict[str, Tensor] = {}
 
-    def keep(acts: Tensor, hook: Any = None) -> Tensor:
-        seen["in"] = acts.detach()
-        return acts
+    def keep(*names: str):
+        def hook(acts: Tensor, hook: Any = None) -> Tensor:
+            for name in names:
+                seen[name] = acts.detach()
+            return acts
+
+        return hook
 
     def probe(acts: Tensor, hook: Any = None) -> Tensor:
-        seen["out"] = acts.detach()
         seen["probe"] = torch.zeros_like(acts, requires_grad=True)
-        if write == read:
-            seen["in"] = acts.detach()
         return acts + seen["probe"]
 
-    hooks = ([(read, keep)] if write != read else []) + [(write, probe)]
-    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+    reads = [(read, keep("in", "out"))] if read == write else [(read, keep("in")), (write, keep("out"))]
+    with torch.enable_grad(), model.hooks(fwd_hooks=[*reads, (written_through(write), probe)]):
         logits = model(tokens)
         value = reduce_metric(metric, logits)
         if not value.requires_grad:

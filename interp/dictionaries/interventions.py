@@ -9,7 +9,9 @@ autoencoder) or its output site (a transcoder, computed from its input site in t
 - ``steered(model, dictionary, feature, alpha)``: ``x + alpha W_dec[feature]`` at every position;
 - ``spliced(model, dictionary)``: the reconstruction replaces ``x`` (what ``evaluate_dictionary`` measures).
 
-Positions before ``skip_first`` (the BOS, which dictionaries are not trained on) are left as they are.
+Positions before ``skip_first`` (the BOS, which dictionaries are not trained on) are left as they are. A dictionary
+at ``hook_resid_mid`` is applied at its layer's ``hook_attn_out`` (to ``resid_pre + attn_out``, the same stream):
+TransformerBridge's ``hook_resid_mid`` feeds only the MLP, so an edit there would not reach later layers.
 """
 
 from collections.abc import Iterator, Sequence
@@ -21,6 +23,8 @@ from torch import Tensor
 
 from interp.dictionaries.dictionary import SparseDictionary
 from interp.errors import InterpError
+from interp.patching.inputs import WRITTEN_THROUGH
+from interp.sites import parse_site, site_name
 
 
 @contextmanager
@@ -78,6 +82,18 @@ def _features(dictionary: SparseDictionary, features: Sequence[int]) -> list[int
     return chosen
 
 
+def written_through(site: str) -> str:
+    """Where an edit of ``site`` is made so that the whole model reads it: ``site`` itself, except ``resid_mid``
+    (its layer's ``attn_out``; see the module docstring)."""
+    try:
+        parsed = parse_site(site)
+    except InterpError:
+        return site
+    if parsed.layer is not None and parsed.kind in WRITTEN_THROUGH:
+        return site_name(WRITTEN_THROUGH[parsed.kind], parsed.layer)
+    return site
+
+
 @contextmanager
 def _hooked(model: Any, dictionary: SparseDictionary, edit, skip_first: int) -> Iterator[None]:
     """Apply ``edit(x, source)`` at the write site from ``skip_first`` on (``source``: the read site's activation)."""
@@ -95,6 +111,21 @@ def _hooked(model: Any, dictionary: SparseDictionary, edit, skip_first: int) -> 
         out[:, skip_first:] = edit(acts[:, skip_first:], source[:, skip_first:]).to(acts.dtype)
         return out
 
-    hooks = ([(read, remember)] if read != write else []) + [(write, replace)]
+    def replace_through_attn_out(attn_out: Tensor, hook: Any = None) -> Tensor:  # an autoencoder at resid_mid
+        pre = seen.pop("pre")
+        mid = pre[:, skip_first:] + attn_out[:, skip_first:]
+        out = attn_out.clone()
+        out[:, skip_first:] = (edit(mid, mid) - pre[:, skip_first:]).to(attn_out.dtype)
+        return out
+
+    def remember_pre(acts: Tensor, hook: Any = None) -> Tensor:
+        seen["pre"] = acts
+        return acts
+
+    through, layer = written_through(write), parse_site(write).layer if write else None
+    if through != write and read == write and layer is not None:
+        hooks = [(site_name("resid_pre", layer), remember_pre), (through, replace_through_attn_out)]
+    else:
+        hooks = ([(read, remember)] if read != write else []) + [(write, replace)]
     with model.hooks(fwd_hooks=hooks):
         yield

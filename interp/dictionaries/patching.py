@@ -37,13 +37,13 @@ from torch import Tensor
 
 from interp.dictionaries.attribution import capture_read_write, feature_attribution
 from interp.dictionaries.dictionary import SparseDictionary
+from interp.dictionaries.interventions import written_through
 from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.metrics import Metric, check_tokenizer, metric_name, reduce_metric
 from interp.model import model_id
 from interp.patching.engine import _default_max_rows
 from interp.patching.inputs import (
-    WRITTEN_THROUGH,
     Prompts,
     check_direction,
     model_device,
@@ -53,7 +53,6 @@ from interp.patching.inputs import (
 from interp.progress import tqdm
 from interp.provenance import Provenance
 from interp.results import Result
-from interp.sites import parse_site, site_name
 
 DEFAULT_TOP_FEATURES = 10  # features patched when none are given: the largest |attribution| at any chosen position
 
@@ -239,7 +238,7 @@ def feature_patching(
             ERROR: len(chosen),
             TOGETHER: len(chosen) + 1,
         }
-        hook = _hook_written(write)
+        hook = written_through(write)
         for chunk in tqdm(
             chunks, desc=f"patching features of {write} ({len(cells)} runs)", unit="batch", disable=not progress
         ):
@@ -308,17 +307,6 @@ def _patched_logits(model, target: Tensor, hook_name: str, patches: _Patches, ch
 
     with model.hooks(fwd_hooks=[(hook_name, add)]):
         return model(tokens)
-
-
-def _hook_written(write: str) -> str:
-    """Where an addition to ``write`` is made: itself, except resid_mid (its layer's attn_out; module docstring)."""
-    try:
-        site = parse_site(write)
-    except InterpError:
-        return write
-    if site.layer is not None and site.kind in WRITTEN_THROUGH:
-        return site_name(WRITTEN_THROUGH[site.kind], site.layer)
-    return write
 
 
 def _attribution(model, dictionary, clean, corrupt, metric, direction, needed: bool):

@@ -21,20 +21,23 @@ def _pair(model):
     return clean, corrupt
 
 
-def _dictionary(d: int) -> SparseDictionary:
+def _dictionary(d: int, site: str = SITE) -> SparseDictionary:
     generator = torch.Generator().manual_seed(0)
     return SparseDictionary(W_enc=torch.randn(d, 40, generator=generator), b_enc=torch.zeros(40),
                             W_dec=torch.randn(40, d, generator=generator) / 4, b_dec=torch.zeros(d), activation="topk",
-                            k=6, site=SITE)  # fmt: skip
+                            k=6, site=site)  # fmt: skip
 
 
-@pytest.mark.parametrize("direction", ["denoising", "noising"])
-def test_features_and_error_add_up_to_the_site_estimate(load_tiny, tmp_path, direction):
+@pytest.mark.parametrize(("direction", "kind"), [("denoising", "resid_post"), ("noising", "resid_post"),
+                                                 ("denoising", "resid_mid")])  # fmt: skip
+def test_features_and_error_add_up_to_the_site_estimate(load_tiny, tmp_path, direction, kind):
+    """resid_mid: the gradient is the whole stream's (taken at attn_out), as interp.patching takes it."""
     model = load_tiny("llama")
     metric = logit_diff(" the", " a", model.tokenizer)
     clean, corrupt = _pair(model)
-    result = feature_attribution(model, _dictionary(model.cfg.d_model), clean, corrupt, metric, direction=direction)
-    site = attribution_patching(model, clean, corrupt, metric, site="resid_post", by_position=True, direction=direction)
+    dictionary = _dictionary(model.cfg.d_model, f"blocks.1.hook_{kind}")
+    result = feature_attribution(model, dictionary, clean, corrupt, metric, direction=direction)
+    site = attribution_patching(model, clean, corrupt, metric, site=kind, by_position=True, direction=direction)
     baseline = site.corrupt_metric if direction == "denoising" else site.clean_metric
     expected = site.values[1] - baseline  # layer 1's row: the estimated change at each position
     assert torch.allclose(result.values.sum(-1) + result.error, expected.float(), atol=1e-4)
@@ -42,7 +45,7 @@ def test_features_and_error_add_up_to_the_site_estimate(load_tiny, tmp_path, dir
         (site.clean_metric, site.corrupt_metric), abs=1e-5
     )
     assert "→" in result.positions[-3] and "→" not in result.positions[-1]
-    loaded = FeatureAttribution.load(result.save(tmp_path / direction))
+    loaded = FeatureAttribution.load(result.save(tmp_path / f"{direction}_{kind}"))
     assert loaded.top(3) == result.top(3)
     result.figure()
 

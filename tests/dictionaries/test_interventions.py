@@ -102,3 +102,32 @@ def test_interventions_act_during_generation_and_refuse_bad_features(load_tiny):
     with pytest.raises(InterpError, match="alpha must be a finite number"):
         with steered(model, dictionary, 0, alpha=float("nan")):
             pass
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_an_edit_at_resid_mid_reaches_the_rest_of_the_model(load_tiny, arch):
+    """TransformerBridge's hook_resid_mid feeds only the MLP; an autoencoder there is applied through attn_out, so the
+    edited stream is what the MLP reads and what resid_post carries on (resid_post - mlp_out = the edited resid_mid)."""
+    model = load_tiny(arch)
+    site = "blocks.0.hook_resid_mid"
+    dictionary = _dictionary(model.cfg.d_model, site=site)
+    seen = {}
+
+    def keep(name):
+        def hook(acts, hook=None):
+            seen[name] = acts.detach().clone()
+            return acts
+
+        return hook
+
+    names = [site, "blocks.0.hook_mlp_out", "blocks.0.hook_resid_post"]
+    clean = _logits(model, [(name, keep(name)) for name in names])
+    original_mid = seen[site]
+    with spliced(model, dictionary):
+        edited = _logits(model, [(name, keep(name)) for name in names])
+    expected = original_mid.clone()
+    expected[:, 1:] = dictionary(original_mid[:, 1:].float())
+    assert torch.allclose(seen[site], expected, atol=1e-4)  # the MLP reads the reconstruction
+    carried = seen["blocks.0.hook_resid_post"] - seen["blocks.0.hook_mlp_out"]
+    assert torch.allclose(carried, expected, atol=1e-4)  # and the stream carries it on, not the original
+    assert not torch.allclose(edited, clean, atol=1e-3)
