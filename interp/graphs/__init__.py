@@ -1,0 +1,31 @@
+"""Attribution graphs (circuit tracing with transcoders): the direct linear effects between transcoder features,
+error nodes, token embeddings and logits in a prompt's frozen local replacement model.
+
+- ``replacement``: ``freeze``, the frozen replacement of one prompt (attention patterns and norm scales constant,
+  each MLP replaced by its transcoder's output plus an error), linear in the node contributions.
+- ``attribution``: ``attribute``, the dense adjacency of direct effects from batched backward passes.
+- ``graph``: ``Graph``, the result (nodes, adjacency, logits; figure, save, load).
+
+>>> graph = attribute(model, "the quick brown fox", transcoders)             # doctest: +SKIP
+>>> graph.adjacency[graph.node_index("logit", index=token_id)]              # doctest: +SKIP
+"""
+
+from typing import TYPE_CHECKING
+
+from interp.lazy import lazy_exports
+
+_EXPORTS = {
+    "attribute": "interp.graphs.attribution",
+    "Graph": "interp.graphs.graph",
+    "Node": "interp.graphs.graph",
+    "FrozenReplacement": "interp.graphs.replacement",
+    "freeze": "interp.graphs.replacement",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+if TYPE_CHECKING:
+    from interp.graphs.attribution import attribute
+    from interp.graphs.graph import Graph, Node
+    from interp.graphs.replacement import FrozenReplacement, freeze
+
+__all__ = ["FrozenReplacement", "Graph", "Node", "attribute", "freeze"]
