@@ -5,6 +5,8 @@ error nodes, token embeddings and logits in a prompt's frozen local replacement 
   each MLP replaced by its transcoder's output plus an error), linear in the node contributions.
 - ``attribution``: ``attribute``, the dense adjacency of direct effects from batched backward passes.
 - ``graph``: ``Graph``, the result (nodes, adjacency, logits; figure, save, load).
+- ``prune``: ``prune_graph`` (nodes and edges by their influence on the logits), ``compute_graph_scores``
+  (replacement and completeness scores), ``node_influence``.
 
 >>> graph = attribute(model, "the quick brown fox", transcoders)             # doctest: +SKIP
 >>> graph.adjacency[graph.node_index("logit", index=token_id)]              # doctest: +SKIP
@@ -20,12 +22,27 @@ _EXPORTS = {
     "Node": "interp.graphs.graph",
     "FrozenReplacement": "interp.graphs.replacement",
     "freeze": "interp.graphs.replacement",
+    "PruneResult": "interp.graphs.prune",
+    "prune_graph": "interp.graphs.prune",
+    "compute_graph_scores": "interp.graphs.prune",
+    "node_influence": "interp.graphs.prune",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from interp.graphs.attribution import attribute
     from interp.graphs.graph import Graph, Node
+    from interp.graphs.prune import PruneResult, compute_graph_scores, node_influence, prune_graph
     from interp.graphs.replacement import FrozenReplacement, freeze
 
-__all__ = ["FrozenReplacement", "Graph", "Node", "attribute", "freeze"]
+__all__ = [
+    "FrozenReplacement",
+    "Graph",
+    "Node",
+    "PruneResult",
+    "attribute",
+    "compute_graph_scores",
+    "freeze",
+    "node_influence",
+    "prune_graph",
+]
