@@ -20,6 +20,7 @@ from interp.dictionaries.log import TrainingLog
 from interp.dictionaries.patching import FeaturePatching
 from interp.directions import DirectionResult, RefusalDirection
 from interp.errors import InterpError
+from interp.graphs import Graph
 from interp.io import RESULT_FORMATS, read_result
 from interp.lens import LensResult
 from interp.lens import LensKL, TrainingRecord, TunedLens
@@ -202,6 +203,16 @@ def _feature_dla() -> FeatureLogitAttribution:
                                    logit_diff=grid.T * 3, site="blocks.1.hook_mlp_out", provenance=PROVENANCE)  # fmt: skip
 
 
+def _attribution_graph() -> Graph:
+    adjacency = torch.zeros(9, 9)  # 1 feature, 2 layers x 2 positions of errors, 2 tokens, 2 logits
+    adjacency[0, 5:7] = torch.tensor([0.5, -0.25])
+    adjacency[7:9, :5] = torch.tensor([[0.3, 0.1, 0.0, -0.2, 0.05], [-0.1, 0.0, 0.2, 0.0, 0.1]])
+    return Graph(prompt="a b", tokens=torch.tensor([3, 4]), token_strings=("a", " b"), n_layers=2,
+                 active_features=torch.tensor([[0, 1, 7]]), activations=torch.tensor([1.5]), logit_tokens=torch.tensor([5, 6]),
+                 logit_strings=(" x", " y"), logit_probabilities=torch.tensor([0.6, 0.3]), adjacency=adjacency,
+                 n_active_features=3, feature_order="logit influence", provenance=PROVENANCE)  # fmt: skip
+
+
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
@@ -210,7 +221,8 @@ def _saved(kind: str, directory: Path, probe: ProbeResult):
               "recognition": lambda: _recognition(probe), "resilience": _resilience,
               "site_norms": _site_norms, "dictionary_training": _training_log,
               "dictionary_eval": _dictionary_eval, "feature_attribution": _feature_attribution,
-              "feature_patching": _feature_patching, "feature_dla": _feature_dla}[kind]()  # fmt: skip
+              "feature_patching": _feature_patching, "feature_dla": _feature_dla,
+              "attribution_graph": _attribution_graph}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -226,6 +238,7 @@ LOADERS = {
     "dictionary_training": TrainingLog.load, "dictionary_eval": DictionaryEval.load,
     "feature_attribution": FeatureAttribution.load, "feature_patching": FeaturePatching.load,
     "feature_dla": FeatureLogitAttribution.load,
+    "attribution_graph": Graph.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 

@@ -1,0 +1,48 @@
+"""Attribution graphs (circuit tracing with transcoders): the direct linear effects between transcoder features,
+error nodes, token embeddings and logits in a prompt's frozen local replacement model.
+
+- ``replacement``: ``freeze``, the frozen replacement of one prompt (attention patterns and norm scales constant,
+  each MLP replaced by its transcoder's output plus an error), linear in the node contributions.
+- ``attribution``: ``attribute``, the dense adjacency of direct effects from batched backward passes.
+- ``graph``: ``Graph``, the result (nodes, adjacency, logits; figure, save, load).
+- ``prune``: ``prune_graph`` (nodes and edges by their influence on the logits), ``compute_graph_scores``
+  (replacement and completeness scores), ``node_influence``.
+
+>>> graph = attribute(model, "the quick brown fox", transcoders)             # doctest: +SKIP
+>>> graph.adjacency[graph.node_index("logit", index=token_id)]              # doctest: +SKIP
+"""
+
+from typing import TYPE_CHECKING
+
+from interp.lazy import lazy_exports
+
+_EXPORTS = {
+    "attribute": "interp.graphs.attribution",
+    "Graph": "interp.graphs.graph",
+    "Node": "interp.graphs.graph",
+    "FrozenReplacement": "interp.graphs.replacement",
+    "freeze": "interp.graphs.replacement",
+    "PruneResult": "interp.graphs.prune",
+    "prune_graph": "interp.graphs.prune",
+    "compute_graph_scores": "interp.graphs.prune",
+    "node_influence": "interp.graphs.prune",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+if TYPE_CHECKING:
+    from interp.graphs.attribution import attribute
+    from interp.graphs.graph import Graph, Node
+    from interp.graphs.prune import PruneResult, compute_graph_scores, node_influence, prune_graph
+    from interp.graphs.replacement import FrozenReplacement, freeze
+
+__all__ = [
+    "FrozenReplacement",
+    "Graph",
+    "Node",
+    "PruneResult",
+    "attribute",
+    "compute_graph_scores",
+    "freeze",
+    "node_influence",
+    "prune_graph",
+]
