@@ -42,7 +42,7 @@ from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.metrics import Metric, check_tokenizer, metric_name, reduce_metric
 from interp.model import model_id
-from interp.patching.engine import _default_max_rows
+from interp.patching.engine import default_max_rows
 from interp.patching.inputs import (
     Prompts,
     check_direction,
@@ -232,7 +232,7 @@ def feature_patching(
             for column in [*chosen, ERROR, TOGETHER]
             if patches.changes(position, column)
         ]
-        per_forward = max(1, (batch_size or _default_max_rows(model, n_prompts, n_pos, n_pos)) // n_prompts)
+        per_forward = max(1, (batch_size or default_max_rows(model, n_prompts, n_pos, n_pos)) // n_prompts)
         chunks = [cells[start : start + per_forward] for start in range(0, len(cells), per_forward)]
         columns = {feature: index for index, feature in enumerate(chosen)} | {
             ERROR: len(chosen),

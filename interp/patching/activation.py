@@ -8,12 +8,12 @@ from interp.metrics import Metric, check_tokenizer, reduce_metric
 from interp.patching.engine import (
     _capture,
     _cells,
-    _default_max_rows,
     _differences,
     _Engine,
     _plan,
     _reads_last_position_only,
     _run_chunk,
+    default_max_rows,
     metric_columns,
 )
 from interp.patching.inputs import (
@@ -117,7 +117,7 @@ def activation_patching(
         max_rows = (
             int(batch_size)
             if batch_size is not None
-            else _default_max_rows(model, n_prompts, n_pos, 1 if engine.keep else n_pos)
+            else default_max_rows(model, n_prompts, n_pos, 1 if engine.keep else n_pos)
         )
         chunks = _plan(kind, cells, engine, max(1, max_rows // n_prompts))
         # Each cell's metric reads the target run's logits where the patch cannot reach (before the

@@ -561,7 +561,7 @@ def _reads_last_position_only(metric: Metric, logits: Float[Tensor, "prompt pos 
     return True
 
 
-def _default_max_rows(model, n_prompts: int, n_pos: int, logit_positions: int) -> int:
+def default_max_rows(model, n_prompts: int, n_pos: int, logit_positions: int) -> int:
     """Rows per forward that fit a 1 GiB budget: logits, residual-sized activations and attention patterns."""
     cfg = model.cfg
     per_row = 4 * (
