@@ -17,7 +17,8 @@ from interp.experiments.base import Experiment, doc
 logger = logging.getLogger(__name__)
 
 SCORES_FILE = "scores.json"
-FIGURE_FILE = "graph.html"
+FIGURE_FILE = "graph.html"  # Graph.FIGURE_FILE: the pruned graph's figure
+DEFAULT_NODE_THRESHOLD, DEFAULT_EDGE_THRESHOLD = 0.8, 0.98  # prune_graph's and Graph.figure's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,9 +41,11 @@ class GraphConfig(Experiment):
         "logit nodes are added until their cumulative probability reaches this", default=0.95
     )
     node_threshold: float = doc(
-        "pruning keeps the nodes holding this share of the influence on the logits", default=0.8
+        "pruning keeps the nodes holding this share of the influence on the logits", default=DEFAULT_NODE_THRESHOLD
     )
-    edge_threshold: float = doc("pruning keeps the edges holding this share of the influence", default=0.98)
+    edge_threshold: float = doc(
+        "pruning keeps the edges holding this share of the influence", default=DEFAULT_EDGE_THRESHOLD
+    )
     batch_size: int = doc("targets per backward pass", default=32)
 
     def __post_init__(self) -> None:
@@ -85,9 +88,10 @@ class GraphConfig(Experiment):
         from interp.graphs.prune import compute_graph_scores, prune_graph
         from interp.io import atomic_write_figure, atomic_write_json
 
-        graph.save(directory)
-        figure = graph.figure(node_threshold=self.node_threshold, edge_threshold=self.edge_threshold)
-        atomic_write_figure(directory / FIGURE_FILE, figure)
+        graph.save(directory)  # graph.html drawn at Graph.figure's default thresholds
+        if (self.node_threshold, self.edge_threshold) != (DEFAULT_NODE_THRESHOLD, DEFAULT_EDGE_THRESHOLD):
+            figure = graph.figure(node_threshold=self.node_threshold, edge_threshold=self.edge_threshold)
+            atomic_write_figure(directory / FIGURE_FILE, figure)
         replacement, completeness = compute_graph_scores(graph)
         kept = prune_graph(graph, node_threshold=self.node_threshold, edge_threshold=self.edge_threshold)
         features = graph.slice_of("feature")
