@@ -64,7 +64,10 @@ TWINS = {
         (("dictionary", "train"),),
         ("interp.dictionaries.training:train_dictionary", "interp.dictionaries.settings:TrainingSettings"),
     ),
-    "graph": Twins((("graph",),), ("interp.graphs.attribution:attribute", "interp.graphs.prune:prune_graph")),
+    "graph": Twins(
+        (("graph",),),
+        ("interp.graphs.attribution:attribute", "interp.graphs.prune:prune_graph", "interp.graphs.graph:Graph.figure"),
+    ),
 }
 SHARED_FUNCTIONS = ("interp.model:load_model",)  # of the keys every analysis shares (model, dtype, device)
 SHARED_FIELDS = {item.name for item in dataclasses.fields(Experiment)} - {"name"}

@@ -22,6 +22,7 @@ CONFIG_FLAGS = (
     "node_threshold",
     "edge_threshold",
     "batch_size",
+    "features",
 )
 
 EXAMPLE = (
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         prompt=args.prompt,
         transcoders=str(args.transcoders.resolve()),
-        **{name: getattr(args, name) for name in CONFIG_FLAGS if name not in ("prompt", "transcoders")},
+        features=None if args.features is None else str(args.features.resolve()),
+        **{name: getattr(args, name) for name in CONFIG_FLAGS if name not in ("prompt", "transcoders", "features")},
     )
     saved = args.out / "graph.json"
     before = saved.stat().st_mtime_ns if saved.is_file() else None

@@ -47,6 +47,12 @@ class GraphConfig(Experiment):
         "pruning keeps the edges holding this share of the influence", default=DEFAULT_EDGE_THRESHOLD
     )
     batch_size: int = doc("targets per backward pass", default=32)
+    features: str | None = doc(
+        "a directory of the transcoders' evaluations (layer_NN/, each of interp dictionary eval): the figure's hover "
+        "text then shows each feature's top contexts and promoted logits",
+        path=True,
+        default=None,
+    )
 
     def __post_init__(self) -> None:
         if not self.prompt:
@@ -89,8 +95,14 @@ class GraphConfig(Experiment):
         from interp.io import atomic_write_figure, atomic_write_json
 
         graph.save(directory)  # graph.html drawn at Graph.figure's default thresholds
-        if (self.node_threshold, self.edge_threshold) != (DEFAULT_NODE_THRESHOLD, DEFAULT_EDGE_THRESHOLD):
-            figure = graph.figure(node_threshold=self.node_threshold, edge_threshold=self.edge_threshold)
+        defaults = (DEFAULT_NODE_THRESHOLD, DEFAULT_EDGE_THRESHOLD)
+        if (self.node_threshold, self.edge_threshold) != defaults or self.features is not None:
+            from interp.graphs.transcoders import load_feature_evaluations
+
+            evaluations = None if self.features is None else load_feature_evaluations(self.features)
+            figure = graph.figure(
+                node_threshold=self.node_threshold, edge_threshold=self.edge_threshold, features=evaluations
+            )
             atomic_write_figure(directory / FIGURE_FILE, figure)
         replacement, completeness = compute_graph_scores(graph)
         kept = prune_graph(graph, node_threshold=self.node_threshold, edge_threshold=self.edge_threshold)

@@ -10,6 +10,9 @@ folder's name (``layers.3.mlp``, ``h.3.mlp``, ``layer_03``) and is given the sit
 A missing layer, two transcoders for one layer, a sparse autoencoder among them or transcoders of different models
 are each one ``InterpError`` line naming the directories.
 
+``load_feature_evaluations(DIR)`` reads the evaluations of a set's transcoders (``DIR/layer_NN/``, each written by
+``DictionaryEval.save`` or ``interp dictionary eval --out``) by layer, for the hover text of ``Graph.figure``.
+
 >>> save_transcoders(transcoders, "runs/transcoders")                       # doctest: +SKIP
 >>> transcoders = load_transcoders("runs/transcoders", n_layers=model.cfg.n_layers)   # doctest: +SKIP
 """
@@ -17,10 +20,14 @@ are each one ``InterpError`` line naming the directories.
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from interp.dictionaries.dictionary import SparseDictionary
 from interp.dictionaries.formats import CONFIG, load_dictionary, save_dictionary
 from interp.errors import InterpError
+
+if TYPE_CHECKING:
+    from interp.dictionaries.evaluate import DictionaryEval
 
 SITE = re.compile(r"blocks\.(\d+)\.ln2\.hook_normalized")
 FOLDER = re.compile(r"(?:.*\.)?(?:layers|h|blocks|layer)[._](\d+)(?:\.mlp)?")  # layers.3.mlp, h.3.mlp, layer_03
@@ -104,6 +111,32 @@ def load_transcoders(source: str | Path | Sequence[str | Path], n_layers: int | 
                 f"{second_path} to {_model_name(found, second_path)}; use one model's set."
             )
     return [found[layer][1] for layer in range(count)]
+
+
+def load_feature_evaluations(directory: str | Path) -> "dict[int, DictionaryEval]":
+    """The dictionary evaluations in ``directory``'s subdirectories (one per layer; a layer read from the evaluated
+    site ``blocks.L.ln2.hook_normalized``, else from the folder's name) by layer."""
+    from interp.dictionaries.evaluate import DictionaryEval
+
+    root = Path(directory)
+    meta = DictionaryEval.FORMAT.meta_file
+    found = sorted(path for path in root.iterdir() if (path / meta).is_file()) if root.is_dir() else []
+    if not found:
+        raise InterpError(
+            f"{root} holds no dictionary evaluations: expected one directory per layer (layer_00/, ...) each with "
+            f"{meta} (interp dictionary eval --out)."
+        )
+    evaluations: dict[int, DictionaryEval] = {}
+    for path in found:
+        evaluation = DictionaryEval.load(path)
+        match = SITE.fullmatch(evaluation.site) or FOLDER.fullmatch(path.name)
+        if match is None:
+            raise InterpError(f"{path} evaluates {evaluation.site or 'an unnamed site'}, which names no layer's MLP.")
+        layer = int(match.group(1))
+        if layer in evaluations:
+            raise InterpError(f"{root} holds two evaluations for layer {layer}; keep one per layer.")
+        evaluations[layer] = evaluation
+    return evaluations
 
 
 def _dictionary_directories(source: str | Path | Sequence[str | Path]) -> list[Path]:

@@ -8,7 +8,8 @@
   the scores; a rerun loads the graph (``attribute`` is not called) and says so; other thresholds recompute it;
 - ``interp run FILE.toml`` with ``analysis = "graph"`` gives the same graph;
 - the pruned figure has fewer nodes than the full one and the token strings as x tick labels; a feature's hover
-  text shows its top contexts and promoted logits when a ``DictionaryEval`` is given;
+  text shows its top contexts and promoted logits when a ``DictionaryEval`` is given (``features``, also from TOML
+  through ``load_feature_evaluations``);
 - bad input on the command line (another model's transcoders, a missing layer, a prompt longer than the context)
   is one line with exit code 2.
 """
@@ -26,7 +27,7 @@ from interp.cli import main
 from interp.dictionaries.dictionary import SparseDictionary
 from interp.dictionaries.formats import INTERP_FILE, save_dictionary
 from interp.errors import InterpError
-from interp.graphs import Graph, attribute, load_transcoders, save_transcoders
+from interp.graphs import Graph, attribute, load_feature_evaluations, load_transcoders, save_transcoders
 from interp.model import model_id
 from interp.model.weights import weights_hash
 
@@ -97,6 +98,20 @@ def command_run(saved, tiny_model_dirs, tmp_path_factory):
     return argv, out
 
 
+@pytest.fixture(scope="module")
+def evaluated(saved, tmp_path_factory):
+    """Layer 0's transcoder evaluated on a few prompts, and a directory holding it as layer_00/."""
+    from interp.data import PromptSet
+    from interp.dictionaries.evaluate import evaluate_dictionary
+
+    model, transcoders, _ = saved
+    prompts = PromptSet.from_records([{"text": text} for text in ("a cat sat on the mat", PROMPT, "how do i bake bread ?")])
+    evaluation = evaluate_dictionary(transcoders[0], model, prompts, progress=False)
+    directory = tmp_path_factory.mktemp("evaluations")
+    evaluation.save(directory / "layer_00")
+    return evaluation, directory
+
+
 # ---- transcoder sets ------------------------------------------------------------------------------------------
 
 
@@ -142,6 +157,7 @@ def test_bad_transcoder_sets_are_one_line(saved, load_tiny, tmp_path):
         "different models": lambda: load_transcoders(tmp_path / "mixed"),
         "holds no transcoders": lambda: load_transcoders(tmp_path / "empty"),
         "no transcoder directory": lambda: load_transcoders(tmp_path / "absent"),
+        "holds no dictionary evaluations": lambda: load_feature_evaluations(tmp_path / "empty"),
         "a transcoder of layer 1 reads blocks.1.ln2.hook_normalized": lambda: save_transcoders(
             [transcoders[0], transcoders[0]], tmp_path / "wrong_site"
         ),
@@ -204,20 +220,23 @@ def test_a_rerun_loads_the_graph_and_other_thresholds_recompute_it(command_run, 
     assert torch.equal(Graph.load(out).adjacency, before.adjacency)
 
 
-def test_the_toml_route_gives_the_same_graph(saved, command_run, tiny_model_dirs, tmp_path):
+def test_the_toml_route_gives_the_same_graph(saved, command_run, evaluated, tiny_model_dirs, tmp_path):
     _, _, directory = saved
     _, out = command_run
     toml = tmp_path / "graph.toml"
     toml.write_text(
         f'analysis = "graph"\nmodel = "{tiny_model_dirs[ARCH]}"\nprompt = "{PROMPT}"\n'
-        f'transcoders = "{directory}"\nbatch_size = {BATCH}\n',
+        f'transcoders = "{directory}"\nbatch_size = {BATCH}\nfeatures = "{evaluated[1]}"\n',
         encoding="utf-8",
     )
     assert main(["run", str(toml), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     from_toml, from_command = Graph.load(tmp_path / "run"), Graph.load(out)
     assert torch.equal(from_toml.adjacency, from_command.adjacency)
     assert torch.equal(from_toml.active_features, from_command.active_features)
-    assert (tmp_path / "run" / "graph.html").is_file() and (tmp_path / "run" / "scores.json").is_file()
+    assert (tmp_path / "run" / "scores.json").is_file()
+    page = (tmp_path / "run" / "graph.html").read_text(encoding="utf-8")
+    assert "top contexts" in page and "promoted logits" in page  # the evaluations of `features` in the hover text
+    assert "top contexts" not in (out / "graph.html").read_text(encoding="utf-8")
 
 
 def test_bad_input_on_the_command_line_is_one_line(saved, load_tiny, tiny_model_dirs, tmp_path, capsys):
@@ -243,20 +262,16 @@ def node_count(figure) -> int:
     return sum(len(trace.x) for trace in figure.data if trace.name.endswith("nodes"))
 
 
-def test_the_pruned_figure_is_smaller_and_shows_the_tokens(saved, command_run):
-    from interp.data import PromptSet
-    from interp.dictionaries.evaluate import evaluate_dictionary
-
-    model, transcoders, _ = saved
+def test_the_pruned_figure_is_smaller_and_shows_the_tokens(command_run, evaluated):
     graph = Graph.load(command_run[1])
     pruned, full = graph.figure(node_threshold=0.5, edge_threshold=0.9), graph.figure(pruned=False)
     assert node_count(pruned) < node_count(full) == graph.n_nodes
     assert tuple(pruned.layout.xaxis.ticktext) == tuple(html.escape(token) for token in graph.token_strings)
     assert pruned.layout.xaxis.title.text and pruned.layout.yaxis.title.text
     assert pruned.layout.yaxis.ticktext[0] == "embeddings" and pruned.layout.yaxis.ticktext[-1] == "logits"
-    prompts = PromptSet.from_records([{"text": text} for text in ("a cat sat on the mat", PROMPT, "how do i bake bread ?")])
-    evaluation = evaluate_dictionary(transcoders[0], model, prompts, progress=False)
-    described = graph.figure(pruned=False, features={0: evaluation})
+    evaluations = load_feature_evaluations(evaluated[1])
+    assert list(evaluations) == [0] and torch.equal(evaluations[0].top_prompt, evaluated[0].top_prompt)
+    described = graph.figure(pruned=False, features=evaluations)
     features = next(trace for trace in described.data if trace.name == "feature nodes")
     layer0 = [text for text, layer in zip(features.hovertext, graph.active_features[:, 0].tolist()) if layer == 0]
     assert layer0 and all("top contexts" in text and "promoted logits" in text for text in layer0)
