@@ -64,6 +64,10 @@ TWINS = {
         (("dictionary", "train"),),
         ("interp.dictionaries.training:train_dictionary", "interp.dictionaries.settings:TrainingSettings"),
     ),
+    "graph": Twins(
+        (("graph",),),
+        ("interp.graphs.attribution:attribute", "interp.graphs.prune:prune_graph", "interp.graphs.graph:Graph.figure"),
+    ),
 }
 SHARED_FUNCTIONS = ("interp.model:load_model",)  # of the keys every analysis shares (model, dtype, device)
 SHARED_FIELDS = {item.name for item in dataclasses.fields(Experiment)} - {"name"}
@@ -162,7 +166,9 @@ NO_PARAMETER = {
     ("dictionary", "eval_batch_size"): "evaluate_dictionary's batch_size, after training",
     **{
         (analysis, "name"): "names the experiment's figures and logs (of the functions, run_sweep's alone takes it)"
-        for analysis in ("cache", "lens", "patching", "probes", "resampling", "directions", "recognition", "dictionary")
+        for analysis in (
+            "cache", "lens", "patching", "probes", "resampling", "directions", "recognition", "dictionary", "graph"
+        )
     },
     ("cache", "chat_template"): "the prompts are formatted before cache_activations sees them",
     ("lens", "store"): "logit_lens' first argument is the model or an ActivationStore",

@@ -21,6 +21,7 @@ COMMANDS = {
     "prune": "interp.commands.prune",
     "probe": "interp.commands.probe",
     "dictionary": "interp.commands.dictionary",
+    "graph": "interp.commands.graph",
     "direction": "interp.commands.direction",
     "resample": "interp.commands.resample",
     "organism": "interp.commands.organism",

@@ -5,7 +5,7 @@ plus ``name``, ``model``, ``dtype``, ``device``. Each analysis' keys are a froze
 whose field docs are ``interp run --help``; ``run_experiment`` hands it to the analysis, which writes
 its result to DIR (``.save(DIR)``) and the config beside it (``DIR/config.json``). Rerun into DIR:
 cache shards, pruning scores and points, and resampling rollouts resume (another config there is
-refused); lens, patching, probes, directions and recognition are skipped when DIR holds their result of the same
+refused); lens, patching, probes, directions, recognition and graph are skipped when DIR holds their result of the same
 config and data, and recomputed otherwise. A new analysis is one config class (``ANALYSIS``, ``run``) in its
 own module of ``interp.experiments`` and one entry in ``ANALYSES`` here. E.g. ``analysis = "lens"``,
 ``targets = " sure"``, ``[prompts] path = "p.jsonl"``.
@@ -27,6 +27,7 @@ from interp.experiments.base import Experiment, absolute_paths, build, did_you_m
 from interp.experiments.cache import CacheConfig
 from interp.experiments.dictionary import DictionaryConfig
 from interp.experiments.directions import DirectionsConfig
+from interp.experiments.graph import GraphConfig
 from interp.experiments.lens import LensConfig
 from interp.experiments.patching import PatchingConfig
 from interp.experiments.probes import ProbesConfig
@@ -49,6 +50,7 @@ ANALYSES: dict[str, type[Experiment]] = {
         DirectionsConfig,
         RecognitionConfig,
         DictionaryConfig,
+        GraphConfig,
     )
 }
 

@@ -7,6 +7,9 @@ error nodes, token embeddings and logits in a prompt's frozen local replacement 
 - ``graph``: ``Graph``, the result (nodes, adjacency, logits; figure, save, load).
 - ``prune``: ``prune_graph`` (nodes and edges by their influence on the logits), ``compute_graph_scores``
   (replacement and completeness scores), ``node_influence``.
+- ``transcoders``: ``load_transcoders`` / ``save_transcoders``, a set of one transcoder per layer on disk;
+  ``load_feature_evaluations``, their evaluations by layer (for the figure's hover text).
+- ``figure``: the pruned graph drawn over the prompt (``Graph.figure``).
 
 >>> graph = attribute(model, "the quick brown fox", transcoders)             # doctest: +SKIP
 >>> graph.adjacency[graph.node_index("logit", index=token_id)]              # doctest: +SKIP
@@ -26,6 +29,9 @@ _EXPORTS = {
     "prune_graph": "interp.graphs.prune",
     "compute_graph_scores": "interp.graphs.prune",
     "node_influence": "interp.graphs.prune",
+    "load_transcoders": "interp.graphs.transcoders",
+    "load_feature_evaluations": "interp.graphs.transcoders",
+    "save_transcoders": "interp.graphs.transcoders",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
@@ -34,6 +40,7 @@ if TYPE_CHECKING:
     from interp.graphs.graph import Graph, Node
     from interp.graphs.prune import PruneResult, compute_graph_scores, node_influence, prune_graph
     from interp.graphs.replacement import FrozenReplacement, freeze
+    from interp.graphs.transcoders import load_feature_evaluations, load_transcoders, save_transcoders
 
 __all__ = [
     "FrozenReplacement",
@@ -43,6 +50,9 @@ __all__ = [
     "attribute",
     "compute_graph_scores",
     "freeze",
+    "load_feature_evaluations",
+    "load_transcoders",
     "node_influence",
     "prune_graph",
+    "save_transcoders",
 ]

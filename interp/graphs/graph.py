@@ -12,8 +12,9 @@ Nodes, in the order of the adjacency's rows and columns::
 token nodes have no incoming edges (their rows are zero); logit nodes have no outgoing ones.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from jaxtyping import Float, Int
@@ -23,6 +24,9 @@ from interp.errors import InterpError
 from interp.io import ResultFormat
 from interp.provenance import Provenance
 from interp.results import Result
+
+if TYPE_CHECKING:
+    from interp.dictionaries.evaluate import DictionaryEval
 
 FORMAT = ResultFormat(
     kind="attribution_graph",
@@ -184,71 +188,25 @@ class Graph(Result):
         raise InterpError(f"unknown node kind {kind!r}; known: {', '.join(NODE_KINDS)}.")
 
     # ---- the figure ---------------------------------------------------------------------------------
-    def figure(self, max_edges: int = 200):
-        """Tokens on x, layers on y (tokens below layer 0, logits above the last layer); nodes as markers with hover
-        text, the ``max_edges`` strongest edges (|weight|) as lines, blue positive and red negative."""
-        import plotly.graph_objects as go
+    def figure(
+        self,
+        pruned: bool = True,
+        node_threshold: float = 0.8,
+        edge_threshold: float = 0.98,
+        features: "Mapping[int, DictionaryEval] | None" = None,
+        max_edges: int = 500,
+    ):
+        """Tokens on x, layers on y (token embeddings at the bottom, logits on top), the graph pruned by
+        ``prune_graph(node_threshold, edge_threshold)`` unless ``pruned`` is False; hover text on every node, and with
+        ``features`` (layer -> the ``DictionaryEval`` of its transcoder) each feature's top contexts and promoted
+        logits. See ``interp.graphs.figure``."""
+        from interp.graphs.figure import graph_figure
 
-        nodes = self.nodes
-        offsets = {"feature": 0.0, "error": -0.25, "token": 0.0, "logit": 0.0}
-        spread: dict[tuple[int, int], int] = {}
-        xs, ys = [], []
-        for node in nodes:  # features sharing a cell are spread along x
-            slot = spread.get((node.layer, node.position), 0)
-            spread[(node.layer, node.position)] = slot + 1
-            shift = 0.0 if node.kind != "feature" else 0.08 * (slot % 5)
-            if node.kind == "logit":
-                shift = 0.12 * slot
-            xs.append(node.position + shift + (0.2 if node.kind == "error" else 0.0))
-            ys.append(node.layer + offsets[node.kind])
-        strength = self.adjacency.abs().flatten()
-        count = min(max_edges, int((strength > 0).sum()))
-        figure = go.Figure()
-        for sign, color in ((1, "rgba(31,119,180,0.45)"), (-1, "rgba(214,39,40,0.45)")):
-            line_x: list[float | None] = []
-            line_y: list[float | None] = []
-            for flat in strength.topk(count).indices.tolist() if count else []:
-                target, source = divmod(flat, self.n_nodes)
-                if (float(self.adjacency[target, source]) > 0) == (sign > 0):
-                    line_x += [xs[source], xs[target], None]
-                    line_y += [ys[source], ys[target], None]
-            figure.add_trace(
-                go.Scatter(
-                    x=line_x,
-                    y=line_y,
-                    mode="lines",
-                    line={"color": color},
-                    hoverinfo="skip",
-                    name="positive edges" if sign > 0 else "negative edges",
-                )
-            )
-        symbols = {"feature": "circle", "error": "diamond", "token": "square", "logit": "star"}
-        for kind in NODE_KINDS:
-            members = [i for i, node in enumerate(nodes) if node.kind == kind]
-            figure.add_trace(
-                go.Scatter(
-                    x=[xs[i] for i in members],
-                    y=[ys[i] for i in members],
-                    mode="markers",
-                    marker={"symbol": symbols[kind], "size": 9},
-                    text=[nodes[i].label for i in members],
-                    hovertemplate="%{text}<extra></extra>",
-                    name=f"{kind} nodes",
-                )
-            )
-        figure.update_layout(
-            title=f"Attribution graph of {self.prompt[:60]!r} ({self.n_features} features, {self.n_logits} logits)",
-            xaxis={
-                "title": "token",
-                "tickmode": "array",
-                "tickvals": list(range(self.n_pos)),
-                "ticktext": [f"{pos}:{text}" for pos, text in enumerate(self.token_strings)],
-            },
-            yaxis={
-                "title": "layer",
-                "tickmode": "array",
-                "tickvals": list(range(-1, self.n_layers + 1)),
-                "ticktext": ["tokens", *[str(layer) for layer in range(self.n_layers)], "logits"],
-            },
+        return graph_figure(
+            self,
+            pruned=pruned,
+            node_threshold=node_threshold,
+            edge_threshold=edge_threshold,
+            features=features,
+            max_edges=max_edges,
         )
-        return figure

@@ -21,13 +21,28 @@ are always kept.
 fraction of incoming edges that come from non-error nodes).
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
 from interp.errors import InterpError
-from interp.graphs.graph import Graph
+
+
+class PrunableGraph(Protocol):
+    """What pruning reads of an ``interp.graphs.Graph`` (a protocol, so that the graph's figure can prune without
+    this module importing the graph's)."""
+
+    @property
+    def adjacency(self) -> Tensor: ...
+
+    @property
+    def logit_probabilities(self) -> Tensor: ...
+
+    @property
+    def n_nodes(self) -> int: ...
+
+    def slice_of(self, kind: str) -> slice: ...
 
 
 class PruneResult(NamedTuple):
@@ -57,14 +72,14 @@ def influence(normalized: Tensor, logit_weights: Tensor, max_iterations: int = 1
     raise InterpError("the graph's influence did not converge: its adjacency has a cycle.")
 
 
-def logit_weights(graph: Graph) -> Tensor:
+def logit_weights(graph: PrunableGraph) -> Tensor:
     """The logit probabilities placed at the logit nodes, zero elsewhere."""
     weights = torch.zeros(graph.n_nodes, dtype=graph.adjacency.dtype)
     weights[graph.slice_of("logit")] = graph.logit_probabilities.to(weights.dtype)
     return weights
 
 
-def node_influence(graph: Graph) -> Tensor:
+def node_influence(graph: PrunableGraph) -> Tensor:
     """Every node's influence on the logits (see the module docstring)."""
     return influence(normalized_adjacency(graph.adjacency), logit_weights(graph))
 
@@ -77,7 +92,7 @@ def _threshold(scores: Tensor, fraction: float) -> Tensor:
     return ordered[index]
 
 
-def prune_graph(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PruneResult:
+def prune_graph(graph: PrunableGraph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PruneResult:
     """Keep the nodes and edges that carry ``node_threshold`` / ``edge_threshold`` of the influence on the logits
     (see the module docstring)."""
     for name, value in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
@@ -111,7 +126,7 @@ def prune_graph(graph: Graph, node_threshold: float = 0.8, edge_threshold: float
     return PruneResult(node_mask, edge_mask, cumulative)
 
 
-def compute_graph_scores(graph: Graph) -> tuple[float, float]:
+def compute_graph_scores(graph: PrunableGraph) -> tuple[float, float]:
     """``(replacement score, completeness score)`` of the graph (see the module docstring); both 1 when no error
     node has an outgoing edge."""
     weights = logit_weights(graph)
