@@ -18,12 +18,13 @@ EXAMPLE = (
 
 
 def register(subparsers) -> None:
+    from interp.experiments import ANALYSES
+
     parser = add_subcommand(
         subparsers,
         "run",
         run,
-        help="Run (or resume) an experiment described in a TOML file: cache, lens, patching, probes, resampling, "
-        "directions or pruning.",
+        help=f"Run (or resume) an experiment described in a TOML file: {', '.join(ANALYSES)}.",
         example=EXAMPLE,
     )
     parser.epilog = f"{parser.epilog}\n\nTOML keys:\n{toml_keys()}"
