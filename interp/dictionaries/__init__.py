@@ -30,6 +30,8 @@ _EXPORTS = {
     "TrainingRows": "interp.dictionaries.rows",
     "TrainingSettings": "interp.dictionaries.settings",
     "train_dictionary": "interp.dictionaries.training",
+    "train": "interp.dictionaries.training",
+    "load": "interp.dictionaries.formats",
     "TrainingLog": "interp.dictionaries.log",
     "FeatureAttribution": "interp.dictionaries.attribution",
     "feature_attribution": "interp.dictionaries.attribution",
@@ -48,14 +50,14 @@ if TYPE_CHECKING:
     from interp.dictionaries.attribution import FeatureAttribution, feature_attribution
     from interp.dictionaries.dictionary import SparseDictionary
     from interp.dictionaries.direct import FeatureLogitAttribution, feature_logit_attribution
-    from interp.dictionaries.formats import load_dictionary, save_dictionary
+    from interp.dictionaries.formats import load, load_dictionary, save_dictionary
     from interp.dictionaries.interventions import ablated_features, spliced, steered
     from interp.dictionaries.log import TrainingLog
     from interp.dictionaries.patching import FeaturePatching, feature_patching
     from interp.dictionaries.probing import encode_store
     from interp.dictionaries.rows import TrainingRows
     from interp.dictionaries.settings import TrainingSettings
-    from interp.dictionaries.training import train_dictionary
+    from interp.dictionaries.training import train, train_dictionary
 
 __all__ = [
     "FeatureAttribution",
@@ -70,9 +72,11 @@ __all__ = [
     "feature_attribution",
     "feature_logit_attribution",
     "feature_patching",
+    "load",
     "load_dictionary",
     "save_dictionary",
     "spliced",
     "steered",
+    "train",
     "train_dictionary",
 ]

@@ -145,6 +145,13 @@ class SparseDictionary:
         """The reconstruction (or, for a transcoder, the prediction of ``output_site``) of ``x``."""
         return self.decode(self.encode(x), x)
 
+    def save(self, directory, format: str | None = None):
+        """Write the dictionary to ``directory`` (``interp.dictionaries.save_dictionary``: sparsify's format for TopK,
+        SAELens's otherwise, or ``format="sparsify"`` / ``"saelens"``); returns the directory."""
+        from interp.dictionaries.formats import save_dictionary
+
+        return save_dictionary(self, directory, format=format)
+
     # ---- checks -------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor) or x.ndim == 0 or x.shape[-1] != self.d_in:

@@ -297,3 +297,6 @@ def _with_interp_record(dictionary: SparseDictionary, directory: Path) -> Sparse
     if isinstance(record.get("extra"), dict):
         changes["extra"] = {**dictionary.extra, **record["extra"]}
     return dictionary.with_provenance(**changes)
+
+
+load = load_dictionary  # interp.dictionaries.load(dir): any of the three formats, detected

@@ -319,3 +319,6 @@ def _source_id(source) -> str:
         return str(manifest.get("store_id") or manifest.get("prompts_hash"))
     tensors = (source,) if isinstance(source, torch.Tensor) else tuple(source)
     return hash_bytes(tensor_bytes(tensor) for tensor in tensors)
+
+
+train = train_dictionary  # interp.dictionaries.train(...)

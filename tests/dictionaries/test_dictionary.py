@@ -172,3 +172,18 @@ def test_a_damaged_dictionary_directory_is_one_line(tmp_path, damage, message):
 def test_a_directory_without_a_dictionary_says_what_it_expects(tmp_path):
     with pytest.raises(InterpError, match="holds no dictionary: expected cfg.json with sae.safetensors"):
         load_dictionary(tmp_path)
+
+
+def test_the_short_names_train_load_and_save(tmp_path):
+    """interp.dictionaries.train / load are train_dictionary / load_dictionary; dictionary.save writes what load reads."""
+    import interp.dictionaries as dictionaries
+
+    assert dictionaries.train is dictionaries.train_dictionary and dictionaries.load is dictionaries.load_dictionary
+    generator = torch.Generator().manual_seed(0)
+    sae = SparseDictionary(W_enc=torch.randn(8, 16, generator=generator), b_enc=torch.zeros(16),
+                           W_dec=torch.randn(16, 8, generator=generator), b_dec=torch.zeros(8), activation="topk", k=3,
+                           site="blocks.0.hook_resid_post")  # fmt: skip
+    for format in ("sparsify", "saelens"):
+        loaded = dictionaries.load(sae.save(tmp_path / format, format=format))
+        x = torch.randn(5, 8, generator=generator)
+        assert torch.allclose(loaded.encode(x), sae.encode(x), atol=1e-6), format
