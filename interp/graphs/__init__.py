@@ -7,6 +7,8 @@ error nodes, token embeddings and logits in a prompt's frozen local replacement 
 - ``graph``: ``Graph``, the result (nodes, adjacency, logits; figure, save, load).
 - ``prune``: ``prune_graph`` (nodes and edges by their influence on the logits), ``compute_graph_scores``
   (replacement and completeness scores), ``node_influence``.
+- ``interventions``: ``intervene`` (graph features ablated, clamped or scaled in the real model, alone or as named
+  supernodes; the target before and after), ``top_influence_features``, the ``GraphIntervention`` result.
 
 >>> graph = attribute(model, "the quick brown fox", transcoders)             # doctest: +SKIP
 >>> graph.adjacency[graph.node_index("logit", index=token_id)]              # doctest: +SKIP
@@ -26,23 +28,30 @@ _EXPORTS = {
     "prune_graph": "interp.graphs.prune",
     "compute_graph_scores": "interp.graphs.prune",
     "node_influence": "interp.graphs.prune",
+    "GraphIntervention": "interp.graphs.interventions",
+    "intervene": "interp.graphs.interventions",
+    "top_influence_features": "interp.graphs.interventions",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from interp.graphs.attribution import attribute
     from interp.graphs.graph import Graph, Node
+    from interp.graphs.interventions import GraphIntervention, intervene, top_influence_features
     from interp.graphs.prune import PruneResult, compute_graph_scores, node_influence, prune_graph
     from interp.graphs.replacement import FrozenReplacement, freeze
 
 __all__ = [
     "FrozenReplacement",
     "Graph",
+    "GraphIntervention",
     "Node",
     "PruneResult",
     "attribute",
     "compute_graph_scores",
     "freeze",
+    "intervene",
     "node_influence",
     "prune_graph",
+    "top_influence_features",
 ]
