@@ -69,7 +69,8 @@ FORMAT = ResultFormat(
 class GraphIntervention(Result):
     """The target before and after each intervention set (see the module docstring).
 
-    ``features[i] = (set, layer, position, feature)``: the edited features, by set (an index into ``set_names``);
+    ``features[i] = (set, layer, position, feature)``: the edited features, by set (an index into ``set_names``; a
+    negative position counts from each prompt's end);
     ``values[i]``: the value each is set to (NaN when ``scale`` is given: then ``scale`` times its own code);
     ``before[prompt]``, ``after[set, prompt]``: the target on the unedited and the edited runs.
     """
@@ -107,10 +108,10 @@ class GraphIntervention(Result):
                 f"{tuple(self.before.shape)} and {tuple(self.after.shape)}."
             )
         if len(self.features) and not (
-            bool((self.features[:, 1:] >= 0).all())
+            bool((self.features[:, [1, 3]] >= 0).all())
             and 0 <= int(self.features[:, 0].min()) <= int(self.features[:, 0].max()) < n_sets
         ):
-            raise InterpError("GraphIntervention.features names a set, layer, position or feature out of range.")
+            raise InterpError("GraphIntervention.features names a set, layer or feature out of range.")
         if len(set(self.set_names)) != n_sets:
             raise InterpError(f"GraphIntervention.set_names repeat a name: {list(self.set_names)}.")
 

@@ -136,6 +136,8 @@ def test_supernodes_from_the_graphs_most_influential_features(load_tiny):
     assert result.set_names == ("top two", "next two") and result.after.shape == (2, 1)
     alone = intervene(model, transcoders, top[:2], PROMPT, target=token)
     assert torch.allclose(alone.after[0], result.after[0], atol=1e-5)
+    last = [(layer, pos - graph.n_pos, f) for layer, pos, f in top[:2]]  # negative positions count from the end
+    assert torch.equal(intervene(model, transcoders, last, PROMPT, target=token).after, alone.after)
     removed = result.fraction_removed()
     assert removed["top two"] == pytest.approx(float(1 - result.after[0, 0] / result.before[0]), rel=1e-5)
 
