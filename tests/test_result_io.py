@@ -20,7 +20,7 @@ from interp.dictionaries.log import TrainingLog
 from interp.dictionaries.patching import FeaturePatching
 from interp.directions import DirectionResult, RefusalDirection
 from interp.errors import InterpError
-from interp.graphs import Graph
+from interp.graphs import Graph, GraphIntervention
 from interp.io import RESULT_FORMATS, read_result
 from interp.lens import LensResult
 from interp.lens import LensKL, TrainingRecord, TunedLens
@@ -213,6 +213,13 @@ def _attribution_graph() -> Graph:
                  n_active_features=3, feature_order="logit influence", provenance=PROVENANCE)  # fmt: skip
 
 
+def _graph_intervention() -> GraphIntervention:
+    return GraphIntervention(set_names=("say sure", "random"), features=torch.tensor([[0, 1, 2, 7], [0, 0, 2, 3], [1, 1, 0, 5]]),
+                             values=torch.tensor([0.0, 0.0, 1.5]), scale=None, prompts=("a b c", "d e"),
+                             target_name="logit_diff", before=torch.tensor([2.0, 1.0]),
+                             after=torch.tensor([[0.5, 0.2], [1.9, 1.1]]), provenance=PROVENANCE)  # fmt: skip
+
+
 def _saved(kind: str, directory: Path, probe: ProbeResult):
     result = {"lens": _lens, "patching": _patching, "pruning": _pruning, "importance_scores": _scores, "pruning_mask": _mask,
               "probe": lambda: probe, "probe_eval": _probe_eval, "resampling": _resampling,
@@ -222,7 +229,7 @@ def _saved(kind: str, directory: Path, probe: ProbeResult):
               "site_norms": _site_norms, "dictionary_training": _training_log,
               "dictionary_eval": _dictionary_eval, "feature_attribution": _feature_attribution,
               "feature_patching": _feature_patching, "feature_dla": _feature_dla,
-              "attribution_graph": _attribution_graph}[kind]()  # fmt: skip
+              "attribution_graph": _attribution_graph, "graph_intervention": _graph_intervention}[kind]()  # fmt: skip
     if kind == "refusal_direction":  # one file
         directory.mkdir(parents=True)
         return result, result.save(directory / RESULT_FORMATS[kind].tensors_file)
@@ -238,7 +245,7 @@ LOADERS = {
     "dictionary_training": TrainingLog.load, "dictionary_eval": DictionaryEval.load,
     "feature_attribution": FeatureAttribution.load, "feature_patching": FeaturePatching.load,
     "feature_dla": FeatureLogitAttribution.load,
-    "attribution_graph": Graph.load,
+    "attribution_graph": Graph.load, "graph_intervention": GraphIntervention.load,
 }  # fmt: skip
 DIRECTORY_KINDS = [kind for kind, fmt in RESULT_FORMATS.items() if fmt.meta_file]
 
