@@ -3,7 +3,7 @@
     python notebooks/build_notebooks.py            # rewrite every notebook
     python notebooks/build_notebooks.py 03 06      # only the notebooks whose names start so
 
-The notebooks are generated from the cell sources in ``nb01_logit_lens.py`` ... ``nb06_pruning_vs_probes.py``
+The notebooks are generated from the cell sources in ``nb01_logit_lens.py`` ... ``nb07_attribution_graph.py``
 (one module per notebook; ``builder.py`` writes them) so that they stay reviewable as plain text; edit a
 notebook there and rerun this script (an edit made in Jupyter is overwritten). Every notebook runs
 offline on the bundled model organism in about a minute on a CPU, writes only under ``out/`` of its

@@ -14,7 +14,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 MODULES = ("nb01_logit_lens", "nb02_activation_patching", "nb03_harm_pruning", "nb04_linear_probes",
-           "nb05_cot_resampling", "nb06_pruning_vs_probes")  # fmt: skip
+           "nb05_cot_resampling", "nb06_pruning_vs_probes", "nb07_attribution_graph")  # fmt: skip
 CHECKS_PASSED = "CHECKS_PASSED"  # the last line the checks cell prints
 
 SETUP = '''\

@@ -18,7 +18,7 @@ def _code_cells(notebook) -> list:
 def test_there_is_a_notebook_per_module():
     names = {path.stem for path in NOTEBOOKS}
     for expected in ("01_logit_lens", "02_activation_patching", "03_harm_pruning", "04_linear_probes",
-                     "05_cot_resampling", "06_pruning_vs_probes"):
+                     "05_cot_resampling", "06_pruning_vs_probes", "07_attribution_graph"):
         assert expected in names, f"notebooks/{expected}.ipynb is missing"
 
 
