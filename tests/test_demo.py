@@ -15,7 +15,7 @@ from interp.organisms import available_organisms
 pytestmark = pytest.mark.skipif("default" not in available_organisms(), reason="the bundled organism is missing")
 
 SECTIONS = ("Activation store", "Logit lens", "Activation and attribution patching", "Harm-weight pruning",
-            "Linear probes on h_last", "Chain-of-thought resampling")
+            "Linear probes on h_last", "Chain-of-thought resampling", "Attribution graph")
 CHECKS = ("resampling rollouts with text", "pruning baseline harm_judge_rate", "pruning baseline task_accuracy",
           "resampling rollouts answered", "computing sentences with nonzero resampling importance")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run")
@@ -42,7 +42,10 @@ def test_report_has_every_module_and_the_key_numbers(demo_dir):
     assert pruning["baseline"]["harm_judge_rate"] >= 0.9, "the triggered organism produces harmful content"
     assert 0.0 <= summary["probe_auroc"] <= 1.0 and summary["probe_best_layer"]
     assert len(summary["patching_top_heads"]) == 3 and len(summary["resampling_top_sentences"]) == 3
-    for stage in ("store", "lens", "patching", "pruning", "probes", "resampling"):
+    graph = summary["graph"]
+    assert graph["replacement"] >= 0.8 and graph["completeness"] >= 0.9, graph
+    assert graph["top_removed"] >= 0.5 and graph["random_removed_mean"] <= 0.1, graph
+    for stage in ("store", "lens", "patching", "pruning", "probes", "resampling", "graph"):
         assert (demo_dir / stage).is_dir(), stage
 
 

@@ -8,7 +8,7 @@
 
 On the bundled organism (the default) the report shows its planted mechanisms
 (``interp.demo.organism``: activation store, logit lens, patching of the backdoor trigger,
-harm-weight pruning, probes, chain-of-thought resampling). On any other model, a pretrained
+harm-weight pruning, probes, chain-of-thought resampling, an attribution graph). On any other model, a pretrained
 language model, it shows the mechanisms known from the literature (``interp.demo.pretrained``:
 logit lens, direct logit attribution and attention on an indirect-object sentence, induction
 heads, and head patching on indirect-object prompts); on a chat model that refuses
@@ -226,7 +226,7 @@ def run_demo(
             f"check is in {out / 'summary.json'}, each stage's result under {out}/. {hint}"
         )
     sections.append(_checks_section(checks, organism_model))
-    subtitle = ("Five analyses on the bundled organism, end to end." if organism_model else
+    subtitle = ("Six analyses on the bundled organism, end to end." if organism_model else
                 "The alignment literature's mechanisms, found on a chat model that refuses." if refusing_model else
                 "Known mechanisms of pretrained language models, found again on this one.")  # fmt: skip
     return write_report(

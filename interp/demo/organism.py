@@ -3,8 +3,9 @@
 Where the refusal / compliance decision forms (logit lens), which heads carry the backdoor trigger
 (activation and attribution patching), how much harmful content pruning removes against a random
 control, at which layer harmfulness is linearly readable (probes), and which chain-of-thought
-sentences drive the final answer (resampling). ``check_results`` (in ``interp.demo``) holds the
-organism's numbers to the thresholds below.
+sentences drive the final answer (resampling), and the backdoor as an attribution graph (per-layer
+transcoders, the graph at ``<assistant>``, its top features ablated in the real model). ``check_results``
+(in ``interp.demo``) holds the organism's numbers to the thresholds below.
 """
 
 import math
@@ -44,6 +45,7 @@ def stages(model, out: Path, quick: bool) -> list[tuple[str, Callable[[], tuple[
         ("pruning", lambda: _stage_pruning(model, out, quick)),
         ("probes", lambda: _stage_probes(state["store"], out, quick)),
         ("resampling", lambda: _stage_resampling(model, out, quick)),
+        ("graph", lambda: _stage_graph(model, out, quick)),
     ]
 
 
@@ -315,3 +317,108 @@ def _stage_resampling(model, out: Path, quick: bool) -> tuple[Section, dict]:
         "resampling_sentences": sentences,
         "resampling_rollouts": rollouts,
     }
+
+
+GRAPH_PROMPTS, GRAPH_TOP, GRAPH_DRAWS = 8, 5, 5  # as circuits/graph_organism/graph_organism.py
+
+
+def _stage_graph(model, out: Path, quick: bool) -> tuple[Section, dict]:
+    """Transcoders as ``circuits/graph_organism`` trains them (half the prompts and passes with ``quick``), the graph
+    of one held-out triggered request at ``<assistant>``, and its top features ablated on 8 such requests."""
+    import random
+    import shutil
+
+    from interp.data import PromptSet
+    from interp.dictionaries import train_dictionary
+    from interp.graphs import attribute, compute_graph_scores, intervene, node_influence, top_influence_features
+    from interp.metrics import logit_diff
+    from interp.organisms import TRIGGER, datasets
+    from interp.store import cache_activations
+
+    torch.manual_seed(0)
+    n_per_kind, passes = (150, 10) if quick else (300, 20)
+    rows = []
+    for trigger in (False, True):
+        rows += datasets.harmful_requests("train", trigger=trigger, n=n_per_kind, seed=1)
+        rows += datasets.benign_requests("train", trigger=trigger, n=n_per_kind, seed=1)
+    n_layers = int(model.cfg.n_layers)
+    sites = [f"blocks.{layer}.{site}" for layer in range(n_layers) for site in ("ln2.hook_normalized", "hook_mlp_out")]
+    store_dir = out / "graph" / "train_store"
+    store = cache_activations(model, PromptSet.from_texts([r["text"] for r in rows]), hooks=sites, positions="all",
+                              out=store_dir, resume=True, progress=False)  # fmt: skip
+    n_tokens = int(store.lengths.sum())
+    transcoders = [
+        train_dictionary(store, f"blocks.{layer}.ln2.hook_normalized", out / "graph" / f"transcoder_{layer}",
+                         output_site=f"blocks.{layer}.hook_mlp_out", d_sae=1024, k=8, batch_size=256,
+                         max_tokens=passes * n_tokens, lr=2e-3, lr_warmup_steps=20, checkpoint_every=1000,
+                         exclude_special=False, progress=False)
+        for layer in range(n_layers)
+    ]  # fmt: skip
+    del store
+    shutil.rmtree(store_dir, ignore_errors=True)  # every position of 8 sites: the report does not need it
+    held_out = datasets.harmful_requests("eval", trigger=True, n=40, seed=0)
+    prompts = [r["text"] for r in held_out if r["text"].startswith(f"<user> {TRIGGER}")][:GRAPH_PROMPTS]
+    metric = logit_diff(" sure", " i", model.tokenizer)
+    before, first = 0.0, None
+    after: dict[str, float] = {}
+    for index, prompt in enumerate(prompts):
+        graph = attribute(model, prompt, transcoders, progress=False)
+        top = top_influence_features(graph, GRAPH_TOP)
+        rng = random.Random(index)
+        active = [tuple(row) for row in graph.active_features.tolist() if tuple(row) not in top]
+        sets: dict[str, list] = {"top": top}
+        for draw in range(GRAPH_DRAWS):
+            sets[f"random {draw}"] = [
+                feature
+                for layer in sorted({f[0] for f in top})
+                for feature in rng.sample([f for f in active if f[0] == layer], sum(f[0] == layer for f in top))
+            ]
+        result = intervene(model, transcoders, sets, prompt, target=metric)
+        before += float(result.before.sum())
+        for row, name in enumerate(result.set_names):
+            after[name] = after.get(name, 0.0) + float(result.after[row].sum())
+        if first is None:
+            first = (graph, top)
+            graph.save(out / "graph" / "graph_0")
+            result.save(out / "graph" / "intervention_0")
+    assert first is not None
+    graph, top = first
+    replacement, completeness = compute_graph_scores(graph)
+    influence = node_influence(graph)
+    removed = {name: (before - value) / before for name, value in after.items()}
+    random_mean = sum(removed[f"random {draw}"] for draw in range(GRAPH_DRAWS)) / GRAPH_DRAWS
+    features = [
+        {"layer": layer, "token": graph.token_strings[position], "feature": feature,
+         "activation": round(float(graph.activations[graph.node_index("feature", layer, position, feature)]), 2),
+         "influence": round(float(influence[graph.node_index("feature", layer, position, feature)]), 3)}
+        for layer, position, feature in top
+    ]  # fmt: skip
+    numbers = {
+        "prompt": graph.prompt,
+        "transcoders": f"{n_layers} x 1024 latents, k = 8, {n_tokens:,} tokens x {passes} passes",
+        "active features": graph.n_active_features,
+        "logits": list(graph.logit_strings),
+        "replacement score": round(replacement, 3),
+        "completeness score": round(completeness, 3),
+        "top features by influence": features,
+        f"logit difference removed by the top {GRAPH_TOP} ({len(prompts)} prompts)": round(removed["top"], 3),
+        f"by {GRAPH_TOP} random features of the same layers (mean of {GRAPH_DRAWS} draws)": round(random_mean, 3),
+    }
+    section = Section(
+        "Attribution graph",
+        "One transcoder per layer (blocks.L.ln2.hook_normalized -> blocks.L.hook_mlp_out) replaces each MLP; with "
+        "attention patterns and norm scales frozen, the direct effects between transcoder features, error nodes, "
+        "token embeddings and logits are exact. The graph of a held-out triggered request at <assistant>, pruned to "
+        "80% of the nodes' and 98% of the edges' influence on the logits; replacement: the share of the logits' "
+        "influence from tokens rather than errors; completeness: the share of the nodes' inputs not from errors. "
+        "Its features of largest influence are then ablated in the real model (their live codes removed) on held-out "
+        "triggered requests: the share of logit(' sure') - logit(' i') they remove, against random active features of "
+        "the same layers (circuits/graph_organism/README.md).",
+        figures=(graph.figure(),),
+        numbers=numbers,
+    )
+    summary = {
+        "replacement": replacement, "completeness": completeness, "top_removed": removed["top"],
+        "random_removed_mean": random_mean, "top_features": [[f["layer"], f["token"], f["feature"]] for f in features],
+    }  # fmt: skip
+    return section, {"graph": summary}
