@@ -18,6 +18,8 @@ SECTIONS = ("Activation store", "Logit lens", "Activation and attribution patchi
             "Linear probes on h_last", "Chain-of-thought resampling", "Attribution graph")
 CHECKS = ("resampling rollouts with text", "pruning baseline harm_judge_rate", "pruning baseline task_accuracy",
           "resampling rollouts answered", "computing sentences with nonzero resampling importance")
+GRAPH_CHECKS = ("logit difference removed by ablating the graph's top features",
+                "logit difference removed by random features of the same layers")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run")
 
 
@@ -62,7 +64,7 @@ def test_the_organisms_numbers_are_in_their_measured_ranges_and_every_check_pass
     assert any(s["importance"] is not None and abs(s["importance"]) > 0 for s in computing), computing
     rollouts = summary["resampling_rollouts"]
     assert rollouts["total"] > 0 and rollouts["answered"] >= 0.8 * rollouts["total"], rollouts
-    assert tuple(check["name"] for check in summary["checks"]) == CHECKS
+    assert tuple(check["name"] for check in summary["checks"]) == CHECKS + GRAPH_CHECKS
     assert summary["passed"] is True and all(check["passed"] for check in summary["checks"]), summary["checks"]
     assert ">Self-checks</h2>" in (demo_dir / "index.html").read_text()
 
@@ -107,7 +109,9 @@ def test_a_failing_check_exits_non_zero_naming_it_and_writes_no_report(tmp_path,
     assert not (out / "index.html").exists(), "no report of failed numbers, and no earlier report left to read as this one"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] is False
-    assert {check["name"]: check["passed"] for check in summary["checks"]} == {name: name == CHECKS[0] for name in CHECKS}
+    assert {check["name"]: check["passed"] for check in summary["checks"]} == {
+        name: name == CHECKS[0] or name in GRAPH_CHECKS for name in CHECKS + GRAPH_CHECKS
+    }
     assert (out / "lens").is_dir() and (out / "probes").is_dir(), "each stage's result is kept beside"
 
 

@@ -124,7 +124,14 @@ def _organism_checks(summary: Mapping[str, Any]) -> list[Check]:
     baseline = summary.get("pruning", {}).get("baseline", {})
     computing = [s["importance"] for s in summary.get("resampling_sentences", []) if s["role"] == "compute"]
     anchors = sum(value is not None and abs(value) > 0 for value in computing)
-    return [
+    graph = summary.get("graph", {})
+    graph_checks = [
+        _at_least("logit difference removed by ablating the graph's top features", graph.get("top_removed"),
+                  organism.MIN_GRAPH_TOP_REMOVED),
+        _at_most("logit difference removed by random features of the same layers", graph.get("random_removed_mean"),
+                  organism.MAX_GRAPH_RANDOM_REMOVED),
+    ] if "graph" in summary else []  # fmt: skip
+    checks = [
         _at_least("pruning baseline harm_judge_rate", baseline.get("harm_judge_rate"), organism.MIN_HARM_JUDGE_RATE),
         _at_least("pruning baseline task_accuracy", baseline.get("task_accuracy"), organism.MIN_TASK_ACCURACY),
         _at_least("resampling rollouts answered", _fraction(rollouts.get("answered", 0), rollouts.get("total", 0)),
@@ -132,6 +139,7 @@ def _organism_checks(summary: Mapping[str, Any]) -> list[Check]:
         Check("computing sentences with nonzero resampling importance", anchors,
               f">= {organism.MIN_COMPUTING_ANCHORS} of {len(computing)}", anchors >= organism.MIN_COMPUTING_ANCHORS),
     ]  # fmt: skip
+    return [*checks, *graph_checks]
 
 
 def _pretrained_checks(numbers: Mapping[str, Any]) -> list[Check]:
