@@ -55,6 +55,20 @@ _LAZY = {
     "run_rollouts": "interp.resampling",
     "analyze": "interp.resampling",
     "resilience": "interp.resampling",
+    "train_dictionary": "interp.dictionaries",
+    "load_dictionary": "interp.dictionaries",
+    "feature_attribution": "interp.dictionaries",
+    "feature_patching": "interp.dictionaries",
+    "feature_logit_attribution": "interp.dictionaries",
+    "ablated_features": "interp.dictionaries",
+    "steered": "interp.dictionaries",
+    "encode_store": "interp.dictionaries",
+    "evaluate_dictionary": "interp.dictionaries.evaluate",
+    "attribute": "interp.graphs",
+    "prune_graph": "interp.graphs",
+    "compute_graph_scores": "interp.graphs",
+    "intervene": "interp.graphs",
+    "load_transcoders": "interp.graphs",
     "organism_report": "interp.organisms.evaluate",
     "run_demo": "interp.demo",
 }
@@ -63,6 +77,17 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 if TYPE_CHECKING:  # what IDEs and type checkers see as interp.<name>
     from interp.data import PromptSet
     from interp.demo import run_demo
+    from interp.dictionaries import (
+        ablated_features,
+        encode_store,
+        feature_attribution,
+        feature_logit_attribution,
+        feature_patching,
+        load_dictionary,
+        steered,
+        train_dictionary,
+    )
+    from interp.dictionaries.evaluate import evaluate_dictionary
     from interp.directions import (
         ablated,
         added,
@@ -72,6 +97,7 @@ if TYPE_CHECKING:  # what IDEs and type checkers see as interp.<name>
         read_instructions,
         save_orthogonalized,
     )
+    from interp.graphs import attribute, compute_graph_scores, intervene, load_transcoders, prune_graph
     from interp.lens import TunedLens, generate_texts, lens_kl, logit_lens, train_tuned_lens
     from interp.mechanisms.attention import attention_pattern
     from interp.mechanisms.dla import direct_logit_attribution

@@ -25,7 +25,7 @@ from interp.lazy import lazy_exports
 
 _EXPORTS = {
     "SparseDictionary": "interp.dictionaries.dictionary",
-    "save_dictionary": "interp.dictionaries.formats",
+    "save_dictionary": "interp.dictionaries.writing",
     "load_dictionary": "interp.dictionaries.formats",
     "TrainingRows": "interp.dictionaries.rows",
     "TrainingSettings": "interp.dictionaries.settings",
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from interp.dictionaries.attribution import FeatureAttribution, feature_attribution
     from interp.dictionaries.dictionary import SparseDictionary
     from interp.dictionaries.direct import FeatureLogitAttribution, feature_logit_attribution
-    from interp.dictionaries.formats import load, load_dictionary, save_dictionary
+    from interp.dictionaries.formats import load, load_dictionary
     from interp.dictionaries.interventions import ablated_features, spliced, steered
     from interp.dictionaries.log import TrainingLog
     from interp.dictionaries.patching import FeaturePatching, feature_patching
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from interp.dictionaries.rows import TrainingRows
     from interp.dictionaries.settings import TrainingSettings
     from interp.dictionaries.training import train, train_dictionary
+    from interp.dictionaries.writing import save_dictionary
 
 __all__ = [
     "FeatureAttribution",

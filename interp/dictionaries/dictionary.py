@@ -148,7 +148,7 @@ class SparseDictionary:
     def save(self, directory, format: str | None = None):
         """Write the dictionary to ``directory`` (``interp.dictionaries.save_dictionary``: sparsify's format for TopK,
         SAELens's otherwise, or ``format="sparsify"`` / ``"saelens"``); returns the directory."""
-        from interp.dictionaries.formats import save_dictionary
+        from interp.dictionaries.writing import save_dictionary
 
         return save_dictionary(self, directory, format=format)
 

@@ -27,10 +27,11 @@ from safetensors.torch import load_file
 
 from interp.dictionaries.batch_topk import THRESHOLD_BUFFER, add_threshold, batch_topk_forward
 from interp.dictionaries.dictionary import SparseDictionary
-from interp.dictionaries.formats import INTERP_FILE, load_dictionary, save_dictionary
+from interp.dictionaries.formats import INTERP_FILE, load_dictionary
 from interp.dictionaries.log import TrainingLog
 from interp.dictionaries.rows import DEFAULT_WINDOW_BYTES, TrainingRows
 from interp.dictionaries.settings import TrainingSettings
+from interp.dictionaries.writing import save_dictionary
 from interp.directories import exclusive_lock
 from interp.errors import InterpError
 from interp.io import atomic_write_json, atomic_write_safetensors
@@ -79,6 +80,11 @@ def train_dictionary(
     if settings.k > d_sae:
         raise InterpError(f"k = {settings.k} is larger than the dictionary's {d_sae} latents; choose k <= d_sae.")
     transcoder = len(sites) == 2
+    if transcoder and settings.activation == "batchtopk":
+        raise InterpError(
+            "BatchTopK trains sparse autoencoders only here (a BatchTopK transcoder would be a JumpReLU transcoder, "
+            "which no shared format holds); train the transcoder with activation='topk'."
+        )
     if transcoder and d_out != d_in:
         raise InterpError(f"a transcoder needs input and output of one width; {site} is {d_in}, {output_site} {d_out}.")
     out = Path(out)

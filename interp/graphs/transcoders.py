@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from interp.dictionaries.dictionary import SparseDictionary
-from interp.dictionaries.formats import CONFIG, load_dictionary, save_dictionary
+from interp.dictionaries.formats import CONFIG, load_dictionary
+from interp.dictionaries.writing import save_dictionary
 from interp.errors import InterpError
 
 if TYPE_CHECKING:

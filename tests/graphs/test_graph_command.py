@@ -25,7 +25,8 @@ import torch
 
 from interp.cli import main
 from interp.dictionaries.dictionary import SparseDictionary
-from interp.dictionaries.formats import INTERP_FILE, save_dictionary
+from interp.dictionaries.formats import INTERP_FILE
+from interp.dictionaries.writing import save_dictionary
 from interp.errors import InterpError
 from interp.graphs import Graph, attribute, load_feature_evaluations, load_transcoders, save_transcoders
 from interp.model import model_id
