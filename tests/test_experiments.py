@@ -368,7 +368,7 @@ def data_dir(tmp_path) -> Path:
         (
             'analysis = "lense"',
             "unknown analysis 'lense' in the config. Did you mean 'lens'? Known analyses: cache, lens, patching, "
-            "probes, resampling, pruning, directions, recognition, dictionary.",
+            "probes, resampling, pruning, directions, recognition, dictionary, graph.",
         ),
         (
             'analysis = "lens"\ntop_kk = 3\n[prompts]\npath = "p.jsonl"',

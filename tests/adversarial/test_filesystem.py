@@ -34,6 +34,7 @@ DIRECTORY_OUTPUTS = {
     "organism train": ["organism", "train", "--mini"],
     "dictionary train": ["dictionary", "train", "--store", "acts", "--site", "blocks.0.hook_resid_post"],
     "dictionary eval": ["dictionary", "eval", "--dictionary", "sae", "--prompts", "p.jsonl"],
+    "graph": ["graph", "--prompt", "the cat", "--transcoders", "tc"],
     "run": ["run", "experiment.toml"],
     "demo": ["demo"],
 }
