@@ -320,7 +320,7 @@ def _stage_resampling(model, out: Path, quick: bool) -> tuple[Section, dict]:
 
 
 GRAPH_PROMPTS, GRAPH_TOP, GRAPH_DRAWS = 8, 5, 5  # as circuits/graph_organism/graph_organism.py
-MIN_GRAPH_TOP_REMOVED, MAX_GRAPH_RANDOM_REMOVED = 0.5, 0.1  # the targets for the graph's top features
+MIN_GRAPH_TOP_REMOVED, MAX_GRAPH_RANDOM_REMOVED = 0.5, 0.1  # top features >= 50%, random <= 10%
 
 
 def _stage_graph(model, out: Path, quick: bool) -> tuple[Section, dict]:

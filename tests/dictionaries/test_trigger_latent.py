@@ -1,5 +1,5 @@
 """The organism's planted backdoor, found by a sparse autoencoder: one latent reads the trigger at the position where
-the model decides (the known answer of the dictionaries issue), measured by ``circuits/trigger_latent_organism``'s
+the model decides (a planted known answer for sparse dictionaries), measured by ``circuits/trigger_latent_organism``'s
 own ``measure`` (the numbers its README reports).
 
 Activation patching places the decision: the trigger's effect moves from the trigger token to the last prompt

@@ -1,4 +1,4 @@
-"""The organism's planted backdoor as an attribution graph (the known answer of the attribution-graph issue), measured
+"""The organism's planted backdoor as an attribution graph (a planted known answer for attribution graphs), measured
 by ``circuits/graph_organism``'s own ``measure`` (the numbers its README reports).
 
 One transcoder per layer (1,024 latents, k = 8, trained on 1,200 organism prompts with and without the trigger);
