@@ -5,7 +5,8 @@ directory of ``interp.dictionaries.save_dictionary``). ``load_transcoders`` read
 holding one dictionary directory per layer in a format ``load_dictionary`` reads (sparsify's per-hookpoint folders
 ``layers.3.mlp/`` included), or a list of dictionary directories. Each one's layer is read from its recorded site
 ``blocks.L.ln2.hook_normalized``; a dictionary that records no site (a bare sparsify checkpoint) takes it from its
-folder's name (``layers.3.mlp``, ``h.3.mlp``, ``layer_03``) and is given the sites attribution graphs need.
+folder's name (``layers.3.mlp``, ``h.3.mlp``, ``layer_03``) and is given the sites attribution graphs need. A YAML
+file is circuit-tracer's config of a set (``interp.graphs.circuit_tracer``).
 
 A missing layer, two transcoders for one layer, a sparse autoencoder among them or transcoders of different models
 are each one ``InterpError`` line naming the directories.
@@ -26,6 +27,7 @@ from interp.dictionaries.dictionary import SparseDictionary
 from interp.dictionaries.formats import CONFIG, load_dictionary
 from interp.dictionaries.writing import save_dictionary
 from interp.errors import InterpError
+from interp.graphs.circuit_tracer import is_circuit_tracer_config, read_circuit_tracer_set
 
 if TYPE_CHECKING:
     from interp.dictionaries.evaluate import DictionaryEval
@@ -77,11 +79,13 @@ def _for_layer(transcoder: SparseDictionary, layer: int) -> SparseDictionary:
 
 def load_transcoders(source: str | Path | Sequence[str | Path], n_layers: int | None = None) -> list[SparseDictionary]:
     """The transcoders of ``source`` in layer order (see the module docstring): a directory of one dictionary
-    directory per layer, or a list of dictionary directories. ``n_layers``: the model's layer count (default: one
+    directory per layer, a list of dictionary directories, or circuit-tracer's YAML config of a set
+    (``interp.graphs.circuit_tracer``). ``n_layers``: the model's layer count (default: one
     more than the highest layer found); every layer below it needs exactly one transcoder."""
-    directories = _dictionary_directories(source)
     found: dict[int, tuple[Path, SparseDictionary]] = {}
-    for directory in directories:
+    if isinstance(source, (str, Path)) and is_circuit_tracer_config(Path(source)):
+        found = read_circuit_tracer_set(Path(source))
+    for directory in [] if found else _dictionary_directories(source):
         dictionary = load_dictionary(directory)
         layer = _layer_of(dictionary, directory)
         dictionary = _transcoder_of(dictionary, directory, layer)
