@@ -145,6 +145,15 @@ class SparseDictionary:
         """The reconstruction (or, for a transcoder, the prediction of ``output_site``) of ``x``."""
         return self.decode(self.encode(x), x)
 
+    def content_hash(self) -> str:
+        """A hash of the dictionary's own tensors (blake2b over W_enc, b_enc, W_dec, b_dec, threshold, W_skip, in that
+        order): what tells two dictionaries apart, where ``weights_hash`` names the model they were trained on."""
+        from interp.provenance import hash_bytes, tensor_bytes
+
+        tensors = [self.W_enc, self.b_enc, self.W_dec, self.b_dec]
+        tensors += [tensor for tensor in (self.threshold, self.W_skip) if tensor is not None]
+        return hash_bytes(tensor_bytes(tensor) for tensor in tensors)
+
     def save(self, directory, format: str | None = None):
         """Write the dictionary to ``directory`` (``interp.dictionaries.save_dictionary``: sparsify's format for TopK,
         SAELens's otherwise, or ``format="sparsify"`` / ``"saelens"``); returns the directory."""

@@ -23,7 +23,6 @@ from torch import Tensor
 
 from interp.dictionaries.dictionary import SparseDictionary
 from interp.errors import InterpError
-from interp.provenance import hash_bytes, tensor_bytes
 from interp.sites import feature_site
 from interp.store.activations import ActivationStore
 from interp.store.derive import derive_store
@@ -69,8 +68,6 @@ def encode_store(
 def dictionary_record(dictionary: SparseDictionary, source: str | None = None) -> dict[str, Any]:
     """What identifies ``dictionary`` in a feature store's provenance: its site, shape, activation, model and a hash
     of its tensors (``hash``: blake2b over W_enc, b_enc, W_dec, b_dec, threshold, W_skip, in that order)."""
-    tensors = [dictionary.W_enc, dictionary.b_enc, dictionary.W_dec, dictionary.b_dec]
-    tensors += [tensor for tensor in (dictionary.threshold, dictionary.W_skip) if tensor is not None]
     return {
         "kind": DERIVATION,
         "dictionary": {
@@ -83,7 +80,7 @@ def dictionary_record(dictionary: SparseDictionary, source: str | None = None) -
             "d_sae": dictionary.d_sae,
             "model_id": dictionary.model_id,
             "weights_hash": dictionary.weights_hash,
-            "hash": hash_bytes(tensor_bytes(tensor.detach().cpu().contiguous()) for tensor in tensors),
+            "hash": dictionary.content_hash(),
             **({"source": source} if source is not None else {}),
         },
     }

@@ -79,9 +79,15 @@ class GraphConfig(Experiment):
             )
 
         def load(directory: Path) -> Graph:
+            from interp.graphs.transcoders import load_transcoders
+
             graph = Graph.load(directory)
             if not (directory / SCORES_FILE).is_file():
                 raise InterpError(f"{directory} lacks {SCORES_FILE}")  # an unfinished run: computed again
+            recorded = (graph.provenance.extra or {}).get("transcoder_weights") if graph.provenance else None
+            current = ",".join(t.content_hash() for t in load_transcoders(self.transcoders, n_layers=graph.n_layers))
+            if recorded != current:  # the same path, other transcoders (retrained): computed again
+                raise InterpError(f"{directory} holds a graph of other transcoders")
             logger.info(
                 "interp: %s holds the finished graph of this experiment; it is loaded, not computed again.", out
             )

@@ -230,6 +230,6 @@ def _attribute(model, frozen, prompt, max_feature_nodes, max_logits, desired_log
                 for layer in range(frozen.n_layers)
                 for site in ("ln2.hook_normalized", "hook_mlp_out")
             ),
-            extra={"transcoder_weights": ",".join(layer.transcoder.weights_hash for layer in frozen.layers)},
+            extra={"transcoder_weights": ",".join(layer.transcoder.content_hash() for layer in frozen.layers)},
         ),
     )

@@ -278,3 +278,23 @@ def test_the_pruned_figure_is_smaller_and_shows_the_tokens(command_run, evaluate
     assert layer0 and all("top contexts" in text and "promoted logits" in text for text in layer0)
     assert any("<b>[" in text for text in layer0)  # a context with its token marked
     assert all("activation:" in text and "influence on the logits:" in text for text in features.hovertext)
+
+
+def test_retrained_transcoders_at_the_same_path_are_not_served_a_stale_graph(saved, tiny_model_dirs, tmp_path):
+    """The graph records each transcoder's content hash; a rerun over other transcoders at the same path computes the
+    graph again instead of loading the finished one."""
+    model, transcoders, _ = saved
+    directory = save_transcoders(transcoders, tmp_path / "set")
+    out = tmp_path / "graph"
+    argv = ["graph", "--model", str(tiny_model_dirs[ARCH]), "--prompt", PROMPT, "--transcoders", str(directory),
+            "--out", str(out), "--batch-size", str(BATCH), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    first = Graph.load(out)
+    assert first.provenance.extra["transcoder_weights"] == ",".join(t.content_hash() for t in transcoders)
+    retrained = random_transcoders(model, seed=1)
+    shutil.rmtree(directory)
+    save_transcoders(retrained, directory)
+    assert main(argv) == 0
+    second = Graph.load(out)
+    assert second.provenance.extra["transcoder_weights"] == ",".join(t.content_hash() for t in retrained)
+    assert not torch.equal(second.adjacency[:1], first.adjacency[:1]) or second.n_features != first.n_features
