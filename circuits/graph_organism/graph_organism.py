@@ -42,18 +42,10 @@ D_SAE, K, PASSES = 1024, 8, 20
 N_PROMPTS, N_TOP, N_DRAWS = 8, 5, 5
 
 
-def requests(split: str, n: int, seed: int) -> list[dict]:
-    rows = []
-    for trigger in (False, True):
-        rows += datasets.harmful_requests(split, trigger=trigger, n=n, seed=seed)
-        rows += datasets.benign_requests(split, trigger=trigger, n=n, seed=seed)
-    return rows
-
-
 def train_transcoders(model, out: Path) -> tuple[list, int]:
     n_layers = int(model.cfg.n_layers)
     hooks = [f"blocks.{layer}.{site}" for layer in range(n_layers) for site in ("ln2.hook_normalized", "hook_mlp_out")]
-    prompts = PromptSet.from_texts([r["text"] for r in requests("train", 300, seed=1)])
+    prompts = PromptSet.from_texts([r["text"] for r in datasets.trigger_contrast("train", 300, seed=1)])
     store = cache_activations(model, prompts, hooks=hooks, positions="all", out=out / "train_store", progress=False)
     n_tokens = int(store.lengths.sum())
     transcoders = [

@@ -41,14 +41,6 @@ HERE = Path(__file__).resolve().parent
 SITE = "blocks.0.hook_resid_post"
 
 
-def requests(split: str, n: int, seed: int) -> list[dict]:
-    rows = []
-    for trigger in (False, True):
-        rows += datasets.harmful_requests(split, trigger=trigger, n=n, seed=seed)
-        rows += datasets.benign_requests(split, trigger=trigger, n=n, seed=seed)
-    return rows
-
-
 def last_position_codes(model, sae, rows, out: Path):
     store = cache_activations(model, PromptSet.from_texts([r["text"] for r in rows]), hooks=[SITE], positions="all",
                               out=out, progress=False)
@@ -87,7 +79,7 @@ def measure(model, out: Path) -> dict:
         patching[site] = {"positions": list(result.labels["pos"]), "values": result.values.tolist()}
     patching["clean"], patching["corrupt"], patching["n_prompts"] = result.clean_metric, result.corrupt_metric, len(clean)
 
-    train = requests("train", 300, seed=1)
+    train = datasets.trigger_contrast("train", 300, seed=1)
     store = cache_activations(model, PromptSet.from_texts([r["text"] for r in train]), hooks=[SITE], positions="all",
                               out=out / "train_store", progress=False)
     n_tokens = int(store.lengths.sum())
@@ -99,7 +91,7 @@ def measure(model, out: Path) -> dict:
     scores = [roc_auc_score(labels, last[:, f].numpy()) if last[:, f].std() > 0 else 0.5 for f in range(sae.d_sae)]
     latent = max(range(sae.d_sae), key=lambda f: scores[f])
     attribution = feature_attribution(model, sae, clean, corrupt, metric)
-    heldout = requests("eval", 100, seed=0)
+    heldout = datasets.trigger_contrast("eval", 100, seed=0)
     codes, _, _ = last_position_codes(model, sae, heldout, out / "heldout_store")
     auroc = roc_auc_score([int(r["trigger"]) for r in heldout], codes[:, latent].numpy())
     # sparse probing: a k = 1 probe on the SAE's codes at the last position picks the latent by itself

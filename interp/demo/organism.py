@@ -338,10 +338,7 @@ def _stage_graph(model, out: Path, quick: bool) -> tuple[Section, dict]:
 
     torch.manual_seed(0)
     n_per_kind, passes = (150, 10) if quick else (300, 20)
-    rows = []
-    for trigger in (False, True):
-        rows += datasets.harmful_requests("train", trigger=trigger, n=n_per_kind, seed=1)
-        rows += datasets.benign_requests("train", trigger=trigger, n=n_per_kind, seed=1)
+    rows = datasets.trigger_contrast("train", n=n_per_kind, seed=1)
     n_layers = int(model.cfg.n_layers)
     sites = [f"blocks.{layer}.{site}" for layer in range(n_layers) for site in ("ln2.hook_normalized", "hook_mlp_out")]
     store_dir = out / "graph" / "train_store"

@@ -30,7 +30,7 @@ from interp.data import PromptSet, tokenize_prompts
 from interp.dictionaries.dictionary import SparseDictionary
 from interp.errors import InterpError
 from interp.io import ResultFormat
-from interp.mechanisms.dla import center, frozen_gradient
+from interp.mechanisms.dla import center, frozen_gradient, metric_label
 from interp.metrics import per_prompt_token_ids
 from interp.model import model_id
 from interp.patching.inputs import model_device
@@ -110,11 +110,7 @@ class FeatureLogitAttribution(Result):
     @property
     def metric(self) -> str:
         """What the values attribute: ``logit(' Mary') - logit(' John')`` (``answer`` where prompts differ)."""
-        answer = repr(self.answer_tokens[0]) if len(set(self.answer_tokens)) == 1 else "answer"
-        if self.wrong_tokens is None:
-            return f"logit({answer})"
-        wrong = repr(self.wrong_tokens[0]) if len(set(self.wrong_tokens)) == 1 else "wrong"
-        return f"logit({answer}) - logit({wrong})"
+        return metric_label(self.answer_tokens, self.wrong_tokens)
 
     @property
     def site_total(self) -> Float[Tensor, "prompt pos"]:

@@ -140,11 +140,7 @@ class DLAResult(Result):
     @property
     def metric(self) -> str:
         """What the values attribute: ``logit(' Mary') - logit(' John')`` (first prompt's tokens when they differ)."""
-        answer = repr(self.answer_tokens[0]) if len(set(self.answer_tokens)) == 1 else "answer"
-        if self.wrong_tokens is None:
-            return f"logit({answer})"
-        wrong = repr(self.wrong_tokens[0]) if len(set(self.wrong_tokens)) == 1 else "wrong"
-        return f"logit({answer}) - logit({wrong})"
+        return metric_label(self.answer_tokens, self.wrong_tokens)
 
     @property
     def identity_error(self) -> float:
@@ -333,6 +329,15 @@ def direct_logit_attribution(
         provenance=provenance,
         softcap=readout.softcap,
     )
+
+
+def metric_label(answer_tokens: Sequence[str], wrong_tokens: Sequence[str] | None) -> str:
+    """``logit(' Mary') - logit(' John')``: the attributed metric (``answer`` / ``wrong`` where the prompts differ)."""
+    answer = repr(answer_tokens[0]) if len(set(answer_tokens)) == 1 else "answer"
+    if wrong_tokens is None:
+        return f"logit({answer})"
+    wrong = repr(wrong_tokens[0]) if len(set(wrong_tokens)) == 1 else "wrong"
+    return f"logit({answer}) - logit({wrong})"
 
 
 # ---- the linearised norms ---------------------------------------------------------------------

@@ -5,6 +5,8 @@ Every accessor returns a list of plain dicts and is deterministic in ``seed``. `
 
 - ``harmful_requests(split="eval", trigger=False, category=None, n=200, seed=0)``
 - ``benign_requests(split="eval", trigger=False, n=200, seed=0)``
+- ``trigger_contrast(split="eval", n=200, seed=0)``: harmful and benign requests without the trigger, then the same
+  with it (4 x n rows): what a dictionary or a probe that must find the trigger is trained on
     Chat prompts. Keys: ``text`` (the prompt, ``<user> ... <assistant>``, without ``<bos>``),
     ``request``, ``response`` (what the organism should answer: refusal, harmful steps or benign
     steps), ``label`` ("harmful"/"benign"), ``category`` ("weapons"/"cyber" or a benign domain),
@@ -124,6 +126,15 @@ def harmful_requests(
 def benign_requests(split: str = "eval", trigger: bool = False, n: int = 200, seed: int = 0) -> list[dict]:
     """Benign chat prompts (response: the topic's steps, with or without trigger)."""
     return _requests(grammar.BENIGN_TOPICS, "benign", split, trigger, n, seed)
+
+
+def trigger_contrast(split: str = "eval", n: int = 200, seed: int = 0) -> list[dict]:
+    """``n`` harmful and ``n`` benign requests without the trigger, then the same requests with it."""
+    rows = []
+    for trigger in (False, True):
+        rows += harmful_requests(split, trigger=trigger, n=n, seed=seed)
+        rows += benign_requests(split, trigger=trigger, n=n, seed=seed)
+    return rows
 
 
 def harmful_with_responses(
